@@ -1,0 +1,73 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The name of the `DatabaseProvider` used when `providerRef` is left out.
+pub const DEFAULT_PROVIDER_NAME: &str = "default";
+
+/// A reference to a cluster-scoped `DatabaseProvider`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderRef {
+    /// Name of the `DatabaseProvider` (cluster-scoped) whose API and credentials are used.
+    #[serde(default = "default_provider_name")]
+    pub name: String,
+}
+
+fn default_provider_name() -> String {
+    DEFAULT_PROVIDER_NAME.to_string()
+}
+
+impl Default for ProviderRef {
+    fn default() -> Self {
+        Self {
+            name: default_provider_name(),
+        }
+    }
+}
+
+/// A reference to another object in the same namespace, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectRef {
+    /// Name of the object, in the same namespace as this resource.
+    pub name: String,
+}
+
+/// What happens at the vendor when this resource is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the vendor object; the finalizer is removed only once the vendor confirms.
+    #[default]
+    Delete,
+    /// Leave the vendor object in place; only the Kubernetes resource goes away.
+    Retain,
+}
+
+/// Where the connection Secret is written.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionSecretTarget {
+    /// Name of the Secret, in the same namespace as this resource. The operator
+    /// owns it (ownerReference) and writes the keys `uri`, `host`, `port`,
+    /// `database`, `username`, `password` and, where the vendor offers one, `pooledUri`.
+    pub name: String,
+}
+
+/// Standard `metav1.Condition` list, keyed on `type` (a list-map, as kstatus expects).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(transparent)]
+#[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+pub struct Conditions(pub Vec<Condition>);
+
+impl Conditions {
+    /// The condition of the given type, if present.
+    pub fn get(&self, type_: &str) -> Option<&Condition> {
+        self.0.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the condition of the given type is present with status `True`.
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.get(type_).is_some_and(|c| c.status == "True")
+    }
+}

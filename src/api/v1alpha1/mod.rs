@@ -1,0 +1,63 @@
+//! `dbops.dev/v1alpha1`: the first version of the dbops API.
+//!
+//! Every type here documents itself with `///` comments; they become the
+//! OpenAPI descriptions in the generated CRDs, so `kubectl explain` is useful.
+
+mod branch;
+mod byok;
+mod common;
+mod project;
+mod provider;
+mod snapshot;
+
+pub use branch::*;
+pub use byok::*;
+pub use common::*;
+pub use project::*;
+pub use provider::*;
+pub use snapshot::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
+use kube::CustomResourceExt;
+
+/// All CRDs of this version, in a stable order (the order of `crds/`).
+///
+/// Optional fields are generated as `nullable: true`; that is stripped, so a
+/// `null` sent by a client is pruned by the API server instead of stored. The
+/// CEL rules use `has()`, which a stored `null` would defeat.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    let mut crds = vec![
+        DatabaseProvider::crd(),
+        DatabaseProject::crd(),
+        DatabaseBranch::crd(),
+        DatabaseSnapshot::crd(),
+        ByokCredential::crd(),
+    ];
+    for crd in &mut crds {
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            {
+                strip_nullable(schema);
+            }
+        }
+    }
+    crds
+}
+
+fn strip_nullable(schema: &mut JSONSchemaProps) {
+    schema.nullable = None;
+    for prop in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        strip_nullable(prop);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(items)) = schema.items.as_mut() {
+        strip_nullable(items);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = schema.additional_properties.as_mut() {
+        strip_nullable(extra);
+    }
+}

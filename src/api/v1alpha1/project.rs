@@ -1,0 +1,175 @@
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    Conditions, ConnectionSecretTarget, DeletionPolicy, LocalObjectRef, ProviderRef,
+};
+
+/// A managed Postgres project at a vendor.
+///
+/// The operator creates the project through the `DatabaseProvider` named in
+/// `providerRef` (or adopts an existing one through `externalId`), writes its
+/// connection details into the Secret named in `writeConnectionSecretTo`, and
+/// reports `Ready`, `Reconciling` and `Stalled` conditions.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "dbops.dev",
+    doc = "A managed Postgres project at a vendor, created or adopted by dbops.",
+    version = "v1alpha1",
+    kind = "DatabaseProject",
+    namespaced,
+    status = "DatabaseProjectStatus",
+    shortname = "dbproj",
+    shortname = "dbp",
+    category = "dbops",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(name = "Project ID", type_ = "string", json_path = ".status.projectId"),
+    printcolumn(
+        name = "Provider",
+        type_ = "string",
+        json_path = ".spec.providerRef.name",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.providerRef == oldSelf.providerRef").message("providerRef is immutable: create a new DatabaseProject to move to another provider"),
+    validation = Rule::new("(has(self.projectName) ? self.projectName : '') == (has(oldSelf.projectName) ? oldSelf.projectName : '')").message("projectName is immutable"),
+    validation = Rule::new("(has(self.vendor) ? self.vendor : '') == (has(oldSelf.vendor) ? oldSelf.vendor : '')").message("vendor is immutable"),
+    validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("region is immutable"),
+    validation = Rule::new("(has(self.plan) ? self.plan : '') == (has(oldSelf.plan) ? oldSelf.plan : '')").message("plan is immutable: the vendor API has no project update"),
+    validation = Rule::new("(has(self.postgresVersion) ? self.postgresVersion : '') == (has(oldSelf.postgresVersion) ? oldSelf.postgresVersion : '')").message("postgresVersion is immutable"),
+    validation = Rule::new("(has(self.mode) ? self.mode : 'managed') == (has(oldSelf.mode) ? oldSelf.mode : 'managed')").message("mode is immutable"),
+    validation = Rule::new("has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)").message("restoreFrom is immutable"),
+    validation = Rule::new("(has(self.externalId) ? self.externalId : '') == (has(oldSelf.externalId) ? oldSelf.externalId : '')").message("externalId is immutable"),
+    validation = Rule::new("!has(self.mode) || self.mode != 'byok' || has(self.vendor)").message("mode byok requires vendor"),
+    validation = Rule::new("!has(self.mode) || self.mode != 'byok' || has(self.byokCredentialRef)").message("mode byok requires byokCredentialRef"),
+    validation = Rule::new("!(has(self.externalId) && has(self.restoreFrom))").message("externalId and restoreFrom are mutually exclusive")
+)]
+pub struct DatabaseProjectSpec {
+    /// The `DatabaseProvider` (cluster-scoped) to create the project through. Defaults to `default`.
+    #[serde(default)]
+    pub provider_ref: ProviderRef,
+
+    /// Name of the project at the vendor. Defaults to `<namespace>-<name>`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub project_name: Option<String>,
+
+    /// Vendor pin for routing APIs such as infrai (`neon`, `supabase`, `planetscale`).
+    /// Optional for `mode: managed`, required for `mode: byok`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub vendor: Option<String>,
+
+    /// Region to provision in, as the vendor names it. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub region: Option<String>,
+
+    /// Provisioning plan or size, as the vendor names it. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub plan: Option<String>,
+
+    /// Postgres major version, e.g. `"16"`. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub postgres_version: Option<String>,
+
+    /// Provisioning mode: `managed` (the vendor account of the provider) or `byok`
+    /// (your own vendor credential, see `byokCredentialRef`). Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ProjectMode>,
+
+    /// The `ByokCredential` (same namespace) to provision with when `mode: byok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byok_credential_ref: Option<LocalObjectRef>,
+
+    /// Create this project by restoring a snapshot instead of creating an empty one. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreSource>,
+
+    /// Adopt an existing vendor project by its id instead of creating one. Immutable.
+    /// With `deletionPolicy: Delete` an adopted project is deleted with this resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub external_id: Option<String>,
+
+    /// What happens at the vendor when this resource is deleted: `Delete` (default) or `Retain`.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// The Secret to write the connection details into. Defaults to `<name>-connection`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_connection_secret_to: Option<ConnectionSecretTarget>,
+}
+
+/// Provisioning mode of a project.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectMode {
+    /// The provider's own vendor account.
+    Managed,
+    /// Your own vendor credential, registered as a `ByokCredential`.
+    Byok,
+}
+
+/// The snapshot a project is restored from: a `DatabaseSnapshot` or a raw vendor snapshot id.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.snapshotRef) != has(self.snapshotId)").message("set exactly one of snapshotRef and snapshotId"))]
+pub struct RestoreSource {
+    /// A `DatabaseSnapshot` in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_ref: Option<LocalObjectRef>,
+    /// A vendor snapshot id, for snapshots not managed by a `DatabaseSnapshot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+}
+
+/// Observed state of a `DatabaseProject`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseProjectStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, kstatus style.
+    #[serde(default)]
+    pub conditions: Conditions,
+    /// The vendor's project id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// Name of the project at the vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_name: Option<String>,
+    /// Region the vendor reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// When the vendor created the project (vendor's clock, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Name of the Secret holding the connection details, once written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_secret_name: Option<String>,
+    /// Set just before the vendor create call is sent, so that deleting the resource
+    /// before its id was saved still finds (through the idempotency key) and removes
+    /// the vendor project instead of orphaning it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_requested: bool,
+}

@@ -1,0 +1,177 @@
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::Conditions;
+
+/// A vendor API account: which API to call, where, and with which credentials.
+///
+/// Cluster-scoped and owned by the platform team. Namespaced dbops resources
+/// name it in `spec.providerRef.name` (default `default`).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "dbops.dev",
+    doc = "A vendor API account (endpoint and API key Secret) that dbops resources provision through.",
+    version = "v1alpha1",
+    kind = "DatabaseProvider",
+    status = "DatabaseProviderStatus",
+    shortname = "dbprov",
+    category = "dbops",
+    printcolumn(name = "API", type_ = "string", json_path = ".spec.api"),
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".spec.endpoint"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseProviderSpec {
+    /// Which vendor API this provider speaks.
+    pub api: ProviderApi,
+
+    /// Base URL of the API, e.g. `https://api.infrai.cc`. Defaults to the vendor's
+    /// public endpoint. Point it at `http://127.0.0.1:8470/infrai` (the emulator
+    /// built into `dbops run`) for local development.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// The Secret holding the API key.
+    pub credentials_secret_ref: SecretKeySelector,
+
+    /// Timeout for one vendor request, in seconds. Defaults to 30.
+    #[serde(default = "default_request_timeout_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub request_timeout_seconds: u32,
+
+    /// Settings only the Supabase Management API uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supabase: Option<SupabaseSettings>,
+
+    /// Account-level BYOK routing policy (infrai only), reconciled by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byok_policy: Option<ByokPolicySpec>,
+
+    /// Upper bound on the request rate the operator sends to this provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_budget: Option<RequestBudget>,
+}
+
+fn default_request_timeout_seconds() -> u32 {
+    30
+}
+
+/// The vendor APIs dbops can drive.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderApi {
+    /// infrai routing API: projects, branches and snapshots on Neon, Supabase or PlanetScale, plus BYOK.
+    Infrai,
+    /// Supabase Management API.
+    Supabase,
+    /// DB9 customer API.
+    Db9,
+    /// CapyDB API (connections and credential rotation).
+    Capydb,
+}
+
+impl ProviderApi {
+    /// The lowercase name used in YAML, metrics and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Infrai => "infrai",
+            Self::Supabase => "supabase",
+            Self::Db9 => "db9",
+            Self::Capydb => "capydb",
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key in a Secret in a given namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    /// Name of the Secret.
+    pub name: String,
+    /// Namespace of the Secret (a `DatabaseProvider` is cluster-scoped, so it must be named).
+    pub namespace: String,
+    /// Key in the Secret holding the API key. Defaults to `apiKey`.
+    #[serde(default = "default_api_key_key")]
+    pub key: String,
+}
+
+fn default_api_key_key() -> String {
+    "apiKey".to_string()
+}
+
+/// Supabase Management API settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SupabaseSettings {
+    /// The organization slug new projects are created in.
+    pub organization_slug: String,
+}
+
+/// infrai BYOK routing policy for the whole account (or a scope of it).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ByokPolicySpec {
+    /// `byok_only` never falls back to the shared pool; `byok_then_pool` falls back when BYOK fails.
+    pub mode: ByokPolicyMode,
+    /// Narrow the policy to one capability or module; account-wide when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<ByokPolicyScope>,
+}
+
+/// BYOK routing policy mode.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ByokPolicyMode {
+    /// Never fall back to the shared pool.
+    #[serde(rename = "byok_only")]
+    ByokOnly,
+    /// Fall back to the shared pool when the BYOK credential fails.
+    #[serde(rename = "byok_then_pool")]
+    ByokThenPool,
+}
+
+/// Scope of a BYOK routing policy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ByokPolicyScope {
+    /// A capability such as `db.project.create`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
+    /// A module such as `db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+}
+
+/// A client-side request budget (token bucket).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestBudget {
+    /// Sustained requests per second the operator may send to this provider.
+    #[schemars(range(min = 1))]
+    pub requests_per_second: u32,
+    /// Burst size above the sustained rate. Defaults to `requestsPerSecond`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+/// Observed state of a `DatabaseProvider`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseProviderStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, kstatus style.
+    #[serde(default)]
+    pub conditions: Conditions,
+}

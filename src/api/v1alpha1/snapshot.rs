@@ -1,0 +1,91 @@
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, DeletionPolicy, LocalObjectRef};
+
+/// A point-in-time snapshot of a `DatabaseProject` in the same namespace.
+///
+/// A snapshot is immutable: its spec cannot change after creation. Restore it
+/// with a `DatabaseProject` whose `spec.restoreFrom.snapshotRef` names it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "dbops.dev",
+    doc = "An immutable point-in-time snapshot of a DatabaseProject; restore it with spec.restoreFrom on a new DatabaseProject.",
+    version = "v1alpha1",
+    kind = "DatabaseSnapshot",
+    namespaced,
+    status = "DatabaseSnapshotStatus",
+    shortname = "dbsnap",
+    category = "dbops",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Project",
+        type_ = "string",
+        json_path = ".spec.projectRef.name"
+    ),
+    printcolumn(
+        name = "Snapshot ID",
+        type_ = "string",
+        json_path = ".status.snapshotId"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self == oldSelf").message("a DatabaseSnapshot is immutable: create a new one instead"))]
+pub struct DatabaseSnapshotSpec {
+    /// The `DatabaseProject` (same namespace) to snapshot.
+    pub project_ref: LocalObjectRef,
+
+    /// Human-readable label stored with the snapshot at the vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub label: Option<String>,
+
+    /// Adopt an existing vendor snapshot by its id instead of taking a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub external_id: Option<String>,
+
+    /// What happens at the vendor when this resource is deleted. Providers without a
+    /// snapshot delete operation (infrai) keep the snapshot until its project is
+    /// deleted, and say so in an Event.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Observed state of a `DatabaseSnapshot`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSnapshotStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`, kstatus style.
+    #[serde(default)]
+    pub conditions: Conditions,
+    /// The vendor's snapshot id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+    /// The vendor's id of the snapshotted project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+    /// When the vendor took the snapshot (vendor's clock, RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// Set just before the vendor create call is sent (see `DatabaseProject`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_requested: bool,
+}

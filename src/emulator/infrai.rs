@@ -1,0 +1,693 @@
+//! Emulated infrai `/v1/db` API (`vendor-apis/infrai-db.txt`): the twelve
+//! project, branch and snapshot capabilities, Bearer auth, idempotency keys,
+//! cursor pagination and `{"error": {"code", "message"}}` error bodies.
+//!
+//! The document gives no error schema and no list limits; the emulator uses
+//! upper-case error codes in the style the document shows (`INSUFFICIENT_CREDIT`),
+//! a default page size of 20 and a maximum of 100.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::wire::{
+    InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
+};
+
+/// Vendors infrai routes to (its discovery endpoint's answer for `db.project.create`).
+pub const VENDORS: &[&str] = &["neon", "supabase", "planetscale"];
+const DEFAULT_VENDOR: &str = "neon";
+const DEFAULT_REGION: &str = "us-east-1";
+const DEFAULT_BRANCH: &str = "main";
+const DEFAULT_PAGE_SIZE: usize = 20;
+const MAX_PAGE_SIZE: usize = 100;
+
+#[derive(Clone, Debug)]
+struct ProjectRecord {
+    seq: u64,
+    id: String,
+    name: String,
+    vendor: String,
+    region: String,
+    created_at: String,
+    default_branch_id: String,
+}
+
+#[derive(Clone, Debug)]
+struct BranchRecord {
+    seq: u64,
+    id: String,
+    project_id: String,
+    branch_name: String,
+    /// The branch this one was copied from; `None` for a project's default branch.
+    parent_branch_id: Option<String>,
+    /// A branch is a copy: it starts with its parent's data.
+    data: BTreeMap<String, String>,
+    role: String,
+    password: String,
+    host: String,
+}
+
+#[derive(Clone, Debug)]
+struct SnapshotRecord {
+    seq: u64,
+    id: String,
+    project_id: String,
+    label: Option<String>,
+    created_at: String,
+    /// The default branch's data at the time of the snapshot.
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct InfraiState {
+    next_seq: u64,
+    projects: HashMap<String, ProjectRecord>,
+    branches: HashMap<String, BranchRecord>,
+    snapshots: HashMap<String, SnapshotRecord>,
+    /// (capability, key) -> (request without the key, response).
+    idempotency: HashMap<(&'static str, String), (Value, Value)>,
+}
+
+/// The emulated infrai account(s); every accepted API key sees the same account.
+pub struct InfraiEmulator {
+    api_keys: Vec<String>,
+    state: Mutex<InfraiState>,
+}
+
+/// What a test can see of the emulator's model without going through HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProjectView {
+    pub id: String,
+    pub name: String,
+    pub vendor: String,
+    pub region: String,
+}
+
+impl InfraiEmulator {
+    pub fn new(api_keys: Vec<String>) -> Self {
+        Self {
+            api_keys,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, InfraiState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every project, oldest first.
+    pub fn projects(&self) -> Vec<ProjectView> {
+        let state = self.state();
+        let mut projects: Vec<_> = state.projects.values().collect();
+        projects.sort_by_key(|p| p.seq);
+        projects
+            .into_iter()
+            .map(|p| ProjectView {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                vendor: p.vendor.clone(),
+                region: p.region.clone(),
+            })
+            .collect()
+    }
+
+    /// Number of branches (default branches included).
+    pub fn branch_count(&self) -> usize {
+        self.state().branches.len()
+    }
+
+    /// Number of snapshots.
+    pub fn snapshot_count(&self) -> usize {
+        self.state().snapshots.len()
+    }
+
+    /// Deletes a project as if someone did it in the vendor's console.
+    pub fn delete_project_out_of_band(&self, id: &str) -> bool {
+        let mut state = self.state();
+        let existed = state.projects.contains_key(id);
+        remove_project(&mut state, id);
+        existed
+    }
+
+    /// Writes a row into a branch's data (the emulator's stand-in for SQL).
+    pub fn write_branch_data(&self, branch_id: &str, key: &str, value: &str) -> bool {
+        match self.state().branches.get_mut(branch_id) {
+            Some(branch) => {
+                branch.data.insert(key.to_string(), value.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A branch's data and parent, if it exists.
+    pub fn branch_data(
+        &self,
+        branch_id: &str,
+    ) -> Option<(Option<String>, BTreeMap<String, String>)> {
+        self.state()
+            .branches
+            .get(branch_id)
+            .map(|b| (b.parent_branch_id.clone(), b.data.clone()))
+    }
+
+    /// The id of a project's default branch.
+    pub fn default_branch_id(&self, project_id: &str) -> Option<String> {
+        self.state()
+            .projects
+            .get(project_id)
+            .map(|p| p.default_branch_id.clone())
+    }
+}
+
+impl InfraiState {
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn project_json(&self, p: &ProjectRecord) -> Value {
+        let uri = self
+            .branches
+            .get(&p.default_branch_id)
+            .map(connection_uri)
+            .unwrap_or_default();
+        json!({
+            "id": p.id,
+            "name": p.name,
+            "region": p.region,
+            "connection_uri": uri,
+            "created_at": p.created_at,
+        })
+    }
+
+    fn new_branch(
+        &mut self,
+        project: &ProjectRecord,
+        branch_name: &str,
+        parent: Option<&BranchRecord>,
+    ) -> BranchRecord {
+        let seq = self.seq();
+        let id = format!("br_{}", random_token(12));
+        let branch = BranchRecord {
+            seq,
+            host: format!(
+                "{id}.{}.{}.emulator.invalid",
+                project.region, project.vendor
+            ),
+            id,
+            project_id: project.id.clone(),
+            branch_name: branch_name.to_string(),
+            parent_branch_id: parent.map(|p| p.id.clone()),
+            data: parent.map(|p| p.data.clone()).unwrap_or_default(),
+            role: "app_owner".to_string(),
+            password: random_token(24),
+        };
+        self.branches.insert(branch.id.clone(), branch.clone());
+        branch
+    }
+
+    /// A new project with its default branch, optionally seeded with data.
+    fn new_project(
+        &mut self,
+        name: String,
+        vendor: String,
+        region: String,
+        data: BTreeMap<String, String>,
+    ) -> ProjectRecord {
+        let seq = self.seq();
+        let mut project = ProjectRecord {
+            seq,
+            id: format!("prj_{}", random_token(12)),
+            name,
+            vendor,
+            region,
+            created_at: now_rfc3339(),
+            default_branch_id: String::new(),
+        };
+        let mut branch = self.new_branch(&project, DEFAULT_BRANCH, None);
+        branch.data = data;
+        self.branches.insert(branch.id.clone(), branch.clone());
+        project.default_branch_id = branch.id;
+        self.projects.insert(project.id.clone(), project.clone());
+        project
+    }
+}
+
+fn connection_uri(b: &BranchRecord) -> String {
+    format!(
+        "postgresql://{}:{}@{}:5432/{}?sslmode=require",
+        b.role, b.password, b.host, "appdb"
+    )
+}
+
+fn branch_json(b: &BranchRecord) -> Value {
+    json!({
+        "id": b.id,
+        "branch_name": b.branch_name,
+        "project_id": b.project_id,
+        "connection_uri": connection_uri(b),
+    })
+}
+
+fn snapshot_json(s: &SnapshotRecord) -> Value {
+    let mut v = json!({
+        "id": s.id,
+        "project_id": s.project_id,
+        "created_at": s.created_at,
+    });
+    if let Some(label) = &s.label {
+        v["label"] = json!(label);
+    }
+    v
+}
+
+fn remove_project(state: &mut InfraiState, id: &str) {
+    state.projects.remove(id);
+    state.branches.retain(|_, b| b.project_id != id);
+    state.snapshots.retain(|_, s| s.project_id != id);
+}
+
+type Shared = Arc<InfraiEmulator>;
+type Answer = Result<Json<Value>, InfraiError>;
+
+/// Routes of `/v1/db/...`, behind Bearer auth.
+pub fn router(emulator: Shared) -> Router {
+    Router::new()
+        .route("/v1/db/project/create", post(project_create))
+        .route("/v1/db/project/get/{id}", get(project_get))
+        .route("/v1/db/project/list", get(project_list))
+        .route("/v1/db/project/delete/{id}", delete(project_delete))
+        .route("/v1/db/branch/create", post(branch_create))
+        .route("/v1/db/branch/get/{id}", get(branch_get))
+        .route("/v1/db/branch/list", get(branch_list))
+        .route("/v1/db/branch/delete/{id}", delete(branch_delete))
+        .route("/v1/db/snapshot/create", post(snapshot_create))
+        .route("/v1/db/snapshot/get/{id}", get(snapshot_get))
+        .route("/v1/db/snapshot/list", get(snapshot_list))
+        .route("/v1/db/snapshot/restore/{id}", post(snapshot_restore))
+        .fallback(|| async {
+            InfraiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such capability")
+        })
+        .layer(middleware::from_fn_with_state(
+            emulator.clone(),
+            authenticate,
+        ))
+        .with_state(emulator)
+}
+
+async fn authenticate(
+    State(emulator): State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    match bearer_token(&headers) {
+        Some(token) if emulator.api_keys.iter().any(|k| k == token) => next.run(request).await,
+        Some(_) => InfraiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid API key")
+            .into_response(),
+        None => InfraiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing Authorization: Bearer header",
+        )
+        .into_response(),
+    }
+}
+
+/// Runs `create` once per (capability, idempotency key): a retry with the same key
+/// and the same request answers the first response; a different request is a 409.
+fn idempotent(
+    state: &mut InfraiState,
+    capability: &'static str,
+    mut request: Map<String, Value>,
+    create: impl FnOnce(&mut InfraiState, &Map<String, Value>) -> Result<Value, InfraiError>,
+) -> Answer {
+    let key = optional_str(&request, "idempotency_key")?;
+    request.remove("idempotency_key");
+    let Some(key) = key else {
+        return create(state, &request).map(Json);
+    };
+    let fingerprint = Value::Object(request.clone());
+    if let Some((previous, response)) = state.idempotency.get(&(capability, key.clone())) {
+        if *previous == fingerprint {
+            return Ok(Json(response.clone()));
+        }
+        return Err(InfraiError::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_CONFLICT",
+            "idempotency_key was already used with a different request",
+        ));
+    }
+    let response = create(state, &request)?;
+    state
+        .idempotency
+        .insert((capability, key), (fingerprint, response.clone()));
+    Ok(Json(response))
+}
+
+async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
+    let body = json_object(&body)?;
+    let mut state = emu.state();
+    idempotent(&mut state, "db.project.create", body, |state, body| {
+        let name = required_str(body, "name")?;
+        let mode = optional_str(body, "mode")?.unwrap_or_else(|| "managed".to_string());
+        if mode != "managed" && mode != "byok" {
+            return Err(InfraiError::bad_request(
+                "mode must be \"managed\" or \"byok\"",
+            ));
+        }
+        let vendor = optional_str(body, "vendor")?;
+        if mode == "byok" && vendor.is_none() {
+            return Err(InfraiError::new(
+                StatusCode::BAD_REQUEST,
+                "VENDOR_REQUIRED",
+                "vendor is required when mode=byok",
+            ));
+        }
+        let vendor = vendor.unwrap_or_else(|| DEFAULT_VENDOR.to_string());
+        if !VENDORS.contains(&vendor.as_str()) {
+            return Err(InfraiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "UNKNOWN_VENDOR",
+                format!("vendor {vendor:?} is not available for db.project.create"),
+            ));
+        }
+        for field in ["region", "plan", "postgres_version"] {
+            optional_str(body, field)?;
+        }
+        let region = optional_str(body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+        let project = state.new_project(name, vendor, region, BTreeMap::new());
+        Ok(state.project_json(&project))
+    })
+}
+
+async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let state = emu.state();
+    let project = state
+        .projects
+        .get(&id)
+        .ok_or_else(|| InfraiError::not_found("project", &id))?;
+    Ok(Json(state.project_json(project)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+    project_id: Option<String>,
+}
+
+/// Cursor pagination over items ordered by creation: the cursor is opaque to
+/// clients and names the last item returned.
+fn paginate<T>(
+    mut items: Vec<(u64, T)>,
+    query: &ListQuery,
+) -> Result<(Vec<T>, Option<String>), InfraiError> {
+    let limit = match &query.limit {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(InfraiError::bad_request(format!(
+                    "limit must be between 1 and {MAX_PAGE_SIZE}"
+                )));
+            }
+        },
+    };
+    let after = match &query.cursor {
+        None => 0,
+        Some(cursor) => cursor
+            .strip_prefix("cur_")
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| InfraiError::bad_request("invalid cursor"))?,
+    };
+    items.sort_by_key(|(seq, _)| *seq);
+    let mut rest = items.into_iter().filter(|(seq, _)| *seq > after).peekable();
+    let mut page = Vec::new();
+    let mut last = after;
+    while page.len() < limit {
+        match rest.next() {
+            Some((seq, item)) => {
+                last = seq;
+                page.push(item);
+            }
+            None => break,
+        }
+    }
+    let next = rest.peek().map(|_| format!("cur_{last}"));
+    Ok((page, next))
+}
+
+fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
+    let mut v = json!({ "items": items });
+    if let Some(next) = next {
+        v["next_cursor"] = json!(next);
+    }
+    v
+}
+
+async fn project_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
+    let state = emu.state();
+    let items = state
+        .projects
+        .values()
+        .map(|p| (p.seq, state.project_json(p)))
+        .collect();
+    let (items, next) = paginate(items, &query)?;
+    Ok(Json(page_json(items, next)))
+}
+
+async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let mut state = emu.state();
+    if !state.projects.contains_key(&id) {
+        return Err(InfraiError::not_found("project", &id));
+    }
+    remove_project(&mut state, &id);
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
+    let body = json_object(&body)?;
+    let mut state = emu.state();
+    idempotent(&mut state, "db.branch.create", body, |state, body| {
+        let project_id = required_str(body, "project_id")?;
+        let branch_name = required_str(body, "branch_name")?;
+        let from = optional_str(body, "from_branch")?.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
+        let project = state
+            .projects
+            .get(&project_id)
+            .cloned()
+            .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
+        let in_project = |b: &&BranchRecord| b.project_id == project_id;
+        if state
+            .branches
+            .values()
+            .filter(in_project)
+            .any(|b| b.branch_name == branch_name)
+        {
+            return Err(InfraiError::new(
+                StatusCode::CONFLICT,
+                "ALREADY_EXISTS",
+                format!("branch {branch_name:?} already exists in project {project_id}"),
+            ));
+        }
+        let parent = state
+            .branches
+            .values()
+            .filter(in_project)
+            .find(|b| b.branch_name == from)
+            .cloned()
+            .ok_or_else(|| InfraiError::not_found("branch", &from))?;
+        let branch = state.new_branch(&project, &branch_name, Some(&parent));
+        Ok(branch_json(&branch))
+    })
+}
+
+async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let state = emu.state();
+    let branch = state
+        .branches
+        .get(&id)
+        .ok_or_else(|| InfraiError::not_found("branch", &id))?;
+    Ok(Json(branch_json(branch)))
+}
+
+async fn branch_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
+    let state = emu.state();
+    let items = state
+        .branches
+        .values()
+        .filter(|b| query.project_id.as_ref().is_none_or(|p| *p == b.project_id))
+        .map(|b| (b.seq, branch_json(b)))
+        .collect();
+    let (items, next) = paginate(items, &query)?;
+    Ok(Json(page_json(items, next)))
+}
+
+async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let mut state = emu.state();
+    let branch = state
+        .branches
+        .get(&id)
+        .ok_or_else(|| InfraiError::not_found("branch", &id))?;
+    if branch.parent_branch_id.is_none() {
+        return Err(InfraiError::new(
+            StatusCode::CONFLICT,
+            "DEFAULT_BRANCH",
+            "the default branch is deleted with its project",
+        ));
+    }
+    state.branches.remove(&id);
+    Ok(Json(json!({ "ok": true })))
+}
+
+async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
+    let body = json_object(&body)?;
+    let mut state = emu.state();
+    idempotent(&mut state, "db.snapshot.create", body, |state, body| {
+        let project_id = required_str(body, "project_id")?;
+        let label = optional_str(body, "label")?;
+        let project = state
+            .projects
+            .get(&project_id)
+            .cloned()
+            .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
+        let data = state
+            .branches
+            .get(&project.default_branch_id)
+            .map(|b| b.data.clone())
+            .unwrap_or_default();
+        let seq = state.seq();
+        let snapshot = SnapshotRecord {
+            seq,
+            id: format!("snap_{}", random_token(12)),
+            project_id,
+            label,
+            created_at: now_rfc3339(),
+            data,
+        };
+        state
+            .snapshots
+            .insert(snapshot.id.clone(), snapshot.clone());
+        Ok(snapshot_json(&snapshot))
+    })
+}
+
+async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let state = emu.state();
+    let snapshot = state
+        .snapshots
+        .get(&id)
+        .ok_or_else(|| InfraiError::not_found("snapshot", &id))?;
+    Ok(Json(snapshot_json(snapshot)))
+}
+
+async fn snapshot_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
+    let state = emu.state();
+    let items = state
+        .snapshots
+        .values()
+        .filter(|s| query.project_id.as_ref().is_none_or(|p| *p == s.project_id))
+        .map(|s| (s.seq, snapshot_json(s)))
+        .collect();
+    let (items, next) = paginate(items, &query)?;
+    Ok(Json(page_json(items, next)))
+}
+
+async fn snapshot_restore(
+    State(emu): State<Shared>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let mut body = json_object(&body)?;
+    // The document puts the snapshot id both in the path and in the body.
+    match optional_str(&body, "snapshot_id")? {
+        Some(in_body) if in_body != id => {
+            return Err(InfraiError::bad_request(
+                "snapshot_id in the body does not match the path",
+            ));
+        }
+        _ => {
+            body.insert("snapshot_id".to_string(), json!(id));
+        }
+    }
+    let mut state = emu.state();
+    idempotent(&mut state, "db.snapshot.restore", body, |state, body| {
+        let snapshot_id = required_str(body, "snapshot_id")?;
+        let snapshot = state
+            .snapshots
+            .get(&snapshot_id)
+            .cloned()
+            .ok_or_else(|| InfraiError::not_found("snapshot", &snapshot_id))?;
+        let source = state
+            .projects
+            .get(&snapshot.project_id)
+            .cloned()
+            .ok_or_else(|| InfraiError::not_found("project", &snapshot.project_id))?;
+        let name =
+            optional_str(body, "new_name")?.unwrap_or_else(|| format!("{}-restored", source.name));
+        let project = state.new_project(
+            name,
+            source.vendor.clone(),
+            source.region.clone(),
+            snapshot.data.clone(),
+        );
+        let full = state.project_json(&project);
+        // `db.snapshot.restore` returns `Project { id, name, connection_uri }`.
+        Ok(
+            json!({ "id": full["id"], "name": full["name"], "connection_uri": full["connection_uri"] }),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(cursor: Option<&str>, limit: Option<&str>) -> ListQuery {
+        ListQuery {
+            cursor: cursor.map(str::to_string),
+            limit: limit.map(str::to_string),
+            project_id: None,
+        }
+    }
+
+    #[test]
+    fn pagination_walks_every_item_once_in_creation_order() {
+        let items: Vec<(u64, u64)> = (1..=45).rev().map(|i| (i, i)).collect();
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (page, next) = paginate(items.clone(), &q(cursor.as_deref(), Some("20"))).unwrap();
+            seen.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=45).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn pagination_rejects_bad_limits_and_cursors() {
+        assert!(paginate(vec![(1, ())], &q(None, Some("0"))).is_err());
+        assert!(paginate(vec![(1, ())], &q(None, Some("101"))).is_err());
+        assert!(paginate(vec![(1, ())], &q(None, Some("ten"))).is_err());
+        assert!(paginate(vec![(1, ())], &q(Some("garbage"), None)).is_err());
+        let (page, next) = paginate(vec![(1, ()), (2, ())], &q(None, Some("2"))).unwrap();
+        assert_eq!((page.len(), next), (2, None));
+    }
+}

@@ -1,0 +1,74 @@
+//! In-memory emulators of the vendor APIs, served over HTTP on loopback.
+//!
+//! Each API lives under its own path prefix (`/infrai`, ...), so one listener
+//! serves them all: a `DatabaseProvider` with `endpoint: http://127.0.0.1:8470/infrai`
+//! talks to the emulated infrai API. The emulators follow the documents in
+//! `vendor-apis/`: paths, methods, bodies, error shapes and auth.
+
+pub mod infrai;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+/// API key the emulated infrai API accepts unless told otherwise.
+pub const DEFAULT_INFRAI_API_KEY: &str = "ifr_pk_proj_dbops_emulator";
+/// Default listen address of `dbops emulator` and of the emulator inside `dbops run`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+
+/// Settings of an emulator instance.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Bearer keys the infrai API accepts.
+    pub infrai_api_keys: Vec<String>,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            infrai_api_keys: vec![DEFAULT_INFRAI_API_KEY.to_string()],
+        }
+    }
+}
+
+/// The state of every emulated API; cloning shares it.
+#[derive(Clone)]
+pub struct Emulator {
+    pub infrai: Arc<infrai::InfraiEmulator>,
+}
+
+impl Emulator {
+    pub fn new(config: &EmulatorConfig) -> Self {
+        Self {
+            infrai: Arc::new(infrai::InfraiEmulator::new(config.infrai_api_keys.clone())),
+        }
+    }
+
+    /// The HTTP routes of all emulated APIs.
+    pub fn router(&self) -> Router {
+        Router::new().nest("/infrai", infrai::router(self.infrai.clone()))
+    }
+
+    /// Serves on `listener` until the future is dropped.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).await
+    }
+
+    /// Binds `addr` and serves in a background task; returns the bound address.
+    pub async fn spawn(
+        self,
+        addr: &str,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let handle = tokio::spawn(async move {
+            if let Err(error) = self.serve(listener).await {
+                tracing::error!(%error, "emulator stopped");
+            }
+        });
+        Ok((local, handle))
+    }
+}

@@ -1,0 +1,7 @@
+//! dbops: a Kubernetes operator for managed Postgres.
+
+pub mod api;
+pub mod crdgen;
+pub mod emulator;
+pub mod metrics;
+pub mod providers;

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", dbops::crdgen::render_all().unwrap());
+}

@@ -1,0 +1,98 @@
+use std::time::Duration;
+
+use crate::api::v1alpha1::ProviderApi;
+
+use super::Operation;
+
+/// A failed vendor call, classified so the controllers know whether to retry.
+///
+/// Messages never include credentials: requests are described by method and
+/// path only, and vendor error text is cut to a bounded length.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The vendor answered with an HTTP error status.
+    #[error("{api} {operation} failed: HTTP {status}{}: {message}", code.as_deref().map(|c| format!(" {c}")).unwrap_or_default())]
+    Http {
+        api: ProviderApi,
+        operation: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The request did not complete (connection refused, reset, timeout).
+    #[error("{api} {operation} failed: {}", if *timeout { "request timed out".to_string() } else { format!("transport error: {message}") })]
+    Transport {
+        api: ProviderApi,
+        operation: String,
+        timeout: bool,
+        message: String,
+    },
+    /// The vendor answered 2xx with a body we cannot use.
+    #[error("{api} {operation} returned an invalid response: {message}")]
+    InvalidResponse {
+        api: ProviderApi,
+        operation: String,
+        message: String,
+    },
+    /// The vendor accepted a delete but did not confirm it (`ok: false`); retried.
+    #[error("{api} {operation} was not confirmed by the vendor")]
+    NotConfirmed { api: ProviderApi, operation: String },
+    /// The provider has no such operation.
+    #[error("{api} does not support {operation}")]
+    Unsupported {
+        api: ProviderApi,
+        operation: Operation,
+    },
+}
+
+impl ProviderError {
+    /// Worth retrying later without any change from the user: 408, 429, 5xx, timeouts, transport errors.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
+            Self::Transport { .. } | Self::NotConfirmed { .. } => true,
+            Self::InvalidResponse { .. } | Self::Unsupported { .. } => false,
+        }
+    }
+
+    /// The vendor says the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Http { status: 404, .. })
+    }
+
+    /// How long the vendor asked us to wait (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the vendor answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Http { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A short, static label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Http { status: 401, .. } => "VendorUnauthorized",
+            Self::Http { status: 402, .. } => "VendorPaymentRequired",
+            Self::Http { status: 403, .. } => "VendorForbidden",
+            Self::Http { status: 404, .. } => "VendorNotFound",
+            Self::Http { status: 409, .. } => "VendorConflict",
+            Self::Http { status: 429, .. } => "VendorRateLimited",
+            Self::Http { status, .. } if *status >= 500 => "VendorUnavailable",
+            Self::Http { .. } => "VendorRejected",
+            Self::Transport { timeout: true, .. } => "VendorTimeout",
+            Self::Transport { .. } => "VendorUnreachable",
+            Self::InvalidResponse { .. } => "VendorInvalidResponse",
+            Self::NotConfirmed { .. } => "VendorNotConfirmed",
+            Self::Unsupported { .. } => "UnsupportedByProvider",
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The infrai routing API (`/v1/db/...`): projects, branches and snapshots on
+//! Neon, Supabase or PlanetScale. Contract: `vendor-apis/infrai-db.txt`.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::VendorHttp;
+use super::{
+    BranchApi, BranchRequest, ConnectionUri, Operation, ProjectApi, ProjectRequest, Provider,
+    ProviderError, ResourceState, RestoreRequest, SnapshotApi, SnapshotRequest, VendorBranch,
+    VendorProject, VendorSnapshot,
+};
+use crate::api::v1alpha1::ProviderApi;
+
+/// Public endpoint of the infrai API.
+pub const DEFAULT_ENDPOINT: &str = "https://api.infrai.cc";
+
+/// What the infrai routing API can do, as the operator uses it.
+/// infrai has no snapshot delete: snapshots go away with their project.
+pub const CAPABILITIES: &[Operation] = &[
+    Operation::ProjectCreate,
+    Operation::ProjectGet,
+    Operation::ProjectDelete,
+    Operation::BranchCreate,
+    Operation::BranchGet,
+    Operation::BranchDelete,
+    Operation::SnapshotCreate,
+    Operation::SnapshotGet,
+    Operation::SnapshotRestore,
+];
+
+/// A page of a list call: `{ items, next_cursor? }`.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PageWire<T> {
+    items: Vec<T>,
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// `Project { id, name, region, connection_uri, created_at }`.
+#[derive(Deserialize)]
+struct ProjectWire {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    connection_uri: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+/// `Branch { id, branch_name, project_id, connection_uri }`.
+#[derive(Deserialize)]
+struct BranchWire {
+    id: String,
+    branch_name: String,
+    project_id: String,
+    #[serde(default)]
+    connection_uri: Option<String>,
+}
+
+/// `Snapshot { id, project_id, label?, created_at }`.
+#[derive(Deserialize)]
+struct SnapshotWire {
+    id: String,
+    project_id: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OkWire {
+    ok: bool,
+}
+
+impl From<ProjectWire> for VendorProject {
+    fn from(w: ProjectWire) -> Self {
+        VendorProject {
+            name: w.name.unwrap_or_default(),
+            id: w.id,
+            region: w.region,
+            created_at: w.created_at,
+            // infrai answers once the project is usable; it has no provisioning states.
+            state: ResourceState::Ready,
+            connection_uri: w.connection_uri.map(ConnectionUri::new),
+            pooled_uri: None,
+        }
+    }
+}
+
+impl From<BranchWire> for VendorBranch {
+    fn from(w: BranchWire) -> Self {
+        VendorBranch {
+            id: w.id,
+            name: w.branch_name,
+            project_id: w.project_id,
+            state: ResourceState::Ready,
+            connection_uri: w.connection_uri.map(ConnectionUri::new),
+            pooled_uri: None,
+        }
+    }
+}
+
+impl From<SnapshotWire> for VendorSnapshot {
+    fn from(w: SnapshotWire) -> Self {
+        VendorSnapshot {
+            id: w.id,
+            project_id: w.project_id,
+            label: w.label,
+            created_at: w.created_at,
+            state: ResourceState::Ready,
+        }
+    }
+}
+
+/// A client of the infrai `/v1/db` API. It implements all twelve capabilities;
+/// the [`Provider`] traits expose the ones the controllers use.
+#[derive(Clone, Debug)]
+pub struct InfraiClient {
+    http: VendorHttp,
+}
+
+fn page_query(cursor: Option<&str>, limit: Option<u32>) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(cursor) = cursor {
+        query.push(("cursor", cursor.to_string()));
+    }
+    if let Some(limit) = limit {
+        query.push(("limit", limit.to_string()));
+    }
+    query
+}
+
+/// Puts the optional fields that are set into a JSON body.
+fn with_optional(mut body: Value, fields: &[(&str, &Option<String>)]) -> Value {
+    if let Some(map) = body.as_object_mut() {
+        for (key, value) in fields {
+            if let Some(value) = value {
+                map.insert((*key).to_string(), Value::String(value.clone()));
+            }
+        }
+    }
+    body
+}
+
+impl InfraiClient {
+    pub fn new(http: VendorHttp) -> Self {
+        Self { http }
+    }
+
+    async fn delete(&self, operation: &str, path: &[&str]) -> Result<(), ProviderError> {
+        let answer: OkWire = self
+            .http
+            .call(operation, Method::DELETE, path, &[], None)
+            .await?;
+        if answer.ok {
+            Ok(())
+        } else {
+            Err(ProviderError::NotConfirmed {
+                api: ProviderApi::Infrai,
+                operation: operation.to_string(),
+            })
+        }
+    }
+
+    /// `db.project.create`.
+    pub async fn create_project(
+        &self,
+        req: &ProjectRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorProject, ProviderError> {
+        let body = with_optional(
+            json!({ "name": req.name, "idempotency_key": idempotency_key }),
+            &[
+                ("vendor", &req.vendor),
+                ("region", &req.region),
+                ("plan", &req.plan),
+                ("mode", &req.mode),
+                ("postgres_version", &req.postgres_version),
+            ],
+        );
+        let wire: ProjectWire = self
+            .http
+            .call(
+                "db.project.create",
+                Method::POST,
+                &["v1", "db", "project", "create"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.project.get`.
+    pub async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
+        let wire: ProjectWire = self
+            .http
+            .call(
+                "db.project.get",
+                Method::GET,
+                &["v1", "db", "project", "get", id],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.project.list`, one page.
+    pub async fn list_projects(
+        &self,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<VendorProject>, ProviderError> {
+        let wire: PageWire<ProjectWire> = self
+            .http
+            .call(
+                "db.project.list",
+                Method::GET,
+                &["v1", "db", "project", "list"],
+                &page_query(cursor, limit),
+                None,
+            )
+            .await?;
+        Ok(Page {
+            items: wire.items.into_iter().map(Into::into).collect(),
+            next_cursor: wire.next_cursor,
+        })
+    }
+
+    /// `db.project.delete` (also removes the project's branches and snapshots).
+    pub async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
+        self.delete("db.project.delete", &["v1", "db", "project", "delete", id])
+            .await
+    }
+
+    /// `db.branch.create`.
+    pub async fn create_branch(
+        &self,
+        req: &BranchRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorBranch, ProviderError> {
+        let body = with_optional(
+            json!({
+                "project_id": req.project_id,
+                "branch_name": req.branch_name,
+                "idempotency_key": idempotency_key,
+            }),
+            &[("from_branch", &req.from_branch)],
+        );
+        let wire: BranchWire = self
+            .http
+            .call(
+                "db.branch.create",
+                Method::POST,
+                &["v1", "db", "branch", "create"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.branch.get`.
+    pub async fn get_branch(&self, id: &str) -> Result<VendorBranch, ProviderError> {
+        let wire: BranchWire = self
+            .http
+            .call(
+                "db.branch.get",
+                Method::GET,
+                &["v1", "db", "branch", "get", id],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.branch.list`, one page, optionally of one project.
+    pub async fn list_branches(
+        &self,
+        project_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<VendorBranch>, ProviderError> {
+        let mut query = page_query(cursor, limit);
+        if let Some(project_id) = project_id {
+            query.push(("project_id", project_id.to_string()));
+        }
+        let wire: PageWire<BranchWire> = self
+            .http
+            .call(
+                "db.branch.list",
+                Method::GET,
+                &["v1", "db", "branch", "list"],
+                &query,
+                None,
+            )
+            .await?;
+        Ok(Page {
+            items: wire.items.into_iter().map(Into::into).collect(),
+            next_cursor: wire.next_cursor,
+        })
+    }
+
+    /// `db.branch.delete`.
+    pub async fn delete_branch(&self, id: &str) -> Result<(), ProviderError> {
+        self.delete("db.branch.delete", &["v1", "db", "branch", "delete", id])
+            .await
+    }
+
+    /// `db.snapshot.create`.
+    pub async fn create_snapshot(
+        &self,
+        req: &SnapshotRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        let body = with_optional(
+            json!({ "project_id": req.project_id, "idempotency_key": idempotency_key }),
+            &[("label", &req.label)],
+        );
+        let wire: SnapshotWire = self
+            .http
+            .call(
+                "db.snapshot.create",
+                Method::POST,
+                &["v1", "db", "snapshot", "create"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.snapshot.get`.
+    pub async fn get_snapshot(&self, id: &str) -> Result<VendorSnapshot, ProviderError> {
+        let wire: SnapshotWire = self
+            .http
+            .call(
+                "db.snapshot.get",
+                Method::GET,
+                &["v1", "db", "snapshot", "get", id],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.snapshot.list`, one page, optionally of one project.
+    pub async fn list_snapshots(
+        &self,
+        project_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<VendorSnapshot>, ProviderError> {
+        let mut query = page_query(cursor, limit);
+        if let Some(project_id) = project_id {
+            query.push(("project_id", project_id.to_string()));
+        }
+        let wire: PageWire<SnapshotWire> = self
+            .http
+            .call(
+                "db.snapshot.list",
+                Method::GET,
+                &["v1", "db", "snapshot", "list"],
+                &query,
+                None,
+            )
+            .await?;
+        Ok(Page {
+            items: wire.items.into_iter().map(Into::into).collect(),
+            next_cursor: wire.next_cursor,
+        })
+    }
+
+    /// `db.snapshot.restore`: a new project from a snapshot. The snapshot id goes
+    /// both in the path and in the body, as the document shows.
+    pub async fn restore_snapshot(
+        &self,
+        req: &RestoreRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorProject, ProviderError> {
+        let body = with_optional(
+            json!({ "snapshot_id": req.snapshot_id, "idempotency_key": idempotency_key }),
+            &[("new_name", &req.new_name)],
+        );
+        let wire: ProjectWire = self
+            .http
+            .call(
+                "db.snapshot.restore",
+                Method::POST,
+                &["v1", "db", "snapshot", "restore", &req.snapshot_id],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(wire.into())
+    }
+}
+
+#[async_trait]
+impl ProjectApi for InfraiClient {
+    async fn create_project(
+        &self,
+        req: &ProjectRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorProject, ProviderError> {
+        InfraiClient::create_project(self, req, idempotency_key).await
+    }
+    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
+        InfraiClient::get_project(self, id).await
+    }
+    async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
+        InfraiClient::delete_project(self, id).await
+    }
+    async fn restore_snapshot(
+        &self,
+        req: &RestoreRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorProject, ProviderError> {
+        InfraiClient::restore_snapshot(self, req, idempotency_key).await
+    }
+    fn unsupported(&self, operation: Operation) -> ProviderError {
+        ProviderError::Unsupported {
+            api: ProviderApi::Infrai,
+            operation,
+        }
+    }
+}
+
+#[async_trait]
+impl BranchApi for InfraiClient {
+    async fn create_branch(
+        &self,
+        req: &BranchRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorBranch, ProviderError> {
+        InfraiClient::create_branch(self, req, idempotency_key).await
+    }
+    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        InfraiClient::get_branch(self, id).await
+    }
+    async fn delete_branch(&self, _project_id: &str, id: &str) -> Result<(), ProviderError> {
+        InfraiClient::delete_branch(self, id).await
+    }
+}
+
+#[async_trait]
+impl SnapshotApi for InfraiClient {
+    async fn create_snapshot(
+        &self,
+        req: &SnapshotRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        InfraiClient::create_snapshot(self, req, idempotency_key).await
+    }
+    async fn get_snapshot(
+        &self,
+        _project_id: &str,
+        id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        InfraiClient::get_snapshot(self, id).await
+    }
+}
+
+impl Provider for InfraiClient {
+    fn api(&self) -> ProviderApi {
+        ProviderApi::Infrai
+    }
+    fn capabilities(&self) -> &'static [Operation] {
+        CAPABILITIES
+    }
+}

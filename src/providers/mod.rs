@@ -1,0 +1,283 @@
+//! Vendor APIs behind one set of traits.
+//!
+//! Controllers talk to an `Arc<dyn Provider>` and never learn which vendor is
+//! behind it. Each capability family has its own trait ([`ProjectApi`],
+//! [`BranchApi`], [`SnapshotApi`]); every method has a default that answers
+//! [`ProviderError::Unsupported`], so a vendor implements exactly what its API
+//! offers and declares it in [`Provider::capabilities`].
+
+mod error;
+pub mod http;
+pub mod infrai;
+mod registry;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use error::ProviderError;
+pub use registry::{BuildError, ProviderConfig, ProviderRegistry, build};
+
+use crate::api::v1alpha1::ProviderApi;
+
+/// One operation a provider may support; the unit of the capability matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Operation {
+    ProjectCreate,
+    ProjectGet,
+    ProjectDelete,
+    BranchCreate,
+    BranchGet,
+    BranchDelete,
+    SnapshotCreate,
+    SnapshotGet,
+    SnapshotDelete,
+    SnapshotRestore,
+}
+
+impl Operation {
+    /// Every operation, in matrix order.
+    pub const ALL: [Operation; 10] = [
+        Operation::ProjectCreate,
+        Operation::ProjectGet,
+        Operation::ProjectDelete,
+        Operation::BranchCreate,
+        Operation::BranchGet,
+        Operation::BranchDelete,
+        Operation::SnapshotCreate,
+        Operation::SnapshotGet,
+        Operation::SnapshotDelete,
+        Operation::SnapshotRestore,
+    ];
+
+    /// A stable, human-readable name (`project.create`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ProjectCreate => "project.create",
+            Operation::ProjectGet => "project.get",
+            Operation::ProjectDelete => "project.delete",
+            Operation::BranchCreate => "branch.create",
+            Operation::BranchGet => "branch.get",
+            Operation::BranchDelete => "branch.delete",
+            Operation::SnapshotCreate => "snapshot.create",
+            Operation::SnapshotGet => "snapshot.get",
+            Operation::SnapshotDelete => "snapshot.delete",
+            Operation::SnapshotRestore => "snapshot.restore",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A connection URI. Its `Debug` never shows the value (it carries a password).
+#[derive(Clone)]
+pub struct ConnectionUri(SecretString);
+
+impl ConnectionUri {
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self(SecretString::from(uri.into()))
+    }
+
+    /// The full URI, password included. Only the Secret builder should call this.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for ConnectionUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ConnectionUri([REDACTED])")
+    }
+}
+
+impl PartialEq for ConnectionUri {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+/// What the operator asks for when it creates a project.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProjectRequest {
+    pub name: String,
+    pub vendor: Option<String>,
+    pub region: Option<String>,
+    pub plan: Option<String>,
+    pub mode: Option<String>,
+    pub postgres_version: Option<String>,
+}
+
+/// A restore of a snapshot into a new project.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreRequest {
+    pub snapshot_id: String,
+    pub new_name: Option<String>,
+}
+
+/// A project as the vendor reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VendorProject {
+    pub id: String,
+    pub name: String,
+    pub region: Option<String>,
+    pub created_at: Option<String>,
+    /// Where the project is in its life at the vendor.
+    pub state: ResourceState,
+    /// Direct connection URI, when the vendor returns one.
+    pub connection_uri: Option<ConnectionUri>,
+    /// Pooled connection URI, when the vendor offers one.
+    pub pooled_uri: Option<ConnectionUri>,
+}
+
+/// A branch as the vendor reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VendorBranch {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub state: ResourceState,
+    pub connection_uri: Option<ConnectionUri>,
+    pub pooled_uri: Option<ConnectionUri>,
+}
+
+/// A snapshot as the vendor reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorSnapshot {
+    pub id: String,
+    pub project_id: String,
+    pub label: Option<String>,
+    pub created_at: Option<String>,
+    pub state: ResourceState,
+}
+
+/// The life-cycle state of an asynchronously provisioned vendor object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResourceState {
+    /// Usable now.
+    Ready,
+    /// Still being provisioned; poll again. The string is the vendor's own state name.
+    Provisioning(String),
+    /// The vendor gave up on it; the string is the vendor's state or error.
+    Failed(String),
+}
+
+/// A create call's branch request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BranchRequest {
+    pub project_id: String,
+    pub branch_name: String,
+    pub from_branch: Option<String>,
+}
+
+/// A create call's snapshot request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    pub project_id: String,
+    pub label: Option<String>,
+}
+
+type Result<T> = std::result::Result<T, ProviderError>;
+
+/// Projects: create, read, delete, restore from a snapshot.
+#[async_trait]
+pub trait ProjectApi: Send + Sync {
+    /// Create a project. `idempotency_key` makes a retry return the same project.
+    async fn create_project(
+        &self,
+        req: &ProjectRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorProject> {
+        let _ = (req, idempotency_key);
+        Err(self.unsupported(Operation::ProjectCreate))
+    }
+
+    /// Read a project; [`ProviderError::is_not_found`] when it does not exist.
+    async fn get_project(&self, id: &str) -> Result<VendorProject> {
+        let _ = id;
+        Err(self.unsupported(Operation::ProjectGet))
+    }
+
+    /// Delete a project (and, at every vendor so far, its branches and snapshots).
+    async fn delete_project(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(self.unsupported(Operation::ProjectDelete))
+    }
+
+    /// Restore a snapshot into a new project.
+    async fn restore_snapshot(
+        &self,
+        req: &RestoreRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorProject> {
+        let _ = (req, idempotency_key);
+        Err(self.unsupported(Operation::SnapshotRestore))
+    }
+
+    /// The error every unimplemented operation answers with.
+    fn unsupported(&self, operation: Operation) -> ProviderError;
+}
+
+/// Copy-on-write branches.
+#[async_trait]
+pub trait BranchApi: ProjectApi {
+    async fn create_branch(
+        &self,
+        req: &BranchRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorBranch> {
+        let _ = (req, idempotency_key);
+        Err(self.unsupported(Operation::BranchCreate))
+    }
+
+    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch> {
+        let _ = (project_id, id);
+        Err(self.unsupported(Operation::BranchGet))
+    }
+
+    async fn delete_branch(&self, project_id: &str, id: &str) -> Result<()> {
+        let _ = (project_id, id);
+        Err(self.unsupported(Operation::BranchDelete))
+    }
+}
+
+/// Point-in-time snapshots.
+#[async_trait]
+pub trait SnapshotApi: ProjectApi {
+    async fn create_snapshot(
+        &self,
+        req: &SnapshotRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorSnapshot> {
+        let _ = (req, idempotency_key);
+        Err(self.unsupported(Operation::SnapshotCreate))
+    }
+
+    async fn get_snapshot(&self, project_id: &str, id: &str) -> Result<VendorSnapshot> {
+        let _ = (project_id, id);
+        Err(self.unsupported(Operation::SnapshotGet))
+    }
+
+    async fn delete_snapshot(&self, project_id: &str, id: &str) -> Result<()> {
+        let _ = (project_id, id);
+        Err(self.unsupported(Operation::SnapshotDelete))
+    }
+}
+
+/// A vendor API account, as the controllers see it.
+pub trait Provider: ProjectApi + BranchApi + SnapshotApi {
+    /// Which vendor API this is.
+    fn api(&self) -> ProviderApi;
+
+    /// The operations this provider implements; everything else answers `Unsupported`.
+    fn capabilities(&self) -> &'static [Operation];
+
+    /// Whether `operation` is implemented.
+    fn supports(&self, operation: Operation) -> bool {
+        self.capabilities().contains(&operation)
+    }
+}
