@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 /// An error answer in infrai's shape: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
 pub struct InfraiError {
     pub status: StatusCode,
     pub code: &'static str,

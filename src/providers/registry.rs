@@ -51,8 +51,11 @@ pub enum BuildError {
 #[derive(Default)]
 pub struct ProviderRegistry {
     metrics: Option<Arc<Metrics>>,
-    cache: Mutex<HashMap<String, (String, Arc<dyn Provider>)>>,
+    cache: Mutex<HashMap<String, CachedProvider>>,
 }
+
+/// A built client and the fingerprint of the configuration it was built from.
+type CachedProvider = (String, Arc<dyn Provider>);
 
 impl ProviderRegistry {
     pub fn new(metrics: Option<Arc<Metrics>>) -> Self {

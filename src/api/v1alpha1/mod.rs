@@ -3,6 +3,10 @@
 //! Every type here documents itself with `///` comments; they become the
 //! OpenAPI descriptions in the generated CRDs, so `kubectl explain` is useful.
 
+// clippy reads repeated `printcolumn(type_ = ...)` arguments of the kube derive
+// as duplicated attributes; they are separate columns.
+#![allow(clippy::duplicated_attributes)]
+
 mod branch;
 mod byok;
 mod common;
