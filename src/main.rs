@@ -1,3 +1,197 @@
-fn main() {
-    print!("{}", dbops::crdgen::render_all().unwrap());
+//! `dbops`: the operator (`run`), its CRDs (`crdgen`) and the vendor API emulators (`emulator`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dbops::controllers::Settings;
+use dbops::emulator::{DEFAULT_INFRAI_API_KEY, DEFAULT_LISTEN, Emulator, EmulatorConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "dbops",
+    version,
+    about = "Kubernetes operator for managed Postgres"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DBOPS_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator against the current kube context (or in-cluster config).
+    ///
+    /// By default it also serves the vendor API emulators on 127.0.0.1:8470, so a
+    /// DatabaseProvider with `endpoint: http://127.0.0.1:8470/infrai` works with no
+    /// vendor account (see deploy/examples/).
+    Run(RunArgs),
+    /// Print every CRD as YAML (or write one file per CRD with --out-dir).
+    Crdgen {
+        /// Write `<crd-name>.yaml` files into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Serve the vendor API emulators (infrai under /infrai) until interrupted.
+    Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Serve the built-in vendor API emulators alongside the operator.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "DBOPS_EMULATOR")]
+    emulator: bool,
+    #[command(flatten)]
+    emulator_args: EmulatorArgs,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "DBOPS_METRICS_LISTEN")]
+    metrics_listen: SocketAddr,
+    /// How often Ready objects are re-read from the vendor (jittered ±10%), e.g. 10m, 90s.
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "DBOPS_RESYNC_INTERVAL")]
+    resync_interval: Duration,
+}
+
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    /// Listen address of the emulators (loopback only unless you mean it).
+    #[arg(long = "emulator-listen", default_value = DEFAULT_LISTEN, env = "DBOPS_EMULATOR_LISTEN")]
+    listen: String,
+    /// Bearer key the emulated infrai API accepts.
+    #[arg(long = "emulator-infrai-api-key", default_value = DEFAULT_INFRAI_API_KEY, env = "DBOPS_EMULATOR_INFRAI_API_KEY", hide_default_value = false)]
+    infrai_api_key: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: kube::core::Duration = s
+        .parse()
+        .map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    if d.is_negative() {
+        return Err("duration must be positive".into());
+    }
+    Ok(d.into())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
+    let emulator = Emulator::new(&EmulatorConfig {
+        infrai_api_keys: vec![args.infrai_api_key.clone()],
+    });
+    let (addr, _) = emulator.spawn(&args.listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} for the emulator: {e} (use --emulator-listen or --emulator=false)",
+            args.listen
+        )
+    })?;
+    tracing::info!(%addr, "vendor API emulator serving infrai at http://{addr}/infrai");
+    Ok(addr)
+}
+
+async fn run(args: RunArgs) -> Result<(), String> {
+    dbops::providers::http::ensure_crypto_provider();
+    if args.emulator {
+        start_emulator(&args.emulator_args).await?;
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes (kubeconfig or in-cluster config): {e}"))?;
+    let version = client
+        .apiserver_version()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
+    tracing::info!(server = %version.git_version, "connected to Kubernetes");
+    let options = dbops::operator::Options {
+        settings: Settings {
+            resync_interval: args.resync_interval,
+            ..Settings::default()
+        },
+        metrics_listen: Some(args.metrics_listen),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    dbops::operator::run(client, options, shutdown_signal()).await;
+    Ok(())
+}
+
+fn crdgen(out_dir: Option<PathBuf>) -> Result<(), String> {
+    match out_dir {
+        None => {
+            let yaml = dbops::crdgen::render_all().map_err(|e| e.to_string())?;
+            print!("{yaml}");
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for (name, yaml) in dbops::crdgen::render_files().map_err(|e| e.to_string())? {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn emulator(args: EmulatorArgs) -> Result<(), String> {
+    start_emulator(&args).await?;
+    shutdown_signal().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Crdgen { out_dir } => crdgen(out_dir),
+        Command::Emulator(args) => emulator(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("dbops: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }

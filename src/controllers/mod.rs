@@ -1,0 +1,270 @@
+//! The controllers, one module per kind, and what they share: the [`Context`],
+//! provider lookup, status writes, Events and the error policy.
+
+pub mod conditions;
+pub mod project;
+mod provider_lookup;
+pub mod secret;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::metrics::Metrics;
+use crate::providers::ProviderRegistry;
+
+pub use provider_lookup::LookupError;
+
+/// Finalizer guarding vendor state; removed only once the vendor object is gone (or retained).
+pub const FINALIZER: &str = "dbops.dev/vendor-cleanup";
+
+/// Tunables of the controllers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How often a Ready object is re-read from the vendor (jittered by ±10%).
+    pub resync_interval: Duration,
+    /// First retry delay after a transient failure; doubles per failure.
+    pub base_backoff: Duration,
+    /// Largest retry delay after transient failures.
+    pub max_backoff: Duration,
+    /// How long to wait before looking again at a resource stalled on a permanent error
+    /// (a spec change re-queues it at once anyway).
+    pub stalled_recheck: Duration,
+    /// Poll interval while a vendor object is still being provisioned.
+    pub provisioning_poll: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(600),
+            base_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            stalled_recheck: Duration::from_secs(300),
+            provisioning_poll: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What every reconcile gets: clients, metrics, settings and per-object retry state.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub providers: ProviderRegistry,
+    pub settings: Settings,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "dbops".to_string(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            providers: ProviderRegistry::new(Some(metrics.clone())),
+            client,
+            metrics,
+            settings,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The resync delay, jittered by ±10% so objects do not all resync at once.
+    pub fn jittered_resync(&self) -> Duration {
+        jitter(self.settings.resync_interval, 0.1)
+    }
+
+    /// Consecutive failures of the object with `key` so far, counting this one.
+    fn record_failure(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn failure_count(&self, key: &str) -> u32 {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.get(key).copied().unwrap_or(0)
+    }
+
+    fn reset_failures(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(key);
+    }
+
+    /// Publishes an Event about `obj`; a failure to publish is logged, never fatal.
+    pub async fn publish<K>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(%error, reason, "could not publish Event");
+        }
+    }
+}
+
+/// `d` scaled by a random factor in `[1 - spread, 1 + spread]`.
+pub fn jitter(d: Duration, spread: f64) -> Duration {
+    let factor = 1.0 + spread * (rand::random::<f64>() * 2.0 - 1.0);
+    d.mul_f64(factor.max(0.0))
+}
+
+/// Exponential backoff for the `attempt`-th consecutive failure (1-based), with
+/// ±25% jitter, capped at `max`, and never shorter than the vendor's `Retry-After`.
+pub fn backoff_delay(
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let delay = jitter(exp.min(max), 0.25);
+    match retry_after {
+        Some(wait) => delay.max(wait),
+        None => delay,
+    }
+}
+
+/// What the error policy needs to know of a controller's error.
+pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
+    /// Short static label for metrics and Event reasons.
+    fn category(&self) -> &'static str;
+    /// Whether retrying without a user change can help.
+    fn is_transient(&self) -> bool;
+    /// The vendor's requested wait, if any.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// Key of an object in the per-object retry state.
+pub fn object_key<K: Resource>(obj: &K) -> String {
+    match &obj.meta().uid {
+        Some(uid) => uid.clone(),
+        None => format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+    }
+}
+
+/// The error policy shared by every controller: transient errors back off
+/// exponentially with jitter (honouring `Retry-After`); permanent ones are looked
+/// at again after `stalled_recheck` (a spec change re-queues at once).
+pub fn error_policy<K, E>(controller: &'static str, obj: &K, error: &E, ctx: &Context) -> Action
+where
+    K: Resource,
+    E: ReconcileError,
+{
+    ctx.metrics.observe_failure(controller, error.category());
+    let key = object_key(obj);
+    if error.is_transient() {
+        let attempt = ctx.record_failure(&key);
+        let delay = backoff_delay(
+            ctx.settings.base_backoff,
+            ctx.settings.max_backoff,
+            attempt,
+            error.retry_after(),
+        );
+        tracing::info!(controller, error = %error, attempt, delay_ms = delay.as_millis() as u64, "transient failure, retrying");
+        Action::requeue(delay)
+    } else {
+        ctx.record_failure(&key);
+        tracing::warn!(controller, error = %error, "permanent failure, waiting for a change");
+        Action::requeue(ctx.settings.stalled_recheck)
+    }
+}
+
+/// Writes `status` through the status subresource (server-side apply, field manager `dbops`).
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+    S: Serialize,
+{
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(secret::FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_honours_retry_after() {
+        let base = Duration::from_secs(2);
+        let max = Duration::from_secs(60);
+        for _ in 0..50 {
+            let first = backoff_delay(base, max, 1, None);
+            assert!(
+                first >= Duration::from_millis(1500) && first <= Duration::from_millis(2500),
+                "{first:?}"
+            );
+            let fourth = backoff_delay(base, max, 4, None);
+            assert!(
+                fourth >= Duration::from_secs(12) && fourth <= Duration::from_secs(20),
+                "{fourth:?}"
+            );
+            let late = backoff_delay(base, max, 40, None);
+            assert!(late <= Duration::from_secs(75), "{late:?}");
+            let told = backoff_delay(base, max, 1, Some(Duration::from_secs(30)));
+            assert!(told >= Duration::from_secs(30));
+        }
+    }
+
+    #[test]
+    fn jitter_spreads_resyncs() {
+        let d = Duration::from_secs(600);
+        let samples: Vec<_> = (0..200).map(|_| jitter(d, 0.1)).collect();
+        assert!(
+            samples
+                .iter()
+                .all(|s| *s >= Duration::from_secs(540) && *s <= Duration::from_secs(660))
+        );
+        let distinct: std::collections::HashSet<_> =
+            samples.iter().map(|s| s.as_millis()).collect();
+        assert!(
+            distinct.len() > 100,
+            "jitter must actually spread the delays"
+        );
+    }
+}

@@ -1,0 +1,664 @@
+//! An in-memory Kubernetes API server for controller tests.
+//!
+//! It speaks enough of the real API for kube-rs clients and controllers:
+//! get, list (label and name selectors), watch (with history from a
+//! resourceVersion), create, replace, delete with finalizers and
+//! `deletionTimestamp`, merge / JSON / server-side-apply patches, the `status`
+//! subresource, `metadata.generation`, and owner-reference garbage collection.
+//! Faults can be injected per request, and every request is logged so tests
+//! can count writes.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    /// `api/v1/secrets`, `apis/dbops.dev/v1alpha1/databaseprojects`, ...
+    collection: String,
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug)]
+struct WatchEvent {
+    rv: u64,
+    collection: String,
+    namespace: String,
+    kind: &'static str,
+    object: Value,
+}
+
+/// A request the fake answers with an error instead of serving it.
+#[derive(Clone, Debug)]
+struct Fault {
+    method: Method,
+    path_contains: String,
+    status: u16,
+    /// Matching requests to let through before failing.
+    skip: usize,
+    remaining: usize,
+}
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub method: Method,
+    pub path: String,
+}
+
+#[derive(Default)]
+struct State_ {
+    rv: u64,
+    uid: u64,
+    objects: BTreeMap<Key, Value>,
+    history: Vec<WatchEvent>,
+    faults: Vec<Fault>,
+    log: Vec<Logged>,
+}
+
+struct Inner {
+    state: Mutex<State_>,
+    events: broadcast::Sender<WatchEvent>,
+}
+
+/// A running fake API server.
+#[derive(Clone)]
+pub struct FakeKube {
+    inner: Arc<Inner>,
+    pub url: String,
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    })
+}
+
+fn error(code: u16, reason: &str, message: impl Into<String>) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        axum::Json(status_body(code, reason, &message.into())),
+    )
+        .into_response()
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(patch_map) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            let map = target.as_object_mut().expect("object");
+            for (k, v) in patch_map {
+                if v.is_null() {
+                    map.remove(k);
+                } else {
+                    merge(map.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+struct Parsed {
+    collection: String,
+    namespace: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Parsed> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (prefix, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => (format!("api/{v}"), rest),
+        ["apis", g, v, rest @ ..] => (format!("apis/{g}/{v}"), rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (ns.to_string(), rest),
+        rest => (String::new(), rest),
+    };
+    let (plural, name, sub) = match rest {
+        [plural] => (plural, None, None),
+        [plural, name] => (plural, Some(name.to_string()), None),
+        [plural, name, sub] => (plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return None,
+    };
+    Some(Parsed {
+        collection: format!("{prefix}/{plural}"),
+        namespace,
+        name,
+        subresource: sub,
+    })
+}
+
+fn labels_match(object: &Value, selector: Option<&str>) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    let labels = &object["metadata"]["labels"];
+    selector.split(',').all(|term| match term.split_once('=') {
+        Some((k, v)) => labels[k.trim_end_matches('=')].as_str() == Some(v),
+        None => labels.get(term).is_some(),
+    })
+}
+
+fn fields_match(object: &Value, selector: Option<&str>) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    selector.split(',').all(|term| match term.split_once('=') {
+        Some(("metadata.name", v)) => {
+            object["metadata"]["name"].as_str() == Some(v.trim_start_matches('='))
+        }
+        Some(("metadata.namespace", v)) => {
+            object["metadata"]["namespace"].as_str() == Some(v.trim_start_matches('='))
+        }
+        _ => true,
+    })
+}
+
+impl FakeKube {
+    /// Starts the server on a random loopback port.
+    pub async fn start() -> Self {
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            state: Mutex::default(),
+            events,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().fallback(handle).with_state(inner.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { inner, url }
+    }
+
+    /// A kube client talking to this server.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State_> {
+        self.inner.state.lock().unwrap()
+    }
+
+    /// Answers the next `count` requests with `method` whose path contains
+    /// `path_contains` with HTTP `status`, without serving them.
+    pub fn fail_next(&self, method: Method, path_contains: &str, status: u16, count: usize) {
+        self.fail_after(method, path_contains, 0, status, count);
+    }
+
+    /// Like [`FakeKube::fail_next`], but lets the first `skip` matching requests through.
+    pub fn fail_after(
+        &self,
+        method: Method,
+        path_contains: &str,
+        skip: usize,
+        status: u16,
+        count: usize,
+    ) {
+        self.state().faults.push(Fault {
+            method,
+            path_contains: path_contains.to_string(),
+            status,
+            skip,
+            remaining: count,
+        });
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.state().log.clone()
+    }
+
+    /// Number of write requests (POST, PUT, PATCH, DELETE) so far, Events excluded.
+    pub fn writes(&self) -> usize {
+        self.state()
+            .log
+            .iter()
+            .filter(|r| r.method != Method::GET && !r.path.contains("/events"))
+            .count()
+    }
+
+    /// Clears the request log.
+    pub fn clear_log(&self) {
+        self.state().log.clear();
+    }
+
+    /// Raw stored objects of a collection (e.g. `apis/events.k8s.io/v1/events`).
+    pub fn objects(&self, collection: &str) -> Vec<Value> {
+        self.state()
+            .objects
+            .iter()
+            .filter(|(k, _)| k.collection == collection)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+impl Inner {
+    fn commit(&self, state: &mut State_, key: &Key, kind: &'static str, object: Value) {
+        let event = WatchEvent {
+            rv: state.rv,
+            collection: key.collection.clone(),
+            namespace: key.namespace.clone(),
+            kind,
+            object,
+        };
+        state.history.push(event.clone());
+        let _ = self.events.send(event);
+    }
+
+    fn next_rv(state: &mut State_) -> u64 {
+        state.rv += 1;
+        state.rv
+    }
+
+    /// Stores `object` under `key`, removing it instead when it is being deleted
+    /// and has no finalizers left. Returns what the client should see.
+    fn store(&self, state: &mut State_, key: &Key, mut object: Value, created: bool) -> Value {
+        let rv = Self::next_rv(state);
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let finalizers_left = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if object["metadata"]["deletionTimestamp"].is_string() && !finalizers_left {
+            state.objects.remove(key);
+            self.commit(state, key, "DELETED", object.clone());
+            self.collect_garbage(state, &object);
+            return object;
+        }
+        state.objects.insert(key.clone(), object.clone());
+        self.commit(
+            state,
+            key,
+            if created { "ADDED" } else { "MODIFIED" },
+            object.clone(),
+        );
+        object
+    }
+
+    /// Deletes every object owned by `owner` (background cascading deletion).
+    fn collect_garbage(&self, state: &mut State_, owner: &Value) {
+        let Some(uid) = owner["metadata"]["uid"].as_str() else {
+            return;
+        };
+        let owned: Vec<Key> = state
+            .objects
+            .iter()
+            .filter(|(_, v)| {
+                v["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"].as_str() == Some(uid)))
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in owned {
+            self.delete(state, &key);
+        }
+    }
+
+    fn delete(&self, state: &mut State_, key: &Key) -> Option<Value> {
+        let mut object = state.objects.get(key)?.clone();
+        let has_finalizers = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            if !object["metadata"]["deletionTimestamp"].is_string() {
+                object["metadata"]["deletionTimestamp"] = json!(jiff::Timestamp::now().to_string());
+                return Some(self.store(state, key, object, false));
+            }
+            return Some(object);
+        }
+        Self::next_rv(state);
+        state.objects.remove(key);
+        self.commit(state, key, "DELETED", object.clone());
+        self.collect_garbage(state, &object);
+        Some(object)
+    }
+}
+
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let body: Bytes = match axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return error(400, "BadRequest", "unreadable body"),
+    };
+    {
+        let mut state = inner.state.lock().unwrap();
+        state.log.push(Logged {
+            method: method.clone(),
+            path: path.clone(),
+        });
+        if let Some(fault) = state
+            .faults
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.method == method && path.contains(&f.path_contains))
+        {
+            if fault.skip > 0 {
+                fault.skip -= 1;
+            } else {
+                fault.remaining -= 1;
+                let status = fault.status;
+                return error(status, "InternalError", "injected fault");
+            }
+        }
+    }
+    let Some(parsed) = parse_path(&path) else {
+        return error(404, "NotFound", format!("unknown path {path}"));
+    };
+    let is_watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    match (method.clone(), &parsed.name) {
+        (Method::GET, None) if is_watch => watch(inner, parsed, query),
+        (Method::GET, None) => list(&inner, &parsed, &query),
+        (Method::GET, Some(name)) => {
+            let state = inner.state.lock().unwrap();
+            let key = Key {
+                collection: parsed.collection.clone(),
+                namespace: parsed.namespace.clone(),
+                name: name.clone(),
+            };
+            match state.objects.get(&key) {
+                Some(v) => axum::Json(v.clone()).into_response(),
+                None => error(
+                    404,
+                    "NotFound",
+                    format!("{} {name} not found", parsed.collection),
+                ),
+            }
+        }
+        (Method::POST, None) => create(&inner, &parsed, &body),
+        (Method::PUT, Some(name)) => replace(&inner, &parsed, name, &body),
+        (Method::PATCH, Some(name)) => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            patch(&inner, &parsed, name, &content_type, &body)
+        }
+        (Method::DELETE, Some(name)) => {
+            let mut state = inner.state.lock().unwrap();
+            let key = Key {
+                collection: parsed.collection.clone(),
+                namespace: parsed.namespace.clone(),
+                name: name.clone(),
+            };
+            match inner.delete(&mut state, &key) {
+                Some(v) => axum::Json(v).into_response(),
+                None => error(404, "NotFound", format!("{name} not found")),
+            }
+        }
+        _ => error(405, "MethodNotAllowed", format!("{method} {path}")),
+    }
+}
+
+fn list(inner: &Inner, parsed: &Parsed, query: &BTreeMap<String, String>) -> Response {
+    let state = inner.state.lock().unwrap();
+    let items: Vec<Value> = state
+        .objects
+        .iter()
+        .filter(|(k, _)| {
+            k.collection == parsed.collection
+                && (parsed.namespace.is_empty() || k.namespace == parsed.namespace)
+        })
+        .map(|(_, v)| v)
+        .filter(|v| labels_match(v, query.get("labelSelector").map(String::as_str)))
+        .filter(|v| fields_match(v, query.get("fieldSelector").map(String::as_str)))
+        .cloned()
+        .collect();
+    axum::Json(json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "metadata": { "resourceVersion": state.rv.to_string() },
+        "items": items,
+    }))
+    .into_response()
+}
+
+fn watch(inner: Arc<Inner>, parsed: Parsed, query: BTreeMap<String, String>) -> Response {
+    let from: u64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let labels = query.get("labelSelector").cloned();
+    let fields = query.get("fieldSelector").cloned();
+    let matches = move |e: &WatchEvent| {
+        e.collection == parsed.collection
+            && (parsed.namespace.is_empty() || e.namespace == parsed.namespace)
+            && labels_match(&e.object, labels.as_deref())
+            && fields_match(&e.object, fields.as_deref())
+    };
+    let (backlog, receiver) = {
+        let state = inner.state.lock().unwrap();
+        let backlog: Vec<WatchEvent> = state
+            .history
+            .iter()
+            .filter(|e| e.rv > from)
+            .cloned()
+            .collect();
+        (backlog, inner.events.subscribe())
+    };
+    let last_backlog = backlog.last().map(|e| e.rv).unwrap_or(from);
+    let matches_live = matches.clone();
+    let live = futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => return Some((event, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |e| futures::future::ready(e.rv > last_backlog && matches_live(e)));
+    let stream = futures::stream::iter(backlog.into_iter().filter(move |e| matches(e)))
+        .chain(live)
+        .map(|e| {
+            let mut line =
+                serde_json::to_vec(&json!({ "type": e.kind, "object": e.object })).unwrap();
+            line.push(b'\n');
+            Ok::<_, Infallible>(Bytes::from(line))
+        });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn new_metadata(
+    state: &mut State_,
+    object: &mut Value,
+    parsed: &Parsed,
+) -> Result<String, Box<Response>> {
+    let name = match object["metadata"]["name"].as_str() {
+        Some(n) => n.to_string(),
+        None => match object["metadata"]["generateName"].as_str() {
+            Some(prefix) => {
+                state.uid += 1;
+                format!("{prefix}{:05}", state.uid)
+            }
+            None => return Err(Box::new(error(422, "Invalid", "metadata.name is required"))),
+        },
+    };
+    state.uid += 1;
+    let meta = &mut object["metadata"];
+    meta["name"] = json!(name);
+    if !parsed.namespace.is_empty() {
+        meta["namespace"] = json!(parsed.namespace);
+    }
+    meta["uid"] = json!(format!("00000000-0000-0000-0000-{:012}", state.uid));
+    meta["creationTimestamp"] = json!(jiff::Timestamp::now().to_string());
+    meta["generation"] = json!(1);
+    Ok(name)
+}
+
+fn create(inner: &Inner, parsed: &Parsed, body: &[u8]) -> Response {
+    let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "BadRequest", "invalid JSON");
+    };
+    let mut state = inner.state.lock().unwrap();
+    let name = match new_metadata(&mut state, &mut object, parsed) {
+        Ok(n) => n,
+        Err(r) => return *r,
+    };
+    let key = Key {
+        collection: parsed.collection.clone(),
+        namespace: parsed.namespace.clone(),
+        name: name.clone(),
+    };
+    if state.objects.contains_key(&key) {
+        return error(409, "AlreadyExists", format!("{name} already exists"));
+    }
+    let stored = inner.store(&mut state, &key, object, true);
+    (StatusCode::CREATED, axum::Json(stored)).into_response()
+}
+
+/// Applies the rules of a write to an existing object: the status subresource
+/// changes only status, the main resource never changes status, identity fields
+/// stay, and `generation` counts spec changes.
+fn finish_update(old: &Value, mut new: Value, subresource: Option<&str>) -> Value {
+    if subresource == Some("status") {
+        let mut out = old.clone();
+        out["status"] = new["status"].take();
+        return out;
+    }
+    if old.get("status").is_some() || new.get("status").is_some() {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(map) = new.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "name",
+        "deletionTimestamp",
+    ] {
+        match old["metadata"].get(field) {
+            Some(v) => new["metadata"][field] = v.clone(),
+            None => {
+                if let Some(meta) = new["metadata"].as_object_mut() {
+                    meta.remove(field);
+                }
+            }
+        }
+    }
+    let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+    let spec_changed = old.get("spec") != new.get("spec");
+    new["metadata"]["generation"] = json!(if spec_changed {
+        generation + 1
+    } else {
+        generation
+    });
+    new
+}
+
+fn replace(inner: &Inner, parsed: &Parsed, name: &str, body: &[u8]) -> Response {
+    let Ok(new) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "BadRequest", "invalid JSON");
+    };
+    let mut state = inner.state.lock().unwrap();
+    let key = Key {
+        collection: parsed.collection.clone(),
+        namespace: parsed.namespace.clone(),
+        name: name.to_string(),
+    };
+    let Some(old) = state.objects.get(&key).cloned() else {
+        return error(404, "NotFound", format!("{name} not found"));
+    };
+    if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
+        && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+    {
+        return error(409, "Conflict", "the object has been modified");
+    }
+    let updated = finish_update(&old, new, parsed.subresource.as_deref());
+    axum::Json(inner.store(&mut state, &key, updated, false)).into_response()
+}
+
+fn patch(inner: &Inner, parsed: &Parsed, name: &str, content_type: &str, body: &[u8]) -> Response {
+    let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+        return error(400, "BadRequest", "invalid patch JSON");
+    };
+    let mut state = inner.state.lock().unwrap();
+    let key = Key {
+        collection: parsed.collection.clone(),
+        namespace: parsed.namespace.clone(),
+        name: name.to_string(),
+    };
+    let is_apply = content_type.starts_with("application/apply-patch");
+    let old = match state.objects.get(&key).cloned() {
+        Some(old) => old,
+        None if is_apply && parsed.subresource.is_none() => {
+            // Server-side apply creates missing objects.
+            let mut object = patch.clone();
+            if let Err(r) = new_metadata(&mut state, &mut object, parsed) {
+                return *r;
+            }
+            return axum::Json(inner.store(&mut state, &key, object, true)).into_response();
+        }
+        None => return error(404, "NotFound", format!("{name} not found")),
+    };
+    let mut new = old.clone();
+    if content_type.starts_with("application/json-patch") {
+        let Ok(mut ops) = serde_json::from_value::<json_patch::Patch>(patch) else {
+            return error(400, "BadRequest", "invalid JSON patch");
+        };
+        // Like the API server, a `test` for null passes when the path is absent.
+        ops.0.retain(|op| match op {
+            json_patch::PatchOperation::Test(t) => {
+                !(t.value.is_null() && new.pointer(t.path.as_str()).is_none())
+            }
+            _ => true,
+        });
+        if let Err(e) = json_patch::patch(&mut new, &ops) {
+            return error(422, "Invalid", format!("JSON patch failed: {e}"));
+        }
+    } else if is_apply {
+        // One field manager writes each object here, so applying its full intent
+        // replaces `status` and Secret `data` wholesale and merges the rest.
+        let mut patch = patch;
+        for field in ["status", "data"] {
+            if let Some(v) = patch.as_object_mut().and_then(|m| m.remove(field)) {
+                new[field] = v;
+            }
+        }
+        merge(&mut new, &patch);
+    } else {
+        merge(&mut new, &patch);
+    }
+    let updated = finish_update(&old, new, parsed.subresource.as_deref());
+    axum::Json(inner.store(&mut state, &key, updated, false)).into_response()
+}

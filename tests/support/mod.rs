@@ -1,0 +1,127 @@
+//! Test support: an in-memory Kubernetes API and helpers to drive controllers.
+#![allow(dead_code)]
+
+pub mod fake_kube;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dbops::api::v1alpha1::{
+    DatabaseProvider, DatabaseProviderSpec, ProviderApi, SecretKeySelector,
+};
+use dbops::controllers::{Context, Settings};
+use dbops::emulator::{Emulator, EmulatorConfig};
+use dbops::metrics::Metrics;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+
+pub const API_KEY: &str = "ifr_pk_proj_controller_tests";
+pub const PROVIDER_NAMESPACE: &str = "dbops-system";
+pub const NS: &str = "team-a";
+
+/// A fake Kubernetes API, an infrai emulator, and a controller context wired to both.
+pub struct Harness {
+    pub kube: fake_kube::FakeKube,
+    pub client: kube::Client,
+    pub emulator: Emulator,
+    pub emulator_url: String,
+    pub ctx: Arc<Context>,
+}
+
+impl Harness {
+    /// Everything running, but no `DatabaseProvider` yet.
+    pub async fn bare() -> Self {
+        let kube = fake_kube::FakeKube::start().await;
+        let client = kube.client();
+        let emulator = Emulator::new(&EmulatorConfig {
+            infrai_api_keys: vec![API_KEY.to_string()],
+        });
+        let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
+        let settings = Settings {
+            base_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            provisioning_poll: Duration::from_millis(100),
+            ..Settings::default()
+        };
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            Arc::new(Metrics::default()),
+            settings,
+            None,
+        ));
+        Self {
+            kube,
+            client,
+            emulator,
+            emulator_url: format!("http://{addr}/infrai"),
+            ctx,
+        }
+    }
+
+    /// Everything running, with the `default` provider and its Secret in place.
+    pub async fn new() -> Self {
+        let h = Self::bare().await;
+        h.create_provider_secret(API_KEY).await;
+        h.create_provider("default", &h.emulator_url.clone()).await;
+        h
+    }
+
+    pub async fn create_provider_secret(&self, key: &str) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), PROVIDER_NAMESPACE);
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": { "name": "infrai-credentials", "namespace": PROVIDER_NAMESPACE },
+            "data": { "apiKey": k8s_openapi::ByteString(key.as_bytes().to_vec()) },
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    pub async fn create_provider(&self, name: &str, endpoint: &str) {
+        let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
+        let provider = DatabaseProvider::new(
+            name,
+            DatabaseProviderSpec {
+                api: ProviderApi::Infrai,
+                endpoint: Some(endpoint.to_string()),
+                credentials_secret_ref: SecretKeySelector {
+                    name: "infrai-credentials".into(),
+                    namespace: PROVIDER_NAMESPACE.into(),
+                    key: "apiKey".into(),
+                },
+                request_timeout_seconds: 5,
+                supabase: None,
+                byok_policy: None,
+                request_budget: None,
+            },
+        );
+        providers
+            .create(&PostParams::default(), &provider)
+            .await
+            .unwrap();
+    }
+
+    /// Reasons of the Events recorded about objects named `name`.
+    pub fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.kube
+            .objects("apis/events.k8s.io/v1/events")
+            .into_iter()
+            .filter(|e| e["regarding"]["name"].as_str() == Some(name))
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Notes of the Events recorded about objects named `name`.
+    pub fn event_notes(&self, name: &str) -> Vec<String> {
+        self.kube
+            .objects("apis/events.k8s.io/v1/events")
+            .into_iter()
+            .filter(|e| e["regarding"]["name"].as_str() == Some(name))
+            .filter_map(|e| e["note"].as_str().map(str::to_string))
+            .collect()
+    }
+}
