@@ -279,6 +279,17 @@ impl Inner {
     /// Stores `object` under `key`, removing it instead when it is being deleted
     /// and has no finalizers left. Returns what the client should see.
     fn store(&self, state: &mut State_, key: &Key, mut object: Value, created: bool) -> Value {
+        // Like the API server, fold a Secret's `stringData` into `data`.
+        if let Some(Value::Object(strings)) =
+            object.as_object_mut().and_then(|o| o.remove("stringData"))
+        {
+            use base64::Engine;
+            for (k, v) in strings {
+                let encoded = base64::engine::general_purpose::STANDARD
+                    .encode(v.as_str().unwrap_or_default());
+                object["data"][k] = json!(encoded);
+            }
+        }
         let rv = Self::next_rv(state);
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         let finalizers_left = object["metadata"]["finalizers"]
@@ -371,6 +382,14 @@ async fn handle(
                 return error(status, "InternalError", "injected fault");
             }
         }
+    }
+    if path == "/version" {
+        return axum::Json(json!({
+            "major": "1", "minor": "33", "gitVersion": "v1.33.0-dbops-fake",
+            "platform": "linux/amd64", "buildDate": "", "compiler": "", "gitCommit": "",
+            "gitTreeState": "", "goVersion": "",
+        }))
+        .into_response();
     }
     let Some(parsed) = parse_path(&path) else {
         return error(404, "NotFound", format!("unknown path {path}"));

@@ -1,0 +1,191 @@
+//! End-to-end tests against a real Kubernetes cluster.
+//!
+//! They need a cluster: point `KUBECONFIG` at one and run
+//! `cargo test --test e2e -- --ignored --test-threads=1`.
+//! Without `KUBECONFIG` they are reported as ignored by a plain `cargo test`, and
+//! fail with an explicit "did not run" message when asked for with `--ignored`,
+//! so a missing cluster never counts as a pass.
+//!
+//! Each test installs `crds/`, runs the `dbops` binary out of cluster (with its
+//! built-in emulator on 127.0.0.1:8470, where `deploy/examples/` points), applies
+//! the project's own example YAML with `kubectl`, and checks Secrets and vendor state.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dbops::api::v1alpha1::DatabaseProject;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+const EMULATOR_KEY: &str = "ifr_pk_proj_dbops_emulator";
+const EMULATOR: &str = "http://127.0.0.1:8470/infrai";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require_cluster() {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        panic!(
+            "e2e DID NOT RUN: KUBECONFIG is not set. These tests need a real cluster; \
+             point KUBECONFIG at one and run `cargo test --test e2e -- --ignored --test-threads=1`."
+        );
+    }
+}
+
+fn kubectl(args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("kubectl is installed");
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The operator process, killed when dropped.
+struct Operator(Child);
+
+impl Operator {
+    fn start() -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_dbops"))
+            .args([
+                "run",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--resync-interval",
+                "30s",
+            ])
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("dbops binary starts");
+        Operator(child)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn is_ready(p: &DatabaseProject) -> bool {
+    p.status.as_ref().is_some_and(|s| {
+        s.conditions.is_true("Ready") && s.observed_generation == p.metadata.generation
+    })
+}
+
+async fn vendor_status(path: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{EMULATOR}{path}"))
+        .bearer_auth(EMULATOR_KEY)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+fn install_crds() {
+    kubectl(&["apply", "-f", "crds/"]);
+    kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=60s",
+        "-f",
+        "crds/",
+    ]);
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn quickstart_project_becomes_ready_and_is_deleted_at_the_vendor() {
+    require_cluster();
+    dbops::providers::http::ensure_crypto_provider();
+    install_crds();
+    let _operator = Operator::start();
+    let client = kube::Client::try_default()
+        .await
+        .expect("cluster reachable");
+    let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+
+    let applied = Instant::now();
+    kubectl(&["apply", "-f", "deploy/examples/00-provider.yaml"]);
+    kubectl(&["apply", "-f", "deploy/examples/10-project.yaml"]);
+    let project = wait_until("quickstart Ready", Duration::from_secs(120), || async {
+        projects
+            .get_opt("quickstart")
+            .await
+            .ok()
+            .flatten()
+            .filter(is_ready)
+    })
+    .await;
+    println!(
+        "e2e: apply-to-Ready for DatabaseProject quickstart took {:?}",
+        applied.elapsed()
+    );
+
+    let secret = secrets
+        .get("quickstart-db")
+        .await
+        .expect("connection Secret written");
+    let data = secret.data.expect("Secret has data");
+    let uri = String::from_utf8(data["uri"].0.clone()).unwrap();
+    assert!(
+        uri.starts_with("postgresql://"),
+        "Secret uri is a postgres URL"
+    );
+    for key in ["host", "port", "database", "username", "password"] {
+        assert!(data.contains_key(key), "Secret has {key}");
+    }
+    let id = project
+        .status
+        .unwrap()
+        .project_id
+        .expect("project id in status");
+    assert_eq!(
+        vendor_status(&format!("/v1/db/project/get/{id}")).await,
+        200
+    );
+
+    kubectl(&[
+        "delete",
+        "-f",
+        "deploy/examples/10-project.yaml",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    assert_eq!(
+        vendor_status(&format!("/v1/db/project/get/{id}")).await,
+        404,
+        "the vendor project is gone after the resource is deleted"
+    );
+}

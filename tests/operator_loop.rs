@@ -1,0 +1,150 @@
+//! The whole operator (`dbops::operator::run`: watches, queues, finalizers)
+//! against the in-memory Kubernetes API and the infrai emulator.
+
+mod support;
+
+use std::time::Duration;
+
+use dbops::api::v1alpha1::{DatabaseProject, DatabaseProjectSpec};
+use dbops::controllers::Settings;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use support::{Harness, NS};
+use tokio::sync::oneshot;
+
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn start_operator(h: &Harness) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let options = dbops::operator::Options {
+        settings: Settings {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..Settings::default()
+        },
+        metrics_listen: None,
+        instance: Some("test".into()),
+    };
+    let client = h.client.clone();
+    let task = tokio::spawn(dbops::operator::run(client, options, async move {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+fn is_ready(p: &DatabaseProject) -> bool {
+    p.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.is_true("Ready"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_to_ready_then_delete_through_the_running_operator() {
+    let h = Harness::new().await;
+    let (stop, task) = start_operator(&h);
+    let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), NS);
+    projects
+        .create(
+            &PostParams::default(),
+            &DatabaseProject::new("shop", DatabaseProjectSpec::default()),
+        )
+        .await
+        .unwrap();
+
+    let ready = wait_for("Ready", || async {
+        projects.get_opt("shop").await.unwrap().filter(is_ready)
+    })
+    .await;
+    assert_eq!(h.emulator.infrai.projects().len(), 1);
+    let secret = secrets.get("shop-connection").await.unwrap();
+    assert!(secret.data.unwrap().contains_key("uri"));
+    assert_eq!(
+        ready.status.unwrap().observed_generation,
+        ready.metadata.generation
+    );
+
+    // Someone deletes the Secret: the owned-Secret watch puts it back promptly.
+    secrets
+        .delete("shop-connection", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("Secret restored", || async {
+        secrets.get_opt("shop-connection").await.unwrap()
+    })
+    .await;
+
+    projects
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("resource gone", || async {
+        projects
+            .get_opt("shop")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        h.emulator.infrai.projects().is_empty(),
+        "vendor project deleted"
+    );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("operator stops on shutdown")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_waiting_for_its_provider_starts_as_soon_as_the_provider_appears() {
+    let h = Harness::bare().await;
+    h.create_provider_secret(support::API_KEY).await;
+    let (stop, _task) = start_operator(&h);
+    let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    projects
+        .create(
+            &PostParams::default(),
+            &DatabaseProject::new("early", DatabaseProjectSpec::default()),
+        )
+        .await
+        .unwrap();
+    wait_for("ProviderNotFound", || async {
+        projects.get_opt("early").await.unwrap().filter(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .get("Stalled")
+                    .is_some_and(|c| c.reason == "ProviderNotFound")
+            })
+        })
+    })
+    .await;
+    // The stalled re-check is minutes away; only the provider watch can make this prompt.
+    let started = std::time::Instant::now();
+    h.create_provider("default", &h.emulator_url).await;
+    wait_for("Ready", || async {
+        projects.get_opt("early").await.unwrap().filter(is_ready)
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = stop.send(());
+}
