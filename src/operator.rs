@@ -116,7 +116,12 @@ pub async fn run(
         options.instance,
     ));
     health.set_ready(true);
-    controllers::project::run(ctx, watcher::Config::default(), shutdown.clone()).await;
+    let watch = watcher::Config::default();
+    tokio::join!(
+        controllers::project::run(ctx.clone(), watch.clone(), shutdown.clone()),
+        controllers::branch::run(ctx.clone(), watch.clone(), shutdown.clone()),
+        controllers::snapshot::run(ctx, watch, shutdown.clone()),
+    );
     health.set_ready(false);
     tracing::info!("controllers stopped");
 }

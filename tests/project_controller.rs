@@ -11,7 +11,7 @@ use dbops::api::v1alpha1::{
     ConnectionSecretTarget, DatabaseProject, DatabaseProjectSpec, DeletionPolicy,
 };
 use dbops::controllers::conditions::{READY, RECONCILING, STALLED};
-use dbops::controllers::project;
+
 use dbops::controllers::{FINALIZER, ReconcileError};
 use dbops::providers::ProjectRequest;
 use k8s_openapi::api::core::v1::Secret;
@@ -42,9 +42,9 @@ async fn get(h: &Harness, name: &str) -> Option<DatabaseProject> {
 }
 
 /// One reconcile of the current state of `name`, as the controller would run it.
-async fn reconcile(h: &Harness, name: &str) -> Result<Action, project::Error> {
+async fn reconcile(h: &Harness, name: &str) -> Result<Action, dbops::controllers::project::Error> {
     let obj = get(h, name).await.expect("object exists");
-    project::reconcile(Arc::new(obj), h.ctx.clone()).await
+    dbops::controllers::reconcile(Arc::new(obj), h.ctx.clone()).await
 }
 
 fn condition(p: &DatabaseProject, type_: &str) -> (String, String) {
@@ -300,7 +300,7 @@ async fn delete_and_reconcile(h: &Harness, name: &str) {
     api.delete(name, &DeleteParams::default()).await.unwrap();
     let obj = get(h, name).await.expect("held by the finalizer");
     assert!(obj.metadata.deletion_timestamp.is_some());
-    project::reconcile(Arc::new(obj), h.ctx.clone())
+    dbops::controllers::reconcile(Arc::new(obj), h.ctx.clone())
         .await
         .unwrap();
 }

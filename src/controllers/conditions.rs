@@ -24,6 +24,9 @@ pub mod reason {
     pub const ADOPTING: &str = "Adopting";
     pub const DELETING: &str = "Deleting";
     pub const WAITING_FOR_VENDOR: &str = "WaitingForVendor";
+    pub const WAITING_FOR_PROJECT: &str = "WaitingForProject";
+    pub const WAITING_FOR_SNAPSHOT: &str = "WaitingForSnapshot";
+    pub const PROJECT_DELETED: &str = "ProjectDeleted";
     pub const PROVIDER_NOT_FOUND: &str = "ProviderNotFound";
     pub const PROVIDER_INVALID: &str = "ProviderInvalid";
     pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";

@@ -1,28 +1,29 @@
 //! The controllers, one module per kind, and what they share: the [`Context`],
 //! provider lookup, status writes, Events and the error policy.
 
+pub mod branch;
 pub mod conditions;
+mod parent;
 pub mod project;
 mod provider_lookup;
+pub mod reconciler;
 pub mod secret;
+pub mod snapshot;
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
 
+pub use parent::{Parent, parent_project};
 pub use provider_lookup::LookupError;
+pub use reconciler::{Managed, Reconcile, reconcile};
 
 /// Finalizer guarding vendor state; removed only once the vendor object is gone (or retained).
 pub const FINALIZER: &str = "dbops.dev/vendor-cleanup";
@@ -200,29 +201,6 @@ where
         tracing::warn!(controller, error = %error, "permanent failure, waiting for a change");
         Action::requeue(ctx.settings.stalled_recheck)
     }
-}
-
-/// Writes `status` through the status subresource (server-side apply, field manager `dbops`).
-pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<(), kube::Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug,
-    S: Serialize,
-{
-    let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(secret::FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -1,31 +1,32 @@
-//! `DatabaseProject`: create (or adopt, or restore) a vendor project, write its
-//! connection Secret, report kstatus conditions, and delete or retain it.
+//! `DatabaseProject`: create (or adopt, or restore from a snapshot) a vendor
+//! project, write its connection Secret, report kstatus conditions, and delete
+//! or retain it.
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use async_trait::async_trait;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
-use tracing::Instrument;
 
 use super::conditions::{self, Health, reason};
-use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
-use super::{
-    Context, FINALIZER, LookupError, ReconcileError, apply_status, error_policy, object_key,
+use super::reconciler::{
+    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
+use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
+use super::{Context, LookupError, ReconcileError, error_policy};
 use crate::api::v1alpha1::{
-    DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DeletionPolicy, ProjectMode,
+    Conditions, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
+    DeletionPolicy, ProjectMode,
 };
 use crate::providers::{
-    Operation, ProjectRequest, Provider, ProviderError, ResourceState, VendorProject,
+    Operation, ProjectRequest, Provider, ProviderError, ResourceState, RestoreRequest,
+    VendorProject,
 };
 
 /// Name of this controller in metrics and logs.
@@ -38,6 +39,12 @@ pub enum Error {
     Provider(#[from] LookupError),
     #[error("creating the project at the vendor: {0}")]
     Create(#[source] ProviderError),
+    #[error("restoring snapshot {snapshot_id} into a new project: {source}")]
+    Restore {
+        snapshot_id: String,
+        #[source]
+        source: ProviderError,
+    },
     #[error("reading project {id} from the vendor: {source}")]
     Read {
         id: String,
@@ -58,12 +65,19 @@ pub enum Error {
     ExternalNotFound { id: String },
     #[error("the vendor reports project {id} as failed: {state}")]
     VendorFailed { id: String, state: String },
-    #[error(
-        "{provider} cannot {operation}; adopt an existing project with spec.externalId instead"
-    )]
+    #[error("{provider} cannot {operation}; {hint}")]
     Unsupported {
         provider: String,
         operation: Operation,
+        hint: &'static str,
+    },
+    #[error(
+        "DatabaseSnapshot {snapshot:?} belongs to provider {snapshot_provider:?}, but this project uses {provider:?}; a snapshot can only be restored through its own provider"
+    )]
+    SnapshotProviderMismatch {
+        snapshot: String,
+        snapshot_provider: String,
+        provider: String,
     },
     #[error("project {id}: {source}")]
     Connection {
@@ -73,11 +87,13 @@ pub enum Error {
     },
     #[error(transparent)]
     Secret(#[from] SecretWriteError),
+    #[error("reading Kubernetes objects: {0}")]
+    Kube(#[source] kube::Error),
     #[error("writing status: {0}")]
     Status(#[source] kube::Error),
     #[error("updating the finalizer: {0}")]
     Finalizer(#[source] kube::Error),
-    #[error("the resource has no namespace or name")]
+    #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
 
@@ -85,27 +101,32 @@ impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
             Error::Provider(e) => e.category(),
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.category()
-            }
+            Error::Create(e)
+            | Error::Restore { source: e, .. }
+            | Error::Read { source: e, .. }
+            | Error::Delete { source: e, .. } => e.category(),
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
             Error::VendorFailed { .. } => "VendorFailed",
             Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
+            Error::SnapshotProviderMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
             Error::Connection { .. } => "VendorInvalidResponse",
             Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
-            Error::Secret(_) | Error::Status(_) | Error::Finalizer(_) => "KubernetesApiError",
-            Error::InvalidObject => reason::INVALID_SPEC,
+            Error::Secret(_) | Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => {
+                "KubernetesApiError"
+            }
         }
     }
 
     fn is_transient(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_transient(),
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.is_transient()
-            }
+            Error::Create(e)
+            | Error::Restore { source: e, .. }
+            | Error::Read { source: e, .. }
+            | Error::Delete { source: e, .. } => e.is_transient(),
             Error::Secret(SecretWriteError::Kube { .. })
+            | Error::Kube(_)
             | Error::Status(_)
             | Error::Finalizer(_) => true,
             _ => false,
@@ -114,19 +135,49 @@ impl ReconcileError for Error {
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.retry_after()
-            }
+            Error::Create(e)
+            | Error::Restore { source: e, .. }
+            | Error::Read { source: e, .. }
+            | Error::Delete { source: e, .. } => e.retry_after(),
             _ => None,
         }
     }
 }
 
-/// The idempotency key of this resource's create call: derived from its UID, so a
-/// retry after a crash returns the project the first call made.
-pub fn idempotency_key(project: &DatabaseProject, operation: &str) -> Option<String> {
-    project
-        .metadata
+impl ControllerError for Error {
+    fn finalizer(error: kube::Error) -> Self {
+        Error::Finalizer(error)
+    }
+    fn invalid_object() -> Self {
+        Error::InvalidObject
+    }
+    fn is_status_write(&self) -> bool {
+        matches!(self, Error::Status(_))
+    }
+}
+
+impl Managed for DatabaseProject {
+    type Status = DatabaseProjectStatus;
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn status(&self) -> Option<&DatabaseProjectStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &DatabaseProjectStatus) -> &Conditions {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut DatabaseProjectStatus) -> &mut Conditions {
+        &mut status.conditions
+    }
+    fn set_observed_generation(status: &mut DatabaseProjectStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+}
+
+/// The idempotency key of one of this resource's create calls: derived from its
+/// UID, so a retry after a crash returns what the first call made.
+pub fn idempotency_key<K: Resource>(obj: &K, operation: &str) -> Option<String> {
+    obj.meta()
         .uid
         .as_ref()
         .map(|uid| format!("dbops-{uid}-{operation}"))
@@ -169,23 +220,21 @@ pub fn project_request(project: &DatabaseProject) -> ProjectRequest {
     }
 }
 
-/// The status after a successful read of `vendor`, with `health` (pure).
-pub fn status_with(
-    project: &DatabaseProject,
+/// The restore request for this resource, from vendor snapshot `snapshot_id`.
+pub fn restore_request(project: &DatabaseProject, snapshot_id: &str) -> RestoreRequest {
+    RestoreRequest {
+        snapshot_id: snapshot_id.to_string(),
+        new_name: Some(vendor_project_name(project)),
+    }
+}
+
+/// `previous` updated with what the vendor reports of `vendor` (pure).
+pub fn status_with_vendor(
     previous: &DatabaseProjectStatus,
     vendor: &VendorProject,
-    health: &Health,
     secret_name: Option<String>,
-    now: Timestamp,
 ) -> DatabaseProjectStatus {
     DatabaseProjectStatus {
-        observed_generation: project.metadata.generation,
-        conditions: conditions::conditions_for(
-            health,
-            project.metadata.generation,
-            &previous.conditions,
-            now,
-        ),
         project_id: Some(vendor.id.clone()),
         project_name: Some(vendor.name.clone())
             .filter(|n| !n.is_empty())
@@ -193,357 +242,372 @@ pub fn status_with(
         region: vendor.region.clone().or(previous.region.clone()),
         created_at: vendor.created_at.clone().or(previous.created_at.clone()),
         connection_secret_name: secret_name.or(previous.connection_secret_name.clone()),
-        create_requested: previous.create_requested,
+        ..previous.clone()
     }
 }
 
-/// Reconciles one `DatabaseProject`.
-pub async fn reconcile(project: Arc<DatabaseProject>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let namespace = project.namespace().ok_or(Error::InvalidObject)?;
-    let span = tracing::info_span!("reconcile", controller = CONTROLLER, namespace = %namespace, name = %project.name_any());
-    let result = async {
-        let api: Api<DatabaseProject> = Api::namespaced(ctx.client.clone(), &namespace);
-        let outcome = finalizer(&api, FINALIZER, project.clone(), |event| async {
-            match event {
-                FinalizerEvent::Apply(p) => apply(&p, &api, &ctx).await,
-                FinalizerEvent::Cleanup(p) => cleanup(&p, &ctx).await,
-            }
-        })
-        .await
-        .map_err(|e| match e {
-            kube::runtime::finalizer::Error::ApplyFailed(e)
-            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-            kube::runtime::finalizer::Error::AddFinalizer(e)
-            | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Finalizer(e),
-            kube::runtime::finalizer::Error::UnnamedObject
-            | kube::runtime::finalizer::Error::InvalidFinalizer => Error::InvalidObject,
-        });
-        match &outcome {
-            Ok(_) => ctx.reset_failures(&object_key(&*project)),
-            Err(error) => report_failure(&project, &api, error, &ctx).await,
-        }
-        outcome
-    }
-    .instrument(span)
-    .await;
-    ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());
-    result
+/// What a create step came to: a vendor project, or a reason to wait.
+enum Created {
+    Project(VendorProject),
+    Waiting(Health),
 }
 
-async fn apply(
-    project: &DatabaseProject,
-    api: &Api<DatabaseProject>,
-    ctx: &Context,
-) -> Result<Action, Error> {
-    let provider = ctx.provider(&project.spec.provider_ref).await?;
-    let previous = project.status.clone().unwrap_or_default();
+#[async_trait]
+impl Reconcile for DatabaseProject {
+    type Error = Error;
 
-    let vendor = if let Some(id) = &previous.project_id {
-        match provider.get_project(id).await {
-            Ok(vendor) => vendor,
-            Err(e) if e.is_not_found() => {
-                return Err(Error::VendorObjectDeleted { id: id.clone() });
+    async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        let previous = self.current_status();
+        let provider = ctx.provider(&self.spec.provider_ref).await?;
+
+        let mut previous = previous;
+        let vendor = if let Some(id) = &previous.project_id {
+            match provider.get_project(id).await {
+                Ok(vendor) => vendor,
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::VendorObjectDeleted { id: id.clone() });
+                }
+                Err(source) => {
+                    return Err(Error::Read {
+                        id: id.clone(),
+                        source,
+                    });
+                }
             }
-            Err(source) => {
-                return Err(Error::Read {
-                    id: id.clone(),
-                    source,
-                });
-            }
-        }
-    } else if let Some(id) = &project.spec.external_id {
-        let vendor = match provider.get_project(id).await {
-            Ok(vendor) => vendor,
-            Err(e) if e.is_not_found() => return Err(Error::ExternalNotFound { id: id.clone() }),
-            Err(source) => {
-                return Err(Error::Read {
-                    id: id.clone(),
-                    source,
-                });
+        } else if let Some(id) = &self.spec.external_id {
+            let vendor = match provider.get_project(id).await {
+                Ok(vendor) => vendor,
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::ExternalNotFound { id: id.clone() });
+                }
+                Err(source) => {
+                    return Err(Error::Read {
+                        id: id.clone(),
+                        source,
+                    });
+                }
+            };
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Adopted",
+                "Adopt",
+                format!("adopted existing vendor project {}", vendor.id),
+            )
+            .await;
+            vendor
+        } else {
+            match self
+                .create(api, &mut previous, provider.as_ref(), ctx)
+                .await?
+            {
+                Created::Project(vendor) => vendor,
+                Created::Waiting(health) => {
+                    report_progress(api, self, &health)
+                        .await
+                        .map_err(Error::Status)?;
+                    return Ok(Action::requeue(ctx.jittered_resync()));
+                }
             }
         };
-        ctx.publish(
-            project,
-            EventType::Normal,
-            "Adopted",
-            "Adopt",
-            format!("adopted existing vendor project {}", vendor.id),
-        )
-        .await;
-        vendor
-    } else {
-        create(project, api, &previous, provider.as_ref(), ctx).await?
-    };
 
-    let now = Timestamp::now();
-    match &vendor.state {
-        ResourceState::Ready => {}
-        ResourceState::Provisioning(state) => {
-            let health = Health::progressing(
-                reason::WAITING_FOR_VENDOR,
-                format!("the vendor reports the project as {state}"),
-            );
-            let status = status_with(project, &previous, &vendor, &health, None, now);
-            write_status_if_changed(api, project, &previous, &status).await?;
-            return Ok(Action::requeue(ctx.settings.provisioning_poll));
+        match &vendor.state {
+            ResourceState::Ready => {}
+            ResourceState::Provisioning(state) => {
+                let health = Health::progressing(
+                    reason::WAITING_FOR_VENDOR,
+                    format!("the vendor reports the project as {state}"),
+                );
+                let status =
+                    self.status_with_health(&status_with_vendor(&previous, &vendor, None), &health);
+                apply_status_if_changed(api, self, &previous, &status)
+                    .await
+                    .map_err(Error::Status)?;
+                return Ok(Action::requeue(ctx.settings.provisioning_poll));
+            }
+            ResourceState::Failed(state) => {
+                return Err(Error::VendorFailed {
+                    id: vendor.id.clone(),
+                    state: state.clone(),
+                });
+            }
         }
-        ResourceState::Failed(state) => {
-            return Err(Error::VendorFailed {
-                id: vendor.id.clone(),
-                state: state.clone(),
+
+        // Save the id before anything else can fail, so it is never lost.
+        let previous = if previous.project_id.as_deref() != Some(vendor.id.as_str()) {
+            let health = Health::progressing(
+                reason::CREATING,
+                "project exists at the vendor; writing the connection Secret",
+            );
+            let status =
+                self.status_with_health(&status_with_vendor(&previous, &vendor, None), &health);
+            apply_status(api, self, &status)
+                .await
+                .map_err(Error::Status)?;
+            status
+        } else {
+            previous
+        };
+
+        let secret_name = connection_secret_name(self);
+        let details =
+            ConnectionDetails::parse(vendor.connection_uri.as_ref(), vendor.pooled_uri.as_ref())
+                .map_err(|source| Error::Connection {
+                    id: vendor.id.clone(),
+                    source,
+                })?;
+        let written =
+            secret::ensure_secret(&ctx.client, self, &secret_name, details.to_data()).await?;
+        if let Some(old) = previous
+            .connection_secret_name
+            .as_deref()
+            .filter(|old| *old != secret_name)
+        {
+            secret::delete_owned_secret(&ctx.client, self, old).await?;
+        }
+
+        let health = Health::ready(format!(
+            "project {} is ready; connection details in Secret {secret_name}",
+            vendor.id
+        ));
+        let status = self.status_with_health(
+            &status_with_vendor(&previous, &vendor, Some(secret_name.clone())),
+            &health,
+        );
+        let was_ready = previous.conditions.is_true(conditions::READY);
+        apply_status_if_changed(api, self, &previous, &status)
+            .await
+            .map_err(Error::Status)?;
+        if !was_ready {
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Ready",
+                "Reconcile",
+                format!("project {} is ready", vendor.id),
+            )
+            .await;
+        } else if written == SecretWrite::Written {
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "SecretUpdated",
+                "Reconcile",
+                format!("connection Secret {secret_name} brought back in sync"),
+            )
+            .await;
+        }
+        Ok(Action::requeue(ctx.jittered_resync()))
+    }
+
+    async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        if self.spec.deletion_policy == DeletionPolicy::Retain {
+            let id = self
+                .status
+                .as_ref()
+                .and_then(|s| s.project_id.clone())
+                .unwrap_or_default();
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Retained",
+                "Delete",
+                format!("deletionPolicy Retain: vendor project {id} left in place"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        let provider = ctx.provider(&self.spec.provider_ref).await?;
+        let status = self.current_status();
+        let id = match (&status.project_id, &self.spec.external_id) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(external)) => Some(external.clone()),
+            (None, None) if status.create_requested => {
+                Some(self.replay_create(&status, provider.as_ref()).await?)
+            }
+            (None, None) => None,
+        };
+        if let Some(id) = id {
+            match provider.delete_project(&id).await {
+                Ok(()) => {
+                    ctx.publish(
+                        self,
+                        EventType::Normal,
+                        "Deleted",
+                        "Delete",
+                        format!("deleted vendor project {id} (with its branches and snapshots)"),
+                    )
+                    .await;
+                }
+                Err(e) if e.is_not_found() => {
+                    ctx.publish(
+                        self,
+                        EventType::Normal,
+                        "Deleted",
+                        "Delete",
+                        format!("vendor project {id} was already gone"),
+                    )
+                    .await;
+                }
+                Err(source) => return Err(Error::Delete { id, source }),
+            }
+        }
+        Ok(Action::await_change())
+    }
+}
+
+impl DatabaseProject {
+    /// Creates the vendor project, or restores it from a snapshot.
+    ///
+    /// `createRequested` (and the snapshot id of a restore) is saved first, so that
+    /// a delete before the id is saved can still find the project by replaying the
+    /// call with the same idempotency key. `previous` is updated with what was written.
+    async fn create(
+        &self,
+        api: &Api<Self>,
+        previous: &mut DatabaseProjectStatus,
+        provider: &dyn Provider,
+        ctx: &Context,
+    ) -> Result<Created, Error> {
+        let (operation, snapshot_id) = match &self.spec.restore_from {
+            None => (Operation::ProjectCreate, None),
+            Some(source) => match self.snapshot_to_restore(source, previous, ctx).await? {
+                Ok(snapshot_id) => (Operation::SnapshotRestore, Some(snapshot_id)),
+                Err(waiting) => return Ok(Created::Waiting(waiting)),
+            },
+        };
+        if !provider.supports(operation) {
+            return Err(Error::Unsupported {
+                provider: provider.api().to_string(),
+                operation,
+                hint: "adopt an existing project with spec.externalId instead",
             });
         }
+        if !previous.create_requested {
+            let message = match &snapshot_id {
+                Some(id) => format!(
+                    "restoring snapshot {id} into a new project at {}",
+                    provider.api()
+                ),
+                None => format!("creating the project at {}", provider.api()),
+            };
+            let mut status =
+                self.status_with_health(previous, &Health::progressing(reason::CREATING, message));
+            status.create_requested = true;
+            status.restored_from_snapshot_id = snapshot_id.clone();
+            apply_status(api, self, &status)
+                .await
+                .map_err(Error::Status)?;
+            *previous = status;
+        }
+        let vendor = self.call_create(snapshot_id.as_deref(), provider).await?;
+        let what = match &snapshot_id {
+            Some(id) => format!("restored snapshot {id} into vendor project {}", vendor.id),
+            None => format!("created vendor project {}", vendor.id),
+        };
+        tracing::info!(project_id = %vendor.id, "{what}");
+        ctx.publish(self, EventType::Normal, "Created", "Create", what)
+            .await;
+        Ok(Created::Project(vendor))
     }
 
-    // Save the id before anything else can fail, so it is never lost.
-    if previous.project_id.as_deref() != Some(vendor.id.as_str()) {
-        let health = Health::progressing(
-            reason::CREATING,
-            "project exists at the vendor; writing the connection Secret",
-        );
-        let status = status_with(project, &previous, &vendor, &health, None, now);
-        apply_status(api, project, &status)
+    /// The create or restore call itself, with this resource's idempotency key.
+    async fn call_create(
+        &self,
+        snapshot_id: Option<&str>,
+        provider: &dyn Provider,
+    ) -> Result<VendorProject, Error> {
+        match snapshot_id {
+            None => {
+                let key = idempotency_key(self, "project-create").ok_or(Error::InvalidObject)?;
+                provider
+                    .create_project(&project_request(self), &key)
+                    .await
+                    .map_err(Error::Create)
+            }
+            Some(snapshot_id) => {
+                let key = idempotency_key(self, "project-restore").ok_or(Error::InvalidObject)?;
+                provider
+                    .restore_snapshot(&restore_request(self, snapshot_id), &key)
+                    .await
+                    .map_err(|source| Error::Restore {
+                        snapshot_id: snapshot_id.to_string(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Replays the create (or restore) whose result was never saved, to learn the id.
+    async fn replay_create(
+        &self,
+        status: &DatabaseProjectStatus,
+        provider: &dyn Provider,
+    ) -> Result<String, Error> {
+        let vendor = self
+            .call_create(status.restored_from_snapshot_id.as_deref(), provider)
+            .await?;
+        Ok(vendor.id)
+    }
+
+    /// The vendor snapshot id to restore, or the reason to wait for it.
+    async fn snapshot_to_restore(
+        &self,
+        source: &crate::api::v1alpha1::RestoreSource,
+        previous: &DatabaseProjectStatus,
+        ctx: &Context,
+    ) -> Result<Result<String, Health>, Error> {
+        if let Some(id) = &previous.restored_from_snapshot_id {
+            return Ok(Ok(id.clone()));
+        }
+        if let Some(id) = &source.snapshot_id {
+            return Ok(Ok(id.clone()));
+        }
+        let Some(snapshot_ref) = &source.snapshot_ref else {
+            return Err(Error::InvalidObject);
+        };
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let snapshots: Api<DatabaseSnapshot> = Api::namespaced(ctx.client.clone(), &namespace);
+        let waiting = |message: String| {
+            Ok(Err(Health::progressing(
+                reason::WAITING_FOR_SNAPSHOT,
+                message,
+            )))
+        };
+        let Some(snapshot) = snapshots
+            .get_opt(&snapshot_ref.name)
             .await
-            .map_err(Error::Status)?;
-    }
-
-    let secret_name = connection_secret_name(project);
-    let details =
-        ConnectionDetails::parse(vendor.connection_uri.as_ref(), vendor.pooled_uri.as_ref())
-            .map_err(|source| Error::Connection {
-                id: vendor.id.clone(),
-                source,
-            })?;
-    let written =
-        secret::ensure_secret(&ctx.client, project, &secret_name, details.to_data()).await?;
-    if let Some(old) = previous
-        .connection_secret_name
-        .as_deref()
-        .filter(|old| *old != secret_name)
-    {
-        secret::delete_owned_secret(&ctx.client, project, old).await?;
-    }
-
-    let health = Health::ready(format!(
-        "project {} is ready; connection details in Secret {secret_name}",
-        vendor.id
-    ));
-    let status = status_with(
-        project,
-        &previous,
-        &vendor,
-        &health,
-        Some(secret_name.clone()),
-        now,
-    );
-    let was_ready = previous.conditions.is_true(conditions::READY);
-    write_status_if_changed(api, project, &previous, &status).await?;
-    if !was_ready {
-        ctx.publish(
-            project,
-            EventType::Normal,
-            "Ready",
-            "Reconcile",
-            format!("project {} is ready", vendor.id),
-        )
-        .await;
-    } else if written == SecretWrite::Written {
-        ctx.publish(
-            project,
-            EventType::Normal,
-            "SecretUpdated",
-            "Reconcile",
-            format!("connection Secret {secret_name} brought back in sync"),
-        )
-        .await;
-    }
-    Ok(Action::requeue(ctx.jittered_resync()))
-}
-
-/// Creates the vendor project. `createRequested` is saved first, so that a delete
-/// before the id is saved can still find the project through the idempotency key.
-async fn create(
-    project: &DatabaseProject,
-    api: &Api<DatabaseProject>,
-    previous: &DatabaseProjectStatus,
-    provider: &dyn Provider,
-    ctx: &Context,
-) -> Result<VendorProject, Error> {
-    if !provider.supports(Operation::ProjectCreate) {
-        return Err(Error::Unsupported {
-            provider: provider.api().to_string(),
-            operation: Operation::ProjectCreate,
-        });
-    }
-    let key = idempotency_key(project, "project-create").ok_or(Error::InvalidObject)?;
-    if !previous.create_requested {
-        let mut status = previous.clone();
-        status.create_requested = true;
-        status.observed_generation = project.metadata.generation;
-        status.conditions = conditions::conditions_for(
-            &Health::progressing(
-                reason::CREATING,
-                format!("creating the project at {}", provider.api()),
-            ),
-            project.metadata.generation,
-            &previous.conditions,
-            Timestamp::now(),
-        );
-        apply_status(api, project, &status)
-            .await
-            .map_err(Error::Status)?;
-    }
-    let vendor = provider
-        .create_project(&project_request(project), &key)
-        .await
-        .map_err(Error::Create)?;
-    tracing::info!(project_id = %vendor.id, "vendor project created");
-    ctx.publish(
-        project,
-        EventType::Normal,
-        "Created",
-        "Create",
-        format!("created vendor project {}", vendor.id),
-    )
-    .await;
-    Ok(vendor)
-}
-
-async fn write_status_if_changed(
-    api: &Api<DatabaseProject>,
-    project: &DatabaseProject,
-    previous: &DatabaseProjectStatus,
-    status: &DatabaseProjectStatus,
-) -> Result<(), Error> {
-    if status != previous {
-        apply_status(api, project, status)
-            .await
-            .map_err(Error::Status)?;
-    }
-    Ok(())
-}
-
-async fn cleanup(project: &DatabaseProject, ctx: &Context) -> Result<Action, Error> {
-    if project.spec.deletion_policy == DeletionPolicy::Retain {
-        let id = project
+            .map_err(Error::Kube)?
+        else {
+            return waiting(format!(
+                "DatabaseSnapshot {} does not exist yet",
+                snapshot_ref.name
+            ));
+        };
+        let snapshot_id = snapshot.status.as_ref().and_then(|s| s.snapshot_id.clone());
+        let (Some(snapshot_id), true) = (snapshot_id, snapshot.is_ready()) else {
+            return waiting(format!(
+                "waiting for DatabaseSnapshot {} to be Ready",
+                snapshot_ref.name
+            ));
+        };
+        if let Some(snapshot_provider) = snapshot
             .status
             .as_ref()
-            .and_then(|s| s.project_id.clone())
-            .unwrap_or_default();
-        ctx.publish(
-            project,
-            EventType::Normal,
-            "Retained",
-            "Delete",
-            format!("deletionPolicy Retain: vendor project {id} left in place"),
-        )
-        .await;
-        return Ok(Action::await_change());
-    }
-    let provider = ctx.provider(&project.spec.provider_ref).await?;
-    let status = project.status.clone().unwrap_or_default();
-    let id = match (&status.project_id, &project.spec.external_id) {
-        (Some(id), _) => Some(id.clone()),
-        (None, Some(external)) => Some(external.clone()),
-        (None, None) if status.create_requested => {
-            // The create may have reached the vendor before the id was saved: replay
-            // it with the same idempotency key to learn the id (no duplicate is made).
-            let key = idempotency_key(project, "project-create").ok_or(Error::InvalidObject)?;
-            let vendor = provider
-                .create_project(&project_request(project), &key)
-                .await
-                .map_err(Error::Create)?;
-            Some(vendor.id)
+            .and_then(|s| s.provider_name.clone())
+            && snapshot_provider != self.spec.provider_ref.name
+        {
+            return Err(Error::SnapshotProviderMismatch {
+                snapshot: snapshot_ref.name.clone(),
+                snapshot_provider,
+                provider: self.spec.provider_ref.name.clone(),
+            });
         }
-        (None, None) => None,
-    };
-    if let Some(id) = id {
-        match provider.delete_project(&id).await {
-            Ok(()) => {
-                ctx.publish(
-                    project,
-                    EventType::Normal,
-                    "Deleted",
-                    "Delete",
-                    format!("deleted vendor project {id}"),
-                )
-                .await;
-            }
-            Err(e) if e.is_not_found() => {
-                ctx.publish(
-                    project,
-                    EventType::Normal,
-                    "Deleted",
-                    "Delete",
-                    format!("vendor project {id} was already gone"),
-                )
-                .await;
-            }
-            Err(source) => return Err(Error::Delete { id, source }),
-        }
-    }
-    Ok(Action::await_change())
-}
-
-/// Reflects a failed reconcile in status and an Event. Transient failures of an
-/// object that is already Ready leave its status alone (no flapping); everything
-/// else is shown: permanent errors as `Stalled`, transient ones as `Reconciling`.
-async fn report_failure(
-    project: &DatabaseProject,
-    api: &Api<DatabaseProject>,
-    error: &Error,
-    ctx: &Context,
-) {
-    // Status may have moved during this reconcile (e.g. the id was saved before a
-    // later step failed); build on the latest so nothing written is lost.
-    let latest = match api.get_opt(&project.name_any()).await {
-        Ok(Some(latest)) => latest,
-        Ok(None) => return,
-        Err(_) => project.clone(),
-    };
-    let project = &latest;
-    let previous = project.status.clone().unwrap_or_default();
-    let first_failure = ctx.failure_count(&object_key(project)) == 0;
-    let message = error.to_string();
-    let health = if error.is_transient() {
-        Health::progressing(error.category(), message.clone())
-    } else {
-        Health::stalled(error.category(), message.clone())
-    };
-    let keep_ready = error.is_transient() && previous.conditions.is_true(conditions::READY);
-    let deleting = project.meta().deletion_timestamp.is_some();
-    let mut changed = false;
-    if !keep_ready && !matches!(error, Error::Status(_)) {
-        let mut status = previous.clone();
-        status.observed_generation = project.metadata.generation;
-        status.conditions = conditions::conditions_for(
-            &health,
-            project.metadata.generation,
-            &previous.conditions,
-            Timestamp::now(),
-        );
-        if status != previous {
-            changed = true;
-            if let Err(error) = apply_status(api, project, &status).await {
-                tracing::warn!(%error, "could not write the failure into status");
-            }
-        }
-    }
-    if changed || first_failure {
-        let action = if deleting { "Delete" } else { "Reconcile" };
-        ctx.publish(
-            project,
-            EventType::Warning,
-            error.category(),
-            action,
-            message,
-        )
-        .await;
+        Ok(Ok(snapshot_id))
     }
 }
 
-/// Runs the `DatabaseProject` controller until shutdown.
+/// Runs the `DatabaseProject` controller until `shutdown` resolves.
 pub async fn run(
     ctx: Arc<Context>,
     watcher_config: watcher::Config,
@@ -552,8 +616,10 @@ pub async fn run(
     let projects: Api<DatabaseProject> = Api::all(ctx.client.clone());
     let secrets: Api<Secret> = Api::all(ctx.client.clone());
     let providers: Api<DatabaseProvider> = Api::all(ctx.client.clone());
+    let snapshots: Api<DatabaseSnapshot> = Api::all(ctx.client.clone());
     let controller = Controller::new(projects, watcher_config.clone());
-    let store = controller.store();
+    let by_provider = controller.store();
+    let by_snapshot = controller.store();
     let owned_secrets = watcher::Config::default().labels(&format!(
         "{}={}",
         secret::MANAGED_BY_LABEL,
@@ -563,16 +629,32 @@ pub async fn run(
         .owns(secrets, owned_secrets)
         .watches(providers, watcher::Config::default(), move |provider| {
             let name = provider.name_any();
-            store
+            by_provider
                 .state()
                 .into_iter()
                 .filter(|p| p.spec.provider_ref.name == name)
                 .map(|p| ObjectRef::from_obj(&*p))
                 .collect::<Vec<_>>()
         })
+        .watches(snapshots, watcher_config, move |snapshot| {
+            let (name, namespace) = (snapshot.name_any(), snapshot.namespace());
+            by_snapshot
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace() == namespace)
+                .filter(|p| {
+                    p.spec
+                        .restore_from
+                        .as_ref()
+                        .and_then(|r| r.snapshot_ref.as_ref())
+                        .is_some_and(|r| r.name == name)
+                })
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown)
         .run(
-            reconcile,
+            super::reconcile::<DatabaseProject>,
             |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
             ctx,
         )

@@ -172,4 +172,7 @@ pub struct DatabaseProjectStatus {
     /// the vendor project instead of orphaning it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_requested: bool,
+    /// The vendor snapshot id this project was restored from (saved before the restore call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from_snapshot_id: Option<String>,
 }

@@ -88,4 +88,8 @@ pub struct DatabaseSnapshotStatus {
     /// Set just before the vendor create call is sent (see `DatabaseProject`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_requested: bool,
+    /// The `DatabaseProvider` the vendor object was made through, so that it can
+    /// still be deleted after its `DatabaseProject` resource is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_name: Option<String>,
 }

@@ -1,0 +1,559 @@
+//! `DatabaseBranch`: a copy-on-write branch of a `DatabaseProject`, created once
+//! the project is Ready, with its own connection Secret.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use super::conditions::{self, Health, reason};
+use super::parent::{CleanupProvider, Parent, cleanup_provider, parent_project};
+use super::project::idempotency_key;
+use super::reconciler::{
+    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
+};
+use super::secret::{self, ConnectionDetails, ConnectionError, SecretWriteError};
+use super::{Context, LookupError, ReconcileError, error_policy};
+use crate::api::v1alpha1::{
+    Conditions, DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy,
+};
+use crate::providers::{
+    BranchRequest, Operation, Provider, ProviderError, ResourceState, VendorBranch,
+};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "databasebranch";
+
+/// Everything that can stop a `DatabaseBranch` reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Provider(#[from] LookupError),
+    #[error("creating the branch at the vendor: {0}")]
+    Create(#[source] ProviderError),
+    #[error("reading branch {id} from the vendor: {source}")]
+    Read {
+        id: String,
+        #[source]
+        source: ProviderError,
+    },
+    #[error("deleting branch {id} at the vendor: {source}")]
+    Delete {
+        id: String,
+        #[source]
+        source: ProviderError,
+    },
+    #[error(
+        "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's branches with it, so this branch is gone too. Delete this resource"
+    )]
+    ProjectDeleted { project: String },
+    #[error(
+        "branch {id} no longer exists at the vendor (deleted outside dbops); delete this resource, or re-create it for a new branch"
+    )]
+    VendorObjectDeleted { id: String },
+    #[error("branch {id} named in spec.externalId does not exist at the vendor")]
+    ExternalNotFound { id: String },
+    #[error(
+        "branch {id} named in spec.externalId belongs to vendor project {actual}, not to {expected} (DatabaseProject {project:?})"
+    )]
+    ExternalMismatch {
+        id: String,
+        actual: String,
+        expected: String,
+        project: String,
+    },
+    #[error("the vendor reports branch {id} as failed: {state}")]
+    VendorFailed { id: String, state: String },
+    #[error("{provider} cannot {operation}")]
+    Unsupported {
+        provider: String,
+        operation: Operation,
+    },
+    #[error("branch {id}: {source}")]
+    Connection {
+        id: String,
+        #[source]
+        source: ConnectionError,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretWriteError),
+    #[error("reading Kubernetes objects: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("updating the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+    #[error("the resource has no namespace, name or uid")]
+    InvalidObject,
+}
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Provider(e) => e.category(),
+            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
+                e.category()
+            }
+            Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
+            Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
+            Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
+            Error::ExternalMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
+            Error::VendorFailed { .. } => "VendorFailed",
+            Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
+            Error::Connection { .. } => "VendorInvalidResponse",
+            Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
+            Error::Secret(_) | Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => {
+                "KubernetesApiError"
+            }
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Provider(e) => e.is_transient(),
+            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
+                e.is_transient()
+            }
+            Error::Secret(SecretWriteError::Kube { .. })
+            | Error::Kube(_)
+            | Error::Status(_)
+            | Error::Finalizer(_) => true,
+            _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
+                e.retry_after()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ControllerError for Error {
+    fn finalizer(error: kube::Error) -> Self {
+        Error::Finalizer(error)
+    }
+    fn invalid_object() -> Self {
+        Error::InvalidObject
+    }
+    fn is_status_write(&self) -> bool {
+        matches!(self, Error::Status(_))
+    }
+}
+
+impl Managed for DatabaseBranch {
+    type Status = DatabaseBranchStatus;
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn status(&self) -> Option<&DatabaseBranchStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &DatabaseBranchStatus) -> &Conditions {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut DatabaseBranchStatus) -> &mut Conditions {
+        &mut status.conditions
+    }
+    fn set_observed_generation(status: &mut DatabaseBranchStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+}
+
+/// Name of the branch at the vendor: `spec.branchName`, else the resource name.
+pub fn vendor_branch_name(branch: &DatabaseBranch) -> String {
+    branch
+        .spec
+        .branch_name
+        .clone()
+        .unwrap_or_else(|| branch.name_any())
+}
+
+/// Name of the connection Secret: `spec.writeConnectionSecretTo.name`, else `<name>-connection`.
+pub fn connection_secret_name(branch: &DatabaseBranch) -> String {
+    match &branch.spec.write_connection_secret_to {
+        Some(target) => target.name.clone(),
+        None => format!("{}-connection", branch.name_any()),
+    }
+}
+
+/// The vendor create request for this branch of vendor project `project_id`.
+pub fn branch_request(branch: &DatabaseBranch, project_id: &str) -> BranchRequest {
+    BranchRequest {
+        project_id: project_id.to_string(),
+        branch_name: vendor_branch_name(branch),
+        from_branch: branch.spec.from_branch.clone(),
+    }
+}
+
+#[async_trait]
+impl Reconcile for DatabaseBranch {
+    type Error = Error;
+
+    async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let mut previous = self.current_status();
+        let project_name = &self.spec.project_ref.name;
+        let created_before = previous.branch_id.is_some() || previous.create_requested;
+        let waiting = |message: String| Health::progressing(reason::WAITING_FOR_PROJECT, message);
+        let (project, project_id) = match parent_project(ctx, &namespace, project_name)
+            .await
+            .map_err(Error::Kube)?
+        {
+            Parent::Ready {
+                project,
+                project_id,
+            } => (project, project_id),
+            Parent::Missing if !created_before => {
+                let health = waiting(format!("DatabaseProject {project_name} does not exist yet"));
+                report_progress(api, self, &health)
+                    .await
+                    .map_err(Error::Status)?;
+                return Ok(Action::requeue(ctx.jittered_resync()));
+            }
+            Parent::Missing | Parent::Deleting(_) => {
+                return Err(Error::ProjectDeleted {
+                    project: project_name.clone(),
+                });
+            }
+            Parent::NotReady(_) => {
+                let health = waiting(format!(
+                    "waiting for DatabaseProject {project_name} to be Ready"
+                ));
+                report_progress(api, self, &health)
+                    .await
+                    .map_err(Error::Status)?;
+                return Ok(Action::requeue(ctx.jittered_resync()));
+            }
+        };
+        if previous
+            .project_id
+            .as_ref()
+            .is_some_and(|old| *old != project_id)
+        {
+            return Err(Error::ProjectDeleted {
+                project: project_name.clone(),
+            });
+        }
+        let provider = ctx.provider(&project.spec.provider_ref).await?;
+
+        let vendor = if let Some(id) = &previous.branch_id {
+            match provider.get_branch(&project_id, id).await {
+                Ok(vendor) => vendor,
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::VendorObjectDeleted { id: id.clone() });
+                }
+                Err(source) => {
+                    return Err(Error::Read {
+                        id: id.clone(),
+                        source,
+                    });
+                }
+            }
+        } else if let Some(id) = &self.spec.external_id {
+            let vendor = match provider.get_branch(&project_id, id).await {
+                Ok(vendor) => vendor,
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::ExternalNotFound { id: id.clone() });
+                }
+                Err(source) => {
+                    return Err(Error::Read {
+                        id: id.clone(),
+                        source,
+                    });
+                }
+            };
+            if vendor.project_id != project_id {
+                return Err(Error::ExternalMismatch {
+                    id: id.clone(),
+                    actual: vendor.project_id,
+                    expected: project_id,
+                    project: project_name.clone(),
+                });
+            }
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Adopted",
+                "Adopt",
+                format!("adopted existing vendor branch {}", vendor.id),
+            )
+            .await;
+            vendor
+        } else {
+            self.create(
+                api,
+                &mut previous,
+                &project,
+                &project_id,
+                provider.as_ref(),
+                ctx,
+            )
+            .await?
+        };
+
+        let with_ids =
+            |status: &DatabaseBranchStatus, secret: Option<String>| DatabaseBranchStatus {
+                branch_id: Some(vendor.id.clone()),
+                project_id: Some(project_id.clone()),
+                provider_name: Some(project.spec.provider_ref.name.clone()),
+                connection_secret_name: secret.or(status.connection_secret_name.clone()),
+                ..status.clone()
+            };
+        match &vendor.state {
+            ResourceState::Ready => {}
+            ResourceState::Provisioning(state) => {
+                let health = Health::progressing(
+                    reason::WAITING_FOR_VENDOR,
+                    format!("the vendor reports the branch as {state}"),
+                );
+                let status = self.status_with_health(&with_ids(&previous, None), &health);
+                apply_status_if_changed(api, self, &previous, &status)
+                    .await
+                    .map_err(Error::Status)?;
+                return Ok(Action::requeue(ctx.settings.provisioning_poll));
+            }
+            ResourceState::Failed(state) => {
+                return Err(Error::VendorFailed {
+                    id: vendor.id.clone(),
+                    state: state.clone(),
+                });
+            }
+        }
+        // Save the ids before anything else can fail, so they are never lost.
+        if previous.branch_id.as_deref() != Some(vendor.id.as_str()) {
+            let health = Health::progressing(
+                reason::CREATING,
+                "branch exists at the vendor; writing the connection Secret",
+            );
+            let status = self.status_with_health(&with_ids(&previous, None), &health);
+            apply_status(api, self, &status)
+                .await
+                .map_err(Error::Status)?;
+            previous = status;
+        }
+
+        let secret_name = connection_secret_name(self);
+        let details =
+            ConnectionDetails::parse(vendor.connection_uri.as_ref(), vendor.pooled_uri.as_ref())
+                .map_err(|source| Error::Connection {
+                    id: vendor.id.clone(),
+                    source,
+                })?;
+        secret::ensure_secret(&ctx.client, self, &secret_name, details.to_data()).await?;
+        if let Some(old) = previous
+            .connection_secret_name
+            .as_deref()
+            .filter(|old| *old != secret_name)
+        {
+            secret::delete_owned_secret(&ctx.client, self, old).await?;
+        }
+
+        let health = Health::ready(format!(
+            "branch {} of project {project_id} is ready; connection details in Secret {secret_name}",
+            vendor.id
+        ));
+        let status = self.status_with_health(&with_ids(&previous, Some(secret_name)), &health);
+        let was_ready = previous.conditions.is_true(conditions::READY);
+        apply_status_if_changed(api, self, &previous, &status)
+            .await
+            .map_err(Error::Status)?;
+        if !was_ready {
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Ready",
+                "Reconcile",
+                format!("branch {} is ready", vendor.id),
+            )
+            .await;
+        }
+        Ok(Action::requeue(ctx.jittered_resync()))
+    }
+
+    async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        let status = self.current_status();
+        if self.spec.deletion_policy == DeletionPolicy::Retain {
+            let id = status.branch_id.clone().unwrap_or_default();
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Retained",
+                "Delete",
+                format!("deletionPolicy Retain: vendor branch {id} left in place"),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let provider = match cleanup_provider(
+            ctx,
+            &namespace,
+            &self.spec.project_ref.name,
+            status.provider_name.as_deref(),
+        )
+        .await?
+        {
+            CleanupProvider::Provider(provider) => provider,
+            CleanupProvider::NeverCreated => return Ok(Action::await_change()),
+            CleanupProvider::Unreachable(why) => {
+                ctx.publish(
+                    self,
+                    EventType::Warning,
+                    "VendorCleanupSkipped",
+                    "Delete",
+                    format!("DatabaseProject {} is gone and its provider cannot be used ({why}); the vendor deletes branches with their project, so nothing is left unless that project was retained", self.spec.project_ref.name),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+        };
+        let project_id = status.project_id.clone().unwrap_or_default();
+        let id = match (&status.branch_id, &self.spec.external_id) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(external)) => Some(external.clone()),
+            (None, None) if status.create_requested && !project_id.is_empty() => {
+                // The create may have reached the vendor before the id was saved:
+                // replay it with the same key to learn the id. A gone project means
+                // the branch went with it.
+                let key = idempotency_key(self, "branch-create").ok_or(Error::InvalidObject)?;
+                match provider
+                    .create_branch(&branch_request(self, &project_id), &key)
+                    .await
+                {
+                    Ok(vendor) => Some(vendor.id),
+                    Err(e) if e.is_not_found() => None,
+                    Err(source) => return Err(Error::Create(source)),
+                }
+            }
+            (None, None) => None,
+        };
+        if let Some(id) = id {
+            match provider.delete_branch(&project_id, &id).await {
+                Ok(()) => {
+                    ctx.publish(
+                        self,
+                        EventType::Normal,
+                        "Deleted",
+                        "Delete",
+                        format!("deleted vendor branch {id}"),
+                    )
+                    .await;
+                }
+                Err(e) if e.is_not_found() => {
+                    ctx.publish(
+                        self,
+                        EventType::Normal,
+                        "Deleted",
+                        "Delete",
+                        format!("vendor branch {id} was already gone"),
+                    )
+                    .await;
+                }
+                Err(source) => return Err(Error::Delete { id, source }),
+            }
+        }
+        Ok(Action::await_change())
+    }
+}
+
+impl DatabaseBranch {
+    /// Creates the vendor branch; `createRequested`, the project id and the
+    /// provider are saved first (see `DatabaseProject`).
+    async fn create(
+        &self,
+        api: &Api<Self>,
+        previous: &mut DatabaseBranchStatus,
+        project: &DatabaseProject,
+        project_id: &str,
+        provider: &dyn Provider,
+        ctx: &Context,
+    ) -> Result<VendorBranch, Error> {
+        if !provider.supports(Operation::BranchCreate) {
+            return Err(Error::Unsupported {
+                provider: provider.api().to_string(),
+                operation: Operation::BranchCreate,
+            });
+        }
+        let key = idempotency_key(self, "branch-create").ok_or(Error::InvalidObject)?;
+        if !previous.create_requested {
+            let health = Health::progressing(
+                reason::CREATING,
+                format!("creating the branch at {}", provider.api()),
+            );
+            let mut status = self.status_with_health(previous, &health);
+            status.create_requested = true;
+            status.project_id = Some(project_id.to_string());
+            status.provider_name = Some(project.spec.provider_ref.name.clone());
+            apply_status(api, self, &status)
+                .await
+                .map_err(Error::Status)?;
+            *previous = status;
+        }
+        let vendor = provider
+            .create_branch(&branch_request(self, project_id), &key)
+            .await
+            .map_err(Error::Create)?;
+        tracing::info!(branch_id = %vendor.id, "vendor branch created");
+        ctx.publish(
+            self,
+            EventType::Normal,
+            "Created",
+            "Create",
+            format!("created vendor branch {}", vendor.id),
+        )
+        .await;
+        Ok(vendor)
+    }
+}
+
+/// Runs the `DatabaseBranch` controller until `shutdown` resolves. A change of a
+/// `DatabaseProject` (becoming Ready, being deleted) wakes its branches at once.
+pub async fn run(
+    ctx: Arc<Context>,
+    watcher_config: watcher::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let branches: Api<DatabaseBranch> = Api::all(ctx.client.clone());
+    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    let projects: Api<DatabaseProject> = Api::all(ctx.client.clone());
+    let controller = Controller::new(branches, watcher_config.clone());
+    let store = controller.store();
+    let owned_secrets = watcher::Config::default().labels(&format!(
+        "{}={}",
+        secret::MANAGED_BY_LABEL,
+        secret::MANAGED_BY_VALUE
+    ));
+    controller
+        .owns(secrets, owned_secrets)
+        .watches(projects, watcher_config, move |project| {
+            let (name, namespace) = (project.name_any(), project.namespace());
+            store
+                .state()
+                .into_iter()
+                .filter(|b| b.namespace() == namespace && b.spec.project_ref.name == name)
+                .map(|b| ObjectRef::from_obj(&*b))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(
+            super::reconcile::<DatabaseBranch>,
+            |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile loop");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,97 @@
+//! The `DatabaseProject` a branch or snapshot belongs to.
+
+use kube::Resource;
+use kube::api::Api;
+
+use super::Context;
+use super::reconciler::Managed;
+use crate::api::v1alpha1::DatabaseProject;
+
+/// Where the parent project of a branch or snapshot is in its life.
+#[derive(Debug)]
+pub enum Parent {
+    /// No `DatabaseProject` of that name in the namespace (not yet, or not any more).
+    Missing,
+    /// The project is being deleted.
+    Deleting(Box<DatabaseProject>),
+    /// The project exists but is not Ready yet.
+    NotReady(Box<DatabaseProject>),
+    /// The project is Ready at the vendor under `project_id`.
+    Ready {
+        project: Box<DatabaseProject>,
+        project_id: String,
+    },
+}
+
+/// Looks up `DatabaseProject` `name` in `namespace`.
+pub async fn parent_project(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Parent, kube::Error> {
+    let api: Api<DatabaseProject> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(project) = api.get_opt(name).await? else {
+        return Ok(Parent::Missing);
+    };
+    if project.meta().deletion_timestamp.is_some() {
+        return Ok(Parent::Deleting(Box::new(project)));
+    }
+    let project_id = project.status.as_ref().and_then(|s| s.project_id.clone());
+    match project_id {
+        Some(project_id) if project.is_ready() => Ok(Parent::Ready {
+            project: Box::new(project),
+            project_id,
+        }),
+        _ => Ok(Parent::NotReady(Box::new(project))),
+    }
+}
+
+/// The provider through which a child (branch or snapshot) of `project_name`
+/// is cleaned up: the parent's provider while the parent resource exists, else
+/// the provider recorded in the child's status when its vendor object was made.
+pub enum CleanupProvider {
+    /// Delete through this provider.
+    Provider(std::sync::Arc<dyn crate::providers::Provider>),
+    /// The child never reached the vendor: nothing to delete.
+    NeverCreated,
+    /// The parent resource is gone and its provider cannot be used any more
+    /// (the message says why); the vendor removed the child with its project
+    /// unless that project was retained.
+    Unreachable(String),
+}
+
+/// Finds the [`CleanupProvider`] of a child.
+pub async fn cleanup_provider(
+    ctx: &Context,
+    namespace: &str,
+    project_name: &str,
+    recorded_provider: Option<&str>,
+) -> Result<CleanupProvider, super::LookupError> {
+    use crate::api::v1alpha1::ProviderRef;
+    let parent = parent_project(ctx, namespace, project_name)
+        .await
+        .map_err(|source| super::LookupError::Kube {
+            provider: recorded_provider.unwrap_or_default().to_string(),
+            source,
+        })?;
+    let (provider_ref, parent_exists) = match (&parent, recorded_provider) {
+        (Parent::Ready { project, .. }, _) => (project.spec.provider_ref.clone(), true),
+        (Parent::NotReady(project) | Parent::Deleting(project), _) => {
+            (project.spec.provider_ref.clone(), true)
+        }
+        (Parent::Missing, Some(name)) => (
+            ProviderRef {
+                name: name.to_string(),
+            },
+            false,
+        ),
+        (Parent::Missing, None) => return Ok(CleanupProvider::NeverCreated),
+    };
+    match ctx.provider(&provider_ref).await {
+        Ok(provider) => Ok(CleanupProvider::Provider(provider)),
+        Err(e) if !parent_exists && !e.is_transient() => {
+            Ok(CleanupProvider::Unreachable(e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}

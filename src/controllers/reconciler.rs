@@ -1,0 +1,222 @@
+//! What every dbops controller does the same way: the finalizer, the span and
+//! metrics around a reconcile, status writes, and reflecting failures in
+//! conditions and Events. Each kind implements [`Managed`] (status access) and
+//! [`Reconcile`] (its own apply and cleanup).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use super::conditions::{self, Health};
+use super::secret::FIELD_MANAGER;
+use super::{Context, FINALIZER, ReconcileError, object_key};
+use crate::api::v1alpha1::Conditions;
+
+/// A namespaced dbops kind whose status carries kstatus conditions.
+pub trait Managed:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: Default + Clone + PartialEq + Serialize + Send + Sync;
+
+    /// Name of the controller in metrics, logs and spans.
+    const CONTROLLER: &'static str;
+
+    fn status(&self) -> Option<&Self::Status>;
+    fn conditions(status: &Self::Status) -> &Conditions;
+    fn conditions_mut(status: &mut Self::Status) -> &mut Conditions;
+    fn set_observed_generation(status: &mut Self::Status, generation: Option<i64>);
+
+    /// The current status, or an empty one.
+    fn current_status(&self) -> Self::Status {
+        self.status().cloned().unwrap_or_default()
+    }
+
+    /// Whether `Ready` is True now.
+    fn is_ready(&self) -> bool {
+        self.status()
+            .is_some_and(|s| Self::conditions(s).is_true(conditions::READY))
+    }
+
+    /// `previous` moved to `health` for the current generation.
+    fn status_with_health(&self, previous: &Self::Status, health: &Health) -> Self::Status {
+        let mut status = previous.clone();
+        let generation = self.meta().generation;
+        Self::set_observed_generation(&mut status, generation);
+        *Self::conditions_mut(&mut status) = conditions::conditions_for(
+            health,
+            generation,
+            Self::conditions(previous),
+            Timestamp::now(),
+        );
+        status
+    }
+}
+
+/// The errors of a controller, as the shared reconcile needs them.
+pub trait ControllerError: ReconcileError + Sized {
+    /// Adding or removing the finalizer failed.
+    fn finalizer(error: kube::Error) -> Self;
+    /// The object has no name or namespace.
+    fn invalid_object() -> Self;
+    /// The failure is itself a status write, so reporting it in status is pointless.
+    fn is_status_write(&self) -> bool;
+}
+
+/// The kind-specific half of a controller.
+#[async_trait]
+pub trait Reconcile: Managed {
+    type Error: ControllerError;
+
+    /// Make the vendor match the spec and report it; runs with the finalizer in place.
+    async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Self::Error>;
+
+    /// Release vendor state before the finalizer is removed (idempotent, "not found" is done).
+    async fn cleanup(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Self::Error>;
+}
+
+/// Reconciles one object of kind `K`: finalizer, span, metrics, failure reporting.
+pub async fn reconcile<K: Reconcile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, K::Error> {
+    let started = Instant::now();
+    let namespace = obj.namespace().ok_or_else(K::Error::invalid_object)?;
+    let span = tracing::info_span!("reconcile", controller = K::CONTROLLER, namespace = %namespace, name = %obj.name_any());
+    let result = async {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+        let outcome = finalizer::finalizer(&api, FINALIZER, obj.clone(), |event| async {
+            match event {
+                FinalizerEvent::Apply(o) => o.apply(&api, &ctx).await,
+                FinalizerEvent::Cleanup(o) => o.cleanup(&api, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
+                K::Error::finalizer(e)
+            }
+            finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
+                K::Error::invalid_object()
+            }
+        });
+        match &outcome {
+            Ok(_) => ctx.reset_failures(&object_key(&*obj)),
+            Err(error) => report_failure(&*obj, &api, error, &ctx).await,
+        }
+        outcome
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics
+        .observe_reconcile(K::CONTROLLER, started.elapsed());
+    result
+}
+
+/// Writes `status` through the status subresource (server-side apply, field manager `dbops`).
+pub async fn apply_status<K: Managed>(
+    api: &Api<K>,
+    obj: &K,
+    status: &K::Status,
+) -> Result<(), kube::Error> {
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Writes `status` only if it differs from `previous`: steady state makes no writes.
+pub async fn apply_status_if_changed<K: Managed>(
+    api: &Api<K>,
+    obj: &K,
+    previous: &K::Status,
+    status: &K::Status,
+) -> Result<bool, kube::Error> {
+    if status == previous {
+        return Ok(false);
+    }
+    apply_status(api, obj, status).await?;
+    Ok(true)
+}
+
+/// Reflects a failed reconcile in status and an Event. Transient failures of an
+/// object that is already Ready leave its status alone (no flapping); everything
+/// else is shown: permanent errors as `Stalled`, transient ones as `Reconciling`.
+/// The Warning Event is published when the shown state changes or on the first
+/// failure in a row, not on every retry.
+pub async fn report_failure<K, E>(obj: &K, api: &Api<K>, error: &E, ctx: &Context)
+where
+    K: Managed,
+    E: ControllerError,
+{
+    // Status may have moved during this reconcile (e.g. an id was saved before a
+    // later step failed); build on the latest so nothing written is lost.
+    let latest = match api.get_opt(&obj.name_any()).await {
+        Ok(Some(latest)) => latest,
+        Ok(None) => return,
+        Err(_) => obj.clone(),
+    };
+    let previous = latest.current_status();
+    let first_failure = ctx.failure_count(&object_key(obj)) == 0;
+    let message = error.to_string();
+    let health = if error.is_transient() {
+        Health::progressing(error.category(), message.clone())
+    } else {
+        Health::stalled(error.category(), message.clone())
+    };
+    let keep_ready = error.is_transient() && K::conditions(&previous).is_true(conditions::READY);
+    let mut changed = false;
+    if !keep_ready && !error.is_status_write() {
+        let status = latest.status_with_health(&previous, &health);
+        match apply_status_if_changed(api, &latest, &previous, &status).await {
+            Ok(written) => changed = written,
+            Err(error) => tracing::warn!(%error, "could not write the failure into status"),
+        }
+    }
+    if changed || first_failure {
+        let action = if obj.meta().deletion_timestamp.is_some() {
+            "Delete"
+        } else {
+            "Reconcile"
+        };
+        ctx.publish(obj, EventType::Warning, error.category(), action, message)
+            .await;
+    }
+}
+
+/// Reflects a state that is not an error (waiting for a parent, provisioning) in status.
+pub async fn report_progress<K: Managed>(
+    api: &Api<K>,
+    obj: &K,
+    health: &Health,
+) -> Result<(), kube::Error> {
+    let previous = obj.current_status();
+    let status = obj.status_with_health(&previous, health);
+    apply_status_if_changed(api, obj, &previous, &status)
+        .await
+        .map(|_| ())
+}

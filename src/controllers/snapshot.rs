@@ -1,0 +1,514 @@
+//! `DatabaseSnapshot`: a point-in-time snapshot of a `DatabaseProject`, taken
+//! once the project is Ready. Snapshots are immutable (CEL refuses spec edits).
+//!
+//! Providers without a snapshot delete (infrai) cannot honour
+//! `deletionPolicy: Delete` literally: the snapshot then stays at the vendor
+//! until its project is deleted, which the Ready message and a `Normal` Event
+//! on deletion say, and the resource is released without blocking.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+
+use super::conditions::{self, Health, reason};
+use super::parent::{CleanupProvider, Parent, cleanup_provider, parent_project};
+use super::project::idempotency_key;
+use super::reconciler::{
+    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
+};
+use super::{Context, LookupError, ReconcileError, error_policy};
+use crate::api::v1alpha1::{
+    Conditions, DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
+};
+use crate::providers::{
+    Operation, Provider, ProviderError, ResourceState, SnapshotRequest, VendorSnapshot,
+};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "databasesnapshot";
+
+/// Everything that can stop a `DatabaseSnapshot` reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Provider(#[from] LookupError),
+    #[error("taking the snapshot at the vendor: {0}")]
+    Create(#[source] ProviderError),
+    #[error("reading snapshot {id} from the vendor: {source}")]
+    Read {
+        id: String,
+        #[source]
+        source: ProviderError,
+    },
+    #[error("deleting snapshot {id} at the vendor: {source}")]
+    Delete {
+        id: String,
+        #[source]
+        source: ProviderError,
+    },
+    #[error(
+        "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's snapshots with it, so this snapshot is gone too. Delete this resource"
+    )]
+    ProjectDeleted { project: String },
+    #[error(
+        "snapshot {id} no longer exists at the vendor (deleted outside dbops); delete this resource"
+    )]
+    VendorObjectDeleted { id: String },
+    #[error("snapshot {id} named in spec.externalId does not exist at the vendor")]
+    ExternalNotFound { id: String },
+    #[error(
+        "snapshot {id} named in spec.externalId belongs to vendor project {actual}, not to {expected}"
+    )]
+    ExternalMismatch {
+        id: String,
+        actual: String,
+        expected: String,
+    },
+    #[error("the vendor reports snapshot {id} as failed: {state}")]
+    VendorFailed { id: String, state: String },
+    #[error("{provider} cannot {operation}; {hint}")]
+    Unsupported {
+        provider: String,
+        operation: Operation,
+        hint: &'static str,
+    },
+    #[error("reading Kubernetes objects: {0}")]
+    Kube(#[source] kube::Error),
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("updating the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+    #[error("the resource has no namespace, name or uid")]
+    InvalidObject,
+}
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Provider(e) => e.category(),
+            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
+                e.category()
+            }
+            Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
+            Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
+            Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
+            Error::ExternalMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
+            Error::VendorFailed { .. } => "VendorFailed",
+            Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
+            Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => "KubernetesApiError",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Provider(e) => e.is_transient(),
+            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
+                e.is_transient()
+            }
+            Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => true,
+            _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
+                e.retry_after()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ControllerError for Error {
+    fn finalizer(error: kube::Error) -> Self {
+        Error::Finalizer(error)
+    }
+    fn invalid_object() -> Self {
+        Error::InvalidObject
+    }
+    fn is_status_write(&self) -> bool {
+        matches!(self, Error::Status(_))
+    }
+}
+
+impl Managed for DatabaseSnapshot {
+    type Status = DatabaseSnapshotStatus;
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn status(&self) -> Option<&DatabaseSnapshotStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &DatabaseSnapshotStatus) -> &Conditions {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut DatabaseSnapshotStatus) -> &mut Conditions {
+        &mut status.conditions
+    }
+    fn set_observed_generation(status: &mut DatabaseSnapshotStatus, generation: Option<i64>) {
+        status.observed_generation = generation;
+    }
+}
+
+/// The vendor create request for a snapshot of vendor project `project_id`.
+pub fn snapshot_request(snapshot: &DatabaseSnapshot, project_id: &str) -> SnapshotRequest {
+    SnapshotRequest {
+        project_id: project_id.to_string(),
+        label: snapshot.spec.label.clone(),
+    }
+}
+
+/// The Ready message, saying honestly what deletion will do on this provider.
+pub fn ready_message(
+    snapshot_id: &str,
+    project_id: &str,
+    provider: &dyn Provider,
+    policy: DeletionPolicy,
+) -> String {
+    let mut message = format!("snapshot {snapshot_id} of project {project_id} is ready");
+    if policy == DeletionPolicy::Delete && !provider.supports(Operation::SnapshotDelete) {
+        message.push_str(&format!(
+            "; note: {} has no snapshot delete, so deleting this resource leaves the snapshot until its project is deleted",
+            provider.api()
+        ));
+    }
+    message
+}
+
+#[async_trait]
+impl Reconcile for DatabaseSnapshot {
+    type Error = Error;
+
+    async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let mut previous = self.current_status();
+        let project_name = &self.spec.project_ref.name;
+        let created_before = previous.snapshot_id.is_some() || previous.create_requested;
+        let waiting = |message: String| Health::progressing(reason::WAITING_FOR_PROJECT, message);
+        let (project, project_id) = match parent_project(ctx, &namespace, project_name)
+            .await
+            .map_err(Error::Kube)?
+        {
+            Parent::Ready {
+                project,
+                project_id,
+            } => (project, project_id),
+            Parent::Missing if !created_before => {
+                let health = waiting(format!("DatabaseProject {project_name} does not exist yet"));
+                report_progress(api, self, &health)
+                    .await
+                    .map_err(Error::Status)?;
+                return Ok(Action::requeue(ctx.jittered_resync()));
+            }
+            Parent::Missing | Parent::Deleting(_) => {
+                return Err(Error::ProjectDeleted {
+                    project: project_name.clone(),
+                });
+            }
+            Parent::NotReady(_) => {
+                let health = waiting(format!(
+                    "waiting for DatabaseProject {project_name} to be Ready"
+                ));
+                report_progress(api, self, &health)
+                    .await
+                    .map_err(Error::Status)?;
+                return Ok(Action::requeue(ctx.jittered_resync()));
+            }
+        };
+        if previous
+            .project_id
+            .as_ref()
+            .is_some_and(|old| *old != project_id)
+        {
+            return Err(Error::ProjectDeleted {
+                project: project_name.clone(),
+            });
+        }
+        let provider = ctx.provider(&project.spec.provider_ref).await?;
+
+        let vendor = if let Some(id) = &previous.snapshot_id {
+            match provider.get_snapshot(&project_id, id).await {
+                Ok(vendor) => vendor,
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::VendorObjectDeleted { id: id.clone() });
+                }
+                Err(source) => {
+                    return Err(Error::Read {
+                        id: id.clone(),
+                        source,
+                    });
+                }
+            }
+        } else if let Some(id) = &self.spec.external_id {
+            let vendor = match provider.get_snapshot(&project_id, id).await {
+                Ok(vendor) => vendor,
+                Err(e) if e.is_not_found() => {
+                    return Err(Error::ExternalNotFound { id: id.clone() });
+                }
+                Err(source) => {
+                    return Err(Error::Read {
+                        id: id.clone(),
+                        source,
+                    });
+                }
+            };
+            if vendor.project_id != project_id {
+                return Err(Error::ExternalMismatch {
+                    id: id.clone(),
+                    actual: vendor.project_id,
+                    expected: project_id,
+                });
+            }
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Adopted",
+                "Adopt",
+                format!("adopted existing vendor snapshot {}", vendor.id),
+            )
+            .await;
+            vendor
+        } else {
+            self.create(
+                api,
+                &mut previous,
+                &project,
+                &project_id,
+                provider.as_ref(),
+                ctx,
+            )
+            .await?
+        };
+
+        let with_ids = |status: &DatabaseSnapshotStatus| DatabaseSnapshotStatus {
+            snapshot_id: Some(vendor.id.clone()),
+            project_id: Some(project_id.clone()),
+            provider_name: Some(project.spec.provider_ref.name.clone()),
+            created_at: vendor.created_at.clone().or(status.created_at.clone()),
+            ..status.clone()
+        };
+        let health = match &vendor.state {
+            ResourceState::Ready => Health::ready(ready_message(
+                &vendor.id,
+                &project_id,
+                provider.as_ref(),
+                self.spec.deletion_policy,
+            )),
+            ResourceState::Provisioning(state) => Health::progressing(
+                reason::WAITING_FOR_VENDOR,
+                format!("the vendor reports the snapshot as {state}"),
+            ),
+            ResourceState::Failed(state) => {
+                return Err(Error::VendorFailed {
+                    id: vendor.id.clone(),
+                    state: state.clone(),
+                });
+            }
+        };
+        let status = self.status_with_health(&with_ids(&previous), &health);
+        let was_ready = previous.conditions.is_true(conditions::READY);
+        apply_status_if_changed(api, self, &previous, &status)
+            .await
+            .map_err(Error::Status)?;
+        if matches!(vendor.state, ResourceState::Provisioning(_)) {
+            return Ok(Action::requeue(ctx.settings.provisioning_poll));
+        }
+        if !was_ready {
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Ready",
+                "Reconcile",
+                format!("snapshot {} is ready", vendor.id),
+            )
+            .await;
+        }
+        Ok(Action::requeue(ctx.jittered_resync()))
+    }
+
+    async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        let status = self.current_status();
+        let id = status.snapshot_id.clone().or(self.spec.external_id.clone());
+        if self.spec.deletion_policy == DeletionPolicy::Retain {
+            ctx.publish(
+                self,
+                EventType::Normal,
+                "Retained",
+                "Delete",
+                format!(
+                    "deletionPolicy Retain: vendor snapshot {} left in place",
+                    id.clone().unwrap_or_default()
+                ),
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let provider = match cleanup_provider(
+            ctx,
+            &namespace,
+            &self.spec.project_ref.name,
+            status.provider_name.as_deref(),
+        )
+        .await?
+        {
+            CleanupProvider::Provider(provider) => provider,
+            CleanupProvider::NeverCreated => return Ok(Action::await_change()),
+            CleanupProvider::Unreachable(why) => {
+                ctx.publish(
+                    self,
+                    EventType::Warning,
+                    "VendorCleanupSkipped",
+                    "Delete",
+                    format!("DatabaseProject {} is gone and its provider cannot be used ({why}); the vendor deletes snapshots with their project", self.spec.project_ref.name),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+        };
+        if !provider.supports(Operation::SnapshotDelete) {
+            if status.snapshot_id.is_some() || status.create_requested {
+                ctx.publish(
+                    self,
+                    EventType::Normal,
+                    "NotDeletedByProvider",
+                    "Delete",
+                    format!(
+                        "{} has no snapshot delete: vendor snapshot {} stays until project {} is deleted",
+                        provider.api(),
+                        id.unwrap_or_default(),
+                        status.project_id.unwrap_or_default()
+                    ),
+                )
+                .await;
+            }
+            return Ok(Action::await_change());
+        }
+        let project_id = status.project_id.clone().unwrap_or_default();
+        let id = match id {
+            Some(id) => Some(id),
+            None if status.create_requested && !project_id.is_empty() => {
+                let key = idempotency_key(self, "snapshot-create").ok_or(Error::InvalidObject)?;
+                match provider
+                    .create_snapshot(&snapshot_request(self, &project_id), &key)
+                    .await
+                {
+                    Ok(vendor) => Some(vendor.id),
+                    Err(e) if e.is_not_found() => None,
+                    Err(source) => return Err(Error::Create(source)),
+                }
+            }
+            None => None,
+        };
+        if let Some(id) = id {
+            match provider.delete_snapshot(&project_id, &id).await {
+                Ok(()) => {
+                    ctx.publish(
+                        self,
+                        EventType::Normal,
+                        "Deleted",
+                        "Delete",
+                        format!("deleted vendor snapshot {id}"),
+                    )
+                    .await;
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(source) => return Err(Error::Delete { id, source }),
+            }
+        }
+        Ok(Action::await_change())
+    }
+}
+
+impl DatabaseSnapshot {
+    /// Takes the vendor snapshot; `createRequested`, the project id and the
+    /// provider are saved first (see `DatabaseProject`).
+    async fn create(
+        &self,
+        api: &Api<Self>,
+        previous: &mut DatabaseSnapshotStatus,
+        project: &DatabaseProject,
+        project_id: &str,
+        provider: &dyn Provider,
+        ctx: &Context,
+    ) -> Result<VendorSnapshot, Error> {
+        if !provider.supports(Operation::SnapshotCreate) {
+            return Err(Error::Unsupported {
+                provider: provider.api().to_string(),
+                operation: Operation::SnapshotCreate,
+                hint: "adopt an existing snapshot or backup with spec.externalId instead",
+            });
+        }
+        let key = idempotency_key(self, "snapshot-create").ok_or(Error::InvalidObject)?;
+        if !previous.create_requested {
+            let health = Health::progressing(
+                reason::CREATING,
+                format!("taking the snapshot at {}", provider.api()),
+            );
+            let mut status = self.status_with_health(previous, &health);
+            status.create_requested = true;
+            status.project_id = Some(project_id.to_string());
+            status.provider_name = Some(project.spec.provider_ref.name.clone());
+            apply_status(api, self, &status)
+                .await
+                .map_err(Error::Status)?;
+            *previous = status;
+        }
+        let vendor = provider
+            .create_snapshot(&snapshot_request(self, project_id), &key)
+            .await
+            .map_err(Error::Create)?;
+        tracing::info!(snapshot_id = %vendor.id, "vendor snapshot created");
+        ctx.publish(
+            self,
+            EventType::Normal,
+            "Created",
+            "Create",
+            format!("took vendor snapshot {}", vendor.id),
+        )
+        .await;
+        Ok(vendor)
+    }
+}
+
+/// Runs the `DatabaseSnapshot` controller until `shutdown` resolves. A change of
+/// a `DatabaseProject` wakes its snapshots at once.
+pub async fn run(
+    ctx: Arc<Context>,
+    watcher_config: watcher::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let snapshots: Api<DatabaseSnapshot> = Api::all(ctx.client.clone());
+    let projects: Api<DatabaseProject> = Api::all(ctx.client.clone());
+    let controller = Controller::new(snapshots, watcher_config.clone());
+    let store = controller.store();
+    controller
+        .watches(projects, watcher_config, move |project| {
+            let (name, namespace) = (project.name_any(), project.namespace());
+            store
+                .state()
+                .into_iter()
+                .filter(|s| s.namespace() == namespace && s.spec.project_ref.name == name)
+                .map(|s| ObjectRef::from_obj(&*s))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(
+            super::reconcile::<DatabaseSnapshot>,
+            |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile loop");
+            }
+        })
+        .await;
+}
