@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dbops::api::v1alpha1::{DatabaseProject, DatabaseProvider};
+use dbops::api::v1alpha1::{DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot};
+use dbops::controllers::Managed;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde::Deserialize;
@@ -63,8 +64,19 @@ async fn apply_examples(client: &kube::Client) -> Vec<String> {
                         .await
                         .unwrap();
                 }
-                // Later examples (branches, snapshots) are covered by their own tests.
-                _ => continue,
+                "DatabaseBranch" => {
+                    Api::<DatabaseBranch>::namespaced(client.clone(), &ns)
+                        .create(&pp, &serde_json::from_value(value).unwrap())
+                        .await
+                        .unwrap();
+                }
+                "DatabaseSnapshot" => {
+                    Api::<DatabaseSnapshot>::namespaced(client.clone(), &ns)
+                        .create(&pp, &serde_json::from_value(value).unwrap())
+                        .await
+                        .unwrap();
+                }
+                other => panic!("deploy/examples has a {other} this test does not know"),
             }
             applied.push(kind);
         }
@@ -73,7 +85,7 @@ async fn apply_examples(client: &kube::Client) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dbops_run_with_defaults_brings_the_example_project_to_ready() {
+async fn dbops_run_with_defaults_brings_every_example_to_ready() {
     let kube = support::fake_kube::FakeKube::start().await;
     let kubeconfig = std::env::temp_dir().join(format!("dbops-smoke-{}.yaml", std::process::id()));
     std::fs::write(
@@ -116,12 +128,51 @@ async fn dbops_run_with_defaults_brings_the_example_project_to_ready() {
         "smoke: apply-to-Ready (operator start included) took {:?}",
         applied.elapsed()
     );
-    let secret = Api::<Secret>::namespaced(client.clone(), "default")
-        .get("quickstart-db")
-        .await
-        .unwrap();
-    let uri = String::from_utf8(secret.data.unwrap()["uri"].0.clone()).unwrap();
-    assert!(uri.starts_with("postgresql://"));
+    let secrets = Api::<Secret>::namespaced(client.clone(), "default");
+    let uri = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get(name).await.unwrap();
+            String::from_utf8(secret.data.unwrap()["uri"].0.clone()).unwrap()
+        }
+    };
+    assert!(uri("quickstart-db").await.starts_with("postgresql://"));
+
+    // The branch, the snapshot and the restore from the other examples follow.
+    let branches: Api<DatabaseBranch> = Api::namespaced(client.clone(), "default");
+    let snapshots: Api<DatabaseSnapshot> = Api::namespaced(client.clone(), "default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let branch_ready = branches
+            .get_opt("quickstart-preview")
+            .await
+            .unwrap()
+            .is_some_and(|b| b.is_ready());
+        let snapshot_ready = snapshots
+            .get_opt("quickstart-before-migration")
+            .await
+            .unwrap()
+            .is_some_and(|s| s.is_ready());
+        let restore_ready = projects
+            .get_opt("quickstart-restored")
+            .await
+            .unwrap()
+            .is_some_and(|p| p.is_ready());
+        if branch_ready && snapshot_ready && restore_ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "examples never all became Ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("smoke: all examples Ready after {:?}", applied.elapsed());
+    assert_ne!(
+        uri("quickstart-preview-db").await,
+        uri("quickstart-db").await
+    );
+    assert_ne!(
+        uri("quickstart-restored-db").await,
+        uri("quickstart-db").await
+    );
 
     // The project really exists in the emulator the binary serves.
     let id = project.status.unwrap().project_id.unwrap();

@@ -5,7 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use dbops::api::v1alpha1::{DatabaseProject, DatabaseProjectSpec};
+use dbops::api::v1alpha1::{
+    DatabaseBranch, DatabaseBranchSpec, DatabaseProject, DatabaseProjectSpec, DatabaseSnapshot,
+    DatabaseSnapshotSpec, DeletionPolicy, LocalObjectRef, RestoreSource,
+};
+use dbops::controllers::Managed;
 use dbops::controllers::Settings;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -146,5 +150,109 @@ async fn a_project_waiting_for_its_provider_starts_as_soon_as_the_provider_appea
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
+    let h = Harness::new().await;
+    let (stop, _task) = start_operator(&h);
+    let pp = PostParams::default();
+    let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    let branches: Api<DatabaseBranch> = Api::namespaced(h.client.clone(), NS);
+    let snapshots: Api<DatabaseSnapshot> = Api::namespaced(h.client.clone(), NS);
+    let started = std::time::Instant::now();
+    // Applied children first, parents last, as a GitOps sync may do.
+    let restore = DatabaseProject::new(
+        "restored",
+        DatabaseProjectSpec {
+            restore_from: Some(RestoreSource {
+                snapshot_ref: Some(LocalObjectRef {
+                    name: "nightly".into(),
+                }),
+                snapshot_id: None,
+            }),
+            ..Default::default()
+        },
+    );
+    projects.create(&pp, &restore).await.unwrap();
+    let branch = DatabaseBranch::new(
+        "preview",
+        DatabaseBranchSpec {
+            project_ref: LocalObjectRef {
+                name: "shop".into(),
+            },
+            branch_name: None,
+            from_branch: None,
+            external_id: None,
+            deletion_policy: DeletionPolicy::Delete,
+            write_connection_secret_to: None,
+        },
+    );
+    branches.create(&pp, &branch).await.unwrap();
+    let snapshot = DatabaseSnapshot::new(
+        "nightly",
+        DatabaseSnapshotSpec {
+            project_ref: LocalObjectRef {
+                name: "shop".into(),
+            },
+            label: None,
+            external_id: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    snapshots.create(&pp, &snapshot).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    projects
+        .create(
+            &pp,
+            &DatabaseProject::new("shop", DatabaseProjectSpec::default()),
+        )
+        .await
+        .unwrap();
+
+    // The resync period is 10 minutes: only the cross-kind watches can make these prompt.
+    wait_for("branch Ready", || async {
+        branches
+            .get_opt("preview")
+            .await
+            .unwrap()
+            .filter(|b| b.is_ready())
+    })
+    .await;
+    wait_for("snapshot Ready", || async {
+        snapshots
+            .get_opt("nightly")
+            .await
+            .unwrap()
+            .filter(|s| s.is_ready())
+    })
+    .await;
+    wait_for("restore Ready", || async {
+        projects.get_opt("restored").await.unwrap().filter(is_ready)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(h.emulator.infrai.projects().len(), 2);
+
+    // Deleting the project: the branch reports it promptly.
+    projects
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("branch Stalled ProjectDeleted", || async {
+        branches.get_opt("preview").await.unwrap().filter(|b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .get("Stalled")
+                    .is_some_and(|c| c.reason == "ProjectDeleted")
+            })
+        })
+    })
+    .await;
     let _ = stop.send(());
 }

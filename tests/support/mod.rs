@@ -125,3 +125,41 @@ impl Harness {
             .collect()
     }
 }
+
+/// One reconcile of the current state of `K` `name` in [`NS`], as the controller would run it.
+pub async fn reconcile<K>(
+    h: &Harness,
+    name: &str,
+) -> Result<kube::runtime::controller::Action, K::Error>
+where
+    K: dbops::controllers::Reconcile,
+{
+    let api: Api<K> = Api::namespaced(h.client.clone(), NS);
+    let obj = api.get(name).await.expect("object exists");
+    dbops::controllers::reconcile(Arc::new(obj), h.ctx.clone()).await
+}
+
+/// Reconciles `K` `name` until it is Ready (at most `rounds` times).
+pub async fn reconcile_until_ready<K>(h: &Harness, name: &str, rounds: usize) -> K
+where
+    K: dbops::controllers::Reconcile,
+{
+    let api: Api<K> = Api::namespaced(h.client.clone(), NS);
+    for _ in 0..rounds {
+        let _ = reconcile::<K>(h, name).await;
+        let obj = api.get(name).await.unwrap();
+        if obj.is_ready() {
+            return obj;
+        }
+    }
+    panic!("{name} did not become Ready in {rounds} reconciles");
+}
+
+/// `(status, reason)` of condition `type_` of `obj`.
+pub fn condition<K: dbops::controllers::Managed>(obj: &K, type_: &str) -> (String, String) {
+    let status = obj.status().expect("has status");
+    let c = K::conditions(status)
+        .get(type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone())
+}

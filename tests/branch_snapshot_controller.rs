@@ -1,0 +1,511 @@
+//! DatabaseBranch, DatabaseSnapshot and restore-from-snapshot against the
+//! in-memory Kubernetes API and the infrai emulator.
+
+mod support;
+
+use axum::http::Method;
+use dbops::api::v1alpha1::{
+    ConnectionSecretTarget, DatabaseBranch, DatabaseBranchSpec, DatabaseProject,
+    DatabaseProjectSpec, DatabaseSnapshot, DatabaseSnapshotSpec, DeletionPolicy, LocalObjectRef,
+    RestoreSource,
+};
+use dbops::controllers::ReconcileError;
+use dbops::controllers::conditions::{READY, RECONCILING, STALLED};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use support::{Harness, NS, condition, reconcile, reconcile_until_ready};
+
+async fn create<K>(h: &Harness, obj: K) -> K
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(h.client.clone(), NS);
+    api.create(&PostParams::default(), &obj).await.unwrap()
+}
+
+async fn get<K>(h: &Harness, name: &str) -> Option<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(h.client.clone(), NS);
+    api.get_opt(name).await.unwrap()
+}
+
+async fn delete<K>(h: &Harness, name: &str)
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(h.client.clone(), NS);
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+}
+
+fn project(name: &str) -> DatabaseProject {
+    DatabaseProject::new(name, DatabaseProjectSpec::default())
+}
+
+fn branch(name: &str, project: &str) -> DatabaseBranch {
+    DatabaseBranch::new(
+        name,
+        DatabaseBranchSpec {
+            project_ref: LocalObjectRef {
+                name: project.into(),
+            },
+            branch_name: None,
+            from_branch: None,
+            external_id: None,
+            deletion_policy: DeletionPolicy::Delete,
+            write_connection_secret_to: Some(ConnectionSecretTarget {
+                name: format!("{name}-db"),
+            }),
+        },
+    )
+}
+
+fn snapshot(name: &str, project: &str) -> DatabaseSnapshot {
+    DatabaseSnapshot::new(
+        name,
+        DatabaseSnapshotSpec {
+            project_ref: LocalObjectRef {
+                name: project.into(),
+            },
+            label: Some("before-migration".into()),
+            external_id: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    )
+}
+
+async fn secret_uri(h: &Harness, name: &str) -> String {
+    let api: Api<Secret> = Api::namespaced(h.client.clone(), NS);
+    let s = api.get(name).await.unwrap();
+    String::from_utf8(s.data.unwrap()["uri"].0.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn a_branch_waits_for_its_project_then_becomes_ready() {
+    let h = Harness::new().await;
+    create(&h, branch("preview", "shop")).await;
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap(); // finalizer
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    let b: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert_eq!(
+        condition(&b, RECONCILING),
+        ("True".into(), "WaitingForProject".into())
+    );
+    assert_eq!(condition(&b, READY).0, "False");
+    assert_eq!(condition(&b, STALLED).0, "False", "waiting is not an error");
+    assert!(
+        b.status
+            .unwrap()
+            .conditions
+            .get(RECONCILING)
+            .unwrap()
+            .message
+            .contains("does not exist yet")
+    );
+
+    // The project exists but is not Ready yet: still waiting, no vendor call, no error.
+    create(&h, project("shop")).await;
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    let b: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert!(
+        b.status
+            .unwrap()
+            .conditions
+            .get(RECONCILING)
+            .unwrap()
+            .message
+            .contains("to be Ready")
+    );
+    assert!(h.emulator.infrai.projects().is_empty());
+
+    let p = reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    let b = reconcile_until_ready::<DatabaseBranch>(&h, "preview", 2).await;
+    let status = b.status.clone().unwrap();
+    let project_id = p.status.unwrap().project_id.unwrap();
+    assert_eq!(status.project_id.as_deref(), Some(project_id.as_str()));
+    assert_eq!(status.provider_name.as_deref(), Some("default"));
+    let branch_id = status.branch_id.unwrap();
+    let (parent, _) = h.emulator.infrai.branch_data(&branch_id).unwrap();
+    assert_eq!(
+        parent,
+        h.emulator.infrai.default_branch_id(&project_id),
+        "branched from the default branch"
+    );
+
+    // The branch's Secret holds the branch's own endpoint, not the project's.
+    let branch_uri = secret_uri(&h, "preview-db").await;
+    let project_uri = secret_uri(&h, "shop-connection").await;
+    assert!(branch_uri.starts_with("postgresql://"));
+    assert_ne!(branch_uri, project_uri);
+    assert!(branch_uri.contains(&branch_id));
+    assert!(h.event_reasons("preview").contains(&"Ready".to_string()));
+}
+
+#[tokio::test]
+async fn a_branch_of_a_branch_copies_its_parent() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    create(&h, branch("dev", "shop")).await;
+    let dev = reconcile_until_ready::<DatabaseBranch>(&h, "dev", 3).await;
+    let mut feature = branch("feature", "shop");
+    feature.spec.branch_name = Some("feature-x".into());
+    feature.spec.from_branch = Some("dev".into());
+    create(&h, feature).await;
+    let feature = reconcile_until_ready::<DatabaseBranch>(&h, "feature", 3).await;
+    let (parent, _) = h
+        .emulator
+        .infrai
+        .branch_data(&feature.status.unwrap().branch_id.unwrap())
+        .unwrap();
+    assert_eq!(parent, dev.status.unwrap().branch_id);
+}
+
+#[tokio::test]
+async fn branch_crash_after_vendor_create_does_not_duplicate() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    let branches_before = h.emulator.infrai.branch_count();
+    create(&h, branch("preview", "shop")).await;
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    h.kube
+        .fail_after(Method::PATCH, "/databasebranches/preview/status", 1, 500, 1);
+    let err = reconcile::<DatabaseBranch>(&h, "preview")
+        .await
+        .unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(h.emulator.infrai.branch_count(), branches_before + 1);
+    reconcile_until_ready::<DatabaseBranch>(&h, "preview", 2).await;
+    assert_eq!(
+        h.emulator.infrai.branch_count(),
+        branches_before + 1,
+        "no second branch"
+    );
+}
+
+#[tokio::test]
+async fn a_branch_is_adopted_by_external_id_and_deleted_at_the_vendor() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    let p = reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    create(&h, branch("first", "shop")).await;
+    let first = reconcile_until_ready::<DatabaseBranch>(&h, "first", 3).await;
+    let first_id = first.status.unwrap().branch_id.unwrap();
+
+    // A second resource adopts the same vendor branch, with Retain.
+    let mut adopter = branch("adopter", "shop");
+    adopter.spec.external_id = Some(first_id.clone());
+    adopter.spec.deletion_policy = DeletionPolicy::Retain;
+    create(&h, adopter).await;
+    let count = h.emulator.infrai.branch_count();
+    let adopted = reconcile_until_ready::<DatabaseBranch>(&h, "adopter", 3).await;
+    assert_eq!(
+        adopted.status.unwrap().branch_id.as_deref(),
+        Some(first_id.as_str())
+    );
+    assert_eq!(
+        h.emulator.infrai.branch_count(),
+        count,
+        "adoption creates nothing"
+    );
+    assert!(h.event_reasons("adopter").contains(&"Adopted".to_string()));
+
+    // Retain: the vendor branch stays.
+    delete::<DatabaseBranch>(&h, "adopter").await;
+    reconcile::<DatabaseBranch>(&h, "adopter").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "adopter").await.is_none());
+    assert!(h.emulator.infrai.branch_data(&first_id).is_some());
+
+    // Delete: the vendor branch goes.
+    delete::<DatabaseBranch>(&h, "first").await;
+    reconcile::<DatabaseBranch>(&h, "first").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "first").await.is_none());
+    assert!(h.emulator.infrai.branch_data(&first_id).is_none());
+    let project_id = p.status.unwrap().project_id.unwrap();
+    assert!(
+        h.emulator.infrai.default_branch_id(&project_id).is_some(),
+        "the project is untouched"
+    );
+
+    // An id from another project is refused.
+    create(&h, project("other")).await;
+    let other = reconcile_until_ready::<DatabaseProject>(&h, "other", 3).await;
+    let other_main = h
+        .emulator
+        .infrai
+        .default_branch_id(&other.status.unwrap().project_id.unwrap())
+        .unwrap();
+    let mut wrong = branch("wrong", "shop");
+    wrong.spec.external_id = Some(other_main);
+    create(&h, wrong).await;
+    reconcile::<DatabaseBranch>(&h, "wrong").await.unwrap();
+    let err = reconcile::<DatabaseBranch>(&h, "wrong").await.unwrap_err();
+    assert_eq!(err.category(), "InvalidSpec");
+}
+
+#[tokio::test]
+async fn a_snapshot_is_taken_once_the_project_is_ready_and_says_what_delete_does() {
+    let h = Harness::new().await;
+    create(&h, snapshot("nightly", "shop")).await;
+    create(&h, project("shop")).await;
+    reconcile::<DatabaseSnapshot>(&h, "nightly").await.unwrap();
+    reconcile::<DatabaseSnapshot>(&h, "nightly").await.unwrap();
+    let s: DatabaseSnapshot = get(&h, "nightly").await.unwrap();
+    assert_eq!(
+        condition(&s, RECONCILING),
+        ("True".into(), "WaitingForProject".into())
+    );
+    assert_eq!(h.emulator.infrai.snapshot_count(), 0);
+
+    let p = reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    let s = reconcile_until_ready::<DatabaseSnapshot>(&h, "nightly", 2).await;
+    let status = s.status.clone().unwrap();
+    assert!(
+        status
+            .snapshot_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("snap_"))
+    );
+    assert_eq!(status.project_id, p.status.unwrap().project_id);
+    assert!(status.created_at.is_some());
+    let ready = status.conditions.get(READY).unwrap();
+    assert!(
+        ready.message.contains("no snapshot delete"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(h.emulator.infrai.snapshot_count(), 1);
+
+    // Steady state: nothing written, nothing created.
+    h.kube.clear_log();
+    reconcile::<DatabaseSnapshot>(&h, "nightly").await.unwrap();
+    assert_eq!(h.kube.writes(), 0);
+    assert_eq!(h.emulator.infrai.snapshot_count(), 1);
+
+    // infrai cannot delete snapshots: the resource is released, the snapshot stays, an Event says so.
+    delete::<DatabaseSnapshot>(&h, "nightly").await;
+    reconcile::<DatabaseSnapshot>(&h, "nightly").await.unwrap();
+    assert!(get::<DatabaseSnapshot>(&h, "nightly").await.is_none());
+    assert_eq!(h.emulator.infrai.snapshot_count(), 1);
+    assert!(
+        h.event_reasons("nightly")
+            .contains(&"NotDeletedByProvider".to_string())
+    );
+}
+
+#[tokio::test]
+async fn snapshot_crash_after_vendor_create_does_not_duplicate() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    create(&h, snapshot("nightly", "shop")).await;
+    reconcile::<DatabaseSnapshot>(&h, "nightly").await.unwrap();
+    h.kube.fail_after(
+        Method::PATCH,
+        "/databasesnapshots/nightly/status",
+        1,
+        500,
+        1,
+    );
+    reconcile::<DatabaseSnapshot>(&h, "nightly")
+        .await
+        .unwrap_err();
+    assert_eq!(h.emulator.infrai.snapshot_count(), 1);
+    reconcile_until_ready::<DatabaseSnapshot>(&h, "nightly", 2).await;
+    assert_eq!(h.emulator.infrai.snapshot_count(), 1);
+}
+
+#[tokio::test]
+async fn restore_waits_for_the_snapshot_then_makes_a_new_project_with_its_data() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    let source = reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    let source_id = source.status.unwrap().project_id.unwrap();
+    let main = h.emulator.infrai.default_branch_id(&source_id).unwrap();
+    h.emulator.infrai.write_branch_data(&main, "orders", "42");
+
+    let restored = DatabaseProject::new(
+        "shop-restored",
+        DatabaseProjectSpec {
+            restore_from: Some(RestoreSource {
+                snapshot_ref: Some(LocalObjectRef {
+                    name: "nightly".into(),
+                }),
+                snapshot_id: None,
+            }),
+            ..Default::default()
+        },
+    );
+    create(&h, restored).await;
+    reconcile::<DatabaseProject>(&h, "shop-restored")
+        .await
+        .unwrap();
+    reconcile::<DatabaseProject>(&h, "shop-restored")
+        .await
+        .unwrap();
+    let r: DatabaseProject = get(&h, "shop-restored").await.unwrap();
+    assert_eq!(
+        condition(&r, RECONCILING),
+        ("True".into(), "WaitingForSnapshot".into())
+    );
+    assert_eq!(h.emulator.infrai.projects().len(), 1);
+
+    create(&h, snapshot("nightly", "shop")).await;
+    reconcile_until_ready::<DatabaseSnapshot>(&h, "nightly", 3).await;
+    h.emulator.infrai.write_branch_data(&main, "orders", "43");
+    let r = reconcile_until_ready::<DatabaseProject>(&h, "shop-restored", 3).await;
+    let status = r.status.unwrap();
+    let new_id = status.project_id.unwrap();
+    assert_ne!(new_id, source_id);
+    assert!(status.restored_from_snapshot_id.is_some());
+    let vendor = h.emulator.infrai.projects();
+    assert_eq!(vendor.len(), 2);
+    assert!(
+        vendor
+            .iter()
+            .any(|p| p.id == new_id && p.name == "team-a-shop-restored")
+    );
+    let (_, data) = h
+        .emulator
+        .infrai
+        .branch_data(&h.emulator.infrai.default_branch_id(&new_id).unwrap())
+        .unwrap();
+    assert_eq!(
+        data.get("orders").map(String::as_str),
+        Some("42"),
+        "the restore has the snapshot's data"
+    );
+    assert!(
+        secret_uri(&h, "shop-restored-connection")
+            .await
+            .starts_with("postgresql://")
+    );
+
+    // A restored project deletes like any other.
+    delete::<DatabaseProject>(&h, "shop-restored").await;
+    reconcile::<DatabaseProject>(&h, "shop-restored")
+        .await
+        .unwrap();
+    assert_eq!(h.emulator.infrai.projects().len(), 1);
+}
+
+#[tokio::test]
+async fn restore_by_raw_snapshot_id_survives_a_crash_without_duplicating() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    create(&h, snapshot("nightly", "shop")).await;
+    let snap = reconcile_until_ready::<DatabaseSnapshot>(&h, "nightly", 3).await;
+    let snapshot_id = snap.status.unwrap().snapshot_id.unwrap();
+
+    let restored = DatabaseProject::new(
+        "copy",
+        DatabaseProjectSpec {
+            restore_from: Some(RestoreSource {
+                snapshot_ref: None,
+                snapshot_id: Some(snapshot_id.clone()),
+            }),
+            ..Default::default()
+        },
+    );
+    create(&h, restored).await;
+    reconcile::<DatabaseProject>(&h, "copy").await.unwrap();
+    h.kube
+        .fail_after(Method::PATCH, "/databaseprojects/copy/status", 1, 500, 1);
+    reconcile::<DatabaseProject>(&h, "copy").await.unwrap_err();
+    assert_eq!(h.emulator.infrai.projects().len(), 2);
+    let r = reconcile_until_ready::<DatabaseProject>(&h, "copy", 2).await;
+    assert_eq!(
+        h.emulator.infrai.projects().len(),
+        2,
+        "the retried restore did not make a third project"
+    );
+    assert_eq!(
+        r.status.unwrap().restored_from_snapshot_id.as_deref(),
+        Some(snapshot_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_project_with_live_children_leaves_nothing_stuck() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    create(&h, branch("preview", "shop")).await;
+    create(&h, snapshot("nightly", "shop")).await;
+    reconcile_until_ready::<DatabaseBranch>(&h, "preview", 3).await;
+    reconcile_until_ready::<DatabaseSnapshot>(&h, "nightly", 3).await;
+
+    // The project goes first; the vendor deletes its branches and snapshots with it.
+    delete::<DatabaseProject>(&h, "shop").await;
+    reconcile::<DatabaseProject>(&h, "shop").await.unwrap();
+    assert!(get::<DatabaseProject>(&h, "shop").await.is_none());
+    assert!(h.emulator.infrai.projects().is_empty());
+    assert_eq!(h.emulator.infrai.branch_count(), 0);
+    assert_eq!(h.emulator.infrai.snapshot_count(), 0);
+
+    // The children say so, clearly.
+    let err = reconcile::<DatabaseBranch>(&h, "preview")
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), "ProjectDeleted");
+    let b: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert_eq!(
+        condition(&b, STALLED),
+        ("True".into(), "ProjectDeleted".into())
+    );
+    let s_err = reconcile::<DatabaseSnapshot>(&h, "nightly")
+        .await
+        .unwrap_err();
+    assert_eq!(s_err.category(), "ProjectDeleted");
+
+    // And their deletion completes: the vendor's "not found" counts as done.
+    delete::<DatabaseBranch>(&h, "preview").await;
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "preview").await.is_none());
+    delete::<DatabaseSnapshot>(&h, "nightly").await;
+    reconcile::<DatabaseSnapshot>(&h, "nightly").await.unwrap();
+    assert!(get::<DatabaseSnapshot>(&h, "nightly").await.is_none());
+}
+
+#[tokio::test]
+async fn children_of_a_retained_project_are_still_deleted_through_the_recorded_provider() {
+    let h = Harness::new().await;
+    let mut keep = project("keep");
+    keep.spec.deletion_policy = DeletionPolicy::Retain;
+    create(&h, keep).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "keep", 3).await;
+    create(&h, branch("preview", "keep")).await;
+    let b = reconcile_until_ready::<DatabaseBranch>(&h, "preview", 3).await;
+    let branch_id = b.status.unwrap().branch_id.unwrap();
+
+    delete::<DatabaseProject>(&h, "keep").await;
+    reconcile::<DatabaseProject>(&h, "keep").await.unwrap();
+    assert_eq!(
+        h.emulator.infrai.projects().len(),
+        1,
+        "retained at the vendor"
+    );
+
+    delete::<DatabaseBranch>(&h, "preview").await;
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "preview").await.is_none());
+    assert!(
+        h.emulator.infrai.branch_data(&branch_id).is_none(),
+        "vendor branch deleted through status.providerName"
+    );
+}
