@@ -4,29 +4,23 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::conditions::{self, Health, reason};
-use super::parent::{CleanupProvider, Parent, cleanup_provider, parent_project};
+use super::parent::{CleanupProvider, Gate, cleanup_provider, gate};
 use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWriteError};
-use super::{Context, LookupError, ReconcileError, error_policy};
-use crate::api::v1alpha1::{
-    Conditions, DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy,
-};
-use crate::providers::{
-    BranchRequest, Operation, Provider, ProviderError, ResourceState, VendorBranch,
-};
+use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
+use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
+use crate::providers::{BranchRequest, Operation, Provider, ResourceState, VendorBranch};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasebranch";
@@ -36,20 +30,10 @@ pub const CONTROLLER: &str = "databasebranch";
 pub enum Error {
     #[error(transparent)]
     Provider(#[from] LookupError),
-    #[error("creating the branch at the vendor: {0}")]
-    Create(#[source] ProviderError),
-    #[error("reading branch {id} from the vendor: {source}")]
-    Read {
-        id: String,
-        #[source]
-        source: ProviderError,
-    },
-    #[error("deleting branch {id} at the vendor: {source}")]
-    Delete {
-        id: String,
-        #[source]
-        source: ProviderError,
-    },
+    #[error(transparent)]
+    Vendor(#[from] VendorCall),
+    #[error(transparent)]
+    Kube(#[from] KubeCall),
     #[error(
         "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's branches with it, so this branch is gone too. Delete this resource"
     )]
@@ -84,12 +68,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Secret(#[from] SecretWriteError),
-    #[error("reading Kubernetes objects: {0}")]
-    Kube(#[source] kube::Error),
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-    #[error("updating the finalizer: {0}")]
-    Finalizer(#[source] kube::Error),
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
@@ -98,9 +76,8 @@ impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
             Error::Provider(e) => e.category(),
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.category()
-            }
+            Error::Vendor(e) => e.source.category(),
+            Error::Kube(_) => "KubernetesApiError",
             Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
@@ -109,31 +86,23 @@ impl ReconcileError for Error {
             Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
             Error::Connection { .. } => "VendorInvalidResponse",
             Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
-            Error::Secret(_) | Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => {
-                "KubernetesApiError"
-            }
+            Error::Secret(_) => "KubernetesApiError",
         }
     }
 
     fn is_transient(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_transient(),
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.is_transient()
-            }
-            Error::Secret(SecretWriteError::Kube { .. })
-            | Error::Kube(_)
-            | Error::Status(_)
-            | Error::Finalizer(_) => true,
+            Error::Vendor(e) => e.source.is_transient(),
+            Error::Kube(_) => true,
+            Error::Secret(SecretWriteError::Kube { .. }) => true,
             _ => false,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.retry_after()
-            }
+            Error::Vendor(e) => e.source.retry_after(),
             _ => None,
         }
     }
@@ -141,33 +110,17 @@ impl ReconcileError for Error {
 
 impl ControllerError for Error {
     fn finalizer(error: kube::Error) -> Self {
-        Error::Finalizer(error)
+        Error::Kube(KubeCall::Finalizer(error))
     }
     fn invalid_object() -> Self {
         Error::InvalidObject
     }
     fn is_status_write(&self) -> bool {
-        matches!(self, Error::Status(_))
+        matches!(self, Error::Kube(KubeCall::Status(_)))
     }
 }
 
-impl Managed for DatabaseBranch {
-    type Status = DatabaseBranchStatus;
-    const CONTROLLER: &'static str = CONTROLLER;
-
-    fn status(&self) -> Option<&DatabaseBranchStatus> {
-        self.status.as_ref()
-    }
-    fn conditions(status: &DatabaseBranchStatus) -> &Conditions {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut DatabaseBranchStatus) -> &mut Conditions {
-        &mut status.conditions
-    }
-    fn set_observed_generation(status: &mut DatabaseBranchStatus, generation: Option<i64>) {
-        status.observed_generation = generation;
-    }
-}
+crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER);
 
 /// Name of the branch at the vendor: `spec.branchName`, else the resource name.
 pub fn vendor_branch_name(branch: &DatabaseBranch) -> String {
@@ -204,46 +157,28 @@ impl Reconcile for DatabaseBranch {
         let mut previous = self.current_status();
         let project_name = &self.spec.project_ref.name;
         let created_before = previous.branch_id.is_some() || previous.create_requested;
-        let waiting = |message: String| Health::progressing(reason::WAITING_FOR_PROJECT, message);
-        let (project, project_id) = match parent_project(ctx, &namespace, project_name)
-            .await
-            .map_err(Error::Kube)?
-        {
-            Parent::Ready {
-                project,
-                project_id,
-            } => (project, project_id),
-            Parent::Missing if !created_before => {
-                let health = waiting(format!("DatabaseProject {project_name} does not exist yet"));
-                report_progress(api, self, &health)
-                    .await
-                    .map_err(Error::Status)?;
-                return Ok(Action::requeue(ctx.jittered_resync()));
-            }
-            Parent::Missing | Parent::Deleting(_) => {
-                return Err(Error::ProjectDeleted {
-                    project: project_name.clone(),
-                });
-            }
-            Parent::NotReady(_) => {
-                let health = waiting(format!(
-                    "waiting for DatabaseProject {project_name} to be Ready"
-                ));
-                report_progress(api, self, &health)
-                    .await
-                    .map_err(Error::Status)?;
-                return Ok(Action::requeue(ctx.jittered_resync()));
-            }
-        };
-        if previous
-            .project_id
-            .as_ref()
-            .is_some_and(|old| *old != project_id)
-        {
-            return Err(Error::ProjectDeleted {
-                project: project_name.clone(),
-            });
-        }
+        let recorded = previous.project_id.as_deref();
+        let (project, project_id) =
+            match gate(ctx, &namespace, project_name, created_before, recorded)
+                .await
+                .map_err(KubeCall::Read)?
+            {
+                Gate::Proceed {
+                    project,
+                    project_id,
+                } => (project, project_id),
+                Gate::Wait(health) => {
+                    report_progress(api, self, &health)
+                        .await
+                        .map_err(KubeCall::Status)?;
+                    return Ok(Action::requeue(ctx.jittered_resync()));
+                }
+                Gate::ParentGone => {
+                    return Err(Error::ProjectDeleted {
+                        project: project_name.clone(),
+                    });
+                }
+            };
         let provider = ctx.provider(&project.spec.provider_ref).await?;
 
         let vendor = if let Some(id) = &previous.branch_id {
@@ -253,10 +188,7 @@ impl Reconcile for DatabaseBranch {
                     return Err(Error::VendorObjectDeleted { id: id.clone() });
                 }
                 Err(source) => {
-                    return Err(Error::Read {
-                        id: id.clone(),
-                        source,
-                    });
+                    return Err(VendorCall::new(format!("reading branch {id}"), source).into());
                 }
             }
         } else if let Some(id) = &self.spec.external_id {
@@ -266,10 +198,7 @@ impl Reconcile for DatabaseBranch {
                     return Err(Error::ExternalNotFound { id: id.clone() });
                 }
                 Err(source) => {
-                    return Err(Error::Read {
-                        id: id.clone(),
-                        source,
-                    });
+                    return Err(VendorCall::new(format!("reading branch {id}"), source).into());
                 }
             };
             if vendor.project_id != project_id {
@@ -319,7 +248,7 @@ impl Reconcile for DatabaseBranch {
                 let status = self.status_with_health(&with_ids(&previous, None), &health);
                 apply_status_if_changed(api, self, &previous, &status)
                     .await
-                    .map_err(Error::Status)?;
+                    .map_err(KubeCall::Status)?;
                 return Ok(Action::requeue(ctx.settings.provisioning_poll));
             }
             ResourceState::Failed(state) => {
@@ -338,7 +267,7 @@ impl Reconcile for DatabaseBranch {
             let status = self.status_with_health(&with_ids(&previous, None), &health);
             apply_status(api, self, &status)
                 .await
-                .map_err(Error::Status)?;
+                .map_err(KubeCall::Status)?;
             previous = status;
         }
 
@@ -366,7 +295,7 @@ impl Reconcile for DatabaseBranch {
         let was_ready = previous.conditions.is_true(conditions::READY);
         apply_status_if_changed(api, self, &previous, &status)
             .await
-            .map_err(Error::Status)?;
+            .map_err(KubeCall::Status)?;
         if !was_ready {
             ctx.publish(
                 self,
@@ -432,7 +361,9 @@ impl Reconcile for DatabaseBranch {
                 {
                     Ok(vendor) => Some(vendor.id),
                     Err(e) if e.is_not_found() => None,
-                    Err(source) => return Err(Error::Create(source)),
+                    Err(source) => {
+                        return Err(VendorCall::new("replaying the branch create", source).into());
+                    }
                 }
             }
             (None, None) => None,
@@ -459,7 +390,9 @@ impl Reconcile for DatabaseBranch {
                     )
                     .await;
                 }
-                Err(source) => return Err(Error::Delete { id, source }),
+                Err(source) => {
+                    return Err(VendorCall::new(format!("deleting branch {id}"), source).into());
+                }
             }
         }
         Ok(Action::await_change())
@@ -496,13 +429,13 @@ impl DatabaseBranch {
             status.provider_name = Some(project.spec.provider_ref.name.clone());
             apply_status(api, self, &status)
                 .await
-                .map_err(Error::Status)?;
+                .map_err(KubeCall::Status)?;
             *previous = status;
         }
         let vendor = provider
             .create_branch(&branch_request(self, project_id), &key)
             .await
-            .map_err(Error::Create)?;
+            .map_err(|e| VendorCall::new("creating the branch", e))?;
         tracing::info!(branch_id = %vendor.id, "vendor branch created");
         ctx.publish(
             self,
@@ -523,37 +456,23 @@ pub async fn run(
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let branches: Api<DatabaseBranch> = Api::all(ctx.client.clone());
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
-    let projects: Api<DatabaseProject> = Api::all(ctx.client.clone());
-    let controller = Controller::new(branches, watcher_config.clone());
-    let store = controller.store();
-    let owned_secrets = watcher::Config::default().labels(&format!(
-        "{}={}",
-        secret::MANAGED_BY_LABEL,
-        secret::MANAGED_BY_VALUE
-    ));
-    controller
-        .owns(secrets, owned_secrets)
-        .watches(projects, watcher_config, move |project| {
-            let (name, namespace) = (project.name_any(), project.namespace());
-            store
-                .state()
-                .into_iter()
-                .filter(|b| b.namespace() == namespace && b.spec.project_ref.name == name)
-                .map(|b| ObjectRef::from_obj(&*b))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            super::reconcile::<DatabaseBranch>,
-            |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
-            ctx,
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        Api::<DatabaseBranch>::all(client.clone()),
+        watcher_config.clone(),
+    );
+    let by_project = dependents(controller.store(), |k: &DatabaseBranch| {
+        Some(k.spec.project_ref.name.as_str())
+    });
+    let controller = controller
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            secret::owned_secrets_watch(),
         )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile loop");
-            }
-        })
-        .await;
+        .watches(
+            Api::<DatabaseProject>::all(client),
+            watcher_config,
+            by_project,
+        );
+    drive(controller, ctx, shutdown).await;
 }

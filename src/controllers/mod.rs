@@ -28,6 +28,35 @@ pub use reconciler::{Managed, Reconcile, reconcile};
 /// Finalizer guarding vendor state; removed only once the vendor object is gone (or retained).
 pub const FINALIZER: &str = "dbops.dev/vendor-cleanup";
 
+/// A vendor call that failed, with what the controller was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {source}")]
+pub struct VendorCall {
+    pub action: String,
+    #[source]
+    pub source: crate::providers::ProviderError,
+}
+
+impl VendorCall {
+    pub fn new(action: impl Into<String>, source: crate::providers::ProviderError) -> Self {
+        Self {
+            action: action.into(),
+            source,
+        }
+    }
+}
+
+/// A Kubernetes API call that failed; always worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeCall {
+    #[error("reading Kubernetes objects: {0}")]
+    Read(#[source] kube::Error),
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("updating the finalizer: {0}")]
+    Finalizer(#[source] kube::Error),
+}
+
 /// Tunables of the controllers.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -131,6 +160,55 @@ impl Context {
         if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(%error, reason, "could not publish Event");
         }
+    }
+}
+
+/// Runs `controller` with the shared [`reconcile`] and [`error_policy`] until
+/// `shutdown` resolves; in-flight reconciles finish first.
+pub async fn drive<K>(
+    controller: kube::runtime::Controller<K>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: Reconcile + Resource<DynamicType = ()> + Unpin,
+{
+    use futures::StreamExt;
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile::<K>,
+            |obj, error, ctx| error_policy(K::CONTROLLER, &*obj, error, &ctx),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile loop");
+            }
+        })
+        .await;
+}
+
+/// A watch mapper: a change of a `P` wakes every `K` in `store` that names it
+/// (`names(k) == Some(p.name)`). A namespaced `P` only wakes `K`s in its own
+/// namespace; a cluster-scoped one (a `DatabaseProvider`) wakes any.
+pub fn dependents<K, P>(
+    store: kube::runtime::reflector::Store<K>,
+    names: fn(&K) -> Option<&str>,
+) -> impl Fn(P) -> Vec<kube::runtime::reflector::ObjectRef<K>> + Send + Sync + Clone + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    P: Resource,
+{
+    move |parent: P| {
+        let name = parent.name_any();
+        let namespace = parent.namespace();
+        store
+            .state()
+            .into_iter()
+            .filter(|k| namespace.is_none() || k.namespace() == namespace)
+            .filter(|k| names(k) == Some(name.as_str()))
+            .map(|k| kube::runtime::reflector::ObjectRef::from_obj(&*k))
+            .collect()
     }
 }
 

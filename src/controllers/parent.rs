@@ -95,3 +95,52 @@ pub async fn cleanup_provider(
         Err(e) => Err(e),
     }
 }
+
+/// What a child (branch or snapshot) does about its parent project.
+pub enum Gate {
+    /// The project is Ready under `project_id`: go ahead.
+    Proceed {
+        project: Box<DatabaseProject>,
+        project_id: String,
+    },
+    /// Not yet: show this and look again when the project changes.
+    Wait(super::conditions::Health),
+    /// The project this child was made in is gone (deleted, being deleted, or
+    /// replaced by a new vendor project).
+    ParentGone,
+}
+
+/// Decides the [`Gate`] for a child of `project_name` that has (`created_before`)
+/// or has not reached the vendor yet, in vendor project `recorded_project_id`.
+pub async fn gate(
+    ctx: &Context,
+    namespace: &str,
+    project_name: &str,
+    created_before: bool,
+    recorded_project_id: Option<&str>,
+) -> Result<Gate, kube::Error> {
+    use super::conditions::{Health, reason};
+    let waiting =
+        |message: String| Gate::Wait(Health::progressing(reason::WAITING_FOR_PROJECT, message));
+    Ok(match parent_project(ctx, namespace, project_name).await? {
+        Parent::Ready { project_id, .. }
+            if recorded_project_id.is_some_and(|old| old != project_id) =>
+        {
+            Gate::ParentGone
+        }
+        Parent::Ready {
+            project,
+            project_id,
+        } => Gate::Proceed {
+            project,
+            project_id,
+        },
+        Parent::Missing if !created_before => {
+            waiting(format!("DatabaseProject {project_name} does not exist yet"))
+        }
+        Parent::Missing | Parent::Deleting(_) => Gate::ParentGone,
+        Parent::NotReady(_) => waiting(format!(
+            "waiting for DatabaseProject {project_name} to be Ready"
+        )),
+    })
+}

@@ -5,12 +5,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
@@ -19,14 +17,13 @@ use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
-use super::{Context, LookupError, ReconcileError, error_policy};
+use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{
-    Conditions, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
-    DeletionPolicy, ProjectMode,
+    DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot, DeletionPolicy,
+    ProjectMode,
 };
 use crate::providers::{
-    Operation, ProjectRequest, Provider, ProviderError, ResourceState, RestoreRequest,
-    VendorProject,
+    Operation, ProjectRequest, Provider, ResourceState, RestoreRequest, VendorProject,
 };
 
 /// Name of this controller in metrics and logs.
@@ -37,26 +34,10 @@ pub const CONTROLLER: &str = "databaseproject";
 pub enum Error {
     #[error(transparent)]
     Provider(#[from] LookupError),
-    #[error("creating the project at the vendor: {0}")]
-    Create(#[source] ProviderError),
-    #[error("restoring snapshot {snapshot_id} into a new project: {source}")]
-    Restore {
-        snapshot_id: String,
-        #[source]
-        source: ProviderError,
-    },
-    #[error("reading project {id} from the vendor: {source}")]
-    Read {
-        id: String,
-        #[source]
-        source: ProviderError,
-    },
-    #[error("deleting project {id} at the vendor: {source}")]
-    Delete {
-        id: String,
-        #[source]
-        source: ProviderError,
-    },
+    #[error(transparent)]
+    Vendor(#[from] VendorCall),
+    #[error(transparent)]
+    Kube(#[from] KubeCall),
     #[error(
         "project {id} no longer exists at the vendor (deleted outside dbops); delete this resource, or re-create it to provision a new project"
     )]
@@ -87,12 +68,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Secret(#[from] SecretWriteError),
-    #[error("reading Kubernetes objects: {0}")]
-    Kube(#[source] kube::Error),
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-    #[error("updating the finalizer: {0}")]
-    Finalizer(#[source] kube::Error),
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
@@ -101,10 +76,8 @@ impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
             Error::Provider(e) => e.category(),
-            Error::Create(e)
-            | Error::Restore { source: e, .. }
-            | Error::Read { source: e, .. }
-            | Error::Delete { source: e, .. } => e.category(),
+            Error::Vendor(e) => e.source.category(),
+            Error::Kube(_) => "KubernetesApiError",
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
             Error::VendorFailed { .. } => "VendorFailed",
@@ -112,33 +85,23 @@ impl ReconcileError for Error {
             Error::SnapshotProviderMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
             Error::Connection { .. } => "VendorInvalidResponse",
             Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
-            Error::Secret(_) | Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => {
-                "KubernetesApiError"
-            }
+            Error::Secret(_) => "KubernetesApiError",
         }
     }
 
     fn is_transient(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_transient(),
-            Error::Create(e)
-            | Error::Restore { source: e, .. }
-            | Error::Read { source: e, .. }
-            | Error::Delete { source: e, .. } => e.is_transient(),
-            Error::Secret(SecretWriteError::Kube { .. })
-            | Error::Kube(_)
-            | Error::Status(_)
-            | Error::Finalizer(_) => true,
+            Error::Vendor(e) => e.source.is_transient(),
+            Error::Kube(_) => true,
+            Error::Secret(SecretWriteError::Kube { .. }) => true,
             _ => false,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Create(e)
-            | Error::Restore { source: e, .. }
-            | Error::Read { source: e, .. }
-            | Error::Delete { source: e, .. } => e.retry_after(),
+            Error::Vendor(e) => e.source.retry_after(),
             _ => None,
         }
     }
@@ -146,33 +109,17 @@ impl ReconcileError for Error {
 
 impl ControllerError for Error {
     fn finalizer(error: kube::Error) -> Self {
-        Error::Finalizer(error)
+        Error::Kube(KubeCall::Finalizer(error))
     }
     fn invalid_object() -> Self {
         Error::InvalidObject
     }
     fn is_status_write(&self) -> bool {
-        matches!(self, Error::Status(_))
+        matches!(self, Error::Kube(KubeCall::Status(_)))
     }
 }
 
-impl Managed for DatabaseProject {
-    type Status = DatabaseProjectStatus;
-    const CONTROLLER: &'static str = CONTROLLER;
-
-    fn status(&self) -> Option<&DatabaseProjectStatus> {
-        self.status.as_ref()
-    }
-    fn conditions(status: &DatabaseProjectStatus) -> &Conditions {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut DatabaseProjectStatus) -> &mut Conditions {
-        &mut status.conditions
-    }
-    fn set_observed_generation(status: &mut DatabaseProjectStatus, generation: Option<i64>) {
-        status.observed_generation = generation;
-    }
-}
+crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER);
 
 /// The idempotency key of one of this resource's create calls: derived from its
 /// UID, so a retry after a crash returns what the first call made.
@@ -268,10 +215,7 @@ impl Reconcile for DatabaseProject {
                     return Err(Error::VendorObjectDeleted { id: id.clone() });
                 }
                 Err(source) => {
-                    return Err(Error::Read {
-                        id: id.clone(),
-                        source,
-                    });
+                    return Err(VendorCall::new(format!("reading project {id}"), source).into());
                 }
             }
         } else if let Some(id) = &self.spec.external_id {
@@ -281,10 +225,7 @@ impl Reconcile for DatabaseProject {
                     return Err(Error::ExternalNotFound { id: id.clone() });
                 }
                 Err(source) => {
-                    return Err(Error::Read {
-                        id: id.clone(),
-                        source,
-                    });
+                    return Err(VendorCall::new(format!("reading project {id}"), source).into());
                 }
             };
             ctx.publish(
@@ -305,7 +246,7 @@ impl Reconcile for DatabaseProject {
                 Created::Waiting(health) => {
                     report_progress(api, self, &health)
                         .await
-                        .map_err(Error::Status)?;
+                        .map_err(KubeCall::Status)?;
                     return Ok(Action::requeue(ctx.jittered_resync()));
                 }
             }
@@ -322,7 +263,7 @@ impl Reconcile for DatabaseProject {
                     self.status_with_health(&status_with_vendor(&previous, &vendor, None), &health);
                 apply_status_if_changed(api, self, &previous, &status)
                     .await
-                    .map_err(Error::Status)?;
+                    .map_err(KubeCall::Status)?;
                 return Ok(Action::requeue(ctx.settings.provisioning_poll));
             }
             ResourceState::Failed(state) => {
@@ -343,7 +284,7 @@ impl Reconcile for DatabaseProject {
                 self.status_with_health(&status_with_vendor(&previous, &vendor, None), &health);
             apply_status(api, self, &status)
                 .await
-                .map_err(Error::Status)?;
+                .map_err(KubeCall::Status)?;
             status
         } else {
             previous
@@ -377,7 +318,7 @@ impl Reconcile for DatabaseProject {
         let was_ready = previous.conditions.is_true(conditions::READY);
         apply_status_if_changed(api, self, &previous, &status)
             .await
-            .map_err(Error::Status)?;
+            .map_err(KubeCall::Status)?;
         if !was_ready {
             ctx.publish(
                 self,
@@ -449,7 +390,9 @@ impl Reconcile for DatabaseProject {
                     )
                     .await;
                 }
-                Err(source) => return Err(Error::Delete { id, source }),
+                Err(source) => {
+                    return Err(VendorCall::new(format!("deleting project {id}"), source).into());
+                }
             }
         }
         Ok(Action::await_change())
@@ -497,7 +440,7 @@ impl DatabaseProject {
             status.restored_from_snapshot_id = snapshot_id.clone();
             apply_status(api, self, &status)
                 .await
-                .map_err(Error::Status)?;
+                .map_err(KubeCall::Status)?;
             *previous = status;
         }
         let vendor = self.call_create(snapshot_id.as_deref(), provider).await?;
@@ -523,16 +466,19 @@ impl DatabaseProject {
                 provider
                     .create_project(&project_request(self), &key)
                     .await
-                    .map_err(Error::Create)
+                    .map_err(|e| VendorCall::new("creating the project", e).into())
             }
             Some(snapshot_id) => {
                 let key = idempotency_key(self, "project-restore").ok_or(Error::InvalidObject)?;
                 provider
                     .restore_snapshot(&restore_request(self, snapshot_id), &key)
                     .await
-                    .map_err(|source| Error::Restore {
-                        snapshot_id: snapshot_id.to_string(),
-                        source,
+                    .map_err(|e| {
+                        VendorCall::new(
+                            format!("restoring snapshot {snapshot_id} into a new project"),
+                            e,
+                        )
+                        .into()
                     })
             }
         }
@@ -577,7 +523,7 @@ impl DatabaseProject {
         let Some(snapshot) = snapshots
             .get_opt(&snapshot_ref.name)
             .await
-            .map_err(Error::Kube)?
+            .map_err(KubeCall::Read)?
         else {
             return waiting(format!(
                 "DatabaseSnapshot {} does not exist yet",
@@ -607,61 +553,43 @@ impl DatabaseProject {
     }
 }
 
-/// Runs the `DatabaseProject` controller until `shutdown` resolves.
+/// Runs the `DatabaseProject` controller until `shutdown` resolves. Providers
+/// and snapshots are watched, so a project waiting for either starts at once.
 pub async fn run(
     ctx: Arc<Context>,
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let projects: Api<DatabaseProject> = Api::all(ctx.client.clone());
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
-    let providers: Api<DatabaseProvider> = Api::all(ctx.client.clone());
-    let snapshots: Api<DatabaseSnapshot> = Api::all(ctx.client.clone());
-    let controller = Controller::new(projects, watcher_config.clone());
-    let by_provider = controller.store();
-    let by_snapshot = controller.store();
-    let owned_secrets = watcher::Config::default().labels(&format!(
-        "{}={}",
-        secret::MANAGED_BY_LABEL,
-        secret::MANAGED_BY_VALUE
-    ));
-    controller
-        .owns(secrets, owned_secrets)
-        .watches(providers, watcher::Config::default(), move |provider| {
-            let name = provider.name_any();
-            by_provider
-                .state()
-                .into_iter()
-                .filter(|p| p.spec.provider_ref.name == name)
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
-        .watches(snapshots, watcher_config, move |snapshot| {
-            let (name, namespace) = (snapshot.name_any(), snapshot.namespace());
-            by_snapshot
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == namespace)
-                .filter(|p| {
-                    p.spec
-                        .restore_from
-                        .as_ref()
-                        .and_then(|r| r.snapshot_ref.as_ref())
-                        .is_some_and(|r| r.name == name)
-                })
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            super::reconcile::<DatabaseProject>,
-            |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
-            ctx,
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        Api::<DatabaseProject>::all(client.clone()),
+        watcher_config.clone(),
+    );
+    let by_provider = dependents(controller.store(), |p: &DatabaseProject| {
+        Some(p.spec.provider_ref.name.as_str())
+    });
+    let by_snapshot = dependents(controller.store(), |p: &DatabaseProject| {
+        p.spec
+            .restore_from
+            .as_ref()?
+            .snapshot_ref
+            .as_ref()
+            .map(|r| r.name.as_str())
+    });
+    let controller = controller
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            secret::owned_secrets_watch(),
         )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile loop");
-            }
-        })
-        .await;
+        .watches(
+            Api::<DatabaseProvider>::all(client.clone()),
+            watcher::Config::default(),
+            by_provider,
+        )
+        .watches(
+            Api::<DatabaseSnapshot>::all(client),
+            watcher_config,
+            by_snapshot,
+        );
+    drive(controller, ctx, shutdown).await;
 }

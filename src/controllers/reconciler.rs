@@ -71,6 +71,31 @@ pub trait Managed:
     }
 }
 
+/// Implements [`Managed`] for a kind whose status has `conditions` and
+/// `observed_generation` fields.
+#[macro_export]
+macro_rules! impl_managed {
+    ($kind:ty, $status:ty, $controller:expr) => {
+        impl $crate::controllers::reconciler::Managed for $kind {
+            type Status = $status;
+            const CONTROLLER: &'static str = $controller;
+
+            fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+            fn conditions(status: &$status) -> &$crate::api::v1alpha1::Conditions {
+                &status.conditions
+            }
+            fn conditions_mut(status: &mut $status) -> &mut $crate::api::v1alpha1::Conditions {
+                &mut status.conditions
+            }
+            fn set_observed_generation(status: &mut $status, generation: Option<i64>) {
+                status.observed_generation = generation;
+            }
+        }
+    };
+}
+
 /// The errors of a controller, as the shared reconcile needs them.
 pub trait ControllerError: ReconcileError + Sized {
     /// Adding or removing the finalizer failed.

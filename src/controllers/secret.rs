@@ -20,6 +20,12 @@ pub const MANAGED_BY_VALUE: &str = "dbops";
 pub const OWNER_KIND_LABEL: &str = "dbops.dev/owner-kind";
 pub const OWNER_NAME_LABEL: &str = "dbops.dev/owner-name";
 
+/// The watch of the Secrets the operator owns: only those carrying its label.
+pub fn owned_secrets_watch() -> kube::runtime::watcher::Config {
+    kube::runtime::watcher::Config::default()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+}
+
 /// The keys of a connection Secret.
 pub mod keys {
     pub const URI: &str = "uri";

@@ -9,27 +9,23 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::conditions::{self, Health, reason};
-use super::parent::{CleanupProvider, Parent, cleanup_provider, parent_project};
+use super::parent::{CleanupProvider, Gate, cleanup_provider, gate};
 use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
-use super::{Context, LookupError, ReconcileError, error_policy};
+use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{
-    Conditions, DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
+    DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
 };
-use crate::providers::{
-    Operation, Provider, ProviderError, ResourceState, SnapshotRequest, VendorSnapshot,
-};
+use crate::providers::{Operation, Provider, ResourceState, SnapshotRequest, VendorSnapshot};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasesnapshot";
@@ -39,20 +35,10 @@ pub const CONTROLLER: &str = "databasesnapshot";
 pub enum Error {
     #[error(transparent)]
     Provider(#[from] LookupError),
-    #[error("taking the snapshot at the vendor: {0}")]
-    Create(#[source] ProviderError),
-    #[error("reading snapshot {id} from the vendor: {source}")]
-    Read {
-        id: String,
-        #[source]
-        source: ProviderError,
-    },
-    #[error("deleting snapshot {id} at the vendor: {source}")]
-    Delete {
-        id: String,
-        #[source]
-        source: ProviderError,
-    },
+    #[error(transparent)]
+    Vendor(#[from] VendorCall),
+    #[error(transparent)]
+    Kube(#[from] KubeCall),
     #[error(
         "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's snapshots with it, so this snapshot is gone too. Delete this resource"
     )]
@@ -79,12 +65,6 @@ pub enum Error {
         operation: Operation,
         hint: &'static str,
     },
-    #[error("reading Kubernetes objects: {0}")]
-    Kube(#[source] kube::Error),
-    #[error("writing status: {0}")]
-    Status(#[source] kube::Error),
-    #[error("updating the finalizer: {0}")]
-    Finalizer(#[source] kube::Error),
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
@@ -93,35 +73,29 @@ impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
             Error::Provider(e) => e.category(),
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.category()
-            }
+            Error::Vendor(e) => e.source.category(),
+            Error::Kube(_) => "KubernetesApiError",
             Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
             Error::ExternalMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
             Error::VendorFailed { .. } => "VendorFailed",
             Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
-            Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => "KubernetesApiError",
         }
     }
 
     fn is_transient(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_transient(),
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.is_transient()
-            }
-            Error::Kube(_) | Error::Status(_) | Error::Finalizer(_) => true,
+            Error::Vendor(e) => e.source.is_transient(),
+            Error::Kube(_) => true,
             _ => false,
         }
     }
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Create(e) | Error::Read { source: e, .. } | Error::Delete { source: e, .. } => {
-                e.retry_after()
-            }
+            Error::Vendor(e) => e.source.retry_after(),
             _ => None,
         }
     }
@@ -129,33 +103,17 @@ impl ReconcileError for Error {
 
 impl ControllerError for Error {
     fn finalizer(error: kube::Error) -> Self {
-        Error::Finalizer(error)
+        Error::Kube(KubeCall::Finalizer(error))
     }
     fn invalid_object() -> Self {
         Error::InvalidObject
     }
     fn is_status_write(&self) -> bool {
-        matches!(self, Error::Status(_))
+        matches!(self, Error::Kube(KubeCall::Status(_)))
     }
 }
 
-impl Managed for DatabaseSnapshot {
-    type Status = DatabaseSnapshotStatus;
-    const CONTROLLER: &'static str = CONTROLLER;
-
-    fn status(&self) -> Option<&DatabaseSnapshotStatus> {
-        self.status.as_ref()
-    }
-    fn conditions(status: &DatabaseSnapshotStatus) -> &Conditions {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut DatabaseSnapshotStatus) -> &mut Conditions {
-        &mut status.conditions
-    }
-    fn set_observed_generation(status: &mut DatabaseSnapshotStatus, generation: Option<i64>) {
-        status.observed_generation = generation;
-    }
-}
+crate::impl_managed!(DatabaseSnapshot, DatabaseSnapshotStatus, CONTROLLER);
 
 /// The vendor create request for a snapshot of vendor project `project_id`.
 pub fn snapshot_request(snapshot: &DatabaseSnapshot, project_id: &str) -> SnapshotRequest {
@@ -191,46 +149,28 @@ impl Reconcile for DatabaseSnapshot {
         let mut previous = self.current_status();
         let project_name = &self.spec.project_ref.name;
         let created_before = previous.snapshot_id.is_some() || previous.create_requested;
-        let waiting = |message: String| Health::progressing(reason::WAITING_FOR_PROJECT, message);
-        let (project, project_id) = match parent_project(ctx, &namespace, project_name)
-            .await
-            .map_err(Error::Kube)?
-        {
-            Parent::Ready {
-                project,
-                project_id,
-            } => (project, project_id),
-            Parent::Missing if !created_before => {
-                let health = waiting(format!("DatabaseProject {project_name} does not exist yet"));
-                report_progress(api, self, &health)
-                    .await
-                    .map_err(Error::Status)?;
-                return Ok(Action::requeue(ctx.jittered_resync()));
-            }
-            Parent::Missing | Parent::Deleting(_) => {
-                return Err(Error::ProjectDeleted {
-                    project: project_name.clone(),
-                });
-            }
-            Parent::NotReady(_) => {
-                let health = waiting(format!(
-                    "waiting for DatabaseProject {project_name} to be Ready"
-                ));
-                report_progress(api, self, &health)
-                    .await
-                    .map_err(Error::Status)?;
-                return Ok(Action::requeue(ctx.jittered_resync()));
-            }
-        };
-        if previous
-            .project_id
-            .as_ref()
-            .is_some_and(|old| *old != project_id)
-        {
-            return Err(Error::ProjectDeleted {
-                project: project_name.clone(),
-            });
-        }
+        let recorded = previous.project_id.as_deref();
+        let (project, project_id) =
+            match gate(ctx, &namespace, project_name, created_before, recorded)
+                .await
+                .map_err(KubeCall::Read)?
+            {
+                Gate::Proceed {
+                    project,
+                    project_id,
+                } => (project, project_id),
+                Gate::Wait(health) => {
+                    report_progress(api, self, &health)
+                        .await
+                        .map_err(KubeCall::Status)?;
+                    return Ok(Action::requeue(ctx.jittered_resync()));
+                }
+                Gate::ParentGone => {
+                    return Err(Error::ProjectDeleted {
+                        project: project_name.clone(),
+                    });
+                }
+            };
         let provider = ctx.provider(&project.spec.provider_ref).await?;
 
         let vendor = if let Some(id) = &previous.snapshot_id {
@@ -240,10 +180,7 @@ impl Reconcile for DatabaseSnapshot {
                     return Err(Error::VendorObjectDeleted { id: id.clone() });
                 }
                 Err(source) => {
-                    return Err(Error::Read {
-                        id: id.clone(),
-                        source,
-                    });
+                    return Err(VendorCall::new(format!("reading snapshot {id}"), source).into());
                 }
             }
         } else if let Some(id) = &self.spec.external_id {
@@ -253,10 +190,7 @@ impl Reconcile for DatabaseSnapshot {
                     return Err(Error::ExternalNotFound { id: id.clone() });
                 }
                 Err(source) => {
-                    return Err(Error::Read {
-                        id: id.clone(),
-                        source,
-                    });
+                    return Err(VendorCall::new(format!("reading snapshot {id}"), source).into());
                 }
             };
             if vendor.project_id != project_id {
@@ -316,7 +250,7 @@ impl Reconcile for DatabaseSnapshot {
         let was_ready = previous.conditions.is_true(conditions::READY);
         apply_status_if_changed(api, self, &previous, &status)
             .await
-            .map_err(Error::Status)?;
+            .map_err(KubeCall::Status)?;
         if matches!(vendor.state, ResourceState::Provisioning(_)) {
             return Ok(Action::requeue(ctx.settings.provisioning_poll));
         }
@@ -402,7 +336,9 @@ impl Reconcile for DatabaseSnapshot {
                 {
                     Ok(vendor) => Some(vendor.id),
                     Err(e) if e.is_not_found() => None,
-                    Err(source) => return Err(Error::Create(source)),
+                    Err(source) => {
+                        return Err(VendorCall::new("replaying the snapshot create", source).into());
+                    }
                 }
             }
             None => None,
@@ -420,7 +356,9 @@ impl Reconcile for DatabaseSnapshot {
                     .await;
                 }
                 Err(e) if e.is_not_found() => {}
-                Err(source) => return Err(Error::Delete { id, source }),
+                Err(source) => {
+                    return Err(VendorCall::new(format!("deleting snapshot {id}"), source).into());
+                }
             }
         }
         Ok(Action::await_change())
@@ -458,13 +396,13 @@ impl DatabaseSnapshot {
             status.provider_name = Some(project.spec.provider_ref.name.clone());
             apply_status(api, self, &status)
                 .await
-                .map_err(Error::Status)?;
+                .map_err(KubeCall::Status)?;
             *previous = status;
         }
         let vendor = provider
             .create_snapshot(&snapshot_request(self, project_id), &key)
             .await
-            .map_err(Error::Create)?;
+            .map_err(|e| VendorCall::new("creating the snapshot", e))?;
         tracing::info!(snapshot_id = %vendor.id, "vendor snapshot created");
         ctx.publish(
             self,
@@ -485,30 +423,18 @@ pub async fn run(
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let snapshots: Api<DatabaseSnapshot> = Api::all(ctx.client.clone());
-    let projects: Api<DatabaseProject> = Api::all(ctx.client.clone());
-    let controller = Controller::new(snapshots, watcher_config.clone());
-    let store = controller.store();
-    controller
-        .watches(projects, watcher_config, move |project| {
-            let (name, namespace) = (project.name_any(), project.namespace());
-            store
-                .state()
-                .into_iter()
-                .filter(|s| s.namespace() == namespace && s.spec.project_ref.name == name)
-                .map(|s| ObjectRef::from_obj(&*s))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            super::reconcile::<DatabaseSnapshot>,
-            |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile loop");
-            }
-        })
-        .await;
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        Api::<DatabaseSnapshot>::all(client.clone()),
+        watcher_config.clone(),
+    );
+    let by_project = dependents(controller.store(), |k: &DatabaseSnapshot| {
+        Some(k.spec.project_ref.name.as_str())
+    });
+    let controller = controller.watches(
+        Api::<DatabaseProject>::all(client),
+        watcher_config,
+        by_project,
+    );
+    drive(controller, ctx, shutdown).await;
 }
