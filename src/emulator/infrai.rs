@@ -17,10 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::infrai_byok::{self, ByokState};
 use super::wire::{
-    InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
+    HasIdempotency, IdempotencyCache, InfraiError, bearer_token, idempotent, json_object,
+    now_rfc3339, optional_str, random_token, required_str,
 };
 
 /// Vendors infrai routes to (its discovery endpoint's answer for `db.project.create`).
@@ -74,14 +76,21 @@ struct InfraiState {
     projects: HashMap<String, ProjectRecord>,
     branches: HashMap<String, BranchRecord>,
     snapshots: HashMap<String, SnapshotRecord>,
-    /// (capability, key) -> (request without the key, response).
-    idempotency: HashMap<(&'static str, String), (Value, Value)>,
+    idempotency: IdempotencyCache,
+}
+
+impl HasIdempotency for InfraiState {
+    fn idempotency(&mut self) -> &mut IdempotencyCache {
+        &mut self.idempotency
+    }
 }
 
 /// The emulated infrai account(s); every accepted API key sees the same account.
 pub struct InfraiEmulator {
     api_keys: Vec<String>,
     state: Mutex<InfraiState>,
+    /// The `/v1/byok` module's state.
+    pub byok: ByokState,
 }
 
 /// What a test can see of the emulator's model without going through HTTP.
@@ -98,6 +107,7 @@ impl InfraiEmulator {
         Self {
             api_keys,
             state: Mutex::default(),
+            byok: ByokState::default(),
         }
     }
 
@@ -280,7 +290,7 @@ fn remove_project(state: &mut InfraiState, id: &str) {
     state.snapshots.retain(|_, s| s.project_id != id);
 }
 
-type Shared = Arc<InfraiEmulator>;
+pub(super) type Shared = Arc<InfraiEmulator>;
 type Answer = Result<Json<Value>, InfraiError>;
 
 /// Routes of `/v1/db/...`, behind Bearer auth.
@@ -298,6 +308,7 @@ pub fn router(emulator: Shared) -> Router {
         .route("/v1/db/snapshot/get/{id}", get(snapshot_get))
         .route("/v1/db/snapshot/list", get(snapshot_list))
         .route("/v1/db/snapshot/restore/{id}", post(snapshot_restore))
+        .merge(infrai_byok::routes())
         .fallback(|| async {
             InfraiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such capability")
         })
@@ -327,41 +338,10 @@ async fn authenticate(
     }
 }
 
-/// Runs `create` once per (capability, idempotency key): a retry with the same key
-/// and the same request answers the first response; a different request is a 409.
-fn idempotent(
-    state: &mut InfraiState,
-    capability: &'static str,
-    mut request: Map<String, Value>,
-    create: impl FnOnce(&mut InfraiState, &Map<String, Value>) -> Result<Value, InfraiError>,
-) -> Answer {
-    let key = optional_str(&request, "idempotency_key")?;
-    request.remove("idempotency_key");
-    let Some(key) = key else {
-        return create(state, &request).map(Json);
-    };
-    let fingerprint = Value::Object(request.clone());
-    if let Some((previous, response)) = state.idempotency.get(&(capability, key.clone())) {
-        if *previous == fingerprint {
-            return Ok(Json(response.clone()));
-        }
-        return Err(InfraiError::new(
-            StatusCode::CONFLICT,
-            "IDEMPOTENCY_CONFLICT",
-            "idempotency_key was already used with a different request",
-        ));
-    }
-    let response = create(state, &request)?;
-    state
-        .idempotency
-        .insert((capability, key), (fingerprint, response.clone()));
-    Ok(Json(response))
-}
-
 async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
     let mut state = emu.state();
-    idempotent(&mut state, "db.project.create", body, |state, body| {
+    idempotent(&mut *state, "db.project.create", body, |state, body| {
         let name = required_str(body, "name")?;
         let mode = optional_str(body, "mode")?.unwrap_or_else(|| "managed".to_string());
         if mode != "managed" && mode != "byok" {
@@ -404,15 +384,15 @@ async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answe
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
-    cursor: Option<String>,
-    limit: Option<String>,
-    project_id: Option<String>,
+pub(super) struct ListQuery {
+    pub(super) cursor: Option<String>,
+    pub(super) limit: Option<String>,
+    pub(super) project_id: Option<String>,
 }
 
 /// Cursor pagination over items ordered by creation: the cursor is opaque to
 /// clients and names the last item returned.
-fn paginate<T>(
+pub(super) fn paginate<T>(
     mut items: Vec<(u64, T)>,
     query: &ListQuery,
 ) -> Result<(Vec<T>, Option<String>), InfraiError> {
@@ -451,7 +431,7 @@ fn paginate<T>(
     Ok((page, next))
 }
 
-fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
+pub(super) fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
     let mut v = json!({ "items": items });
     if let Some(next) = next {
         v["next_cursor"] = json!(next);
@@ -482,7 +462,7 @@ async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> An
 async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
     let mut state = emu.state();
-    idempotent(&mut state, "db.branch.create", body, |state, body| {
+    idempotent(&mut *state, "db.branch.create", body, |state, body| {
         let project_id = required_str(body, "project_id")?;
         let branch_name = required_str(body, "branch_name")?;
         let from = optional_str(body, "from_branch")?.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
@@ -557,7 +537,7 @@ async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Ans
 async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
     let mut state = emu.state();
-    idempotent(&mut state, "db.snapshot.create", body, |state, body| {
+    idempotent(&mut *state, "db.snapshot.create", body, |state, body| {
         let project_id = required_str(body, "project_id")?;
         let label = optional_str(body, "label")?;
         let project = state
@@ -625,7 +605,7 @@ async fn snapshot_restore(
         }
     }
     let mut state = emu.state();
-    idempotent(&mut state, "db.snapshot.restore", body, |state, body| {
+    idempotent(&mut *state, "db.snapshot.restore", body, |state, body| {
         let snapshot_id = required_str(body, "snapshot_id")?;
         let snapshot = state
             .snapshots

@@ -6,6 +6,7 @@
 //! `vendor-apis/`: paths, methods, bodies, error shapes and auth.
 
 pub mod infrai;
+pub mod infrai_byok;
 mod wire;
 
 use std::net::SocketAddr;

@@ -1,5 +1,7 @@
 //! Request/response helpers shared by the emulated APIs.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -110,4 +112,44 @@ pub fn random_token(len: usize) -> String {
 /// Now, RFC 3339, UTC.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
+}
+
+/// Responses of idempotent calls: (capability, key) -> (request without the key, response).
+pub type IdempotencyCache = HashMap<(&'static str, String), (Value, Value)>;
+
+/// A model state that remembers idempotent calls.
+pub trait HasIdempotency {
+    fn idempotency(&mut self) -> &mut IdempotencyCache;
+}
+
+/// Runs `create` once per (capability, idempotency key): a retry with the same key
+/// and the same request answers the first response; a different request is a 409.
+/// Without a key, every call runs.
+pub fn idempotent<S: HasIdempotency>(
+    state: &mut S,
+    capability: &'static str,
+    mut request: serde_json::Map<String, Value>,
+    create: impl FnOnce(&mut S, &serde_json::Map<String, Value>) -> Result<Value, InfraiError>,
+) -> Result<Json<Value>, InfraiError> {
+    let key = optional_str(&request, "idempotency_key")?;
+    request.remove("idempotency_key");
+    let Some(key) = key else {
+        return create(state, &request).map(Json);
+    };
+    let fingerprint = Value::Object(request.clone());
+    if let Some((previous, response)) = state.idempotency().get(&(capability, key.clone())) {
+        if *previous == fingerprint {
+            return Ok(Json(response.clone()));
+        }
+        return Err(InfraiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "IDEMPOTENCY_CONFLICT",
+            "idempotency_key was already used with a different request",
+        ));
+    }
+    let response = create(state, &request)?;
+    state
+        .idempotency()
+        .insert((capability, key), (fingerprint, response.clone()));
+    Ok(Json(response))
 }

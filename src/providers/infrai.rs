@@ -29,6 +29,10 @@ pub const CAPABILITIES: &[Operation] = &[
     Operation::SnapshotCreate,
     Operation::SnapshotGet,
     Operation::SnapshotRestore,
+    Operation::ByokRegister,
+    Operation::ByokRotate,
+    Operation::ByokRevoke,
+    Operation::ByokPolicy,
 ];
 
 /// A page of a list call: `{ items, next_cursor? }`.
@@ -158,6 +162,10 @@ fn with_optional(mut body: Value, fields: &[(&str, &Option<String>)]) -> Value {
 impl InfraiClient {
     pub fn new(http: VendorHttp) -> Self {
         Self { http }
+    }
+
+    pub(super) fn http(&self) -> &VendorHttp {
+        &self.http
     }
 
     async fn delete(&self, operation: &str, path: &[&str]) -> Result<(), ProviderError> {

@@ -9,6 +9,7 @@
 mod error;
 pub mod http;
 pub mod infrai;
+pub mod infrai_byok;
 mod registry;
 
 use std::fmt;
@@ -34,11 +35,15 @@ pub enum Operation {
     SnapshotGet,
     SnapshotDelete,
     SnapshotRestore,
+    ByokRegister,
+    ByokRotate,
+    ByokRevoke,
+    ByokPolicy,
 }
 
 impl Operation {
     /// Every operation, in matrix order.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 14] = [
         Operation::ProjectCreate,
         Operation::ProjectGet,
         Operation::ProjectDelete,
@@ -49,6 +54,10 @@ impl Operation {
         Operation::SnapshotGet,
         Operation::SnapshotDelete,
         Operation::SnapshotRestore,
+        Operation::ByokRegister,
+        Operation::ByokRotate,
+        Operation::ByokRevoke,
+        Operation::ByokPolicy,
     ];
 
     /// A stable, human-readable name (`project.create`, ...).
@@ -64,6 +73,10 @@ impl Operation {
             Operation::SnapshotGet => "snapshot.get",
             Operation::SnapshotDelete => "snapshot.delete",
             Operation::SnapshotRestore => "snapshot.restore",
+            Operation::ByokRegister => "byok.register",
+            Operation::ByokRotate => "byok.rotate",
+            Operation::ByokRevoke => "byok.revoke",
+            Operation::ByokPolicy => "byok.policy",
         }
     }
 }
@@ -268,8 +281,10 @@ pub trait SnapshotApi: ProjectApi {
     }
 }
 
+pub use infrai_byok::ByokApi;
+
 /// A vendor API account, as the controllers see it.
-pub trait Provider: ProjectApi + BranchApi + SnapshotApi {
+pub trait Provider: ProjectApi + BranchApi + SnapshotApi + ByokApi {
     /// Which vendor API this is.
     fn api(&self) -> ProviderApi;
 
