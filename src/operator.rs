@@ -120,7 +120,9 @@ pub async fn run(
     tokio::join!(
         controllers::project::run(ctx.clone(), watch.clone(), shutdown.clone()),
         controllers::branch::run(ctx.clone(), watch.clone(), shutdown.clone()),
-        controllers::snapshot::run(ctx, watch, shutdown.clone()),
+        controllers::snapshot::run(ctx.clone(), watch.clone(), shutdown.clone()),
+        controllers::byok::run(ctx.clone(), watch.clone(), shutdown.clone()),
+        controllers::provider::run(ctx, watch, shutdown.clone()),
     );
     health.set_ready(false);
     tracing::info!("controllers stopped");

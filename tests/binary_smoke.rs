@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dbops::api::v1alpha1::{DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot};
+use dbops::api::v1alpha1::{
+    ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot,
+};
 use dbops::controllers::Managed;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
@@ -72,6 +74,12 @@ async fn apply_examples(client: &kube::Client) -> Vec<String> {
                 }
                 "DatabaseSnapshot" => {
                     Api::<DatabaseSnapshot>::namespaced(client.clone(), &ns)
+                        .create(&pp, &serde_json::from_value(value).unwrap())
+                        .await
+                        .unwrap();
+                }
+                "ByokCredential" => {
+                    Api::<ByokCredential>::namespaced(client.clone(), &ns)
                         .create(&pp, &serde_json::from_value(value).unwrap())
                         .await
                         .unwrap();
@@ -158,10 +166,47 @@ async fn dbops_run_with_defaults_brings_every_example_to_ready() {
             .await
             .unwrap()
             .is_some_and(|p| p.is_ready());
-        if branch_ready && snapshot_ready && restore_ready {
+        let byok_ready = projects
+            .get_opt("quickstart-byok")
+            .await
+            .unwrap()
+            .is_some_and(|p| p.is_ready());
+        if branch_ready && snapshot_ready && restore_ready && byok_ready {
             break;
         }
-        assert!(Instant::now() < deadline, "examples never all became Ready");
+        if Instant::now() >= deadline {
+            for name in ["quickstart-restored", "quickstart-byok"] {
+                eprintln!(
+                    "{name}: {:?}",
+                    projects.get_opt(name).await.unwrap().and_then(|p| p.status)
+                );
+            }
+            eprintln!(
+                "branch: {:?}",
+                branches
+                    .get_opt("quickstart-preview")
+                    .await
+                    .unwrap()
+                    .and_then(|p| p.status)
+            );
+            eprintln!(
+                "snapshot: {:?}",
+                snapshots
+                    .get_opt("quickstart-before-migration")
+                    .await
+                    .unwrap()
+                    .and_then(|p| p.status)
+            );
+            eprintln!(
+                "byok: {:?}",
+                Api::<ByokCredential>::namespaced(client.clone(), "default")
+                    .get_opt("neon")
+                    .await
+                    .unwrap()
+                    .and_then(|p| p.status)
+            );
+            panic!("examples never all became Ready");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!("smoke: all examples Ready after {:?}", applied.elapsed());

@@ -316,3 +316,88 @@ async fn preview_branch_snapshot_and_restore_examples() {
         404
     );
 }
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn byok_credential_rotation_and_byok_project() {
+    require_cluster();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    dbops::providers::http::ensure_crypto_provider();
+    install_crds();
+    let _operator = Operator::start();
+    let client = kube::Client::try_default()
+        .await
+        .expect("cluster reachable");
+    let credentials: Api<dbops::api::v1alpha1::ByokCredential> =
+        Api::namespaced(client.clone(), "default");
+    let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), "default");
+
+    kubectl(&["apply", "-f", "deploy/examples/00-provider.yaml"]);
+    kubectl(&["apply", "-f", "deploy/examples/40-byok.yaml"]);
+    let credential = wait_until("ByokCredential Ready", Duration::from_secs(120), || async {
+        credentials
+            .get_opt("neon")
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| c.is_ready())
+    })
+    .await;
+    wait_until("BYOK project Ready", Duration::from_secs(120), || async {
+        projects
+            .get_opt("quickstart-byok")
+            .await
+            .ok()
+            .flatten()
+            .filter(is_ready)
+    })
+    .await;
+    let id = credential.status.unwrap().byok_id.unwrap();
+
+    // Rotate by changing the Secret; the Secret watch picks it up.
+    kubectl(&[
+        "patch",
+        "secret",
+        "neon-byok-key",
+        "-n",
+        "default",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"stringData":{"api_key":"sk-demo-rotated-key"}}"#,
+    ]);
+    wait_until("rotation committed", Duration::from_secs(60), || async {
+        credentials
+            .get_opt("neon")
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| {
+                c.status
+                    .as_ref()
+                    .is_some_and(|s| s.last_rotated_at.is_some())
+            })
+    })
+    .await;
+
+    kubectl(&[
+        "delete",
+        "-f",
+        "deploy/examples/40-byok.yaml",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    let body = reqwest::Client::new()
+        .get(format!("{EMULATOR}/v1/byok/get/{id}"))
+        .bearer_auth(EMULATOR_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains("\"revoked\""),
+        "credential revoked at the vendor: {body}"
+    );
+}

@@ -26,6 +26,7 @@ pub mod reason {
     pub const WAITING_FOR_VENDOR: &str = "WaitingForVendor";
     pub const WAITING_FOR_PROJECT: &str = "WaitingForProject";
     pub const WAITING_FOR_SNAPSHOT: &str = "WaitingForSnapshot";
+    pub const WAITING_FOR_CREDENTIAL: &str = "WaitingForCredential";
     pub const PROJECT_DELETED: &str = "ProjectDeleted";
     pub const PROVIDER_NOT_FOUND: &str = "ProviderNotFound";
     pub const PROVIDER_INVALID: &str = "ProviderInvalid";

@@ -2,9 +2,11 @@
 //! provider lookup, status writes, Events and the error policy.
 
 pub mod branch;
+pub mod byok;
 pub mod conditions;
 mod parent;
 pub mod project;
+pub mod provider;
 mod provider_lookup;
 pub mod reconciler;
 pub mod secret;
@@ -51,6 +53,8 @@ impl VendorCall {
 pub enum KubeCall {
     #[error("reading Kubernetes objects: {0}")]
     Read(#[source] kube::Error),
+    #[error("writing Kubernetes objects: {0}")]
+    Write(#[source] kube::Error),
     #[error("writing status: {0}")]
     Status(#[source] kube::Error),
     #[error("updating the finalizer: {0}")]

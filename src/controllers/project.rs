@@ -19,8 +19,8 @@ use super::reconciler::{
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
 use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{
-    DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot, DeletionPolicy,
-    ProjectMode,
+    ByokCredential, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
+    DeletionPolicy, ProjectMode,
 };
 use crate::providers::{
     Operation, ProjectRequest, Provider, ResourceState, RestoreRequest, VendorProject,
@@ -60,6 +60,8 @@ pub enum Error {
         snapshot_provider: String,
         provider: String,
     },
+    #[error("ByokCredential {credential:?} {problem}")]
+    ByokMismatch { credential: String, problem: String },
     #[error("project {id}: {source}")]
     Connection {
         id: String,
@@ -82,7 +84,9 @@ impl ReconcileError for Error {
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
             Error::VendorFailed { .. } => "VendorFailed",
             Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
-            Error::SnapshotProviderMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
+            Error::SnapshotProviderMismatch { .. }
+            | Error::ByokMismatch { .. }
+            | Error::InvalidObject => reason::INVALID_SPEC,
             Error::Connection { .. } => "VendorInvalidResponse",
             Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
             Error::Secret(_) => "KubernetesApiError",
@@ -412,6 +416,9 @@ impl DatabaseProject {
         provider: &dyn Provider,
         ctx: &Context,
     ) -> Result<Created, Error> {
+        if let Some(waiting) = self.byok_gate(ctx).await? {
+            return Ok(Created::Waiting(waiting));
+        }
         let (operation, snapshot_id) = match &self.spec.restore_from {
             None => (Operation::ProjectCreate, None),
             Some(source) => match self.snapshot_to_restore(source, previous, ctx).await? {
@@ -496,6 +503,55 @@ impl DatabaseProject {
         Ok(vendor.id)
     }
 
+    /// With `mode: byok`, the reason to wait until the named `ByokCredential` is
+    /// Ready (for the same vendor and provider); `None` when there is none.
+    async fn byok_gate(&self, ctx: &Context) -> Result<Option<Health>, Error> {
+        if self.spec.mode != Some(ProjectMode::Byok) {
+            return Ok(None);
+        }
+        let Some(credential_ref) = &self.spec.byok_credential_ref else {
+            return Err(Error::ByokMismatch {
+                credential: String::new(),
+                problem: "is required with mode: byok (spec.byokCredentialRef)".to_string(),
+            });
+        };
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let credentials: Api<ByokCredential> = Api::namespaced(ctx.client.clone(), &namespace);
+        let name = &credential_ref.name;
+        let waiting = |message: String| {
+            Ok(Some(Health::progressing(
+                reason::WAITING_FOR_CREDENTIAL,
+                message,
+            )))
+        };
+        let Some(credential) = credentials.get_opt(name).await.map_err(KubeCall::Read)? else {
+            return waiting(format!("ByokCredential {name} does not exist yet"));
+        };
+        if self.spec.vendor.as_deref() != Some(credential.spec.vendor.as_str()) {
+            return Err(Error::ByokMismatch {
+                credential: name.clone(),
+                problem: format!(
+                    "is for vendor {:?}, but this project pins vendor {:?}",
+                    credential.spec.vendor,
+                    self.spec.vendor.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+        if credential.spec.provider_ref != self.spec.provider_ref {
+            return Err(Error::ByokMismatch {
+                credential: name.clone(),
+                problem: format!(
+                    "is registered through provider {:?}, not {:?}",
+                    credential.spec.provider_ref.name, self.spec.provider_ref.name
+                ),
+            });
+        }
+        if !credential.is_ready() {
+            return waiting(format!("waiting for ByokCredential {name} to be Ready"));
+        }
+        Ok(None)
+    }
+
     /// The vendor snapshot id to restore, or the reason to wait for it.
     async fn snapshot_to_restore(
         &self,
@@ -576,6 +632,9 @@ pub async fn run(
             .as_ref()
             .map(|r| r.name.as_str())
     });
+    let by_credential = dependents(controller.store(), |p: &DatabaseProject| {
+        p.spec.byok_credential_ref.as_ref().map(|r| r.name.as_str())
+    });
     let controller = controller
         .owns(
             Api::<Secret>::all(client.clone()),
@@ -587,9 +646,14 @@ pub async fn run(
             by_provider,
         )
         .watches(
-            Api::<DatabaseSnapshot>::all(client),
-            watcher_config,
+            Api::<DatabaseSnapshot>::all(client.clone()),
+            watcher_config.clone(),
             by_snapshot,
+        )
+        .watches(
+            Api::<ByokCredential>::all(client),
+            watcher_config,
+            by_credential,
         );
     drive(controller, ctx, shutdown).await;
 }

@@ -156,10 +156,18 @@ pub struct ByokCredentialStatus {
     /// Usage the vendor reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ByokUsage>,
-    /// Fingerprint (SHA-256) of the Secret content the active key came from; a change
-    /// of the Secret is detected by comparing it, so a restart never re-rotates.
+    /// Salted SHA-256 fingerprint of each credential field now in force at the
+    /// vendor (never the values). A Secret change is detected by comparing them,
+    /// so a restart never rotates again.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub credential_fingerprints: std::collections::BTreeMap<String, String>,
+    /// Fingerprint of Secret content whose rotation failed; it is not retried
+    /// until the Secret changes again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_fingerprint: Option<String>,
+    pub rejected_credentials_fingerprint: Option<String>,
+    /// The quota last applied at the vendor (the vendor cannot be asked for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_quota: Option<ByokQuota>,
     /// When the key was last rotated (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotated_at: Option<String>,

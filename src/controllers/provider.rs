@@ -1,0 +1,208 @@
+//! `DatabaseProvider`: checks that the provider is usable (its Secret, its
+//! endpoint, its key) and reconciles account-level settings, today the infrai
+//! BYOK routing policy. Cluster-scoped, no finalizer: deleting a provider
+//! touches nothing at the vendor.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use tracing::Instrument;
+
+use super::conditions::{self, Health, reason};
+use super::secret::FIELD_MANAGER;
+use super::{Context, LookupError, ReconcileError, VendorCall, error_policy, object_key};
+use crate::api::v1alpha1::{ByokPolicyMode, DatabaseProvider, DatabaseProviderStatus, ProviderRef};
+use crate::providers::Operation;
+use crate::providers::infrai_byok::{ByokPolicy, PolicyScope};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "databaseprovider";
+
+/// Everything that can stop a `DatabaseProvider` reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    #[error(transparent)]
+    Vendor(#[from] VendorCall),
+    #[error("{api} has no BYOK routing policy; remove spec.byokPolicy or use an infrai provider")]
+    PolicyUnsupported { api: String },
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Lookup(e) => e.category(),
+            Error::Vendor(e) => e.source.category(),
+            Error::PolicyUnsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
+            Error::Status(_) => "KubernetesApiError",
+        }
+    }
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Lookup(e) => e.is_transient(),
+            Error::Vendor(e) => e.source.is_transient(),
+            Error::PolicyUnsupported { .. } => false,
+            Error::Status(_) => true,
+        }
+    }
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Vendor(e) => e.source.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// The routing policy `spec.byokPolicy` asks for, in the API's shape.
+pub fn desired_policy(provider: &DatabaseProvider) -> Option<ByokPolicy> {
+    let spec = provider.spec.byok_policy.as_ref()?;
+    Some(ByokPolicy {
+        mode: match spec.mode {
+            ByokPolicyMode::ByokOnly => "byok_only",
+            ByokPolicyMode::ByokThenPool => "byok_then_pool",
+        }
+        .to_string(),
+        scope: spec
+            .scope
+            .as_ref()
+            .map(|s| PolicyScope {
+                capability: s.capability.clone(),
+                module: s.module.clone(),
+            })
+            .filter(|s| s.capability.is_some() || s.module.is_some()),
+    })
+}
+
+async fn apply(provider: &DatabaseProvider, ctx: &Context) -> Result<String, Error> {
+    let client = ctx
+        .provider(&ProviderRef {
+            name: provider.name_any(),
+        })
+        .await?;
+    let Some(desired) = desired_policy(provider) else {
+        return Ok(format!("{} provider is configured", client.api()));
+    };
+    if !client.supports(Operation::ByokPolicy) {
+        return Err(Error::PolicyUnsupported {
+            api: client.api().to_string(),
+        });
+    }
+    let current = client
+        .routing_policy()
+        .await
+        .map_err(|e| VendorCall::new("reading the BYOK routing policy", e))?;
+    if current != desired {
+        client
+            .set_routing_policy(&desired)
+            .await
+            .map_err(|e| VendorCall::new("setting the BYOK routing policy", e))?;
+        ctx.publish(
+            provider,
+            EventType::Normal,
+            "PolicyApplied",
+            "Reconcile",
+            format!("BYOK routing policy set to {}", desired.mode),
+        )
+        .await;
+    }
+    Ok(format!(
+        "{} provider is configured; BYOK routing policy is {}",
+        client.api(),
+        desired.mode
+    ))
+}
+
+async fn write_status(
+    api: &Api<DatabaseProvider>,
+    provider: &DatabaseProvider,
+    health: &Health,
+) -> Result<(), Error> {
+    let previous = provider.status.clone().unwrap_or_default();
+    let generation = provider.metadata.generation;
+    let status = DatabaseProviderStatus {
+        observed_generation: generation,
+        conditions: conditions::conditions_for(
+            health,
+            generation,
+            &previous.conditions,
+            Timestamp::now(),
+        ),
+    };
+    if status == previous {
+        return Ok(());
+    }
+    let body = serde_json::json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider", "status": status });
+    api.patch_status(
+        &provider.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
+    .map_err(Error::Status)
+}
+
+/// Reconciles one `DatabaseProvider`.
+pub async fn reconcile(
+    provider: Arc<DatabaseProvider>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let span =
+        tracing::info_span!("reconcile", controller = CONTROLLER, name = %provider.name_any());
+    let result = async {
+        let api: Api<DatabaseProvider> = Api::all(ctx.client.clone());
+        let outcome = apply(&provider, &ctx).await;
+        let health = match &outcome {
+            Ok(message) => Health::ready(message.clone()),
+            Err(e) if e.is_transient() => Health::progressing(e.category(), e.to_string()),
+            Err(e) => Health::stalled(e.category(), e.to_string()),
+        };
+        write_status(&api, &provider, &health).await?;
+        match outcome {
+            Ok(_) => {
+                ctx.reset_failures(&object_key(&*provider));
+                Ok(Action::requeue(ctx.jittered_resync()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+    .instrument(span)
+    .await;
+    ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());
+    result
+}
+
+/// Runs the `DatabaseProvider` controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    watcher_config: watcher::Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    Controller::new(
+        Api::<DatabaseProvider>::all(ctx.client.clone()),
+        watcher_config,
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        reconcile,
+        |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
+        ctx,
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "reconcile loop");
+        }
+    })
+    .await;
+}
