@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dbops::controllers::Settings;
-use dbops::emulator::{DEFAULT_INFRAI_API_KEY, DEFAULT_LISTEN, Emulator, EmulatorConfig};
+use dbops::emulator::{
+    DEFAULT_CAPYDB_API_KEY, DEFAULT_DB9_API_KEY, DEFAULT_INFRAI_API_KEY, DEFAULT_LISTEN,
+    DEFAULT_SUPABASE_API_KEY, Emulator, EmulatorConfig,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -69,8 +72,17 @@ struct EmulatorArgs {
     #[arg(long = "emulator-listen", default_value = DEFAULT_LISTEN, env = "DBOPS_EMULATOR_LISTEN")]
     listen: String,
     /// Bearer key the emulated infrai API accepts.
-    #[arg(long = "emulator-infrai-api-key", default_value = DEFAULT_INFRAI_API_KEY, env = "DBOPS_EMULATOR_INFRAI_API_KEY", hide_default_value = false)]
+    #[arg(long = "emulator-infrai-api-key", default_value = DEFAULT_INFRAI_API_KEY, env = "DBOPS_EMULATOR_INFRAI_API_KEY")]
     infrai_api_key: String,
+    /// Bearer token the emulated Supabase Management API accepts.
+    #[arg(long = "emulator-supabase-api-key", default_value = DEFAULT_SUPABASE_API_KEY, env = "DBOPS_EMULATOR_SUPABASE_API_KEY")]
+    supabase_api_key: String,
+    /// Bearer key the emulated DB9 API accepts.
+    #[arg(long = "emulator-db9-api-key", default_value = DEFAULT_DB9_API_KEY, env = "DBOPS_EMULATOR_DB9_API_KEY")]
+    db9_api_key: String,
+    /// Bearer key the emulated CapyDB API accepts.
+    #[arg(long = "emulator-capydb-api-key", default_value = DEFAULT_CAPYDB_API_KEY, env = "DBOPS_EMULATOR_CAPYDB_API_KEY")]
+    capydb_api_key: String,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -119,6 +131,9 @@ async fn shutdown_signal() {
 async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
     let emulator = Emulator::new(&EmulatorConfig {
         infrai_api_keys: vec![args.infrai_api_key.clone()],
+        supabase_api_keys: vec![args.supabase_api_key.clone()],
+        db9_api_keys: vec![args.db9_api_key.clone()],
+        capydb_api_keys: vec![args.capydb_api_key.clone()],
     });
     let (addr, _) = emulator.spawn(&args.listen).await.map_err(|e| {
         format!(
@@ -126,7 +141,10 @@ async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
             args.listen
         )
     })?;
-    tracing::info!(%addr, "vendor API emulator serving infrai at http://{addr}/infrai");
+    tracing::info!(
+        %addr,
+        "vendor API emulators serving http://{addr}/infrai, /supabase, /db9 and /capydb"
+    );
     Ok(addr)
 }
 

@@ -16,6 +16,7 @@ const KEY: &str = "ifr_pk_proj_test_key";
 async fn start() -> (Emulator, String) {
     let emulator = Emulator::new(&EmulatorConfig {
         infrai_api_keys: vec![KEY.to_string()],
+        ..Default::default()
     });
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     (emulator, format!("http://{addr}/infrai"))
@@ -51,6 +52,7 @@ async fn project_create_get_list_delete() {
         plan: Some("small".into()),
         mode: Some("managed".into()),
         postgres_version: Some("16".into()),
+        db_password: None,
     };
     let created = c.create_project(&req, "key-1").await.unwrap();
     assert!(created.id.starts_with("prj_"));

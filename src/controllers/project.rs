@@ -23,7 +23,8 @@ use crate::api::v1alpha1::{
     DeletionPolicy, ProjectMode,
 };
 use crate::providers::{
-    Operation, ProjectRequest, Provider, ResourceState, RestoreRequest, VendorProject,
+    Operation, Password, ProjectRequest, Provider, ResourceState, RestoreProgress, RestoreRequest,
+    VendorProject,
 };
 
 /// Name of this controller in metrics and logs.
@@ -62,6 +63,10 @@ pub enum Error {
     },
     #[error("ByokCredential {credential:?} {problem}")]
     ByokMismatch { credential: String, problem: String },
+    #[error(
+        "restore {handle} is still running at the vendor; the project will be deleted once it exists"
+    )]
+    RestoreInProgress { handle: String },
     #[error("project {id}: {source}")]
     Connection {
         id: String,
@@ -88,6 +93,7 @@ impl ReconcileError for Error {
             | Error::ByokMismatch { .. }
             | Error::InvalidObject => reason::INVALID_SPEC,
             Error::Connection { .. } => "VendorInvalidResponse",
+            Error::RestoreInProgress { .. } => reason::WAITING_FOR_VENDOR,
             Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
             Error::Secret(_) => "KubernetesApiError",
         }
@@ -98,7 +104,7 @@ impl ReconcileError for Error {
             Error::Provider(e) => e.is_transient(),
             Error::Vendor(e) => e.source.is_transient(),
             Error::Kube(_) => true,
-            Error::Secret(SecretWriteError::Kube { .. }) => true,
+            Error::Secret(SecretWriteError::Kube { .. }) | Error::RestoreInProgress { .. } => true,
             _ => false,
         }
     }
@@ -156,9 +162,10 @@ pub fn connection_secret_name(project: &DatabaseProject) -> String {
 }
 
 /// The vendor create request for this resource.
-pub fn project_request(project: &DatabaseProject) -> ProjectRequest {
+pub fn project_request(project: &DatabaseProject, db_password: Option<Password>) -> ProjectRequest {
     let spec = &project.spec;
     ProjectRequest {
+        db_password,
         name: vendor_project_name(project),
         vendor: spec.vendor.clone(),
         region: spec.region.clone(),
@@ -301,6 +308,17 @@ impl Reconcile for DatabaseProject {
                     id: vendor.id.clone(),
                     source,
                 })?;
+        // Vendors that never return the password (the operator chose it): keep ours.
+        let details = if details.password.is_empty() {
+            match secret::read_owned_key(&ctx.client, self, &secret_name, secret::keys::PASSWORD)
+                .await?
+            {
+                Some(password) => details.with_password(&password),
+                None => details,
+            }
+        } else {
+            details
+        };
         let written =
             secret::ensure_secret(&ctx.client, self, &secret_name, details.to_data()).await?;
         if let Some(old) = previous
@@ -368,7 +386,7 @@ impl Reconcile for DatabaseProject {
             (Some(id), _) => Some(id.clone()),
             (None, Some(external)) => Some(external.clone()),
             (None, None) if status.create_requested => {
-                Some(self.replay_create(&status, provider.as_ref()).await?)
+                self.replay_create(&status, provider.as_ref(), ctx).await?
             }
             (None, None) => None,
         };
@@ -450,7 +468,39 @@ impl DatabaseProject {
                 .map_err(KubeCall::Status)?;
             *previous = status;
         }
-        let vendor = self.call_create(snapshot_id.as_deref(), provider).await?;
+        let progress = match &previous.restore_handle {
+            Some(handle) => provider
+                .restore_status(handle)
+                .await
+                .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?,
+            None => {
+                self.call_create(snapshot_id.as_deref(), provider, ctx)
+                    .await?
+            }
+        };
+        let vendor = match progress {
+            RestoreProgress::Done(vendor) => vendor,
+            RestoreProgress::Failed(state) => {
+                return Err(Error::VendorFailed {
+                    id: previous.restore_handle.clone().unwrap_or_default(),
+                    state,
+                });
+            }
+            RestoreProgress::Pending { handle, state } => {
+                if previous.restore_handle.as_deref() != Some(handle.as_str()) {
+                    let mut status = previous.clone();
+                    status.restore_handle = Some(handle.clone());
+                    apply_status(api, self, &status)
+                        .await
+                        .map_err(KubeCall::Status)?;
+                    *previous = status;
+                }
+                return Ok(Created::Waiting(Health::progressing(
+                    reason::WAITING_FOR_VENDOR,
+                    format!("the vendor is restoring (restore {handle} is {state})"),
+                )));
+            }
+        };
         let what = match &snapshot_id {
             Some(id) => format!("restored snapshot {id} into vendor project {}", vendor.id),
             None => format!("created vendor project {}", vendor.id),
@@ -462,17 +512,21 @@ impl DatabaseProject {
     }
 
     /// The create or restore call itself, with this resource's idempotency key.
+    /// An asynchronous restore answers `Pending` with a handle to poll.
     async fn call_create(
         &self,
         snapshot_id: Option<&str>,
         provider: &dyn Provider,
-    ) -> Result<VendorProject, Error> {
+        ctx: &Context,
+    ) -> Result<RestoreProgress, Error> {
         match snapshot_id {
             None => {
                 let key = idempotency_key(self, "project-create").ok_or(Error::InvalidObject)?;
+                let password = self.operator_password(provider, ctx).await?;
                 provider
-                    .create_project(&project_request(self), &key)
+                    .create_project(&project_request(self, password), &key)
                     .await
+                    .map(RestoreProgress::Done)
                     .map_err(|e| VendorCall::new("creating the project", e).into())
             }
             Some(snapshot_id) => {
@@ -496,11 +550,49 @@ impl DatabaseProject {
         &self,
         status: &DatabaseProjectStatus,
         provider: &dyn Provider,
-    ) -> Result<String, Error> {
-        let vendor = self
-            .call_create(status.restored_from_snapshot_id.as_deref(), provider)
-            .await?;
-        Ok(vendor.id)
+        ctx: &Context,
+    ) -> Result<Option<String>, Error> {
+        let progress = match &status.restore_handle {
+            Some(handle) => provider
+                .restore_status(handle)
+                .await
+                .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?,
+            None => {
+                self.call_create(status.restored_from_snapshot_id.as_deref(), provider, ctx)
+                    .await?
+            }
+        };
+        match progress {
+            RestoreProgress::Done(vendor) => Ok(Some(vendor.id)),
+            RestoreProgress::Failed(_) => Ok(None),
+            RestoreProgress::Pending { handle, .. } => Err(Error::RestoreInProgress { handle }),
+        }
+    }
+
+    /// The password the operator chose for providers that take one on create. It
+    /// lives only in the connection Secret, written before the create call so a
+    /// crash never loses it; a retry reads it back from there.
+    async fn operator_password(
+        &self,
+        provider: &dyn Provider,
+        ctx: &Context,
+    ) -> Result<Option<Password>, Error> {
+        if !provider.needs_operator_password() {
+            return Ok(None);
+        }
+        let name = connection_secret_name(self);
+        if let Some(existing) =
+            secret::read_owned_key(&ctx.client, self, &name, secret::keys::PASSWORD).await?
+        {
+            return Ok(Some(Password::new(existing)));
+        }
+        let password = Password::generate();
+        let data = std::collections::BTreeMap::from([(
+            secret::keys::PASSWORD.to_string(),
+            k8s_openapi::ByteString(password.expose().as_bytes().to_vec()),
+        )]);
+        secret::ensure_secret(&ctx.client, self, &name, data).await?;
+        Ok(Some(password))
     }
 
     /// With `mode: byok`, the reason to wait until the named `ByokCredential` is

@@ -132,6 +132,7 @@ impl Context {
                 endpoint: spec.endpoint.clone(),
                 api_key: SecretString::from(key),
                 request_timeout: Duration::from_secs(u64::from(spec.request_timeout_seconds)),
+                supabase_organization: spec.supabase.as_ref().map(|s| s.organization_slug.clone()),
             })
             .map_err(|source| LookupError::Invalid {
                 provider: name,

@@ -99,6 +99,18 @@ impl ConnectionDetails {
         })
     }
 
+    /// Puts `password` into the details and the URI (for vendors whose URIs
+    /// carry no password: the operator chose it and keeps it in the Secret).
+    pub fn with_password(mut self, password: &str) -> Self {
+        if let Ok(mut url) = url::Url::parse(&self.uri)
+            && url.set_password(Some(password)).is_ok()
+        {
+            self.uri = url.to_string();
+        }
+        self.password = password.to_string();
+        self
+    }
+
     /// The Secret's `data`.
     pub fn to_data(&self) -> BTreeMap<String, ByteString> {
         let mut data = BTreeMap::new();
@@ -234,6 +246,41 @@ where
     .await
     .map_err(kube_err)?;
     Ok(SecretWrite::Written)
+}
+
+/// The value of `key` in Secret `name`, if `owner` owns that Secret and it has the key.
+pub async fn read_owned_key<K>(
+    client: &Client,
+    owner: &K,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, SecretWriteError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let namespace = owner
+        .meta()
+        .namespace
+        .clone()
+        .ok_or(SecretWriteError::NoOwnerIdentity)?;
+    let owner_uid = owner
+        .meta()
+        .uid
+        .clone()
+        .ok_or(SecretWriteError::NoOwnerIdentity)?;
+    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(|source| SecretWriteError::Kube {
+            name: name.to_string(),
+            source,
+        })?;
+    Ok(existing
+        .filter(|s| s.owner_references().iter().any(|r| r.uid == owner_uid))
+        .and_then(|s| s.data?.remove(key))
+        .and_then(|v| String::from_utf8(v.0).ok())
+        .filter(|v| !v.is_empty()))
 }
 
 /// Deletes Secret `name` if `owner` owns it (used when `writeConnectionSecretTo` is renamed).

@@ -5,8 +5,11 @@
 //! talks to the emulated infrai API. The emulators follow the documents in
 //! `vendor-apis/`: paths, methods, bodies, error shapes and auth.
 
+pub mod capydb;
+pub mod db9;
 pub mod infrai;
 pub mod infrai_byok;
+pub mod supabase;
 mod wire;
 
 use std::net::SocketAddr;
@@ -17,6 +20,12 @@ use tokio::net::TcpListener;
 
 /// API key the emulated infrai API accepts unless told otherwise.
 pub const DEFAULT_INFRAI_API_KEY: &str = "ifr_pk_proj_dbops_emulator";
+/// Access token the emulated Supabase Management API accepts unless told otherwise.
+pub const DEFAULT_SUPABASE_API_KEY: &str = "sbp_dbops_emulator";
+/// API key the emulated DB9 API accepts unless told otherwise.
+pub const DEFAULT_DB9_API_KEY: &str = "db9_dbops_emulator";
+/// API key the emulated CapyDB API accepts unless told otherwise (its documented `capy_live_` form).
+pub const DEFAULT_CAPYDB_API_KEY: &str = "capy_live_dbops_emulator";
 /// Default listen address of `dbops emulator` and of the emulator inside `dbops run`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 
@@ -25,12 +34,21 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 pub struct EmulatorConfig {
     /// Bearer keys the infrai API accepts.
     pub infrai_api_keys: Vec<String>,
+    /// Bearer tokens the Supabase Management API accepts.
+    pub supabase_api_keys: Vec<String>,
+    /// Bearer keys the DB9 API accepts.
+    pub db9_api_keys: Vec<String>,
+    /// Bearer keys the CapyDB API accepts.
+    pub capydb_api_keys: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
             infrai_api_keys: vec![DEFAULT_INFRAI_API_KEY.to_string()],
+            supabase_api_keys: vec![DEFAULT_SUPABASE_API_KEY.to_string()],
+            db9_api_keys: vec![DEFAULT_DB9_API_KEY.to_string()],
+            capydb_api_keys: vec![DEFAULT_CAPYDB_API_KEY.to_string()],
         }
     }
 }
@@ -39,18 +57,30 @@ impl Default for EmulatorConfig {
 #[derive(Clone)]
 pub struct Emulator {
     pub infrai: Arc<infrai::InfraiEmulator>,
+    pub supabase: Arc<supabase::SupabaseEmulator>,
+    pub db9: Arc<db9::Db9Emulator>,
+    pub capydb: Arc<capydb::CapyDbEmulator>,
 }
 
 impl Emulator {
     pub fn new(config: &EmulatorConfig) -> Self {
         Self {
             infrai: Arc::new(infrai::InfraiEmulator::new(config.infrai_api_keys.clone())),
+            supabase: Arc::new(supabase::SupabaseEmulator::new(
+                config.supabase_api_keys.clone(),
+            )),
+            db9: Arc::new(db9::Db9Emulator::new(config.db9_api_keys.clone())),
+            capydb: Arc::new(capydb::CapyDbEmulator::new(config.capydb_api_keys.clone())),
         }
     }
 
     /// The HTTP routes of all emulated APIs.
     pub fn router(&self) -> Router {
-        Router::new().nest("/infrai", infrai::router(self.infrai.clone()))
+        Router::new()
+            .nest("/infrai", infrai::router(self.infrai.clone()))
+            .nest("/supabase", supabase::router(self.supabase.clone()))
+            .nest("/db9", db9::router(self.db9.clone()))
+            .nest("/capydb", capydb::router(self.capydb.clone()))
     }
 
     /// Serves on `listener` until the future is dropped.

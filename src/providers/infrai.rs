@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::http::VendorHttp;
 use super::{
-    BranchApi, BranchRequest, ConnectionUri, Operation, ProjectApi, ProjectRequest, Provider,
-    ProviderError, ResourceState, RestoreRequest, SnapshotApi, SnapshotRequest, VendorBranch,
-    VendorProject, VendorSnapshot,
+    BranchApi, BranchRequest, ConnectionUri, CredentialApi, Operation, ProjectApi, ProjectRequest,
+    Provider, ProviderError, ResourceState, RestoreProgress, RestoreRequest, SnapshotApi,
+    SnapshotRequest, VendorBranch, VendorProject, VendorSnapshot,
 };
 use crate::api::v1alpha1::ProviderApi;
 
@@ -439,8 +439,10 @@ impl ProjectApi for InfraiClient {
         &self,
         req: &RestoreRequest,
         idempotency_key: &str,
-    ) -> Result<VendorProject, ProviderError> {
-        InfraiClient::restore_snapshot(self, req, idempotency_key).await
+    ) -> Result<RestoreProgress, ProviderError> {
+        InfraiClient::restore_snapshot(self, req, idempotency_key)
+            .await
+            .map(RestoreProgress::Done)
     }
     fn unsupported(&self, operation: Operation) -> ProviderError {
         ProviderError::Unsupported {
@@ -484,6 +486,9 @@ impl SnapshotApi for InfraiClient {
         InfraiClient::get_snapshot(self, id).await
     }
 }
+
+/// infrai has no password rotation endpoint.
+impl CredentialApi for InfraiClient {}
 
 impl Provider for InfraiClient {
     fn api(&self) -> ProviderApi {

@@ -6,11 +6,14 @@
 //! [`ProviderError::Unsupported`], so a vendor implements exactly what its API
 //! offers and declares it in [`Provider::capabilities`].
 
+pub mod capydb;
+pub mod db9;
 mod error;
 pub mod http;
 pub mod infrai;
 pub mod infrai_byok;
 mod registry;
+pub mod supabase;
 
 use std::fmt;
 
@@ -39,11 +42,13 @@ pub enum Operation {
     ByokRotate,
     ByokRevoke,
     ByokPolicy,
+    /// Rotate a project's or branch's database password.
+    CredentialRotate,
 }
 
 impl Operation {
     /// Every operation, in matrix order.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::ProjectCreate,
         Operation::ProjectGet,
         Operation::ProjectDelete,
@@ -58,6 +63,7 @@ impl Operation {
         Operation::ByokRotate,
         Operation::ByokRevoke,
         Operation::ByokPolicy,
+        Operation::CredentialRotate,
     ];
 
     /// A stable, human-readable name (`project.create`, ...).
@@ -77,6 +83,7 @@ impl Operation {
             Operation::ByokRotate => "byok.rotate",
             Operation::ByokRevoke => "byok.revoke",
             Operation::ByokPolicy => "byok.policy",
+            Operation::CredentialRotate => "credentials.rotate",
         }
     }
 }
@@ -114,6 +121,43 @@ impl PartialEq for ConnectionUri {
     }
 }
 
+/// A database password. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Password(SecretString);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(SecretString::from(password.into()))
+    }
+
+    /// A strong random password (32 characters from a 62-letter alphabet, about 190 bits).
+    pub fn generate() -> Self {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let password: String = (0..32)
+            .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+            .collect();
+        Self::new(password)
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password([REDACTED])")
+    }
+}
+
+impl PartialEq for Password {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Password {}
+
 /// What the operator asks for when it creates a project.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProjectRequest {
@@ -123,6 +167,45 @@ pub struct ProjectRequest {
     pub plan: Option<String>,
     pub mode: Option<String>,
     pub postgres_version: Option<String>,
+    /// A database password the operator generated, for APIs that take one on
+    /// create (Supabase's `db_pass`, DB9's `admin_password`). The operator keeps
+    /// it only in the connection Secret.
+    pub db_password: Option<Password>,
+}
+
+/// Where a restore into a new project is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestoreProgress {
+    /// The new project exists (it may still be provisioning; see its `state`).
+    Done(VendorProject),
+    /// The vendor is still restoring; poll [`ProjectApi::restore_status`] with `handle`.
+    Pending { handle: String, state: String },
+    /// The vendor gave up; the string is its state or error.
+    Failed(String),
+}
+
+/// What to rotate the database password of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotationTarget {
+    Project { id: String },
+    Branch { project_id: String, id: String },
+}
+
+/// Where a credential rotation is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RotationProgress {
+    /// The vendor confirmed the new credentials. `connection_uri` is the full new
+    /// URI when the vendor returns one; otherwise `password` is the new password
+    /// (the rest of the connection details are unchanged).
+    Done {
+        connection_uri: Option<ConnectionUri>,
+        pooled_uri: Option<ConnectionUri>,
+        password: Option<Password>,
+    },
+    /// An asynchronous rotation job is running; poll [`CredentialApi::rotation_status`].
+    Pending { job_id: String, state: String },
+    /// The vendor reports the rotation as failed (old credentials still valid).
+    Failed(String),
 }
 
 /// A restore of a snapshot into a new project.
@@ -221,13 +304,19 @@ pub trait ProjectApi: Send + Sync {
         Err(self.unsupported(Operation::ProjectDelete))
     }
 
-    /// Restore a snapshot into a new project.
+    /// Restore a snapshot into a new project (possibly asynchronously).
     async fn restore_snapshot(
         &self,
         req: &RestoreRequest,
         idempotency_key: &str,
-    ) -> Result<VendorProject> {
+    ) -> Result<RestoreProgress> {
         let _ = (req, idempotency_key);
+        Err(self.unsupported(Operation::SnapshotRestore))
+    }
+
+    /// Polls an asynchronous restore started by [`ProjectApi::restore_snapshot`].
+    async fn restore_status(&self, handle: &str) -> Result<RestoreProgress> {
+        let _ = handle;
         Err(self.unsupported(Operation::SnapshotRestore))
     }
 
@@ -281,15 +370,48 @@ pub trait SnapshotApi: ProjectApi {
     }
 }
 
+/// Database password rotation.
+#[async_trait]
+pub trait CredentialApi: ProjectApi {
+    /// Rotates the database password of `target`. `proposed` is a fresh strong
+    /// password for APIs that take one (Supabase); APIs that generate their own
+    /// ignore it. `idempotency_key` is sent where the API takes one.
+    async fn rotate_credentials(
+        &self,
+        target: &RotationTarget,
+        proposed: &Password,
+        idempotency_key: &str,
+    ) -> Result<RotationProgress> {
+        let _ = (target, proposed, idempotency_key);
+        Err(self.unsupported(Operation::CredentialRotate))
+    }
+
+    /// Polls an asynchronous rotation.
+    async fn rotation_status(
+        &self,
+        target: &RotationTarget,
+        job_id: &str,
+    ) -> Result<RotationProgress> {
+        let _ = (target, job_id);
+        Err(self.unsupported(Operation::CredentialRotate))
+    }
+}
+
 pub use infrai_byok::ByokApi;
 
 /// A vendor API account, as the controllers see it.
-pub trait Provider: ProjectApi + BranchApi + SnapshotApi + ByokApi {
+pub trait Provider: ProjectApi + BranchApi + SnapshotApi + ByokApi + CredentialApi {
     /// Which vendor API this is.
     fn api(&self) -> ProviderApi;
 
     /// The operations this provider implements; everything else answers `Unsupported`.
     fn capabilities(&self) -> &'static [Operation];
+
+    /// Whether the operator must choose the database password on create (the
+    /// API takes one and never returns it, e.g. Supabase's `db_pass`).
+    fn needs_operator_password(&self) -> bool {
+        false
+    }
 
     /// Whether `operation` is implemented.
     fn supports(&self, operation: Operation) -> bool {

@@ -20,6 +20,8 @@ pub struct ProviderConfig {
     pub endpoint: Option<String>,
     pub api_key: SecretString,
     pub request_timeout: Duration,
+    /// Supabase organization slug new projects go into.
+    pub supabase_organization: Option<String>,
 }
 
 impl ProviderConfig {
@@ -29,9 +31,9 @@ impl ProviderConfig {
             Some(endpoint) => endpoint,
             None => match self.api {
                 ProviderApi::Infrai => infrai::DEFAULT_ENDPOINT,
-                ProviderApi::Supabase => "https://api.supabase.com",
-                ProviderApi::Db9 => "https://api.db9.ai",
-                ProviderApi::Capydb => "https://api.capydb.com",
+                ProviderApi::Supabase => super::supabase::DEFAULT_ENDPOINT,
+                ProviderApi::Db9 => super::db9::DEFAULT_ENDPOINT,
+                ProviderApi::Capydb => super::capydb::DEFAULT_ENDPOINT,
             },
         }
     }
@@ -105,6 +107,8 @@ pub fn build(
     )?;
     match config.api {
         ProviderApi::Infrai => Ok(Arc::new(InfraiClient::new(http))),
-        other => Err(BuildError::NotImplemented(other)),
+        ProviderApi::Supabase => Ok(Arc::new(super::supabase::SupabaseClient::new(http))),
+        ProviderApi::Db9 => Ok(Arc::new(super::db9::Db9Client::new(http))),
+        ProviderApi::Capydb => Ok(Arc::new(super::capydb::CapyDbClient::new(http))),
     }
 }

@@ -35,6 +35,7 @@ impl Harness {
         let client = kube.client();
         let emulator = Emulator::new(&EmulatorConfig {
             infrai_api_keys: vec![API_KEY.to_string()],
+            ..Default::default()
         });
         let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
         let settings = Settings {

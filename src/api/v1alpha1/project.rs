@@ -175,4 +175,7 @@ pub struct DatabaseProjectStatus {
     /// The vendor snapshot id this project was restored from (saved before the restore call).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from_snapshot_id: Option<String>,
+    /// The vendor's handle of an asynchronous restore still in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_handle: Option<String>,
 }
