@@ -16,6 +16,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 
 pub const API_KEY: &str = "ifr_pk_proj_controller_tests";
+pub const SUPABASE_KEY: &str = "sbp_controller_tests";
+pub const DB9_KEY: &str = "db9_controller_tests";
+pub const CAPYDB_KEY: &str = "capy_live_controller_tests";
 pub const PROVIDER_NAMESPACE: &str = "dbops-system";
 pub const NS: &str = "team-a";
 
@@ -35,7 +38,9 @@ impl Harness {
         let client = kube.client();
         let emulator = Emulator::new(&EmulatorConfig {
             infrai_api_keys: vec![API_KEY.to_string()],
-            ..Default::default()
+            supabase_api_keys: vec![SUPABASE_KEY.to_string()],
+            db9_api_keys: vec![DB9_KEY.to_string()],
+            capydb_api_keys: vec![CAPYDB_KEY.to_string()],
         });
         let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
         let settings = Settings {
@@ -96,6 +101,55 @@ impl Harness {
                 },
                 request_timeout_seconds: 5,
                 supabase: None,
+                byok_policy: None,
+                request_budget: None,
+            },
+        );
+        providers
+            .create(&PostParams::default(), &provider)
+            .await
+            .unwrap();
+    }
+
+    /// Base URL of the emulated `api` (`infrai`, `supabase`, `db9`, `capydb`).
+    pub fn endpoint(&self, api: &str) -> String {
+        self.emulator_url.replace("/infrai", &format!("/{api}"))
+    }
+
+    /// A `DatabaseProvider` `name` for `api`, with its own Secret holding `key`.
+    pub async fn create_provider_for(
+        &self,
+        name: &str,
+        api: ProviderApi,
+        key: &str,
+        supabase_org: Option<&str>,
+    ) {
+        let secret_name = format!("{name}-credentials");
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), PROVIDER_NAMESPACE);
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": secret_name, "namespace": PROVIDER_NAMESPACE },
+            "data": { "apiKey": k8s_openapi::ByteString(key.as_bytes().to_vec()) },
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
+        let provider = DatabaseProvider::new(
+            name,
+            DatabaseProviderSpec {
+                api,
+                endpoint: Some(self.endpoint(api.as_str())),
+                credentials_secret_ref: SecretKeySelector {
+                    name: secret_name,
+                    namespace: PROVIDER_NAMESPACE.into(),
+                    key: "apiKey".into(),
+                },
+                request_timeout_seconds: 5,
+                supabase: supabase_org.map(|org| dbops::api::v1alpha1::SupabaseSettings {
+                    organization_slug: org.to_string(),
+                }),
                 byok_policy: None,
                 request_budget: None,
             },
