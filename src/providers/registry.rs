@@ -107,7 +107,10 @@ pub fn build(
     )?;
     match config.api {
         ProviderApi::Infrai => Ok(Arc::new(InfraiClient::new(http))),
-        ProviderApi::Supabase => Ok(Arc::new(super::supabase::SupabaseClient::new(http))),
+        ProviderApi::Supabase => Ok(Arc::new(super::supabase::SupabaseClient::new(
+            http,
+            config.supabase_organization.clone(),
+        ))),
         ProviderApi::Db9 => Ok(Arc::new(super::db9::Db9Client::new(http))),
         ProviderApi::Capydb => Ok(Arc::new(super::capydb::CapyDbClient::new(http))),
     }

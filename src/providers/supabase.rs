@@ -17,11 +17,14 @@ pub const CAPABILITIES: &[Operation] = &[];
 pub struct SupabaseClient {
     #[allow(dead_code)]
     http: VendorHttp,
+    /// Organization slug new projects are created in (`spec.supabase.organizationSlug`).
+    #[allow(dead_code)]
+    organization: Option<String>,
 }
 
 impl SupabaseClient {
-    pub fn new(http: VendorHttp) -> Self {
-        Self { http }
+    pub fn new(http: VendorHttp, organization: Option<String>) -> Self {
+        Self { http, organization }
     }
 }
 
