@@ -61,6 +61,24 @@ struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8080", env = "DBOPS_METRICS_LISTEN")]
     metrics_listen: SocketAddr,
+    /// Watch only these namespaces (repeat the flag or separate with commas);
+    /// every namespace when left out.
+    #[arg(long = "namespace", value_delimiter = ',', env = "DBOPS_NAMESPACES")]
+    namespaces: Vec<String>,
+    /// Elect a leader through a coordination.k8s.io Lease, so that only one of
+    /// several replicas reconciles.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, env = "DBOPS_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "dbops-leader", env = "DBOPS_LEASE_NAME")]
+    lease_name: String,
+    /// Namespace of the leader election Lease (defaults to the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// How long the Lease is valid without renewal: a standby takes over this long
+    /// after a leader dies (at once when the leader shuts down cleanly).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "DBOPS_LEASE_DURATION")]
+    lease_duration: Duration,
     /// How often Ready objects are re-read from the vendor (jittered ±10%), e.g. 10m, 90s.
     #[arg(long, default_value = "10m", value_parser = parse_duration, env = "DBOPS_RESYNC_INTERVAL")]
     resync_interval: Duration,
@@ -161,13 +179,32 @@ async fn run(args: RunArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API server: {e}"))?;
     tracing::info!(server = %version.git_version, "connected to Kubernetes");
+    let instance = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("dbops-{}", std::process::id()));
+    let leader_election = args
+        .leader_election
+        .then(|| dbops::operator::LeaderElection {
+            lease_name: args.lease_name.clone(),
+            lease_namespace: args.lease_namespace.clone(),
+            identity: instance.clone(),
+            lease_duration: args.lease_duration,
+            renew_grace: (args.lease_duration / 3).max(Duration::from_secs(1)),
+        });
     let options = dbops::operator::Options {
         settings: Settings {
             resync_interval: args.resync_interval,
             ..Settings::default()
         },
         metrics_listen: Some(args.metrics_listen),
-        instance: std::env::var("POD_NAME").ok(),
+        instance: Some(instance),
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect(),
+        leader_election,
     };
     dbops::operator::run(client, options, shutdown_signal()).await;
     Ok(())

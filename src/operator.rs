@@ -1,9 +1,9 @@
-//! Wiring of `dbops run`: the controllers, the embedded emulator, and the
-//! health and metrics endpoints.
+//! Wiring of `dbops run`: the controllers (cluster-wide or per namespace),
+//! leader election, and the health and metrics endpoints.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -11,12 +11,28 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::FutureExt;
-use futures::future::Shared;
+use futures::future::{BoxFuture, Shared};
 use kube::Client;
 use kube::runtime::watcher;
+use kube_lease_manager::LeaseManagerBuilder;
 
-use crate::controllers::{self, Context, Settings};
+use crate::controllers::{self, Context, Readiness, Scope, Settings};
 use crate::metrics::Metrics;
+
+/// Leader election settings: only the holder of the Lease reconciles.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    /// Name of the `coordination.k8s.io/v1` Lease.
+    pub lease_name: String,
+    /// Namespace of the Lease (the operator's own namespace).
+    pub lease_namespace: String,
+    /// This instance's identity (the pod name).
+    pub identity: String,
+    /// How long a Lease is valid without renewal; a standby takes over after it expires.
+    pub lease_duration: Duration,
+    /// How long before expiry the holder renews.
+    pub renew_grace: Duration,
+}
 
 /// Options of one operator process.
 #[derive(Clone, Debug)]
@@ -26,20 +42,52 @@ pub struct Options {
     pub metrics_listen: Option<SocketAddr>,
     /// Reporting instance name for Events (the pod name in a cluster).
     pub instance: Option<String>,
+    /// Namespaces to watch; empty means every namespace.
+    pub namespaces: Vec<String>,
+    /// Leader election; `None` runs the controllers at once.
+    pub leader_election: Option<LeaderElection>,
 }
 
-/// Health state shared with the HTTP endpoints.
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            settings: Settings::default(),
+            metrics_listen: None,
+            instance: None,
+            namespaces: Vec::new(),
+            leader_election: None,
+        }
+    }
+}
+
+/// What `/readyz` reports.
 #[derive(Default)]
 pub struct Health {
-    ready: AtomicBool,
+    /// A standby (not the leader) is ready: it is healthy and waiting its turn.
+    standby: std::sync::atomic::AtomicBool,
+    readiness: std::sync::Mutex<Option<Arc<Readiness>>>,
 }
 
 impl Health {
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+    fn set_standby(&self, standby: bool) {
+        self.standby
+            .store(standby, std::sync::atomic::Ordering::SeqCst);
     }
+
+    fn set_readiness(&self, readiness: Option<Arc<Readiness>>) {
+        *self.readiness.lock().unwrap_or_else(|p| p.into_inner()) = readiness;
+    }
+
+    /// Ready when standing by, or when leading with every watch synced.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        if self.standby.load(std::sync::atomic::Ordering::SeqCst) {
+            return true;
+        }
+        self.readiness
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|r| r.is_synced())
     }
 }
 
@@ -78,7 +126,39 @@ pub fn http_router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
         .with_state(HttpState { metrics, health })
 }
 
-/// Runs every controller until `shutdown` resolves, then drains in-flight reconciles.
+type Stop = Shared<BoxFuture<'static, ()>>;
+
+/// Runs every controller until `stop` resolves; in-flight reconciles finish first.
+async fn run_controllers(ctx: Arc<Context>, namespaces: &[String], stop: Stop) {
+    let watch = watcher::Config::default();
+    let scopes: Vec<Scope> = if namespaces.is_empty() {
+        vec![Scope::Cluster]
+    } else {
+        namespaces.iter().cloned().map(Scope::Namespace).collect()
+    };
+    let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
+    for scope in scopes {
+        tasks.push(
+            controllers::project::run(ctx.clone(), scope.clone(), watch.clone(), stop.clone())
+                .boxed(),
+        );
+        tasks.push(
+            controllers::branch::run(ctx.clone(), scope.clone(), watch.clone(), stop.clone())
+                .boxed(),
+        );
+        tasks.push(
+            controllers::snapshot::run(ctx.clone(), scope.clone(), watch.clone(), stop.clone())
+                .boxed(),
+        );
+        tasks.push(controllers::byok::run(ctx.clone(), scope, watch.clone(), stop.clone()).boxed());
+    }
+    tasks.push(controllers::provider::run(ctx, watch, stop).boxed());
+    futures::future::join_all(tasks).await;
+}
+
+/// Runs the operator until `shutdown` resolves. With leader election, only the
+/// Lease holder runs controllers; a standby waits, and takes over when the
+/// Lease is released (at once, on a graceful shutdown) or expires.
 pub async fn run(
     client: Client,
     options: Options,
@@ -86,7 +166,7 @@ pub async fn run(
 ) {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
-    let shutdown: Shared<futures::future::BoxFuture<'static, ()>> = shutdown.boxed().shared();
+    let shutdown: Stop = shutdown.boxed().shared();
 
     if let Some(addr) = options.metrics_listen {
         match tokio::net::TcpListener::bind(addr).await {
@@ -109,21 +189,80 @@ pub async fn run(
         }
     }
 
-    let ctx = Arc::new(Context::new(
-        client,
-        metrics,
-        options.settings,
-        options.instance,
-    ));
-    health.set_ready(true);
-    let watch = watcher::Config::default();
-    tokio::join!(
-        controllers::project::run(ctx.clone(), watch.clone(), shutdown.clone()),
-        controllers::branch::run(ctx.clone(), watch.clone(), shutdown.clone()),
-        controllers::snapshot::run(ctx.clone(), watch.clone(), shutdown.clone()),
-        controllers::byok::run(ctx.clone(), watch.clone(), shutdown.clone()),
-        controllers::provider::run(ctx, watch, shutdown.clone()),
-    );
-    health.set_ready(false);
+    let new_context = || {
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            metrics.clone(),
+            options.settings.clone(),
+            options.instance.clone(),
+        ));
+        health.set_readiness(Some(ctx.readiness.clone()));
+        ctx
+    };
+
+    let Some(election) = options.leader_election.clone() else {
+        run_controllers(new_context(), &options.namespaces, shutdown).await;
+        tracing::info!("controllers stopped");
+        return;
+    };
+
+    let manager = LeaseManagerBuilder::new(client.clone(), election.lease_name.clone())
+        .with_namespace(election.lease_namespace.clone())
+        .with_identity(election.identity.clone())
+        .with_duration(election.lease_duration.as_secs().max(1))
+        .with_grace(election.renew_grace.as_secs().max(1))
+        .build()
+        .await;
+    let manager = match manager {
+        Ok(manager) => manager,
+        Err(error) => {
+            tracing::error!(%error, "cannot set up leader election");
+            return;
+        }
+    };
+    let (mut leading, lease_task) = manager.watch().await;
+    loop {
+        health.set_standby(true);
+        tracing::info!(identity = %election.identity, "waiting to become the leader");
+        tokio::select! {
+            _ = shutdown.clone() => break,
+            changed = leading.wait_for(|is_leader| *is_leader) => {
+                if changed.is_err() {
+                    tracing::error!("leader election stopped");
+                    break;
+                }
+            }
+        }
+        tracing::info!(identity = %election.identity, "became the leader; starting controllers");
+        health.set_standby(false);
+        let mut lost = leading.clone();
+        let stop: Stop = {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = lost.wait_for(|is_leader| !*is_leader) => {
+                        tracing::warn!("lost the leader lease; stopping controllers");
+                    }
+                }
+            }
+            .boxed()
+            .shared()
+        };
+        run_controllers(new_context(), &options.namespaces, stop).await;
+        health.set_readiness(None);
+        if shutdown.clone().now_or_never().is_some() {
+            break;
+        }
+    }
+    // Dropping the receiver makes the lease task release the Lease, so a standby
+    // takes over at once instead of waiting for it to expire.
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(10), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("leader lease released"),
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "could not release the leader lease"),
+        Ok(Err(error)) => tracing::warn!(%error, "leader election task failed"),
+        Err(_) => tracing::warn!("timed out releasing the leader lease"),
+    }
     tracing::info!("controllers stopped");
 }

@@ -44,6 +44,7 @@ fn start_operator(h: &Harness) -> (oneshot::Sender<()>, tokio::task::JoinHandle<
         },
         metrics_listen: None,
         instance: Some("test".into()),
+        ..Default::default()
     };
     let client = h.client.clone();
     let task = tokio::spawn(dbops::operator::run(client, options, async move {

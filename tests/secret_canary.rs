@@ -113,6 +113,7 @@ async fn no_credential_reaches_logs_events_status_errors_or_metrics() {
         },
         metrics_listen: None,
         instance: None,
+        ..Default::default()
     };
     let task = tokio::spawn(dbops::operator::run(
         h.client.clone(),

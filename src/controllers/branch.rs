@@ -18,7 +18,7 @@ use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWriteError};
-use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
 use crate::providers::{BranchRequest, Operation, Provider, ResourceState, VendorBranch};
 
@@ -453,12 +453,13 @@ impl DatabaseBranch {
 /// `DatabaseProject` (becoming Ready, being deleted) wakes its branches at once.
 pub async fn run(
     ctx: Arc<Context>,
+    scope: Scope,
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let controller = Controller::new(
-        Api::<DatabaseBranch>::all(client.clone()),
+        scope.api::<DatabaseBranch>(client.clone()),
         watcher_config.clone(),
     );
     let by_project = dependents(controller.store(), |k: &DatabaseBranch| {
@@ -466,11 +467,11 @@ pub async fn run(
     });
     let controller = controller
         .owns(
-            Api::<Secret>::all(client.clone()),
+            scope.api::<Secret>(client.clone()),
             secret::owned_secrets_watch(),
         )
         .watches(
-            Api::<DatabaseProject>::all(client),
+            scope.api::<DatabaseProject>(client),
             watcher_config,
             by_project,
         );

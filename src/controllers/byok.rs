@@ -29,7 +29,7 @@ use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed,
 };
-use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
     DeletionPolicy, QuotaWindow,
@@ -732,16 +732,17 @@ impl ByokCredential {
 /// maps each back to the credentials naming it.
 pub async fn run(
     ctx: Arc<Context>,
+    scope: Scope,
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let controller = Controller::new(Api::<ByokCredential>::all(client.clone()), watcher_config);
+    let controller = Controller::new(scope.api::<ByokCredential>(client.clone()), watcher_config);
     let by_secret = dependents(controller.store(), |c: &ByokCredential| {
         Some(c.spec.credentials_secret_ref.name.as_str())
     });
     let labelled = watcher::Config::default().labels(&format!("{WATCH_LABEL}=true"));
-    let controller = controller.watches(Api::<Secret>::all(client), labelled, by_secret);
+    let controller = controller.watches(scope.api::<Secret>(client), labelled, by_secret);
     drive(controller, ctx, shutdown).await;
 }
 

@@ -61,6 +61,68 @@ pub enum KubeCall {
     Finalizer(#[source] kube::Error),
 }
 
+/// Which namespaces the namespaced controllers watch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace (a ClusterRole is needed).
+    #[default]
+    Cluster,
+    /// One namespace (a Role in it is enough, plus read access to `DatabaseProvider`s).
+    Namespace(String),
+}
+
+impl Scope {
+    /// An `Api` of `K` covering this scope.
+    pub fn api<K>(&self, client: Client) -> kube::Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match self {
+            Scope::Cluster => kube::Api::all(client),
+            Scope::Namespace(namespace) => kube::Api::namespaced(client, namespace),
+        }
+    }
+}
+
+/// Counts the watches that have not finished their first list yet; `/readyz`
+/// answers ready only once every registered watch has synced.
+#[derive(Default)]
+pub struct Readiness {
+    registered: std::sync::atomic::AtomicUsize,
+    synced: std::sync::atomic::AtomicUsize,
+}
+
+impl Readiness {
+    /// Registers `store` and marks it synced once its first list has arrived.
+    pub fn track<K>(self: &Arc<Self>, store: kube::runtime::reflector::Store<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    {
+        use std::sync::atomic::Ordering;
+        self.registered.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                this.synced.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+
+    /// Whether every registered watch has synced (and at least one is registered).
+    pub fn is_synced(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let registered = self.registered.load(Ordering::SeqCst);
+        registered > 0 && self.synced.load(Ordering::SeqCst) >= registered
+    }
+
+    /// Forgets every watch (the controllers stopped, e.g. on losing leadership).
+    pub fn reset(&self) {
+        use std::sync::atomic::Ordering;
+        self.registered.store(0, Ordering::SeqCst);
+        self.synced.store(0, Ordering::SeqCst);
+    }
+}
+
 /// Tunables of the controllers.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -92,6 +154,8 @@ impl Default for Settings {
 /// What every reconcile gets: clients, metrics, settings and per-object retry state.
 pub struct Context {
     pub client: Client,
+    /// Whether the controllers' watches have synced.
+    pub readiness: Arc<Readiness>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub providers: ProviderRegistry,
@@ -116,6 +180,7 @@ impl Context {
             client,
             metrics,
             settings,
+            readiness: Arc::default(),
             failures: Mutex::default(),
         }
     }
@@ -177,6 +242,7 @@ pub async fn drive<K>(
     K: Reconcile + Resource<DynamicType = ()> + Unpin,
 {
     use futures::StreamExt;
+    ctx.readiness.track(controller.store());
     controller
         .graceful_shutdown_on(shutdown)
         .run(

@@ -17,7 +17,7 @@ use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
-use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{
     ByokCredential, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
     DeletionPolicy, ProjectMode,
@@ -705,12 +705,13 @@ impl DatabaseProject {
 /// and snapshots are watched, so a project waiting for either starts at once.
 pub async fn run(
     ctx: Arc<Context>,
+    scope: Scope,
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let controller = Controller::new(
-        Api::<DatabaseProject>::all(client.clone()),
+        scope.api::<DatabaseProject>(client.clone()),
         watcher_config.clone(),
     );
     let by_provider = dependents(controller.store(), |p: &DatabaseProject| {
@@ -729,7 +730,7 @@ pub async fn run(
     });
     let controller = controller
         .owns(
-            Api::<Secret>::all(client.clone()),
+            scope.api::<Secret>(client.clone()),
             secret::owned_secrets_watch(),
         )
         .watches(
@@ -738,12 +739,12 @@ pub async fn run(
             by_provider,
         )
         .watches(
-            Api::<DatabaseSnapshot>::all(client.clone()),
+            scope.api::<DatabaseSnapshot>(client.clone()),
             watcher_config.clone(),
             by_snapshot,
         )
         .watches(
-            Api::<ByokCredential>::all(client),
+            scope.api::<ByokCredential>(client),
             watcher_config,
             by_credential,
         );

@@ -189,20 +189,22 @@ pub async fn run(
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    Controller::new(
+    let controller = Controller::new(
         Api::<DatabaseProvider>::all(ctx.client.clone()),
         watcher_config,
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        reconcile,
-        |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
-        ctx,
-    )
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "reconcile loop");
-        }
-    })
-    .await;
+    );
+    ctx.readiness.track(controller.store());
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |obj, error, ctx| error_policy(CONTROLLER, &*obj, error, &ctx),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile loop");
+            }
+        })
+        .await;
 }

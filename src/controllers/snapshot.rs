@@ -21,7 +21,7 @@ use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
-use super::{Context, KubeCall, LookupError, ReconcileError, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{
     DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
 };
@@ -420,19 +420,20 @@ impl DatabaseSnapshot {
 /// a `DatabaseProject` wakes its snapshots at once.
 pub async fn run(
     ctx: Arc<Context>,
+    scope: Scope,
     watcher_config: watcher::Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let controller = Controller::new(
-        Api::<DatabaseSnapshot>::all(client.clone()),
+        scope.api::<DatabaseSnapshot>(client.clone()),
         watcher_config.clone(),
     );
     let by_project = dependents(controller.store(), |k: &DatabaseSnapshot| {
         Some(k.spec.project_ref.name.as_str())
     });
     let controller = controller.watches(
-        Api::<DatabaseProject>::all(client),
+        scope.api::<DatabaseProject>(client),
         watcher_config,
         by_project,
     );
