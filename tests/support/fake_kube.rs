@@ -64,6 +64,8 @@ struct State_ {
     history: Vec<WatchEvent>,
     faults: Vec<Fault>,
     log: Vec<Logged>,
+    /// Server-side apply ownership of `spec` leaves: (object, field) -> manager.
+    owners: BTreeMap<(Key, String), String>,
 }
 
 struct Inner {
@@ -422,7 +424,7 @@ async fn handle(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            patch(&inner, &parsed, name, &content_type, &body)
+            patch(&inner, &parsed, name, &content_type, &body, &query)
         }
         (Method::DELETE, Some(name)) => {
             let mut state = inner.state.lock().unwrap();
@@ -627,7 +629,14 @@ fn replace(inner: &Inner, parsed: &Parsed, name: &str, body: &[u8]) -> Response 
     axum::Json(inner.store(&mut state, &key, updated, false)).into_response()
 }
 
-fn patch(inner: &Inner, parsed: &Parsed, name: &str, content_type: &str, body: &[u8]) -> Response {
+fn patch(
+    inner: &Inner,
+    parsed: &Parsed,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+    query: &BTreeMap<String, String>,
+) -> Response {
     let Ok(patch) = serde_json::from_slice::<Value>(body) else {
         return error(400, "BadRequest", "invalid patch JSON");
     };
@@ -650,6 +659,32 @@ fn patch(inner: &Inner, parsed: &Parsed, name: &str, content_type: &str, body: &
         }
         None => return error(404, "NotFound", format!("{name} not found")),
     };
+    // Server-side apply conflicts, for `spec` leaves (enough for Lease-based
+    // leader election): applying a value over one another manager set is a 409
+    // unless forced.
+    let manager = query.get("fieldManager").cloned().unwrap_or_default();
+    let force = query.get("force").is_some_and(|f| f == "true");
+    let spec_leaves: Vec<(String, Value)> = patch
+        .get("spec")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    if is_apply && !force {
+        for (field, value) in &spec_leaves {
+            let current = &old["spec"][field.as_str()];
+            let owner = state.owners.get(&(key.clone(), field.clone()));
+            if !current.is_null() && current != value && owner.is_some_and(|o| *o != manager) {
+                return error(409, "Conflict", format!("Apply failed with 1 conflict: conflict with {owner:?}: .spec.{field}"));
+            }
+        }
+    }
+    for (field, value) in &spec_leaves {
+        if value.is_null() {
+            state.owners.remove(&(key.clone(), field.clone()));
+        } else {
+            state.owners.insert((key.clone(), field.clone()), manager.clone());
+        }
+    }
     let mut new = old.clone();
     if content_type.starts_with("application/json-patch") {
         let Ok(mut ops) = serde_json::from_value::<json_patch::Patch>(patch) else {
