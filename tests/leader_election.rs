@@ -39,9 +39,13 @@ fn start(h: &Harness, identity: &str) -> (oneshot::Sender<()>, tokio::task::Join
         leader_election: Some(election(identity)),
         ..Default::default()
     };
-    let task = tokio::spawn(dbops::operator::run(h.client.clone(), options, async move {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(dbops::operator::run(
+        h.client.clone(),
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     (stop, task)
 }
 
@@ -66,7 +70,10 @@ async fn wait_for_holder(h: &Harness, not: Option<&str>, within: Duration) -> St
 async fn create_and_wait_ready(h: &Harness, name: &str) {
     let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
     projects
-        .create(&PostParams::default(), &DatabaseProject::new(name, DatabaseProjectSpec::default()))
+        .create(
+            &PostParams::default(),
+            &DatabaseProject::new(name, DatabaseProjectSpec::default()),
+        )
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -94,7 +101,11 @@ async fn only_the_leader_reconciles_and_a_clean_shutdown_hands_over_at_once() {
     let leader = wait_for_holder(&h, None, Duration::from_secs(10)).await;
 
     create_and_wait_ready(&h, "first").await;
-    assert_eq!(reporters(&h, "first"), [leader.clone()].into(), "only the leader reconciled");
+    assert_eq!(
+        reporters(&h, "first"),
+        [leader.clone()].into(),
+        "only the leader reconciled"
+    );
     assert_eq!(h.emulator.infrai.projects().len(), 1);
 
     // The leader shuts down cleanly: it releases the Lease and the standby takes over at once.
@@ -105,15 +116,25 @@ async fn only_the_leader_reconciles_and_a_clean_shutdown_hands_over_at_once() {
         (stop_b, task_b, stop_a, task_a)
     };
     stop_leader.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task_leader).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task_leader)
+        .await
+        .unwrap()
+        .unwrap();
     let next = wait_for_holder(&h, Some(&leader), Duration::from_secs(10)).await;
     let handover = started.elapsed();
     assert_ne!(next, leader);
-    assert!(handover < Duration::from_secs(2), "hand-over took {handover:?}, not immediate");
+    assert!(
+        handover < Duration::from_secs(2),
+        "hand-over took {handover:?}, not immediate"
+    );
 
     create_and_wait_ready(&h, "second").await;
     assert_eq!(reporters(&h, "second"), [next].into());
-    assert_eq!(h.emulator.infrai.projects().len(), 2, "no duplicate from two instances");
+    assert_eq!(
+        h.emulator.infrai.projects().len(),
+        2,
+        "no duplicate from two instances"
+    );
     let _ = stop_other.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task_other).await;
 }
@@ -149,20 +170,35 @@ async fn a_killed_leader_is_replaced_when_its_lease_expires() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    assert_eq!(wait_for_holder(&h, None, Duration::from_secs(20)).await, "doomed");
+    assert_eq!(
+        wait_for_holder(&h, None, Duration::from_secs(20)).await,
+        "doomed"
+    );
     let (stop, task) = start(&h, "survivor");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(holder(&h).await.as_deref(), Some("doomed"), "the standby does not steal a live Lease");
+    assert_eq!(
+        holder(&h).await.as_deref(),
+        Some("doomed"),
+        "the standby does not steal a live Lease"
+    );
 
     doomed.kill().unwrap();
     let _ = doomed.wait();
     let killed = Instant::now();
-    assert_eq!(wait_for_holder(&h, Some("doomed"), Duration::from_secs(15)).await, "survivor");
+    assert_eq!(
+        wait_for_holder(&h, Some("doomed"), Duration::from_secs(15)).await,
+        "survivor"
+    );
     let takeover = killed.elapsed();
-    println!("leader election: standby took over {takeover:?} after the leader was killed (lease 2s)");
+    println!(
+        "leader election: standby took over {takeover:?} after the leader was killed (lease 2s)"
+    );
     assert!(takeover < Duration::from_secs(6), "took {takeover:?}");
     create_and_wait_ready(&h, "after-failover").await;
-    assert_eq!(reporters(&h, "after-failover"), ["survivor".to_string()].into());
+    assert_eq!(
+        reporters(&h, "after-failover"),
+        ["survivor".to_string()].into()
+    );
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     let _ = std::fs::remove_file(kubeconfig);

@@ -54,6 +54,10 @@ struct Fault {
 pub struct Logged {
     pub method: Method,
     pub path: String,
+    /// Whether the request was a watch (`?watch=true`).
+    pub watch: bool,
+    /// Whether it came from a [`FakeKube::test_client`] (the test, not the operator).
+    pub from_test: bool,
 }
 
 #[derive(Default)]
@@ -199,6 +203,16 @@ impl FakeKube {
     /// A kube client talking to this server.
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// A kube client whose requests are marked as the test's own in the log.
+    pub fn test_client(&self) -> kube::Client {
+        let mut config = kube::Config::new(self.url.parse().unwrap());
+        config.headers.push((
+            axum::http::HeaderName::from_static("x-dbops-test"),
+            axum::http::HeaderValue::from_static("1"),
+        ));
         kube::Client::try_from(config).unwrap()
     }
 
@@ -370,6 +384,8 @@ async fn handle(
         state.log.push(Logged {
             method: method.clone(),
             path: path.clone(),
+            watch: query.get("watch").is_some_and(|w| w == "true" || w == "1"),
+            from_test: headers.contains_key("x-dbops-test"),
         });
         if let Some(fault) = state
             .faults
@@ -674,7 +690,11 @@ fn patch(
             let current = &old["spec"][field.as_str()];
             let owner = state.owners.get(&(key.clone(), field.clone()));
             if !current.is_null() && current != value && owner.is_some_and(|o| *o != manager) {
-                return error(409, "Conflict", format!("Apply failed with 1 conflict: conflict with {owner:?}: .spec.{field}"));
+                return error(
+                    409,
+                    "Conflict",
+                    format!("Apply failed with 1 conflict: conflict with {owner:?}: .spec.{field}"),
+                );
             }
         }
     }
@@ -682,7 +702,9 @@ fn patch(
         if value.is_null() {
             state.owners.remove(&(key.clone(), field.clone()));
         } else {
-            state.owners.insert((key.clone(), field.clone()), manager.clone());
+            state
+                .owners
+                .insert((key.clone(), field.clone()), manager.clone());
         }
     }
     let mut new = old.clone();

@@ -1,0 +1,160 @@
+//! The Helm chart and the plain manifests: generated files in sync, the default
+//! install equal in both, Pod Security `restricted`, values validated.
+
+mod tools;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use tools::{documents, helm, kubectl, render, repo, run, try_run};
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn chart_crds_are_the_generated_crds() {
+    for (name, yaml) in dbops::crdgen::render_files().unwrap() {
+        let in_chart = std::fs::read_to_string(repo().join("charts/dbops/crds").join(&name))
+            .unwrap_or_else(|_| {
+                panic!("charts/dbops/crds/{name} missing: run ./scripts/generate.sh")
+            });
+        assert!(
+            in_chart == yaml,
+            "charts/dbops/crds/{name} is out of date: run ./scripts/generate.sh"
+        );
+    }
+    let in_chart: BTreeSet<_> = std::fs::read_dir(repo().join("charts/dbops/crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(in_chart.len(), dbops::crdgen::render_files().unwrap().len());
+    let deploy_crds = std::fs::read_to_string(repo().join("deploy/crds.yaml")).unwrap();
+    assert!(
+        deploy_crds == dbops::crdgen::render_all().unwrap(),
+        "deploy/crds.yaml is out of date: run ./scripts/generate.sh"
+    );
+}
+
+#[test]
+fn the_plain_manifests_are_the_charts_default_install() {
+    let rendered = render(&[]);
+    let checked_in = documents(&std::fs::read_to_string(repo().join("deploy/dbops.yaml")).unwrap());
+    assert_eq!(
+        checked_in, rendered,
+        "deploy/dbops.yaml differs from the chart's default render: run ./scripts/generate.sh"
+    );
+    // And kustomize assembles namespace, CRDs and the install.
+    let built = documents(&run(&kubectl(), &["kustomize", "deploy"]));
+    assert_eq!(of_kind(&built, "Namespace").len(), 1);
+    assert_eq!(of_kind(&built, "CustomResourceDefinition").len(), 5);
+    assert_eq!(of_kind(&built, "Deployment").len(), 1);
+}
+
+#[test]
+fn the_chart_lints_and_rejects_bad_values() {
+    let helm = helm();
+    let (ok, output) = try_run(&helm, &["lint", "charts/dbops"]);
+    assert!(ok, "{output}");
+    for bad in [
+        "replicaCount=0",
+        "logFormat=yaml",
+        "defaultProvider.api=oracle",
+        "nonsense=1",
+    ] {
+        let (ok, output) = try_run(
+            &helm,
+            &[
+                "template",
+                "dbops",
+                "charts/dbops",
+                "--kube-version",
+                "1.33.0",
+                "--set",
+                bad,
+            ],
+        );
+        assert!(
+            !ok,
+            "--set {bad} should be refused by values.schema.json: {output}"
+        );
+    }
+}
+
+#[test]
+fn the_pod_runs_under_pod_security_restricted() {
+    let docs = render(&[]);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    let sc = &container["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(container["resources"]["requests"]["memory"].is_string());
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(args.contains(&"--leader-election=true"), "{args:?}");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(of_kind(&docs, "PodDisruptionBudget").len(), 1);
+    assert!(
+        of_kind(&docs, "ServiceMonitor").is_empty(),
+        "off by default"
+    );
+    assert!(
+        of_kind(&docs, "DatabaseProvider").is_empty(),
+        "off by default"
+    );
+}
+
+#[test]
+fn namespace_scoped_mode_uses_roles_only_where_it_watches() {
+    let docs = render(&["--set", "watchNamespaces={team-a,team-b}"]);
+    let roles: BTreeSet<String> = of_kind(&docs, "Role")
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        roles,
+        ["dbops-system", "team-a", "team-b"]
+            .map(String::from)
+            .into()
+    );
+    // Only the provider ClusterRole stays cluster-wide; it grants nothing on Secrets.
+    let cluster_roles = of_kind(&docs, "ClusterRole");
+    assert_eq!(cluster_roles.len(), 1);
+    assert!(!cluster_roles[0]["rules"].to_string().contains("secrets"));
+    let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+        .to_string();
+    assert!(args.contains("--namespace=team-a") && args.contains("--namespace=team-b"));
+}
+
+#[test]
+fn optional_parts_render_when_enabled() {
+    let docs = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "defaultProvider.enabled=true",
+        "--set",
+        "defaultProvider.endpoint=https://api.infrai.cc",
+    ]);
+    assert_eq!(of_kind(&docs, "ServiceMonitor").len(), 1);
+    let provider = of_kind(&docs, "DatabaseProvider")[0];
+    assert_eq!(provider["spec"]["endpoint"], "https://api.infrai.cc");
+    assert_eq!(
+        provider["spec"]["credentialsSecretRef"]["namespace"],
+        "dbops-system"
+    );
+}
