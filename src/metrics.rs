@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -30,6 +31,12 @@ struct VendorRequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    controller: String,
+    condition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VendorLatencyLabels {
     api: String,
     operation: String,
@@ -48,6 +55,9 @@ pub struct Metrics {
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     vendor_requests: Family<VendorRequestLabels, Counter>,
     vendor_latency: Family<VendorLatencyLabels, Histogram, fn() -> Histogram>,
+    objects: Family<ObjectLabels, Gauge>,
+    /// The condition each object was last counted under: (controller, object key) -> condition.
+    object_states: std::sync::Mutex<std::collections::HashMap<(String, String), &'static str>>,
 }
 
 impl Default for Metrics {
@@ -89,7 +99,15 @@ impl Default for Metrics {
             "Latency of vendor API requests, by API and operation",
             vendor_latency.clone(),
         );
+        let objects = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "objects",
+            "Objects by controller and the kstatus condition that is True (Ready, Reconciling, Stalled, Unknown)",
+            objects.clone(),
+        );
         Self {
+            objects,
+            object_states: std::sync::Mutex::default(),
             registry,
             reconciles,
             failures,
@@ -143,6 +161,31 @@ impl Metrics {
                 operation: operation.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts object `key` of `controller` under `condition` (`None`: it is gone).
+    pub fn observe_object(&self, controller: &str, key: &str, condition: Option<&'static str>) {
+        let mut states = self.object_states.lock().unwrap_or_else(|p| p.into_inner());
+        let id = (controller.to_string(), key.to_string());
+        let previous = match condition {
+            Some(condition) => states.insert(id, condition),
+            None => states.remove(&id),
+        };
+        if previous == condition {
+            return;
+        }
+        let gauge = |condition: &str| {
+            self.objects.get_or_create(&ObjectLabels {
+                controller: controller.to_string(),
+                condition: condition.to_string(),
+            })
+        };
+        if let Some(previous) = previous {
+            gauge(previous).dec();
+        }
+        if let Some(condition) = condition {
+            gauge(condition).inc();
+        }
     }
 
     /// The OpenMetrics text exposition of every metric.

@@ -145,6 +145,19 @@ pub async fn reconcile<K: Reconcile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
             Ok(_) => ctx.reset_failures(&object_key(&*obj)),
             Err(error) => report_failure(&*obj, &api, error, &ctx).await,
         }
+        // The gauge follows the status this object had when it was queued; every
+        // status write re-queues it, so the count catches up on the next pass.
+        let gone = obj.meta().deletion_timestamp.is_some() && outcome.is_ok();
+        let condition = (!gone).then(|| {
+            obj.status().map_or("Unknown", |s| {
+                let conditions = K::conditions(s);
+                [conditions::READY, conditions::STALLED, conditions::RECONCILING]
+                    .into_iter()
+                    .find(|c| conditions.is_true(c))
+                    .unwrap_or("Unknown")
+            })
+        });
+        ctx.metrics.observe_object(K::CONTROLLER, &object_key(&*obj), condition);
         outcome
     }
     .instrument(span)
