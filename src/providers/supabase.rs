@@ -1,34 +1,631 @@
-//! Client of the supabase API (`vendor-apis/supabase.txt`). Work in progress: supports nothing yet.
+//! The Supabase Management API: projects, preview branches and database
+//! passwords. Contract: `vendor-apis/supabase-management.txt` (the product is
+//! called "Assistance" there).
+//!
+//! The document lists paths, bodies and status codes but no methods and no
+//! response schemas. Methods and response field names follow the public
+//! Supabase Management API reference (its OpenAPI models `V1ProjectResponse`,
+//! `V1ProjectWithDatabaseResponse`, `BranchResponse`, `BranchDetailResponse`,
+//! `V1BackupsResponse`, as generated into `supabase/cli`'s `pkg/api/types.gen.go`);
+//! the database password endpoint is `PATCH`, as in that reference.
+//!
+//! What Supabase does not offer, and this provider therefore leaves
+//! unsupported: on-demand snapshots and restoring a snapshot into a new
+//! project. What it offers instead is daily backups and point-in-time recovery
+//! *in place*; [`SupabaseClient::list_backups`] and [`SupabaseClient::restore_pitr`]
+//! expose those, outside the [`Provider`] traits.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
 
 use super::http::VendorHttp;
 use super::{
-    BranchApi, ByokApi, CredentialApi, Operation, ProjectApi, Provider, ProviderError, SnapshotApi,
+    BranchApi, BranchRequest, ByokApi, ConnectionUri, CredentialApi, Operation, Password,
+    ProjectApi, ProjectRequest, Provider, ProviderError, ResourceState, RotationProgress,
+    RotationTarget, SnapshotApi, VendorBranch, VendorProject,
 };
 use crate::api::v1alpha1::ProviderApi;
 
-/// Public endpoint of the supabase API.
-pub const DEFAULT_ENDPOINT: &str = "https://example.invalid";
+/// Public endpoint of the Supabase Management API.
+pub const DEFAULT_ENDPOINT: &str = "https://api.supabase.com";
 
-/// What this provider implements.
-pub const CAPABILITIES: &[Operation] = &[];
+/// What this provider implements. No snapshot operation: Supabase has neither
+/// on-demand snapshots nor restores into a new project (see the module docs).
+pub const CAPABILITIES: &[Operation] = &[
+    Operation::ProjectCreate,
+    Operation::ProjectGet,
+    Operation::ProjectDelete,
+    Operation::BranchCreate,
+    Operation::BranchGet,
+    Operation::BranchDelete,
+    Operation::CredentialRotate,
+];
 
-/// A client of the supabase API.
+/// The database role, port and database name of every Supabase project's direct
+/// connection (`postgresql://postgres@db.<ref>.supabase.co:5432/postgres`).
+const DB_USER: &str = "postgres";
+const DB_PORT: u16 = 5432;
+const DB_NAME: &str = "postgres";
+
+/// `V1ProjectResponse` (create) and `V1ProjectWithDatabaseResponse` (get, list).
+/// Neither carries the database password.
+#[derive(Deserialize)]
+struct ProjectWire {
+    /// The project ref (older responses have only `id`).
+    id: String,
+    #[serde(default, rename = "ref")]
+    reference: Option<String>,
+    /// The organization slug (documented as "Slug of your organization").
+    #[serde(default)]
+    organization_id: Option<String>,
+    #[serde(default)]
+    organization_slug: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    database: Option<DatabaseWire>,
+}
+
+/// `V1DatabaseResponse { host, version, postgres_engine, release_channel }`.
+#[derive(Deserialize)]
+struct DatabaseWire {
+    #[serde(default)]
+    host: Option<String>,
+}
+
+impl ProjectWire {
+    fn in_organization(&self, organization: &str) -> bool {
+        self.organization_slug.as_deref() == Some(organization)
+            || self.organization_id.as_deref() == Some(organization)
+    }
+
+    /// Being deleted or gone: never reused by a create.
+    fn is_going_away(&self) -> bool {
+        matches!(self.status.as_deref(), Some("GOING_DOWN" | "REMOVED"))
+    }
+}
+
+/// `BranchResponse { id, name, project_ref, parent_project_ref, status, ... }`.
+/// Its `status` is the preview workflow's (`CREATING_PROJECT`, `RUNNING_MIGRATIONS`,
+/// ...), not the branch database's.
+#[derive(Deserialize)]
+struct BranchWire {
+    id: String,
+    name: String,
+    /// The branch's own project ref.
+    project_ref: String,
+    parent_project_ref: String,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+/// `BranchDetailResponse { ref, status, db_host, db_port, db_user?, db_pass?, ... }`.
+/// No `Debug`: it holds the branch's password.
+#[derive(Deserialize)]
+struct BranchConfigWire {
+    #[serde(default)]
+    status: Option<String>,
+    db_host: String,
+    db_port: u16,
+    #[serde(default)]
+    db_user: Option<String>,
+    #[serde(default)]
+    db_pass: Option<String>,
+}
+
+/// `V1BackupsResponse`.
+#[derive(Deserialize)]
+struct BackupsWire {
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    walg_enabled: bool,
+    #[serde(default)]
+    pitr_enabled: bool,
+    #[serde(default)]
+    backups: Vec<BackupWire>,
+    #[serde(default)]
+    physical_backup_data: Option<PhysicalBackupWire>,
+}
+
+/// `V1Backup { inserted_at, status, is_physical_backup }`.
+#[derive(Deserialize)]
+struct BackupWire {
+    inserted_at: String,
+    status: String,
+    #[serde(default)]
+    is_physical_backup: bool,
+}
+
+/// `V1PhysicalBackup`: the point-in-time recovery window, in Unix seconds
+/// (numbers; the reference types them as floats).
+#[derive(Deserialize)]
+struct PhysicalBackupWire {
+    #[serde(default)]
+    earliest_physical_backup_date_unix: Option<f64>,
+    #[serde(default)]
+    latest_physical_backup_date_unix: Option<f64>,
+}
+
+/// A project's backups and point-in-time recovery window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backups {
+    pub region: Option<String>,
+    pub walg_enabled: bool,
+    /// Whether point-in-time recovery (the PITR add-on) is enabled.
+    pub pitr_enabled: bool,
+    pub backups: Vec<Backup>,
+    /// Earliest `recovery_time_target_unix` a PITR restore accepts.
+    pub earliest_recovery_unix: Option<i64>,
+    /// Latest `recovery_time_target_unix` a PITR restore accepts.
+    pub latest_recovery_unix: Option<i64>,
+}
+
+/// One backup of a project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    pub inserted_at: String,
+    /// `COMPLETED`, `PENDING`, `FAILED`, ...
+    pub status: String,
+    pub is_physical_backup: bool,
+}
+
+impl From<BackupsWire> for Backups {
+    fn from(w: BackupsWire) -> Self {
+        let window = w.physical_backup_data;
+        let unix = |v: Option<f64>| v.filter(|v| v.is_finite()).map(|v| v as i64);
+        Backups {
+            region: w.region,
+            walg_enabled: w.walg_enabled,
+            pitr_enabled: w.pitr_enabled,
+            backups: w
+                .backups
+                .into_iter()
+                .map(|b| Backup {
+                    inserted_at: b.inserted_at,
+                    status: b.status,
+                    is_physical_backup: b.is_physical_backup,
+                })
+                .collect(),
+            earliest_recovery_unix: unix(
+                window
+                    .as_ref()
+                    .and_then(|w| w.earliest_physical_backup_date_unix),
+            ),
+            latest_recovery_unix: unix(
+                window
+                    .as_ref()
+                    .and_then(|w| w.latest_physical_backup_date_unix),
+            ),
+        }
+    }
+}
+
+/// A project (or branch database) status to a life-cycle state.
+///
+/// `ACTIVE_HEALTHY` is ready; the failure states (`INIT_FAILED`, `RESTORE_FAILED`,
+/// `PAUSE_FAILED`) and `REMOVED` are failed; everything else (`COMING_UP`,
+/// `RESTORING`, `RESTARTING`, `UPGRADING`, `RESIZING`, `ACTIVE_UNHEALTHY`, a
+/// paused project's `INACTIVE`, `UNKNOWN`, states added later) is not usable
+/// yet and may become so: keep polling.
+pub fn project_state(status: Option<&str>) -> ResourceState {
+    match status {
+        Some("ACTIVE_HEALTHY") => ResourceState::Ready,
+        Some(failed @ ("INIT_FAILED" | "RESTORE_FAILED" | "PAUSE_FAILED" | "REMOVED")) => {
+            ResourceState::Failed(failed.to_string())
+        }
+        Some(other) => ResourceState::Provisioning(other.to_string()),
+        None => ResourceState::Provisioning("UNKNOWN".to_string()),
+    }
+}
+
+/// `postgresql://user[:password]@host:port/postgres`, with user and password
+/// percent-encoded; `None` when the host is not a valid host name.
+fn connection_uri(
+    user: &str,
+    password: Option<&str>,
+    host: &str,
+    port: u16,
+) -> Option<ConnectionUri> {
+    let mut url = Url::parse(&format!("postgresql://localhost/{DB_NAME}")).ok()?;
+    url.set_host(Some(host)).ok()?;
+    url.set_port(Some(port)).ok()?;
+    url.set_username(user).ok()?;
+    if let Some(password) = password.filter(|p| !p.is_empty()) {
+        url.set_password(Some(password)).ok()?;
+    }
+    Some(ConnectionUri::new(url.to_string()))
+}
+
+impl From<ProjectWire> for VendorProject {
+    fn from(w: ProjectWire) -> Self {
+        let state = project_state(w.status.as_deref());
+        // Supabase never returns the password; the operator chose it on create
+        // and fills it in from the connection Secret.
+        let connection_uri = w
+            .database
+            .and_then(|d| d.host)
+            .and_then(|host| connection_uri(DB_USER, None, &host, DB_PORT));
+        VendorProject {
+            id: w.reference.unwrap_or(w.id),
+            name: w.name.unwrap_or_default(),
+            region: w.region,
+            created_at: w.created_at,
+            state,
+            connection_uri,
+            pooled_uri: None,
+        }
+    }
+}
+
+/// A branch just created: its database is not up yet and has no config to read.
+impl From<BranchWire> for VendorBranch {
+    fn from(w: BranchWire) -> Self {
+        VendorBranch {
+            id: w.id,
+            name: w.name,
+            project_id: w.parent_project_ref,
+            state: ResourceState::Provisioning(
+                w.status.unwrap_or_else(|| "CREATING_PROJECT".to_string()),
+            ),
+            connection_uri: None,
+            pooled_uri: None,
+        }
+    }
+}
+
+/// A branch and its database config: the state is the database's status, the
+/// connection its own host and credentials.
+impl From<(BranchWire, BranchConfigWire)> for VendorBranch {
+    fn from((branch, config): (BranchWire, BranchConfigWire)) -> Self {
+        VendorBranch {
+            id: branch.id,
+            name: branch.name,
+            project_id: branch.parent_project_ref,
+            state: project_state(config.status.as_deref()),
+            connection_uri: connection_uri(
+                config.db_user.as_deref().unwrap_or(DB_USER),
+                config.db_pass.as_deref(),
+                &config.db_host,
+                config.db_port,
+            ),
+            pooled_uri: None,
+        }
+    }
+}
+
+/// A client of the Supabase Management API for one access token and one
+/// organization.
 #[derive(Clone, Debug)]
 pub struct SupabaseClient {
-    #[allow(dead_code)]
     http: VendorHttp,
     /// Organization slug new projects are created in (`spec.supabase.organizationSlug`).
-    #[allow(dead_code)]
     organization: Option<String>,
+}
+
+/// A request refused before it reaches Supabase, shaped like the 400 Supabase
+/// would answer (permanent; the message says what to fix).
+fn rejected(operation: &str, code: &str, message: &str) -> ProviderError {
+    ProviderError::Http {
+        api: ProviderApi::Supabase,
+        operation: operation.to_string(),
+        status: 400,
+        code: Some(code.to_string()),
+        message: message.to_string(),
+        retry_after: None,
+    }
 }
 
 impl SupabaseClient {
     pub fn new(http: VendorHttp, organization: Option<String>) -> Self {
         Self { http, organization }
     }
+
+    /// The organization slug new projects go into, if configured.
+    pub fn organization(&self) -> Option<&str> {
+        self.organization.as_deref()
+    }
+
+    async fn list_project_wires(&self) -> Result<Vec<ProjectWire>, ProviderError> {
+        self.http
+            .call("projects.list", Method::GET, &["v1", "projects"], &[], None)
+            .await
+    }
+
+    /// Creates a project in the configured organization with the operator's
+    /// database password (`db_pass`).
+    ///
+    /// Supabase takes no idempotency key, so `idempotency_key` is not sent.
+    /// Instead the create is made safe to retry by name: the projects of the
+    /// account are listed first, and a project with the same name in the same
+    /// organization (not being deleted) is returned instead of creating a
+    /// second one. A crash between the create and the status update therefore
+    /// never duplicates the project, and the reused project has the password
+    /// the operator kept (it wrote it before the first attempt). Project names
+    /// the operator chooses carry the namespace, so they do not collide with
+    /// projects made by hand.
+    ///
+    /// `region` is sent as `region` (the document's field, deprecated in favour
+    /// of `region_selection`); `plan` as `desired_instance_size`. `vendor` and
+    /// `postgres_version` are not sent (Supabase picks the engine), and
+    /// `mode: byok` is refused: the Management API has no BYOK.
+    pub async fn create_project(
+        &self,
+        req: &ProjectRequest,
+    ) -> Result<VendorProject, ProviderError> {
+        const OPERATION: &str = "projects.create";
+        let Some(organization) = self.organization.as_deref() else {
+            return Err(rejected(
+                OPERATION,
+                "ORGANIZATION_REQUIRED",
+                "spec.supabase.organizationSlug is required on the DatabaseProvider",
+            ));
+        };
+        let Some(password) = req.db_password.as_ref() else {
+            return Err(rejected(
+                OPERATION,
+                "DB_PASSWORD_REQUIRED",
+                "Supabase needs the database password (db_pass) chosen by the operator",
+            ));
+        };
+        if req.mode.as_deref() == Some("byok") {
+            return Err(rejected(
+                OPERATION,
+                "MODE_UNSUPPORTED",
+                "mode: byok is not available on the Supabase Management API",
+            ));
+        }
+        if let Some(existing) = self.list_project_wires().await?.into_iter().find(|p| {
+            p.name.as_deref() == Some(req.name.as_str())
+                && p.in_organization(organization)
+                && !p.is_going_away()
+        }) {
+            return Ok(existing.into());
+        }
+        let mut body = json!({
+            "name": req.name,
+            "organization_slug": organization,
+            "db_pass": password.expose(),
+        });
+        if let Some(region) = &req.region {
+            body["region"] = Value::String(region.clone());
+        }
+        if let Some(size) = &req.plan {
+            body["desired_instance_size"] = Value::String(size.clone());
+        }
+        let wire: ProjectWire = self
+            .http
+            .call(
+                OPERATION,
+                Method::POST,
+                &["v1", "projects"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        let project: VendorProject = wire.into();
+        // The create answer has no `database`; a project ready at once needs its host.
+        if project.state == ResourceState::Ready && project.connection_uri.is_none() {
+            return self.get_project(&project.id).await;
+        }
+        Ok(project)
+    }
+
+    /// Reads a project; its connection URI has no password.
+    pub async fn get_project(&self, reference: &str) -> Result<VendorProject, ProviderError> {
+        let wire: ProjectWire = self
+            .http
+            .call(
+                "projects.get",
+                Method::GET,
+                &["v1", "projects", reference],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// Deletes a project and its branches. The answer (`{id, ref, name}`) is not needed.
+    pub async fn delete_project(&self, reference: &str) -> Result<(), ProviderError> {
+        self.http
+            .call_raw(
+                "projects.delete",
+                Method::DELETE,
+                &["v1", "projects", reference],
+                &[],
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn list_branch_wires(&self, project: &str) -> Result<Vec<BranchWire>, ProviderError> {
+        self.http
+            .call(
+                "branches.list",
+                Method::GET,
+                &["v1", "projects", project, "branches"],
+                &[],
+                None,
+            )
+            .await
+    }
+
+    /// The branch of `project` whose id (or own project ref) is `id`.
+    async fn find_branch(&self, project: &str, id: &str) -> Result<BranchWire, ProviderError> {
+        self.list_branch_wires(project)
+            .await?
+            .into_iter()
+            .find(|b| b.id == id || b.project_ref == id)
+            .ok_or_else(|| ProviderError::Http {
+                api: ProviderApi::Supabase,
+                operation: "branches.list".to_string(),
+                status: 404,
+                code: Some("BRANCH_NOT_FOUND".to_string()),
+                message: format!("project {project} has no branch {id}"),
+                retry_after: None,
+            })
+    }
+
+    /// Creates a preview branch of `req.project_id`.
+    ///
+    /// Supabase branches always start from the project's production database,
+    /// so `from_branch` is refused. Like projects, branches are reused by name:
+    /// a branch with the requested name in the project is returned instead of
+    /// creating another (Supabase takes no idempotency key).
+    pub async fn create_branch(&self, req: &BranchRequest) -> Result<VendorBranch, ProviderError> {
+        const OPERATION: &str = "branches.create";
+        if req.from_branch.is_some() {
+            return Err(rejected(
+                OPERATION,
+                "FROM_BRANCH_UNSUPPORTED",
+                "Supabase branches always start from the project's production database; \
+                 fromBranch is not supported",
+            ));
+        }
+        if let Some(existing) = self
+            .list_branch_wires(&req.project_id)
+            .await?
+            .into_iter()
+            .find(|b| b.name == req.branch_name)
+        {
+            return self.get_branch(&req.project_id, &existing.id).await;
+        }
+        let body = json!({ "branch_name": req.branch_name });
+        let wire: BranchWire = self
+            .http
+            .call(
+                OPERATION,
+                Method::POST,
+                &["v1", "projects", &req.project_id, "branches"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// Reads a branch of `project`: its name from the project's branch list, its
+    /// state and connection (with the branch's own user and password) from its config.
+    pub async fn get_branch(&self, project: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        let branch = self.find_branch(project, id).await?;
+        let config: BranchConfigWire = self
+            .http
+            .call(
+                "branches.config",
+                Method::GET,
+                &["v1", "branches", &branch.id],
+                &[],
+                None,
+            )
+            .await?;
+        Ok((branch, config).into())
+    }
+
+    /// Deletes a branch (by id or ref) at once (`force` left at its default).
+    pub async fn delete_branch(&self, id: &str) -> Result<(), ProviderError> {
+        self.http
+            .call_raw(
+                "branches.delete",
+                Method::DELETE,
+                &["v1", "branches", id],
+                &[],
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Sets the database password of a project (or of a branch, by its own ref).
+    pub async fn update_database_password(
+        &self,
+        reference: &str,
+        password: &Password,
+    ) -> Result<(), ProviderError> {
+        let body = json!({ "password": password.expose() });
+        self.http
+            .call_raw(
+                "database.password.update",
+                Method::PATCH,
+                &["v1", "projects", reference, "database", "password"],
+                &[],
+                Some(&body),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// The backups of a project and its point-in-time recovery window.
+    pub async fn list_backups(&self, reference: &str) -> Result<Backups, ProviderError> {
+        let wire: BackupsWire = self
+            .http
+            .call(
+                "database.backups.list",
+                Method::GET,
+                &["v1", "projects", reference, "database", "backups"],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// Restores a project *in place* to `recovery_time_target_unix` (Unix
+    /// seconds, inside the window [`SupabaseClient::list_backups`] reports). The
+    /// project reports `RESTORING` until it is back (see [`project_state`]).
+    pub async fn restore_pitr(
+        &self,
+        reference: &str,
+        recovery_time_target_unix: i64,
+    ) -> Result<(), ProviderError> {
+        let body = json!({ "recovery_time_target_unix": recovery_time_target_unix });
+        self.http
+            .call_raw(
+                "database.backups.restore_pitr",
+                Method::POST,
+                &[
+                    "v1",
+                    "projects",
+                    reference,
+                    "database",
+                    "backups",
+                    "restore-pitr",
+                ],
+                &[],
+                Some(&body),
+            )
+            .await
+            .map(drop)
+    }
 }
 
+#[async_trait]
 impl ProjectApi for SupabaseClient {
+    /// See [`SupabaseClient::create_project`]: reuse by name replaces the idempotency key.
+    async fn create_project(
+        &self,
+        req: &ProjectRequest,
+        _idempotency_key: &str,
+    ) -> Result<VendorProject, ProviderError> {
+        SupabaseClient::create_project(self, req).await
+    }
+    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
+        SupabaseClient::get_project(self, id).await
+    }
+    async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
+        SupabaseClient::delete_project(self, id).await
+    }
+    // restore_snapshot / restore_status: unsupported (no restore into a new project).
     fn unsupported(&self, operation: Operation) -> ProviderError {
         ProviderError::Unsupported {
             api: ProviderApi::Supabase,
@@ -36,10 +633,59 @@ impl ProjectApi for SupabaseClient {
         }
     }
 }
-impl BranchApi for SupabaseClient {}
+
+#[async_trait]
+impl BranchApi for SupabaseClient {
+    /// See [`SupabaseClient::create_branch`]: reuse by name replaces the idempotency key.
+    async fn create_branch(
+        &self,
+        req: &BranchRequest,
+        _idempotency_key: &str,
+    ) -> Result<VendorBranch, ProviderError> {
+        SupabaseClient::create_branch(self, req).await
+    }
+    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        SupabaseClient::get_branch(self, project_id, id).await
+    }
+    async fn delete_branch(&self, _project_id: &str, id: &str) -> Result<(), ProviderError> {
+        SupabaseClient::delete_branch(self, id).await
+    }
+}
+
+/// Supabase has no on-demand snapshots: every method answers `Unsupported`.
+/// Backups and in-place PITR are on [`SupabaseClient`] itself.
 impl SnapshotApi for SupabaseClient {}
+
+/// Supabase has no BYOK.
 impl ByokApi for SupabaseClient {}
-impl CredentialApi for SupabaseClient {}
+
+#[async_trait]
+impl CredentialApi for SupabaseClient {
+    /// Sets `proposed` as the database password, synchronously. A branch is
+    /// rotated through its own project ref. The URIs are not returned: only the
+    /// password changes.
+    async fn rotate_credentials(
+        &self,
+        target: &RotationTarget,
+        proposed: &Password,
+        _idempotency_key: &str,
+    ) -> Result<RotationProgress, ProviderError> {
+        match target {
+            RotationTarget::Project { id } => self.update_database_password(id, proposed).await?,
+            RotationTarget::Branch { project_id, id } => {
+                let branch = self.find_branch(project_id, id).await?;
+                self.update_database_password(&branch.project_ref, proposed)
+                    .await?;
+            }
+        }
+        Ok(RotationProgress::Done {
+            connection_uri: None,
+            pooled_uri: None,
+            password: Some(proposed.clone()),
+        })
+    }
+    // rotation_status: unsupported (rotations finish synchronously).
+}
 
 impl Provider for SupabaseClient {
     fn api(&self) -> ProviderApi {
@@ -47,5 +693,57 @@ impl Provider for SupabaseClient {
     }
     fn capabilities(&self) -> &'static [Operation] {
         CAPABILITIES
+    }
+    /// Supabase takes `db_pass` on create and never returns it.
+    fn needs_operator_password(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_map_to_states() {
+        assert_eq!(project_state(Some("ACTIVE_HEALTHY")), ResourceState::Ready);
+        for transitional in [
+            "COMING_UP",
+            "RESTORING",
+            "INACTIVE",
+            "UPGRADING",
+            "NEW_STATE",
+        ] {
+            assert_eq!(
+                project_state(Some(transitional)),
+                ResourceState::Provisioning(transitional.to_string())
+            );
+        }
+        for failed in ["INIT_FAILED", "RESTORE_FAILED", "PAUSE_FAILED", "REMOVED"] {
+            assert_eq!(
+                project_state(Some(failed)),
+                ResourceState::Failed(failed.to_string())
+            );
+        }
+        assert_eq!(
+            project_state(None),
+            ResourceState::Provisioning("UNKNOWN".to_string())
+        );
+    }
+
+    #[test]
+    fn connection_uris_encode_credentials_and_refuse_bad_hosts() {
+        let uri = connection_uri("postgres", None, "db.abc.supabase.co", 5432).unwrap();
+        assert_eq!(
+            uri.expose(),
+            "postgresql://postgres@db.abc.supabase.co:5432/postgres"
+        );
+        let uri =
+            connection_uri("postgres", Some("p@ss/word"), "db.abc.supabase.co", 6543).unwrap();
+        assert_eq!(
+            uri.expose(),
+            "postgresql://postgres:p%40ss%2Fword@db.abc.supabase.co:6543/postgres"
+        );
+        assert!(connection_uri("postgres", None, "bad host/x", 5432).is_none());
     }
 }
