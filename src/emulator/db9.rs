@@ -1,24 +1,849 @@
-//! Emulated db9 API (`vendor-apis/db9.txt`). Work in progress: answers 404 to everything.
+//! Emulated DB9 customer API (`vendor-apis/db9.txt`), mounted under `/db9`:
+//! databases, branches, admin credentials, backups and restores, behind Bearer
+//! auth, with `{"message": "..."}` error bodies.
+//!
+//! Where the document is silent, the emulator chooses (and the client copes
+//! with other reasonable choices):
+//! - database names are unique per account (branches and restored databases
+//!   are databases too): a duplicate is `409`, the document's "resource already
+//!   exists";
+//! - a database is `ready` as soon as it is created (the document: "returns
+//!   credentials and connection string immediately");
+//! - `GET /customer/databases/{id}` also shows `parent_database_id` for a branch
+//!   (the document shows it only on the branch create answer);
+//! - a backup is `creating` on its create answer and on the first read, then
+//!   `completed` (the document only shows `creating`);
+//! - a restore answers `pending`, then `running`, then `completed` (or `failed`)
+//!   over two reads, and names the new database in `target_database_id`; the
+//!   restore answers' shape is not in the document at all;
+//! - an `idempotency_key` reused with a different restore request is a `409`;
+//! - deleting a database removes it (later reads are `404`) and its backups;
+//!   its branches are databases of their own and stay.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::Router;
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
 
-/// The emulated db9 account(s).
+use super::wire::{
+    InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
+};
+
+const DEFAULT_REGION: &str = "us-east-1";
+const ADMIN_USER: &str = "admin";
+const MAX_NAME_CHARS: usize = 63;
+/// Reads of a backup that still show it `creating` (the create answer not counted).
+const BACKUP_CREATING_READS: u32 = 1;
+/// Reads of a restore before it completes: the first shows `running`, the second finishes it.
+const RESTORE_READS_UNTIL_DONE: u32 = 2;
+
+/// A DB9 error answer: `{"message": "..."}` with an HTTP status.
+#[derive(Debug)]
+pub struct Db9Error {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Db9Error {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(what: &str, id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
+    }
+
+    fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+}
+
+/// The shared body helpers answer infrai's error type; DB9 keeps the status and message.
+impl From<InfraiError> for Db9Error {
+    fn from(e: InfraiError) -> Self {
+        Self::new(e.status, e.message)
+    }
+}
+
+impl IntoResponse for Db9Error {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "message": self.message }))).into_response()
+    }
+}
+
+/// One database (a branch and a restored database are databases too).
+/// No `Debug`: it holds the admin password.
+#[derive(Clone)]
+struct DatabaseRecord {
+    seq: u64,
+    id: String,
+    name: String,
+    region: String,
+    state: String,
+    admin_password: String,
+    parent_database_id: Option<String>,
+    created_at: String,
+    /// The emulator's stand-in for the database's contents.
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+struct BackupRecord {
+    seq: u64,
+    id: String,
+    database_id: String,
+    label: Option<String>,
+    state: String,
+    reads: u32,
+    created_at: String,
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+struct RestoreRecord {
+    id: String,
+    backup_id: String,
+    source_database_id: String,
+    target_name: String,
+    region: String,
+    state: String,
+    reads: u32,
+    target_database_id: Option<String>,
+    error: Option<String>,
+    created_at: String,
+    data: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct Db9State {
+    next_seq: u64,
+    databases: HashMap<String, DatabaseRecord>,
+    backups: HashMap<String, BackupRecord>,
+    restores: HashMap<String, RestoreRecord>,
+    /// Restore idempotency: key -> (request without the key, restore id).
+    restore_keys: HashMap<String, (Value, String)>,
+    /// Tokens that may only read (`GET`); anything else is a `403`.
+    read_only_keys: Vec<String>,
+    /// `POST /customer/databases` calls that created a database.
+    database_creates: usize,
+}
+
+/// The emulated DB9 account; every accepted API key sees the same account.
 pub struct Db9Emulator {
-    #[allow(dead_code)]
     api_keys: Vec<String>,
+    state: Mutex<Db9State>,
+}
+
+/// What a test can see of a database without going through HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseView {
+    pub id: String,
+    pub name: String,
+    pub region: String,
+    pub state: String,
+    pub parent_database_id: Option<String>,
 }
 
 impl Db9Emulator {
     pub fn new(api_keys: Vec<String>) -> Self {
-        Self { api_keys }
+        Self {
+            api_keys,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Db9State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every database (branches and restored ones included), oldest first.
+    pub fn databases(&self) -> Vec<DatabaseView> {
+        let state = self.state();
+        let mut databases: Vec<_> = state.databases.values().collect();
+        databases.sort_by_key(|d| d.seq);
+        databases
+            .into_iter()
+            .map(|d| DatabaseView {
+                id: d.id.clone(),
+                name: d.name.clone(),
+                region: d.region.clone(),
+                state: d.state.clone(),
+                parent_database_id: d.parent_database_id.clone(),
+            })
+            .collect()
+    }
+
+    /// Number of databases (branches and restored ones included).
+    pub fn database_count(&self) -> usize {
+        self.state().databases.len()
+    }
+
+    /// Number of `POST /customer/databases` calls that created a database.
+    pub fn database_create_count(&self) -> usize {
+        self.state().database_creates
+    }
+
+    /// Number of backups.
+    pub fn backup_count(&self) -> usize {
+        self.state().backups.len()
+    }
+
+    /// Number of restores ever started.
+    pub fn restore_count(&self) -> usize {
+        self.state().restores.len()
+    }
+
+    /// The current admin password of a database.
+    pub fn admin_password(&self, database_id: &str) -> Option<String> {
+        self.state()
+            .databases
+            .get(database_id)
+            .map(|d| d.admin_password.clone())
+    }
+
+    /// Sets a database's state as the vendor would report it (`creating`, `failed`, ...).
+    pub fn set_database_state(&self, database_id: &str, state: &str) -> bool {
+        match self.state().databases.get_mut(database_id) {
+            Some(database) => {
+                database.state = state.to_string();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes a database as if someone did it in the vendor's console.
+    pub fn delete_database_out_of_band(&self, database_id: &str) -> bool {
+        remove_database(&mut self.state(), database_id)
+    }
+
+    /// Writes a row into a database (the emulator's stand-in for SQL).
+    pub fn write_data(&self, database_id: &str, key: &str, value: &str) -> bool {
+        match self.state().databases.get_mut(database_id) {
+            Some(database) => {
+                database.data.insert(key.to_string(), value.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A database's contents, if it exists.
+    pub fn data(&self, database_id: &str) -> Option<BTreeMap<String, String>> {
+        self.state()
+            .databases
+            .get(database_id)
+            .map(|d| d.data.clone())
+    }
+
+    /// Accepts `key` as a token without write scope: reads work, writes answer `403`.
+    pub fn add_read_only_key(&self, key: &str) {
+        self.state().read_only_keys.push(key.to_string());
     }
 }
 
-/// Routes of the emulated db9 API.
-pub fn router(emulator: Arc<Db9Emulator>) -> Router {
-    let _ = emulator;
-    Router::new().fallback(|| async { StatusCode::NOT_FOUND })
+impl Db9State {
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    fn database(&self, id: &str) -> Result<&DatabaseRecord, Db9Error> {
+        self.databases
+            .get(id)
+            .ok_or_else(|| Db9Error::not_found("database", id))
+    }
+
+    fn ensure_name_free(&self, name: &str) -> Result<(), Db9Error> {
+        if self.databases.values().any(|d| d.name == name) {
+            return Err(Db9Error::conflict(format!(
+                "a database named {name:?} already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    fn new_database(
+        &mut self,
+        name: String,
+        region: String,
+        admin_password: Option<String>,
+        parent_database_id: Option<String>,
+        data: BTreeMap<String, String>,
+    ) -> DatabaseRecord {
+        let seq = self.seq();
+        let database = DatabaseRecord {
+            seq,
+            id: format!("db_{}", random_token(20)),
+            name,
+            region,
+            state: "ready".to_string(),
+            admin_password: admin_password.unwrap_or_else(|| random_token(24)),
+            parent_database_id,
+            created_at: now_rfc3339(),
+            data,
+        };
+        self.databases.insert(database.id.clone(), database.clone());
+        database
+    }
+
+    /// Moves a restore along by one read; the second read finishes it.
+    fn advance_restore(&mut self, id: &str) {
+        let Some(restore) = self.restores.get_mut(id) else {
+            return;
+        };
+        if matches!(restore.state.as_str(), "completed" | "failed") {
+            return;
+        }
+        restore.reads += 1;
+        if restore.reads < RESTORE_READS_UNTIL_DONE {
+            restore.state = "running".to_string();
+            return;
+        }
+        let restore = restore.clone();
+        let finished = match self.ensure_name_free(&restore.target_name) {
+            Ok(()) => {
+                let database = self.new_database(
+                    restore.target_name.clone(),
+                    restore.region.clone(),
+                    None,
+                    None,
+                    restore.data.clone(),
+                );
+                ("completed", Some(database.id), None)
+            }
+            Err(e) => ("failed", None, Some(e.message)),
+        };
+        if let Some(restore) = self.restores.get_mut(id) {
+            restore.state = finished.0.to_string();
+            restore.target_database_id = finished.1;
+            restore.error = finished.2;
+        }
+    }
+}
+
+/// Removes a database and its backups; its branches stay (they are databases of their own).
+fn remove_database(state: &mut Db9State, id: &str) -> bool {
+    let existed = state.databases.remove(id).is_some();
+    state.backups.retain(|_, b| b.database_id != id);
+    existed
+}
+
+fn host(d: &DatabaseRecord) -> String {
+    format!(
+        "{}.{}.db9.emulator.invalid",
+        d.id.replace('_', "-"),
+        d.region
+    )
+}
+
+fn connection_string(d: &DatabaseRecord) -> String {
+    format!(
+        "postgresql://{ADMIN_USER}:{}@{}:5433/{}",
+        d.admin_password,
+        host(d),
+        d.name
+    )
+}
+
+/// A database as `GET /customer/databases` lists it.
+fn database_summary_json(d: &DatabaseRecord) -> Value {
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "region": d.region,
+        "state": d.state,
+        "created_at": d.created_at,
+    })
+}
+
+/// A database as `GET /customer/databases/{id}` shows it (`parent_database_id`
+/// for branches only).
+fn database_json(d: &DatabaseRecord) -> Value {
+    let mut v = database_summary_json(d);
+    v["connection_string"] = json!(connection_string(d));
+    if let Some(parent) = &d.parent_database_id {
+        v["parent_database_id"] = json!(parent);
+    }
+    v
+}
+
+/// A database as its create answer shows it: with the admin credentials.
+fn database_created_json(d: &DatabaseRecord) -> Value {
+    let mut v = database_json(d);
+    v["admin_user"] = json!(ADMIN_USER);
+    v["admin_password"] = json!(d.admin_password);
+    v
+}
+
+fn credentials_json(d: &DatabaseRecord) -> Value {
+    json!({
+        "admin_user": ADMIN_USER,
+        "admin_password": d.admin_password,
+        "connection_string": connection_string(d),
+    })
+}
+
+fn backup_json(b: &BackupRecord) -> Value {
+    let mut v = json!({
+        "id": b.id,
+        "database_id": b.database_id,
+        "state": b.state,
+        "created_at": b.created_at,
+    });
+    if let Some(label) = &b.label {
+        v["label"] = json!(label);
+    }
+    v
+}
+
+/// A restore. Not in the document: the whole shape, and in particular
+/// `target_database_id`, the new database once the restore is `completed`.
+fn restore_json(r: &RestoreRecord) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "backup_id": r.backup_id,
+        "source_database_id": r.source_database_id,
+        "target_name": r.target_name,
+        "state": r.state,
+        "created_at": r.created_at,
+    });
+    if let Some(target) = &r.target_database_id {
+        v["target_database_id"] = json!(target);
+    }
+    if let Some(error) = &r.error {
+        v["error"] = json!(error);
+    }
+    v
+}
+
+/// A database name: 1 to 63 letters, digits, `-`, `_` or `.` (the document gives no rule).
+fn validate_name(name: &str) -> Result<(), Db9Error> {
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Db9Error::unprocessable(format!(
+            "name must be at most {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Db9Error::unprocessable(
+            "name may contain only letters, digits, '-', '_' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+fn body_object(body: &[u8]) -> Result<Map<String, Value>, Db9Error> {
+    Ok(json_object(body)?)
+}
+
+fn required(body: &Map<String, Value>, field: &str) -> Result<String, Db9Error> {
+    Ok(required_str(body, field)?)
+}
+
+fn optional(body: &Map<String, Value>, field: &str) -> Result<Option<String>, Db9Error> {
+    Ok(optional_str(body, field)?)
+}
+
+type Shared = Arc<Db9Emulator>;
+type Answer = Result<Json<Value>, Db9Error>;
+type Created = Result<(StatusCode, Json<Value>), Db9Error>;
+
+/// Routes of `/customer/...`, behind Bearer auth.
+pub fn router(emulator: Shared) -> Router {
+    Router::new()
+        .route(
+            "/customer/databases",
+            get(database_list).post(database_create),
+        )
+        .route(
+            "/customer/databases/{id}",
+            get(database_get).delete(database_delete),
+        )
+        .route(
+            "/customer/databases/{id}/reset-password",
+            post(reset_password),
+        )
+        .route("/customer/databases/{id}/credentials", get(credentials))
+        .route("/customer/databases/{id}/branch", post(branch_create))
+        .route(
+            "/customer/databases/{id}/backups",
+            get(backup_list).post(backup_create),
+        )
+        .route(
+            "/customer/databases/{id}/backups/{backup_id}",
+            get(backup_get).delete(backup_delete),
+        )
+        .route("/customer/restores", post(restore_create))
+        .route("/customer/restores/{id}", get(restore_get))
+        .fallback(|| async { Db9Error::new(StatusCode::NOT_FOUND, "not found") })
+        .method_not_allowed_fallback(|| async {
+            Db9Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .layer(middleware::from_fn_with_state(
+            emulator.clone(),
+            authenticate,
+        ))
+        .with_state(emulator)
+}
+
+async fn authenticate(
+    State(emulator): State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = bearer_token(&headers) else {
+        return Db9Error::new(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer token",
+        )
+        .into_response();
+    };
+    let read_only = emulator.state().read_only_keys.iter().any(|k| k == token);
+    if !read_only && !emulator.api_keys.iter().any(|k| k == token) {
+        return Db9Error::new(StatusCode::UNAUTHORIZED, "invalid or expired token").into_response();
+    }
+    if read_only && request.method() != Method::GET {
+        return Db9Error::new(StatusCode::FORBIDDEN, "token lacks required scope").into_response();
+    }
+    next.run(request).await
+}
+
+async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
+    let body = body_object(&body)?;
+    let name = required(&body, "name")?;
+    validate_name(&name)?;
+    let region = optional(&body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+    if region.is_empty() {
+        return Err(Db9Error::bad_request("region must not be empty"));
+    }
+    let admin_password = optional(&body, "admin_password")?;
+    if admin_password.as_deref() == Some("") {
+        return Err(Db9Error::bad_request("admin_password must not be empty"));
+    }
+    // Accepted and not modelled: the document's grouping of databases under a project.
+    optional(&body, "project_id")?;
+    let mut state = emu.state();
+    state.ensure_name_free(&name)?;
+    let database = state.new_database(name, region, admin_password, None, BTreeMap::new());
+    state.database_creates += 1;
+    Ok((StatusCode::CREATED, Json(database_created_json(&database))))
+}
+
+async fn database_list(State(emu): State<Shared>) -> Answer {
+    let state = emu.state();
+    let mut databases: Vec<_> = state.databases.values().collect();
+    databases.sort_by_key(|d| d.seq);
+    Ok(Json(Value::Array(
+        databases.into_iter().map(database_summary_json).collect(),
+    )))
+}
+
+async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let state = emu.state();
+    Ok(Json(database_json(state.database(&id)?)))
+}
+
+async fn database_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let mut state = emu.state();
+    state.database(&id)?;
+    remove_database(&mut state, &id);
+    Ok(Json(json!({ "message": "Database disabled" })))
+}
+
+async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let mut state = emu.state();
+    let database = state
+        .databases
+        .get_mut(&id)
+        .ok_or_else(|| Db9Error::not_found("database", &id))?;
+    database.admin_password = random_token(24);
+    Ok(Json(credentials_json(database)))
+}
+
+async fn credentials(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let state = emu.state();
+    Ok(Json(credentials_json(state.database(&id)?)))
+}
+
+async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
+    let body = body_object(&body)?;
+    let name = required(&body, "name")?;
+    validate_name(&name)?;
+    let snapshot_at = optional(&body, "snapshot_at")?;
+    let mut state = emu.state();
+    let parent = state.database(&id)?.clone();
+    if let Some(at) = snapshot_at {
+        let at: jiff::Timestamp = at
+            .parse()
+            .map_err(|_| Db9Error::bad_request("snapshot_at must be an RFC 3339 UTC timestamp"))?;
+        if at > jiff::Timestamp::now() {
+            return Err(Db9Error::unprocessable("snapshot_at is in the future"));
+        }
+        let created: Option<jiff::Timestamp> = parent.created_at.parse().ok();
+        if created.is_some_and(|created| at < created) {
+            return Err(Db9Error::unprocessable(
+                "snapshot_at is before the database was created",
+            ));
+        }
+        // The emulator keeps no history: a point-in-time branch copies the current data.
+    }
+    state.ensure_name_free(&name)?;
+    let branch = state.new_database(
+        name,
+        parent.region.clone(),
+        None,
+        Some(parent.id.clone()),
+        parent.data.clone(),
+    );
+    Ok((StatusCode::CREATED, Json(database_json(&branch))))
+}
+
+async fn backup_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
+    let body = body_object(&body)?;
+    let label = optional(&body, "label")?;
+    let mut state = emu.state();
+    let data = state.database(&id)?.data.clone();
+    let seq = state.seq();
+    let backup = BackupRecord {
+        seq,
+        id: format!("bkp_{}", random_token(20)),
+        database_id: id,
+        label,
+        state: "creating".to_string(),
+        reads: 0,
+        created_at: now_rfc3339(),
+        data,
+    };
+    state.backups.insert(backup.id.clone(), backup.clone());
+    Ok((StatusCode::CREATED, Json(backup_json(&backup))))
+}
+
+/// A read of a backup: it completes after [`BACKUP_CREATING_READS`] reads.
+fn observe_backup(backup: &mut BackupRecord) -> Value {
+    if backup.state == "creating" {
+        if backup.reads >= BACKUP_CREATING_READS {
+            backup.state = "completed".to_string();
+        }
+        backup.reads += 1;
+    }
+    backup_json(backup)
+}
+
+async fn backup_list(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let mut state = emu.state();
+    state.database(&id)?;
+    let mut backups: Vec<_> = state
+        .backups
+        .values_mut()
+        .filter(|b| b.database_id == id)
+        .collect();
+    backups.sort_by_key(|b| b.seq);
+    Ok(Json(Value::Array(
+        backups.into_iter().map(observe_backup).collect(),
+    )))
+}
+
+fn backup_of<'a>(
+    state: &'a mut Db9State,
+    database_id: &str,
+    backup_id: &str,
+) -> Result<&'a mut BackupRecord, Db9Error> {
+    state.database(database_id)?;
+    state
+        .backups
+        .get_mut(backup_id)
+        .filter(|b| b.database_id == database_id)
+        .ok_or_else(|| Db9Error::not_found("backup", backup_id))
+}
+
+async fn backup_get(
+    State(emu): State<Shared>,
+    Path((id, backup_id)): Path<(String, String)>,
+) -> Answer {
+    let mut state = emu.state();
+    let backup = backup_of(&mut state, &id, &backup_id)?;
+    Ok(Json(observe_backup(backup)))
+}
+
+async fn backup_delete(
+    State(emu): State<Shared>,
+    Path((id, backup_id)): Path<(String, String)>,
+) -> Answer {
+    let mut state = emu.state();
+    backup_of(&mut state, &id, &backup_id)?;
+    state.backups.remove(&backup_id);
+    Ok(Json(json!({ "message": "Backup deleted" })))
+}
+
+async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Response, Db9Error> {
+    let mut body = body_object(&body)?;
+    let key = optional(&body, "idempotency_key")?;
+    body.remove("idempotency_key");
+    let fingerprint = Value::Object(body.clone());
+    let mut state = emu.state();
+    if let Some(key) = &key
+        && let Some((previous, restore_id)) = state.restore_keys.get(key)
+    {
+        if *previous != fingerprint {
+            return Err(Db9Error::conflict(
+                "idempotency_key was already used with a different request",
+            ));
+        }
+        // A retry answers the restore as it is now (without moving it along).
+        let restore = state
+            .restores
+            .get(restore_id)
+            .ok_or_else(|| Db9Error::not_found("restore", restore_id))?;
+        return Ok(Json(restore_json(restore)).into_response());
+    }
+    let backup_id = required(&body, "backup_id")?;
+    let target_name = required(&body, "target_name")?;
+    validate_name(&target_name)?;
+    let backup = state
+        .backups
+        .get(&backup_id)
+        .cloned()
+        .ok_or_else(|| Db9Error::not_found("backup", &backup_id))?;
+    if backup.state != "completed" {
+        return Err(Db9Error::unprocessable(format!(
+            "backup {backup_id} is not completed (it is {})",
+            backup.state
+        )));
+    }
+    state.ensure_name_free(&target_name)?;
+    let region = state
+        .databases
+        .get(&backup.database_id)
+        .map(|d| d.region.clone())
+        .unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let restore = RestoreRecord {
+        id: format!("rst_{}", random_token(20)),
+        backup_id,
+        source_database_id: backup.database_id.clone(),
+        target_name,
+        region,
+        state: "pending".to_string(),
+        reads: 0,
+        target_database_id: None,
+        error: None,
+        created_at: now_rfc3339(),
+        data: backup.data,
+    };
+    state.restores.insert(restore.id.clone(), restore.clone());
+    if let Some(key) = key {
+        state
+            .restore_keys
+            .insert(key, (fingerprint, restore.id.clone()));
+    }
+    Ok((StatusCode::ACCEPTED, Json(restore_json(&restore))).into_response())
+}
+
+async fn restore_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let mut state = emu.state();
+    if !state.restores.contains_key(&id) {
+        return Err(Db9Error::not_found("restore", &id));
+    }
+    state.advance_restore(&id);
+    let restore = state
+        .restores
+        .get(&id)
+        .ok_or_else(|| Db9Error::not_found("restore", &id))?;
+    Ok(Json(restore_json(restore)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("team-a_shop.v2").is_ok());
+        assert!(validate_name(&"x".repeat(63)).is_ok());
+        assert!(validate_name(&"x".repeat(64)).is_err());
+        assert!(validate_name("no spaces").is_err());
+        assert!(validate_name("../x").is_err());
+    }
+
+    #[test]
+    fn a_backup_is_creating_then_completed() {
+        let mut backup = BackupRecord {
+            seq: 1,
+            id: "bkp_1".into(),
+            database_id: "db_1".into(),
+            label: None,
+            state: "creating".into(),
+            reads: 0,
+            created_at: now_rfc3339(),
+            data: BTreeMap::new(),
+        };
+        assert_eq!(observe_backup(&mut backup)["state"], "creating");
+        assert_eq!(observe_backup(&mut backup)["state"], "completed");
+        assert_eq!(observe_backup(&mut backup)["state"], "completed");
+    }
+
+    #[test]
+    fn a_restore_runs_then_completes_or_fails_on_a_taken_name() {
+        let mut state = Db9State::default();
+        for (id, name) in [("rst_a", "fresh"), ("rst_b", "taken")] {
+            state.restores.insert(
+                id.into(),
+                RestoreRecord {
+                    id: id.into(),
+                    backup_id: "bkp_1".into(),
+                    source_database_id: "db_1".into(),
+                    target_name: name.into(),
+                    region: DEFAULT_REGION.into(),
+                    state: "pending".into(),
+                    reads: 0,
+                    target_database_id: None,
+                    error: None,
+                    created_at: now_rfc3339(),
+                    data: BTreeMap::new(),
+                },
+            );
+        }
+        state.new_database(
+            "taken".into(),
+            DEFAULT_REGION.into(),
+            None,
+            None,
+            BTreeMap::new(),
+        );
+        state.advance_restore("rst_a");
+        assert_eq!(state.restores["rst_a"].state, "running");
+        state.advance_restore("rst_a");
+        let done = &state.restores["rst_a"];
+        assert_eq!(done.state, "completed");
+        let target = done.target_database_id.clone().unwrap();
+        assert_eq!(state.databases[&target].name, "fresh");
+
+        state.advance_restore("rst_b");
+        state.advance_restore("rst_b");
+        assert_eq!(state.restores["rst_b"].state, "failed");
+        assert!(state.restores["rst_b"].error.is_some());
+    }
 }

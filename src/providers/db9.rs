@@ -1,21 +1,217 @@
-//! Client of the db9 API (`vendor-apis/db9.txt`). Work in progress: supports nothing yet.
+//! Client of the DB9 customer API (`vendor-apis/db9.txt`).
+//!
+//! The operator's objects map onto DB9 like this:
+//! - a project is a database (`/customer/databases`), created `ready` with an
+//!   auto-generated admin password that the connection string carries;
+//! - a branch is a database of its own, made by `POST .../{id}/branch`, whose
+//!   `parent_database_id` is the project's database;
+//! - a snapshot is a backup (`.../{id}/backups`), `creating` until it is done;
+//! - a restore (`/customer/restores`) makes a new database from a backup,
+//!   asynchronously;
+//! - a credential rotation is `POST .../{id}/reset-password`.
+//!
+//! DB9 takes an idempotency key only on restores. Everything else this client
+//! creates is made crash-safe by looking for it first (see each method).
+//!
+//! Branch deletes and resets check the branch's `parent_database_id` first.
+//! The document shows that field on the branch create answer; the client
+//! expects `GET /customer/databases/{id}` to show it too (the emulator does)
+//! and refuses to touch a database it cannot tell is the project's branch.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
 
 use super::http::VendorHttp;
 use super::{
-    BranchApi, ByokApi, CredentialApi, Operation, ProjectApi, Provider, ProviderError, SnapshotApi,
+    BranchApi, BranchRequest, ByokApi, ConnectionUri, CredentialApi, Operation, Password,
+    ProjectApi, ProjectRequest, Provider, ProviderError, ResourceState, RestoreProgress,
+    RestoreRequest, RotationProgress, RotationTarget, SnapshotApi, SnapshotRequest, VendorBranch,
+    VendorProject, VendorSnapshot,
 };
 use crate::api::v1alpha1::ProviderApi;
 
-/// Public endpoint of the db9 API.
-pub const DEFAULT_ENDPOINT: &str = "https://example.invalid";
+/// Public endpoint of the DB9 API; request paths start with `customer/`.
+pub const DEFAULT_ENDPOINT: &str = "https://api.db9.ai";
 
-/// What this provider implements.
-pub const CAPABILITIES: &[Operation] = &[];
+/// What the DB9 client implements. No BYOK: DB9 has no such API.
+pub const CAPABILITIES: &[Operation] = &[
+    Operation::ProjectCreate,
+    Operation::ProjectGet,
+    Operation::ProjectDelete,
+    Operation::BranchCreate,
+    Operation::BranchGet,
+    Operation::BranchDelete,
+    Operation::SnapshotCreate,
+    Operation::SnapshotGet,
+    Operation::SnapshotDelete,
+    Operation::SnapshotRestore,
+    Operation::CredentialRotate,
+];
 
-/// A client of the db9 API.
+const CUSTOMER: &str = "customer";
+const DATABASES: &str = "databases";
+/// Longest name the client makes up itself (a restore without `new_name`).
+const MAX_GENERATED_NAME_CHARS: usize = 63;
+
+/// An entry of `GET /customer/databases` (no connection string there).
+#[derive(Deserialize)]
+struct DatabaseSummaryWire {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+}
+
+/// A database as create, get and branch answer it. No `Debug`: the connection
+/// string holds the admin password.
+#[derive(Deserialize)]
+struct DatabaseWire {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    connection_string: Option<String>,
+    /// Set on branches (shown by the branch create answer).
+    #[serde(default)]
+    parent_database_id: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+/// A backup: `{ id, database_id, state, label?, created_at }`.
+#[derive(Deserialize)]
+struct BackupWire {
+    id: String,
+    #[serde(default)]
+    database_id: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+}
+
+/// A restore. The document shows neither its answer nor its states; the client
+/// reads `id`, `state` and, once done, `target_database_id` (the emulator's
+/// choice), and an `error` or `message` when it failed.
+#[derive(Deserialize)]
+struct RestoreWire {
+    id: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    target_database_id: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// `reset-password`'s answer. No `Debug`: it is all secret.
+#[derive(Deserialize)]
+struct CredentialsWire {
+    #[serde(default)]
+    admin_password: Option<String>,
+    #[serde(default)]
+    connection_string: Option<String>,
+}
+
+/// A database's life-cycle state. The document shows `ready` (and `ACTIVE` in
+/// an adoption preflight); a missing state means ready, since create "returns
+/// credentials and connection string immediately". `disabled` is what a delete
+/// leaves ("Database disabled"): the database is unusable.
+fn database_state(state: Option<&str>) -> ResourceState {
+    let Some(state) = state else {
+        return ResourceState::Ready;
+    };
+    match state.to_ascii_lowercase().as_str() {
+        "ready" | "active" | "available" => ResourceState::Ready,
+        "failed" | "error" | "disabled" | "deleted" => ResourceState::Failed(state.to_string()),
+        _ => ResourceState::Provisioning(state.to_string()),
+    }
+}
+
+/// Whether a listed database is gone in all but name (it cannot be adopted).
+fn is_gone(state: Option<&str>) -> bool {
+    state.is_some_and(|s| matches!(s.to_ascii_lowercase().as_str(), "disabled" | "deleted"))
+}
+
+/// A backup's state: the document shows `creating`; its finished names are guessed broadly.
+fn backup_state(state: Option<&str>) -> ResourceState {
+    let state = state.unwrap_or("unknown");
+    match state.to_ascii_lowercase().as_str() {
+        "completed" | "complete" | "ready" | "available" | "succeeded" | "success" | "done" => {
+            ResourceState::Ready
+        }
+        "failed" | "error" => ResourceState::Failed(state.to_string()),
+        _ => ResourceState::Provisioning(state.to_string()),
+    }
+}
+
+enum RestoreState {
+    Done,
+    Failed,
+    Running,
+}
+
+fn restore_state(state: &str) -> RestoreState {
+    match state.to_ascii_lowercase().as_str() {
+        "completed" | "complete" | "succeeded" | "success" | "done" | "ready" => RestoreState::Done,
+        "failed" | "error" | "cancelled" | "canceled" => RestoreState::Failed,
+        _ => RestoreState::Running,
+    }
+}
+
+impl DatabaseWire {
+    fn into_project(self) -> VendorProject {
+        VendorProject {
+            state: database_state(self.state.as_deref()),
+            name: self.name.unwrap_or_default(),
+            id: self.id,
+            region: self.region,
+            created_at: self.created_at,
+            connection_uri: self.connection_string.map(ConnectionUri::new),
+            pooled_uri: None,
+        }
+    }
+
+    /// The branch, reported as a branch of its `parent_database_id` (empty
+    /// when the database is no branch).
+    fn into_branch(self) -> VendorBranch {
+        VendorBranch {
+            state: database_state(self.state.as_deref()),
+            name: self.name.unwrap_or_default(),
+            project_id: self.parent_database_id.unwrap_or_default(),
+            id: self.id,
+            connection_uri: self.connection_string.map(ConnectionUri::new),
+            pooled_uri: None,
+        }
+    }
+}
+
+impl BackupWire {
+    fn into_snapshot(self, project_id: &str) -> VendorSnapshot {
+        VendorSnapshot {
+            state: backup_state(self.state.as_deref()),
+            id: self.id,
+            project_id: self.database_id.unwrap_or_else(|| project_id.to_string()),
+            label: self.label,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A client of the DB9 customer API.
 #[derive(Clone, Debug)]
 pub struct Db9Client {
-    #[allow(dead_code)]
     http: VendorHttp,
 }
 
@@ -23,9 +219,218 @@ impl Db9Client {
     pub fn new(http: VendorHttp) -> Self {
         Self { http }
     }
+
+    /// A request the client refuses itself, shaped like the vendor's `422`
+    /// ("valid JSON but semantic error") so controllers treat it as permanent.
+    fn refuse(operation: &str, message: String) -> ProviderError {
+        ProviderError::Http {
+            api: ProviderApi::Db9,
+            operation: operation.to_string(),
+            status: 422,
+            code: None,
+            message,
+            retry_after: None,
+        }
+    }
+
+    fn invalid(operation: &str, message: &str) -> ProviderError {
+        ProviderError::InvalidResponse {
+            api: ProviderApi::Db9,
+            operation: operation.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// `GET /customer/databases/{id}`.
+    async fn get_database(&self, id: &str) -> Result<DatabaseWire, ProviderError> {
+        self.http
+            .call(
+                "databases.get",
+                Method::GET,
+                &[CUSTOMER, DATABASES, id],
+                &[],
+                None,
+            )
+            .await
+    }
+
+    /// The id of the live database named `name`, from `GET /customer/databases`.
+    async fn find_database(&self, name: &str) -> Result<Option<String>, ProviderError> {
+        let databases: Vec<DatabaseSummaryWire> = self
+            .http
+            .call(
+                "databases.list",
+                Method::GET,
+                &[CUSTOMER, DATABASES],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(databases
+            .into_iter()
+            .find(|d| d.name.as_deref() == Some(name) && !is_gone(d.state.as_deref()))
+            .map(|d| d.id))
+    }
+
+    /// Reads database `id` and checks that it is a branch of `project_id`
+    /// (its `parent_database_id`) before `operation` changes it: a mistaken id
+    /// must never delete or reset a project's database or another project's
+    /// branch. A local `422` otherwise.
+    async fn branch_database(
+        &self,
+        operation: &str,
+        project_id: &str,
+        id: &str,
+    ) -> Result<DatabaseWire, ProviderError> {
+        let database = self.get_database(id).await?;
+        match database.parent_database_id.as_deref() {
+            Some(parent) if parent == project_id => Ok(database),
+            Some(parent) => Err(Self::refuse(
+                operation,
+                format!("database {id} is a branch of {parent}, not of {project_id}"),
+            )),
+            None => Err(Self::refuse(
+                operation,
+                format!("database {id} is not a branch (it has no parent_database_id)"),
+            )),
+        }
+    }
+
+    /// `DELETE` of `path`; the answer's body (`{"message": ...}`) is not needed.
+    async fn delete(&self, operation: &str, path: &[&str]) -> Result<(), ProviderError> {
+        self.http
+            .call_raw(operation, Method::DELETE, path, &[], None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Where a restore is; a finished one is read back as the new database.
+    async fn restore_progress(&self, wire: RestoreWire) -> Result<RestoreProgress, ProviderError> {
+        let state = wire.state.unwrap_or_else(|| "unknown".to_string());
+        match restore_state(&state) {
+            RestoreState::Running => Ok(RestoreProgress::Pending {
+                handle: wire.id,
+                state,
+            }),
+            RestoreState::Failed => Ok(RestoreProgress::Failed(
+                wire.error.or(wire.message).unwrap_or(state),
+            )),
+            RestoreState::Done => {
+                let target = wire.target_database_id.ok_or_else(|| {
+                    Self::invalid(
+                        "restores.get",
+                        "a finished restore does not name its database (target_database_id)",
+                    )
+                })?;
+                let database = self.get_database(&target).await?;
+                Ok(RestoreProgress::Done(database.into_project()))
+            }
+        }
+    }
 }
 
+#[async_trait]
 impl ProjectApi for Db9Client {
+    /// `POST /customer/databases` with the request's name (and region, and
+    /// `admin_password` if the operator chose one; it does not for DB9).
+    ///
+    /// DB9 takes no idempotency key here and names are unique per account, so
+    /// the deterministic name is the key: an existing live database of that
+    /// name (not a branch) is returned instead of creating a second one. That
+    /// makes a retry after a lost answer safe; it also means an existing
+    /// database of the same name is adopted.
+    async fn create_project(
+        &self,
+        req: &ProjectRequest,
+        _idempotency_key: &str,
+    ) -> Result<VendorProject, ProviderError> {
+        if let Some(id) = self.find_database(&req.name).await? {
+            let existing = self.get_database(&id).await?;
+            if existing.parent_database_id.is_none() {
+                return Ok(existing.into_project());
+            }
+            // A branch holds the name: the create below gets DB9's own 409.
+        }
+        let mut body = Map::new();
+        body.insert("name".to_string(), json!(req.name));
+        if let Some(region) = &req.region {
+            body.insert("region".to_string(), json!(region));
+        }
+        if let Some(password) = &req.db_password {
+            body.insert("admin_password".to_string(), json!(password.expose()));
+        }
+        let created: DatabaseWire = self
+            .http
+            .call(
+                "databases.create",
+                Method::POST,
+                &[CUSTOMER, DATABASES],
+                &[],
+                Some(&Value::Object(body)),
+            )
+            .await?;
+        Ok(created.into_project())
+    }
+
+    /// `GET /customer/databases/{id}`; its connection string carries the password.
+    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
+        Ok(self.get_database(id).await?.into_project())
+    }
+
+    /// `DELETE /customer/databases/{id}` (the database's backups go with it;
+    /// its branches are databases of their own).
+    async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
+        self.delete("databases.delete", &[CUSTOMER, DATABASES, id])
+            .await
+    }
+
+    /// `POST /customer/restores` with the idempotency key: a retry is the same
+    /// restore. Without `new_name`, the key names the new database (cut to 63
+    /// characters), so a retry asks for the same name.
+    async fn restore_snapshot(
+        &self,
+        req: &RestoreRequest,
+        idempotency_key: &str,
+    ) -> Result<RestoreProgress, ProviderError> {
+        let target_name = req.new_name.clone().unwrap_or_else(|| {
+            idempotency_key
+                .chars()
+                .take(MAX_GENERATED_NAME_CHARS)
+                .collect()
+        });
+        let body = json!({
+            "backup_id": req.snapshot_id,
+            "target_name": target_name,
+            "idempotency_key": idempotency_key,
+        });
+        let wire: RestoreWire = self
+            .http
+            .call(
+                "restores.create",
+                Method::POST,
+                &[CUSTOMER, "restores"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        self.restore_progress(wire).await
+    }
+
+    /// `GET /customer/restores/{handle}`; once done, the new database.
+    async fn restore_status(&self, handle: &str) -> Result<RestoreProgress, ProviderError> {
+        let wire: RestoreWire = self
+            .http
+            .call(
+                "restores.get",
+                Method::GET,
+                &[CUSTOMER, "restores", handle],
+                &[],
+                None,
+            )
+            .await?;
+        self.restore_progress(wire).await
+    }
+
     fn unsupported(&self, operation: Operation) -> ProviderError {
         ProviderError::Unsupported {
             api: ProviderApi::Db9,
@@ -33,16 +438,240 @@ impl ProjectApi for Db9Client {
         }
     }
 }
-impl BranchApi for Db9Client {}
-impl SnapshotApi for Db9Client {}
-impl ByokApi for Db9Client {}
-impl CredentialApi for Db9Client {}
 
+#[async_trait]
+impl BranchApi for Db9Client {
+    /// `POST /customer/databases/{project_id}/branch` with the branch name.
+    ///
+    /// DB9 branches a whole database, so `from_branch` is refused (a local
+    /// `422`): branch from the project itself. There is no idempotency key; as
+    /// names are unique per account, an existing branch of this project with
+    /// this name is returned instead of creating another.
+    async fn create_branch(
+        &self,
+        req: &BranchRequest,
+        _idempotency_key: &str,
+    ) -> Result<VendorBranch, ProviderError> {
+        if let Some(from) = &req.from_branch {
+            return Err(Self::refuse(
+                "databases.branch",
+                format!(
+                    "DB9 branches whole databases: cannot branch from {from:?}; \
+                     leave fromBranch unset to branch from the project's database"
+                ),
+            ));
+        }
+        if let Some(id) = self.find_database(&req.branch_name).await? {
+            let existing = self.get_database(&id).await?;
+            if existing.parent_database_id.as_deref() == Some(req.project_id.as_str()) {
+                return Ok(existing.into_branch());
+            }
+            // Another database holds the name: the create below gets DB9's own 409.
+        }
+        let body = json!({ "name": req.branch_name });
+        let created: DatabaseWire = self
+            .http
+            .call(
+                "databases.branch",
+                Method::POST,
+                &[CUSTOMER, DATABASES, &req.project_id, "branch"],
+                &[],
+                Some(&body),
+            )
+            .await?;
+        Ok(created.into_branch())
+    }
+
+    /// `GET /customer/databases/{id}`. The branch is reported as a branch of
+    /// its actual `parent_database_id` (empty for a database that is no
+    /// branch), so a mismatch with `project_id` shows to the caller.
+    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        Ok(self.get_database(id).await?.into_branch())
+    }
+
+    /// `DELETE /customer/databases/{id}`, after checking that `id` is a branch
+    /// of `project_id` (a local `422` otherwise: never a project's database).
+    async fn delete_branch(&self, project_id: &str, id: &str) -> Result<(), ProviderError> {
+        self.branch_database("databases.delete", project_id, id)
+            .await?;
+        self.delete("databases.delete", &[CUSTOMER, DATABASES, id])
+            .await
+    }
+}
+
+#[async_trait]
+impl SnapshotApi for Db9Client {
+    /// `POST /customer/databases/{project_id}/backups`.
+    ///
+    /// There is no idempotency key. Without a label, the idempotency key is the
+    /// backup's label and an existing backup with that label is returned, so a
+    /// retry makes no second backup. With a label of the user's, each call is a
+    /// new backup (DB9 labels need not be unique).
+    async fn create_snapshot(
+        &self,
+        req: &SnapshotRequest,
+        idempotency_key: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        let path = [CUSTOMER, DATABASES, req.project_id.as_str(), "backups"];
+        if req.label.is_none() {
+            let backups: Vec<BackupWire> = self
+                .http
+                .call("backups.list", Method::GET, &path, &[], None)
+                .await?;
+            if let Some(existing) = backups
+                .into_iter()
+                .find(|b| b.label.as_deref() == Some(idempotency_key))
+            {
+                return Ok(existing.into_snapshot(&req.project_id));
+            }
+        }
+        let label = req.label.as_deref().unwrap_or(idempotency_key);
+        let created: BackupWire = self
+            .http
+            .call(
+                "backups.create",
+                Method::POST,
+                &path,
+                &[],
+                Some(&json!({ "label": label })),
+            )
+            .await?;
+        Ok(created.into_snapshot(&req.project_id))
+    }
+
+    /// `GET /customer/databases/{project_id}/backups/{id}`; `Provisioning`
+    /// while the backup is being made.
+    async fn get_snapshot(
+        &self,
+        project_id: &str,
+        id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        let wire: BackupWire = self
+            .http
+            .call(
+                "backups.get",
+                Method::GET,
+                &[CUSTOMER, DATABASES, project_id, "backups", id],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(wire.into_snapshot(project_id))
+    }
+
+    /// `DELETE /customer/databases/{project_id}/backups/{id}`.
+    async fn delete_snapshot(&self, project_id: &str, id: &str) -> Result<(), ProviderError> {
+        self.delete(
+            "backups.delete",
+            &[CUSTOMER, DATABASES, project_id, "backups", id],
+        )
+        .await
+    }
+}
+
+/// DB9 has no BYOK API.
+impl ByokApi for Db9Client {}
+
+#[async_trait]
+impl CredentialApi for Db9Client {
+    /// `POST /customer/databases/{id}/reset-password`: DB9 generates the new
+    /// password (`proposed` is not used) and answers it with the new connection
+    /// string, so the rotation is done at once. A branch is checked to belong
+    /// to the project first. There is no idempotency key: a retry resets the
+    /// password again, which only makes the latest answer the one to keep.
+    async fn rotate_credentials(
+        &self,
+        target: &RotationTarget,
+        _proposed: &Password,
+        _idempotency_key: &str,
+    ) -> Result<RotationProgress, ProviderError> {
+        let id = match target {
+            RotationTarget::Project { id } => id,
+            RotationTarget::Branch { project_id, id } => {
+                self.branch_database("databases.reset-password", project_id, id)
+                    .await?;
+                id
+            }
+        };
+        let answer: CredentialsWire = self
+            .http
+            .call(
+                "databases.reset-password",
+                Method::POST,
+                &[CUSTOMER, DATABASES, id, "reset-password"],
+                &[],
+                None,
+            )
+            .await?;
+        if answer.admin_password.is_none() && answer.connection_string.is_none() {
+            return Err(Self::invalid(
+                "databases.reset-password",
+                "the answer holds neither admin_password nor connection_string",
+            ));
+        }
+        Ok(RotationProgress::Done {
+            connection_uri: answer.connection_string.map(ConnectionUri::new),
+            pooled_uri: None,
+            password: answer.admin_password.map(Password::new),
+        })
+    }
+}
+
+/// DB9 generates the admin password itself and returns it in the connection
+/// string, so the operator never has to choose one (`needs_operator_password`
+/// keeps its default, `false`).
 impl Provider for Db9Client {
     fn api(&self) -> ProviderApi {
         ProviderApi::Db9
     }
     fn capabilities(&self) -> &'static [Operation] {
         CAPABILITIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_states_map_onto_resource_states() {
+        assert_eq!(database_state(Some("ready")), ResourceState::Ready);
+        assert_eq!(database_state(Some("ACTIVE")), ResourceState::Ready);
+        assert_eq!(database_state(None), ResourceState::Ready);
+        assert_eq!(
+            database_state(Some("creating")),
+            ResourceState::Provisioning("creating".into())
+        );
+        assert_eq!(
+            database_state(Some("failed")),
+            ResourceState::Failed("failed".into())
+        );
+        assert_eq!(
+            database_state(Some("disabled")),
+            ResourceState::Failed("disabled".into())
+        );
+    }
+
+    #[test]
+    fn backup_and_restore_states() {
+        assert_eq!(
+            backup_state(Some("creating")),
+            ResourceState::Provisioning("creating".into())
+        );
+        assert_eq!(backup_state(Some("completed")), ResourceState::Ready);
+        assert_eq!(
+            backup_state(Some("failed")),
+            ResourceState::Failed("failed".into())
+        );
+        assert!(matches!(restore_state("pending"), RestoreState::Running));
+        assert!(matches!(restore_state("running"), RestoreState::Running));
+        assert!(matches!(restore_state("completed"), RestoreState::Done));
+        assert!(matches!(restore_state("failed"), RestoreState::Failed));
+    }
+
+    #[test]
+    fn capabilities_have_no_byok() {
+        assert!(!CAPABILITIES.contains(&Operation::ByokRegister));
+        assert_eq!(CAPABILITIES.len(), 11);
     }
 }
