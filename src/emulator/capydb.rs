@@ -1,24 +1,463 @@
-//! Emulated capydb API (`vendor-apis/capydb.txt`). Work in progress: answers 404 to everything.
+//! Emulated CapyDB API (`vendor-apis/capydb.txt`): the three documented
+//! endpoints, Bearer auth with `capy_live_...` keys and `{"error": "..."}`
+//! error bodies.
+//!
+//! - `GET /v1/projects/{projectID}/connections`
+//! - `GET /v1/preview-databases/{previewID}/connections`
+//! - `POST /v1/projects/{projectID}/credentials/rotate`
+//!
+//! The API cannot create projects or preview databases, so tests seed them with
+//! [`CapyDbEmulator::add_project`] and [`CapyDbEmulator::add_preview`].
+//!
+//! Where the document is silent, the emulator chooses:
+//! - Only keys of the documented `capy_live_` form that were configured are
+//!   accepted; Clerk session tokens are not emulated.
+//! - A rotation job advances one step (`pending` -> `running` -> `succeeded`)
+//!   each time it is observed. The document has no job GET, so the only place a
+//!   job is observed is the rotate POST itself (see its handler below). Tests can also
+//!   advance a job out of band ([`CapyDbEmulator::advance_job`]), as a real
+//!   worker would between two polls.
+//! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
 
-/// The emulated capydb account(s).
-pub struct CapyDbEmulator {
-    #[allow(dead_code)]
-    api_keys: Vec<String>,
+use super::wire::{bearer_token, now_rfc3339, random_token};
+
+/// The documented form of CapyDB API keys.
+pub const API_KEY_PREFIX: &str = "capy_live_";
+const ORGANIZATION_ID: &str = "org_emulator";
+const CLUSTER_ID: &str = "cluster-emulator-1";
+const WORKER: &str = "emulator-worker";
+const JOB_TYPE: &str = "rotate_credentials";
+const MAX_ATTEMPTS: u64 = 3;
+
+/// An error answer in CapyDB's shape: `{"error": "..."}`.
+#[derive(Debug)]
+pub struct CapyError {
+    pub status: StatusCode,
+    pub message: String,
 }
 
-impl CapyDbEmulator {
-    pub fn new(api_keys: Vec<String>) -> Self {
-        Self { api_keys }
+impl CapyError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
     }
 }
 
-/// Routes of the emulated capydb API.
-pub fn router(emulator: Arc<CapyDbEmulator>) -> Router {
-    let _ = emulator;
-    Router::new().fallback(|| async { StatusCode::NOT_FOUND })
+impl IntoResponse for CapyError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// Database credentials of a project or preview database. No `Debug`: it holds a password.
+#[derive(Clone)]
+struct Credentials {
+    username: String,
+    password: String,
+    host: String,
+    database: String,
+}
+
+impl Credentials {
+    fn new(username: String, host: String) -> Self {
+        Self {
+            username,
+            password: random_token(24),
+            host,
+            database: "capydb".to_string(),
+        }
+    }
+
+    fn connections_json(&self) -> Value {
+        json!({
+            "connections": {
+                "direct_url": format!(
+                    "postgresql://{}:{}@{}:5432/{}?sslmode=require",
+                    self.username, self.password, self.host, self.database
+                ),
+                "pooled_url": format!(
+                    "postgresql://{}:{}@pooler.{}:6543/{}?sslmode=require&pgbouncer=true",
+                    self.username, self.password, self.host, self.database
+                ),
+                "username": self.username,
+            }
+        })
+    }
+}
+
+struct ProjectRecord {
+    credentials: Credentials,
+    /// The rotation job holding the project's lock, while one is in flight.
+    locked_by: Option<String>,
+}
+
+struct PreviewRecord {
+    project_id: String,
+    credentials: Credentials,
+}
+
+/// Where a rotation job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+        }
+    }
+
+    fn in_flight(self) -> bool {
+        matches!(self, JobState::Pending | JobState::Running)
+    }
+}
+
+struct JobRecord {
+    id: String,
+    project_id: String,
+    state: JobState,
+    attempts: u64,
+    created_at: String,
+    updated_at: String,
+    claimed_at: Option<String>,
+    started_at: Option<String>,
+    completed_at: Option<String>,
+    error: Option<String>,
+    last_exit_code: Option<i64>,
+    /// Set by [`CapyDbEmulator::fail_next_step`]: the job's next step fails with this error.
+    fail_with: Option<String>,
+}
+
+impl JobRecord {
+    fn json(&self) -> Value {
+        let running_or_done = self.state != JobState::Pending;
+        json!({
+            "job": {
+                "attempts": self.attempts,
+                "claimed_at": self.claimed_at,
+                "claimed_by": running_or_done.then_some(WORKER),
+                "cluster_id": CLUSTER_ID,
+                "completed_at": self.completed_at,
+                "created_at": self.created_at,
+                "error": self.error,
+                "id": self.id,
+                "last_exit_code": self.last_exit_code,
+                "last_stderr": self.completed_at.as_ref().map(|_| ""),
+                "last_stdout": self.completed_at.as_ref().map(|_| ""),
+                "locked_resource": format!("project:{}", self.project_id),
+                "max_attempts": MAX_ATTEMPTS,
+                "organization_id": ORGANIZATION_ID,
+                "preview_database_id": Value::Null,
+                "project_id": self.project_id,
+                "retry_classification": self.error.as_ref().map(|_| "permanent"),
+                "started_at": self.started_at,
+                "state": self.state.as_str(),
+                "type": JOB_TYPE,
+                "updated_at": self.updated_at,
+            }
+        })
+    }
+}
+
+#[derive(Default)]
+struct CapyState {
+    projects: HashMap<String, ProjectRecord>,
+    previews: HashMap<String, PreviewRecord>,
+    jobs: HashMap<String, JobRecord>,
+}
+
+impl CapyState {
+    /// Moves a job one step: pending -> running -> succeeded (or failed, when a
+    /// failure was asked for). Success gives the project a new password and
+    /// releases its lock; failure only releases the lock. Finished jobs stay put.
+    fn advance(&mut self, job_id: &str) -> Option<JobState> {
+        let job = self.jobs.get_mut(job_id)?;
+        let now = now_rfc3339();
+        let next = match job.state {
+            JobState::Pending => {
+                job.claimed_at = Some(now.clone());
+                job.started_at = Some(now.clone());
+                job.attempts += 1;
+                JobState::Running
+            }
+            JobState::Running => {
+                job.completed_at = Some(now.clone());
+                match job.fail_with.take() {
+                    Some(error) => {
+                        job.error = Some(error);
+                        job.last_exit_code = Some(1);
+                        JobState::Failed
+                    }
+                    None => {
+                        job.last_exit_code = Some(0);
+                        JobState::Succeeded
+                    }
+                }
+            }
+            finished => return Some(finished),
+        };
+        job.state = next;
+        job.updated_at = now;
+        if !next.in_flight() {
+            let project_id = job.project_id.clone();
+            if let Some(project) = self.projects.get_mut(&project_id) {
+                if next == JobState::Succeeded {
+                    project.credentials.password = random_token(24);
+                }
+                if project.locked_by.as_deref() == Some(job_id) {
+                    project.locked_by = None;
+                }
+            }
+        }
+        Some(next)
+    }
+}
+
+/// The emulated CapyDB account; every accepted API key sees the same account.
+pub struct CapyDbEmulator {
+    api_keys: Vec<String>,
+    state: Mutex<CapyState>,
+}
+
+impl CapyDbEmulator {
+    /// An empty account accepting `api_keys`. Keys not of the documented
+    /// `capy_live_` form are never accepted.
+    pub fn new(api_keys: Vec<String>) -> Self {
+        if api_keys.iter().any(|k| !k.starts_with(API_KEY_PREFIX)) {
+            tracing::warn!(
+                "some configured CapyDB emulator keys do not start with {API_KEY_PREFIX} and will be refused"
+            );
+        }
+        Self {
+            api_keys,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, CapyState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn accepts(&self, token: &str) -> bool {
+        token.starts_with(API_KEY_PREFIX) && self.api_keys.iter().any(|k| k == token)
+    }
+
+    /// Seeds a project (the API has no create) and returns its database password.
+    /// An existing project is kept as it is.
+    pub fn add_project(&self, id: &str) -> String {
+        let mut state = self.state();
+        let project = state
+            .projects
+            .entry(id.to_string())
+            .or_insert_with(|| ProjectRecord {
+                credentials: Credentials::new(
+                    format!("capy_{}", random_token(8)),
+                    format!("{}.db.capydb.emulator.invalid", random_token(10)),
+                ),
+                locked_by: None,
+            });
+        project.credentials.password.clone()
+    }
+
+    /// Seeds a preview database of `project_id` and returns its password; `None`
+    /// when the project does not exist. An existing preview is kept as it is.
+    pub fn add_preview(&self, project_id: &str, preview_id: &str) -> Option<String> {
+        let mut state = self.state();
+        if !state.projects.contains_key(project_id) {
+            return None;
+        }
+        let preview = state
+            .previews
+            .entry(preview_id.to_string())
+            .or_insert_with(|| PreviewRecord {
+                project_id: project_id.to_string(),
+                credentials: Credentials::new(
+                    format!("capy_preview_{}", random_token(8)),
+                    format!("{}.preview.capydb.emulator.invalid", random_token(10)),
+                ),
+            });
+        Some(preview.credentials.password.clone())
+    }
+
+    /// A project's current database password.
+    pub fn project_password(&self, id: &str) -> Option<String> {
+        self.state()
+            .projects
+            .get(id)
+            .map(|p| p.credentials.password.clone())
+    }
+
+    /// A preview database's current password.
+    pub fn preview_password(&self, id: &str) -> Option<String> {
+        self.state()
+            .previews
+            .get(id)
+            .map(|p| p.credentials.password.clone())
+    }
+
+    /// The project a preview database belongs to.
+    pub fn preview_project(&self, id: &str) -> Option<String> {
+        self.state().previews.get(id).map(|p| p.project_id.clone())
+    }
+
+    /// Number of rotation jobs ever started.
+    pub fn job_count(&self) -> usize {
+        self.state().jobs.len()
+    }
+
+    /// A job's state (`pending`, `running`, `succeeded`, `failed`).
+    pub fn job_state(&self, job_id: &str) -> Option<&'static str> {
+        self.state().jobs.get(job_id).map(|j| j.state.as_str())
+    }
+
+    /// Moves a job one step without anyone observing it, as CapyDB's worker
+    /// would between two polls; returns the new state.
+    pub fn advance_job(&self, job_id: &str) -> Option<&'static str> {
+        self.state().advance(job_id).map(JobState::as_str)
+    }
+
+    /// Makes the job's completing step fail with `error` instead of succeeding
+    /// (the password is then left unchanged). False for an unknown or finished job.
+    pub fn fail_next_step(&self, job_id: &str, error: &str) -> bool {
+        match self.state().jobs.get_mut(job_id) {
+            Some(job) if job.state.in_flight() => {
+                job.fail_with = Some(error.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+type Shared = Arc<CapyDbEmulator>;
+
+/// Routes of the emulated CapyDB API, behind Bearer auth.
+pub fn router(emulator: Shared) -> Router {
+    Router::new()
+        .route("/v1/projects/{id}/connections", get(project_connections))
+        .route(
+            "/v1/preview-databases/{id}/connections",
+            get(preview_connections),
+        )
+        .route("/v1/projects/{id}/credentials/rotate", post(rotate))
+        .fallback(|| async { CapyError::new(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(
+            emulator.clone(),
+            authenticate,
+        ))
+        .with_state(emulator)
+}
+
+async fn authenticate(
+    State(emulator): State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    match bearer_token(&headers) {
+        Some(token) if emulator.accepts(token) => next.run(request).await,
+        Some(_) => CapyError::unauthorized("invalid API key").into_response(),
+        None => CapyError::unauthorized("missing Authorization: Bearer header").into_response(),
+    }
+}
+
+async fn project_connections(
+    State(emu): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, CapyError> {
+    let state = emu.state();
+    let project = state
+        .projects
+        .get(&id)
+        .ok_or_else(|| CapyError::not_found("project", &id))?;
+    Ok(Json(project.credentials.connections_json()))
+}
+
+async fn preview_connections(
+    State(emu): State<Shared>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, CapyError> {
+    let state = emu.state();
+    let preview = state
+        .previews
+        .get(&id)
+        .ok_or_else(|| CapyError::not_found("preview database", &id))?;
+    Ok(Json(preview.credentials.connections_json()))
+}
+
+/// `POST /v1/projects/{projectID}/credentials/rotate`.
+///
+/// The document has no job GET, so this endpoint is where a job is observed.
+/// A rotation job locks its project (the job's `locked_resource`) until it
+/// finishes; while it is in flight, a rotate POST for the project starts
+/// nothing and answers that same job (`200`), moved one step further
+/// (pending -> running -> succeeded). Only when no job holds the lock does a
+/// POST start a new job (`202`, state `pending`). The project's password (in
+/// `direct_url` and `pooled_url`) changes only when a job succeeds.
+async fn rotate(State(emu): State<Shared>, Path(id): Path<String>) -> Result<Response, CapyError> {
+    let mut state = emu.state();
+    let locked_by = state
+        .projects
+        .get(&id)
+        .ok_or_else(|| CapyError::not_found("project", &id))?
+        .locked_by
+        .clone();
+    if let Some(job_id) = locked_by {
+        state.advance(&job_id);
+        if let Some(job) = state.jobs.get(&job_id) {
+            return Ok((StatusCode::OK, Json(job.json())).into_response());
+        }
+    }
+    let now = now_rfc3339();
+    let job = JobRecord {
+        id: format!("job_{}", random_token(16)),
+        project_id: id.clone(),
+        state: JobState::Pending,
+        attempts: 0,
+        created_at: now.clone(),
+        updated_at: now,
+        claimed_at: None,
+        started_at: None,
+        completed_at: None,
+        error: None,
+        last_exit_code: None,
+        fail_with: None,
+    };
+    let body = job.json();
+    if let Some(project) = state.projects.get_mut(&id) {
+        project.locked_by = Some(job.id.clone());
+    }
+    state.jobs.insert(job.id.clone(), job);
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -1,0 +1,550 @@
+//! The CapyDB client against the CapyDB emulator, over real HTTP on loopback.
+
+use std::time::Duration;
+
+use dbops::api::v1alpha1::ProviderApi;
+use dbops::emulator::{Emulator, EmulatorConfig};
+use dbops::providers::capydb::{CAPABILITIES, CapyDbClient};
+use dbops::providers::http::{VendorHttp, ensure_crypto_provider};
+use dbops::providers::{
+    BranchApi, BranchRequest, CredentialApi, Operation, Password, ProjectApi, ProjectRequest,
+    Provider, ProviderError, ResourceState, RestoreRequest, RotationProgress, RotationTarget,
+    SnapshotApi, SnapshotRequest,
+};
+use secrecy::SecretString;
+
+const KEY: &str = "capy_live_test_key";
+/// Configured in the emulator, but not of the documented `capy_live_` form.
+const MALFORMED_KEY: &str = "sk_test_not_capy";
+
+async fn start() -> (Emulator, String) {
+    let emulator = Emulator::new(&EmulatorConfig {
+        capydb_api_keys: vec![KEY.into(), MALFORMED_KEY.into()],
+        ..Default::default()
+    });
+    let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
+    (emulator, format!("http://{addr}/capydb"))
+}
+
+fn client(endpoint: &str, key: &str) -> CapyDbClient {
+    let http = VendorHttp::new(
+        ProviderApi::Capydb,
+        endpoint,
+        &SecretString::from(key.to_string()),
+        Duration::from_secs(5),
+        None,
+    )
+    .unwrap();
+    CapyDbClient::new(http)
+}
+
+fn project(id: &str) -> RotationTarget {
+    RotationTarget::Project { id: id.into() }
+}
+
+/// Rotates, returning the handle of the pending job and its state.
+async fn start_rotation(c: &CapyDbClient, id: &str) -> (String, String) {
+    match c
+        .rotate_credentials(&project(id), &Password::generate(), "key-1")
+        .await
+        .unwrap()
+    {
+        RotationProgress::Pending { job_id, state } => (job_id, state),
+        other => panic!("expected a pending job, got {other:?}"),
+    }
+}
+
+fn vendor_job_id(handle: &str) -> &str {
+    handle.split('#').next().unwrap()
+}
+
+fn assert_done_with(progress: &RotationProgress, password: &str) {
+    match progress {
+        RotationProgress::Done {
+            connection_uri: Some(direct),
+            pooled_uri: Some(pooled),
+            password: None,
+        } => {
+            assert!(direct.expose().contains(&format!(":{password}@")));
+            assert!(pooled.expose().contains(&format!(":{password}@")));
+        }
+        other => panic!("expected Done with both URLs, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn project_connections_are_read() {
+    let (emu, endpoint) = start().await;
+    let password = emu.capydb.add_project("prj_shop");
+    let c = client(&endpoint, KEY);
+
+    let p = c.get_project("prj_shop").await.unwrap();
+    assert_eq!(p.id, "prj_shop");
+    assert_eq!(p.name, "prj_shop");
+    assert_eq!(p.state, ResourceState::Ready);
+    let direct = p.connection_uri.clone().unwrap();
+    let pooled = p.pooled_uri.clone().unwrap();
+    assert!(direct.expose().starts_with("postgresql://"));
+    assert!(direct.expose().contains(&format!(":{password}@")));
+    assert!(pooled.expose().contains(&format!(":{password}@")));
+    assert_ne!(direct, pooled, "the pooled URL is a different endpoint");
+
+    // Nothing secret in Debug output.
+    let debug = format!("{p:?}");
+    assert!(!debug.contains(&password), "{debug}");
+    assert_eq!(c.get_project("prj_shop").await.unwrap(), p);
+}
+
+#[tokio::test]
+async fn preview_database_connections_are_read_as_branches() {
+    let (emu, endpoint) = start().await;
+    let project_password = emu.capydb.add_project("prj_shop");
+    let preview_password = emu.capydb.add_preview("prj_shop", "pv_42").unwrap();
+    assert!(emu.capydb.add_preview("prj_nope", "pv_x").is_none());
+    assert_eq!(
+        emu.capydb.preview_project("pv_42").as_deref(),
+        Some("prj_shop")
+    );
+    let c = client(&endpoint, KEY);
+
+    let b = c.get_branch("prj_shop", "pv_42").await.unwrap();
+    assert_eq!(b.id, "pv_42");
+    assert_eq!(b.name, "pv_42");
+    assert_eq!(b.project_id, "prj_shop");
+    assert_eq!(b.state, ResourceState::Ready);
+    let direct = b.connection_uri.unwrap();
+    assert!(direct.expose().contains(&format!(":{preview_password}@")));
+    assert!(!direct.expose().contains(&project_password));
+    assert!(
+        b.pooled_uri
+            .unwrap()
+            .expose()
+            .contains(&format!(":{preview_password}@"))
+    );
+
+    let missing = c.get_branch("prj_shop", "pv_missing").await.unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+}
+
+#[tokio::test]
+async fn rotation_goes_pending_running_done_and_changes_the_password_only_at_the_end() {
+    let (emu, endpoint) = start().await;
+    let old = emu.capydb.add_project("prj_shop");
+    let preview_password = emu.capydb.add_preview("prj_shop", "pv_1").unwrap();
+    let c = client(&endpoint, KEY);
+    let target = project("prj_shop");
+
+    let (handle, state) = start_rotation(&c, "prj_shop").await;
+    assert_eq!(state, "pending");
+    assert!(handle.starts_with("job_"));
+    assert!(!handle.contains(&old), "the handle holds no password");
+    assert_eq!(emu.capydb.job_count(), 1);
+    assert_eq!(emu.capydb.project_password("prj_shop").unwrap(), old);
+
+    let running = c.rotation_status(&target, &handle).await.unwrap();
+    assert_eq!(
+        running,
+        RotationProgress::Pending {
+            job_id: handle.clone(),
+            state: "running".into()
+        }
+    );
+    assert_eq!(emu.capydb.project_password("prj_shop").unwrap(), old);
+    let still_old = c.get_project("prj_shop").await.unwrap();
+    assert!(still_old.connection_uri.unwrap().expose().contains(&old));
+
+    let done = c.rotation_status(&target, &handle).await.unwrap();
+    let new = emu.capydb.project_password("prj_shop").unwrap();
+    assert_ne!(new, old, "the password changed when the job succeeded");
+    assert_done_with(&done, &new);
+    assert!(
+        !format!("{done:?}").contains(&new),
+        "Done's Debug is redacted"
+    );
+    assert_eq!(
+        emu.capydb.job_state(vendor_job_id(&handle)),
+        Some("succeeded")
+    );
+
+    // The connections now carry the new password; the preview database is untouched.
+    let p = c.get_project("prj_shop").await.unwrap();
+    assert!(p.connection_uri.unwrap().expose().contains(&new));
+    assert_eq!(
+        emu.capydb.preview_password("pv_1").unwrap(),
+        preview_password
+    );
+    assert_eq!(emu.capydb.job_count(), 1);
+}
+
+#[tokio::test]
+async fn polling_never_starts_a_second_job() {
+    let (emu, endpoint) = start().await;
+    emu.capydb.add_project("prj_shop");
+    let c = client(&endpoint, KEY);
+    let target = project("prj_shop");
+
+    let (handle, _) = start_rotation(&c, "prj_shop").await;
+    // A retried rotate while the job runs answers the same job (the project is locked).
+    // (The retry observes the job, which moves it one step.)
+    let (again, state) = start_rotation(&c, "prj_shop").await;
+    assert_eq!(vendor_job_id(&again), vendor_job_id(&handle));
+    assert_eq!(state, "running");
+    assert_eq!(emu.capydb.job_count(), 1);
+
+    // Poll well past the end of the job: once it has succeeded, polls only read.
+    let mut done = 0;
+    for _ in 0..6 {
+        if let RotationProgress::Done { .. } = c.rotation_status(&target, &handle).await.unwrap() {
+            done += 1;
+        }
+    }
+    assert_eq!(
+        done, 6,
+        "the first poll sees the success, every later poll answers Done"
+    );
+    assert_eq!(emu.capydb.job_count(), 1, "no second rotation was started");
+    let password = emu.capydb.project_password("prj_shop").unwrap();
+    assert_done_with(
+        &c.rotation_status(&target, &handle).await.unwrap(),
+        &password,
+    );
+    assert_eq!(emu.capydb.job_count(), 1);
+}
+
+#[tokio::test]
+async fn a_job_that_finished_between_two_polls_is_seen_without_posting_again() {
+    let (emu, endpoint) = start().await;
+    let old = emu.capydb.add_project("prj_shop");
+    let c = client(&endpoint, KEY);
+    let target = project("prj_shop");
+
+    let (handle, _) = start_rotation(&c, "prj_shop").await;
+    // CapyDB's worker runs the job to the end before the operator polls.
+    assert_eq!(
+        emu.capydb.advance_job(vendor_job_id(&handle)),
+        Some("running")
+    );
+    assert_eq!(
+        emu.capydb.advance_job(vendor_job_id(&handle)),
+        Some("succeeded")
+    );
+    let new = emu.capydb.project_password("prj_shop").unwrap();
+    assert_ne!(new, old);
+
+    let done = c.rotation_status(&target, &handle).await.unwrap();
+    assert_done_with(&done, &new);
+    assert_eq!(
+        emu.capydb.job_count(),
+        1,
+        "the unlocked project was not rotated again"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_job_is_reported_and_keeps_the_old_password() {
+    let (emu, endpoint) = start().await;
+    let old = emu.capydb.add_project("prj_shop");
+    let c = client(&endpoint, KEY);
+    let target = project("prj_shop");
+
+    let (handle, _) = start_rotation(&c, "prj_shop").await;
+    assert!(
+        emu.capydb
+            .fail_next_step(vendor_job_id(&handle), "ALTER ROLE failed")
+    );
+    let running = c.rotation_status(&target, &handle).await.unwrap();
+    assert!(matches!(running, RotationProgress::Pending { ref state, .. } if state == "running"));
+    match c.rotation_status(&target, &handle).await.unwrap() {
+        RotationProgress::Failed(message) => {
+            assert!(message.contains(vendor_job_id(&handle)), "{message}");
+            assert!(message.contains("failed"), "{message}");
+            assert!(!message.contains(&old));
+        }
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert_eq!(emu.capydb.project_password("prj_shop").unwrap(), old);
+    assert_eq!(emu.capydb.job_count(), 1);
+}
+
+#[tokio::test]
+async fn a_job_that_failed_unseen_is_followed_by_the_job_the_poll_started() {
+    let (emu, endpoint) = start().await;
+    let old = emu.capydb.add_project("prj_shop");
+    let c = client(&endpoint, KEY);
+    let target = project("prj_shop");
+
+    let (handle, _) = start_rotation(&c, "prj_shop").await;
+    let first = vendor_job_id(&handle).to_string();
+    emu.capydb.fail_next_step(&first, "boom");
+    emu.capydb.advance_job(&first);
+    assert_eq!(emu.capydb.advance_job(&first), Some("failed"));
+
+    // Nothing changed, so the poll has to ask by POST, which (with the lock
+    // released) starts a new job; the client follows that one to the end.
+    let next = match c.rotation_status(&target, &handle).await.unwrap() {
+        RotationProgress::Pending { job_id, state } => {
+            assert_eq!(state, "pending");
+            job_id
+        }
+        other => panic!("expected the new job, got {other:?}"),
+    };
+    assert_ne!(vendor_job_id(&next), first);
+    assert_eq!(emu.capydb.job_count(), 2);
+
+    let mut progress = c.rotation_status(&target, &next).await.unwrap();
+    while let RotationProgress::Pending { .. } = progress {
+        progress = c.rotation_status(&target, &next).await.unwrap();
+    }
+    let new = emu.capydb.project_password("prj_shop").unwrap();
+    assert_ne!(new, old);
+    assert_done_with(&progress, &new);
+    assert_eq!(emu.capydb.job_count(), 2);
+}
+
+#[tokio::test]
+async fn a_bare_job_id_is_polled_by_post() {
+    let (emu, endpoint) = start().await;
+    emu.capydb.add_project("prj_shop");
+    let c = client(&endpoint, KEY);
+    let target = project("prj_shop");
+    let (handle, _) = start_rotation(&c, "prj_shop").await;
+    let bare = vendor_job_id(&handle).to_string();
+
+    let running = c.rotation_status(&target, &bare).await.unwrap();
+    assert_eq!(
+        running,
+        RotationProgress::Pending {
+            job_id: bare.clone(),
+            state: "running".into()
+        }
+    );
+    let password = {
+        let done = c.rotation_status(&target, &bare).await.unwrap();
+        let password = emu.capydb.project_password("prj_shop").unwrap();
+        assert_done_with(&done, &password);
+        password
+    };
+    assert!(!password.is_empty());
+    assert_eq!(emu.capydb.job_count(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_or_malformed_key_is_refused_with_401() {
+    let (emu, endpoint) = start().await;
+    emu.capydb.add_project("prj_shop");
+
+    for key in ["capy_live_wrong", MALFORMED_KEY] {
+        let c = client(&endpoint, key);
+        let err = c.get_project("prj_shop").await.unwrap_err();
+        assert_eq!(err.status(), Some(401), "{err}");
+        assert_eq!(err.category(), "VendorUnauthorized");
+        assert!(!err.is_transient());
+        assert!(!err.to_string().contains(key), "{err}");
+        let err = c
+            .rotate_credentials(&project("prj_shop"), &Password::generate(), "k")
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(401));
+    }
+    assert_eq!(emu.capydb.job_count(), 0);
+}
+
+#[tokio::test]
+async fn errors_arrive_in_capydb_shape() {
+    let (emu, endpoint) = start().await;
+    ensure_crypto_provider();
+    let raw = reqwest::Client::new();
+
+    let answer = raw
+        .get(format!("{endpoint}/v1/projects/prj_shop/connections"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+
+    let answer = raw
+        .get(format!("{endpoint}/v1/projects/prj_shop/connections"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("not found"));
+
+    // A job carries the documented fields.
+    emu.capydb.add_project("prj_shop");
+    let answer = raw
+        .post(format!(
+            "{endpoint}/v1/projects/prj_shop/credentials/rotate"
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let job = &body["job"];
+    for field in [
+        "attempts",
+        "claimed_at",
+        "claimed_by",
+        "cluster_id",
+        "completed_at",
+        "created_at",
+        "error",
+        "id",
+        "last_exit_code",
+        "last_stderr",
+        "last_stdout",
+        "locked_resource",
+        "max_attempts",
+        "organization_id",
+        "preview_database_id",
+        "project_id",
+        "retry_classification",
+        "started_at",
+        "state",
+        "type",
+        "updated_at",
+    ] {
+        assert!(job.get(field).is_some(), "job lacks {field}: {job}");
+    }
+    assert_eq!(job["state"], "pending");
+    assert_eq!(job["project_id"], "prj_shop");
+}
+
+#[tokio::test]
+async fn an_unknown_project_maps_to_not_found() {
+    let (emu, endpoint) = start().await;
+    let c = client(&endpoint, KEY);
+
+    let err = c.get_project("prj_missing").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(!err.is_transient());
+    match &err {
+        ProviderError::Http {
+            api,
+            status,
+            message,
+            ..
+        } => {
+            assert_eq!(*api, ProviderApi::Capydb);
+            assert_eq!(*status, 404);
+            assert_eq!(message, "project prj_missing not found");
+        }
+        other => panic!("expected an HTTP error, got {other:?}"),
+    }
+
+    let err = c
+        .rotate_credentials(&project("prj_missing"), &Password::generate(), "k")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let err = c
+        .rotation_status(&project("prj_missing"), "job_x")
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(emu.capydb.job_count(), 0);
+
+    // Ids are one path segment each: no escaping into other routes.
+    emu.capydb.add_project("prj_shop");
+    let err = c.get_project("../projects/prj_shop").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
+
+fn assert_unsupported<T: std::fmt::Debug>(result: Result<T, ProviderError>, expected: Operation) {
+    match result {
+        Err(ProviderError::Unsupported { api, operation }) => {
+            assert_eq!(api, ProviderApi::Capydb);
+            assert_eq!(operation, expected);
+        }
+        other => panic!("expected Unsupported({expected}), got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn what_the_api_lacks_is_unsupported() {
+    let (emu, endpoint) = start().await;
+    emu.capydb.add_project("prj_shop");
+    emu.capydb.add_preview("prj_shop", "pv_1");
+    let c = client(&endpoint, KEY);
+
+    assert_eq!(c.api(), ProviderApi::Capydb);
+    assert_eq!(
+        c.capabilities(),
+        &[
+            Operation::ProjectGet,
+            Operation::BranchGet,
+            Operation::CredentialRotate
+        ]
+    );
+    assert_eq!(CAPABILITIES, c.capabilities());
+    assert!(!c.needs_operator_password());
+    for op in Operation::ALL {
+        assert_eq!(c.supports(op), CAPABILITIES.contains(&op), "{op}");
+    }
+
+    let req = ProjectRequest {
+        name: "shop".into(),
+        ..Default::default()
+    };
+    assert_unsupported(c.create_project(&req, "k").await, Operation::ProjectCreate);
+    assert_unsupported(c.delete_project("prj_shop").await, Operation::ProjectDelete);
+    let restore = RestoreRequest {
+        snapshot_id: "s".into(),
+        new_name: None,
+    };
+    assert_unsupported(
+        c.restore_snapshot(&restore, "k").await,
+        Operation::SnapshotRestore,
+    );
+    let breq = BranchRequest {
+        project_id: "prj_shop".into(),
+        branch_name: "dev".into(),
+        from_branch: None,
+    };
+    assert_unsupported(c.create_branch(&breq, "k").await, Operation::BranchCreate);
+    assert_unsupported(
+        c.delete_branch("prj_shop", "pv_1").await,
+        Operation::BranchDelete,
+    );
+    let sreq = SnapshotRequest {
+        project_id: "prj_shop".into(),
+        label: None,
+    };
+    assert_unsupported(
+        c.create_snapshot(&sreq, "k").await,
+        Operation::SnapshotCreate,
+    );
+    assert_unsupported(
+        c.get_snapshot("prj_shop", "s").await,
+        Operation::SnapshotGet,
+    );
+    assert_unsupported(
+        c.delete_snapshot("prj_shop", "s").await,
+        Operation::SnapshotDelete,
+    );
+
+    // Preview databases cannot be rotated.
+    let branch = RotationTarget::Branch {
+        project_id: "prj_shop".into(),
+        id: "pv_1".into(),
+    };
+    assert_unsupported(
+        c.rotate_credentials(&branch, &Password::generate(), "k")
+            .await,
+        Operation::CredentialRotate,
+    );
+    assert_unsupported(
+        c.rotation_status(&branch, "job_x").await,
+        Operation::CredentialRotate,
+    );
+    assert_eq!(emu.capydb.job_count(), 0);
+    // The previews and the project are untouched.
+    assert!(c.get_project("prj_shop").await.is_ok());
+    assert!(c.get_branch("prj_shop", "pv_1").await.is_ok());
+}
