@@ -17,10 +17,13 @@ use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
+use super::rotation::{self, RotationError};
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWriteError};
 use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
-use crate::providers::{BranchRequest, Operation, Provider, ResourceState, VendorBranch};
+use crate::providers::{
+    BranchRequest, Operation, Provider, ResourceState, RotationTarget, VendorBranch,
+};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasebranch";
@@ -68,6 +71,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Secret(#[from] SecretWriteError),
+    #[error("rotating credentials: {0}")]
+    Rotation(#[from] RotationError),
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
@@ -76,6 +81,9 @@ impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
             Error::Provider(e) => e.category(),
+            Error::Rotation(RotationError::Vendor(e)) => e.source.category(),
+            Error::Rotation(RotationError::Connection(_)) => "VendorInvalidResponse",
+            Error::Rotation(RotationError::Secret(_)) => "KubernetesApiError",
             Error::Vendor(e) => e.source.category(),
             Error::Kube(_) => "KubernetesApiError",
             Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
@@ -93,6 +101,8 @@ impl ReconcileError for Error {
     fn is_transient(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_transient(),
+            Error::Rotation(RotationError::Vendor(e)) => e.source.is_transient(),
+            Error::Rotation(RotationError::Secret(SecretWriteError::Kube { .. })) => true,
             Error::Vendor(e) => e.source.is_transient(),
             Error::Kube(_) => true,
             Error::Secret(SecretWriteError::Kube { .. }) => true,
@@ -102,7 +112,7 @@ impl ReconcileError for Error {
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Vendor(e) => e.source.retry_after(),
+            Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.retry_after(),
             _ => None,
         }
     }
@@ -278,6 +288,17 @@ impl Reconcile for DatabaseBranch {
                     id: vendor.id.clone(),
                     source,
                 })?;
+        // Vendors that never return the password: keep the one in the Secret.
+        let details = if details.password.is_empty() {
+            match secret::read_owned_key(&ctx.client, self, &secret_name, secret::keys::PASSWORD)
+                .await?
+            {
+                Some(password) => details.with_password(&password),
+                None => details,
+            }
+        } else {
+            details
+        };
         secret::ensure_secret(&ctx.client, self, &secret_name, details.to_data()).await?;
         if let Some(old) = previous
             .connection_secret_name
@@ -291,7 +312,39 @@ impl Reconcile for DatabaseBranch {
             "branch {} of project {project_id} is ready; connection details in Secret {secret_name}",
             vendor.id
         ));
-        let status = self.status_with_health(&with_ids(&previous, Some(secret_name)), &health);
+        let mut status =
+            self.status_with_health(&with_ids(&previous, Some(secret_name.clone())), &health);
+        let created_at = self
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string());
+        let outcome = rotation::reconcile(
+            self,
+            ctx,
+            provider.as_ref(),
+            rotation::Input {
+                target: RotationTarget::Branch {
+                    project_id: project_id.clone(),
+                    id: vendor.id.clone(),
+                },
+                secret_name: &secret_name,
+                details: &details,
+                spec: self.spec.credential_rotation.as_ref(),
+                state: previous.credential_rotation.as_ref(),
+                created_at: created_at.as_deref(),
+            },
+        )
+        .await?;
+        let poll = rotation::record(
+            outcome,
+            &mut status.credential_rotation,
+            &mut status.conditions,
+            self.metadata.generation,
+            ctx,
+            self,
+        )
+        .await;
         let was_ready = previous.conditions.is_true(conditions::READY);
         apply_status_if_changed(api, self, &previous, &status)
             .await
@@ -306,7 +359,20 @@ impl Reconcile for DatabaseBranch {
             )
             .await;
         }
-        Ok(Action::requeue(ctx.jittered_resync()))
+        let next_rotation = rotation::next_due(
+            self.spec.credential_rotation.as_ref(),
+            status.credential_rotation.as_ref(),
+            created_at.as_deref(),
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let delay = [Some(ctx.jittered_resync()), poll, next_rotation]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(ctx.settings.resync_interval);
+        Ok(Action::requeue(
+            delay.max(std::time::Duration::from_millis(100)),
+        ))
     }
 
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {

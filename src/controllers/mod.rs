@@ -9,6 +9,7 @@ pub mod project;
 pub mod provider;
 mod provider_lookup;
 pub mod reconciler;
+pub mod rotation;
 pub mod secret;
 pub mod snapshot;
 

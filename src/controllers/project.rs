@@ -16,6 +16,7 @@ use super::conditions::{self, Health, reason};
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
+use super::rotation::{self, RotationError};
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
 use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
 use crate::api::v1alpha1::{
@@ -24,7 +25,7 @@ use crate::api::v1alpha1::{
 };
 use crate::providers::{
     Operation, Password, ProjectRequest, Provider, ResourceState, RestoreProgress, RestoreRequest,
-    VendorProject,
+    RotationTarget, VendorProject,
 };
 
 /// Name of this controller in metrics and logs.
@@ -75,6 +76,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Secret(#[from] SecretWriteError),
+    #[error("rotating credentials: {0}")]
+    Rotation(#[from] RotationError),
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
@@ -83,6 +86,9 @@ impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {
             Error::Provider(e) => e.category(),
+            Error::Rotation(RotationError::Vendor(e)) => e.source.category(),
+            Error::Rotation(RotationError::Connection(_)) => "VendorInvalidResponse",
+            Error::Rotation(RotationError::Secret(_)) => "KubernetesApiError",
             Error::Vendor(e) => e.source.category(),
             Error::Kube(_) => "KubernetesApiError",
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
@@ -102,6 +108,8 @@ impl ReconcileError for Error {
     fn is_transient(&self) -> bool {
         match self {
             Error::Provider(e) => e.is_transient(),
+            Error::Rotation(RotationError::Vendor(e)) => e.source.is_transient(),
+            Error::Rotation(RotationError::Secret(SecretWriteError::Kube { .. })) => true,
             Error::Vendor(e) => e.source.is_transient(),
             Error::Kube(_) => true,
             Error::Secret(SecretWriteError::Kube { .. }) | Error::RestoreInProgress { .. } => true,
@@ -111,7 +119,7 @@ impl ReconcileError for Error {
 
     fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            Error::Vendor(e) => e.source.retry_after(),
+            Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.retry_after(),
             _ => None,
         }
     }
@@ -140,7 +148,8 @@ pub fn idempotency_key<K: Resource>(obj: &K, operation: &str) -> Option<String> 
         .map(|uid| format!("dbops-{uid}-{operation}"))
 }
 
-/// Name of the project at the vendor: `spec.projectName`, else `<namespace>-<name>` (cut to 63 characters).
+/// Name of the project at the vendor: `spec.projectName`, else `<namespace>-<name>`
+/// with dots made dashes, cut to 63 characters.
 pub fn vendor_project_name(project: &DatabaseProject) -> String {
     if let Some(name) = &project.spec.project_name {
         return name.clone();
@@ -149,7 +158,9 @@ pub fn vendor_project_name(project: &DatabaseProject) -> String {
         "{}-{}",
         project.namespace().unwrap_or_default(),
         project.name_any()
-    );
+    )
+    // Dots are legal in Kubernetes names but not in every vendor's (Supabase).
+    .replace('.', "-");
     full.chars().take(63).collect()
 }
 
@@ -333,10 +344,40 @@ impl Reconcile for DatabaseProject {
             "project {} is ready; connection details in Secret {secret_name}",
             vendor.id
         ));
-        let status = self.status_with_health(
+        let mut status = self.status_with_health(
             &status_with_vendor(&previous, &vendor, Some(secret_name.clone())),
             &health,
         );
+        let created_at = self
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string());
+        let outcome = rotation::reconcile(
+            self,
+            ctx,
+            provider.as_ref(),
+            rotation::Input {
+                target: RotationTarget::Project {
+                    id: vendor.id.clone(),
+                },
+                secret_name: &secret_name,
+                details: &details,
+                spec: self.spec.credential_rotation.as_ref(),
+                state: previous.credential_rotation.as_ref(),
+                created_at: created_at.as_deref(),
+            },
+        )
+        .await?;
+        let poll = rotation::record(
+            outcome,
+            &mut status.credential_rotation,
+            &mut status.conditions,
+            self.metadata.generation,
+            ctx,
+            self,
+        )
+        .await;
         let was_ready = previous.conditions.is_true(conditions::READY);
         apply_status_if_changed(api, self, &previous, &status)
             .await
@@ -360,7 +401,20 @@ impl Reconcile for DatabaseProject {
             )
             .await;
         }
-        Ok(Action::requeue(ctx.jittered_resync()))
+        let next_rotation = rotation::next_due(
+            self.spec.credential_rotation.as_ref(),
+            status.credential_rotation.as_ref(),
+            created_at.as_deref(),
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+        let delay = [Some(ctx.jittered_resync()), poll, next_rotation]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(ctx.settings.resync_interval);
+        Ok(Action::requeue(
+            delay.max(std::time::Duration::from_millis(100)),
+        ))
     }
 
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {

@@ -151,13 +151,18 @@ pub async fn reconcile<K: Reconcile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
         let condition = (!gone).then(|| {
             obj.status().map_or("Unknown", |s| {
                 let conditions = K::conditions(s);
-                [conditions::READY, conditions::STALLED, conditions::RECONCILING]
-                    .into_iter()
-                    .find(|c| conditions.is_true(c))
-                    .unwrap_or("Unknown")
+                [
+                    conditions::READY,
+                    conditions::STALLED,
+                    conditions::RECONCILING,
+                ]
+                .into_iter()
+                .find(|c| conditions.is_true(c))
+                .unwrap_or("Unknown")
             })
         });
-        ctx.metrics.observe_object(K::CONTROLLER, &object_key(&*obj), condition);
+        ctx.metrics
+            .observe_object(K::CONTROLLER, &object_key(&*obj), condition);
         outcome
     }
     .instrument(span)

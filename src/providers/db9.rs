@@ -48,6 +48,7 @@ pub const CAPABILITIES: &[Operation] = &[
     Operation::SnapshotDelete,
     Operation::SnapshotRestore,
     Operation::CredentialRotate,
+    Operation::BranchCredentialRotate,
 ];
 
 const CUSTOMER: &str = "customer";

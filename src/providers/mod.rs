@@ -12,6 +12,7 @@ mod error;
 pub mod http;
 pub mod infrai;
 pub mod infrai_byok;
+pub mod matrix;
 mod registry;
 pub mod supabase;
 
@@ -42,13 +43,15 @@ pub enum Operation {
     ByokRotate,
     ByokRevoke,
     ByokPolicy,
-    /// Rotate a project's or branch's database password.
+    /// Rotate a project's database password.
     CredentialRotate,
+    /// Rotate a branch's database password.
+    BranchCredentialRotate,
 }
 
 impl Operation {
     /// Every operation, in matrix order.
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 16] = [
         Operation::ProjectCreate,
         Operation::ProjectGet,
         Operation::ProjectDelete,
@@ -64,6 +67,7 @@ impl Operation {
         Operation::ByokRevoke,
         Operation::ByokPolicy,
         Operation::CredentialRotate,
+        Operation::BranchCredentialRotate,
     ];
 
     /// A stable, human-readable name (`project.create`, ...).
@@ -84,6 +88,7 @@ impl Operation {
             Operation::ByokRevoke => "byok.revoke",
             Operation::ByokPolicy => "byok.policy",
             Operation::CredentialRotate => "credentials.rotate",
+            Operation::BranchCredentialRotate => "branch.credentials.rotate",
         }
     }
 }

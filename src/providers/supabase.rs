@@ -42,6 +42,7 @@ pub const CAPABILITIES: &[Operation] = &[
     Operation::BranchGet,
     Operation::BranchDelete,
     Operation::CredentialRotate,
+    Operation::BranchCredentialRotate,
 ];
 
 /// The database role, port and database name of every Supabase project's direct

@@ -1,7 +1,10 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, ConnectionSecretTarget, DeletionPolicy, LocalObjectRef};
+use super::common::{
+    Conditions, ConnectionSecretTarget, CredentialRotationSpec, CredentialRotationStatus,
+    DeletionPolicy, LocalObjectRef,
+};
 
 /// A copy-on-write branch of a `DatabaseProject` in the same namespace.
 ///
@@ -72,6 +75,11 @@ pub struct DatabaseBranchSpec {
     /// The Secret to write the branch's connection details into. Defaults to `<name>-connection`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_connection_secret_to: Option<ConnectionSecretTarget>,
+    /// Rotate the database password periodically (providers that support it;
+    /// see the capability matrix). One rotation can also be requested with the
+    /// annotation `dbops.dev/rotate-credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_rotation: Option<CredentialRotationSpec>,
 }
 
 /// Observed state of a `DatabaseBranch`.
@@ -100,4 +108,7 @@ pub struct DatabaseBranchStatus {
     /// still be deleted after its `DatabaseProject` resource is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_name: Option<String>,
+    /// Credential rotation state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_rotation: Option<CredentialRotationStatus>,
 }

@@ -54,6 +54,35 @@ pub struct ConnectionSecretTarget {
     pub name: String,
 }
 
+/// Annotation that requests one credential rotation: set it to a new value
+/// (e.g. a timestamp) and the operator rotates the database password once.
+pub const ROTATE_ANNOTATION: &str = "dbops.dev/rotate-credentials";
+
+/// Declarative database password rotation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRotationSpec {
+    /// Rotate the database password this often (e.g. `720h`). Leave out to rotate
+    /// only on request (annotation `dbops.dev/rotate-credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<kube::core::Duration>,
+}
+
+/// Where credential rotation stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialRotationStatus {
+    /// When the vendor last confirmed new credentials (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotated_at: Option<String>,
+    /// The `dbops.dev/rotate-credentials` value last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_request: Option<String>,
+    /// The vendor's handle of a rotation still in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_job: Option<String>,
+}
+
 /// Standard `metav1.Condition` list, keyed on `type` (a list-map, as kstatus expects).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(transparent)]

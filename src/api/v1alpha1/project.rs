@@ -2,7 +2,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    Conditions, ConnectionSecretTarget, DeletionPolicy, LocalObjectRef, ProviderRef,
+    Conditions, ConnectionSecretTarget, CredentialRotationSpec, CredentialRotationStatus,
+    DeletionPolicy, LocalObjectRef, ProviderRef,
 };
 
 /// A managed Postgres project at a vendor.
@@ -117,6 +118,11 @@ pub struct DatabaseProjectSpec {
     /// The Secret to write the connection details into. Defaults to `<name>-connection`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_connection_secret_to: Option<ConnectionSecretTarget>,
+    /// Rotate the database password periodically (providers that support it;
+    /// see the capability matrix). One rotation can also be requested with the
+    /// annotation `dbops.dev/rotate-credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_rotation: Option<CredentialRotationSpec>,
 }
 
 /// Provisioning mode of a project.
@@ -178,4 +184,7 @@ pub struct DatabaseProjectStatus {
     /// The vendor's handle of an asynchronous restore still in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_handle: Option<String>,
+    /// Credential rotation state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_rotation: Option<CredentialRotationStatus>,
 }

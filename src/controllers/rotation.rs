@@ -1,0 +1,346 @@
+//! Declarative database password rotation, shared by `DatabaseProject` and
+//! `DatabaseBranch`: a one-shot request (annotation `dbops.dev/rotate-credentials`
+//! set to a new value) or an interval (`spec.credentialRotation.interval`).
+//!
+//! The connection Secret changes only after the vendor confirms the new
+//! credentials, in one write, so readers see the old or the new complete value.
+//! Where the operator chooses the password (Supabase), it is first kept in an
+//! owned `<secret>-rotation` Secret, so a crash between the vendor's confirmation
+//! and the Secret write cannot lose it: the retry sends the same password again.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Resource;
+use sha2::{Digest, Sha256};
+
+use super::secret::{self, ConnectionDetails, SecretWriteError};
+use super::{Context, VendorCall};
+use crate::api::v1alpha1::{CredentialRotationSpec, CredentialRotationStatus, ROTATE_ANNOTATION};
+use crate::providers::{Operation, Password, Provider, RotationProgress, RotationTarget};
+
+/// Condition set while the last rotation request failed (old credentials still valid).
+pub const ROTATION_FAILED: &str = "RotationFailed";
+
+/// What a rotation pass came to.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Nothing requested.
+    None,
+    /// A rotation job is running at the vendor; save the status and poll again.
+    Pending(CredentialRotationStatus),
+    /// New credentials are confirmed and in the Secret.
+    Rotated(CredentialRotationStatus),
+    /// The request could not be carried out; the old credentials stay valid.
+    Failed {
+        status: CredentialRotationStatus,
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Why a rotation pass stopped early (to be retried).
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Vendor(#[from] VendorCall),
+    #[error(transparent)]
+    Secret(#[from] SecretWriteError),
+    #[error("the vendor's new connection URI is unusable: {0}")]
+    Connection(#[from] secret::ConnectionError),
+}
+
+/// The request to act on now, if any (pure): a new annotation value, or the
+/// interval having passed since the last rotation (or since creation).
+pub fn pending_request(
+    annotation: Option<&str>,
+    spec: Option<&CredentialRotationSpec>,
+    state: Option<&CredentialRotationStatus>,
+    created_at: Option<&str>,
+    now: Timestamp,
+) -> Option<String> {
+    let handled = state.and_then(|s| s.handled_request.as_deref());
+    if let Some(value) = annotation.filter(|v| !v.is_empty())
+        && Some(value) != handled
+    {
+        return Some(value.to_string());
+    }
+    let interval = std::time::Duration::from(spec?.interval?);
+    let since = state
+        .and_then(|s| s.last_rotated_at.as_deref())
+        .or(created_at)?
+        .parse::<Timestamp>()
+        .ok()?;
+    let due = since + SignedDuration::try_from(interval).ok()?;
+    (now >= due).then(|| format!("interval-{}", due.as_second()))
+}
+
+/// When the next interval rotation is due, for requeueing.
+pub fn next_due(
+    spec: Option<&CredentialRotationSpec>,
+    state: Option<&CredentialRotationStatus>,
+    created_at: Option<&str>,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
+    let interval = std::time::Duration::from(spec?.interval?);
+    let since = state
+        .and_then(|s| s.last_rotated_at.as_deref())
+        .or(created_at)?
+        .parse::<Timestamp>()
+        .ok()?;
+    let due = since + SignedDuration::try_from(interval).ok()?;
+    Some(std::time::Duration::try_from(due.duration_since(now)).unwrap_or_default())
+}
+
+fn short_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What one rotation pass needs.
+pub struct Input<'a> {
+    pub target: RotationTarget,
+    pub secret_name: &'a str,
+    /// The complete connection details now in the Secret.
+    pub details: &'a ConnectionDetails,
+    pub spec: Option<&'a CredentialRotationSpec>,
+    pub state: Option<&'a CredentialRotationStatus>,
+    pub created_at: Option<&'a str>,
+}
+
+/// Carries a rotation forward: starts one when requested, polls a running one,
+/// and writes the Secret once the vendor confirms.
+pub async fn reconcile<K>(
+    owner: &K,
+    ctx: &Context,
+    provider: &dyn Provider,
+    input: Input<'_>,
+) -> Result<Outcome, RotationError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let now = Timestamp::now();
+    let annotation = owner
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ROTATE_ANNOTATION))
+        .map(String::as_str);
+    let mut state = input.state.cloned().unwrap_or_default();
+    let request = pending_request(annotation, input.spec, input.state, input.created_at, now);
+    let pending_name = format!("{}-rotation", input.secret_name);
+    let progress = if let Some(job) = state.pending_job.clone() {
+        provider
+            .rotation_status(&input.target, &job)
+            .await
+            .map_err(|e| VendorCall::new(format!("polling credential rotation {job}"), e))?
+    } else {
+        let Some(request) = request.clone() else {
+            return Ok(Outcome::None);
+        };
+        let operation = match input.target {
+            RotationTarget::Project { .. } => Operation::CredentialRotate,
+            RotationTarget::Branch { .. } => Operation::BranchCredentialRotate,
+        };
+        if !provider.supports(operation) {
+            state.handled_request = annotation.map(str::to_string);
+            return Ok(Outcome::Failed {
+                status: state,
+                reason: "UnsupportedByProvider",
+                message: format!("{} cannot {operation}", provider.api()),
+            });
+        }
+        let proposed = if provider.needs_operator_password() {
+            match secret::read_owned_key(&ctx.client, owner, &pending_name, secret::keys::PASSWORD)
+                .await?
+            {
+                Some(kept) => Password::new(kept),
+                None => {
+                    let fresh = Password::generate();
+                    let data = BTreeMap::from([(
+                        secret::keys::PASSWORD.to_string(),
+                        ByteString(fresh.expose().as_bytes().to_vec()),
+                    )]);
+                    secret::ensure_secret(&ctx.client, owner, &pending_name, data).await?;
+                    fresh
+                }
+            }
+        } else {
+            Password::generate()
+        };
+        let uid = owner.meta().uid.clone().unwrap_or_default();
+        let key = format!("dbops-{uid}-rotate-{}", short_hash(&request));
+        provider
+            .rotate_credentials(&input.target, &proposed, &key)
+            .await
+            .map_err(|e| VendorCall::new("rotating the database credentials", e))?
+    };
+    match progress {
+        RotationProgress::Pending { job_id, .. } => {
+            state.pending_job = Some(job_id);
+            Ok(Outcome::Pending(state))
+        }
+        RotationProgress::Failed(message) => {
+            state.pending_job = None;
+            state.handled_request = annotation.map(str::to_string);
+            let _ = secret::delete_owned_secret(&ctx.client, owner, &pending_name).await;
+            Ok(Outcome::Failed {
+                status: state,
+                reason: "RotationFailed",
+                message: format!("the vendor reports the rotation failed: {message}"),
+            })
+        }
+        RotationProgress::Done {
+            connection_uri,
+            pooled_uri,
+            password,
+        } => {
+            let details = match connection_uri {
+                Some(uri) => {
+                    let pooled = pooled_uri.or_else(|| {
+                        input
+                            .details
+                            .pooled_uri
+                            .clone()
+                            .map(crate::providers::ConnectionUri::new)
+                    });
+                    let parsed = ConnectionDetails::parse(Some(&uri), pooled.as_ref())?;
+                    match (&password, parsed.password.is_empty()) {
+                        (Some(p), true) => parsed.with_password(p.expose()),
+                        _ => parsed,
+                    }
+                }
+                None => match &password {
+                    Some(p) => input.details.clone().with_password(p.expose()),
+                    None => input.details.clone(),
+                },
+            };
+            secret::ensure_secret(&ctx.client, owner, input.secret_name, details.to_data()).await?;
+            secret::delete_owned_secret(&ctx.client, owner, &pending_name).await?;
+            state.pending_job = None;
+            state.handled_request = annotation.map(str::to_string);
+            state.last_rotated_at = Some(now.to_string());
+            Ok(Outcome::Rotated(state))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn a_new_annotation_value_is_one_request() {
+        let handled = CredentialRotationStatus {
+            handled_request: Some("2026-01-01".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            pending_request(Some("2026-01-01"), None, Some(&handled), None, ts(0)),
+            None
+        );
+        assert_eq!(
+            pending_request(Some("2026-02-01"), None, Some(&handled), None, ts(0)),
+            Some("2026-02-01".into())
+        );
+        assert_eq!(pending_request(None, None, None, None, ts(0)), None);
+    }
+
+    #[test]
+    fn the_interval_counts_from_the_last_rotation_or_creation() {
+        let spec = CredentialRotationSpec {
+            interval: Some("1h".parse().unwrap()),
+        };
+        let created = ts(1_000).to_string();
+        assert_eq!(
+            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3599)),
+            None
+        );
+        assert!(
+            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3600)).is_some()
+        );
+        let rotated = CredentialRotationStatus {
+            last_rotated_at: Some(ts(5_000).to_string()),
+            ..Default::default()
+        };
+        assert_eq!(
+            pending_request(None, Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
+            None
+        );
+        assert_eq!(
+            next_due(Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
+            Some(std::time::Duration::from_secs(2_600))
+        );
+    }
+}
+
+/// Folds `outcome` into the status (`credentialRotation` and the
+/// `RotationFailed` condition) and publishes its Event. Returns a short delay
+/// when a rotation job is still running.
+pub async fn record<K>(
+    outcome: Outcome,
+    rotation_status: &mut Option<CredentialRotationStatus>,
+    conditions: &mut crate::api::v1alpha1::Conditions,
+    generation: Option<i64>,
+    ctx: &Context,
+    owner: &K,
+) -> Option<std::time::Duration>
+where
+    K: Resource<DynamicType = ()>,
+{
+    use kube::runtime::events::EventType;
+    match outcome {
+        Outcome::None => None,
+        Outcome::Pending(state) => {
+            *rotation_status = Some(state);
+            Some(ctx.settings.provisioning_poll)
+        }
+        Outcome::Rotated(state) => {
+            *rotation_status = Some(state);
+            super::conditions::remove_condition(conditions, ROTATION_FAILED);
+            ctx.publish(
+                owner,
+                EventType::Normal,
+                "CredentialsRotated",
+                "Rotate",
+                "the vendor confirmed new credentials; the connection Secret was updated"
+                    .to_string(),
+            )
+            .await;
+            None
+        }
+        Outcome::Failed {
+            status,
+            reason,
+            message,
+        } => {
+            *rotation_status = Some(status);
+            super::conditions::set_condition(
+                conditions,
+                ROTATION_FAILED,
+                true,
+                reason,
+                &format!("{message}; the current credentials stay valid"),
+                generation,
+                Timestamp::now(),
+            );
+            ctx.publish(
+                owner,
+                EventType::Warning,
+                ROTATION_FAILED,
+                "Rotate",
+                message,
+            )
+            .await;
+            None
+        }
+    }
+}
