@@ -47,7 +47,9 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
-    /// Serve the vendor API emulators (infrai under /infrai) until interrupted.
+    /// Print the capability matrix (kinds x operations x provider APIs) as Markdown.
+    Capabilities,
+    /// Serve the vendor API emulators (/infrai, /supabase, /db9, /capydb) until interrupted.
     Emulator(EmulatorArgs),
 }
 
@@ -241,6 +243,10 @@ async fn main() -> ExitCode {
         Command::Run(args) => run(args).await,
         Command::Crdgen { out_dir } => crdgen(out_dir),
         Command::Emulator(args) => emulator(args).await,
+        Command::Capabilities => {
+            print!("{}", dbops::providers::matrix::markdown());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

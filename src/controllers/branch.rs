@@ -435,6 +435,20 @@ impl Reconcile for DatabaseBranch {
             (None, None) => None,
         };
         if let Some(id) = id {
+            if !provider.supports(Operation::BranchDelete) {
+                ctx.publish(
+                    self,
+                    EventType::Warning,
+                    "NotDeletedByProvider",
+                    "Delete",
+                    format!(
+                        "{} cannot delete a branch through its API: vendor branch {id} is left in place (set deletionPolicy: Retain to say so up front)",
+                        provider.api()
+                    ),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
             match provider.delete_branch(&project_id, &id).await {
                 Ok(()) => {
                     ctx.publish(

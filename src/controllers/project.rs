@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Health, reason};
 use super::reconciler::{
-    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
+    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed,
 };
 use super::rotation::{self, RotationError};
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
@@ -266,10 +266,18 @@ impl Reconcile for DatabaseProject {
             {
                 Created::Project(vendor) => vendor,
                 Created::Waiting(health) => {
-                    report_progress(api, self, &health)
+                    // Build on what create() may have written (e.g. a restore handle).
+                    let status = self.status_with_health(&previous, &health);
+                    apply_status_if_changed(api, self, &previous, &status)
                         .await
                         .map_err(KubeCall::Status)?;
-                    return Ok(Action::requeue(ctx.jittered_resync()));
+                    // A running restore job has no watch event to wake us: poll it.
+                    let delay = if status.restore_handle.is_some() {
+                        ctx.settings.provisioning_poll
+                    } else {
+                        ctx.jittered_resync()
+                    };
+                    return Ok(Action::requeue(delay));
                 }
             }
         };
@@ -445,6 +453,20 @@ impl Reconcile for DatabaseProject {
             (None, None) => None,
         };
         if let Some(id) = id {
+            if !provider.supports(Operation::ProjectDelete) {
+                ctx.publish(
+                    self,
+                    EventType::Warning,
+                    "NotDeletedByProvider",
+                    "Delete",
+                    format!(
+                        "{} cannot delete a project through its API: vendor project {id} is left in place (set deletionPolicy: Retain to say so up front)",
+                        provider.api()
+                    ),
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
             match provider.delete_project(&id).await {
                 Ok(()) => {
                     ctx.publish(
