@@ -28,9 +28,11 @@ impl Drop for Operator {
 
 async fn apply_examples(client: &kube::Client) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
+    // Only the quick-start files at the top (kubectl apply -f deploy/examples/ is not recursive).
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     files.sort();
     let mut applied = Vec::new();
