@@ -35,7 +35,7 @@ pub struct LeaderElection {
 }
 
 /// Options of one operator process.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     pub settings: Settings,
     /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` disables them.
@@ -46,18 +46,6 @@ pub struct Options {
     pub namespaces: Vec<String>,
     /// Leader election; `None` runs the controllers at once.
     pub leader_election: Option<LeaderElection>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            settings: Settings::default(),
-            metrics_listen: None,
-            instance: None,
-            namespaces: Vec::new(),
-            leader_election: None,
-        }
-    }
 }
 
 /// What `/readyz` reports.

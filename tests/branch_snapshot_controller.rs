@@ -69,6 +69,7 @@ fn branch(name: &str, project: &str) -> DatabaseBranch {
             write_connection_secret_to: Some(ConnectionSecretTarget {
                 name: format!("{name}-db"),
             }),
+            credential_rotation: None,
         },
     )
 }

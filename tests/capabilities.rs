@@ -7,8 +7,8 @@ use dbops::api::v1alpha1::ProviderApi;
 use dbops::providers::infrai_byok::Credentials;
 use dbops::providers::matrix::{self, APIS};
 use dbops::providers::{
-    BranchRequest, Operation, Password, ProjectRequest, ProviderConfig, ProviderError, RestoreRequest,
-    RotationTarget, SnapshotRequest, build,
+    BranchRequest, Operation, Password, ProjectRequest, ProviderConfig, ProviderError,
+    RestoreRequest, RotationTarget, SnapshotRequest, build,
 };
 use secrecy::SecretString;
 
@@ -119,10 +119,17 @@ async fn declarations_match_behaviour() {
 
 #[test]
 fn the_readme_shows_the_generated_matrix() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- capability-matrix:start -->").expect("matrix start marker");
-    let end = readme.find("<!-- capability-matrix:end -->").expect("matrix end marker");
-    let shown = readme[start..end].trim_start_matches("<!-- capability-matrix:start -->").trim();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- capability-matrix:start -->")
+        .expect("matrix start marker");
+    let end = readme
+        .find("<!-- capability-matrix:end -->")
+        .expect("matrix end marker");
+    let shown = readme[start..end]
+        .trim_start_matches("<!-- capability-matrix:start -->")
+        .trim();
     assert_eq!(
         shown,
         matrix::markdown().trim(),

@@ -188,6 +188,7 @@ async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
             external_id: None,
             deletion_policy: DeletionPolicy::Delete,
             write_connection_secret_to: None,
+            credential_rotation: None,
         },
     );
     branches.create(&pp, &branch).await.unwrap();

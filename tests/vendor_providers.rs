@@ -27,7 +27,12 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(h.client.clone(), NS);
-    api.create(&PostParams::default(), &serde_json::from_value(value).unwrap()).await.unwrap();
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(value).unwrap(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn get<K>(h: &Harness, name: &str) -> K
@@ -37,11 +42,17 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    Api::<K>::namespaced(h.client.clone(), NS).get(name).await.unwrap()
+    Api::<K>::namespaced(h.client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap()
 }
 
 async fn secret_data(h: &Harness, name: &str) -> BTreeMap<String, String> {
-    let secret = Api::<Secret>::namespaced(h.client.clone(), NS).get(name).await.unwrap();
+    let secret = Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap();
     secret
         .data
         .unwrap()
@@ -77,19 +88,34 @@ fn project(name: &str, provider: &str) -> serde_json::Value {
 #[tokio::test]
 async fn supabase_project_waits_through_provisioning_and_keeps_the_password_it_chose() {
     let h = Harness::bare().await;
-    h.create_provider_for("supa", ProviderApi::Supabase, support::SUPABASE_KEY, Some("acme")).await;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile::<DatabaseProject>(&h, "app").await.unwrap(); // finalizer
     reconcile::<DatabaseProject>(&h, "app").await.unwrap(); // create: COMING_UP
     let p: DatabaseProject = get(&h, "app").await;
-    assert_eq!(condition(&p, RECONCILING), ("True".into(), "WaitingForVendor".into()));
-    assert!(p.status.unwrap().project_id.is_some(), "the id is saved while provisioning");
+    assert_eq!(
+        condition(&p, RECONCILING),
+        ("True".into(), "WaitingForVendor".into())
+    );
+    assert!(
+        p.status.unwrap().project_id.is_some(),
+        "the id is saved while provisioning"
+    );
     let p = reconcile_until_ready::<DatabaseProject>(&h, "app", 5).await;
     let id = p.status.unwrap().project_id.unwrap();
     assert_eq!(h.emulator.supabase.project_count(), 1);
     let data = secret_data(&h, "app-connection").await;
     let vendor_password = h.emulator.supabase.db_password(&id).unwrap();
-    assert_eq!(data["password"], vendor_password, "the Secret holds the password the operator sent");
+    assert_eq!(
+        data["password"], vendor_password,
+        "the Secret holds the password the operator sent"
+    );
     assert!(data["password"].len() >= 32);
     assert!(data["uri"].contains(&format!(":{vendor_password}@")));
     assert_eq!(data["username"], "postgres");
@@ -104,11 +130,22 @@ async fn supabase_project_waits_through_provisioning_and_keeps_the_password_it_c
     let state = p.status.unwrap().credential_rotation.unwrap();
     assert!(state.last_rotated_at.is_some());
     assert_eq!(state.handled_request.as_deref(), Some("2026-11-23"));
-    assert!(h.event_reasons("app").contains(&"CredentialsRotated".to_string()));
-    reconcile::<DatabaseProject>(&h, "app").await.unwrap();
-    assert_eq!(h.emulator.supabase.db_password(&id).unwrap(), rotated, "the same request is not repeated");
     assert!(
-        Api::<Secret>::namespaced(h.client.clone(), NS).get_opt("app-connection-rotation").await.unwrap().is_none(),
+        h.event_reasons("app")
+            .contains(&"CredentialsRotated".to_string())
+    );
+    reconcile::<DatabaseProject>(&h, "app").await.unwrap();
+    assert_eq!(
+        h.emulator.supabase.db_password(&id).unwrap(),
+        rotated,
+        "the same request is not repeated"
+    );
+    assert!(
+        Api::<Secret>::namespaced(h.client.clone(), NS)
+            .get_opt("app-connection-rotation")
+            .await
+            .unwrap()
+            .is_none(),
         "the kept password is cleaned up"
     );
 }
@@ -116,15 +153,27 @@ async fn supabase_project_waits_through_provisioning_and_keeps_the_password_it_c
 #[tokio::test]
 async fn supabase_crash_after_create_reuses_the_project_by_name() {
     let h = Harness::bare().await;
-    h.create_provider_for("supa", ProviderApi::Supabase, support::SUPABASE_KEY, Some("acme")).await;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile::<DatabaseProject>(&h, "app").await.unwrap();
-    h.kube.fail_after(Method::PATCH, "/databaseprojects/app/status", 1, 500, 1);
+    h.kube
+        .fail_after(Method::PATCH, "/databaseprojects/app/status", 1, 500, 1);
     reconcile::<DatabaseProject>(&h, "app").await.unwrap_err();
     assert_eq!(h.emulator.supabase.project_count(), 1);
     reconcile_until_ready::<DatabaseProject>(&h, "app", 5).await;
     assert_eq!(h.emulator.supabase.project_count(), 1, "no second project");
-    let id = get::<DatabaseProject>(&h, "app").await.status.unwrap().project_id.unwrap();
+    let id = get::<DatabaseProject>(&h, "app")
+        .await
+        .status
+        .unwrap()
+        .project_id
+        .unwrap();
     assert_eq!(
         secret_data(&h, "app-connection").await["password"],
         h.emulator.supabase.db_password(&id).unwrap(),
@@ -135,7 +184,13 @@ async fn supabase_crash_after_create_reuses_the_project_by_name() {
 #[tokio::test]
 async fn supabase_refuses_snapshots_and_restores_honestly() {
     let h = Harness::bare().await;
-    h.create_provider_for("supa", ProviderApi::Supabase, support::SUPABASE_KEY, Some("acme")).await;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile_until_ready::<DatabaseProject>(&h, "app", 6).await;
     create::<DatabaseSnapshot>(
@@ -149,7 +204,11 @@ async fn supabase_refuses_snapshots_and_restores_honestly() {
     let s: DatabaseSnapshot = get(&h, "s").await;
     let stalled = s.status.unwrap().conditions.get(STALLED).unwrap().clone();
     assert_eq!(stalled.reason, "UnsupportedByProvider");
-    assert!(stalled.message.contains("supabase cannot snapshot.create"), "{}", stalled.message);
+    assert!(
+        stalled.message.contains("supabase cannot snapshot.create"),
+        "{}",
+        stalled.message
+    );
 
     let mut restore = project("copy", "supa");
     restore["spec"]["restoreFrom"] = json!({ "snapshotId": "anything" });
@@ -163,7 +222,13 @@ async fn supabase_refuses_snapshots_and_restores_honestly() {
 #[tokio::test]
 async fn supabase_branches_get_their_own_credentials() {
     let h = Harness::bare().await;
-    h.create_provider_for("supa", ProviderApi::Supabase, support::SUPABASE_KEY, Some("acme")).await;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile_until_ready::<DatabaseProject>(&h, "app", 6).await;
     create::<DatabaseBranch>(
@@ -178,7 +243,9 @@ async fn supabase_branches_get_their_own_credentials() {
     assert_ne!(branch["uri"], main["uri"]);
     assert!(!branch["password"].is_empty());
     let api: Api<DatabaseBranch> = Api::namespaced(h.client.clone(), NS);
-    api.delete("preview", &DeleteParams::default()).await.unwrap();
+    api.delete("preview", &DeleteParams::default())
+        .await
+        .unwrap();
     reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
     assert_eq!(h.emulator.supabase.branch_count(), 0);
 }
@@ -188,12 +255,16 @@ async fn supabase_branches_get_their_own_credentials() {
 #[tokio::test]
 async fn db9_project_snapshot_restore_and_rotation() {
     let h = Harness::bare().await;
-    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None).await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
     create::<DatabaseProject>(&h, project("app", "db9")).await;
     let p = reconcile_until_ready::<DatabaseProject>(&h, "app", 3).await;
     let id = p.status.unwrap().project_id.unwrap();
     let data = secret_data(&h, "app-connection").await;
-    assert_eq!(data["password"], h.emulator.db9.admin_password(&id).unwrap());
+    assert_eq!(
+        data["password"],
+        h.emulator.db9.admin_password(&id).unwrap()
+    );
     h.emulator.db9.write_data(&id, "orders", "42");
 
     // Backups are asynchronous: the snapshot waits, then becomes Ready.
@@ -205,7 +276,10 @@ async fn db9_project_snapshot_restore_and_rotation() {
     reconcile::<DatabaseSnapshot>(&h, "s").await.unwrap();
     reconcile::<DatabaseSnapshot>(&h, "s").await.unwrap();
     let s: DatabaseSnapshot = get(&h, "s").await;
-    assert_eq!(condition(&s, RECONCILING), ("True".into(), "WaitingForVendor".into()));
+    assert_eq!(
+        condition(&s, RECONCILING),
+        ("True".into(), "WaitingForVendor".into())
+    );
     reconcile_until_ready::<DatabaseSnapshot>(&h, "s", 5).await;
     assert_eq!(h.emulator.db9.backup_count(), 1);
 
@@ -220,8 +294,20 @@ async fn db9_project_snapshot_restore_and_rotation() {
     assert_eq!(condition(&c, RECONCILING).1, "WaitingForVendor");
     let c = reconcile_until_ready::<DatabaseProject>(&h, "copy", 6).await;
     let copy_id = c.status.unwrap().project_id.unwrap();
-    assert_eq!(h.emulator.db9.restore_count(), 1, "one restore despite the polls");
-    assert_eq!(h.emulator.db9.data(&copy_id).unwrap().get("orders").map(String::as_str), Some("42"));
+    assert_eq!(
+        h.emulator.db9.restore_count(),
+        1,
+        "one restore despite the polls"
+    );
+    assert_eq!(
+        h.emulator
+            .db9
+            .data(&copy_id)
+            .unwrap()
+            .get("orders")
+            .map(String::as_str),
+        Some("42")
+    );
 
     // Rotation: DB9 resets the password and returns it; the Secret follows.
     request_rotation(&h, "projects", "app", "now").await;
@@ -231,7 +317,10 @@ async fn db9_project_snapshot_restore_and_rotation() {
     assert_eq!(secret_data(&h, "app-connection").await["password"], new);
 
     // A snapshot with deletionPolicy Delete goes at the vendor too.
-    Api::<DatabaseSnapshot>::namespaced(h.client.clone(), NS).delete("s", &DeleteParams::default()).await.unwrap();
+    Api::<DatabaseSnapshot>::namespaced(h.client.clone(), NS)
+        .delete("s", &DeleteParams::default())
+        .await
+        .unwrap();
     reconcile::<DatabaseSnapshot>(&h, "s").await.unwrap();
     assert_eq!(h.emulator.db9.backup_count(), 0);
 }
@@ -239,14 +328,20 @@ async fn db9_project_snapshot_restore_and_rotation() {
 #[tokio::test]
 async fn db9_crash_after_create_finds_the_database_by_name() {
     let h = Harness::bare().await;
-    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None).await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
     create::<DatabaseProject>(&h, project("app", "db9")).await;
     reconcile::<DatabaseProject>(&h, "app").await.unwrap();
-    h.kube.fail_after(Method::PATCH, "/databaseprojects/app/status", 1, 500, 1);
+    h.kube
+        .fail_after(Method::PATCH, "/databaseprojects/app/status", 1, 500, 1);
     reconcile::<DatabaseProject>(&h, "app").await.unwrap_err();
     reconcile_until_ready::<DatabaseProject>(&h, "app", 3).await;
     assert_eq!(h.emulator.db9.database_count(), 1);
-    assert_eq!(h.emulator.db9.database_create_count(), 1, "the retry did not call create again");
+    assert_eq!(
+        h.emulator.db9.database_create_count(),
+        1,
+        "the retry did not call create again"
+    );
 }
 
 // ---------------------------------------------------------------- CapyDB
@@ -254,7 +349,8 @@ async fn db9_crash_after_create_finds_the_database_by_name() {
 #[tokio::test]
 async fn capydb_creation_is_refused_with_the_way_out() {
     let h = Harness::bare().await;
-    h.create_provider_for("capy", ProviderApi::Capydb, support::CAPYDB_KEY, None).await;
+    h.create_provider_for("capy", ProviderApi::Capydb, support::CAPYDB_KEY, None)
+        .await;
     create::<DatabaseProject>(&h, project("app", "capy")).await;
     reconcile::<DatabaseProject>(&h, "app").await.unwrap();
     let err = reconcile::<DatabaseProject>(&h, "app").await.unwrap_err();
@@ -262,13 +358,18 @@ async fn capydb_creation_is_refused_with_the_way_out() {
     let p: DatabaseProject = get(&h, "app").await;
     let stalled = p.status.unwrap().conditions.get(STALLED).unwrap().clone();
     assert_eq!(stalled.reason, "UnsupportedByProvider");
-    assert!(stalled.message.contains("externalId"), "{}", stalled.message);
+    assert!(
+        stalled.message.contains("externalId"),
+        "{}",
+        stalled.message
+    );
 }
 
 #[tokio::test]
 async fn capydb_adoption_and_rotation_through_a_job() {
     let h = Harness::bare().await;
-    h.create_provider_for("capy", ProviderApi::Capydb, support::CAPYDB_KEY, None).await;
+    h.create_provider_for("capy", ProviderApi::Capydb, support::CAPYDB_KEY, None)
+        .await;
     h.emulator.capydb.add_project("prj_capy1");
     h.emulator.capydb.add_preview("prj_capy1", "pvw_1");
     let mut adopted = project("app", "capy");
@@ -288,14 +389,31 @@ async fn capydb_adoption_and_rotation_through_a_job() {
     )
     .await;
     reconcile_until_ready::<DatabaseBranch>(&h, "pr-1", 3).await;
-    assert!(secret_data(&h, "pr-1-connection").await.contains_key("pooledUri"));
+    assert!(
+        secret_data(&h, "pr-1-connection")
+            .await
+            .contains_key("pooledUri")
+    );
 
     // Rotation: a job moves through its states; the Secret changes only at the end.
     request_rotation(&h, "projects", "app", "r1").await;
     reconcile::<DatabaseProject>(&h, "app").await.unwrap();
     let p: DatabaseProject = get(&h, "app").await;
-    assert!(p.status.as_ref().unwrap().credential_rotation.as_ref().unwrap().pending_job.is_some());
-    assert_eq!(secret_data(&h, "app-connection").await["password"], before, "not before the job is done");
+    assert!(
+        p.status
+            .as_ref()
+            .unwrap()
+            .credential_rotation
+            .as_ref()
+            .unwrap()
+            .pending_job
+            .is_some()
+    );
+    assert_eq!(
+        secret_data(&h, "app-connection").await["password"],
+        before,
+        "not before the job is done"
+    );
     for _ in 0..5 {
         reconcile::<DatabaseProject>(&h, "app").await.unwrap();
     }
@@ -307,7 +425,11 @@ async fn capydb_adoption_and_rotation_through_a_job() {
     let p: DatabaseProject = get(&h, "app").await;
     let state = p.status.unwrap().credential_rotation.unwrap();
     assert!(state.pending_job.is_none() && state.last_rotated_at.is_some());
-    assert_eq!(h.emulator.capydb.job_count(), 1, "polling never started a second rotation");
+    assert_eq!(
+        h.emulator.capydb.job_count(),
+        1,
+        "polling never started a second rotation"
+    );
     assert!(get::<DatabaseProject>(&h, "app").await.is_ready());
 
     // Preview databases cannot be rotated: refused clearly, still Ready.
@@ -318,10 +440,25 @@ async fn capydb_adoption_and_rotation_through_a_job() {
     assert_eq!(condition(&b, "RotationFailed").1, "UnsupportedByProvider");
 
     // No delete in the API: deletion releases the resource and says so.
-    Api::<DatabaseProject>::namespaced(h.client.clone(), NS).delete("app", &DeleteParams::default()).await.unwrap();
+    Api::<DatabaseProject>::namespaced(h.client.clone(), NS)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
     reconcile::<DatabaseProject>(&h, "app").await.unwrap();
-    assert!(Api::<DatabaseProject>::namespaced(h.client.clone(), NS).get_opt("app").await.unwrap().is_none());
-    assert!(h.event_reasons("app").contains(&"NotDeletedByProvider".to_string()));
-    assert!(h.emulator.capydb.project_password("prj_capy1").is_some(), "still there at CapyDB");
+    assert!(
+        Api::<DatabaseProject>::namespaced(h.client.clone(), NS)
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        h.event_reasons("app")
+            .contains(&"NotDeletedByProvider".to_string())
+    );
+    assert!(
+        h.emulator.capydb.project_password("prj_capy1").is_some(),
+        "still there at CapyDB"
+    );
     let _ = READY;
 }

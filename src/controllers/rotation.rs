@@ -229,59 +229,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ts(s: i64) -> Timestamp {
-        Timestamp::from_second(s).unwrap()
-    }
-
-    #[test]
-    fn a_new_annotation_value_is_one_request() {
-        let handled = CredentialRotationStatus {
-            handled_request: Some("2026-01-01".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            pending_request(Some("2026-01-01"), None, Some(&handled), None, ts(0)),
-            None
-        );
-        assert_eq!(
-            pending_request(Some("2026-02-01"), None, Some(&handled), None, ts(0)),
-            Some("2026-02-01".into())
-        );
-        assert_eq!(pending_request(None, None, None, None, ts(0)), None);
-    }
-
-    #[test]
-    fn the_interval_counts_from_the_last_rotation_or_creation() {
-        let spec = CredentialRotationSpec {
-            interval: Some("1h".parse().unwrap()),
-        };
-        let created = ts(1_000).to_string();
-        assert_eq!(
-            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3599)),
-            None
-        );
-        assert!(
-            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3600)).is_some()
-        );
-        let rotated = CredentialRotationStatus {
-            last_rotated_at: Some(ts(5_000).to_string()),
-            ..Default::default()
-        };
-        assert_eq!(
-            pending_request(None, Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
-            None
-        );
-        assert_eq!(
-            next_due(Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
-            Some(std::time::Duration::from_secs(2_600))
-        );
-    }
-}
-
 /// Folds `outcome` into the status (`credentialRotation` and the
 /// `RotationFailed` condition) and publishes its Event. Returns a short delay
 /// when a rotation job is still running.
@@ -342,5 +289,58 @@ where
             .await;
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn a_new_annotation_value_is_one_request() {
+        let handled = CredentialRotationStatus {
+            handled_request: Some("2026-01-01".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            pending_request(Some("2026-01-01"), None, Some(&handled), None, ts(0)),
+            None
+        );
+        assert_eq!(
+            pending_request(Some("2026-02-01"), None, Some(&handled), None, ts(0)),
+            Some("2026-02-01".into())
+        );
+        assert_eq!(pending_request(None, None, None, None, ts(0)), None);
+    }
+
+    #[test]
+    fn the_interval_counts_from_the_last_rotation_or_creation() {
+        let spec = CredentialRotationSpec {
+            interval: Some("1h".parse().unwrap()),
+        };
+        let created = ts(1_000).to_string();
+        assert_eq!(
+            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3599)),
+            None
+        );
+        assert!(
+            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3600)).is_some()
+        );
+        let rotated = CredentialRotationStatus {
+            last_rotated_at: Some(ts(5_000).to_string()),
+            ..Default::default()
+        };
+        assert_eq!(
+            pending_request(None, Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
+            None
+        );
+        assert_eq!(
+            next_due(Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
+            Some(std::time::Duration::from_secs(2_600))
+        );
     }
 }

@@ -673,6 +673,6 @@ mod tests {
     #[test]
     fn capabilities_have_no_byok() {
         assert!(!CAPABILITIES.contains(&Operation::ByokRegister));
-        assert_eq!(CAPABILITIES.len(), 11);
+        assert_eq!(CAPABILITIES.len(), 12);
     }
 }
