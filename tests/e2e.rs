@@ -55,6 +55,10 @@ struct Operator(Child);
 
 impl Operator {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_dbops"))
             .args([
                 "run",
@@ -63,6 +67,7 @@ impl Operator {
                 "--resync-interval",
                 "30s",
             ])
+            .args(extra)
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .spawn()
@@ -399,5 +404,109 @@ async fn byok_credential_rotation_and_byok_project() {
     assert!(
         body.contains("\"revoked\""),
         "credential revoked at the vendor: {body}"
+    );
+}
+
+async fn secret_password(secrets: &Api<Secret>, name: &str) -> String {
+    let secret = secrets.get(name).await.expect("Secret written");
+    String::from_utf8(secret.data.expect("data")["password"].0.clone()).unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn supabase_and_db9_examples() {
+    require_cluster();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    dbops::providers::http::ensure_crypto_provider();
+    install_crds();
+    let _operator = Operator::start();
+    let client = kube::Client::try_default()
+        .await
+        .expect("cluster reachable");
+    let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    kubectl(&[
+        "apply",
+        "-f",
+        "deploy/examples/vendors/supabase.yaml",
+        "-f",
+        "deploy/examples/vendors/db9.yaml",
+    ]);
+    for name in ["supabase-app", "db9-app", "db9-app-restored"] {
+        wait_until(name, Duration::from_secs(180), || async {
+            projects.get_opt(name).await.ok().flatten().filter(is_ready)
+        })
+        .await;
+    }
+    // Rotate Supabase's password on request; the Secret follows once the vendor confirms.
+    let before = secret_password(&secrets, "supabase-app-db").await;
+    kubectl(&[
+        "annotate",
+        "--overwrite",
+        "databaseproject/supabase-app",
+        "-n",
+        "default",
+        "dbops.dev/rotate-credentials=e2e",
+    ]);
+    wait_until("rotated password", Duration::from_secs(60), || async {
+        let now = secret_password(&secrets, "supabase-app-db").await;
+        (now != before).then_some(())
+    })
+    .await;
+    kubectl(&[
+        "delete",
+        "-f",
+        "deploy/examples/vendors/supabase.yaml",
+        "-f",
+        "deploy/examples/vendors/db9.yaml",
+        "--wait=true",
+        "--timeout=180s",
+    ]);
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn capydb_adoption_example() {
+    require_cluster();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    dbops::providers::http::ensure_crypto_provider();
+    install_crds();
+    // CapyDB's API cannot create projects, so this test runs the emulator itself
+    // (seeded with the example's project) and the operator without its own.
+    let emulator = dbops::emulator::Emulator::new(&dbops::emulator::EmulatorConfig::default());
+    emulator.capydb.add_project("prj_example");
+    let (_addr, _server) = emulator
+        .clone()
+        .spawn("127.0.0.1:8470")
+        .await
+        .expect("port 8470 free");
+    let _operator = Operator::start_with(&["--emulator=false"]);
+    let client = kube::Client::try_default()
+        .await
+        .expect("cluster reachable");
+    let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    kubectl(&["apply", "-f", "deploy/examples/vendors/capydb.yaml"]);
+    wait_until("capydb-app Ready", Duration::from_secs(120), || async {
+        projects
+            .get_opt("capydb-app")
+            .await
+            .ok()
+            .flatten()
+            .filter(is_ready)
+    })
+    .await;
+    let secret = secrets.get("capydb-app-db").await.unwrap();
+    assert!(secret.data.unwrap().contains_key("pooledUri"));
+    kubectl(&[
+        "delete",
+        "-f",
+        "deploy/examples/vendors/capydb.yaml",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    assert!(
+        emulator.capydb.project_password("prj_example").is_some(),
+        "Retain: still at CapyDB"
     );
 }
