@@ -510,3 +510,74 @@ async fn capydb_adoption_example() {
         "Retain: still at CapyDB"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn two_replicas_elect_one_leader_and_fail_over() {
+    require_cluster();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    install_crds();
+    let client = kube::Client::try_default()
+        .await
+        .expect("cluster reachable");
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "default");
+    let holder = || {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get_opt("dbops-e2e-leader")
+                .await
+                .ok()
+                .flatten()?
+                .spec?
+                .holder_identity
+        }
+    };
+    let le = [
+        "--emulator=false",
+        "--leader-election=true",
+        "--lease-name",
+        "dbops-e2e-leader",
+        "--lease-namespace",
+        "default",
+        "--lease-duration",
+        "5s",
+    ];
+    let first = Command::new(env!("CARGO_BIN_EXE_dbops"))
+        .args(["run", "--metrics-listen", "127.0.0.1:0"])
+        .args(le)
+        .env("POD_NAME", "e2e-first")
+        .spawn()
+        .expect("starts");
+    let mut first = Operator(first);
+    wait_until("first leader", Duration::from_secs(30), || async {
+        holder().await.filter(|h| h == "e2e-first")
+    })
+    .await;
+    let _second = Operator(
+        Command::new(env!("CARGO_BIN_EXE_dbops"))
+            .args(["run", "--metrics-listen", "127.0.0.1:0"])
+            .args(le)
+            .env("POD_NAME", "e2e-second")
+            .spawn()
+            .expect("starts"),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        holder().await.as_deref(),
+        Some("e2e-first"),
+        "the standby waits"
+    );
+    // Kill the leader without letting it release the Lease: the standby takes over after expiry.
+    let _ = first.0.kill();
+    let killed = Instant::now();
+    wait_until("failover", Duration::from_secs(30), || async {
+        holder().await.filter(|h| h == "e2e-second")
+    })
+    .await;
+    println!(
+        "e2e: standby took over {:?} after the leader was killed (lease 5s)",
+        killed.elapsed()
+    );
+}

@@ -58,10 +58,11 @@ pub enum Error {
     },
     #[error("the vendor reports branch {id} as failed: {state}")]
     VendorFailed { id: String, state: String },
-    #[error("{provider} cannot {operation}")]
+    #[error("{provider} cannot {operation}; {hint}")]
     Unsupported {
         provider: String,
         operation: Operation,
+        hint: &'static str,
     },
     #[error("branch {id}: {source}")]
     Connection {
@@ -495,6 +496,9 @@ impl DatabaseBranch {
             return Err(Error::Unsupported {
                 provider: provider.api().to_string(),
                 operation: Operation::BranchCreate,
+                hint: provider
+                    .unsupported_hint(Operation::BranchCreate)
+                    .unwrap_or("adopt an existing branch with spec.externalId instead"),
             });
         }
         let key = idempotency_key(self, "branch-create").ok_or(Error::InvalidObject)?;

@@ -524,7 +524,9 @@ impl DatabaseProject {
             return Err(Error::Unsupported {
                 provider: provider.api().to_string(),
                 operation,
-                hint: "adopt an existing project with spec.externalId instead",
+                hint: provider
+                    .unsupported_hint(operation)
+                    .unwrap_or("adopt an existing project with spec.externalId instead"),
             });
         }
         if !previous.create_requested {

@@ -381,7 +381,9 @@ impl DatabaseSnapshot {
             return Err(Error::Unsupported {
                 provider: provider.api().to_string(),
                 operation: Operation::SnapshotCreate,
-                hint: "adopt an existing snapshot or backup with spec.externalId instead",
+                hint: provider
+                    .unsupported_hint(Operation::SnapshotCreate)
+                    .unwrap_or("adopt an existing snapshot with spec.externalId instead"),
             });
         }
         let key = idempotency_key(self, "snapshot-create").ok_or(Error::InvalidObject)?;

@@ -427,6 +427,18 @@ impl Provider for CapyDbClient {
     fn api(&self) -> ProviderApi {
         ProviderApi::Capydb
     }
+    fn unsupported_hint(&self, operation: Operation) -> Option<&'static str> {
+        match operation {
+            Operation::ProjectCreate | Operation::BranchCreate => Some(
+                "CapyDB's API cannot create projects or preview databases: create it in CapyDB, then adopt it here with spec.externalId",
+            ),
+            Operation::ProjectDelete | Operation::BranchDelete => Some(
+                "CapyDB's API cannot delete; delete it in CapyDB and use deletionPolicy: Retain",
+            ),
+            _ => None,
+        }
+    }
+
     fn capabilities(&self) -> &'static [Operation] {
         CAPABILITIES
     }

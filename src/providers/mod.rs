@@ -418,6 +418,13 @@ pub trait Provider: ProjectApi + BranchApi + SnapshotApi + ByokApi + CredentialA
         false
     }
 
+    /// What to do instead of `operation` when this provider lacks it, for the
+    /// `UnsupportedByProvider` message (`None`: no specific advice).
+    fn unsupported_hint(&self, operation: Operation) -> Option<&'static str> {
+        let _ = operation;
+        None
+    }
+
     /// Whether `operation` is implemented.
     fn supports(&self, operation: Operation) -> bool {
         self.capabilities().contains(&operation)

@@ -696,6 +696,18 @@ impl Provider for SupabaseClient {
         CAPABILITIES
     }
     /// Supabase takes `db_pass` on create and never returns it.
+    fn unsupported_hint(&self, operation: Operation) -> Option<&'static str> {
+        match operation {
+            Operation::SnapshotCreate | Operation::SnapshotGet | Operation::SnapshotDelete => Some(
+                "Supabase takes scheduled backups by itself (list them with GET /v1/projects/{ref}/database/backups) and has no on-demand snapshot; use point-in-time recovery instead",
+            ),
+            Operation::SnapshotRestore => Some(
+                "Supabase restores only in place (POST /v1/projects/{ref}/database/backups/restore-pitr), never into a new project; restore the source project in the Supabase dashboard or API",
+            ),
+            _ => None,
+        }
+    }
+
     fn needs_operator_password(&self) -> bool {
         true
     }
