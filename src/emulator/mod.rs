@@ -7,6 +7,7 @@
 
 pub mod capydb;
 pub mod db9;
+pub mod faults;
 pub mod infrai;
 pub mod infrai_byok;
 pub mod supabase;
@@ -56,6 +57,8 @@ impl Default for EmulatorConfig {
 /// The state of every emulated API; cloning shares it.
 #[derive(Clone)]
 pub struct Emulator {
+    /// Injected faults, by API name (`infrai`, `supabase`, `db9`, `capydb`).
+    pub faults: Arc<std::collections::BTreeMap<&'static str, Arc<faults::Faults>>>,
     pub infrai: Arc<infrai::InfraiEmulator>,
     pub supabase: Arc<supabase::SupabaseEmulator>,
     pub db9: Arc<db9::Db9Emulator>,
@@ -65,6 +68,12 @@ pub struct Emulator {
 impl Emulator {
     pub fn new(config: &EmulatorConfig) -> Self {
         Self {
+            faults: Arc::new(
+                ["infrai", "supabase", "db9", "capydb"]
+                    .into_iter()
+                    .map(|api| (api, Arc::new(faults::Faults::default())))
+                    .collect(),
+            ),
             infrai: Arc::new(infrai::InfraiEmulator::new(config.infrai_api_keys.clone())),
             supabase: Arc::new(supabase::SupabaseEmulator::new(
                 config.supabase_api_keys.clone(),
@@ -74,13 +83,53 @@ impl Emulator {
         }
     }
 
+    /// The fault injection of one API (`infrai`, `supabase`, `db9`, `capydb`).
+    pub fn faults_of(&self, api: &str) -> Option<Arc<faults::Faults>> {
+        self.faults.get(api).cloned()
+    }
+
     /// The HTTP routes of all emulated APIs.
     pub fn router(&self) -> Router {
+        let with_faults = |api: &'static str, router: Router| match self.faults.get(api) {
+            Some(faults) => router.layer(axum::middleware::from_fn_with_state(
+                faults.clone(),
+                faults::inject,
+            )),
+            None => router,
+        };
+        let all_faults = self.faults.clone();
         Router::new()
-            .nest("/infrai", infrai::router(self.infrai.clone()))
-            .nest("/supabase", supabase::router(self.supabase.clone()))
-            .nest("/db9", db9::router(self.db9.clone()))
-            .nest("/capydb", capydb::router(self.capydb.clone()))
+            .nest(
+                "/infrai",
+                with_faults("infrai", infrai::router(self.infrai.clone())),
+            )
+            .nest(
+                "/supabase",
+                with_faults("supabase", supabase::router(self.supabase.clone())),
+            )
+            .nest("/db9", with_faults("db9", db9::router(self.db9.clone())))
+            .nest(
+                "/capydb",
+                with_faults("capydb", capydb::router(self.capydb.clone())),
+            )
+            .route(
+                "/_faults/{api}",
+                axum::routing::put(
+                    move |axum::extract::Path(api): axum::extract::Path<String>,
+                          axum::Json(config): axum::Json<faults::FaultConfig>| {
+                        let all_faults = all_faults.clone();
+                        async move {
+                            match all_faults.get(api.as_str()) {
+                                Some(faults) => {
+                                    faults.set(config);
+                                    axum::http::StatusCode::NO_CONTENT
+                                }
+                                None => axum::http::StatusCode::NOT_FOUND,
+                            }
+                        }
+                    },
+                ),
+            )
     }
 
     /// Serves on `listener` until the future is dropped.
