@@ -24,6 +24,7 @@ async fn declarations_match_behaviour() {
                 api_key: SecretString::from("k".to_string()),
                 request_timeout: Duration::from_secs(2),
                 supabase_organization: Some("org".into()),
+                request_budget: None,
             },
             None,
         )

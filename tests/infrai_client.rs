@@ -427,3 +427,45 @@ async fn ids_with_slashes_stay_inside_their_path_segment() {
     let err = c.get_project("../list").await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+#[tokio::test]
+async fn the_request_budget_spaces_requests_out() {
+    let (emu, endpoint) = start().await;
+    let budgeted = InfraiClient::new(
+        VendorHttp::new(
+            ProviderApi::Infrai,
+            &endpoint,
+            &SecretString::from(KEY.to_string()),
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap()
+        .with_budget(20, 1),
+    );
+    let id = budgeted
+        .create_project(&project("p"), "k")
+        .await
+        .unwrap()
+        .id;
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        budgeted.get_project(&id).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    // 20 per second with no burst: ten more requests need at least ~0.45 s.
+    assert!(
+        elapsed >= Duration::from_millis(450),
+        "budget not enforced: {elapsed:?}"
+    );
+
+    let free = client(&endpoint, KEY);
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        free.get_project(&id).await.unwrap();
+    }
+    assert!(
+        started.elapsed() < elapsed,
+        "without a budget the same requests are faster"
+    );
+    assert_eq!(emu.infrai.projects().len(), 1);
+}

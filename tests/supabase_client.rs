@@ -567,6 +567,7 @@ async fn snapshots_restores_and_byok_are_unsupported() {
             api_key: SecretString::from(KEY.to_string()),
             request_timeout: Duration::from_secs(5),
             supabase_organization: Some(ORG.into()),
+            request_budget: None,
         },
         None,
     )

@@ -133,6 +133,12 @@ impl Context {
                 api_key: SecretString::from(key),
                 request_timeout: Duration::from_secs(u64::from(spec.request_timeout_seconds)),
                 supabase_organization: spec.supabase.as_ref().map(|s| s.organization_slug.clone()),
+                request_budget: spec.request_budget.as_ref().map(|b| {
+                    (
+                        b.requests_per_second,
+                        b.burst.unwrap_or(b.requests_per_second),
+                    )
+                }),
             })
             .map_err(|source| LookupError::Invalid {
                 provider: name,

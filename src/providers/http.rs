@@ -37,6 +37,9 @@ pub struct VendorHttp {
     client: reqwest::Client,
     base: Url,
     metrics: Option<Arc<Metrics>>,
+    /// The provider's request budget (`spec.requestBudget`), shared by every
+    /// controller that talks to it.
+    budget: Option<Arc<governor::DefaultDirectRateLimiter>>,
 }
 
 impl std::fmt::Debug for VendorHttp {
@@ -98,7 +101,21 @@ impl VendorHttp {
             client,
             base,
             metrics,
+            budget: None,
         })
+    }
+
+    /// Limits this client to `per_second` requests per second with bursts of
+    /// `burst`; requests over the budget wait their turn (they are never dropped).
+    pub fn with_budget(mut self, per_second: u32, burst: u32) -> Self {
+        if let (Some(rate), Some(burst)) = (
+            std::num::NonZeroU32::new(per_second),
+            std::num::NonZeroU32::new(burst.max(1)),
+        ) {
+            let quota = governor::Quota::per_second(rate).allow_burst(burst);
+            self.budget = Some(Arc::new(governor::RateLimiter::direct(quota)));
+        }
+        self
     }
 
     /// Which API this client talks to.
@@ -143,6 +160,9 @@ impl VendorHttp {
         }
         if let Some(body) = body {
             request = request.json(body);
+        }
+        if let Some(budget) = &self.budget {
+            budget.until_ready().await;
         }
         let started = Instant::now();
         let result = self.exchange(operation, request).await;

@@ -22,6 +22,8 @@ pub struct ProviderConfig {
     pub request_timeout: Duration,
     /// Supabase organization slug new projects go into.
     pub supabase_organization: Option<String>,
+    /// Request budget: (requests per second, burst).
+    pub request_budget: Option<(u32, u32)>,
 }
 
 impl ProviderConfig {
@@ -105,6 +107,10 @@ pub fn build(
         config.request_timeout,
         metrics,
     )?;
+    let http = match config.request_budget {
+        Some((per_second, burst)) => http.with_budget(per_second, burst),
+        None => http,
+    };
     match config.api {
         ProviderApi::Infrai => Ok(Arc::new(InfraiClient::new(http))),
         ProviderApi::Supabase => Ok(Arc::new(super::supabase::SupabaseClient::new(
