@@ -138,6 +138,9 @@ pub struct Settings {
     pub stalled_recheck: Duration,
     /// Poll interval while a vendor object is still being provisioned.
     pub provisioning_poll: Duration,
+    /// Most reconciles one controller runs at once (bounds memory and the
+    /// burst of requests at start-up with many objects).
+    pub concurrency: u16,
 }
 
 impl Default for Settings {
@@ -148,6 +151,7 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(300),
             stalled_recheck: Duration::from_secs(300),
             provisioning_poll: Duration::from_secs(5),
+            concurrency: 16,
         }
     }
 }
@@ -244,7 +248,9 @@ pub async fn drive<K>(
 {
     use futures::StreamExt;
     ctx.readiness.track(controller.store());
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
     controller
+        .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile::<K>,

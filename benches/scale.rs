@@ -1,0 +1,363 @@
+//! Scale benchmark: `cargo bench --bench scale -- [--projects N] [--new M] [--faults]`.
+//!
+//! Runs the real `dbops` binary (without its embedded emulator) against an
+//! in-memory Kubernetes API (the test suite's fake API server, over HTTP) and
+//! the vendor emulators in this process, then reports:
+//! - time from operator start until N pre-created projects are Ready;
+//! - apply-to-Ready latency (p50/p99) of M new projects while N exist;
+//! - the operator process's peak RSS (VmHWM of the child process);
+//! - per object over one full resync: reconciles, Kubernetes requests and writes,
+//!   vendor reads;
+//! - with `--faults`: the same with 50 ms vendor latency and 10% 429s.
+//! Plus a micro-benchmark of the pure reconcile steps.
+//!
+//! The fake API is not a real API server (no etcd, no admission), so absolute
+//! numbers are a lower bound on latency; the operator's own costs (CPU, memory,
+//! requests) are what it measures.
+
+#[path = "../tests/support/fake_kube.rs"]
+#[allow(dead_code)]
+mod fake_kube;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dbops::api::v1alpha1::{DatabaseProject, DatabaseProvider};
+use dbops::controllers::Managed;
+use dbops::emulator::faults::FaultConfig;
+use dbops::emulator::{Emulator, EmulatorConfig};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+
+const KEY: &str = "ifr_pk_proj_bench";
+const NS: &str = "bench";
+
+struct Args {
+    projects: usize,
+    new: usize,
+    faults: bool,
+    resync_seconds: u64,
+}
+
+fn args() -> Args {
+    let mut out = Args {
+        projects: 1000,
+        new: 50,
+        faults: false,
+        resync_seconds: 30,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--projects" => {
+                out.projects = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(out.projects)
+            }
+            "--new" => out.new = it.next().and_then(|v| v.parse().ok()).unwrap_or(out.new),
+            "--resync-seconds" => {
+                out.resync_seconds = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(out.resync_seconds)
+            }
+            "--faults" => out.faults = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+struct Operator(Child);
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn ready_count(projects: &Api<DatabaseProject>) -> usize {
+    projects
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.iter().filter(|p| p.is_ready()).count())
+        .unwrap_or(0)
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn micro_benchmarks() {
+    use dbops::api::v1alpha1::Conditions;
+    use dbops::controllers::conditions::{Health, conditions_for};
+    use dbops::controllers::secret::ConnectionDetails;
+    use dbops::providers::ConnectionUri;
+    let rounds = 100_000u32;
+    let started = Instant::now();
+    let mut previous = Conditions::default();
+    for i in 0..rounds {
+        let health = if i % 2 == 0 {
+            Health::ready("ok")
+        } else {
+            Health::progressing("Creating", "creating")
+        };
+        previous = conditions_for(
+            &health,
+            Some(1),
+            &previous,
+            k8s_openapi::jiff::Timestamp::now(),
+        );
+    }
+    let conditions = started.elapsed() / rounds;
+    let uri = ConnectionUri::new(
+        "postgresql://app_owner:s3cr3tpassword@br-123.us-east-1.neon.emulator.invalid:5432/appdb?sslmode=require",
+    );
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let details = ConnectionDetails::parse(Some(&uri), None).unwrap();
+        std::hint::black_box(details.to_data());
+    }
+    let secret = started.elapsed() / rounds;
+    println!(
+        "micro: conditions_for {conditions:?}/op, connection URI parse + Secret data {secret:?}/op"
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    dbops::providers::http::ensure_crypto_provider();
+    let args = args();
+    micro_benchmarks();
+
+    let kube = fake_kube::FakeKube::start().await;
+    let client = kube.client();
+    let emulator = Emulator::new(&EmulatorConfig {
+        infrai_api_keys: vec![KEY.to_string()],
+        ..Default::default()
+    });
+    let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
+    let pp = PostParams::default();
+    let secret: Secret = serde_json::from_value(json!({ "metadata": { "name": "infrai", "namespace": NS }, "data": { "apiKey": k8s_openapi::ByteString(KEY.as_bytes().to_vec()) } })).unwrap();
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&pp, &secret)
+        .await
+        .unwrap();
+    let provider: DatabaseProvider = serde_json::from_value(json!({
+        "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider", "metadata": { "name": "default" },
+        "spec": { "api": "infrai", "endpoint": format!("http://{addr}/infrai"), "credentialsSecretRef": { "name": "infrai", "namespace": NS, "key": "apiKey" } }
+    }))
+    .unwrap();
+    Api::<DatabaseProvider>::all(client.clone())
+        .create(&pp, &provider)
+        .await
+        .unwrap();
+    if args.faults {
+        emulator.faults_of("infrai").unwrap().set(FaultConfig {
+            rate_limit: 0.1,
+            retry_after_seconds: 1,
+            latency_ms: 50,
+            ..Default::default()
+        });
+    }
+
+    let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), NS);
+    let created = Instant::now();
+    let names: Vec<String> = (0..args.projects).map(|i| format!("p{i:05}")).collect();
+    for chunk in names.chunks(64) {
+        futures::future::join_all(chunk.iter().map(|name| {
+            let projects = projects.clone();
+            let project: DatabaseProject =
+                serde_json::from_value(json!({ "metadata": { "name": name }, "spec": {} }))
+                    .unwrap();
+            async move {
+                projects
+                    .create(&PostParams::default(), &project)
+                    .await
+                    .unwrap()
+            }
+        }))
+        .await;
+    }
+    println!(
+        "setup: {} projects applied in {:?}",
+        args.projects,
+        created.elapsed()
+    );
+
+    let kubeconfig = std::env::temp_dir().join(format!("dbops-bench-{}.yaml", std::process::id()));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: {}\nusers:\n- name: f\n  user: {{}}\ncontexts:\n- name: f\n  context:\n    cluster: f\n    user: f\ncurrent-context: f\n",
+            kube.url
+        ),
+    )
+    .unwrap();
+    let metrics_port = 18000 + (std::process::id() % 1000) as u16;
+    let binary = std::env::var("DBOPS_BIN").unwrap_or_else(|_| "target/release/dbops".to_string());
+    let started = Instant::now();
+    let child = Command::new(&binary)
+        .args([
+            "run",
+            "--emulator=false",
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+            "--resync-interval",
+            &format!("{}s", args.resync_seconds),
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run `cargo build --release` first ({binary}): {e}"));
+    let pid = child.id();
+    let _operator = Operator(child);
+    loop {
+        if ready_count(&projects).await == args.projects {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "not all Ready after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_ready = started.elapsed();
+    println!(
+        "result: {} projects Ready {:?} after operator start",
+        args.projects, all_ready
+    );
+
+    // Apply-to-Ready latency of new objects while N exist.
+    let mut latencies = Vec::new();
+    for batch in (0..args.new).collect::<Vec<_>>().chunks(10) {
+        let results = futures::future::join_all(batch.iter().map(|i| {
+            let projects = projects.clone();
+            let name = format!("new{i:04}");
+            async move {
+                let project: DatabaseProject =
+                    serde_json::from_value(json!({ "metadata": { "name": name }, "spec": {} }))
+                        .unwrap();
+                let applied = Instant::now();
+                projects
+                    .create(&PostParams::default(), &project)
+                    .await
+                    .unwrap();
+                loop {
+                    if projects
+                        .get(&name)
+                        .await
+                        .map(|p| p.is_ready())
+                        .unwrap_or(false)
+                    {
+                        return applied.elapsed();
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }))
+        .await;
+        latencies.extend(results);
+    }
+    latencies.sort();
+    println!(
+        "result: apply-to-Ready with {} existing: p50 {:?}, p99 {:?}, max {:?} ({} samples)",
+        args.projects,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default(),
+        latencies.len()
+    );
+
+    // Steady state over one full resync period (jittered +-10%).
+    let scrape = || async {
+        reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+    kube.clear_log();
+    tokio::time::sleep(Duration::from_secs(
+        args.resync_seconds + args.resync_seconds / 10 + 2,
+    ))
+    .await;
+    let after = scrape().await;
+    let objects = (args.projects + args.new) as f64;
+    let requests = kube.requests();
+    let write_paths: Vec<String> = requests
+        .iter()
+        .filter(|r| r.method != axum::http::Method::GET && !r.path.contains("/events"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let writes = write_paths.len();
+    if !write_paths.is_empty() {
+        println!("steady-state writes: {write_paths:?}");
+    }
+    let reconciles = metric(
+        &after,
+        "dbops_reconciles_total{controller=\"databaseproject\"}",
+    ) - metric(
+        &before,
+        "dbops_reconciles_total{controller=\"databaseproject\"}",
+    );
+    let reads = metric(
+        &after,
+        "dbops_vendor_requests_total{api=\"infrai\",operation=\"db.project.get\"",
+    ) - metric(
+        &before,
+        "dbops_vendor_requests_total{api=\"infrai\",operation=\"db.project.get\"",
+    );
+    // The window is the interval plus its 10% jitter and a margin; scale to one interval.
+    let window = (args.resync_seconds + args.resync_seconds / 10 + 2) as f64;
+    let per_interval = args.resync_seconds as f64 / window;
+    println!(
+        "result: steady state, per object per resync interval ({}s): {:.2} reconciles, {:.2} Kubernetes requests, {:.2} vendor reads; {} Kubernetes writes in total",
+        args.resync_seconds,
+        reconciles / objects * per_interval,
+        requests.len() as f64 / objects * per_interval,
+        reads / objects * per_interval,
+        writes,
+    );
+    println!(
+        "result: operator peak RSS {} MiB with {} projects and their Secrets",
+        peak_rss_kib(pid).unwrap_or(0) / 1024,
+        args.projects + args.new
+    );
+    if let Some(faults) = emulator.faults_of("infrai") {
+        println!(
+            "faults: {} injected over {} vendor requests",
+            faults.injected(),
+            faults.requests()
+        );
+    }
+    let _ = std::fs::remove_file(kubeconfig);
+}
