@@ -9,6 +9,7 @@
 //! - per object over one full resync: reconciles, Kubernetes requests and writes,
 //!   vendor reads;
 //! - with `--faults`: the same with 50 ms vendor latency and 10% 429s.
+//!
 //! Plus a micro-benchmark of the pure reconcile steps.
 //!
 //! The fake API is not a real API server (no etcd, no admission), so absolute
