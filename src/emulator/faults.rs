@@ -41,6 +41,9 @@ pub struct Faults {
     config: Mutex<FaultConfig>,
     requests: AtomicU64,
     injected: AtomicU64,
+    served: AtomicU64,
+    /// Crash simulation: (served count to signal at, signal).
+    crash: Mutex<Option<(u64, Arc<tokio::sync::Notify>)>>,
 }
 
 impl Faults {
@@ -62,6 +65,21 @@ impl Faults {
     /// Requests seen since start.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Signals once `n` more requests have been served (the change applied, the
+    /// answer about to leave): a test drops the reconcile at that moment to
+    /// simulate a crash right after a vendor call.
+    pub fn signal_after(&self, n: u64) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let target = self.served.load(Ordering::SeqCst) + n;
+        *self.crash.lock().unwrap_or_else(|p| p.into_inner()) = Some((target, notify.clone()));
+        notify
+    }
+
+    /// Requests served (answered by the API, faults excluded) since start.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::SeqCst)
     }
 
     /// Faults injected since start.
@@ -112,6 +130,19 @@ pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: N
         return error(StatusCode::GATEWAY_TIMEOUT, "timed out (injected)");
     }
     let response = next.run(request).await;
+    let served = faults.served.fetch_add(1, Ordering::SeqCst) + 1;
+    let signal = {
+        let crash = faults.crash.lock().unwrap_or_else(|p| p.into_inner());
+        crash
+            .as_ref()
+            .filter(|(target, _)| *target == served)
+            .map(|(_, n)| n.clone())
+    };
+    if let Some(notify) = signal {
+        notify.notify_one();
+        // Hold the answer a moment so the signalled test drops the caller first.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if roll(config.drop_after_apply) {
         faults.injected.fetch_add(1, Ordering::Relaxed);
         return error(
