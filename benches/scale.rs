@@ -305,6 +305,8 @@ async fn main() {
             .await
             .unwrap()
     };
+    // Let the last creations settle before measuring steady state.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let before = scrape().await;
     kube.clear_log();
     tokio::time::sleep(Duration::from_secs(

@@ -233,6 +233,11 @@ impl VendorHttp {
     }
 }
 
+/// [`parse_error_body`] for the fuzzing entry point.
+pub(super) fn parse_error_body_for_fuzzing(body: &[u8]) -> (Option<String>, Option<String>) {
+    parse_error_body(body)
+}
+
 /// `Retry-After` in delta-seconds (the form vendors use for 429/503); HTTP dates are ignored.
 fn parse_retry_after(value: Option<&HeaderValue>) -> Option<Duration> {
     let seconds: u64 = value?.to_str().ok()?.trim().parse().ok()?;

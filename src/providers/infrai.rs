@@ -129,6 +129,29 @@ impl From<SnapshotWire> for VendorSnapshot {
     }
 }
 
+/// Decodes `bytes` as each infrai answer shape (for the fuzzing entry point).
+pub(super) fn decode_for_fuzzing(bytes: &[u8]) -> usize {
+    let mut decoded = 0;
+    decoded += usize::from(
+        serde_json::from_slice::<ProjectWire>(bytes)
+            .map(VendorProject::from)
+            .is_ok(),
+    );
+    decoded += usize::from(
+        serde_json::from_slice::<BranchWire>(bytes)
+            .map(VendorBranch::from)
+            .is_ok(),
+    );
+    decoded += usize::from(
+        serde_json::from_slice::<SnapshotWire>(bytes)
+            .map(VendorSnapshot::from)
+            .is_ok(),
+    );
+    decoded += usize::from(serde_json::from_slice::<PageWire<ProjectWire>>(bytes).is_ok());
+    decoded += usize::from(serde_json::from_slice::<OkWire>(bytes).is_ok());
+    decoded
+}
+
 /// A client of the infrai `/v1/db` API. It implements all twelve capabilities;
 /// the [`Provider`] traits expose the ones the controllers use.
 #[derive(Clone, Debug)]

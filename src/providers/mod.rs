@@ -9,6 +9,7 @@
 pub mod capydb;
 pub mod db9;
 mod error;
+pub mod fuzzing;
 pub mod http;
 pub mod infrai;
 pub mod infrai_byok;

@@ -472,11 +472,27 @@ fn list(inner: &Inner, parsed: &Parsed, query: &BTreeMap<String, String>) -> Res
         .filter(|v| fields_match(v, query.get("fieldSelector").map(String::as_str)))
         .cloned()
         .collect();
+    // Paginated like the API server: `limit` items from the `continue` offset.
+    let offset: usize = query
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let total = items.len();
+    let page: Vec<Value> = items.into_iter().skip(offset).take(limit).collect();
+    let mut metadata = json!({ "resourceVersion": state.rv.to_string() });
+    if offset.saturating_add(limit) < total {
+        metadata["continue"] = json!((offset + limit).to_string());
+    }
     axum::Json(json!({
         "apiVersion": "v1",
         "kind": "List",
-        "metadata": { "resourceVersion": state.rv.to_string() },
-        "items": items,
+        "metadata": metadata,
+        "items": page,
     }))
     .into_response()
 }
