@@ -285,3 +285,112 @@ async fn no_credential_reaches_logs_events_status_errors_or_metrics() {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }
 }
+
+#[tokio::test]
+async fn no_vendor_key_or_database_password_leaks_on_the_direct_apis() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = Harness::bare().await;
+    use dbops::api::v1alpha1::ProviderApi;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
+    h.create_provider_for("capy", ProviderApi::Capydb, support::CAPYDB_KEY, None)
+        .await;
+    h.emulator.capydb.add_project("prj_canary");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = dbops::operator::Options {
+        settings: Settings {
+            base_backoff: Duration::from_millis(50),
+            provisioning_poll: Duration::from_millis(100),
+            ..Settings::default()
+        },
+        ..Default::default()
+    };
+    let task = tokio::spawn(dbops::operator::run(
+        h.client.clone(),
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    let pp = PostParams::default();
+    for (name, spec) in [
+        (
+            "supa-app",
+            serde_json::json!({ "providerRef": { "name": "supa" } }),
+        ),
+        (
+            "db9-app",
+            serde_json::json!({ "providerRef": { "name": "db9" } }),
+        ),
+        (
+            "capy-app",
+            serde_json::json!({ "providerRef": { "name": "capy" }, "externalId": "prj_canary", "deletionPolicy": "Retain" }),
+        ),
+    ] {
+        let object = serde_json::json!({ "metadata": { "name": name, "annotations": { "dbops.dev/rotate-credentials": "once" } }, "spec": spec });
+        projects
+            .create(&pp, &serde_json::from_value(object).unwrap())
+            .await
+            .unwrap();
+    }
+    let mut passwords = Vec::new();
+    for name in ["supa-app", "db9-app", "capy-app"] {
+        wait_until("rotated", || async {
+            projects.get_opt(name).await.unwrap().is_some_and(|p| {
+                p.is_ready()
+                    && p.status
+                        .and_then(|s| s.credential_rotation)
+                        .is_some_and(|r| r.last_rotated_at.is_some())
+            })
+        })
+        .await;
+        let secret = Api::<Secret>::namespaced(h.client.clone(), NS)
+            .get(&format!("{name}-connection"))
+            .await
+            .unwrap();
+        passwords.push(String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap());
+    }
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+
+    let mut written = String::new();
+    for collection in [
+        "apis/events.k8s.io/v1/events",
+        "apis/dbops.dev/v1alpha1/databaseprojects",
+        "apis/dbops.dev/v1alpha1/databaseproviders",
+    ] {
+        for object in h.kube.objects(collection) {
+            written.push_str(&object.to_string());
+        }
+    }
+    assert!(written.contains("CredentialsRotated"), "the rotations ran");
+    let metrics = h.ctx.metrics.encode();
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let mut secrets: Vec<&str> = vec![support::SUPABASE_KEY, support::DB9_KEY, support::CAPYDB_KEY];
+    secrets.extend(passwords.iter().map(String::as_str));
+    for secret in secrets {
+        assert!(secret.len() >= 8);
+        assert!(
+            !written.contains(secret),
+            "{secret} leaked into an Event, status or spec"
+        );
+        assert!(!metrics.contains(secret), "{secret} leaked into metrics");
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}

@@ -1,0 +1,8 @@
+//! Coverage-guided fuzzing of every parser a vendor answer goes through.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    dbops::providers::fuzzing::parse_vendor_answer(data);
+});
