@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
 use super::conditions::{self, Health, reason};
-use super::parent::{CleanupProvider, Gate, cleanup_provider, gate};
+use super::parent::{Gate, child_cleanup_provider, gate};
 use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
@@ -390,28 +390,16 @@ impl Reconcile for DatabaseBranch {
             .await;
             return Ok(Action::await_change());
         }
-        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-        let provider = match cleanup_provider(
+        let Some(provider) = child_cleanup_provider(
             ctx,
-            &namespace,
+            self,
             &self.spec.project_ref.name,
             status.provider_name.as_deref(),
+            "branches",
         )
         .await?
-        {
-            CleanupProvider::Provider(provider) => provider,
-            CleanupProvider::NeverCreated => return Ok(Action::await_change()),
-            CleanupProvider::Unreachable(why) => {
-                ctx.publish(
-                    self,
-                    EventType::Warning,
-                    "VendorCleanupSkipped",
-                    "Delete",
-                    format!("DatabaseProject {} is gone and its provider cannot be used ({why}); the vendor deletes branches with their project, so nothing is left unless that project was retained", self.spec.project_ref.name),
-                )
-                .await;
-                return Ok(Action::await_change());
-            }
+        else {
+            return Ok(Action::await_change());
         };
         let project_id = status.project_id.clone().unwrap_or_default();
         let id = match (&status.branch_id, &self.spec.external_id) {

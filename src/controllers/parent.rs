@@ -144,3 +144,36 @@ pub async fn gate(
         )),
     })
 }
+
+/// [`cleanup_provider`] for a child's finalizer: the provider to delete through,
+/// or `None` when there is nothing to do (never created) or nothing that can be
+/// done (parent and provider gone; a Warning Event says so).
+pub async fn child_cleanup_provider<K>(
+    ctx: &Context,
+    owner: &K,
+    project_name: &str,
+    recorded_provider: Option<&str>,
+    what: &str,
+) -> Result<Option<std::sync::Arc<dyn crate::providers::Provider>>, super::LookupError>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let namespace = owner.meta().namespace.clone().unwrap_or_default();
+    match cleanup_provider(ctx, &namespace, project_name, recorded_provider).await? {
+        CleanupProvider::Provider(provider) => Ok(Some(provider)),
+        CleanupProvider::NeverCreated => Ok(None),
+        CleanupProvider::Unreachable(why) => {
+            ctx.publish(
+                owner,
+                kube::runtime::events::EventType::Warning,
+                "VendorCleanupSkipped",
+                "Delete",
+                format!(
+                    "DatabaseProject {project_name} is gone and its provider cannot be used ({why}); the vendor deletes {what} with their project"
+                ),
+            )
+            .await;
+            Ok(None)
+        }
+    }
+}

@@ -16,7 +16,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
 use super::conditions::{self, Health, reason};
-use super::parent::{CleanupProvider, Gate, cleanup_provider, gate};
+use super::parent::{Gate, child_cleanup_provider, gate};
 use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
@@ -284,28 +284,16 @@ impl Reconcile for DatabaseSnapshot {
             .await;
             return Ok(Action::await_change());
         }
-        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-        let provider = match cleanup_provider(
+        let Some(provider) = child_cleanup_provider(
             ctx,
-            &namespace,
+            self,
             &self.spec.project_ref.name,
             status.provider_name.as_deref(),
+            "snapshots",
         )
         .await?
-        {
-            CleanupProvider::Provider(provider) => provider,
-            CleanupProvider::NeverCreated => return Ok(Action::await_change()),
-            CleanupProvider::Unreachable(why) => {
-                ctx.publish(
-                    self,
-                    EventType::Warning,
-                    "VendorCleanupSkipped",
-                    "Delete",
-                    format!("DatabaseProject {} is gone and its provider cannot be used ({why}); the vendor deletes snapshots with their project", self.spec.project_ref.name),
-                )
-                .await;
-                return Ok(Action::await_change());
-            }
+        else {
+            return Ok(Action::await_change());
         };
         if !provider.supports(Operation::SnapshotDelete) {
             if status.snapshot_id.is_some() || status.create_requested {
