@@ -29,6 +29,7 @@ use dbops::emulator::faults::FaultConfig;
 use dbops::emulator::{Emulator, EmulatorConfig};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
+
 use serde_json::json;
 
 const KEY: &str = "ifr_pk_proj_bench";
@@ -155,26 +156,50 @@ async fn main() {
     let args = args();
     micro_benchmarks();
 
-    let kube = fake_kube::FakeKube::start().await;
-    let client = kube.client();
+    // A real cluster when KUBECONFIG is set (CRDs installed, out-of-cluster
+    // operator), else the in-memory API.
+    let real_cluster = std::env::var_os("KUBECONFIG").is_some();
+    let fake = if real_cluster {
+        None
+    } else {
+        Some(fake_kube::FakeKube::start().await)
+    };
+    let client = match &fake {
+        Some(fake) => fake.client(),
+        None => kube::Client::try_default()
+            .await
+            .expect("KUBECONFIG points at a reachable cluster"),
+    };
+    println!(
+        "api: {}",
+        if real_cluster {
+            "the cluster from KUBECONFIG"
+        } else {
+            "in-memory (set KUBECONFIG to use a real cluster)"
+        }
+    );
     let emulator = Emulator::new(&EmulatorConfig {
         infrai_api_keys: vec![KEY.to_string()],
         ..Default::default()
     });
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
-    let pp = PostParams::default();
-    let secret: Secret = serde_json::from_value(json!({ "metadata": { "name": "infrai", "namespace": NS }, "data": { "apiKey": k8s_openapi::ByteString(KEY.as_bytes().to_vec()) } })).unwrap();
-    Api::<Secret>::namespaced(client.clone(), NS)
-        .create(&pp, &secret)
+    let apply = kube::api::PatchParams::apply("dbops-bench").force();
+    let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NS } });
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(NS, &apply, &kube::api::Patch::Apply(&namespace))
         .await
         .unwrap();
-    let provider: DatabaseProvider = serde_json::from_value(json!({
+    let secret = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "infrai", "namespace": NS }, "data": { "apiKey": k8s_openapi::ByteString(KEY.as_bytes().to_vec()) } });
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .patch("infrai", &apply, &kube::api::Patch::Apply(&secret))
+        .await
+        .unwrap();
+    let provider = json!({
         "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider", "metadata": { "name": "default" },
         "spec": { "api": "infrai", "endpoint": format!("http://{addr}/infrai"), "credentialsSecretRef": { "name": "infrai", "namespace": NS, "key": "apiKey" } }
-    }))
-    .unwrap();
+    });
     Api::<DatabaseProvider>::all(client.clone())
-        .create(&pp, &provider)
+        .patch("default", &apply, &kube::api::Patch::Apply(&provider))
         .await
         .unwrap();
     if args.faults {
@@ -210,15 +235,22 @@ async fn main() {
         created.elapsed()
     );
 
-    let kubeconfig = std::env::temp_dir().join(format!("dbops-bench-{}.yaml", std::process::id()));
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: {}\nusers:\n- name: f\n  user: {{}}\ncontexts:\n- name: f\n  context:\n    cluster: f\n    user: f\ncurrent-context: f\n",
-            kube.url
-        ),
-    )
-    .unwrap();
+    let kubeconfig = match &fake {
+        Some(fake) => {
+            let path =
+                std::env::temp_dir().join(format!("dbops-bench-{}.yaml", std::process::id()));
+            std::fs::write(
+                &path,
+                format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: {}\nusers:\n- name: f\n  user: {{}}\ncontexts:\n- name: f\n  context:\n    cluster: f\n    user: f\ncurrent-context: f\n",
+                    fake.url
+                ),
+            )
+            .unwrap();
+            path
+        }
+        None => std::path::PathBuf::from(std::env::var_os("KUBECONFIG").unwrap_or_default()),
+    };
     let metrics_port = 18000 + (std::process::id() % 1000) as u16;
     let binary = std::env::var("DBOPS_BIN").unwrap_or_else(|_| "target/release/dbops".to_string());
     let started = Instant::now();
@@ -308,14 +340,16 @@ async fn main() {
     // Let the last creations settle before measuring steady state.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = scrape().await;
-    kube.clear_log();
+    if let Some(fake) = &fake {
+        fake.clear_log();
+    }
     tokio::time::sleep(Duration::from_secs(
         args.resync_seconds + args.resync_seconds / 10 + 2,
     ))
     .await;
     let after = scrape().await;
     let objects = (args.projects + args.new) as f64;
-    let requests = kube.requests();
+    let requests = fake.as_ref().map(|f| f.requests()).unwrap_or_default();
     let write_paths: Vec<String> = requests
         .iter()
         .filter(|r| r.method != axum::http::Method::GET && !r.path.contains("/events"))
@@ -343,10 +377,14 @@ async fn main() {
     let window = (args.resync_seconds + args.resync_seconds / 10 + 2) as f64;
     let per_interval = args.resync_seconds as f64 / window;
     println!(
-        "result: steady state, per object per resync interval ({}s): {:.2} reconciles, {:.2} Kubernetes requests, {:.2} vendor reads; {} Kubernetes writes in total",
+        "result: steady state, per object per resync interval ({}s): {:.2} reconciles, {} Kubernetes requests, {:.2} vendor reads; {} Kubernetes writes in total",
         args.resync_seconds,
         reconciles / objects * per_interval,
-        requests.len() as f64 / objects * per_interval,
+        if fake.is_some() {
+            format!("{:.2}", requests.len() as f64 / objects * per_interval)
+        } else {
+            "n/a (counted only on the in-memory API)".to_string()
+        },
         reads / objects * per_interval,
         writes,
     );
@@ -362,5 +400,11 @@ async fn main() {
             faults.requests()
         );
     }
-    let _ = std::fs::remove_file(kubeconfig);
+    if fake.is_some() {
+        let _ = std::fs::remove_file(kubeconfig);
+    } else {
+        println!(
+            "cleanup: delete the {NS} namespace while an operator runs, so the finalizers can complete"
+        );
+    }
 }
