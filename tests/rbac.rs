@@ -167,6 +167,15 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
         )
         .await
         .unwrap();
+    // A branch that fails (its external id does not exist): failures are reported
+    // from the latest object, which needs `get` on branches.
+    branches
+        .create(
+            &pp,
+            &object(json!({ "metadata": { "name": "bad" }, "spec": { "projectRef": { "name": "p" }, "externalId": "br_nope" } })),
+        )
+        .await
+        .unwrap();
     snapshots
         .create(
             &pp,
@@ -250,8 +259,19 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
             .await
             .unwrap();
     }
+    wait("the failing branch reported", || async {
+        branches
+            .get("bad")
+            .await
+            .is_ok_and(|b| b.status.is_some_and(|s| s.conditions.is_true("Stalled")))
+    })
+    .await;
     branches
         .delete("b", &DeleteParams::default())
+        .await
+        .unwrap();
+    branches
+        .delete("bad", &DeleteParams::default())
         .await
         .unwrap();
     snapshots
