@@ -84,6 +84,11 @@ struct RunArgs {
     /// How often Ready objects are re-read from the vendor (jittered ±10%), e.g. 10m, 90s.
     #[arg(long, default_value = "10m", value_parser = parse_duration, env = "DBOPS_RESYNC_INTERVAL")]
     resync_interval: Duration,
+    /// On SIGTERM or SIGINT, how long in-flight reconciles may finish before
+    /// they are abandoned (safely: the next start resumes them) and the leader
+    /// Lease is released.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "DBOPS_SHUTDOWN_GRACE")]
+    shutdown_grace: Duration,
 }
 
 #[derive(clap::Args)]
@@ -125,7 +130,19 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C). A second one ends the
+/// process at once, for when a clean shutdown takes longer than the user wants.
 async fn shutdown_signal() {
+    wait_for_signal().await;
+    tracing::info!("shutdown requested; a second signal stops at once");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second shutdown signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -145,7 +162,6 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-    tracing::info!("shutdown requested");
 }
 
 async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
@@ -206,7 +222,9 @@ async fn run(args: RunArgs) -> Result<(), String> {
             .into_iter()
             .filter(|n| !n.is_empty())
             .collect(),
+        own_namespace: Some(args.lease_namespace.clone()),
         leader_election,
+        shutdown_grace: Some(args.shutdown_grace),
     };
     dbops::operator::run(client, options, shutdown_signal()).await;
     Ok(())

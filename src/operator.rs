@@ -16,7 +16,7 @@ use kube::Client;
 use kube::runtime::watcher;
 use kube_lease_manager::LeaseManagerBuilder;
 
-use crate::controllers::{self, Context, Readiness, Scope, Settings};
+use crate::controllers::{self, Context, Readiness, Scope, Settings, protection};
 use crate::metrics::Metrics;
 
 /// Leader election settings: only the holder of the Lease reconciles.
@@ -44,9 +44,20 @@ pub struct Options {
     pub instance: Option<String>,
     /// Namespaces to watch; empty means every namespace.
     pub namespaces: Vec<String>,
+    /// The namespace the operator runs in (where provider credential Secrets
+    /// usually live); watched for protected Secrets in namespace-scoped mode.
+    pub own_namespace: Option<String>,
     /// Leader election; `None` runs the controllers at once.
     pub leader_election: Option<LeaderElection>,
+    /// How long in-flight reconciles may run on after shutdown is requested;
+    /// then they are abandoned (every reconcile is safe to cut off: the next
+    /// start resumes it). `None`: [`DEFAULT_SHUTDOWN_GRACE`].
+    pub shutdown_grace: Option<Duration>,
 }
+
+/// Default of [`Options::shutdown_grace`]: well inside a pod's termination
+/// grace period (30 s by default), so the Lease is always released.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What `/readyz` reports.
 #[derive(Default)]
@@ -116,8 +127,39 @@ pub fn http_router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
 
 type Stop = Shared<BoxFuture<'static, ()>>;
 
-/// Runs every controller until `stop` resolves; in-flight reconciles finish first.
-async fn run_controllers(ctx: Arc<Context>, namespaces: &[String], stop: Stop) {
+/// How long releasing the Lease may take at shutdown.
+const LEASE_RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Runs every controller until `stop` resolves. In-flight reconciles get
+/// `grace` to finish; then they are dropped. (kube-runtime's own graceful
+/// shutdown waits for every watch's first list, which never comes for a kind
+/// the operator cannot list: it must not hold the process.)
+async fn run_controllers(
+    ctx: Arc<Context>,
+    namespaces: &[String],
+    own_namespace: Option<&str>,
+    stop: Stop,
+    grace: Duration,
+) {
+    let all = start_controllers(ctx, namespaces, own_namespace, stop.clone());
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {}
+        _ = async { stop.await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "reconciles still running at the end of the shutdown grace period were abandoned; they resume on the next start"
+            );
+        }
+    }
+}
+
+fn start_controllers(
+    ctx: Arc<Context>,
+    namespaces: &[String],
+    own_namespace: Option<&str>,
+    stop: Stop,
+) -> impl std::future::Future<Output = ()> + use<> {
     let watch = watcher::Config::default();
     let scopes: Vec<Scope> = if namespaces.is_empty() {
         vec![Scope::Cluster]
@@ -125,23 +167,35 @@ async fn run_controllers(ctx: Arc<Context>, namespaces: &[String], stop: Stop) {
         namespaces.iter().cloned().map(Scope::Namespace).collect()
     };
     let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
-    for scope in scopes {
-        tasks.push(
-            controllers::project::run(ctx.clone(), scope.clone(), watch.clone(), stop.clone())
-                .boxed(),
-        );
-        tasks.push(
-            controllers::branch::run(ctx.clone(), scope.clone(), watch.clone(), stop.clone())
-                .boxed(),
-        );
-        tasks.push(
-            controllers::snapshot::run(ctx.clone(), scope.clone(), watch.clone(), stop.clone())
-                .boxed(),
-        );
-        tasks.push(controllers::byok::run(ctx.clone(), scope, watch.clone(), stop.clone()).boxed());
+    let mut stores = protection::Stores::default();
+    for scope in &scopes {
+        let projects = controllers::project::controller(&ctx, scope, watch.clone());
+        stores.projects.push(projects.store());
+        tasks.push(controllers::drive(projects, ctx.clone(), stop.clone()).boxed());
+        let branches = controllers::branch::controller(&ctx, scope, watch.clone());
+        stores.branches.push(branches.store());
+        tasks.push(controllers::drive(branches, ctx.clone(), stop.clone()).boxed());
+        let snapshots = controllers::snapshot::controller(&ctx, scope, watch.clone());
+        stores.snapshots.push(snapshots.store());
+        tasks.push(controllers::drive(snapshots, ctx.clone(), stop.clone()).boxed());
+        let credentials = controllers::byok::controller(&ctx, scope, watch.clone());
+        stores.credentials.push(credentials.store());
+        tasks.push(controllers::drive(credentials, ctx.clone(), stop.clone()).boxed());
     }
+    let secret_namespaces = (!namespaces.is_empty()).then(|| {
+        let mut all: Vec<String> = namespaces.to_vec();
+        all.extend(own_namespace.map(str::to_string));
+        all.sort();
+        all.dedup();
+        all
+    });
+    let reach = protection::Reach {
+        scopes,
+        secret_namespaces,
+    };
+    tasks.push(protection::run(ctx.clone(), reach, stores, stop.clone()).boxed());
     tasks.push(controllers::provider::run(ctx, watch, stop).boxed());
-    futures::future::join_all(tasks).await;
+    futures::future::join_all(tasks).map(|_| ())
 }
 
 /// Runs the operator until `shutdown` resolves. With leader election, only the
@@ -155,6 +209,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let shutdown: Stop = shutdown.boxed().shared();
+    let grace = options.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 
     if let Some(addr) = options.metrics_listen {
         match tokio::net::TcpListener::bind(addr).await {
@@ -177,11 +232,20 @@ pub async fn run(
         }
     }
 
+    let mut settings = options.settings.clone();
+    if !options.namespaces.is_empty()
+        && settings.protection_finalizer == protection::DEFAULT_FINALIZER
+    {
+        // Operators watching only some namespaces may share a provider: each
+        // keeps its own in-use finalizer.
+        settings.protection_finalizer =
+            protection::namespaced_finalizer(options.own_namespace.as_deref().unwrap_or("default"));
+    }
     let new_context = || {
         let ctx = Arc::new(Context::new(
             client.clone(),
             metrics.clone(),
-            options.settings.clone(),
+            settings.clone(),
             options.instance.clone(),
         ));
         health.set_readiness(Some(ctx.readiness.clone()));
@@ -189,7 +253,14 @@ pub async fn run(
     };
 
     let Some(election) = options.leader_election.clone() else {
-        run_controllers(new_context(), &options.namespaces, shutdown).await;
+        run_controllers(
+            new_context(),
+            &options.namespaces,
+            options.own_namespace.as_deref(),
+            shutdown,
+            grace,
+        )
+        .await;
         tracing::info!("controllers stopped");
         return;
     };
@@ -237,7 +308,14 @@ pub async fn run(
             .boxed()
             .shared()
         };
-        run_controllers(new_context(), &options.namespaces, stop).await;
+        run_controllers(
+            new_context(),
+            &options.namespaces,
+            options.own_namespace.as_deref(),
+            stop,
+            grace,
+        )
+        .await;
         health.set_readiness(None);
         if shutdown.clone().now_or_never().is_some() {
             break;
@@ -246,7 +324,7 @@ pub async fn run(
     // Dropping the receiver makes the lease task release the Lease, so a standby
     // takes over at once instead of waiting for it to expire.
     drop(leading);
-    match tokio::time::timeout(Duration::from_secs(10), lease_task).await {
+    match tokio::time::timeout(LEASE_RELEASE_TIMEOUT, lease_task).await {
         Ok(Ok(Ok(_))) => tracing::info!("leader lease released"),
         Ok(Ok(Err(error))) => tracing::warn!(%error, "could not release the leader lease"),
         Ok(Err(error)) => tracing::warn!(%error, "leader election task failed"),

@@ -326,9 +326,12 @@ async fn a_changed_secret_is_staged_probed_and_committed() {
         None,
     ));
     let obj = get(&h, "neon").await.unwrap();
-    dbops::controllers::reconcile(std::sync::Arc::new(obj), restarted)
-        .await
-        .unwrap();
+    dbops::controllers::reconcile(
+        std::sync::Arc::new(kube::core::DeserializeGuard(Ok(obj))),
+        restarted,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         rotation_stages(&h, &id),
         1,
@@ -560,9 +563,12 @@ async fn the_provider_applies_the_byok_routing_policy() {
         provider.spec.byok_policy.as_ref().unwrap().mode,
         ByokPolicyMode::ByokOnly
     );
-    dbops::controllers::provider::reconcile(std::sync::Arc::new(provider), h.ctx.clone())
-        .await
-        .unwrap();
+    dbops::controllers::provider::reconcile(
+        std::sync::Arc::new(kube::core::DeserializeGuard(Ok(provider))),
+        h.ctx.clone(),
+    )
+    .await
+    .unwrap();
     let policy = h.emulator.infrai.byok.policy();
     assert_eq!(policy["mode"], "byok_only");
     assert_eq!(policy["scope"]["module"], "db");
@@ -576,9 +582,12 @@ async fn the_provider_applies_the_byok_routing_policy() {
         .await
         .unwrap();
     let provider = providers.get("default").await.unwrap();
-    dbops::controllers::provider::reconcile(std::sync::Arc::new(provider), h.ctx.clone())
-        .await
-        .unwrap();
+    dbops::controllers::provider::reconcile(
+        std::sync::Arc::new(kube::core::DeserializeGuard(Ok(provider))),
+        h.ctx.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(h.emulator.infrai.byok.policy()["mode"], "byok_then_pool");
 
     // A provider whose Secret is missing is Stalled, not crashing.
@@ -590,9 +599,12 @@ async fn the_provider_applies_the_byok_routing_policy() {
         .await
         .unwrap();
     let broken = providers.get("broken").await.unwrap();
-    let err = dbops::controllers::provider::reconcile(std::sync::Arc::new(broken), h.ctx.clone())
-        .await
-        .unwrap_err();
+    let err = dbops::controllers::provider::reconcile(
+        std::sync::Arc::new(kube::core::DeserializeGuard(Ok(broken))),
+        h.ctx.clone(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.category(), "CredentialsMissing");
     let broken = providers.get("broken").await.unwrap();
     assert!(broken.status.unwrap().conditions.is_true(STALLED));

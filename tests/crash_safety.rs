@@ -53,7 +53,11 @@ where
         if want == Want::Ready && obj.is_ready() {
             return;
         }
-        let _ = dbops::controllers::reconcile(Arc::new(obj), ctx.clone()).await;
+        let _ = dbops::controllers::reconcile(
+            Arc::new(kube::core::DeserializeGuard(Ok(obj))),
+            ctx.clone(),
+        )
+        .await;
     }
     panic!("{name} did not converge");
 }

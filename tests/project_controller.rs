@@ -44,7 +44,11 @@ async fn get(h: &Harness, name: &str) -> Option<DatabaseProject> {
 /// One reconcile of the current state of `name`, as the controller would run it.
 async fn reconcile(h: &Harness, name: &str) -> Result<Action, dbops::controllers::project::Error> {
     let obj = get(h, name).await.expect("object exists");
-    dbops::controllers::reconcile(Arc::new(obj), h.ctx.clone()).await
+    dbops::controllers::reconcile(
+        Arc::new(kube::core::DeserializeGuard(Ok(obj))),
+        h.ctx.clone(),
+    )
+    .await
 }
 
 fn condition(p: &DatabaseProject, type_: &str) -> (String, String) {
@@ -300,9 +304,12 @@ async fn delete_and_reconcile(h: &Harness, name: &str) {
     api.delete(name, &DeleteParams::default()).await.unwrap();
     let obj = get(h, name).await.expect("held by the finalizer");
     assert!(obj.metadata.deletion_timestamp.is_some());
-    dbops::controllers::reconcile(Arc::new(obj), h.ctx.clone())
-        .await
-        .unwrap();
+    dbops::controllers::reconcile(
+        Arc::new(kube::core::DeserializeGuard(Ok(obj))),
+        h.ctx.clone(),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

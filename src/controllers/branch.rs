@@ -1,12 +1,11 @@
 //! `DatabaseBranch`: a copy-on-write branch of a `DatabaseProject`, created once
 //! the project is Ready, with its own connection Secret.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
@@ -19,7 +18,7 @@ use super::reconciler::{
 };
 use super::rotation::{self, RotationError};
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWriteError};
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
 use crate::providers::{
     BranchRequest, Operation, Provider, ResourceState, RotationTarget, VendorBranch,
@@ -35,7 +34,7 @@ pub enum Error {
     Provider(#[from] LookupError),
     #[error(transparent)]
     Vendor(#[from] VendorCall),
-    #[error(transparent)]
+    #[error("{0}")]
     Kube(#[from] KubeCall),
     #[error(
         "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's branches with it, so this branch is gone too. Delete this resource"
@@ -390,6 +389,13 @@ impl Reconcile for DatabaseBranch {
             .await;
             return Ok(Action::await_change());
         }
+        let vendor_state = status.branch_id.is_some()
+            || self.spec.external_id.is_some()
+            || status.create_requested;
+        if !vendor_state {
+            // Nothing was ever sent to the vendor.
+            return Ok(Action::await_change());
+        }
         let Some(provider) = child_cleanup_provider(
             ctx,
             self,
@@ -491,6 +497,11 @@ impl DatabaseBranch {
         }
         let key = idempotency_key(self, "branch-create").ok_or(Error::InvalidObject)?;
         if !previous.create_requested {
+            // Refuses a provider (or namespace) being deleted; protects the
+            // provider and its Secret before anything exists at the vendor.
+            let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+            ctx.provider_for_create(&project.spec.provider_ref, false, Some(&namespace))
+                .await?;
             let health = Health::progressing(
                 reason::CREATING,
                 format!("creating the branch at {}", provider.api()),
@@ -504,6 +515,11 @@ impl DatabaseBranch {
                 .map_err(KubeCall::Status)?;
             *previous = status;
         }
+        // Read again now that `createRequested` is saved (see `DatabaseProject`).
+        let provider = ctx
+            .provider_for_create(&project.spec.provider_ref, true, None)
+            .await?;
+        let provider = provider.as_ref();
         let vendor = provider
             .create_branch(&branch_request(self, project_id), &key)
             .await
@@ -521,31 +537,29 @@ impl DatabaseBranch {
     }
 }
 
-/// Runs the `DatabaseBranch` controller until `shutdown` resolves. A change of a
+/// The `DatabaseBranch` controller, ready to run with [`drive`]. A change of a
 /// `DatabaseProject` (becoming Ready, being deleted) wakes its branches at once.
-pub async fn run(
-    ctx: Arc<Context>,
-    scope: Scope,
+pub fn controller(
+    ctx: &Context,
+    scope: &Scope,
     watcher_config: watcher::Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Controller<DeserializeGuard<DatabaseBranch>> {
     let client = ctx.client.clone();
     let controller = Controller::new(
-        scope.api::<DatabaseBranch>(client.clone()),
+        scope.api::<DeserializeGuard<DatabaseBranch>>(client.clone()),
         watcher_config.clone(),
     );
     let by_project = dependents(controller.store(), |k: &DatabaseBranch| {
         Some(k.spec.project_ref.name.as_str())
     });
-    let controller = controller
+    controller
         .owns(
             scope.api::<Secret>(client.clone()),
             secret::owned_secrets_watch(),
         )
         .watches(
-            scope.api::<DatabaseProject>(client),
+            scope.api::<DeserializeGuard<DatabaseProject>>(client),
             watcher_config,
             by_project,
-        );
-    drive(controller, ctx, shutdown).await;
+        )
 }

@@ -11,13 +11,13 @@
 //! before they reach conditions, Events or logs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
@@ -29,7 +29,7 @@ use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed,
 };
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
     DeletionPolicy, QuotaWindow,
@@ -54,7 +54,7 @@ pub enum Error {
     Provider(#[from] LookupError),
     #[error(transparent)]
     Vendor(#[from] VendorCall),
-    #[error(transparent)]
+    #[error("{0}")]
     Kube(#[from] KubeCall),
     #[error("Secret {secret:?} named in spec.credentialsSecretRef {problem}")]
     CredentialsMissing {
@@ -372,6 +372,10 @@ impl Reconcile for ByokCredential {
             Some(id) => id,
             None => {
                 if !previous.create_requested {
+                    // Refuses a provider (or namespace) being deleted; protects
+                    // the provider and its Secret before anything is registered.
+                    ctx.provider_for_create(&self.spec.provider_ref, false, Some(&namespace))
+                        .await?;
                     let mut status = self.status_with_health(
                         &previous,
                         &Health::progressing(reason::CREATING, "registering the credential"),
@@ -382,6 +386,10 @@ impl Reconcile for ByokCredential {
                         .map_err(KubeCall::Status)?;
                     previous = status;
                 }
+                // Read again now that `createRequested` is saved (see `DatabaseProject`).
+                let provider = ctx
+                    .provider_for_create(&self.spec.provider_ref, true, None)
+                    .await?;
                 let key = idempotency_key(self, "byok-register").ok_or(Error::InvalidObject)?;
                 let registered = provider
                     .register_credential(
@@ -606,7 +614,20 @@ impl Reconcile for ByokCredential {
             .await;
             return Ok(Action::await_change());
         }
-        let provider = ctx.provider(&self.spec.provider_ref).await?;
+        let left = match &status.byok_id {
+            Some(id) => format!("BYOK credential {id}"),
+            None if status.create_requested => {
+                "the BYOK credential an unconfirmed registration may have made".to_string()
+            }
+            // Nothing was ever sent to the vendor.
+            None => return Ok(Action::await_change()),
+        };
+        let Some(provider) = ctx
+            .provider_for_cleanup(self, &self.spec.provider_ref, &left)
+            .await?
+        else {
+            return Ok(Action::await_change());
+        };
         let id = match status.byok_id {
             Some(id) => Some(id),
             None if status.create_requested => {
@@ -727,23 +748,24 @@ impl ByokCredential {
     }
 }
 
-/// Runs the `ByokCredential` controller until `shutdown` resolves. It watches
+/// The `ByokCredential` controller, ready to run with [`drive`]. It watches
 /// only Secrets labelled [`WATCH_LABEL`] (the ones `ByokCredential`s name), and
 /// maps each back to the credentials naming it.
-pub async fn run(
-    ctx: Arc<Context>,
-    scope: Scope,
+pub fn controller(
+    ctx: &Context,
+    scope: &Scope,
     watcher_config: watcher::Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Controller<DeserializeGuard<ByokCredential>> {
     let client = ctx.client.clone();
-    let controller = Controller::new(scope.api::<ByokCredential>(client.clone()), watcher_config);
+    let controller = Controller::new(
+        scope.api::<DeserializeGuard<ByokCredential>>(client.clone()),
+        watcher_config,
+    );
     let by_secret = dependents(controller.store(), |c: &ByokCredential| {
         Some(c.spec.credentials_secret_ref.name.as_str())
     });
     let labelled = watcher::Config::default().labels(&format!("{WATCH_LABEL}=true"));
-    let controller = controller.watches(scope.api::<Secret>(client), labelled, by_secret);
-    drive(controller, ctx, shutdown).await;
+    controller.watches(scope.api::<Secret>(client), labelled, by_secret)
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub mod reason {
     pub const WAITING_FOR_CREDENTIAL: &str = "WaitingForCredential";
     pub const PROJECT_DELETED: &str = "ProjectDeleted";
     pub const PROVIDER_NOT_FOUND: &str = "ProviderNotFound";
+    pub const PROVIDER_DELETING: &str = "ProviderDeleting";
+    pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
     pub const PROVIDER_INVALID: &str = "ProviderInvalid";
     pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
     pub const VENDOR_OBJECT_DELETED: &str = "VendorObjectDeleted";

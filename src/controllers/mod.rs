@@ -4,8 +4,11 @@
 pub mod branch;
 pub mod byok;
 pub mod conditions;
+pub mod decode;
+pub mod kube_error;
 mod parent;
 pub mod project;
+pub mod protection;
 pub mod provider;
 mod provider_lookup;
 pub mod reconciler;
@@ -17,6 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -49,17 +53,39 @@ impl VendorCall {
     }
 }
 
-/// A Kubernetes API call that failed; always worth retrying.
+/// A Kubernetes API call that failed; always worth retrying. The message
+/// describes the error in plain words ([`kube_error::describe`]); the API
+/// server's own text stays in the source, for logs.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeCall {
-    #[error("reading Kubernetes objects: {0}")]
+    #[error("could not read from Kubernetes: {}", kube_error::describe(.0))]
     Read(#[source] kube::Error),
-    #[error("writing Kubernetes objects: {0}")]
+    #[error("could not write to Kubernetes: {}", kube_error::describe(.0))]
     Write(#[source] kube::Error),
-    #[error("writing status: {0}")]
+    #[error("could not write status: {}", kube_error::describe(.0))]
     Status(#[source] kube::Error),
-    #[error("updating the finalizer: {0}")]
+    /// Finalizer patches carry a JSON-patch `test`: a 422 is a stale read.
+    #[error("could not update the finalizer: {}", kube_error::describe(.0))]
     Finalizer(#[source] kube::Error),
+}
+
+/// The Kubernetes error somewhere in `error`'s source chain, and whether the
+/// failed request was a precondition (a finalizer patch with its `test`).
+pub fn kube_cause<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<(&'a kube::Error, bool)> {
+    let mut precondition = false;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(KubeCall::Finalizer(_)) = e.downcast_ref::<KubeCall>() {
+            precondition = true;
+        }
+        if let Some(kube) = e.downcast_ref::<kube::Error>() {
+            return Some((kube, precondition));
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Which namespaces the namespaced controllers watch.
@@ -141,6 +167,9 @@ pub struct Settings {
     /// Most reconciles one controller runs at once (bounds memory and the
     /// burst of requests at start-up with many objects).
     pub concurrency: u16,
+    /// The in-use finalizer this operator puts on providers and credential
+    /// Secrets while something depends on them ([`protection`]).
+    pub protection_finalizer: String,
 }
 
 impl Default for Settings {
@@ -152,6 +181,7 @@ impl Default for Settings {
             stalled_recheck: Duration::from_secs(300),
             provisioning_poll: Duration::from_secs(5),
             concurrency: 16,
+            protection_finalizer: protection::DEFAULT_FINALIZER.to_string(),
         }
     }
 }
@@ -165,6 +195,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub providers: ProviderRegistry,
     pub settings: Settings,
+    /// Wakes the in-use protection loop ([`protection::run`]).
+    pub protection_poke: Arc<tokio::sync::Notify>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -186,6 +218,7 @@ impl Context {
             metrics,
             settings,
             readiness: Arc::default(),
+            protection_poke: Arc::default(),
             failures: Mutex::default(),
         }
     }
@@ -240,7 +273,7 @@ impl Context {
 /// Runs `controller` with the shared [`reconcile`] and [`error_policy`] until
 /// `shutdown` resolves; in-flight reconciles finish first.
 pub async fn drive<K>(
-    controller: kube::runtime::Controller<K>,
+    controller: kube::runtime::Controller<DeserializeGuard<K>>,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
@@ -267,11 +300,16 @@ pub async fn drive<K>(
 
 /// A watch mapper: a change of a `P` wakes every `K` in `store` that names it
 /// (`names(k) == Some(p.name)`). A namespaced `P` only wakes `K`s in its own
-/// namespace; a cluster-scoped one (a `DatabaseProvider`) wakes any.
+/// namespace; a cluster-scoped one (a `DatabaseProvider`) wakes any. Objects
+/// that cannot be decoded name nothing.
 pub fn dependents<K, P>(
-    store: kube::runtime::reflector::Store<K>,
+    store: kube::runtime::reflector::Store<DeserializeGuard<K>>,
     names: fn(&K) -> Option<&str>,
-) -> impl Fn(P) -> Vec<kube::runtime::reflector::ObjectRef<K>> + Send + Sync + Clone + 'static
+) -> impl Fn(P) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<K>>>
++ Send
++ Sync
++ Clone
++ 'static
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     P: Resource,
@@ -283,11 +321,17 @@ where
             .state()
             .into_iter()
             .filter(|k| namespace.is_none() || k.namespace() == namespace)
-            .filter(|k| names(k) == Some(name.as_str()))
+            .filter(|k| k.0.as_ref().ok().and_then(names) == Some(name.as_str()))
             .map(|k| kube::runtime::reflector::ObjectRef::from_obj(&*k))
             .collect()
     }
 }
+
+/// How soon a write that lost a race (409, failed precondition) is retried.
+pub const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+/// How often an object whose namespace is being deleted is looked at again
+/// (its own deletion normally wakes it first).
+pub const NAMESPACE_TERMINATING_RECHECK: Duration = Duration::from_secs(2);
 
 /// `d` scaled by a random factor in `[1 - spread, 1 + spread]`.
 pub fn jitter(d: Duration, spread: f64) -> Duration {
@@ -321,6 +365,23 @@ pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
     fn retry_after(&self) -> Option<Duration> {
         None
     }
+    /// A write lost a race with another writer (409, or a failed precondition):
+    /// retried at once, quietly, with no backoff.
+    fn is_conflict(&self) -> bool
+    where
+        Self: Sized,
+    {
+        kube_cause(self).is_some_and(|(e, precondition)| kube_error::conflict(e, precondition))
+    }
+    /// A write was refused because the namespace is being deleted: the object
+    /// is about to be deleted too, so there is nothing to report.
+    fn namespace_terminating(&self) -> bool
+    where
+        Self: Sized,
+    {
+        self.category() == conditions::reason::NAMESPACE_TERMINATING
+            || kube_cause(self).is_some_and(|(e, _)| kube_error::namespace_terminating(e))
+    }
 }
 
 /// Key of an object in the per-object retry state.
@@ -339,8 +400,26 @@ where
     K: Resource,
     E: ReconcileError,
 {
-    ctx.metrics.observe_failure(controller, error.category());
     let key = object_key(obj);
+    if error.is_conflict() {
+        // Lost a race with another writer (often our own cache lagging our own
+        // write): read again and retry at once. Not a failure worth counting.
+        ctx.metrics.observe_failure(controller, "Conflict");
+        tracing::debug!(controller, error = %error, "conflict, retrying");
+        return Action::requeue(jitter(CONFLICT_RETRY, 0.5));
+    }
+    if error.namespace_terminating() {
+        // The namespace controller is about to delete this object; its
+        // deletion wakes us and the finalizer runs cleanup.
+        ctx.metrics
+            .observe_failure(controller, "NamespaceTerminating");
+        tracing::debug!(
+            controller,
+            "namespace is being deleted, waiting for the deletion"
+        );
+        return Action::requeue(NAMESPACE_TERMINATING_RECHECK);
+    }
+    ctx.metrics.observe_failure(controller, error.category());
     if error.is_transient() {
         let attempt = ctx.record_failure(&key);
         let delay = backoff_delay(

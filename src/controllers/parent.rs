@@ -89,7 +89,9 @@ pub async fn cleanup_provider(
     };
     match ctx.provider(&provider_ref).await {
         Ok(provider) => Ok(CleanupProvider::Provider(provider)),
-        Err(e) if !parent_exists && !e.is_transient() => {
+        // Gone for good (in-use protection removed by hand), or the parent is
+        // gone too and the provider cannot be used: nothing can be reached.
+        Err(e) if e.is_gone() || (!parent_exists && !e.is_transient()) => {
             Ok(CleanupProvider::Unreachable(e.to_string()))
         }
         Err(e) => Err(e),
@@ -169,7 +171,7 @@ where
                 "VendorCleanupSkipped",
                 "Delete",
                 format!(
-                    "DatabaseProject {project_name} is gone and its provider cannot be used ({why}); the vendor deletes {what} with their project"
+                    "the provider of DatabaseProject {project_name} cannot be used any more ({why}); the vendor deletes {what} with their project, unless that project was retained"
                 ),
             )
             .await;

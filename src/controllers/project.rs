@@ -2,11 +2,10 @@
 //! project, write its connection Secret, report kstatus conditions, and delete
 //! or retain it.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
@@ -18,7 +17,7 @@ use super::reconciler::{
 };
 use super::rotation::{self, RotationError};
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokCredential, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
     DeletionPolicy, ProjectMode,
@@ -38,7 +37,7 @@ pub enum Error {
     Provider(#[from] LookupError),
     #[error(transparent)]
     Vendor(#[from] VendorCall),
-    #[error(transparent)]
+    #[error("{0}")]
     Kube(#[from] KubeCall),
     #[error(
         "project {id} no longer exists at the vendor (deleted outside dbops); delete this resource, or re-create it to provision a new project"
@@ -442,8 +441,21 @@ impl Reconcile for DatabaseProject {
             .await;
             return Ok(Action::await_change());
         }
-        let provider = ctx.provider(&self.spec.provider_ref).await?;
         let status = self.current_status();
+        let left = match (&status.project_id, &self.spec.external_id) {
+            (Some(id), _) | (None, Some(id)) => format!("vendor project {id}"),
+            (None, None) if status.create_requested => {
+                "the vendor project an unconfirmed create may have made".to_string()
+            }
+            // Nothing was ever sent to the vendor.
+            (None, None) => return Ok(Action::await_change()),
+        };
+        let Some(provider) = ctx
+            .provider_for_cleanup(self, &self.spec.provider_ref, &left)
+            .await?
+        else {
+            return Ok(Action::await_change());
+        };
         let id = match (&status.project_id, &self.spec.external_id) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(external)) => Some(external.clone()),
@@ -530,6 +542,12 @@ impl DatabaseProject {
             });
         }
         if !previous.create_requested {
+            // Refuses a provider that is being deleted (and a namespace being
+            // deleted), and protects the provider and its Secret before
+            // anything exists at the vendor.
+            let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+            ctx.provider_for_create(&self.spec.provider_ref, false, Some(&namespace))
+                .await?;
             let message = match &snapshot_id {
                 Some(id) => format!(
                     "restoring snapshot {id} into a new project at {}",
@@ -546,13 +564,20 @@ impl DatabaseProject {
                 .map_err(KubeCall::Status)?;
             *previous = status;
         }
+        // Read the provider again now that `createRequested` is saved: from here
+        // on this resource counts as its dependent, so if it was not being
+        // deleted a moment ago, it stays until this resource is cleaned up.
+        let provider = ctx
+            .provider_for_create(&self.spec.provider_ref, true, None)
+            .await?;
+        let provider = provider.as_ref();
         let progress = match &previous.restore_handle {
             Some(handle) => provider
                 .restore_status(handle)
                 .await
                 .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?,
             None => {
-                self.call_create(snapshot_id.as_deref(), provider, ctx)
+                self.call_create(snapshot_id.as_deref(), provider, ctx, false)
                     .await?
             }
         };
@@ -590,17 +615,19 @@ impl DatabaseProject {
     }
 
     /// The create or restore call itself, with this resource's idempotency key.
-    /// An asynchronous restore answers `Pending` with a handle to poll.
+    /// An asynchronous restore answers `Pending` with a handle to poll. A
+    /// `replay` (during cleanup) writes nothing to Kubernetes.
     async fn call_create(
         &self,
         snapshot_id: Option<&str>,
         provider: &dyn Provider,
         ctx: &Context,
+        replay: bool,
     ) -> Result<RestoreProgress, Error> {
         match snapshot_id {
             None => {
                 let key = idempotency_key(self, "project-create").ok_or(Error::InvalidObject)?;
-                let password = self.operator_password(provider, ctx).await?;
+                let password = self.operator_password(provider, ctx, replay).await?;
                 provider
                     .create_project(&project_request(self, password), &key)
                     .await
@@ -636,8 +663,13 @@ impl DatabaseProject {
                 .await
                 .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?,
             None => {
-                self.call_create(status.restored_from_snapshot_id.as_deref(), provider, ctx)
-                    .await?
+                self.call_create(
+                    status.restored_from_snapshot_id.as_deref(),
+                    provider,
+                    ctx,
+                    true,
+                )
+                .await?
             }
         };
         match progress {
@@ -650,10 +682,16 @@ impl DatabaseProject {
     /// The password the operator chose for providers that take one on create. It
     /// lives only in the connection Secret, written before the create call so a
     /// crash never loses it; a retry reads it back from there.
+    ///
+    /// A `replay` during cleanup only learns the id of what a lost create made
+    /// (by idempotency key or name), which is deleted right after: it never
+    /// writes the Secret (in a namespace being deleted it could not), and a
+    /// throwaway password does when there is none to read.
     async fn operator_password(
         &self,
         provider: &dyn Provider,
         ctx: &Context,
+        replay: bool,
     ) -> Result<Option<Password>, Error> {
         if !provider.needs_operator_password() {
             return Ok(None);
@@ -665,6 +703,9 @@ impl DatabaseProject {
             return Ok(Some(Password::new(existing)));
         }
         let password = Password::generate();
+        if replay {
+            return Ok(Some(password));
+        }
         let data = std::collections::BTreeMap::from([(
             secret::keys::PASSWORD.to_string(),
             k8s_openapi::ByteString(password.expose().as_bytes().to_vec()),
@@ -779,17 +820,16 @@ impl DatabaseProject {
     }
 }
 
-/// Runs the `DatabaseProject` controller until `shutdown` resolves. Providers
+/// The `DatabaseProject` controller, ready to run with [`drive`]. Providers
 /// and snapshots are watched, so a project waiting for either starts at once.
-pub async fn run(
-    ctx: Arc<Context>,
-    scope: Scope,
+pub fn controller(
+    ctx: &Context,
+    scope: &Scope,
     watcher_config: watcher::Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Controller<DeserializeGuard<DatabaseProject>> {
     let client = ctx.client.clone();
     let controller = Controller::new(
-        scope.api::<DatabaseProject>(client.clone()),
+        scope.api::<DeserializeGuard<DatabaseProject>>(client.clone()),
         watcher_config.clone(),
     );
     let by_provider = dependents(controller.store(), |p: &DatabaseProject| {
@@ -806,25 +846,24 @@ pub async fn run(
     let by_credential = dependents(controller.store(), |p: &DatabaseProject| {
         p.spec.byok_credential_ref.as_ref().map(|r| r.name.as_str())
     });
-    let controller = controller
+    controller
         .owns(
             scope.api::<Secret>(client.clone()),
             secret::owned_secrets_watch(),
         )
         .watches(
-            Api::<DatabaseProvider>::all(client.clone()),
+            Api::<DeserializeGuard<DatabaseProvider>>::all(client.clone()),
             watcher::Config::default(),
             by_provider,
         )
         .watches(
-            scope.api::<DatabaseSnapshot>(client.clone()),
+            scope.api::<DeserializeGuard<DatabaseSnapshot>>(client.clone()),
             watcher_config.clone(),
             by_snapshot,
         )
         .watches(
-            scope.api::<ByokCredential>(client),
+            scope.api::<DeserializeGuard<ByokCredential>>(client),
             watcher_config,
             by_credential,
-        );
-    drive(controller, ctx, shutdown).await;
+        )
 }

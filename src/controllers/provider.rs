@@ -10,12 +10,14 @@ use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use tracing::Instrument;
 
 use super::conditions::{self, Health, reason};
+use super::decode;
 use super::secret::FIELD_MANAGER;
 use super::{Context, LookupError, ReconcileError, VendorCall, error_policy, object_key};
 use crate::api::v1alpha1::{ByokPolicyMode, DatabaseProvider, DatabaseProviderStatus, ProviderRef};
@@ -34,7 +36,7 @@ pub enum Error {
     Vendor(#[from] VendorCall),
     #[error("{api} has no BYOK routing policy; remove spec.byokPolicy or use an infrai provider")]
     PolicyUnsupported { api: String },
-    #[error("writing status: {0}")]
+    #[error("could not write status: {}", super::kube_error::describe(.0))]
     Status(#[source] kube::Error),
 }
 
@@ -154,24 +156,40 @@ async fn write_status(
 
 /// Reconciles one `DatabaseProvider`.
 pub async fn reconcile(
-    provider: Arc<DatabaseProvider>,
+    guard: Arc<DeserializeGuard<DatabaseProvider>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let provider = match &guard.0 {
+        Ok(provider) => provider,
+        Err(invalid) => {
+            return Ok(decode::handle_invalid(&*guard, invalid, CONTROLLER, &ctx).await);
+        }
+    };
     let started = Instant::now();
     let span =
         tracing::info_span!("reconcile", controller = CONTROLLER, name = %provider.name_any());
     let result = async {
         let api: Api<DatabaseProvider> = Api::all(ctx.client.clone());
-        let outcome = apply(&provider, &ctx).await;
+        if provider.metadata.deletion_timestamp.is_some() {
+            // In-use protection holds it until its dependents are cleaned up;
+            // nothing to configure at the vendor meanwhile.
+            let health = Health::progressing(
+                reason::DELETING,
+                "being deleted; it stays until the resources that use it are cleaned up at the vendor",
+            );
+            write_status(&api, provider, &health).await?;
+            return Ok(Action::await_change());
+        }
+        let outcome = apply(provider, &ctx).await;
         let health = match &outcome {
             Ok(message) => Health::ready(message.clone()),
             Err(e) if e.is_transient() => Health::progressing(e.category(), e.to_string()),
             Err(e) => Health::stalled(e.category(), e.to_string()),
         };
-        write_status(&api, &provider, &health).await?;
+        write_status(&api, provider, &health).await?;
         match outcome {
             Ok(_) => {
-                ctx.reset_failures(&object_key(&*provider));
+                ctx.reset_failures(&object_key(provider));
                 Ok(Action::requeue(ctx.jittered_resync()))
             }
             Err(e) => Err(e),
@@ -190,7 +208,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let controller = Controller::new(
-        Api::<DatabaseProvider>::all(ctx.client.clone()),
+        Api::<DeserializeGuard<DatabaseProvider>>::all(ctx.client.clone()),
         watcher_config,
     );
     ctx.readiness.track(controller.store());

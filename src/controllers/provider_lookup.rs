@@ -7,9 +7,15 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use secrecy::SecretString;
 
 use super::Context;
+use super::decode::get_guarded;
+
+fn is_forbidden(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 403)
+}
 use crate::api::v1alpha1::{DatabaseProvider, ProviderRef};
 use crate::providers::{BuildError, Provider, ProviderConfig};
 
@@ -18,6 +24,22 @@ use crate::providers::{BuildError, Provider, ProviderConfig};
 pub enum LookupError {
     #[error("DatabaseProvider {name:?} not found")]
     ProviderNotFound { name: String },
+    #[error(
+        "DatabaseProvider {name:?} is being deleted and takes no new resources; name another provider, or re-create this one once it is gone"
+    )]
+    ProviderDeleting { name: String },
+    #[error("namespace {namespace} is being deleted, so nothing is created at the vendor")]
+    NamespaceTerminating { namespace: String },
+    #[error("DatabaseProvider {name:?} cannot be read by the operator ({problem})")]
+    ProviderUnreadable { name: String, problem: String },
+    #[error(
+        "Secret {namespace}/{secret} named by DatabaseProvider {provider:?} is being deleted; nothing new is created with it"
+    )]
+    SecretDeleting {
+        provider: String,
+        namespace: String,
+        secret: String,
+    },
     #[error("Secret {namespace}/{secret} named by DatabaseProvider {provider:?} not found")]
     SecretNotFound {
         provider: String,
@@ -39,7 +61,7 @@ pub enum LookupError {
         #[source]
         source: BuildError,
     },
-    #[error("reading DatabaseProvider {provider:?} or its Secret: {source}")]
+    #[error("could not read DatabaseProvider {provider:?} or its Secret: {}", super::kube_error::describe(.source))]
     Kube {
         provider: String,
         #[source]
@@ -50,20 +72,46 @@ pub enum LookupError {
 impl LookupError {
     /// Whether a retry may succeed without a user change (only API-server trouble).
     pub fn is_transient(&self) -> bool {
-        matches!(self, LookupError::Kube { .. })
+        matches!(
+            self,
+            LookupError::Kube { .. } | LookupError::NamespaceTerminating { .. }
+        )
     }
 
     /// The condition reason / metric category.
     pub fn category(&self) -> &'static str {
+        use super::conditions::reason;
         match self {
-            LookupError::ProviderNotFound { .. } => super::conditions::reason::PROVIDER_NOT_FOUND,
-            LookupError::SecretNotFound { .. } | LookupError::KeyMissing { .. } => {
-                super::conditions::reason::CREDENTIALS_MISSING
+            LookupError::ProviderNotFound { .. } => reason::PROVIDER_NOT_FOUND,
+            LookupError::ProviderDeleting { .. } => reason::PROVIDER_DELETING,
+            LookupError::SecretNotFound { .. }
+            | LookupError::KeyMissing { .. }
+            | LookupError::SecretDeleting { .. } => reason::CREDENTIALS_MISSING,
+            LookupError::Invalid { .. } | LookupError::ProviderUnreadable { .. } => {
+                reason::PROVIDER_INVALID
             }
-            LookupError::Invalid { .. } => super::conditions::reason::PROVIDER_INVALID,
+            LookupError::NamespaceTerminating { .. } => reason::NAMESPACE_TERMINATING,
             LookupError::Kube { .. } => "KubernetesApiError",
         }
     }
+
+    /// The provider or its Secret no longer exists. In-use protection keeps
+    /// both while anything depends on them, so this only happens when someone
+    /// removed the protection by hand: a cleanup cannot reach the vendor any
+    /// more and says so instead of waiting forever.
+    pub fn is_gone(&self) -> bool {
+        matches!(
+            self,
+            LookupError::ProviderNotFound { .. } | LookupError::SecretNotFound { .. }
+        )
+    }
+}
+
+/// What [`Context::protect_dependency`] found.
+enum Protection {
+    Protected,
+    Deleting,
+    Gone,
 }
 
 impl Context {
@@ -72,16 +120,123 @@ impl Context {
         &self,
         provider_ref: &ProviderRef,
     ) -> Result<DatabaseProvider, LookupError> {
-        let api: Api<DatabaseProvider> = Api::all(self.client.clone());
-        api.get_opt(&provider_ref.name)
-            .await
-            .map_err(|source| LookupError::Kube {
-                provider: provider_ref.name.clone(),
+        let api: Api<DeserializeGuard<DatabaseProvider>> = Api::all(self.client.clone());
+        let name = provider_ref.name.clone();
+        match get_guarded(&api, &name).await {
+            Err(source) => Err(LookupError::Kube {
+                provider: name,
                 source,
-            })?
-            .ok_or_else(|| LookupError::ProviderNotFound {
-                name: provider_ref.name.clone(),
-            })
+            }),
+            Ok(None) => Err(LookupError::ProviderNotFound { name }),
+            Ok(Some(Err(invalid))) => Err(LookupError::ProviderUnreadable {
+                name,
+                problem: super::decode::scrub(&invalid.error),
+            }),
+            Ok(Some(Ok(provider))) => Ok(provider),
+        }
+    }
+
+    /// The provider client for a resource about to create something at the
+    /// vendor. Unlike [`Context::provider`], it refuses a provider (or Secret)
+    /// that is being deleted, unless `existing_dependent` (the resource may
+    /// already have made something through it), and it first puts the in-use
+    /// finalizer on both, so neither can go away while the new vendor object
+    /// exists.
+    ///
+    /// With `namespace`, it first checks that namespace is not being deleted:
+    /// nothing new is made for a resource about to be cleaned up.
+    pub async fn provider_for_create(
+        &self,
+        provider_ref: &ProviderRef,
+        existing_dependent: bool,
+        namespace: Option<&str>,
+    ) -> Result<Arc<dyn Provider>, LookupError> {
+        if let Some(namespace) = namespace
+            && self.namespace_terminating(namespace).await
+        {
+            return Err(LookupError::NamespaceTerminating {
+                namespace: namespace.to_string(),
+            });
+        }
+        let provider = self.provider_object(provider_ref).await?;
+        let name = provider.name_any();
+        let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
+        match self.protect_dependency(&providers, &name).await? {
+            Protection::Protected => {}
+            Protection::Gone => return Err(LookupError::ProviderNotFound { name }),
+            Protection::Deleting if existing_dependent => {}
+            Protection::Deleting => return Err(LookupError::ProviderDeleting { name }),
+        }
+        let selector = &provider.spec.credentials_secret_ref;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &selector.namespace);
+        match self.protect_dependency(&secrets, &selector.name).await {
+            Ok(Protection::Protected) | Ok(Protection::Gone) => {}
+            Ok(Protection::Deleting) if existing_dependent => {}
+            Ok(Protection::Deleting) => {
+                return Err(LookupError::SecretDeleting {
+                    provider: name,
+                    namespace: selector.namespace.clone(),
+                    secret: selector.name.clone(),
+                });
+            }
+            // Not allowed to write that Secret (RBAC): go on unprotected; the
+            // provider itself is protected, and the lookup below reads it.
+            Err(LookupError::Kube { source, .. }) if is_forbidden(&source) => {
+                tracing::debug!(provider = %name, "no permission to protect the provider's Secret");
+            }
+            Err(error) => return Err(error),
+        }
+        self.provider(provider_ref).await
+    }
+
+    /// Puts the in-use finalizer on `name`, retrying a few lost races.
+    async fn protect_dependency<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+    ) -> Result<Protection, LookupError>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let finalizer = &self.settings.protection_finalizer;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match super::protection::protect(api, name, finalizer).await {
+                Ok(true) => return Ok(Protection::Protected),
+                Ok(false) => {
+                    return match api.get_opt(name).await {
+                        Ok(Some(_)) => Ok(Protection::Deleting),
+                        Ok(None) => Ok(Protection::Gone),
+                        Err(source) => Err(LookupError::Kube {
+                            provider: name.to_string(),
+                            source,
+                        }),
+                    };
+                }
+                Err(e) if super::kube_error::conflict(&e, false) && attempt < 5 => continue,
+                Err(source) => {
+                    return Err(LookupError::Kube {
+                        provider: name.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether namespace `namespace` is being deleted. Unknown (not allowed to
+    /// read it, or an error) counts as no: the writes that follow then say so.
+    pub async fn namespace_terminating(&self, namespace: &str) -> bool {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        match api.get_opt(namespace).await {
+            Ok(Some(ns)) => {
+                ns.metadata.deletion_timestamp.is_some()
+                    || ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating")
+            }
+            _ => false,
+        }
     }
 
     /// The client of the `DatabaseProvider` named by `provider_ref`, built from
@@ -144,5 +299,40 @@ impl Context {
                 provider: name,
                 source,
             })
+    }
+}
+
+impl Context {
+    /// The provider a cleanup deletes through, or `None` when the provider or
+    /// its Secret no longer exists (in-use protection was removed by hand): a
+    /// Warning Event then says that `left` (e.g. "vendor project prj_1") may
+    /// still exist at the vendor, and the cleanup finishes rather than waiting
+    /// for something that will not come back.
+    pub async fn provider_for_cleanup<K>(
+        &self,
+        owner: &K,
+        provider_ref: &ProviderRef,
+        left: &str,
+    ) -> Result<Option<Arc<dyn Provider>>, LookupError>
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        match self.provider(provider_ref).await {
+            Ok(provider) => Ok(Some(provider)),
+            Err(error) if error.is_gone() => {
+                self.publish(
+                    owner,
+                    kube::runtime::events::EventType::Warning,
+                    "VendorCleanupSkipped",
+                    "Delete",
+                    format!(
+                        "{error}, so {left} could not be deleted; delete it at the vendor if it still exists"
+                    ),
+                )
+                .await;
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
     }
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use super::conditions::{self, Health};
+use super::decode;
 use super::secret::FIELD_MANAGER;
 use super::{Context, FINALIZER, ReconcileError, object_key};
 use crate::api::v1alpha1::Conditions;
@@ -118,8 +120,19 @@ pub trait Reconcile: Managed {
     async fn cleanup(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Self::Error>;
 }
 
-/// Reconciles one object of kind `K`: finalizer, span, metrics, failure reporting.
-pub async fn reconcile<K: Reconcile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, K::Error> {
+/// Reconciles one object of kind `K`: finalizer, span, metrics, failure
+/// reporting. An object that cannot be decoded is reported on its own
+/// ([`decode::handle_invalid`]) and never reaches the kind's logic.
+pub async fn reconcile<K: Reconcile>(
+    guard: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, K::Error> {
+    let obj = match &guard.0 {
+        Ok(obj) => Arc::new(obj.clone()),
+        Err(invalid) => {
+            return Ok(decode::handle_invalid(&*guard, invalid, K::CONTROLLER, &ctx).await);
+        }
+    };
     let started = Instant::now();
     let namespace = obj.namespace().ok_or_else(K::Error::invalid_object)?;
     let span = tracing::info_span!("reconcile", controller = K::CONTROLLER, namespace = %namespace, name = %obj.name_any());
@@ -144,6 +157,11 @@ pub async fn reconcile<K: Reconcile>(obj: Arc<K>, ctx: Arc<Context>) -> Result<A
         match &outcome {
             Ok(_) => ctx.reset_failures(&object_key(&*obj)),
             Err(error) => report_failure(&*obj, &api, error, &ctx).await,
+        }
+        if obj.meta().deletion_timestamp.is_some() {
+            // A dependent is going away: the in-use protection may release its
+            // provider and Secret (the loop debounces bursts of these).
+            ctx.protection_poke.notify_one();
         }
         // The gauge follows the status this object had when it was queued; every
         // status write re-queues it, so the count catches up on the next pass.
@@ -216,6 +234,10 @@ where
     K: Managed,
     E: ControllerError,
 {
+    if error.is_conflict() || error.namespace_terminating() {
+        // Retried at once by the error policy; nothing a person needs to see.
+        return;
+    }
     // Status may have moved during this reconcile (e.g. an id was saved before a
     // later step failed); build on the latest so nothing written is lost.
     let latest = match api.get_opt(&obj.name_any()).await {

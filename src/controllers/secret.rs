@@ -171,7 +171,7 @@ pub enum SecretWriteError {
     NotOwned { name: String },
     #[error("cannot build the Secret: the owner has no name or uid")]
     NoOwnerIdentity,
-    #[error("writing Secret {name:?}: {source}")]
+    #[error("could not write Secret {name}: {}", super::kube_error::describe(.source))]
     Kube {
         name: String,
         #[source]

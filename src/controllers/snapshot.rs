@@ -6,11 +6,10 @@
 //! until its project is deleted, which the Ready message and a `Normal` Event
 //! on deletion say, and the resource is released without blocking.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
@@ -21,7 +20,7 @@ use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents, drive};
+use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
 };
@@ -37,7 +36,7 @@ pub enum Error {
     Provider(#[from] LookupError),
     #[error(transparent)]
     Vendor(#[from] VendorCall),
-    #[error(transparent)]
+    #[error("{0}")]
     Kube(#[from] KubeCall),
     #[error(
         "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's snapshots with it, so this snapshot is gone too. Delete this resource"
@@ -284,6 +283,10 @@ impl Reconcile for DatabaseSnapshot {
             .await;
             return Ok(Action::await_change());
         }
+        if id.is_none() && !status.create_requested {
+            // Nothing was ever sent to the vendor.
+            return Ok(Action::await_change());
+        }
         let Some(provider) = child_cleanup_provider(
             ctx,
             self,
@@ -376,6 +379,11 @@ impl DatabaseSnapshot {
         }
         let key = idempotency_key(self, "snapshot-create").ok_or(Error::InvalidObject)?;
         if !previous.create_requested {
+            // Refuses a provider (or namespace) being deleted; protects the
+            // provider and its Secret before anything exists at the vendor.
+            let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+            ctx.provider_for_create(&project.spec.provider_ref, false, Some(&namespace))
+                .await?;
             let health = Health::progressing(
                 reason::CREATING,
                 format!("taking the snapshot at {}", provider.api()),
@@ -389,6 +397,11 @@ impl DatabaseSnapshot {
                 .map_err(KubeCall::Status)?;
             *previous = status;
         }
+        // Read again now that `createRequested` is saved (see `DatabaseProject`).
+        let provider = ctx
+            .provider_for_create(&project.spec.provider_ref, true, None)
+            .await?;
+        let provider = provider.as_ref();
         let vendor = provider
             .create_snapshot(&snapshot_request(self, project_id), &key)
             .await
@@ -406,26 +419,24 @@ impl DatabaseSnapshot {
     }
 }
 
-/// Runs the `DatabaseSnapshot` controller until `shutdown` resolves. A change of
+/// The `DatabaseSnapshot` controller, ready to run with [`drive`]. A change of
 /// a `DatabaseProject` wakes its snapshots at once.
-pub async fn run(
-    ctx: Arc<Context>,
-    scope: Scope,
+pub fn controller(
+    ctx: &Context,
+    scope: &Scope,
     watcher_config: watcher::Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+) -> Controller<DeserializeGuard<DatabaseSnapshot>> {
     let client = ctx.client.clone();
     let controller = Controller::new(
-        scope.api::<DatabaseSnapshot>(client.clone()),
+        scope.api::<DeserializeGuard<DatabaseSnapshot>>(client.clone()),
         watcher_config.clone(),
     );
     let by_project = dependents(controller.store(), |k: &DatabaseSnapshot| {
         Some(k.spec.project_ref.name.as_str())
     });
-    let controller = controller.watches(
-        scope.api::<DatabaseProject>(client),
+    controller.watches(
+        scope.api::<DeserializeGuard<DatabaseProject>>(client),
         watcher_config,
         by_project,
-    );
-    drive(controller, ctx, shutdown).await;
+    )
 }

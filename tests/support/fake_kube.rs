@@ -4,9 +4,13 @@
 //! get, list (label and name selectors), watch (with history from a
 //! resourceVersion), create, replace, delete with finalizers and
 //! `deletionTimestamp`, merge / JSON / server-side-apply patches, the `status`
-//! subresource, `metadata.generation`, and owner-reference garbage collection.
-//! Faults can be injected per request, and every request is logged so tests
-//! can count writes.
+//! subresource, `metadata.generation`, owner-reference garbage collection,
+//! `resourceVersion` preconditions on patches, JSON-patch `test` failures (422),
+//! and namespaces that terminate as the namespace controller does them
+//! (creates refused with 403 `NamespaceTerminating`, contents deleted, the
+//! namespace gone once empty). Objects are stored as sent, without schema
+//! checks, so tests can store objects the operator cannot decode. Faults can be
+//! injected per request, and every request is logged so tests can count writes.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -315,6 +319,7 @@ impl Inner {
             state.objects.remove(key);
             self.commit(state, key, "DELETED", object.clone());
             self.collect_garbage(state, &object);
+            self.finish_namespaces(state);
             return object;
         }
         state.objects.insert(key.clone(), object.clone());
@@ -347,6 +352,56 @@ impl Inner {
         }
     }
 
+    /// Deletes a namespace as the namespace controller does: marks it
+    /// terminating (new objects in it are refused), deletes everything in it
+    /// (finalizers still hold what they hold), and removes the namespace once
+    /// it is empty.
+    fn terminate_namespace(&self, state: &mut State_, name: &str) -> Option<Value> {
+        let key = Key {
+            collection: "api/v1/namespaces".into(),
+            namespace: String::new(),
+            name: name.to_string(),
+        };
+        let mut ns = state.objects.get(&key)?.clone();
+        if !ns["metadata"]["deletionTimestamp"].is_string() {
+            ns["metadata"]["deletionTimestamp"] = json!(jiff::Timestamp::now().to_string());
+            ns["spec"]["finalizers"] = json!(["kubernetes"]);
+            ns["status"]["phase"] = json!("Terminating");
+            ns = self.store(state, &key, ns, false);
+        }
+        let contents: Vec<Key> = state
+            .objects
+            .keys()
+            .filter(|k| k.namespace == name)
+            .cloned()
+            .collect();
+        for k in contents {
+            self.delete(state, &k);
+        }
+        self.finish_namespaces(state);
+        Some(ns)
+    }
+
+    /// Removes terminating namespaces that have become empty.
+    fn finish_namespaces(&self, state: &mut State_) {
+        let done: Vec<Key> = state
+            .objects
+            .iter()
+            .filter(|(k, v)| {
+                k.collection == "api/v1/namespaces"
+                    && v["metadata"]["deletionTimestamp"].is_string()
+                    && !state.objects.keys().any(|o| o.namespace == k.name)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in done {
+            if let Some(object) = state.objects.remove(&key) {
+                Self::next_rv(state);
+                self.commit(state, &key, "DELETED", object);
+            }
+        }
+    }
+
     fn delete(&self, state: &mut State_, key: &Key) -> Option<Value> {
         let mut object = state.objects.get(key)?.clone();
         let has_finalizers = object["metadata"]["finalizers"]
@@ -363,6 +418,7 @@ impl Inner {
         state.objects.remove(key);
         self.commit(state, key, "DELETED", object.clone());
         self.collect_garbage(state, &object);
+        self.finish_namespaces(state);
         Some(object)
     }
 }
@@ -441,6 +497,13 @@ async fn handle(
                 .unwrap_or_default()
                 .to_string();
             patch(&inner, &parsed, name, &content_type, &body, &query)
+        }
+        (Method::DELETE, Some(name)) if parsed.collection == "api/v1/namespaces" => {
+            let mut state = inner.state.lock().unwrap();
+            match inner.terminate_namespace(&mut state, name) {
+                Some(v) => axum::Json(v).into_response(),
+                None => error(404, "NotFound", format!("namespace {name} not found")),
+            }
         }
         (Method::DELETE, Some(name)) => {
             let mut state = inner.state.lock().unwrap();
@@ -573,11 +636,48 @@ fn new_metadata(
     Ok(name)
 }
 
+/// The 403 the API server's NamespaceLifecycle admission answers for new
+/// objects in a namespace being deleted.
+fn namespace_terminating(namespace: &str) -> Response {
+    let mut body = status_body(
+        403,
+        "Forbidden",
+        &format!(
+            "unable to create new content in namespace {namespace} because it is being terminated"
+        ),
+    );
+    body["details"] = json!({
+        "name": namespace,
+        "kind": "namespaces",
+        "causes": [{
+            "reason": "NamespaceTerminating",
+            "message": format!("namespace {namespace} is being terminated"),
+            "field": "metadata.namespace",
+        }],
+    });
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
+fn terminating(state: &State_, namespace: &str) -> bool {
+    !namespace.is_empty()
+        && state
+            .objects
+            .get(&Key {
+                collection: "api/v1/namespaces".into(),
+                namespace: String::new(),
+                name: namespace.to_string(),
+            })
+            .is_some_and(|ns| ns["metadata"]["deletionTimestamp"].is_string())
+}
+
 fn create(inner: &Inner, parsed: &Parsed, body: &[u8]) -> Response {
     let Ok(mut object) = serde_json::from_slice::<Value>(body) else {
         return error(400, "BadRequest", "invalid JSON");
     };
     let mut state = inner.state.lock().unwrap();
+    if terminating(&state, &parsed.namespace) {
+        return namespace_terminating(&parsed.namespace);
+    }
     let name = match new_metadata(&mut state, &mut object, parsed) {
         Ok(n) => n,
         Err(r) => return *r,
@@ -682,6 +782,9 @@ fn patch(
     let old = match state.objects.get(&key).cloned() {
         Some(old) => old,
         None if is_apply && parsed.subresource.is_none() => {
+            if terminating(&state, &parsed.namespace) {
+                return namespace_terminating(&parsed.namespace);
+            }
             // Server-side apply creates missing objects.
             let mut object = patch.clone();
             if let Err(r) = new_metadata(&mut state, &mut object, parsed) {
@@ -738,6 +841,16 @@ fn patch(
         if let Err(e) = json_patch::patch(&mut new, &ops) {
             return error(422, "Invalid", format!("JSON patch failed: {e}"));
         }
+    } else if !is_apply
+        && let Some(rv) = patch["metadata"]["resourceVersion"].as_str()
+        && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+    {
+        // A resourceVersion in a patch is a precondition, as on the API server.
+        return error(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again",
+        );
     } else if is_apply {
         // One field manager writes each object here, so applying its full intent
         // replaces `status` and Secret `data` wholesale and merges the rest.

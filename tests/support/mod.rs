@@ -191,7 +191,11 @@ where
 {
     let api: Api<K> = Api::namespaced(h.client.clone(), NS);
     let obj = api.get(name).await.expect("object exists");
-    dbops::controllers::reconcile(Arc::new(obj), h.ctx.clone()).await
+    dbops::controllers::reconcile(
+        Arc::new(kube::core::DeserializeGuard(Ok(obj))),
+        h.ctx.clone(),
+    )
+    .await
 }
 
 /// Reconciles `K` `name` until it is Ready (at most `rounds` times).
