@@ -251,3 +251,255 @@ fn every_kind_is_usable_from_kubectl() {
         }
     }
 }
+
+/// The schema a CEL path (`a.b.c`, from the rule's node) resolves to.
+fn resolve<'a>(node: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut current = node;
+    for segment in path {
+        current = current.get("properties")?.get(*segment)?;
+    }
+    Some(current)
+}
+
+/// Where `schema` lets a rule read an unbounded amount of data: a string
+/// without `maxLength`, a list without `maxItems`, a map without
+/// `maxProperties` (anywhere below it).
+fn unbounded(schema: &Value, at: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    match schema["type"].as_str() {
+        Some("string") if schema.get("maxLength").is_none() => out.push(at.to_string()),
+        Some("array") => {
+            if schema.get("maxItems").is_none() {
+                out.push(at.to_string());
+            }
+            out.extend(unbounded(&schema["items"], &format!("{at}[]")));
+        }
+        Some("object") => {
+            if let Some(extra) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+                if schema.get("maxProperties").is_none() {
+                    out.push(at.to_string());
+                }
+                out.extend(unbounded(extra, &format!("{at}{{}}")));
+            }
+            if let Some(props) = schema["properties"].as_object() {
+                for (name, prop) in props {
+                    out.extend(unbounded(prop, &format!("{at}.{name}")));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The paths a rule reads: every `self.a.b` / `oldSelf.a.b` (a bare `self` is
+/// the whole node), except inside `has(...)`, which only tests presence.
+fn reads(rule: &str) -> Vec<Vec<String>> {
+    let bytes = rule.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &rule[i..];
+        let word = if rest.starts_with("oldSelf") {
+            "oldSelf"
+        } else if rest.starts_with("self") {
+            "self"
+        } else {
+            ""
+        };
+        let boundary = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b'.');
+        if word.is_empty() || !boundary {
+            i += 1;
+            continue;
+        }
+        let mut j = i + word.len();
+        let mut path = Vec::new();
+        while j < bytes.len() && bytes[j] == b'.' {
+            let start = j + 1;
+            let mut end = start;
+            while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+                end += 1;
+            }
+            path.push(rule[start..end].to_string());
+            j = end;
+        }
+        if !rule[..i].trim_end().ends_with("has(") {
+            out.push(path);
+        }
+        i = j;
+    }
+    out
+}
+
+fn rules_in(schema: &Value, at: &str, out: &mut Vec<(String, String, Value)>) {
+    for rule in schema["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push((
+            at.to_string(),
+            rule["rule"].as_str().unwrap().to_string(),
+            schema.clone(),
+        ));
+    }
+    if let Some(props) = schema["properties"].as_object() {
+        for (name, prop) in props {
+            rules_in(prop, &format!("{at}.{name}"), out);
+        }
+    }
+    if schema.get("items").is_some() {
+        rules_in(&schema["items"], &format!("{at}[]"), out);
+    }
+}
+
+#[test]
+fn every_cel_rule_reads_only_bounded_fields() {
+    let mut checked = 0;
+    for crd in all_crds() {
+        let kind = crd.spec.names.kind.clone();
+        let root = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        let mut rules = Vec::new();
+        rules_in(&root, "", &mut rules);
+        for (at, rule, node) in rules {
+            for path in reads(&rule) {
+                let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+                let target = resolve(&node, &segments).unwrap_or_else(|| {
+                    panic!("{kind}{at}: rule {rule:?} reads {path:?}, not in the schema")
+                });
+                let loose = unbounded(target, &format!("{at}.{}", path.join(".")));
+                assert!(
+                    loose.is_empty(),
+                    "{kind}{at}: rule {rule:?} reads unbounded {loose:?}; add maxLength/maxItems/maxProperties"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "the scan found the rules ({checked} reads)");
+}
+
+#[test]
+fn the_bounded_field_check_catches_an_unbounded_read() {
+    let node = json!({ "type": "object", "properties": {
+        "free": { "type": "string" },
+        "tags": { "type": "array", "items": { "type": "string", "maxLength": 5 } },
+        "ok": { "type": "string", "maxLength": 10 },
+    }});
+    assert_eq!(
+        reads("has(self.free) && self.ok == oldSelf.ok"),
+        vec![vec!["ok".to_string()], vec!["ok".to_string()]]
+    );
+    assert_eq!(
+        unbounded(resolve(&node, &["free"]).unwrap(), "x"),
+        vec!["x"]
+    );
+    assert_eq!(
+        unbounded(resolve(&node, &["tags"]).unwrap(), "x"),
+        vec!["x"]
+    );
+    assert!(unbounded(resolve(&node, &["ok"]).unwrap(), "x").is_empty());
+    assert_eq!(
+        reads("self == oldSelf"),
+        vec![Vec::<String>::new(), Vec::new()]
+    );
+}
+
+#[test]
+fn no_format_the_api_server_does_not_know() {
+    let known = ["int32", "int64", "double", "float", "date-time", "byte"];
+    for crd in all_crds() {
+        let text = serde_json::to_value(&crd).unwrap();
+        let mut formats = Vec::new();
+        fn collect(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::String(f)) = map.get("format") {
+                        out.push(f.clone());
+                    }
+                    map.values().for_each(|v| collect(v, out));
+                }
+                Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
+                _ => {}
+            }
+        }
+        collect(&text, &mut formats);
+        for f in formats {
+            assert!(
+                known.contains(&f.as_str()),
+                "{}: format {f:?}",
+                crd.spec.names.kind
+            );
+        }
+    }
+    let provider = schema("DatabaseProvider");
+    let rps = &provider["properties"]["spec"]["properties"]["requestBudget"]["properties"]["requestsPerSecond"];
+    assert_eq!(rps["format"], "int64");
+    assert!(rps["maximum"].as_f64().unwrap() <= f64::from(u32::MAX));
+}
+
+fn byok_spec(test_interval: &str) -> Value {
+    json!({
+        "providerRef": { "name": "default" }, "vendor": "neon", "alias": "a",
+        "credentialsSecretRef": { "name": "s" }, "enabled": true, "deletionPolicy": "Delete",
+        "testInterval": test_interval,
+    })
+}
+
+/// What the API server admits for a duration field: its pattern and length
+/// (checked here with the same regex) and its CEL minimum (kube-cel).
+fn admitted(test_interval: &str) -> bool {
+    let field = &schema("ByokCredential")["properties"]["spec"]["properties"]["testInterval"];
+    let pattern = regex::Regex::new(field["pattern"].as_str().unwrap()).unwrap();
+    let max = field["maxLength"].as_u64().unwrap() as usize;
+    test_interval.chars().count() <= max
+        && pattern.is_match(test_interval)
+        && create_ok("ByokCredential", byok_spec(test_interval))
+}
+
+#[test]
+fn every_duration_the_api_server_admits_is_one_the_operator_decodes() {
+    for sample in [
+        "1h",
+        "90s",
+        "1m",
+        "59s",
+        "0s",
+        "1h30m",
+        "1.5h",
+        "720h",
+        "abc",
+        "",
+        "-1h",
+        "1d",
+        "99999999999999999999h",
+        "999999h",
+        "1h1m1s1ms",
+        "1h1m1s1ms1us",
+        "60000ms",
+        "5µs",
+        "10m0s",
+        " 1h",
+        "1H",
+    ] {
+        let decoded = dbops::api::v1alpha1::interval::parse(sample).is_ok();
+        assert_eq!(
+            admitted(sample),
+            decoded,
+            "{sample:?}: admitted and decodable must agree"
+        );
+    }
+    assert!(admitted("1h") && !admitted("59s") && !admitted("99999999999999999999h"));
+}

@@ -43,29 +43,33 @@ use super::common::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+// Immutability per field, plus presence checks for the optional fields (see `DatabaseProject`).
 #[x_kube(
-    validation = Rule::new("self.projectRef == oldSelf.projectRef").message("projectRef is immutable"),
-    validation = Rule::new("(has(self.branchName) ? self.branchName : '') == (has(oldSelf.branchName) ? oldSelf.branchName : '')").message("branchName is immutable"),
-    validation = Rule::new("(has(self.fromBranch) ? self.fromBranch : '') == (has(oldSelf.fromBranch) ? oldSelf.fromBranch : '')").message("fromBranch is immutable"),
-    validation = Rule::new("(has(self.externalId) ? self.externalId : '') == (has(oldSelf.externalId) ? oldSelf.externalId : '')").message("externalId is immutable")
+    validation = Rule::new("has(self.branchName) == has(oldSelf.branchName)").message("branchName is immutable"),
+    validation = Rule::new("has(self.fromBranch) == has(oldSelf.fromBranch)").message("fromBranch is immutable"),
+    validation = Rule::new("has(self.externalId) == has(oldSelf.externalId)").message("externalId is immutable")
 )]
 pub struct DatabaseBranchSpec {
     /// The `DatabaseProject` (same namespace) to branch. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("projectRef is immutable"))]
     pub project_ref: LocalObjectRef,
 
     /// Name of the branch at the vendor. Defaults to the resource name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("branchName is immutable"))]
     pub branch_name: Option<String>,
 
     /// Vendor name of the branch to copy from; the project's default branch when left out. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("fromBranch is immutable"))]
     pub from_branch: Option<String>,
 
     /// Adopt an existing vendor branch by its id instead of creating one. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("externalId is immutable"))]
     pub external_id: Option<String>,
 
     /// What happens at the vendor when this resource is deleted: `Delete` (default) or `Retain`.

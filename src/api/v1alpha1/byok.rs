@@ -33,17 +33,15 @@ use super::common::{Conditions, DeletionPolicy, LocalObjectRef, ProviderRef};
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(
-    validation = Rule::new("self.providerRef == oldSelf.providerRef").message("providerRef is immutable"),
-    validation = Rule::new("self.vendor == oldSelf.vendor").message("vendor is immutable: register a new ByokCredential instead")
-)]
 pub struct ByokCredentialSpec {
     /// The infrai `DatabaseProvider` to register the credential with. Defaults to `default`.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("providerRef is immutable"))]
     pub provider_ref: ProviderRef,
 
     /// The BYOK provider id at infrai, e.g. `neon`. Immutable.
     #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("vendor is immutable: register a new ByokCredential instead"))]
     pub vendor: String,
 
     /// Your label for the credential.
@@ -60,14 +58,22 @@ pub struct ByokCredentialSpec {
     /// Capabilities or modules this credential serves. The spec is the truth:
     /// bindings missing at the vendor are added, extra ones removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub bindings: Vec<ByokBinding>,
 
     /// Spend and call limits for this credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<ByokQuota>,
 
-    /// How often to run the vendor's connectivity test, e.g. `1h`. Tests also run after every change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// How often to run the vendor's connectivity test, e.g. `1h` (at least `1m`).
+    /// Tests also run after every change.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::common::interval::deserialize"
+    )]
+    #[schemars(regex(pattern = super::common::DURATION_PATTERN), length(max = 64))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("testInterval must be at least 1m"))]
     pub test_interval: Option<kube::core::Duration>,
 
     /// `Delete` (default) revokes the credential at the vendor; `Retain` leaves it registered.
@@ -88,12 +94,15 @@ fn default_true() -> bool {
 pub struct ByokBinding {
     /// A capability such as `db.project.create`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub capability: Option<String>,
     /// A module such as `db`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub module: Option<String>,
     /// Optionally pin a model inside the binding's scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub model: Option<String>,
 }
 

@@ -11,6 +11,7 @@ pub const DEFAULT_PROVIDER_NAME: &str = "default";
 pub struct ProviderRef {
     /// Name of the `DatabaseProvider` (cluster-scoped) whose API and credentials are used.
     #[serde(default = "default_provider_name")]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -31,6 +32,7 @@ impl Default for ProviderRef {
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectRef {
     /// Name of the object, in the same namespace as this resource.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -51,6 +53,7 @@ pub struct ConnectionSecretTarget {
     /// Name of the Secret, in the same namespace as this resource. The operator
     /// owns it (ownerReference) and writes the keys `uri`, `host`, `port`,
     /// `database`, `username`, `password` and, where the vendor offers one, `pooledUri`.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
 }
 
@@ -58,13 +61,64 @@ pub struct ConnectionSecretTarget {
 /// (e.g. a timestamp) and the operator rotates the database password once.
 pub const ROTATE_ANNOTATION: &str = "dbops.dev/rotate-credentials";
 
+/// The durations the operator accepts (`1h30m`, `90s`, `720h`): Go syntax
+/// without a sign, at most four parts of at most six integer digits each.
+/// The CRDs enforce it at admission; decoding enforces it again (with
+/// [`MIN_INTERVAL`]), because an unbounded value would overflow.
+pub const DURATION_PATTERN: &str = r"^([0-9]{1,6}(\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h)){1,4}$";
+/// Longest duration string accepted.
+pub const DURATION_MAX_LENGTH: usize = 64;
+/// Shortest interval for periodic work (tests, rotations): shorter ones would
+/// turn into a loop of vendor calls.
+pub const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serde helpers for optional interval fields: refuse, instead of overflowing
+/// or spinning on, values the CRD pattern and minimum do not allow.
+pub mod interval {
+    use serde::{Deserialize, Deserializer};
+
+    static PATTERN: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(super::DURATION_PATTERN).ok());
+
+    /// Parses `s` as an interval of at least [`super::MIN_INTERVAL`].
+    pub fn parse(s: &str) -> Result<kube::core::Duration, String> {
+        let well_formed = s.len() <= super::DURATION_MAX_LENGTH
+            && PATTERN.as_ref().is_some_and(|p| p.is_match(s));
+        if !well_formed {
+            return Err("expected a duration such as 90s, 45m or 1h30m".to_string());
+        }
+        let duration: kube::core::Duration = s
+            .parse()
+            .map_err(|_| "expected a duration such as 90s, 45m or 1h30m".to_string())?;
+        if std::time::Duration::from(duration) < super::MIN_INTERVAL {
+            return Err("must be at least 1m".to_string());
+        }
+        Ok(duration)
+    }
+
+    pub fn deserialize<'de, D>(deserializer: D) -> Result<Option<kube::core::Duration>, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        Option::<String>::deserialize(deserializer)?
+            .map(|s| parse(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Declarative database password rotation.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, kube::KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialRotationSpec {
-    /// Rotate the database password this often (e.g. `720h`). Leave out to rotate
-    /// only on request (annotation `dbops.dev/rotate-credentials`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Rotate the database password this often (e.g. `720h`, at least `1m`).
+    /// Leave out to rotate only on request (annotation `dbops.dev/rotate-credentials`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "interval::deserialize"
+    )]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 64))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("interval must be at least 1m"))]
     pub interval: Option<kube::core::Duration>,
 }
 

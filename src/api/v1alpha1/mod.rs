@@ -28,9 +28,14 @@ use kube::CustomResourceExt;
 
 /// All CRDs of this version, in a stable order (the order of `crds/`).
 ///
-/// Optional fields are generated as `nullable: true`; that is stripped, so a
-/// `null` sent by a client is pruned by the API server instead of stored. The
-/// CEL rules use `has()`, which a stored `null` would defeat.
+/// The generated schemas are adjusted for the API server:
+/// - optional fields are generated as `nullable: true`; that is stripped, so a
+///   `null` sent by a client is pruned by the API server instead of stored (the
+///   CEL rules use `has()`, which a stored `null` would defeat);
+/// - Rust's unsigned formats (`uint32`, `uint64`), which the API server does
+///   not know (it warns, and admits values the operator cannot decode), become
+///   `int64` with the unsigned type's bounds;
+/// - string enums get a `maxLength`, so the CEL cost estimator sees them bounded.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![
         DatabaseProvider::crd(),
@@ -55,6 +60,34 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
 
 fn strip_nullable(schema: &mut JSONSchemaProps) {
     schema.nullable = None;
+    match schema.format.as_deref() {
+        Some("uint32") => {
+            schema.format = Some("int64".to_string());
+            schema.minimum = Some(schema.minimum.unwrap_or(0.0).max(0.0));
+            schema.maximum = Some(
+                schema
+                    .maximum
+                    .unwrap_or(f64::from(u32::MAX))
+                    .min(f64::from(u32::MAX)),
+            );
+        }
+        Some("uint64") => {
+            schema.format = Some("int64".to_string());
+            schema.minimum = Some(schema.minimum.unwrap_or(0.0).max(0.0));
+        }
+        _ => {}
+    }
+    if schema.type_.as_deref() == Some("string") && schema.max_length.is_none() {
+        let longest = schema
+            .enum_
+            .iter()
+            .flatten()
+            .filter_map(|v| v.0.as_str().map(str::len))
+            .max();
+        if let Some(longest) = longest {
+            schema.max_length = Some(longest as i64);
+        }
+    }
     for prop in schema.properties.iter_mut().flat_map(|p| p.values_mut()) {
         strip_nullable(prop);
     }

@@ -47,16 +47,18 @@ use super::common::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+// Immutability is checked per field (`self == oldSelf` on the field, which the
+// API server only evaluates when the field is set before and after), plus a
+// presence check here for the optional ones: cheap rules on bounded fields.
 #[x_kube(
-    validation = Rule::new("self.providerRef == oldSelf.providerRef").message("providerRef is immutable: create a new DatabaseProject to move to another provider"),
-    validation = Rule::new("(has(self.projectName) ? self.projectName : '') == (has(oldSelf.projectName) ? oldSelf.projectName : '')").message("projectName is immutable"),
-    validation = Rule::new("(has(self.vendor) ? self.vendor : '') == (has(oldSelf.vendor) ? oldSelf.vendor : '')").message("vendor is immutable"),
-    validation = Rule::new("(has(self.region) ? self.region : '') == (has(oldSelf.region) ? oldSelf.region : '')").message("region is immutable"),
-    validation = Rule::new("(has(self.plan) ? self.plan : '') == (has(oldSelf.plan) ? oldSelf.plan : '')").message("plan is immutable: the vendor API has no project update"),
-    validation = Rule::new("(has(self.postgresVersion) ? self.postgresVersion : '') == (has(oldSelf.postgresVersion) ? oldSelf.postgresVersion : '')").message("postgresVersion is immutable"),
+    validation = Rule::new("has(self.projectName) == has(oldSelf.projectName)").message("projectName is immutable"),
+    validation = Rule::new("has(self.vendor) == has(oldSelf.vendor)").message("vendor is immutable"),
+    validation = Rule::new("has(self.region) == has(oldSelf.region)").message("region is immutable"),
+    validation = Rule::new("has(self.plan) == has(oldSelf.plan)").message("plan is immutable"),
+    validation = Rule::new("has(self.postgresVersion) == has(oldSelf.postgresVersion)").message("postgresVersion is immutable"),
     validation = Rule::new("(has(self.mode) ? self.mode : 'managed') == (has(oldSelf.mode) ? oldSelf.mode : 'managed')").message("mode is immutable"),
-    validation = Rule::new("has(self.restoreFrom) == has(oldSelf.restoreFrom) && (!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)").message("restoreFrom is immutable"),
-    validation = Rule::new("(has(self.externalId) ? self.externalId : '') == (has(oldSelf.externalId) ? oldSelf.externalId : '')").message("externalId is immutable"),
+    validation = Rule::new("has(self.restoreFrom) == has(oldSelf.restoreFrom)").message("restoreFrom is immutable"),
+    validation = Rule::new("has(self.externalId) == has(oldSelf.externalId)").message("externalId is immutable"),
     validation = Rule::new("!has(self.mode) || self.mode != 'byok' || has(self.vendor)").message("mode byok requires vendor"),
     validation = Rule::new("!has(self.mode) || self.mode != 'byok' || has(self.byokCredentialRef)").message("mode byok requires byokCredentialRef"),
     validation = Rule::new("!(has(self.externalId) && has(self.restoreFrom))").message("externalId and restoreFrom are mutually exclusive")
@@ -64,32 +66,38 @@ use super::common::{
 pub struct DatabaseProjectSpec {
     /// The `DatabaseProvider` (cluster-scoped) to create the project through. Defaults to `default`.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("providerRef is immutable: create a new DatabaseProject to move to another provider"))]
     pub provider_ref: ProviderRef,
 
     /// Name of the project at the vendor. Defaults to `<namespace>-<name>`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("projectName is immutable"))]
     pub project_name: Option<String>,
 
     /// Vendor pin for routing APIs such as infrai (`neon`, `supabase`, `planetscale`).
     /// Optional for `mode: managed`, required for `mode: byok`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("vendor is immutable"))]
     pub vendor: Option<String>,
 
     /// Region to provision in, as the vendor names it. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("region is immutable"))]
     pub region: Option<String>,
 
     /// Provisioning plan or size, as the vendor names it. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("plan is immutable"))]
     pub plan: Option<String>,
 
     /// Postgres major version, e.g. `"16"`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("postgresVersion is immutable"))]
     pub postgres_version: Option<String>,
 
     /// Provisioning mode: `managed` (the vendor account of the provider) or `byok`
@@ -103,12 +111,14 @@ pub struct DatabaseProjectSpec {
 
     /// Create this project by restoring a snapshot instead of creating an empty one. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("restoreFrom is immutable"))]
     pub restore_from: Option<RestoreSource>,
 
     /// Adopt an existing vendor project by its id instead of creating one. Immutable.
     /// With `deletionPolicy: Delete` an adopted project is deleted with this resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("externalId is immutable"))]
     pub external_id: Option<String>,
 
     /// What happens at the vendor when this resource is deleted: `Delete` (default) or `Retain`.
@@ -145,6 +155,7 @@ pub struct RestoreSource {
     pub snapshot_ref: Option<LocalObjectRef>,
     /// A vendor snapshot id, for snapshots not managed by a `DatabaseSnapshot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub snapshot_id: Option<String>,
 }
 

@@ -34,6 +34,7 @@ pub struct DatabaseProviderSpec {
     /// public endpoint. Point it at `http://127.0.0.1:8470/infrai` (the emulator
     /// built into `dbops run`) for local development.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
     pub endpoint: Option<String>,
 
     /// The Secret holding the API key.
@@ -98,11 +99,14 @@ impl std::fmt::Display for ProviderApi {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeySelector {
     /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Namespace of the Secret (a `DatabaseProvider` is cluster-scoped, so it must be named).
+    #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
     /// Key in the Secret holding the API key. Defaults to `apiKey`.
     #[serde(default = "default_api_key_key")]
+    #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
 
@@ -115,6 +119,7 @@ fn default_api_key_key() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct SupabaseSettings {
     /// The organization slug new projects are created in.
+    #[schemars(length(min = 1, max = 128))]
     pub organization_slug: String,
 }
 
@@ -146,9 +151,11 @@ pub enum ByokPolicyMode {
 pub struct ByokPolicyScope {
     /// A capability such as `db.project.create`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub capability: Option<String>,
     /// A module such as `db`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub module: Option<String>,
 }
 
@@ -157,10 +164,11 @@ pub struct ByokPolicyScope {
 #[serde(rename_all = "camelCase")]
 pub struct RequestBudget {
     /// Sustained requests per second the operator may send to this provider.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 100000))]
     pub requests_per_second: u32,
     /// Burst size above the sustained rate. Defaults to `requestsPerSecond`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
     pub burst: Option<u32>,
 }
 
