@@ -96,6 +96,19 @@ struct EmulatorArgs {
     /// Listen address of the emulators (loopback only unless you mean it).
     #[arg(long = "emulator-listen", default_value = DEFAULT_LISTEN, env = "DBOPS_EMULATOR_LISTEN")]
     listen: String,
+    /// File the emulated vendors keep their state in, so it survives restarts
+    /// (default: `dbops/emulator-state.json` in your state directory, e.g.
+    /// ~/.local/state). One process at a time may use a file.
+    #[arg(long = "emulator-state", env = "DBOPS_EMULATOR_STATE")]
+    state: Option<PathBuf>,
+    /// Keep the emulated vendors' state in memory only: it is gone when the
+    /// process stops.
+    #[arg(
+        long = "emulator-in-memory",
+        env = "DBOPS_EMULATOR_IN_MEMORY",
+        conflicts_with = "state"
+    )]
+    in_memory: bool,
     /// Bearer key the emulated infrai API accepts.
     #[arg(long = "emulator-infrai-api-key", default_value = DEFAULT_INFRAI_API_KEY, env = "DBOPS_EMULATOR_INFRAI_API_KEY")]
     infrai_api_key: String,
@@ -165,12 +178,24 @@ async fn wait_for_signal() {
 }
 
 async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
-    let emulator = Emulator::new(&EmulatorConfig {
+    let config = EmulatorConfig {
         infrai_api_keys: vec![args.infrai_api_key.clone()],
         supabase_api_keys: vec![args.supabase_api_key.clone()],
         db9_api_keys: vec![args.db9_api_key.clone()],
         capydb_api_keys: vec![args.capydb_api_key.clone()],
-    });
+    };
+    let emulator = if args.in_memory {
+        tracing::info!("emulator state is kept in memory only");
+        Emulator::new(&config)
+    } else {
+        let path = args
+            .state
+            .clone()
+            .unwrap_or_else(dbops::emulator::persist::default_path);
+        let emulator = Emulator::with_state_file(&config, &path).map_err(|e| e.to_string())?;
+        tracing::info!(path = %path.display(), "emulator state is kept in a file and survives restarts");
+        emulator
+    };
     let (addr, _) = emulator.spawn(&args.listen).await.map_err(|e| {
         format!(
             "cannot listen on {} for the emulator: {e} (use --emulator-listen or --emulator=false)",

@@ -106,10 +106,14 @@ async fn dbops_run_with_defaults_brings_every_example_to_ready() {
         ),
     )
     .unwrap();
+    // The emulator's state file goes where the test says, not into the user's state directory.
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_file = state_dir.path().join("emulator-state.json");
     let _operator = Operator(
         Command::new(env!("CARGO_BIN_EXE_dbops"))
             .args(["run", "--metrics-listen", "127.0.0.1:0"])
             .env("KUBECONFIG", &kubeconfig)
+            .env("DBOPS_EMULATOR_STATE", &state_file)
             .env_remove("DBOPS_EMULATOR_LISTEN")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -147,6 +151,16 @@ async fn dbops_run_with_defaults_brings_every_example_to_ready() {
         }
     };
     assert!(uri("quickstart-db").await.starts_with("postgresql://"));
+    let id = project
+        .status
+        .as_ref()
+        .and_then(|s| s.project_id.clone())
+        .unwrap();
+    let saved = std::fs::read_to_string(&state_file).expect("the emulator keeps a state file");
+    assert!(
+        saved.contains(&id),
+        "the vendor project is in the emulator's state file"
+    );
 
     // The branch, the snapshot and the restore from the other examples follow.
     let branches: Api<DatabaseBranch> = Api::namespaced(client.clone(), "default");

@@ -158,3 +158,108 @@ fn optional_parts_render_when_enabled() {
         "dbops-system"
     );
 }
+
+fn args_of(deployment: &Value) -> Vec<String> {
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .unwrap()
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+#[test]
+fn the_emulator_is_its_own_deployment_and_never_inside_an_operator_pod() {
+    // Off by default, and operator replicas never serve one of their own.
+    let docs = render(&[]);
+    assert_eq!(of_kind(&docs, "Deployment").len(), 1);
+    assert!(args_of(of_kind(&docs, "Deployment")[0]).contains(&"--emulator=false".to_string()));
+
+    let docs = render(&["--set", "emulator.enabled=true"]);
+    let deployments = of_kind(&docs, "Deployment");
+    assert_eq!(deployments.len(), 2);
+    let (emulator, operator): (Vec<&Value>, Vec<&Value>) = deployments
+        .into_iter()
+        .partition(|d| args_of(d).first().map(String::as_str) == Some("emulator"));
+    let (emulator, operator) = (emulator[0], operator[0]);
+    assert!(args_of(operator).contains(&"--emulator=false".to_string()));
+    assert_eq!(emulator["spec"]["replicas"], 1);
+    assert_eq!(emulator["spec"]["strategy"]["type"], "Recreate");
+    let args = args_of(emulator);
+    assert!(
+        args.iter()
+            .any(|a| a.starts_with("--emulator-state=/var/lib/")),
+        "{args:?}"
+    );
+    // Its state is on a claim, mounted where the state file goes.
+    let pod = &emulator["spec"]["template"]["spec"];
+    let claim = pod["volumes"][0]["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap();
+    assert!(
+        of_kind(&docs, "PersistentVolumeClaim")
+            .iter()
+            .any(|c| c["metadata"]["name"] == claim)
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/var/lib/dbops-emulator"
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        true
+    );
+    // No operator selector (Deployment, metrics Service, PDB) picks up the emulator pod.
+    let emulator_labels = &emulator["spec"]["template"]["metadata"]["labels"];
+    let operator_labels = &operator["spec"]["template"]["metadata"]["labels"];
+    assert!(!labels_match(
+        &operator["spec"]["selector"]["matchLabels"],
+        emulator_labels
+    ));
+    for service in of_kind(&docs, "Service") {
+        let selector = &service["spec"]["selector"];
+        assert!(
+            labels_match(selector, emulator_labels) != labels_match(selector, operator_labels),
+            "Service {} selects exactly one of operator and emulator",
+            service["metadata"]["name"]
+        );
+    }
+    for pdb in of_kind(&docs, "PodDisruptionBudget") {
+        assert!(!labels_match(
+            &pdb["spec"]["selector"]["matchLabels"],
+            emulator_labels
+        ));
+    }
+    // A provider pointing at the emulator's Service, with the demo key.
+    let provider = of_kind(&docs, "DatabaseProvider")[0];
+    let service = of_kind(&docs, "Service")
+        .into_iter()
+        .find(|s| labels_match(&s["spec"]["selector"], emulator_labels))
+        .unwrap();
+    let endpoint = provider["spec"]["endpoint"].as_str().unwrap();
+    assert!(
+        endpoint.starts_with(&format!(
+            "http://{}.",
+            service["metadata"]["name"].as_str().unwrap()
+        )),
+        "{endpoint}"
+    );
+
+    // Without persistence, an emptyDir and no claim.
+    let docs = render(&[
+        "--set",
+        "emulator.enabled=true",
+        "--set",
+        "emulator.persistence.enabled=false",
+    ]);
+    assert!(of_kind(&docs, "PersistentVolumeClaim").is_empty());
+}

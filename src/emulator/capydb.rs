@@ -71,7 +71,7 @@ impl IntoResponse for CapyError {
 }
 
 /// Database credentials of a project or preview database. No `Debug`: it holds a password.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Credentials {
     username: String,
     password: String,
@@ -106,19 +106,22 @@ impl Credentials {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct ProjectRecord {
     credentials: Credentials,
     /// The rotation job holding the project's lock, while one is in flight.
     locked_by: Option<String>,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct PreviewRecord {
     project_id: String,
     credentials: Credentials,
 }
 
 /// Where a rotation job is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum JobState {
     Pending,
     Running,
@@ -141,6 +144,7 @@ impl JobState {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct JobRecord {
     id: String,
     project_id: String,
@@ -188,7 +192,7 @@ impl JobRecord {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct CapyState {
     projects: HashMap<String, ProjectRecord>,
     previews: HashMap<String, PreviewRecord>,
@@ -261,6 +265,17 @@ impl CapyDbEmulator {
             api_keys,
             state: Mutex::default(),
         }
+    }
+
+    /// The whole state, as the state file holds it.
+    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(&*self.state())
+    }
+
+    /// Replaces the state with one read from the state file.
+    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
+        *self.state() = serde_json::from_value(saved)?;
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, CapyState> {

@@ -91,7 +91,7 @@ impl IntoResponse for Db9Error {
 
 /// One database (a branch and a restored database are databases too).
 /// No `Debug`: it holds the admin password.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct DatabaseRecord {
     seq: u64,
     id: String,
@@ -105,7 +105,7 @@ struct DatabaseRecord {
     data: BTreeMap<String, String>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct BackupRecord {
     seq: u64,
     id: String,
@@ -117,7 +117,7 @@ struct BackupRecord {
     data: BTreeMap<String, String>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct RestoreRecord {
     id: String,
     backup_id: String,
@@ -132,7 +132,7 @@ struct RestoreRecord {
     data: BTreeMap<String, String>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Db9State {
     next_seq: u64,
     databases: HashMap<String, DatabaseRecord>,
@@ -168,6 +168,17 @@ impl Db9Emulator {
             api_keys,
             state: Mutex::default(),
         }
+    }
+
+    /// The whole state, as the state file holds it.
+    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(&*self.state())
+    }
+
+    /// Replaces the state with one read from the state file.
+    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
+        *self.state() = serde_json::from_value(saved)?;
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, Db9State> {

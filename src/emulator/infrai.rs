@@ -33,7 +33,7 @@ const DEFAULT_BRANCH: &str = "main";
 const DEFAULT_PAGE_SIZE: usize = 20;
 const MAX_PAGE_SIZE: usize = 100;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct ProjectRecord {
     seq: u64,
     id: String,
@@ -44,7 +44,7 @@ struct ProjectRecord {
     default_branch_id: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct BranchRecord {
     seq: u64,
     id: String,
@@ -59,7 +59,7 @@ struct BranchRecord {
     host: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct SnapshotRecord {
     seq: u64,
     id: String,
@@ -70,7 +70,7 @@ struct SnapshotRecord {
     data: BTreeMap<String, String>,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct InfraiState {
     next_seq: u64,
     projects: HashMap<String, ProjectRecord>,
@@ -109,6 +109,17 @@ impl InfraiEmulator {
             state: Mutex::default(),
             byok: ByokState::default(),
         }
+    }
+
+    /// The whole state, as the state file holds it.
+    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(&*self.state())
+    }
+
+    /// Replaces the state with one read from the state file.
+    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
+        *self.state() = serde_json::from_value(saved)?;
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, InfraiState> {

@@ -37,27 +37,27 @@ pub const REJECTED_MARKER: &str = "invalid";
 const POLICY_MODES: &[&str] = &["byok_only", "byok_then_pool"];
 const QUOTA_WINDOWS: &[&str] = &["1d", "7d", "30d", "mtd", "ytd"];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Binding {
     capability: Option<String>,
     module: Option<String>,
     model: Option<String>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Stage {
     api_key: String,
     probe_ok: bool,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct ByokRecord {
     seq: u64,
     id: String,
     provider: String,
     label: String,
     /// `active`, `disabled` or `revoked`.
-    state: &'static str,
+    state: String,
     credentials: BTreeMap<String, String>,
     bindings: Vec<Binding>,
     quota: Option<Value>,
@@ -68,7 +68,7 @@ struct ByokRecord {
     call_count: u64,
 }
 
-#[derive(Default)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct ByokModel {
     seq: u64,
     keys: HashMap<String, ByokRecord>,
@@ -89,6 +89,17 @@ pub struct ByokState {
 }
 
 impl ByokState {
+    /// The whole state, as the state file holds it.
+    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(&*self.model())
+    }
+
+    /// Replaces the state with one read from the state file.
+    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
+        *self.model() = serde_json::from_value(saved)?;
+        Ok(())
+    }
+
     fn model(&self) -> MutexGuard<'_, ByokModel> {
         self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -334,7 +345,7 @@ async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
             id: format!("byok_{}", random_token(12)),
             provider,
             label: alias,
-            state: "active",
+            state: "active".to_string(),
             credentials,
             bindings: Vec::new(),
             quota: None,
@@ -380,7 +391,7 @@ async fn revoke(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
         .get_mut(&id)
         .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
     if key.state != "revoked" {
-        key.state = "revoked";
+        key.state = "revoked".to_string();
         key.bindings.clear();
         model.event(&id, "revoked", json!({}));
     }
@@ -423,7 +434,7 @@ fn set_state(
     idempotent(&mut *model, capability, body, |model, _| {
         let key = model.live(id)?;
         let changed = key.state != state;
-        key.state = state;
+        key.state = state.to_string();
         let response =
             json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
         if changed {

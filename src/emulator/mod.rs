@@ -4,12 +4,16 @@
 //! serves them all: a `DatabaseProvider` with `endpoint: http://127.0.0.1:8470/infrai`
 //! talks to the emulated infrai API. The emulators follow the documents in
 //! `vendor-apis/`: paths, methods, bodies, error shapes and auth.
+//!
+//! State lives in memory and, when served with a state file
+//! ([`Emulator::with_state_file`]), survives restarts ([`persist`]).
 
 pub mod capydb;
 pub mod db9;
 pub mod faults;
 pub mod infrai;
 pub mod infrai_byok;
+pub mod persist;
 pub mod supabase;
 mod wire;
 
@@ -63,6 +67,8 @@ pub struct Emulator {
     pub supabase: Arc<supabase::SupabaseEmulator>,
     pub db9: Arc<db9::Db9Emulator>,
     pub capydb: Arc<capydb::CapyDbEmulator>,
+    /// Saves the state after every change, when the emulator has a state file.
+    persister: Option<Arc<persist::Persister>>,
 }
 
 impl Emulator {
@@ -80,7 +86,20 @@ impl Emulator {
             )),
             db9: Arc::new(db9::Db9Emulator::new(config.db9_api_keys.clone())),
             capydb: Arc::new(capydb::CapyDbEmulator::new(config.capydb_api_keys.clone())),
+            persister: None,
         }
+    }
+
+    /// An emulator whose state is loaded from, and saved after every change
+    /// to, the file at `path` (locked for this process). Needs a Tokio runtime.
+    pub fn with_state_file(
+        config: &EmulatorConfig,
+        path: &std::path::Path,
+    ) -> Result<Self, persist::StateFileError> {
+        let mut emulator = Self::new(config);
+        let file = persist::StateFile::open(path, &emulator)?;
+        emulator.persister = Some(persist::Persister::start(emulator.clone(), file));
+        Ok(emulator)
     }
 
     /// The fault injection of one API (`infrai`, `supabase`, `db9`, `capydb`).
@@ -98,7 +117,7 @@ impl Emulator {
             None => router,
         };
         let all_faults = self.faults.clone();
-        Router::new()
+        let router = Router::new()
             .nest(
                 "/infrai",
                 with_faults("infrai", infrai::router(self.infrai.clone())),
@@ -129,7 +148,14 @@ impl Emulator {
                         }
                     },
                 ),
-            )
+            );
+        match &self.persister {
+            Some(persister) => router.layer(axum::middleware::from_fn_with_state(
+                persister.clone(),
+                persist::commit,
+            )),
+            None => router,
+        }
     }
 
     /// Serves on `listener` until the future is dropped.

@@ -122,10 +122,33 @@ impl IntoResponse for SupabaseError {
 
 /// Where an asynchronously provisioned database is: a transitional status that
 /// reads report `polls_left` more times, then `ACTIVE_HEALTHY`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 struct Lifecycle {
     status: &'static str,
     polls_left: u32,
+}
+
+/// [`Lifecycle`] as saved in the state file.
+#[derive(serde::Deserialize)]
+struct SavedLifecycle {
+    status: String,
+    polls_left: u32,
+}
+
+impl<'de> serde::Deserialize<'de> for Lifecycle {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let saved = SavedLifecycle::deserialize(deserializer)?;
+        let status = [COMING_UP, RESTORING, ACTIVE_HEALTHY, INIT_FAILED]
+            .into_iter()
+            .find(|s| *s == saved.status)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown project status {:?}", saved.status))
+            })?;
+        Ok(Lifecycle {
+            status,
+            polls_left: saved.polls_left,
+        })
+    }
 }
 
 impl Lifecycle {
@@ -154,7 +177,7 @@ impl Lifecycle {
 }
 
 /// No `Debug`: it holds the database password.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct ProjectRecord {
     /// Numeric id, as `V1ProjectRefResponse` reports on delete.
     seq: u64,
@@ -172,7 +195,7 @@ struct ProjectRecord {
 }
 
 /// No `Debug`: it holds the branch's database password.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct BranchRecord {
     seq: u64,
     id: String,
@@ -188,6 +211,7 @@ struct BranchRecord {
     lifecycle: Lifecycle,
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct SupabaseState {
     next_seq: u64,
     provisioning_polls: u32,
@@ -229,6 +253,17 @@ impl SupabaseEmulator {
             api_keys,
             state: Mutex::default(),
         }
+    }
+
+    /// The whole state, as the state file holds it.
+    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(&*self.state())
+    }
+
+    /// Replaces the state with one read from the state file.
+    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
+        *self.state() = serde_json::from_value(saved)?;
+        Ok(())
     }
 
     fn state(&self) -> MutexGuard<'_, SupabaseState> {

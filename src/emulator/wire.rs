@@ -114,8 +114,14 @@ pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-/// Responses of idempotent calls: (capability, key) -> (request without the key, response).
-pub type IdempotencyCache = HashMap<(&'static str, String), (Value, Value)>;
+/// Responses of idempotent calls: `"<capability> <key>"` -> (request without
+/// the key, response). String keys, so the cache is saved with the rest of
+/// the state.
+pub type IdempotencyCache = HashMap<String, (Value, Value)>;
+
+fn cache_key(capability: &str, key: &str) -> String {
+    format!("{capability} {key}")
+}
 
 /// A model state that remembers idempotent calls.
 pub trait HasIdempotency {
@@ -137,7 +143,7 @@ pub fn idempotent<S: HasIdempotency>(
         return create(state, &request).map(Json);
     };
     let fingerprint = Value::Object(request.clone());
-    if let Some((previous, response)) = state.idempotency().get(&(capability, key.clone())) {
+    if let Some((previous, response)) = state.idempotency().get(&cache_key(capability, &key)) {
         if *previous == fingerprint {
             return Ok(Json(response.clone()));
         }
@@ -150,6 +156,6 @@ pub fn idempotent<S: HasIdempotency>(
     let response = create(state, &request)?;
     state
         .idempotency()
-        .insert((capability, key), (fingerprint, response.clone()));
+        .insert(cache_key(capability, &key), (fingerprint, response.clone()));
     Ok(Json(response))
 }

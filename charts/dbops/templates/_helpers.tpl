@@ -17,6 +17,12 @@ app.kubernetes.io/name: dbops
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The emulator's own name label: the operator's selectors never match its pods. */}}
+{{- define "dbops.emulatorSelectorLabels" -}}
+app.kubernetes.io/name: dbops-emulator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
 {{- define "dbops.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}{{ default (include "dbops.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
 {{- end -}}
