@@ -10,48 +10,9 @@ use dbops::api::v1alpha1::{
     DatabaseSnapshotSpec, DeletionPolicy, LocalObjectRef, RestoreSource,
 };
 use dbops::controllers::Managed;
-use dbops::controllers::Settings;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
-use support::{Harness, NS};
-use tokio::sync::oneshot;
-
-async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn start_operator(h: &Harness) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let options = dbops::operator::Options {
-        settings: Settings {
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            ..Settings::default()
-        },
-        metrics_listen: None,
-        instance: Some("test".into()),
-        ..Default::default()
-    };
-    let client = h.client.clone();
-    let task = tokio::spawn(dbops::operator::run(client, options, async move {
-        let _ = stopped.await;
-    }));
-    (stop, task)
-}
+use support::{Harness, NS, start_operator, wait_for};
 
 fn is_ready(p: &DatabaseProject) -> bool {
     p.status
@@ -257,4 +218,21 @@ async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
     })
     .await;
     let _ = stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_ready_once_every_watch_has_synced() {
+    let h = Harness::new().await;
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_stop, _task) = support::start_operator_with(&h, Some(metrics));
+    wait_for("/readyz 200", || async {
+        let ready = reqwest::get(format!("http://{metrics}/readyz"))
+            .await
+            .ok()?;
+        (ready.status().as_u16() == 200).then_some(())
+    })
+    .await;
 }

@@ -129,7 +129,7 @@ impl Readiness {
         self.registered.fetch_add(1, Ordering::SeqCst);
         let this = self.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
+            if store_ready(&store).await {
                 this.synced.fetch_add(1, Ordering::SeqCst);
             }
         });
@@ -149,6 +149,27 @@ impl Readiness {
         self.synced.store(0, Ordering::SeqCst);
     }
 }
+
+/// Waits until `store` has its first list; `false` if its writer is gone first.
+///
+/// `Store::wait_until_ready` keeps the waker of only the last task that
+/// polled it, and a controller's own runner polls it too, so a second waiter
+/// can sleep forever (this once kept `/readyz` at 503 for good). Polling again
+/// on a short timer makes every waiter see the store become ready.
+pub async fn store_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(STORE_READY_POLL, store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
+const STORE_READY_POLL: Duration = Duration::from_millis(100);
 
 /// Tunables of the controllers.
 #[derive(Clone, Debug)]
@@ -394,7 +415,8 @@ pub fn object_key<K: Resource>(obj: &K) -> String {
 
 /// The error policy shared by every controller: transient errors back off
 /// exponentially with jitter (honouring `Retry-After`); permanent ones are looked
-/// at again after `stalled_recheck` (a spec change re-queues at once).
+/// at again after `stalled_recheck` (a spec change re-queues at once). Lost
+/// races and terminating namespaces are retried promptly and not counted.
 pub fn error_policy<K, E>(controller: &'static str, obj: &K, error: &E, ctx: &Context) -> Action
 where
     K: Resource,
@@ -403,10 +425,10 @@ where
     let key = object_key(obj);
     if error.is_conflict() {
         // Lost a race with another writer (often our own cache lagging our own
-        // write): read again and retry at once. Not a failure worth counting.
+        // write): read again and retry at once.
         ctx.metrics.observe_failure(controller, "Conflict");
         tracing::debug!(controller, error = %error, "conflict, retrying");
-        return Action::requeue(jitter(CONFLICT_RETRY, 0.5));
+        return Action::requeue(failure_delay(error, 0, &ctx.settings));
     }
     if error.namespace_terminating() {
         // The namespace controller is about to delete this object; its
@@ -417,23 +439,34 @@ where
             controller,
             "namespace is being deleted, waiting for the deletion"
         );
-        return Action::requeue(NAMESPACE_TERMINATING_RECHECK);
+        return Action::requeue(failure_delay(error, 0, &ctx.settings));
     }
     ctx.metrics.observe_failure(controller, error.category());
+    let attempt = ctx.record_failure(&key);
+    let delay = failure_delay(error, attempt, &ctx.settings);
     if error.is_transient() {
-        let attempt = ctx.record_failure(&key);
-        let delay = backoff_delay(
-            ctx.settings.base_backoff,
-            ctx.settings.max_backoff,
-            attempt,
-            error.retry_after(),
-        );
         tracing::info!(controller, error = %error, attempt, delay_ms = delay.as_millis() as u64, "transient failure, retrying");
-        Action::requeue(delay)
     } else {
-        ctx.record_failure(&key);
         tracing::warn!(controller, error = %error, "permanent failure, waiting for a change");
-        Action::requeue(ctx.settings.stalled_recheck)
+    }
+    Action::requeue(delay)
+}
+
+/// How long to wait after the `attempt`-th consecutive failure (1-based) with `error`.
+pub fn failure_delay<E: ReconcileError>(error: &E, attempt: u32, settings: &Settings) -> Duration {
+    if error.is_conflict() {
+        jitter(CONFLICT_RETRY, 0.5)
+    } else if error.namespace_terminating() {
+        NAMESPACE_TERMINATING_RECHECK
+    } else if error.is_transient() {
+        backoff_delay(
+            settings.base_backoff,
+            settings.max_backoff,
+            attempt.max(1),
+            error.retry_after(),
+        )
+    } else {
+        settings.stalled_recheck
     }
 }
 

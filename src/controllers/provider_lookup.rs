@@ -199,22 +199,15 @@ impl Context {
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
         K::DynamicType: Default,
     {
+        use super::protection::Protected;
         let finalizer = &self.settings.protection_finalizer;
         let mut attempt = 0;
         loop {
             attempt += 1;
             match super::protection::protect(api, name, finalizer).await {
-                Ok(true) => return Ok(Protection::Protected),
-                Ok(false) => {
-                    return match api.get_opt(name).await {
-                        Ok(Some(_)) => Ok(Protection::Deleting),
-                        Ok(None) => Ok(Protection::Gone),
-                        Err(source) => Err(LookupError::Kube {
-                            provider: name.to_string(),
-                            source,
-                        }),
-                    };
-                }
+                Ok(Protected::Yes) => return Ok(Protection::Protected),
+                Ok(Protected::Deleting) => return Ok(Protection::Deleting),
+                Ok(Protected::Gone) => return Ok(Protection::Gone),
                 Err(e) if super::kube_error::conflict(&e, false) && attempt < 5 => continue,
                 Err(source) => {
                     return Err(LookupError::Kube {

@@ -312,9 +312,16 @@ impl Inner {
         }
         let rv = Self::next_rv(state);
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let finalizers_left = object["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
+        // A namespace's own finalizer is `spec.finalizers` (the namespace
+        // controller's), removed in `finish_namespaces`.
+        let finalizers_left = ["/metadata/finalizers", "/spec/finalizers"]
+            .iter()
+            .any(|p| {
+                object
+                    .pointer(p)
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty())
+            });
         if object["metadata"]["deletionTimestamp"].is_string() && !finalizers_left {
             state.objects.remove(key);
             self.commit(state, key, "DELETED", object.clone());

@@ -222,3 +222,59 @@ pub fn condition<K: dbops::controllers::Managed>(obj: &K, type_: &str) -> (Strin
         .unwrap_or_else(|| panic!("no {type_} condition"));
     (c.status.clone(), c.reason.clone())
 }
+
+/// Polls `check` until it returns something (at most 15 s).
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The whole operator (`dbops::operator::run`) against the harness, stopped
+/// by sending on (or dropping) the returned sender.
+pub fn start_operator(
+    h: &Harness,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    start_operator_with(h, None)
+}
+
+/// [`start_operator`], serving `/metrics` and `/readyz` on `metrics`.
+pub fn start_operator_with(
+    h: &Harness,
+    metrics: Option<std::net::SocketAddr>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = dbops::operator::Options {
+        settings: Settings {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..Settings::default()
+        },
+        metrics_listen: metrics,
+        instance: Some("test".into()),
+        ..Default::default()
+    };
+    let client = h.client.clone();
+    let task = tokio::spawn(dbops::operator::run(client, options, async move {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}

@@ -69,26 +69,18 @@ pub struct Stores {
 
 impl Stores {
     async fn wait_until_ready(&self) {
-        let waits = self
-            .projects
-            .iter()
-            .map(|s| s.wait_until_ready().map(|_| ()).boxed())
-            .chain(
-                self.branches
-                    .iter()
-                    .map(|s| s.wait_until_ready().map(|_| ()).boxed()),
-            )
-            .chain(
-                self.snapshots
-                    .iter()
-                    .map(|s| s.wait_until_ready().map(|_| ()).boxed()),
-            )
-            .chain(
-                self.credentials
-                    .iter()
-                    .map(|s| s.wait_until_ready().map(|_| ()).boxed()),
-            );
-        futures::future::join_all(waits).await;
+        for s in &self.projects {
+            super::store_ready(s).await;
+        }
+        for s in &self.branches {
+            super::store_ready(s).await;
+        }
+        for s in &self.snapshots {
+            super::store_ready(s).await;
+        }
+        for s in &self.credentials {
+            super::store_ready(s).await;
+        }
     }
 }
 
@@ -140,24 +132,35 @@ pub fn view_of<'a>(
     }
 }
 
+/// Where an object stands after [`protect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protected {
+    /// It carries the finalizer and is not being deleted.
+    Yes,
+    /// It is being deleted (with or without the finalizer).
+    Deleting,
+    /// It does not exist.
+    Gone,
+}
+
 /// Adds `finalizer` (and, for Secrets, the protection label) to `name`, unless
-/// it is already there. `Ok(false)` when the object is gone or being deleted
-/// without it (the API server refuses new finalizers then). The write is
-/// conditional on the resourceVersion just read, so no other finalizer is lost.
-pub async fn protect<K>(api: &Api<K>, name: &str, finalizer: &str) -> Result<bool, kube::Error>
+/// it is already there. An object being deleted is left alone (the API server
+/// refuses new finalizers then) and reported as such. The write is conditional
+/// on the resourceVersion just read, so no other finalizer is lost.
+pub async fn protect<K>(api: &Api<K>, name: &str, finalizer: &str) -> Result<Protected, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
     let Some(obj) = api.get_opt(name).await? else {
-        return Ok(false);
+        return Ok(Protected::Gone);
     };
+    if obj.meta().deletion_timestamp.is_some() {
+        return Ok(Protected::Deleting);
+    }
     let mut finalizers = obj.finalizers().to_vec();
     if finalizers.iter().any(|f| f == finalizer) {
-        return Ok(true);
-    }
-    if obj.meta().deletion_timestamp.is_some() {
-        return Ok(false);
+        return Ok(Protected::Yes);
     }
     finalizers.push(finalizer.to_string());
     let mut metadata = serde_json::json!({
@@ -173,7 +176,7 @@ where
         &Patch::Merge(serde_json::json!({ "metadata": metadata })),
     )
     .await?;
-    Ok(true)
+    Ok(Protected::Yes)
 }
 
 /// Removes `finalizer` from `name` (conditional on the resourceVersion read).
@@ -317,11 +320,11 @@ async fn apply_change(
     let providers: Api<DatabaseProvider> = Api::all(client.clone());
     let secrets = |ns: &str| Api::<Secret>::namespaced(client.clone(), ns);
     match change {
-        Change::ProtectProvider(name) => protect(&providers, name, finalizer).await.map(|_| ()),
+        Change::ProtectProvider(name) => protect(&providers, name, finalizer).await.map(drop),
         Change::ReleaseProvider(name) => release(&providers, name, finalizer).await,
         Change::ProtectSecret(key) => protect(&secrets(&key.namespace), &key.name, finalizer)
             .await
-            .map(|_| ()),
+            .map(drop),
         Change::ReleaseSecret(key) => release(&secrets(&key.namespace), &key.name, finalizer).await,
     }
 }
@@ -472,9 +475,9 @@ pub async fn run(
     );
     let mut triggers = futures::stream::select_all(triggers);
     let ready = async {
-        let _ = providers.wait_until_ready().await;
+        super::store_ready(&providers).await;
         for s in &secret_stores {
-            let _ = s.wait_until_ready().await;
+            super::store_ready(s).await;
         }
         stores.wait_until_ready().await;
     };
