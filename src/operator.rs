@@ -12,8 +12,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
-use kube::runtime::watcher;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::LeaseManagerBuilder;
 
 use crate::controllers::{self, Context, Readiness, Scope, Settings, protection};
@@ -198,6 +200,70 @@ fn start_controllers(
     futures::future::join_all(tasks).map(|_| ())
 }
 
+/// Keeps `leading` up to date with whether this instance holds the Lease,
+/// until `release` fires; then releases the Lease.
+///
+/// kube-lease-manager's standby sleeps until the holder's Lease would expire,
+/// and re-reads it from a cache that still shows the old holder. A watch of
+/// the Lease notices when the holder releases it on a clean shutdown; the
+/// standby then starts over with a fresh manager, whose first read sees the
+/// Lease free and takes it: the hand-over is immediate. (A standby's manager
+/// holds nothing, so replacing it is safe; `changed()` records a change and
+/// returns it with no await in between, so cancelling it loses nothing.)
+async fn drive_lease<F, Fut>(
+    make_manager: F,
+    api: Api<Lease>,
+    name: String,
+    leading: tokio::sync::watch::Sender<bool>,
+    mut release: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), kube_lease_manager::LeaseManagerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = kube_lease_manager::Result<kube_lease_manager::LeaseManager>>,
+{
+    use futures::StreamExt;
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut released = watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|lease| {
+            let free = lease.ok().is_some_and(|l: Lease| {
+                l.spec
+                    .and_then(|s| s.holder_identity)
+                    .is_none_or(|h| h.is_empty())
+            });
+            futures::future::ready(free.then_some(()))
+        })
+        .boxed();
+    let mut manager = make_manager().await?;
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut release => break,
+            changed = manager.changed() => match changed {
+                Ok(is_leader) => {
+                    let _ = leading.send(is_leader);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "leader election failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            Some(()) = released.next() => {
+                if !*leading.borrow() {
+                    tracing::debug!("the leader Lease was released; trying to take it now");
+                    match make_manager().await {
+                        Ok(fresh) => manager = fresh,
+                        Err(error) => tracing::warn!(%error, "leader election failed; retrying"),
+                    }
+                }
+            }
+        }
+    }
+    let _ = leading.send(false);
+    manager.release().await
+}
+
 /// Runs the operator until `shutdown` resolves. With leader election, only the
 /// Lease holder runs controllers; a standby waits, and takes over when the
 /// Lease is released (at once, on a graceful shutdown) or expires.
@@ -265,21 +331,32 @@ pub async fn run(
         return;
     };
 
-    let manager = LeaseManagerBuilder::new(client.clone(), election.lease_name.clone())
-        .with_namespace(election.lease_namespace.clone())
-        .with_identity(election.identity.clone())
-        .with_duration(election.lease_duration.as_secs().max(1))
-        .with_grace(election.renew_grace.as_secs().max(1))
-        .build()
-        .await;
-    let manager = match manager {
-        Ok(manager) => manager,
-        Err(error) => {
-            tracing::error!(%error, "cannot set up leader election");
-            return;
+    let make_manager = {
+        let client = client.clone();
+        let election = election.clone();
+        move || {
+            LeaseManagerBuilder::new(client.clone(), election.lease_name.clone())
+                .with_namespace(election.lease_namespace.clone())
+                .with_identity(election.identity.clone())
+                .with_duration(election.lease_duration.as_secs().max(1))
+                .with_grace(election.renew_grace.as_secs().max(1))
+                .build()
         }
     };
-    let (mut leading, lease_task) = manager.watch().await;
+    // Fail early, with a clear message, if the Lease cannot be used at all.
+    if let Err(error) = make_manager().await {
+        tracing::error!(%error, "cannot set up leader election");
+        return;
+    }
+    let (leading_tx, mut leading) = tokio::sync::watch::channel(false);
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let lease_task = tokio::spawn(drive_lease(
+        make_manager,
+        Api::namespaced(client.clone(), &election.lease_namespace),
+        election.lease_name.clone(),
+        leading_tx,
+        release_rx,
+    ));
     loop {
         health.set_standby(true);
         tracing::info!(identity = %election.identity, "waiting to become the leader");
@@ -321,11 +398,11 @@ pub async fn run(
             break;
         }
     }
-    // Dropping the receiver makes the lease task release the Lease, so a standby
-    // takes over at once instead of waiting for it to expire.
-    drop(leading);
+    // The controllers have stopped: release the Lease, so a standby takes over
+    // at once instead of waiting for it to expire.
+    let _ = release_tx.send(());
     match tokio::time::timeout(LEASE_RELEASE_TIMEOUT, lease_task).await {
-        Ok(Ok(Ok(_))) => tracing::info!("leader lease released"),
+        Ok(Ok(Ok(()))) => tracing::info!("leader lease released"),
         Ok(Ok(Err(error))) => tracing::warn!(%error, "could not release the leader lease"),
         Ok(Err(error)) => tracing::warn!(%error, "leader election task failed"),
         Err(_) => tracing::warn!("timed out releasing the leader lease"),

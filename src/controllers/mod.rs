@@ -286,7 +286,13 @@ impl Context {
             secondary: None,
         };
         if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(%error, reason, "could not publish Event");
+            let error_text = kube_error::describe(&error);
+            if kube_error::namespace_terminating(&error) {
+                // Expected while a namespace is deleted: nothing can be created there.
+                tracing::debug!(error = %error_text, reason, "Event not published");
+            } else {
+                tracing::warn!(error = %error_text, reason, "could not publish Event");
+            }
         }
     }
 }
@@ -317,6 +323,7 @@ pub async fn drive<K>(
             }
         })
         .await;
+    tracing::info!(controller = K::CONTROLLER, "controller stopped");
 }
 
 /// A watch mapper: a change of a `P` wakes every `K` in `store` that names it

@@ -21,9 +21,9 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use super::conditions::{self, Health};
-use super::decode;
 use super::secret::FIELD_MANAGER;
 use super::{Context, FINALIZER, ReconcileError, object_key};
+use super::{decode, kube_error};
 use crate::api::v1alpha1::Conditions;
 
 /// A namespaced dbops kind whose status carries kstatus conditions.
@@ -259,7 +259,9 @@ where
         let status = latest.status_with_health(&previous, &health);
         match apply_status_if_changed(api, &latest, &previous, &status).await {
             Ok(written) => changed = written,
-            Err(error) => tracing::warn!(%error, "could not write the failure into status"),
+            Err(error) => {
+                tracing::warn!(error = %kube_error::describe(&error), "could not write the failure into status")
+            }
         }
     }
     if changed || first_failure {
