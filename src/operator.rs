@@ -318,15 +318,19 @@ pub async fn run(
         ctx
     };
 
-    let Some(election) = options.leader_election.clone() else {
+    // One term of the controllers (the whole run without leader election).
+    let run = |stop: Stop| {
         run_controllers(
             new_context(),
             &options.namespaces,
             options.own_namespace.as_deref(),
-            shutdown,
+            stop,
             grace,
         )
-        .await;
+    };
+
+    let Some(election) = options.leader_election.clone() else {
+        run(shutdown).await;
         tracing::info!("controllers stopped");
         return;
     };
@@ -385,14 +389,7 @@ pub async fn run(
             .boxed()
             .shared()
         };
-        run_controllers(
-            new_context(),
-            &options.namespaces,
-            options.own_namespace.as_deref(),
-            stop,
-            grace,
-        )
-        .await;
+        run(stop).await;
         health.set_readiness(None);
         if shutdown.clone().now_or_never().is_some() {
             break;

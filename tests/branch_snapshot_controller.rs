@@ -5,9 +5,8 @@ mod support;
 
 use axum::http::Method;
 use dbops::api::v1alpha1::{
-    ConnectionSecretTarget, DatabaseBranch, DatabaseBranchSpec, DatabaseProject,
-    DatabaseProjectSpec, DatabaseSnapshot, DatabaseSnapshotSpec, DeletionPolicy, LocalObjectRef,
-    RestoreSource,
+    DatabaseBranch, DatabaseProject, DatabaseProjectSpec, DatabaseSnapshot, DatabaseSnapshotSpec,
+    DeletionPolicy, LocalObjectRef, RestoreSource,
 };
 use dbops::controllers::ReconcileError;
 use dbops::controllers::conditions::{READY, RECONCILING, STALLED};
@@ -55,24 +54,7 @@ fn project(name: &str) -> DatabaseProject {
     DatabaseProject::new(name, DatabaseProjectSpec::default())
 }
 
-fn branch(name: &str, project: &str) -> DatabaseBranch {
-    DatabaseBranch::new(
-        name,
-        DatabaseBranchSpec {
-            project_ref: LocalObjectRef {
-                name: project.into(),
-            },
-            branch_name: None,
-            from_branch: None,
-            external_id: None,
-            deletion_policy: DeletionPolicy::Delete,
-            write_connection_secret_to: Some(ConnectionSecretTarget {
-                name: format!("{name}-db"),
-            }),
-            credential_rotation: None,
-        },
-    )
-}
+use support::branch;
 
 fn snapshot(name: &str, project: &str) -> DatabaseSnapshot {
     DatabaseSnapshot::new(

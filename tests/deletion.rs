@@ -7,8 +7,8 @@
 mod support;
 
 use dbops::api::v1alpha1::{
-    DatabaseBranch, DatabaseBranchSpec, DatabaseProject, DatabaseProjectSpec, DatabaseProvider,
-    LocalObjectRef, ProviderApi, ProviderRef,
+    DatabaseBranch, DatabaseProject, DatabaseProjectSpec, DatabaseProvider, ProviderApi,
+    ProviderRef,
 };
 use dbops::controllers::protection::DEFAULT_FINALIZER;
 use dbops::controllers::{FINALIZER, Managed, ReconcileError};
@@ -16,27 +16,10 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::{Harness, NS, PROVIDER_NAMESPACE, start_operator, wait_for};
+use support::{Harness, NS, PROVIDER_NAMESPACE, branch, start_operator, wait_for, wait_gone};
 
 fn project(name: &str) -> DatabaseProject {
     DatabaseProject::new(name, DatabaseProjectSpec::default())
-}
-
-fn branch(name: &str, project: &str) -> DatabaseBranch {
-    DatabaseBranch::new(
-        name,
-        DatabaseBranchSpec {
-            project_ref: LocalObjectRef {
-                name: project.into(),
-            },
-            branch_name: None,
-            from_branch: None,
-            external_id: None,
-            deletion_policy: Default::default(),
-            write_connection_secret_to: None,
-            credential_rotation: None,
-        },
-    )
 }
 
 async fn create_namespace(h: &Harness, name: &str) {
@@ -171,15 +154,7 @@ async fn deleting_a_namespace_with_the_providers_secret_inside_finishes() {
         .delete(NS, &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("the namespace gone", || async {
-        namespaces
-            .get_opt(NS)
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&namespaces, NS).await;
     assert!(h.emulator.infrai.projects().is_empty());
     // The provider no longer has dependents: it lost its protection.
     wait_for("provider released", || async {
@@ -241,28 +216,12 @@ async fn a_provider_being_deleted_takes_no_new_dependents() {
         .delete("old", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("provider gone", || async {
-        providers
-            .get_opt("default")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&providers, "default").await;
     projects
         .delete("new", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("new gone", || async {
-        projects
-            .get_opt("new")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    wait_gone(&projects, "new").await;
     assert!(h.emulator.infrai.projects().is_empty());
 }
 

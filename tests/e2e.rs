@@ -451,53 +451,33 @@ where
     .await
 }
 
+/// Every `K` in the namespace, as `Kind/name`, with whether it is Ready.
+async fn readiness_of<K>(env: &TestEnv) -> Vec<(String, bool)>
+where
+    K: Managed + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    let list = env.api::<K>().list(&ListParams::default()).await.unwrap();
+    list.items
+        .iter()
+        .map(|k| {
+            (
+                format!(
+                    "{}/{}",
+                    K::kind(&()),
+                    k.meta().name.clone().unwrap_or_default()
+                ),
+                k.is_ready(),
+            )
+        })
+        .collect()
+}
+
 /// Every dbops object in the namespace, by kind and name, with whether it is Ready.
 async fn readiness(env: &TestEnv) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    for p in env
-        .api::<DatabaseProject>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-    {
-        out.push((
-            format!("DatabaseProject/{}", p.metadata.name.clone().unwrap()),
-            p.is_ready(),
-        ));
-    }
-    for b in env
-        .api::<DatabaseBranch>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-    {
-        out.push((
-            format!("DatabaseBranch/{}", b.metadata.name.clone().unwrap()),
-            b.is_ready(),
-        ));
-    }
-    for s in env
-        .api::<DatabaseSnapshot>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-    {
-        out.push((
-            format!("DatabaseSnapshot/{}", s.metadata.name.clone().unwrap()),
-            s.is_ready(),
-        ));
-    }
-    for c in env
-        .api::<ByokCredential>()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-    {
-        out.push((
-            format!("ByokCredential/{}", c.metadata.name.clone().unwrap()),
-            c.is_ready(),
-        ));
-    }
+    let mut out = readiness_of::<DatabaseProject>(env).await;
+    out.extend(readiness_of::<DatabaseBranch>(env).await);
+    out.extend(readiness_of::<DatabaseSnapshot>(env).await);
+    out.extend(readiness_of::<ByokCredential>(env).await);
     out.sort();
     out
 }
@@ -539,6 +519,27 @@ async fn infrai_project_count(env: &TestEnv) -> usize {
 async fn secret_value(env: &TestEnv, name: &str, key: &str) -> String {
     let secret = env.api::<Secret>().get(name).await.expect("Secret written");
     String::from_utf8(secret.data.expect("data")[key].0.clone()).unwrap()
+}
+
+/// The usual start of a test: its turn, a fresh environment, the operator,
+/// and `files` applied. Bind it as `let (_turn, operator, env, dir) = ...`:
+/// bindings drop in reverse order, so the environment is cleaned up while the
+/// operator still runs.
+async fn started(
+    name: &str,
+    files: &[&str],
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    Operator,
+    TestEnv,
+    PathBuf,
+) {
+    let turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new(name).await;
+    let operator = Operator::start(&env, "1", &[]);
+    let dir = env.examples("m", files);
+    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    (turn, operator, env, dir)
 }
 
 const QUICKSTART: &[&str] = &[
@@ -618,12 +619,7 @@ async fn every_example_then_delete_the_directory_at_once() {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn deleting_the_namespace_finishes_and_deletes_every_vendor_object() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let _operator;
-    let env = TestEnv::new("delete-ns").await;
-    _operator = Operator::start(&env, "1", &[]);
-    let dir = env.examples("m", QUICKSTART);
-    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    let (_turn, _operator, env, _dir) = started("delete-ns", QUICKSTART).await;
     wait_all_ready(&env, QUICKSTART_OBJECTS, Duration::from_secs(120)).await;
     // The provider's credentials Secret is in the namespace being deleted.
     let started = Instant::now();
@@ -642,12 +638,7 @@ async fn deleting_the_namespace_finishes_and_deletes_every_vendor_object() {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn an_operator_restart_keeps_every_object_ready() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let mut operator;
-    let env = TestEnv::new("restart").await;
-    operator = Operator::start(&env, "1", &[]);
-    let dir = env.examples("m", QUICKSTART);
-    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    let (_turn, mut operator, env, _dir) = started("restart", QUICKSTART).await;
     wait_all_ready(&env, QUICKSTART_OBJECTS, Duration::from_secs(120)).await;
     let before = infrai_project_count(&env).await;
 
@@ -684,12 +675,7 @@ async fn an_operator_restart_keeps_every_object_ready() {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn an_undecodable_object_does_not_stop_the_others() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let mut operator;
-    let env = TestEnv::new("poison").await;
-    operator = Operator::start(&env, "1", &[]);
-    let dir = env.examples("m", &QUICKSTART[..2]);
-    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    let (_turn, mut operator, env, _dir) = started("poison", &QUICKSTART[..2]).await;
     wait_ready::<DatabaseProject>(&env, "quickstart", Duration::from_secs(60)).await;
 
     // An object admitted under a looser schema (an older CRD, say): loosen the
@@ -788,12 +774,7 @@ async fn an_undecodable_object_does_not_stop_the_others() {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn sigterm_stops_the_operator_within_seconds() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let mut operator;
-    let env = TestEnv::new("sigterm").await;
-    operator = Operator::start(&env, "1", &[]);
-    let dir = env.examples("m", QUICKSTART);
-    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    let (_turn, mut operator, env, _dir) = started("sigterm", QUICKSTART).await;
     wait_all_ready(&env, QUICKSTART_OBJECTS, Duration::from_secs(120)).await;
     // Busy: new objects are being created when the signal comes.
     let more = env.examples("more", &["deploy/examples/vendors/db9.yaml"]);
@@ -826,12 +807,7 @@ async fn sigterm_stops_the_operator_within_seconds() {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn an_immutable_field_edit_is_refused_by_the_api_server() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let _operator;
-    let env = TestEnv::new("immutable").await;
-    _operator = Operator::start(&env, "1", &[]);
-    let dir = env.examples("m", &QUICKSTART[..2]);
-    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    let (_turn, _operator, env, _dir) = started("immutable", &QUICKSTART[..2]).await;
     wait_ready::<DatabaseProject>(&env, "quickstart", Duration::from_secs(60)).await;
     let edit = |patch_type: &str, patch: &str| {
         try_kubectl(&[
@@ -870,18 +846,14 @@ async fn an_immutable_field_edit_is_refused_by_the_api_server() {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn byok_credential_rotation_and_byok_project() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let _operator;
-    let env = TestEnv::new("byok").await;
-    _operator = Operator::start(&env, "1", &[]);
-    let dir = env.examples(
-        "m",
+    let (_turn, _operator, env, dir) = started(
+        "byok",
         &[
             "deploy/examples/00-provider.yaml",
             "deploy/examples/40-byok.yaml",
         ],
-    );
-    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    )
+    .await;
     let credential: ByokCredential = wait_ready(&env, "neon", Duration::from_secs(60)).await;
     wait_ready::<DatabaseProject>(&env, "quickstart-byok", Duration::from_secs(60)).await;
     let id = credential.status.unwrap().byok_id.unwrap();
@@ -941,18 +913,14 @@ async fn byok_credential_rotation_and_byok_project() {
 #[tokio::test]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn supabase_and_db9_examples() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let _operator;
-    let env = TestEnv::new("vendors").await;
-    _operator = Operator::start(&env, "1", &[]);
-    let dir = env.examples(
-        "m",
+    let (_turn, _operator, env, dir) = started(
+        "vendors",
         &[
             "deploy/examples/vendors/supabase.yaml",
             "deploy/examples/vendors/db9.yaml",
         ],
-    );
-    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    )
+    .await;
     for name in ["supabase-app", "db9-app", "db9-app-restored"] {
         wait_ready::<DatabaseProject>(&env, name, Duration::from_secs(120)).await;
     }

@@ -165,11 +165,8 @@ where
         CleanupProvider::Provider(provider) => Ok(Some(provider)),
         CleanupProvider::NeverCreated => Ok(None),
         CleanupProvider::Unreachable(why) => {
-            ctx.publish(
+            ctx.cleanup_skipped(
                 owner,
-                kube::runtime::events::EventType::Warning,
-                "VendorCleanupSkipped",
-                "Delete",
                 format!(
                     "the provider of DatabaseProject {project_name} cannot be used any more ({why}); the vendor deletes {what} with their project, unless that project was retained"
                 ),

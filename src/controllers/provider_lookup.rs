@@ -313,11 +313,8 @@ impl Context {
         match self.provider(provider_ref).await {
             Ok(provider) => Ok(Some(provider)),
             Err(error) if error.is_gone() => {
-                self.publish(
+                self.cleanup_skipped(
                     owner,
-                    kube::runtime::events::EventType::Warning,
-                    "VendorCleanupSkipped",
-                    "Delete",
                     format!(
                         "{error}, so {left} could not be deleted; delete it at the vendor if it still exists"
                     ),
@@ -327,5 +324,20 @@ impl Context {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Says, in a Warning Event, why a cleanup finishes without reaching the vendor.
+    pub async fn cleanup_skipped<K>(&self, owner: &K, note: String)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        self.publish(
+            owner,
+            kube::runtime::events::EventType::Warning,
+            "VendorCleanupSkipped",
+            "Delete",
+            note,
+        )
+        .await;
     }
 }

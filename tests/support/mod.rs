@@ -278,3 +278,38 @@ pub fn start_operator_with(
     }));
     (stop, task)
 }
+
+/// A `DatabaseBranch` `name` of project `project`, writing its Secret to `<name>-db`.
+pub fn branch(name: &str, project: &str) -> dbops::api::v1alpha1::DatabaseBranch {
+    use dbops::api::v1alpha1::{
+        ConnectionSecretTarget, DatabaseBranch, DatabaseBranchSpec, DeletionPolicy, LocalObjectRef,
+    };
+    DatabaseBranch::new(
+        name,
+        DatabaseBranchSpec {
+            project_ref: LocalObjectRef {
+                name: project.into(),
+            },
+            branch_name: None,
+            from_branch: None,
+            external_id: None,
+            deletion_policy: DeletionPolicy::Delete,
+            write_connection_secret_to: Some(ConnectionSecretTarget {
+                name: format!("{name}-db"),
+            }),
+            credential_rotation: None,
+        },
+    )
+}
+
+/// Waits (at most 15 s) until `name` no longer exists.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    wait_for(&format!("{name} gone"), || async {
+        api.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
