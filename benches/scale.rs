@@ -400,11 +400,53 @@ async fn main() {
             faults.requests()
         );
     }
+    // Delete everything at once, as `kubectl delete namespace` does, while the
+    // operator and the emulator still run: every vendor project is deleted and
+    // the namespace and provider are left behind on neither side.
+    let deleting = Instant::now();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let providers: Api<DatabaseProvider> = Api::all(client.clone());
+    if real_cluster {
+        namespaces.delete(NS, &Default::default()).await.unwrap();
+    } else {
+        // The in-memory API has no namespace object: delete the contents.
+        projects
+            .delete_collection(&Default::default(), &Default::default())
+            .await
+            .unwrap();
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .delete("infrai", &Default::default())
+            .await
+            .unwrap();
+    }
+    providers
+        .delete("default", &Default::default())
+        .await
+        .unwrap();
+    loop {
+        let projects_left = projects
+            .list(&Default::default())
+            .await
+            .map(|l| l.items.len())
+            .unwrap_or(0);
+        let namespace_left = real_cluster && namespaces.get_opt(NS).await.ok().flatten().is_some();
+        let provider_left = providers.get_opt("default").await.ok().flatten().is_some();
+        if projects_left == 0 && !namespace_left && !provider_left {
+            break;
+        }
+        assert!(
+            deleting.elapsed() < Duration::from_secs(1800),
+            "deletion did not finish in 30 minutes ({projects_left} projects left)"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "result: deleting the {} projects, their provider and its Secret at once took {:?}; vendor projects left: {}",
+        args.projects + args.new,
+        deleting.elapsed(),
+        emulator.infrai.projects().len()
+    );
     if fake.is_some() {
         let _ = std::fs::remove_file(kubeconfig);
-    } else {
-        println!(
-            "cleanup: delete the {NS} namespace while an operator runs, so the finalizers can complete"
-        );
     }
 }

@@ -379,24 +379,29 @@ impl Operator {
         assert!(status.success());
     }
 
-    /// Sends SIGTERM and waits for the exit; how long it took.
-    fn terminate(&mut self) -> Duration {
+    /// Sends `signal` and waits (without blocking the runtime, which may
+    /// serve the vendor emulator) for a clean exit; how long it took.
+    async fn stop_with(&mut self, signal: &str) -> Duration {
         let sent = Instant::now();
-        self.signal("TERM");
+        self.signal(signal);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(
                     status.success(),
-                    "the operator exited with {status} on SIGTERM"
+                    "the operator exited with {status} on SIG{signal}"
                 );
                 return sent.elapsed();
             }
             assert!(
                 sent.elapsed() < Duration::from_secs(30),
-                "the operator ignored SIGTERM for 30 s"
+                "the operator ignored SIG{signal} for 30 s"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    async fn terminate(&mut self) -> Duration {
+        self.stop_with("TERM").await
     }
 
     fn kill(&mut self) {
@@ -552,7 +557,7 @@ const QUICKSTART: &[&str] = &[
 /// Projects (3), branch, snapshot and credential of the quick start.
 const QUICKSTART_OBJECTS: usize = 6;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn quickstart_project_becomes_ready_and_is_deleted_at_the_vendor() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -579,7 +584,7 @@ async fn quickstart_project_becomes_ready_and_is_deleted_at_the_vendor() {
     env.assert_messages_are_for_people();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn every_example_then_delete_the_directory_at_once() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -616,7 +621,7 @@ async fn every_example_then_delete_the_directory_at_once() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn deleting_the_namespace_finishes_and_deletes_every_vendor_object() {
     let (_turn, _operator, env, _dir) = started("delete-ns", QUICKSTART).await;
@@ -635,7 +640,7 @@ async fn deleting_the_namespace_finishes_and_deletes_every_vendor_object() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn an_operator_restart_keeps_every_object_ready() {
     let (_turn, mut operator, env, _dir) = started("restart", QUICKSTART).await;
@@ -644,7 +649,7 @@ async fn an_operator_restart_keeps_every_object_ready() {
 
     for (tag, how) in [("2", "SIGTERM"), ("3", "SIGKILL")] {
         if how == "SIGTERM" {
-            operator.terminate();
+            operator.terminate().await;
         } else {
             operator.kill();
         }
@@ -672,7 +677,7 @@ async fn an_operator_restart_keeps_every_object_ready() {
     env.assert_messages_are_for_people();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn an_undecodable_object_does_not_stop_the_others() {
     let (_turn, mut operator, env, _dir) = started("poison", &QUICKSTART[..2]).await;
@@ -707,7 +712,7 @@ async fn an_undecodable_object_does_not_stop_the_others() {
     kubectl(&["replace", "-f", "crds/databaseprojects.dbops.dev.yaml"]);
 
     // Restarted, the operator must list the kind with the bad object in it.
-    operator.terminate();
+    operator.terminate().await;
     operator = Operator::start(&env, "2", &[]);
     operator.wait_ready().await;
     let raw = || {
@@ -751,7 +756,7 @@ async fn an_undecodable_object_does_not_stop_the_others() {
     let events = kubectl(&["get", "events.events.k8s.io", "-n", &env.ns, "-o", "json"]);
     assert!(events.contains("InvalidSpec"));
     // Nothing of the object's body in the logs.
-    let sigterm = operator.terminate();
+    let sigterm = operator.terminate().await;
     for (tag, log) in [("1", Operator::log_of(&env, "1")), ("2", operator.log())] {
         assert!(
             !log.contains(marker),
@@ -771,7 +776,7 @@ async fn an_undecodable_object_does_not_stop_the_others() {
     ]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn sigterm_stops_the_operator_within_seconds() {
     let (_turn, mut operator, env, _dir) = started("sigterm", QUICKSTART).await;
@@ -779,7 +784,7 @@ async fn sigterm_stops_the_operator_within_seconds() {
     // Busy: new objects are being created when the signal comes.
     let more = env.examples("more", &["deploy/examples/vendors/db9.yaml"]);
     kubectl(&["apply", "-f", more.to_str().unwrap()]);
-    let took = operator.terminate();
+    let took = operator.terminate().await;
     println!("e2e: SIGTERM to exit: {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
     let log = operator.log();
@@ -791,20 +796,16 @@ async fn sigterm_stops_the_operator_within_seconds() {
     // SIGINT (Ctrl-C in the quick start) as well.
     operator = Operator::start(&env, "2", &[]);
     operator.wait_ready().await;
-    let sent = Instant::now();
-    operator.signal("INT");
-    while operator.child.try_wait().unwrap().is_none() {
-        assert!(sent.elapsed() < Duration::from_secs(10), "SIGINT ignored");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    println!("e2e: SIGINT to exit: {:?}", sent.elapsed());
+    let took = operator.stop_with("INT").await;
+    println!("e2e: SIGINT to exit: {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
     // What was interrupted finishes after a restart.
     operator = Operator::start(&env, "3", &[]);
     wait_all_ready(&env, QUICKSTART_OBJECTS + 3, Duration::from_secs(120)).await;
     operator.wait_ready().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn an_immutable_field_edit_is_refused_by_the_api_server() {
     let (_turn, _operator, env, _dir) = started("immutable", &QUICKSTART[..2]).await;
@@ -843,7 +844,7 @@ async fn an_immutable_field_edit_is_refused_by_the_api_server() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn byok_credential_rotation_and_byok_project() {
     let (_turn, _operator, env, dir) = started(
@@ -910,7 +911,7 @@ async fn byok_credential_rotation_and_byok_project() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn supabase_and_db9_examples() {
     let (_turn, _operator, env, dir) = started(
@@ -950,7 +951,7 @@ async fn supabase_and_db9_examples() {
     assert!(env.providers().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn capydb_adoption_example() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -978,7 +979,7 @@ async fn capydb_adoption_example() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn leader_failover_hands_over_and_keeps_reconciling() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -1036,7 +1037,7 @@ async fn leader_failover_hands_over_and_keeps_reconciling() {
 
     // Clean shutdown: the Lease is released and the standby takes over at once.
     let stopped = Instant::now();
-    first.terminate();
+    first.terminate().await;
     let second_id = wait_until("clean hand-over", Duration::from_secs(30), || async {
         holder().await.filter(|h| *h != first_id)
     })

@@ -377,6 +377,16 @@ async fn a_failed_vendor_delete_keeps_the_finalizer() {
             .contains(&FINALIZER.to_string())
     );
     assert_eq!(h.emulator.infrai.projects().len(), 1);
+    // Status says what holds the deletion; it no longer claims to be Ready.
+    let status = p.status.unwrap();
+    assert!(!status.conditions.is_true("Ready"));
+    let reconciling = status.conditions.get("Reconciling").unwrap();
+    assert_eq!(reconciling.status, "True");
+    assert!(
+        reconciling.message.contains("deleting project"),
+        "{}",
+        reconciling.message
+    );
 }
 
 #[tokio::test]

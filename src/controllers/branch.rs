@@ -18,11 +18,11 @@ use super::reconciler::{
 };
 use super::rotation::{self, RotationError};
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWriteError};
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
-use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
-use crate::providers::{
-    BranchRequest, Operation, Provider, ResourceState, RotationTarget, VendorBranch,
+use super::{
+    Context, KubeCall, LookupError, ProviderHandle, ReconcileError, Scope, VendorCall, dependents,
 };
+use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
+use crate::providers::{BranchRequest, Operation, ResourceState, RotationTarget, VendorBranch};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasebranch";
@@ -229,15 +229,8 @@ impl Reconcile for DatabaseBranch {
             .await;
             vendor
         } else {
-            self.create(
-                api,
-                &mut previous,
-                &project,
-                &project_id,
-                provider.as_ref(),
-                ctx,
-            )
-            .await?
+            self.create(api, &mut previous, &project, &project_id, &provider, ctx)
+                .await?
         };
 
         let with_ids =
@@ -483,7 +476,7 @@ impl DatabaseBranch {
         previous: &mut DatabaseBranchStatus,
         project: &DatabaseProject,
         project_id: &str,
-        provider: &dyn Provider,
+        provider: &ProviderHandle,
         ctx: &Context,
     ) -> Result<VendorBranch, Error> {
         if !provider.supports(Operation::BranchCreate) {
@@ -500,8 +493,7 @@ impl DatabaseBranch {
             // Refuses a provider (or namespace) being deleted; protects the
             // provider and its Secret before anything exists at the vendor.
             let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-            ctx.provider_for_create(&project.spec.provider_ref, false, Some(&namespace))
-                .await?;
+            ctx.prepare_create(provider, &namespace).await?;
             let health = Health::progressing(
                 reason::CREATING,
                 format!("creating the branch at {}", provider.api()),
@@ -515,11 +507,6 @@ impl DatabaseBranch {
                 .map_err(KubeCall::Status)?;
             *previous = status;
         }
-        // Read again now that `createRequested` is saved (see `DatabaseProject`).
-        let provider = ctx
-            .provider_for_create(&project.spec.provider_ref, true, None)
-            .await?;
-        let provider = provider.as_ref();
         let vendor = provider
             .create_branch(&branch_request(self, project_id), &key)
             .await

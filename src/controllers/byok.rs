@@ -374,8 +374,7 @@ impl Reconcile for ByokCredential {
                 if !previous.create_requested {
                     // Refuses a provider (or namespace) being deleted; protects
                     // the provider and its Secret before anything is registered.
-                    ctx.provider_for_create(&self.spec.provider_ref, false, Some(&namespace))
-                        .await?;
+                    ctx.prepare_create(&provider, &namespace).await?;
                     let mut status = self.status_with_health(
                         &previous,
                         &Health::progressing(reason::CREATING, "registering the credential"),
@@ -386,10 +385,6 @@ impl Reconcile for ByokCredential {
                         .map_err(KubeCall::Status)?;
                     previous = status;
                 }
-                // Read again now that `createRequested` is saved (see `DatabaseProject`).
-                let provider = ctx
-                    .provider_for_create(&self.spec.provider_ref, true, None)
-                    .await?;
                 let key = idempotency_key(self, "byok-register").ok_or(Error::InvalidObject)?;
                 let registered = provider
                     .register_credential(

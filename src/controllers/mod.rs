@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
 
 pub use parent::{Parent, parent_project};
-pub use provider_lookup::LookupError;
+pub use provider_lookup::{LookupError, ProviderHandle};
 pub use reconciler::{Managed, Reconcile, reconcile};
 
 /// Finalizer guarding vendor state; removed only once the vendor object is gone (or retained).

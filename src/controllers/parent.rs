@@ -88,7 +88,7 @@ pub async fn cleanup_provider(
         (Parent::Missing, None) => return Ok(CleanupProvider::NeverCreated),
     };
     match ctx.provider(&provider_ref).await {
-        Ok(provider) => Ok(CleanupProvider::Provider(provider)),
+        Ok(provider) => Ok(CleanupProvider::Provider(provider.client())),
         // Gone for good (in-use protection removed by hand), or the parent is
         // gone too and the provider cannot be used: nothing can be reached.
         Err(e) if e.is_gone() || (!parent_exists && !e.is_transient()) => {

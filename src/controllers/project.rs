@@ -17,7 +17,9 @@ use super::reconciler::{
 };
 use super::rotation::{self, RotationError};
 use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
+use super::{
+    Context, KubeCall, LookupError, ProviderHandle, ReconcileError, Scope, VendorCall, dependents,
+};
 use crate::api::v1alpha1::{
     ByokCredential, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
     DeletionPolicy, ProjectMode,
@@ -259,10 +261,7 @@ impl Reconcile for DatabaseProject {
             .await;
             vendor
         } else {
-            match self
-                .create(api, &mut previous, provider.as_ref(), ctx)
-                .await?
-            {
+            match self.create(api, &mut previous, &provider, ctx).await? {
                 Created::Project(vendor) => vendor,
                 Created::Waiting(health) => {
                     // Build on what create() may have written (e.g. a restore handle).
@@ -519,7 +518,7 @@ impl DatabaseProject {
         &self,
         api: &Api<Self>,
         previous: &mut DatabaseProjectStatus,
-        provider: &dyn Provider,
+        provider: &ProviderHandle,
         ctx: &Context,
     ) -> Result<Created, Error> {
         if let Some(waiting) = self.byok_gate(ctx).await? {
@@ -546,8 +545,7 @@ impl DatabaseProject {
             // deleted), and protects the provider and its Secret before
             // anything exists at the vendor.
             let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-            ctx.provider_for_create(&self.spec.provider_ref, false, Some(&namespace))
-                .await?;
+            ctx.prepare_create(provider, &namespace).await?;
             let message = match &snapshot_id {
                 Some(id) => format!(
                     "restoring snapshot {id} into a new project at {}",
@@ -564,20 +562,13 @@ impl DatabaseProject {
                 .map_err(KubeCall::Status)?;
             *previous = status;
         }
-        // Read the provider again now that `createRequested` is saved: from here
-        // on this resource counts as its dependent, so if it was not being
-        // deleted a moment ago, it stays until this resource is cleaned up.
-        let provider = ctx
-            .provider_for_create(&self.spec.provider_ref, true, None)
-            .await?;
-        let provider = provider.as_ref();
         let progress = match &previous.restore_handle {
             Some(handle) => provider
                 .restore_status(handle)
                 .await
                 .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?,
             None => {
-                self.call_create(snapshot_id.as_deref(), provider, ctx, false)
+                self.call_create(snapshot_id.as_deref(), provider.as_ref(), ctx, false)
                     .await?
             }
         };

@@ -136,57 +136,64 @@ impl Context {
         }
     }
 
-    /// The provider client for a resource about to create something at the
-    /// vendor. Unlike [`Context::provider`], it refuses a provider (or Secret)
-    /// that is being deleted, unless `existing_dependent` (the resource may
-    /// already have made something through it), and it first puts the in-use
-    /// finalizer on both, so neither can go away while the new vendor object
-    /// exists.
-    ///
-    /// With `namespace`, it first checks that namespace is not being deleted:
-    /// nothing new is made for a resource about to be cleaned up.
-    pub async fn provider_for_create(
+    /// Gets a resource ready for its first create at the vendor, through the
+    /// provider it looked up (`provider`, read once for the whole reconcile):
+    /// refuses a namespace, provider or credentials Secret being deleted, and
+    /// puts the in-use finalizer on the provider and its Secret if they lack
+    /// it (a write only the first time), so neither can go away while the new
+    /// vendor object exists. From the moment the resource exists it counts as
+    /// a dependent of an existing provider (see `protection::plan`), so no
+    /// second read is needed after `createRequested` is saved.
+    pub async fn prepare_create(
         &self,
-        provider_ref: &ProviderRef,
-        existing_dependent: bool,
-        namespace: Option<&str>,
-    ) -> Result<Arc<dyn Provider>, LookupError> {
-        if let Some(namespace) = namespace
-            && self.namespace_terminating(namespace).await
-        {
+        provider: &ProviderHandle,
+        namespace: &str,
+    ) -> Result<(), LookupError> {
+        if self.namespace_terminating(namespace).await {
             return Err(LookupError::NamespaceTerminating {
                 namespace: namespace.to_string(),
             });
         }
-        let provider = self.provider_object(provider_ref).await?;
-        let name = provider.name_any();
-        let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
-        match self.protect_dependency(&providers, &name).await? {
-            Protection::Protected => {}
-            Protection::Gone => return Err(LookupError::ProviderNotFound { name }),
-            Protection::Deleting if existing_dependent => {}
-            Protection::Deleting => return Err(LookupError::ProviderDeleting { name }),
+        let name = provider.name.clone();
+        if provider.provider.deleting {
+            return Err(LookupError::ProviderDeleting { name });
         }
-        let selector = &provider.spec.credentials_secret_ref;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &selector.namespace);
-        match self.protect_dependency(&secrets, &selector.name).await {
-            Ok(Protection::Protected) | Ok(Protection::Gone) => {}
-            Ok(Protection::Deleting) if existing_dependent => {}
-            Ok(Protection::Deleting) => {
-                return Err(LookupError::SecretDeleting {
-                    provider: name,
-                    namespace: selector.namespace.clone(),
-                    secret: selector.name.clone(),
-                });
-            }
-            // Not allowed to write that Secret (RBAC): go on unprotected; the
-            // provider itself is protected, and the lookup below reads it.
-            Err(LookupError::Kube { source, .. }) if is_forbidden(&source) => {
-                tracing::debug!(provider = %name, "no permission to protect the provider's Secret");
-            }
-            Err(error) => return Err(error),
+        let (secret_namespace, secret_name) = &provider.secret_key;
+        if provider.secret.deleting {
+            return Err(LookupError::SecretDeleting {
+                provider: name,
+                namespace: secret_namespace.clone(),
+                secret: secret_name.clone(),
+            });
         }
-        self.provider(provider_ref).await
+        if !provider.provider.protected {
+            let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
+            match self.protect_dependency(&providers, &name).await? {
+                Protection::Protected => {}
+                Protection::Gone => return Err(LookupError::ProviderNotFound { name }),
+                Protection::Deleting => return Err(LookupError::ProviderDeleting { name }),
+            }
+        }
+        if !provider.secret.protected {
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), secret_namespace);
+            match self.protect_dependency(&secrets, secret_name).await {
+                Ok(Protection::Protected) | Ok(Protection::Gone) => {}
+                Ok(Protection::Deleting) => {
+                    return Err(LookupError::SecretDeleting {
+                        provider: name,
+                        namespace: secret_namespace.clone(),
+                        secret: secret_name.clone(),
+                    });
+                }
+                // Not allowed to write that Secret (RBAC): go on; the provider
+                // itself is protected, and the in-use loop keeps trying.
+                Err(LookupError::Kube { source, .. }) if is_forbidden(&source) => {
+                    tracing::debug!(provider = %name, "no permission to protect the provider's Secret");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
     }
 
     /// Puts the in-use finalizer on `name`, retrying a few lost races.
@@ -233,11 +240,12 @@ impl Context {
     }
 
     /// The client of the `DatabaseProvider` named by `provider_ref`, built from
-    /// its current spec and Secret (cached while neither changes).
+    /// its current spec and Secret (cached while neither changes), with what
+    /// in-use protection needs to know of both.
     pub async fn provider(
         &self,
         provider_ref: &ProviderRef,
-    ) -> Result<Arc<dyn Provider>, LookupError> {
+    ) -> Result<ProviderHandle, LookupError> {
         let provider = self.provider_object(provider_ref).await?;
         let name = provider.name_any();
         let selector = &provider.spec.credentials_secret_ref;
@@ -273,8 +281,17 @@ impl Context {
             provider.resource_version().unwrap_or_default(),
             secret.resource_version().unwrap_or_default()
         );
+        let finalizer = &self.settings.protection_finalizer;
+        let facts = |meta: &kube::core::ObjectMeta| Facts {
+            deleting: meta.deletion_timestamp.is_some(),
+            protected: meta.finalizers.iter().flatten().any(|f| f == finalizer),
+        };
+        let provider_facts = facts(&provider.metadata);
+        let secret_facts = facts(&secret.metadata);
+        let secret_key = (selector.namespace.clone(), selector.name.clone());
         let spec = provider.spec.clone();
-        self.providers
+        let client = self
+            .providers
             .get_or_build(&name, &fingerprint, move || ProviderConfig {
                 api: spec.api,
                 endpoint: spec.endpoint.clone(),
@@ -289,9 +306,53 @@ impl Context {
                 }),
             })
             .map_err(|source| LookupError::Invalid {
-                provider: name,
+                provider: name.clone(),
                 source,
-            })
+            })?;
+        Ok(ProviderHandle {
+            client,
+            name,
+            provider: provider_facts,
+            secret: secret_facts,
+            secret_key,
+        })
+    }
+}
+
+/// Whether a provider or Secret is being deleted and carries the in-use finalizer.
+#[derive(Clone, Copy, Debug)]
+struct Facts {
+    deleting: bool,
+    protected: bool,
+}
+
+/// A provider's client, with what the lookup saw of the `DatabaseProvider` and
+/// its Secret. Dereferences to the client.
+pub struct ProviderHandle {
+    client: Arc<dyn Provider>,
+    name: String,
+    provider: Facts,
+    secret: Facts,
+    secret_key: (String, String),
+}
+
+impl ProviderHandle {
+    /// The client, shared.
+    pub fn client(&self) -> Arc<dyn Provider> {
+        self.client.clone()
+    }
+}
+
+impl std::ops::Deref for ProviderHandle {
+    type Target = dyn Provider;
+    fn deref(&self) -> &Self::Target {
+        &*self.client
+    }
+}
+
+impl AsRef<dyn Provider> for ProviderHandle {
+    fn as_ref(&self) -> &(dyn Provider + 'static) {
+        &*self.client
     }
 }
 
@@ -311,7 +372,7 @@ impl Context {
         K: kube::Resource<DynamicType = ()>,
     {
         match self.provider(provider_ref).await {
-            Ok(provider) => Ok(Some(provider)),
+            Ok(provider) => Ok(Some(provider.client())),
             Err(error) if error.is_gone() => {
                 self.cleanup_skipped(
                     owner,

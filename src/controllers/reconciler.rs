@@ -253,7 +253,11 @@ where
     } else {
         Health::stalled(error.category(), message.clone())
     };
-    let keep_ready = error.is_transient() && K::conditions(&previous).is_true(conditions::READY);
+    // A passing error on a Ready object leaves it Ready (no flapping), unless
+    // the object is being deleted: then status says what holds the deletion.
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    let keep_ready =
+        !deleting && error.is_transient() && K::conditions(&previous).is_true(conditions::READY);
     let mut changed = false;
     if !keep_ready && !error.is_status_write() {
         let status = latest.status_with_health(&previous, &health);

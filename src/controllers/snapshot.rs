@@ -20,7 +20,9 @@ use super::project::idempotency_key;
 use super::reconciler::{
     ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
+use super::{
+    Context, KubeCall, LookupError, ProviderHandle, ReconcileError, Scope, VendorCall, dependents,
+};
 use crate::api::v1alpha1::{
     DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
 };
@@ -209,15 +211,8 @@ impl Reconcile for DatabaseSnapshot {
             .await;
             vendor
         } else {
-            self.create(
-                api,
-                &mut previous,
-                &project,
-                &project_id,
-                provider.as_ref(),
-                ctx,
-            )
-            .await?
+            self.create(api, &mut previous, &project, &project_id, &provider, ctx)
+                .await?
         };
 
         let with_ids = |status: &DatabaseSnapshotStatus| DatabaseSnapshotStatus {
@@ -365,7 +360,7 @@ impl DatabaseSnapshot {
         previous: &mut DatabaseSnapshotStatus,
         project: &DatabaseProject,
         project_id: &str,
-        provider: &dyn Provider,
+        provider: &ProviderHandle,
         ctx: &Context,
     ) -> Result<VendorSnapshot, Error> {
         if !provider.supports(Operation::SnapshotCreate) {
@@ -382,8 +377,7 @@ impl DatabaseSnapshot {
             // Refuses a provider (or namespace) being deleted; protects the
             // provider and its Secret before anything exists at the vendor.
             let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-            ctx.provider_for_create(&project.spec.provider_ref, false, Some(&namespace))
-                .await?;
+            ctx.prepare_create(provider, &namespace).await?;
             let health = Health::progressing(
                 reason::CREATING,
                 format!("taking the snapshot at {}", provider.api()),
@@ -397,11 +391,6 @@ impl DatabaseSnapshot {
                 .map_err(KubeCall::Status)?;
             *previous = status;
         }
-        // Read again now that `createRequested` is saved (see `DatabaseProject`).
-        let provider = ctx
-            .provider_for_create(&project.spec.provider_ref, true, None)
-            .await?;
-        let provider = provider.as_ref();
         let vendor = provider
             .create_snapshot(&snapshot_request(self, project_id), &key)
             .await

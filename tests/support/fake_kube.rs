@@ -505,6 +505,23 @@ async fn handle(
                 .to_string();
             patch(&inner, &parsed, name, &content_type, &body, &query)
         }
+        (Method::DELETE, None) => {
+            // deletecollection: every object of the collection (in the namespace).
+            let mut state = inner.state.lock().unwrap();
+            let keys: Vec<Key> = state
+                .objects
+                .keys()
+                .filter(|k| {
+                    k.collection == parsed.collection
+                        && (parsed.namespace.is_empty() || k.namespace == parsed.namespace)
+                })
+                .cloned()
+                .collect();
+            for key in keys {
+                inner.delete(&mut state, &key);
+            }
+            axum::Json(status_body(200, "", "")).into_response()
+        }
         (Method::DELETE, Some(name)) if parsed.collection == "api/v1/namespaces" => {
             let mut state = inner.state.lock().unwrap();
             match inner.terminate_namespace(&mut state, name) {

@@ -10,8 +10,11 @@
 //!   and, once it is being deleted, while its cleanup still has to call the
 //!   vendor (policy `Delete`, something made at the vendor, finalizer held).
 //! - While a provider is being deleted it takes no new dependents: a live
-//!   resource that has made nothing at the vendor does not count (its
-//!   controller stalls it with `ProviderDeleting` instead of creating).
+//!   resource that has made nothing at the vendor stops counting once its
+//!   controller has seen the deletion and said so (`Stalled` with reason
+//!   `ProviderDeleting`). Until then it counts, so a resource that looked up
+//!   the provider a moment before its deletion started can still create
+//!   safely: the provider stays.
 //! - A provider with a dependent is in use; so is the Secret it reads its key
 //!   from. A Secret a live `ByokCredential` reads is in use too (and, while a
 //!   deleted one may still replay its registration, for that).
@@ -24,10 +27,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::{Resource, ResourceExt};
 
 use crate::api::v1alpha1::{
-    ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot,
-    DeletionPolicy,
+    ByokCredential, Conditions, DatabaseBranch, DatabaseProject, DatabaseProvider,
+    DatabaseSnapshot, DeletionPolicy,
 };
 use crate::controllers::FINALIZER;
+use crate::controllers::conditions::{STALLED, reason};
 
 /// A Secret, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,6 +61,9 @@ pub struct Use {
     /// Once deleted, its cleanup calls the vendor (policy `Delete`, vendor state,
     /// the cleanup finalizer still held).
     pub cleanup_calls_vendor: bool,
+    /// Its status says it will not create through its provider because that
+    /// provider is being deleted (`Stalled`, reason `ProviderDeleting`).
+    pub refused_deleting_provider: bool,
 }
 
 impl Use {
@@ -64,7 +71,7 @@ impl Use {
     /// that provider is being deleted.
     pub fn counts(&self, provider_deleting: bool) -> bool {
         if self.alive {
-            self.vendor_state || !provider_deleting
+            self.vendor_state || !(provider_deleting && self.refused_deleting_provider)
         } else {
             self.cleanup_calls_vendor
         }
@@ -89,8 +96,12 @@ fn make_use<K: kube::Resource<DynamicType = ()>>(
     provider: Option<String>,
     vendor_state: bool,
     policy: DeletionPolicy,
+    conditions: Option<&Conditions>,
 ) -> Use {
     let alive = obj.meta().deletion_timestamp.is_none();
+    let refused_deleting_provider = conditions
+        .and_then(|c| c.get(STALLED))
+        .is_some_and(|c| c.status == "True" && c.reason == reason::PROVIDER_DELETING);
     Use {
         who: who(obj),
         provider,
@@ -100,6 +111,7 @@ fn make_use<K: kube::Resource<DynamicType = ()>>(
             && holds_cleanup_finalizer(obj)
             && policy == DeletionPolicy::Delete
             && vendor_state,
+        refused_deleting_provider,
     }
 }
 
@@ -113,6 +125,7 @@ pub fn project_use(p: &DatabaseProject) -> Use {
         Some(p.spec.provider_ref.name.clone()),
         vendor_state,
         p.spec.deletion_policy,
+        status.map(|s| &s.conditions),
     )
 }
 
@@ -127,6 +140,7 @@ pub fn branch_use(b: &DatabaseBranch) -> Use {
         status.and_then(|s| s.provider_name.clone()),
         vendor_state,
         b.spec.deletion_policy,
+        status.map(|s| &s.conditions),
     )
 }
 
@@ -140,6 +154,7 @@ pub fn snapshot_use(s: &DatabaseSnapshot) -> Use {
         status.and_then(|st| st.provider_name.clone()),
         vendor_state,
         s.spec.deletion_policy,
+        status.map(|st| &st.conditions),
     )
 }
 
@@ -152,6 +167,7 @@ pub fn byok_use(c: &ByokCredential) -> Use {
         Some(c.spec.provider_ref.name.clone()),
         vendor_state,
         c.spec.deletion_policy,
+        status.map(|s| &s.conditions),
     )
 }
 
@@ -354,6 +370,15 @@ mod tests {
             alive: true,
             vendor_state,
             cleanup_calls_vendor: false,
+            refused_deleting_provider: false,
+        }
+    }
+
+    /// A live resource that made nothing and has said it will not, the provider being deleted.
+    fn refused(who: &str, provider: &str) -> Use {
+        Use {
+            refused_deleting_provider: true,
+            ..live(who, provider, false)
         }
     }
 
@@ -364,6 +389,7 @@ mod tests {
             alive: false,
             vendor_state: true,
             cleanup_calls_vendor,
+            refused_deleting_provider: false,
         }
     }
 
@@ -422,8 +448,9 @@ mod tests {
         let view = View {
             providers: vec![provider("default", true, true, key("ops", "creds"))],
             uses: vec![
-                // Applied after the provider's deletion started: made nothing yet.
-                live("DatabaseProject team/new", "default", false),
+                // Applied after the provider's deletion started: made nothing,
+                // and said it will not.
+                refused("DatabaseProject team/new", "default"),
             ],
             secrets: vec![secret(key("ops", "creds"), true)],
             ..View::default()
@@ -435,6 +462,13 @@ mod tests {
                 Change::ReleaseSecret(key("ops", "creds")),
             ]
         );
+        // One that has not yet seen the deletion may be about to create: it
+        // keeps the provider until it has said it will not.
+        let mut racing = view.clone();
+        racing
+            .uses
+            .push(live("DatabaseProject team/racing", "default", false));
+        assert_eq!(plan(&racing).changes, vec![]);
         // One that reached the vendor before keeps it.
         let mut kept = view.clone();
         kept.uses
@@ -515,7 +549,23 @@ mod tests {
         assert_eq!(u.who, "DatabaseProject team/a");
         assert_eq!(u.provider.as_deref(), Some("default"));
         assert!(u.counts(false), "a new project will use its provider");
-        assert!(!u.counts(true), "but not one that is being deleted");
+        assert!(u.counts(true), "until it has seen the provider's deletion");
+        project.status = Some(crate::api::v1alpha1::DatabaseProjectStatus {
+            conditions: crate::controllers::conditions::conditions_for(
+                &crate::controllers::conditions::Health::stalled(
+                    reason::PROVIDER_DELETING,
+                    "the provider is being deleted",
+                ),
+                Some(1),
+                &Conditions::default(),
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+            ..Default::default()
+        });
+        assert!(
+            !project_use(&project).counts(true),
+            "and said it will not create"
+        );
 
         project.status = Some(crate::api::v1alpha1::DatabaseProjectStatus {
             create_requested: true,
