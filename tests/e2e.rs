@@ -1081,5 +1081,10 @@ async fn leader_failover_hands_over_and_keeps_reconciling() {
             .await
             .unwrap()
     ));
+    // The new leader also finishes deleting everything the test made.
+    assert!(
+        env.delete_all(Duration::from_secs(60)),
+        "deleting the namespace under the new leader did not finish"
+    );
     drop(third);
 }
