@@ -11,3 +11,6 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+# Say it plainly: a green run here says nothing about a real cluster.
+echo "NOTE: the e2e suite (tests/e2e.rs) did not run: it needs a real cluster." >&2
+echo "      With KUBECONFIG set: cargo test --test e2e -- --ignored --test-threads=1" >&2
