@@ -469,3 +469,63 @@ async fn the_request_budget_spaces_requests_out() {
     );
     assert_eq!(emu.infrai.projects().len(), 1);
 }
+
+#[tokio::test]
+async fn over_budget_the_first_call_of_a_reconcile_fails_fast_and_later_calls_wait() {
+    use dbops::providers::http::reconcile_scope;
+    let (emu, endpoint) = start().await;
+    // Two requests per second, no burst: one every 500 ms.
+    let budgeted = InfraiClient::new(
+        VendorHttp::new(
+            ProviderApi::Infrai,
+            &endpoint,
+            &SecretString::from(KEY.to_string()),
+            Duration::from_secs(5),
+            None,
+        )
+        .unwrap()
+        .with_budget(2, 1),
+    );
+    // One reconcile: its first call takes the token, its second waits its turn.
+    let started = std::time::Instant::now();
+    let id = reconcile_scope(async {
+        let id = budgeted
+            .create_project(&project("p"), "k")
+            .await
+            .unwrap()
+            .id;
+        budgeted.get_project(&id).await.unwrap();
+        id
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "the committed reconcile's second call waited: {:?}",
+        started.elapsed()
+    );
+
+    // The next reconcile finds the budget spent: it is told how long to wait,
+    // at once, and nothing is sent.
+    let started = std::time::Instant::now();
+    let err = reconcile_scope(budgeted.get_project(&id))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    let wait = err.throttled().expect("a throttled error");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(500),
+        "{wait:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(100),
+        "failed fast: {waited:?}"
+    );
+    assert!(err.is_transient());
+    assert_eq!(err.category(), "RequestBudgetExhausted");
+    assert_eq!(err.retry_after(), Some(wait));
+
+    // After the wait, the same call goes through.
+    tokio::time::sleep(wait).await;
+    reconcile_scope(budgeted.get_project(&id)).await.unwrap();
+    assert_eq!(emu.infrai.projects().len(), 1);
+}

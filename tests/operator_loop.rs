@@ -236,3 +236,113 @@ async fn readyz_turns_ready_once_every_watch_has_synced() {
     })
     .await;
 }
+
+/// A provider whose request budget is spent must not hold the reconcile slots:
+/// objects of other providers keep going (issue 11: non-blocking budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_provider_does_not_starve_the_others() {
+    use dbops::api::v1alpha1::RequestBudget;
+    use dbops::controllers::Settings;
+
+    let h = Harness::new().await;
+    // A second provider on the same emulator, allowed two requests per second.
+    let providers: Api<dbops::api::v1alpha1::DatabaseProvider> = Api::all(h.client.clone());
+    let mut slow = providers.get("default").await.unwrap();
+    slow.metadata = kube::api::ObjectMeta {
+        name: Some("slow".into()),
+        ..Default::default()
+    };
+    slow.spec.request_budget = Some(RequestBudget {
+        requests_per_second: 2,
+        burst: Some(1),
+    });
+    providers
+        .create(&PostParams::default(), &slow)
+        .await
+        .unwrap();
+
+    let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    let slow_names: Vec<String> = (0..6).map(|i| format!("slow-{i}")).collect();
+    for name in &slow_names {
+        let mut p = DatabaseProject::new(name, DatabaseProjectSpec::default());
+        p.spec.provider_ref.name = "slow".into();
+        projects.create(&PostParams::default(), &p).await.unwrap();
+    }
+    // One reconcile at a time: a slot parked on the slow provider's budget
+    // would hold everything behind it.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = dbops::operator::Options {
+        settings: Settings {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            concurrency: 1,
+            ..Settings::default()
+        },
+        instance: Some("test".into()),
+        ..Default::default()
+    };
+    let task = tokio::spawn(dbops::operator::run(
+        h.client.clone(),
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    wait_for("a slow project in progress", || async {
+        projects
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|p| p.status.is_some())
+            .then_some(())
+    })
+    .await;
+    projects
+        .create(
+            &PostParams::default(),
+            &DatabaseProject::new("fast", DatabaseProjectSpec::default()),
+        )
+        .await
+        .unwrap();
+    let slow_ready_when_fast_was = wait_for("the fast project Ready", || async {
+        let all = projects.list(&Default::default()).await.unwrap().items;
+        let fast = all
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some("fast"))?;
+        fast.is_ready()
+            .then(|| all.iter().filter(|p| p.is_ready()).count() - 1)
+    })
+    .await;
+    assert!(
+        slow_ready_when_fast_was <= 2,
+        "the fast provider's project waited behind {slow_ready_when_fast_was} throttled ones"
+    );
+    // The throttled ones still all get there, quietly: no Warning about the budget.
+    wait_for("every slow project Ready", || async {
+        projects
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .all(|p| p.is_ready())
+            .then_some(())
+    })
+    .await;
+    for name in &slow_names {
+        assert!(
+            !h.event_reasons(name)
+                .iter()
+                .any(|r| r == "RequestBudgetExhausted"),
+            "{:?}",
+            h.event_reasons(name)
+        );
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -357,6 +357,9 @@ where
 
 /// How soon a write that lost a race (409, failed precondition) is retried.
 pub const CONFLICT_RETRY: Duration = Duration::from_millis(200);
+/// Extra delay, up to twice this, on top of the wait an object held back by
+/// its provider's request budget is requeued after.
+pub const THROTTLE_SPREAD: Duration = Duration::from_millis(100);
 /// How often an object whose namespace is being deleted is looked at again
 /// (its own deletion normally wakes it first).
 pub const NAMESPACE_TERMINATING_RECHECK: Duration = Duration::from_secs(2);
@@ -401,6 +404,24 @@ pub trait ReconcileError: std::error::Error + Send + Sync + 'static {
     {
         kube_cause(self).is_some_and(|(e, precondition)| kube_error::conflict(e, precondition))
     }
+    /// The provider's request budget held back a vendor call: how long until
+    /// it allows one. Requeued after that, quietly, with no backoff.
+    fn throttled(&self) -> Option<Duration>
+    where
+        Self: Sized,
+    {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = current {
+            if let Some(wait) = e
+                .downcast_ref::<crate::providers::ProviderError>()
+                .and_then(|p| p.throttled())
+            {
+                return Some(wait);
+            }
+            current = e.source();
+        }
+        None
+    }
     /// A write was refused because the namespace is being deleted: the object
     /// is about to be deleted too, so there is nothing to report.
     fn namespace_terminating(&self) -> bool
@@ -437,6 +458,12 @@ where
         tracing::debug!(controller, error = %error, "conflict, retrying");
         return Action::requeue(failure_delay(error, 0, &ctx.settings));
     }
+    if error.throttled().is_some() {
+        // Nothing was sent: the provider's budget is spent for now.
+        ctx.metrics.observe_failure(controller, "Throttled");
+        tracing::debug!(controller, error = %error, "request budget spent, requeued");
+        return Action::requeue(failure_delay(error, 0, &ctx.settings));
+    }
     if error.namespace_terminating() {
         // The namespace controller is about to delete this object; its
         // deletion wakes us and the finalizer runs cleanup.
@@ -463,6 +490,9 @@ where
 pub fn failure_delay<E: ReconcileError>(error: &E, attempt: u32, settings: &Settings) -> Duration {
     if error.is_conflict() {
         jitter(CONFLICT_RETRY, 0.5)
+    } else if let Some(wait) = error.throttled() {
+        // Spread the woken objects over a little more than the wait.
+        wait + jitter(THROTTLE_SPREAD, 1.0)
     } else if error.namespace_terminating() {
         NAMESPACE_TERMINATING_RECHECK
     } else if error.is_transient() {
@@ -501,6 +531,50 @@ mod tests {
             let told = backoff_delay(base, max, 1, Some(Duration::from_secs(30)));
             assert!(told >= Duration::from_secs(30));
         }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("test")]
+    struct Failed(#[source] crate::providers::ProviderError);
+
+    impl ReconcileError for Failed {
+        fn category(&self) -> &'static str {
+            self.0.category()
+        }
+        fn is_transient(&self) -> bool {
+            self.0.is_transient()
+        }
+        fn retry_after(&self) -> Option<Duration> {
+            self.0.retry_after()
+        }
+    }
+
+    #[test]
+    fn a_throttled_call_waits_for_the_budget_with_no_backoff() {
+        let settings = Settings::default();
+        let throttled = Failed(crate::providers::ProviderError::Throttled {
+            api: crate::api::v1alpha1::ProviderApi::Infrai,
+            operation: "project.get".to_string(),
+            wait: Duration::from_millis(300),
+        });
+        assert_eq!(throttled.throttled(), Some(Duration::from_millis(300)));
+        for attempt in [0, 1, 10] {
+            let delay = failure_delay(&throttled, attempt, &settings);
+            assert!(
+                delay >= Duration::from_millis(300) && delay <= Duration::from_millis(500),
+                "{delay:?}"
+            );
+        }
+        let unavailable = Failed(crate::providers::ProviderError::Http {
+            api: crate::api::v1alpha1::ProviderApi::Infrai,
+            operation: "project.get".to_string(),
+            status: 503,
+            code: None,
+            message: "down".to_string(),
+            retry_after: None,
+        });
+        assert_eq!(unavailable.throttled(), None);
+        assert!(failure_delay(&unavailable, 10, &settings) > Duration::from_secs(60));
     }
 
     #[test]

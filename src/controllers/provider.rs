@@ -168,7 +168,7 @@ pub async fn reconcile(
     let started = Instant::now();
     let span =
         tracing::info_span!("reconcile", controller = CONTROLLER, name = %provider.name_any());
-    let result = async {
+    let result = crate::providers::http::reconcile_scope(async {
         let api: Api<DatabaseProvider> = Api::all(ctx.client.clone());
         if provider.metadata.deletion_timestamp.is_some() {
             // In-use protection holds it until its dependents are cleaned up;
@@ -181,6 +181,12 @@ pub async fn reconcile(
             return Ok(Action::await_change());
         }
         let outcome = apply(provider, &ctx).await;
+        if let Err(e) = &outcome
+            && e.throttled().is_some()
+        {
+            // Nothing was sent; requeued quietly once the budget allows.
+            return outcome.map(|_| Action::await_change());
+        }
         let health = match &outcome {
             Ok(message) => Health::ready(message.clone()),
             Err(e) if e.is_transient() => Health::progressing(e.category(), e.to_string()),
@@ -194,7 +200,7 @@ pub async fn reconcile(
             }
             Err(e) => Err(e),
         }
-    }
+    })
     .instrument(span)
     .await;
     ctx.metrics.observe_reconcile(CONTROLLER, started.elapsed());

@@ -136,7 +136,7 @@ pub async fn reconcile<K: Reconcile>(
     let started = Instant::now();
     let namespace = obj.namespace().ok_or_else(K::Error::invalid_object)?;
     let span = tracing::info_span!("reconcile", controller = K::CONTROLLER, namespace = %namespace, name = %obj.name_any());
-    let result = async {
+    let result = crate::providers::http::reconcile_scope(async {
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
         let outcome = finalizer::finalizer(&api, FINALIZER, obj.clone(), |event| async {
             match event {
@@ -182,7 +182,7 @@ pub async fn reconcile<K: Reconcile>(
         ctx.metrics
             .observe_object(K::CONTROLLER, &object_key(&*obj), condition);
         outcome
-    }
+    })
     .instrument(span)
     .await;
     ctx.metrics
@@ -234,7 +234,7 @@ where
     K: Managed,
     E: ControllerError,
 {
-    if error.is_conflict() || error.namespace_terminating() {
+    if error.is_conflict() || error.namespace_terminating() || error.throttled().is_some() {
         // Retried at once by the error policy; nothing a person needs to see.
         return;
     }

@@ -38,6 +38,14 @@ pub enum ProviderError {
     /// The vendor accepted a delete but did not confirm it (`ok: false`); retried.
     #[error("{api} {operation} was not confirmed by the vendor")]
     NotConfirmed { api: ProviderApi, operation: String },
+    /// The provider's request budget (`spec.requestBudget`) is spent: nothing
+    /// was sent. The reconcile is requeued after `wait`, quietly.
+    #[error("{api} {operation} waits for the provider's request budget")]
+    Throttled {
+        api: ProviderApi,
+        operation: String,
+        wait: Duration,
+    },
     /// The provider has no such operation.
     #[error("{api} does not support {operation}")]
     Unsupported {
@@ -51,7 +59,7 @@ impl ProviderError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
-            Self::Transport { .. } | Self::NotConfirmed { .. } => true,
+            Self::Transport { .. } | Self::NotConfirmed { .. } | Self::Throttled { .. } => true,
             Self::InvalidResponse { .. } | Self::Unsupported { .. } => false,
         }
     }
@@ -65,6 +73,16 @@ impl ProviderError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Http { retry_after, .. } => *retry_after,
+            Self::Throttled { wait, .. } => Some(*wait),
+            _ => None,
+        }
+    }
+
+    /// How long until the provider's request budget allows this call, when
+    /// it was held back ([`ProviderError::Throttled`]).
+    pub fn throttled(&self) -> Option<Duration> {
+        match self {
+            Self::Throttled { wait, .. } => Some(*wait),
             _ => None,
         }
     }
@@ -92,6 +110,7 @@ impl ProviderError {
             Self::Transport { .. } => "VendorUnreachable",
             Self::InvalidResponse { .. } => "VendorInvalidResponse",
             Self::NotConfirmed { .. } => "VendorNotConfirmed",
+            Self::Throttled { .. } => "RequestBudgetExhausted",
             Self::Unsupported { .. } => "UnsupportedByProvider",
         }
     }

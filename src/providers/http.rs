@@ -30,6 +30,20 @@ pub fn ensure_crypto_provider() {
     });
 }
 
+tokio::task_local! {
+    /// Whether the current reconcile has already made a vendor call.
+    static RECONCILE_ADMITTED: std::cell::Cell<bool>;
+}
+
+/// Runs `work` as one reconcile for the request budget: its first vendor call
+/// over a provider's budget fails fast with [`ProviderError::Throttled`]
+/// instead of waiting (see [`VendorHttp`]'s budget).
+pub async fn reconcile_scope<F: std::future::Future>(work: F) -> F::Output {
+    RECONCILE_ADMITTED
+        .scope(std::cell::Cell::new(false), work)
+        .await
+}
+
 /// An authenticated HTTP client for one vendor API account.
 #[derive(Clone)]
 pub struct VendorHttp {
@@ -106,7 +120,9 @@ impl VendorHttp {
     }
 
     /// Limits this client to `per_second` requests per second with bursts of
-    /// `burst`; requests over the budget wait their turn (they are never dropped).
+    /// `burst`. Requests over the budget are never dropped: they wait their
+    /// turn, or, as the first call of a reconcile, fail fast with
+    /// [`ProviderError::Throttled`] so the reconcile is requeued.
     pub fn with_budget(mut self, per_second: u32, burst: u32) -> Self {
         if let (Some(rate), Some(burst)) = (
             std::num::NonZeroU32::new(per_second),
@@ -162,7 +178,7 @@ impl VendorHttp {
             request = request.json(body);
         }
         if let Some(budget) = &self.budget {
-            budget.until_ready().await;
+            self.admit(budget, operation).await?;
         }
         let started = Instant::now();
         let result = self.exchange(operation, request).await;
@@ -176,6 +192,38 @@ impl VendorHttp {
             metrics.observe_vendor_request(self.api, operation, &status, started.elapsed());
         }
         result.map(|(_, body)| body)
+    }
+
+    /// Takes one request from the budget. The first vendor call of a
+    /// reconcile ([`reconcile_scope`]) does not wait: over budget, it fails at
+    /// once with [`ProviderError::Throttled`] and the reconcile is requeued for
+    /// when the budget allows, so a throttled provider never parks reconcile
+    /// slots that other providers' objects could use. Once a reconcile has
+    /// made a call it is committed, and its later calls wait their turn
+    /// (otherwise a reconcile of several calls could be cut short forever).
+    /// Outside a reconcile every call waits.
+    async fn admit(
+        &self,
+        budget: &governor::DefaultDirectRateLimiter,
+        operation: &str,
+    ) -> Result<(), ProviderError> {
+        if let Err(not_until) = budget.check() {
+            let first_call = RECONCILE_ADMITTED
+                .try_with(|admitted| !admitted.get())
+                .unwrap_or(false);
+            if first_call {
+                use governor::clock::Clock;
+                let now = governor::clock::DefaultClock::default().now();
+                return Err(ProviderError::Throttled {
+                    api: self.api,
+                    operation: operation.to_string(),
+                    wait: not_until.wait_time_from(now),
+                });
+            }
+            budget.until_ready().await;
+        }
+        let _ = RECONCILE_ADMITTED.try_with(|admitted| admitted.set(true));
+        Ok(())
     }
 
     fn url(&self, path: &[&str]) -> Url {
