@@ -1,36 +1,35 @@
 //! The capability matrix: each provider's declaration matches what its client
 //! does, and the README shows exactly the matrix generated from them.
 
-use std::time::Duration;
-
-use dbops::api::v1alpha1::ProviderApi;
-use dbops::providers::infrai_byok::Credentials;
-use dbops::providers::matrix::{self, APIS};
+use dbops::api::v1alpha1::{ProviderApi, SupabaseSettings};
+use dbops::providers::byok::Credentials;
+use dbops::providers::matrix;
+use dbops::providers::vendors::VENDORS;
 use dbops::providers::{
     BranchRequest, Operation, Password, ProjectRequest, ProviderConfig, ProviderError,
     RestoreRequest, RotationTarget, SnapshotRequest, build,
 };
 use secrecy::SecretString;
+use strum::IntoEnumIterator;
 
 #[tokio::test]
 async fn declarations_match_behaviour() {
-    for api in APIS {
+    for vendor in VENDORS {
+        let api = vendor.api;
         // Nothing listens there: a declared operation fails on the network (or
         // on a local check), an undeclared one answers Unsupported at once.
-        let provider = build(
-            &ProviderConfig {
-                api,
-                endpoint: Some("http://127.0.0.1:9/".into()),
-                api_key: SecretString::from("k".to_string()),
-                request_timeout: Duration::from_secs(2),
-                supabase_organization: Some("org".into()),
-                request_budget: None,
-            },
-            None,
-        )
-        .unwrap();
+        let mut config = ProviderConfig::new(
+            api,
+            Some("http://127.0.0.1:9/".into()),
+            SecretString::from("k".to_string()),
+        );
+        config.spec.request_timeout_seconds = 2;
+        config.spec.supabase = Some(SupabaseSettings {
+            organization_slug: "org".into(),
+        });
+        let provider = build(&config, None).unwrap();
         let p = provider.as_ref();
-        for op in Operation::ALL {
+        for op in Operation::iter() {
             let pw = Password::new("proposed-password");
             let result: Result<(), ProviderError> = match op {
                 Operation::ProjectCreate => p
@@ -81,34 +80,41 @@ async fn declarations_match_behaviour() {
                     )
                     .await
                     .map(|_| ()),
-                Operation::CredentialRotate => p
-                    .rotate_credentials(&RotationTarget::Project { id: "p".into() }, &pw, "k")
-                    .await
-                    .map(|_| ()),
-                Operation::BranchCredentialRotate => p
-                    .rotate_credentials(
-                        &RotationTarget::Branch {
+                Operation::CredentialRotate | Operation::BranchCredentialRotate => {
+                    let target = if op == Operation::CredentialRotate {
+                        RotationTarget::Project { id: "p".into() }
+                    } else {
+                        RotationTarget::Branch {
                             project_id: "p".into(),
                             id: "b".into(),
-                        },
-                        &pw,
-                        "k",
-                    )
-                    .await
-                    .map(|_| ()),
-                Operation::ByokRegister => p
-                    .register_credential("neon", "a", &Credentials::default(), "k")
-                    .await
-                    .map(|_| ()),
-                Operation::ByokRotate => p
-                    .stage_rotation("x", &SecretString::from("n".to_string()), "k")
-                    .await
-                    .map(|_| ()),
-                Operation::ByokRevoke => p.revoke_credential("x").await,
-                Operation::ByokPolicy => p.routing_policy().await.map(|_| ()),
+                        }
+                    };
+                    match p.credentials_for(&target) {
+                        Ok(c) => c.rotate_credentials(&target, &pw, "k").await.map(|_| ()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Operation::ByokRegister
+                | Operation::ByokRotate
+                | Operation::ByokRevoke
+                | Operation::ByokPolicy => match p.byok_for(op) {
+                    Err(e) => Err(e),
+                    Ok(b) => match op {
+                        Operation::ByokRegister => b
+                            .register_credential("neon", "a", &Credentials::default(), "k")
+                            .await
+                            .map(|_| ()),
+                        Operation::ByokRotate => b
+                            .stage_rotation("x", &SecretString::from("n".to_string()), "k")
+                            .await
+                            .map(|_| ()),
+                        Operation::ByokRevoke => b.revoke_credential("x").await,
+                        _ => b.routing_policy().await.map(|_| ()),
+                    },
+                },
             };
             let unsupported = matches!(result, Err(ProviderError::Unsupported { .. }));
-            let declared = matrix::capabilities(api).contains(&op);
+            let declared = matrix::capabilities(vendor).contains(&op);
             assert_eq!(
                 declared, !unsupported,
                 "{api}: declares {op} = {declared}, but the client answered {result:?}"
@@ -136,5 +142,5 @@ fn the_readme_shows_the_generated_matrix() {
         matrix::markdown().trim(),
         "README capability matrix is out of date; paste the output of dbops::providers::matrix::markdown()"
     );
-    assert!(matches!(APIS[0], ProviderApi::Infrai));
+    assert!(matches!(VENDORS[0].api, ProviderApi::Infrai));
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 use dbops::api::v1alpha1::ProviderApi;
 use dbops::emulator::{Emulator, EmulatorConfig};
 use dbops::providers::http::VendorHttp;
-use dbops::providers::supabase::{self, SupabaseClient};
+use dbops::providers::supabase::SupabaseClient;
 use dbops::providers::{
-    BranchApi, BranchRequest, CredentialApi, Operation, Password, ProjectApi, ProjectRequest,
-    Provider, ProviderConfig, ProviderError, ResourceState, RestoreRequest, RotationProgress,
-    RotationTarget, SnapshotRequest, VendorBranch, VendorProject,
+    BranchLifecycle, BranchRequest, CredentialApi, Operation, Password, ProjectApi,
+    ProjectLifecycle, ProjectRequest, Provider, ProviderConfig, ProviderError, ResourceState,
+    RestoreRequest, RotationProgress, RotationTarget, SnapshotRequest, VendorBranch, VendorProject,
 };
 use secrecy::SecretString;
 
@@ -186,7 +186,7 @@ async fn create_reuses_the_project_of_the_same_name_in_the_organization() {
     let c = client(&endpoint);
     let first = c.create_project(&project("shop")).await.unwrap();
     // A retry after a crash: same name, same organization.
-    let retry = ProjectApi::create_project(&c, &project("shop"), "any-key")
+    let retry = ProjectLifecycle::create_project(&c, &project("shop"), "any-key")
         .await
         .unwrap();
     assert_eq!(retry.id, first.id);
@@ -279,7 +279,7 @@ async fn branches_come_up_with_their_own_database_and_credentials() {
 
     let created = ProjectApi::get_project(&c, &p.id).await.unwrap();
     assert_eq!(created.state, coming_up());
-    let b = BranchApi::create_branch(&c, &branch(&p.id, "preview"), "k")
+    let b = BranchLifecycle::create_branch(&c, &branch(&p.id, "preview"), "k")
         .await
         .unwrap();
     assert_eq!(b.name, "preview");
@@ -339,7 +339,9 @@ async fn branches_come_up_with_their_own_database_and_credentials() {
             .is_not_found()
     );
 
-    BranchApi::delete_branch(&c, &p.id, &b.id).await.unwrap();
+    BranchLifecycle::delete_branch(&c, &p.id, &b.id)
+        .await
+        .unwrap();
     assert_eq!(emu.supabase.branch_count(), 0);
     assert!(c.get_branch(&p.id, &b.id).await.unwrap_err().is_not_found());
     assert!(c.delete_branch(&b.id).await.unwrap_err().is_not_found());
@@ -562,20 +564,26 @@ async fn snapshots_restores_and_byok_are_unsupported() {
     let (emu, endpoint) = start().await;
     let provider: Arc<dyn Provider> = dbops::providers::build(
         &ProviderConfig {
-            api: ProviderApi::Supabase,
-            endpoint: Some(endpoint.clone()),
+            spec: dbops::api::v1alpha1::DatabaseProviderSpec {
+                request_timeout_seconds: 5,
+                supabase: Some(dbops::api::v1alpha1::SupabaseSettings {
+                    organization_slug: ORG.into(),
+                }),
+                ..ProviderConfig::new(
+                    ProviderApi::Supabase,
+                    Some(endpoint.clone()),
+                    SecretString::default(),
+                )
+                .spec
+            },
             api_key: SecretString::from(KEY.to_string()),
-            request_timeout: Duration::from_secs(5),
-            supabase_organization: Some(ORG.into()),
-            request_budget: None,
         },
         None,
     )
     .unwrap();
     assert_eq!(provider.api(), ProviderApi::Supabase);
     assert!(provider.needs_operator_password());
-    assert_eq!(provider.capabilities(), supabase::CAPABILITIES);
-    for op in Operation::ALL {
+    for op in <Operation as strum::IntoEnumIterator>::iter() {
         let expected = matches!(
             op,
             Operation::ProjectCreate
@@ -632,15 +640,22 @@ async fn snapshots_restores_and_byok_are_unsupported() {
         provider.restore_status("h").await.unwrap_err(),
         Operation::SnapshotRestore,
     );
-    unsupported(
-        provider
-            .rotation_status(&RotationTarget::Project { id: p.id.clone() }, "job")
-            .await
-            .unwrap_err(),
-        Operation::CredentialRotate,
+    // Rotation is synchronous: there is no job to poll.
+    let polled = provider
+        .credentials_for(&RotationTarget::Project { id: p.id.clone() })
+        .unwrap()
+        .rotation_status(&RotationTarget::Project { id: p.id.clone() }, "job")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(polled, ProviderError::InvalidResponse { .. }),
+        "{polled:?}"
     );
     unsupported(
-        provider.get_credential("c").await.unwrap_err(),
+        provider
+            .byok_for(Operation::ByokRegister)
+            .map(|_| ())
+            .unwrap_err(),
         Operation::ByokRegister,
     );
     assert_eq!(emu.supabase.project_count(), 1, "no call created anything");

@@ -32,10 +32,10 @@ use super::reconciler::{
 use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
-    DeletionPolicy, QuotaWindow,
+    DeletionPolicy,
 };
-use crate::providers::infrai_byok::{Binding, Credentials, QuotaRequest};
-use crate::providers::{Operation, Provider, ProviderError};
+use crate::providers::byok::{Binding, ByokApi, CredentialState, Credentials, Quota};
+use crate::providers::{Operation, ProviderError};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "byokcredential";
@@ -69,8 +69,11 @@ pub enum Error {
         "BYOK credential {id} was revoked outside dbops; delete this resource and create a new one"
     )]
     Revoked { id: String },
-    #[error("{provider} has no BYOK API; use an infrai DatabaseProvider")]
-    Unsupported { provider: String },
+    #[error("{provider} has no BYOK API; {hint}")]
+    Unsupported {
+        provider: String,
+        hint: &'static str,
+    },
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
@@ -252,24 +255,14 @@ pub fn binding_diff(desired: &[Binding], actual: &[Binding]) -> (Vec<Binding>, V
     (to_bind, to_unbind)
 }
 
-fn quota_request(quota: Option<&ByokQuota>) -> QuotaRequest {
-    let Some(quota) = quota else {
-        return QuotaRequest::default();
-    };
-    QuotaRequest {
-        spend_limit_usd: quota.spend_limit_usd,
-        call_limit: quota.call_limit,
-        window: quota.window.map(|w| {
-            match w {
-                QuotaWindow::Day => "1d",
-                QuotaWindow::Week => "7d",
-                QuotaWindow::Month => "30d",
-                QuotaWindow::MonthToDate => "mtd",
-                QuotaWindow::YearToDate => "ytd",
-            }
-            .to_string()
-        }),
-    }
+fn quota(quota: Option<&ByokQuota>) -> Quota {
+    quota
+        .map(|q| Quota {
+            spend_limit_usd: q.spend_limit_usd,
+            call_limit: q.call_limit,
+            window: q.window,
+        })
+        .unwrap_or_default()
 }
 
 /// Whether the periodic test is due at `now`.
@@ -355,11 +348,16 @@ impl Reconcile for ByokCredential {
         let namespace = self.namespace().ok_or(Error::InvalidObject)?;
         let uid = self.metadata.uid.clone().ok_or(Error::InvalidObject)?;
         let provider = ctx.provider(&self.spec.provider_ref).await?;
-        if !provider.supports(Operation::ByokRegister) {
+        let Some(byok) = provider.byok() else {
             return Err(Error::Unsupported {
                 provider: provider.api().to_string(),
+                hint: provider
+                    .unsupported_hint(Operation::ByokRegister)
+                    .unwrap_or(
+                        "use a DatabaseProvider whose API offers BYOK (see the capability matrix)",
+                    ),
             });
-        }
+        };
         let fields = self.credentials(ctx, &namespace).await?;
         let vendor =
             |action: &str, e: ProviderError| VendorCall::new(action, scrub_error(e, &fields));
@@ -386,7 +384,7 @@ impl Reconcile for ByokCredential {
                     previous = status;
                 }
                 let key = idempotency_key(self, "byok-register").ok_or(Error::InvalidObject)?;
-                let registered = provider
+                let registered = byok
                     .register_credential(
                         &self.spec.vendor,
                         &self.spec.alias,
@@ -396,9 +394,9 @@ impl Reconcile for ByokCredential {
                     .await
                     .map_err(|e| vendor("registering the credential", e))?;
                 let mut status = previous.clone();
-                status.byok_id = Some(registered.byok_id.clone());
+                status.byok_id = Some(registered.id.clone());
                 status.credential_fingerprints = fps.clone();
-                status.state = registered.state.clone();
+                status.state = registered.state.as_ref().map(|s| s.to_string());
                 apply_status(api, self, &status)
                     .await
                     .map_err(KubeCall::Status)?;
@@ -409,25 +407,25 @@ impl Reconcile for ByokCredential {
                     EventType::Normal,
                     "Registered",
                     "Create",
-                    format!("registered BYOK credential {}", registered.byok_id),
+                    format!("registered BYOK credential {}", registered.id),
                 )
                 .await;
-                registered.byok_id
+                registered.id
             }
         };
 
-        let config = match provider.get_credential(&id).await {
+        let config = match byok.get_credential(&id).await {
             Ok(config) => config,
             Err(e) if e.is_not_found() => return Err(Error::VendorObjectDeleted { id }),
             Err(e) => return Err(vendor("reading the credential", e).into()),
         };
-        if config.state.as_deref() == Some("revoked") {
+        if config.state == Some(CredentialState::Revoked) {
             return Err(Error::Revoked { id });
         }
 
         // Rotation: stage, probe, commit; never commit a key the probe rejected.
         let rotation = self
-            .rotate(&id, &fields, &fps, &previous, provider.as_ref(), &vendor)
+            .rotate(&id, &fields, &fps, &previous, byok, &vendor)
             .await?;
         let mut status = previous.clone();
         match &rotation {
@@ -461,21 +459,15 @@ impl Reconcile for ByokCredential {
 
         // The rest of the spec.
         if config.label.as_deref() != Some(self.spec.alias.as_str()) {
-            provider
-                .set_credential_label(&id, &self.spec.alias)
+            byok.set_credential_label(&id, &self.spec.alias)
                 .await
                 .map_err(|e| vendor("updating the label", e))?;
             changed = true;
         }
-        let want_state = if self.spec.enabled {
-            "active"
-        } else {
-            "disabled"
-        };
-        let mut state = config.state.clone().unwrap_or_default();
-        if state != want_state {
-            provider
-                .set_credential_enabled(&id, self.spec.enabled)
+        let want_state = CredentialState::wanted(self.spec.enabled);
+        let mut state = config.state.clone();
+        if state.as_ref() != Some(&want_state) {
+            byok.set_credential_enabled(&id, self.spec.enabled)
                 .await
                 .map_err(|e| {
                     vendor(
@@ -487,27 +479,24 @@ impl Reconcile for ByokCredential {
                         e,
                     )
                 })?;
-            state = want_state.to_string();
+            state = Some(want_state);
             changed = true;
         }
         let desired: Vec<Binding> = self.spec.bindings.iter().map(to_binding).collect();
         let (to_bind, to_unbind) = binding_diff(&desired, &config.bindings);
         for binding in &to_unbind {
-            provider
-                .unbind_credential(&id, binding)
+            byok.unbind_credential(&id, binding)
                 .await
                 .map_err(|e| vendor("removing a binding", e))?;
         }
         for binding in &to_bind {
-            provider
-                .bind_credential(&id, binding)
+            byok.bind_credential(&id, binding)
                 .await
                 .map_err(|e| vendor("adding a binding", e))?;
         }
         changed |= !to_bind.is_empty() || !to_unbind.is_empty();
         if self.spec.quota != previous.applied_quota {
-            provider
-                .set_credential_quota(&id, &quota_request(self.spec.quota.as_ref()))
+            byok.set_credential_quota(&id, &quota(self.spec.quota.as_ref()))
                 .await
                 .map_err(|e| vendor("setting the quota", e))?;
             status.applied_quota = self.spec.quota.clone();
@@ -522,7 +511,7 @@ impl Reconcile for ByokCredential {
                 || previous.last_test.is_none()
                 || test_due(interval, previous.last_test.as_ref(), now))
         {
-            let result = provider
+            let result = byok
                 .test_credential(&id)
                 .await
                 .map_err(|e| vendor("testing the credential", e))?;
@@ -533,7 +522,7 @@ impl Reconcile for ByokCredential {
                 tested_at: now.to_string(),
             });
         }
-        match provider.credential_usage(&id).await {
+        match byok.credential_usage(&id).await {
             Ok(usage) => {
                 status.usage = Some(ByokUsage {
                     spend_usd: usage.spend_usd,
@@ -543,6 +532,7 @@ impl Reconcile for ByokCredential {
             }
             Err(error) => tracing::debug!(%error, "usage not available"),
         }
+        let state = state.map(|s| s.to_string()).unwrap_or_default();
         status.state = Some(state.clone());
 
         let failing_test = self.spec.enabled && status.last_test.as_ref().is_some_and(|t| !t.ok);
@@ -623,6 +613,11 @@ impl Reconcile for ByokCredential {
         else {
             return Ok(Action::await_change());
         };
+        // A provider that lost its BYOK API since (its spec changed) cannot
+        // revoke: report that instead of pretending.
+        let byok = provider
+            .byok_for(Operation::ByokRevoke)
+            .map_err(|e| VendorCall::new("revoking the credential", e))?;
         let id = match status.byok_id {
             Some(id) => Some(id),
             None if status.create_requested => {
@@ -633,7 +628,7 @@ impl Reconcile for ByokCredential {
                     Ok(fields) => {
                         let key =
                             idempotency_key(self, "byok-register").ok_or(Error::InvalidObject)?;
-                        let registered = provider
+                        let registered = byok
                             .register_credential(
                                 &self.spec.vendor,
                                 &self.spec.alias,
@@ -647,7 +642,7 @@ impl Reconcile for ByokCredential {
                                     scrub_error(e, &fields),
                                 )
                             })?;
-                        Some(registered.byok_id)
+                        Some(registered.id)
                     }
                     Err(Error::CredentialsMissing { .. }) => None,
                     Err(other) => return Err(other),
@@ -656,7 +651,7 @@ impl Reconcile for ByokCredential {
             None => None,
         };
         if let Some(id) = id {
-            match provider.revoke_credential(&id).await {
+            match byok.revoke_credential(&id).await {
                 Ok(()) => {
                     ctx.publish(
                         self,
@@ -683,7 +678,7 @@ impl ByokCredential {
         fields: &BTreeMap<String, SecretString>,
         fps: &BTreeMap<String, String>,
         previous: &ByokCredentialStatus,
-        provider: &dyn Provider,
+        byok: &dyn ByokApi,
         vendor: &(dyn Fn(&str, ProviderError) -> VendorCall + Send + Sync),
     ) -> Result<Rotation, Error> {
         if *fps == previous.credential_fingerprints {
@@ -716,11 +711,11 @@ impl ByokCredential {
         let uid = self.metadata.uid.as_deref().ok_or(Error::InvalidObject)?;
         // Keys derived from the UID and the new content: a crash between stage and
         // commit replays both calls instead of staging a second candidate.
-        let staged = provider
+        let staged = byok
             .stage_rotation(id, new_key, &format!("dbops-{uid}-byok-stage-{combined}"))
             .await
             .map_err(|e| vendor("staging the new key", e))?;
-        let probe = staged.probe_result.unwrap_or_default();
+        let probe = staged.probe.unwrap_or_default();
         if !probe.ok {
             let why = probe
                 .error
@@ -731,14 +726,13 @@ impl ByokCredential {
                 message: format!("the vendor's probe rejected the new key: {why}"),
             });
         }
-        provider
-            .commit_rotation(
-                id,
-                &staged.stage_id,
-                &format!("dbops-{uid}-byok-commit-{combined}"),
-            )
-            .await
-            .map_err(|e| vendor("committing the new key", e))?;
+        byok.commit_rotation(
+            id,
+            &staged.stage_id,
+            &format!("dbops-{uid}-byok-commit-{combined}"),
+        )
+        .await
+        .map_err(|e| vendor("committing the new key", e))?;
         Ok(Rotation::Committed)
     }
 }

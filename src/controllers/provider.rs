@@ -22,7 +22,7 @@ use super::secret::FIELD_MANAGER;
 use super::{Context, LookupError, ReconcileError, VendorCall, error_policy, object_key};
 use crate::api::v1alpha1::{ByokPolicyMode, DatabaseProvider, DatabaseProviderStatus, ProviderRef};
 use crate::providers::Operation;
-use crate::providers::infrai_byok::{ByokPolicy, PolicyScope};
+use crate::providers::byok::{PolicyScope, RoutingPolicy};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databaseprovider";
@@ -34,8 +34,8 @@ pub enum Error {
     Lookup(#[from] LookupError),
     #[error(transparent)]
     Vendor(#[from] VendorCall),
-    #[error("{api} has no BYOK routing policy; remove spec.byokPolicy or use an infrai provider")]
-    PolicyUnsupported { api: String },
+    #[error("{api} has no BYOK routing policy; {hint}")]
+    PolicyUnsupported { api: String, hint: &'static str },
     #[error("could not write status: {}", super::kube_error::describe(.0))]
     Status(#[source] kube::Error),
 }
@@ -65,15 +65,11 @@ impl ReconcileError for Error {
     }
 }
 
-/// The routing policy `spec.byokPolicy` asks for, in the API's shape.
-pub fn desired_policy(provider: &DatabaseProvider) -> Option<ByokPolicy> {
+/// The routing policy `spec.byokPolicy` asks for.
+pub fn desired_policy(provider: &DatabaseProvider) -> Option<RoutingPolicy> {
     let spec = provider.spec.byok_policy.as_ref()?;
-    Some(ByokPolicy {
-        mode: match spec.mode {
-            ByokPolicyMode::ByokOnly => "byok_only",
-            ByokPolicyMode::ByokThenPool => "byok_then_pool",
-        }
-        .to_string(),
+    Some(RoutingPolicy {
+        mode: spec.mode,
         scope: spec
             .scope
             .as_ref()
@@ -85,6 +81,14 @@ pub fn desired_policy(provider: &DatabaseProvider) -> Option<ByokPolicy> {
     })
 }
 
+/// The policy mode as the CRD spells it.
+fn mode_name(mode: ByokPolicyMode) -> &'static str {
+    match mode {
+        ByokPolicyMode::ByokOnly => "byok_only",
+        ByokPolicyMode::ByokThenPool => "byok_then_pool",
+    }
+}
+
 async fn apply(provider: &DatabaseProvider, ctx: &Context) -> Result<String, Error> {
     let client = ctx
         .provider(&ProviderRef {
@@ -94,18 +98,20 @@ async fn apply(provider: &DatabaseProvider, ctx: &Context) -> Result<String, Err
     let Some(desired) = desired_policy(provider) else {
         return Ok(format!("{} provider is configured", client.api()));
     };
-    if !client.supports(Operation::ByokPolicy) {
+    let Some(byok) = client.byok() else {
         return Err(Error::PolicyUnsupported {
             api: client.api().to_string(),
+            hint: client
+                .unsupported_hint(Operation::ByokPolicy)
+                .unwrap_or("remove spec.byokPolicy, or use a provider whose API offers BYOK"),
         });
-    }
-    let current = client
+    };
+    let current = byok
         .routing_policy()
         .await
         .map_err(|e| VendorCall::new("reading the BYOK routing policy", e))?;
     if current != desired {
-        client
-            .set_routing_policy(&desired)
+        byok.set_routing_policy(&desired)
             .await
             .map_err(|e| VendorCall::new("setting the BYOK routing policy", e))?;
         ctx.publish(
@@ -113,14 +119,14 @@ async fn apply(provider: &DatabaseProvider, ctx: &Context) -> Result<String, Err
             EventType::Normal,
             "PolicyApplied",
             "Reconcile",
-            format!("BYOK routing policy set to {}", desired.mode),
+            format!("BYOK routing policy set to {}", mode_name(desired.mode)),
         )
         .await;
     }
     Ok(format!(
         "{} provider is configured; BYOK routing policy is {}",
         client.api(),
-        desired.mode
+        mode_name(desired.mode)
     ))
 }
 

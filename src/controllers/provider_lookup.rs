@@ -2,7 +2,6 @@
 //! `DatabaseProvider`, its credentials Secret, and the cached client.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -293,17 +292,8 @@ impl Context {
         let client = self
             .providers
             .get_or_build(&name, &fingerprint, move || ProviderConfig {
-                api: spec.api,
-                endpoint: spec.endpoint.clone(),
+                spec,
                 api_key: SecretString::from(key),
-                request_timeout: Duration::from_secs(u64::from(spec.request_timeout_seconds)),
-                supabase_organization: spec.supabase.as_ref().map(|s| s.organization_slug.clone()),
-                request_budget: spec.request_budget.as_ref().map(|b| {
-                    (
-                        b.requests_per_second,
-                        b.burst.unwrap_or(b.requests_per_second),
-                    )
-                }),
             })
             .map_err(|source| LookupError::Invalid {
                 provider: name.clone(),

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::secret::{self, ConnectionDetails, SecretWriteError};
 use super::{Context, VendorCall};
 use crate::api::v1alpha1::{CredentialRotationSpec, CredentialRotationStatus, ROTATE_ANNOTATION};
-use crate::providers::{Operation, Password, Provider, RotationProgress, RotationTarget};
+use crate::providers::{Password, Provider, RotationProgress, RotationTarget};
 
 /// Condition set while the last rotation request failed (old credentials still valid).
 pub const ROTATION_FAILED: &str = "RotationFailed";
@@ -134,26 +134,26 @@ where
     let request = pending_request(annotation, input.spec, input.state, input.created_at, now);
     let pending_name = format!("{}-rotation", input.secret_name);
     let progress = if let Some(job) = state.pending_job.clone() {
-        provider
-            .rotation_status(&input.target, &job)
-            .await
-            .map_err(|e| VendorCall::new(format!("polling credential rotation {job}"), e))?
+        let polled = match provider.credentials_for(&input.target) {
+            Ok(credentials) => credentials.rotation_status(&input.target, &job).await,
+            Err(unsupported) => Err(unsupported),
+        };
+        polled.map_err(|e| VendorCall::new(format!("polling credential rotation {job}"), e))?
     } else {
         let Some(request) = request.clone() else {
             return Ok(Outcome::None);
         };
-        let operation = match input.target {
-            RotationTarget::Project { .. } => Operation::CredentialRotate,
-            RotationTarget::Branch { .. } => Operation::BranchCredentialRotate,
+        let credentials = match provider.credentials_for(&input.target) {
+            Ok(credentials) => credentials,
+            Err(unsupported) => {
+                state.handled_request = annotation.map(str::to_string);
+                return Ok(Outcome::Failed {
+                    status: state,
+                    reason: "UnsupportedByProvider",
+                    message: unsupported.to_string(),
+                });
+            }
         };
-        if !provider.supports(operation) {
-            state.handled_request = annotation.map(str::to_string);
-            return Ok(Outcome::Failed {
-                status: state,
-                reason: "UnsupportedByProvider",
-                message: format!("{} cannot {operation}", provider.api()),
-            });
-        }
         let proposed = if provider.needs_operator_password() {
             match secret::read_owned_key(&ctx.client, owner, &pending_name, secret::keys::PASSWORD)
                 .await?
@@ -174,7 +174,7 @@ where
         };
         let uid = owner.meta().uid.clone().unwrap_or_default();
         let key = format!("dbops-{uid}-rotate-{}", short_hash(&request));
-        provider
+        credentials
             .rotate_credentials(&input.target, &proposed, &key)
             .await
             .map_err(|e| VendorCall::new("rotating the database credentials", e))?

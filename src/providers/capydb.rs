@@ -23,22 +23,20 @@ use sha2::{Digest, Sha256};
 
 use super::http::VendorHttp;
 use super::{
-    BranchApi, ByokApi, ConnectionUri, CredentialApi, Operation, Password, ProjectApi, Provider,
-    ProviderError, ResourceState, RotationProgress, RotationTarget, SnapshotApi, VendorBranch,
-    VendorProject,
+    BranchApi, ConnectionUri, CredentialApi, Operation, Password, ProjectApi, Provider,
+    ProviderError, ResourceState, RotationProgress, RotationTarget, VendorBranch, VendorProject,
 };
 use crate::api::v1alpha1::ProviderApi;
 
 /// Public endpoint of the CapyDB API (the document only shows `https://example.com`).
 pub const DEFAULT_ENDPOINT: &str = "https://api.capydb.com";
 
-/// What this provider implements: reading connections (for adoption by
-/// `externalId`) and rotating a project's credentials.
-pub const CAPABILITIES: &[Operation] = &[
-    Operation::ProjectGet,
-    Operation::BranchGet,
-    Operation::CredentialRotate,
-];
+/// This vendor's entry in [`super::vendors::VENDORS`].
+pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+    api: ProviderApi::Capydb,
+    default_endpoint: DEFAULT_ENDPOINT,
+    build: |http, _spec| std::sync::Arc::new(CapyDbClient::new(http)),
+};
 
 const OP_PROJECT_CONNECTIONS: &str = "projects.connections.get";
 const OP_PREVIEW_CONNECTIONS: &str = "preview-databases.connections.get";
@@ -336,13 +334,6 @@ impl ProjectApi for CapyDbClient {
             pooled_uri: connections.pooled(),
         })
     }
-
-    fn unsupported(&self, operation: Operation) -> ProviderError {
-        ProviderError::Unsupported {
-            api: ProviderApi::Capydb,
-            operation,
-        }
-    }
 }
 
 /// Preview databases are dbops branches. Only reading them is possible.
@@ -362,12 +353,6 @@ impl BranchApi for CapyDbClient {
         })
     }
 }
-
-/// CapyDB has no snapshots in its API.
-impl SnapshotApi for CapyDbClient {}
-
-/// CapyDB has no BYOK.
-impl ByokApi for CapyDbClient {}
 
 /// Project password rotation through CapyDB's asynchronous job; see
 /// [`CapyDbClient`] for how polling avoids starting a second rotation.
@@ -423,9 +408,17 @@ impl CredentialApi for CapyDbClient {
     }
 }
 
+/// CapyDB reads connections and rotates a project's password; it cannot
+/// create or delete, and has no snapshots and no BYOK.
 impl Provider for CapyDbClient {
     fn api(&self) -> ProviderApi {
         ProviderApi::Capydb
+    }
+    fn branches(&self) -> Option<&dyn BranchApi> {
+        Some(self)
+    }
+    fn project_credentials(&self) -> Option<&dyn CredentialApi> {
+        Some(self)
     }
     fn unsupported_hint(&self, operation: Operation) -> Option<&'static str> {
         match operation {
@@ -437,10 +430,6 @@ impl Provider for CapyDbClient {
             ),
             _ => None,
         }
-    }
-
-    fn capabilities(&self) -> &'static [Operation] {
-        CAPABILITIES
     }
 }
 

@@ -25,31 +25,23 @@ use serde_json::{Map, Value, json};
 
 use super::http::VendorHttp;
 use super::{
-    BranchApi, BranchRequest, ByokApi, ConnectionUri, CredentialApi, Operation, Password,
-    ProjectApi, ProjectRequest, Provider, ProviderError, ResourceState, RestoreProgress,
-    RestoreRequest, RotationProgress, RotationTarget, SnapshotApi, SnapshotRequest, VendorBranch,
-    VendorProject, VendorSnapshot,
+    BranchApi, BranchLifecycle, BranchRequest, ConnectionUri, CredentialApi, Operation, Password,
+    ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState,
+    RestoreApi, RestoreProgress, RestoreRequest, RotationProgress, RotationTarget, SnapshotApi,
+    SnapshotDeletion, SnapshotRequest, VendorBranch, VendorProject, VendorSnapshot,
+    nothing_to_poll,
 };
 use crate::api::v1alpha1::ProviderApi;
 
 /// Public endpoint of the DB9 API; request paths start with `customer/`.
 pub const DEFAULT_ENDPOINT: &str = "https://api.db9.ai";
 
-/// What the DB9 client implements. No BYOK: DB9 has no such API.
-pub const CAPABILITIES: &[Operation] = &[
-    Operation::ProjectCreate,
-    Operation::ProjectGet,
-    Operation::ProjectDelete,
-    Operation::BranchCreate,
-    Operation::BranchGet,
-    Operation::BranchDelete,
-    Operation::SnapshotCreate,
-    Operation::SnapshotGet,
-    Operation::SnapshotDelete,
-    Operation::SnapshotRestore,
-    Operation::CredentialRotate,
-    Operation::BranchCredentialRotate,
-];
+/// This vendor's entry in [`super::vendors::VENDORS`].
+pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+    api: ProviderApi::Db9,
+    default_endpoint: DEFAULT_ENDPOINT,
+    build: |http, _spec| std::sync::Arc::new(Db9Client::new(http)),
+};
 
 const CUSTOMER: &str = "customer";
 const DATABASES: &str = "databases";
@@ -331,7 +323,7 @@ impl Db9Client {
 }
 
 #[async_trait]
-impl ProjectApi for Db9Client {
+impl ProjectLifecycle for Db9Client {
     /// `POST /customer/databases` with the request's name (and region, and
     /// `admin_password` if the operator chose one; it does not for DB9).
     ///
@@ -373,18 +365,24 @@ impl ProjectApi for Db9Client {
         Ok(created.into_project())
     }
 
-    /// `GET /customer/databases/{id}`; its connection string carries the password.
-    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
-        Ok(self.get_database(id).await?.into_project())
-    }
-
     /// `DELETE /customer/databases/{id}` (the database's backups go with it;
     /// its branches are databases of their own).
     async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
         self.delete("databases.delete", &[CUSTOMER, DATABASES, id])
             .await
     }
+}
 
+#[async_trait]
+impl ProjectApi for Db9Client {
+    /// `GET /customer/databases/{id}`; its connection string carries the password.
+    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
+        Ok(self.get_database(id).await?.into_project())
+    }
+}
+
+#[async_trait]
+impl RestoreApi for Db9Client {
     /// `POST /customer/restores` with the idempotency key: a retry is the same
     /// restore. Without `new_name`, the key names the new database (cut to 63
     /// characters), so a retry asks for the same name.
@@ -431,17 +429,10 @@ impl ProjectApi for Db9Client {
             .await?;
         self.restore_progress(wire).await
     }
-
-    fn unsupported(&self, operation: Operation) -> ProviderError {
-        ProviderError::Unsupported {
-            api: ProviderApi::Db9,
-            operation,
-        }
-    }
 }
 
 #[async_trait]
-impl BranchApi for Db9Client {
+impl BranchLifecycle for Db9Client {
     /// `POST /customer/databases/{project_id}/branch` with the branch name.
     ///
     /// DB9 branches a whole database, so `from_branch` is refused (a local
@@ -483,13 +474,6 @@ impl BranchApi for Db9Client {
         Ok(created.into_branch())
     }
 
-    /// `GET /customer/databases/{id}`. The branch is reported as a branch of
-    /// its actual `parent_database_id` (empty for a database that is no
-    /// branch), so a mismatch with `project_id` shows to the caller.
-    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
-        Ok(self.get_database(id).await?.into_branch())
-    }
-
     /// `DELETE /customer/databases/{id}`, after checking that `id` is a branch
     /// of `project_id` (a local `422` otherwise: never a project's database).
     async fn delete_branch(&self, project_id: &str, id: &str) -> Result<(), ProviderError> {
@@ -497,6 +481,16 @@ impl BranchApi for Db9Client {
             .await?;
         self.delete("databases.delete", &[CUSTOMER, DATABASES, id])
             .await
+    }
+}
+
+#[async_trait]
+impl BranchApi for Db9Client {
+    /// `GET /customer/databases/{id}`. The branch is reported as a branch of
+    /// its actual `parent_database_id` (empty for a database that is no
+    /// branch), so a mismatch with `project_id` shows to the caller.
+    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        Ok(self.get_database(id).await?.into_branch())
     }
 }
 
@@ -559,7 +553,10 @@ impl SnapshotApi for Db9Client {
             .await?;
         Ok(wire.into_snapshot(project_id))
     }
+}
 
+#[async_trait]
+impl SnapshotDeletion for Db9Client {
     /// `DELETE /customer/databases/{project_id}/backups/{id}`.
     async fn delete_snapshot(&self, project_id: &str, id: &str) -> Result<(), ProviderError> {
         self.delete(
@@ -569,9 +566,6 @@ impl SnapshotApi for Db9Client {
         .await
     }
 }
-
-/// DB9 has no BYOK API.
-impl ByokApi for Db9Client {}
 
 #[async_trait]
 impl CredentialApi for Db9Client {
@@ -616,17 +610,52 @@ impl CredentialApi for Db9Client {
             password: answer.admin_password.map(Password::new),
         })
     }
+
+    /// Never asked: [`CredentialApi::rotate_credentials`] finishes at once here.
+    async fn rotation_status(
+        &self,
+        _target: &RotationTarget,
+        job_id: &str,
+    ) -> Result<RotationProgress, ProviderError> {
+        Err(nothing_to_poll(
+            ProviderApi::Db9,
+            Operation::BranchCredentialRotate,
+            job_id,
+        ))
+    }
 }
 
 /// DB9 generates the admin password itself and returns it in the connection
 /// string, so the operator never has to choose one (`needs_operator_password`
 /// keeps its default, `false`).
+/// DB9 has no BYOK API.
 impl Provider for Db9Client {
     fn api(&self) -> ProviderApi {
         ProviderApi::Db9
     }
-    fn capabilities(&self) -> &'static [Operation] {
-        CAPABILITIES
+    fn project_lifecycle(&self) -> Option<&dyn ProjectLifecycle> {
+        Some(self)
+    }
+    fn restores(&self) -> Option<&dyn RestoreApi> {
+        Some(self)
+    }
+    fn branches(&self) -> Option<&dyn BranchApi> {
+        Some(self)
+    }
+    fn branch_lifecycle(&self) -> Option<&dyn BranchLifecycle> {
+        Some(self)
+    }
+    fn snapshots(&self) -> Option<&dyn SnapshotApi> {
+        Some(self)
+    }
+    fn snapshot_deletion(&self) -> Option<&dyn SnapshotDeletion> {
+        Some(self)
+    }
+    fn project_credentials(&self) -> Option<&dyn CredentialApi> {
+        Some(self)
+    }
+    fn branch_credentials(&self) -> Option<&dyn CredentialApi> {
+        Some(self)
     }
 }
 
@@ -672,7 +701,17 @@ mod tests {
 
     #[test]
     fn capabilities_have_no_byok() {
-        assert!(!CAPABILITIES.contains(&Operation::ByokRegister));
-        assert_eq!(CAPABILITIES.len(), 12);
+        let client = Db9Client::new(
+            VendorHttp::new(
+                ProviderApi::Db9,
+                "http://127.0.0.1:1",
+                &secrecy::SecretString::from("k".to_string()),
+                std::time::Duration::from_secs(1),
+                None,
+            )
+            .unwrap(),
+        );
+        assert!(!client.supports(super::super::Operation::ByokRegister));
+        assert_eq!(client.capabilities().len(), 12);
     }
 }

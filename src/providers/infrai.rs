@@ -8,32 +8,22 @@ use serde_json::{Value, json};
 
 use super::http::VendorHttp;
 use super::{
-    BranchApi, BranchRequest, ConnectionUri, CredentialApi, Operation, ProjectApi, ProjectRequest,
-    Provider, ProviderError, ResourceState, RestoreProgress, RestoreRequest, SnapshotApi,
-    SnapshotRequest, VendorBranch, VendorProject, VendorSnapshot,
+    BranchApi, BranchLifecycle, BranchRequest, ByokApi, ConnectionUri, Operation, ProjectApi,
+    ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState, RestoreApi,
+    RestoreProgress, RestoreRequest, SnapshotApi, SnapshotRequest, VendorBranch, VendorProject,
+    VendorSnapshot, nothing_to_poll,
 };
 use crate::api::v1alpha1::ProviderApi;
 
 /// Public endpoint of the infrai API.
 pub const DEFAULT_ENDPOINT: &str = "https://api.infrai.cc";
 
-/// What the infrai routing API can do, as the operator uses it.
-/// infrai has no snapshot delete: snapshots go away with their project.
-pub const CAPABILITIES: &[Operation] = &[
-    Operation::ProjectCreate,
-    Operation::ProjectGet,
-    Operation::ProjectDelete,
-    Operation::BranchCreate,
-    Operation::BranchGet,
-    Operation::BranchDelete,
-    Operation::SnapshotCreate,
-    Operation::SnapshotGet,
-    Operation::SnapshotRestore,
-    Operation::ByokRegister,
-    Operation::ByokRotate,
-    Operation::ByokRevoke,
-    Operation::ByokPolicy,
-];
+/// This vendor's entry in [`super::vendors::VENDORS`].
+pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+    api: ProviderApi::Infrai,
+    default_endpoint: DEFAULT_ENDPOINT,
+    build: |http, _spec| std::sync::Arc::new(InfraiClient::new(http)),
+};
 
 /// A page of a list call: `{ items, next_cursor? }`.
 #[derive(Debug)]
@@ -445,6 +435,13 @@ impl InfraiClient {
 
 #[async_trait]
 impl ProjectApi for InfraiClient {
+    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
+        InfraiClient::get_project(self, id).await
+    }
+}
+
+#[async_trait]
+impl ProjectLifecycle for InfraiClient {
     async fn create_project(
         &self,
         req: &ProjectRequest,
@@ -452,12 +449,14 @@ impl ProjectApi for InfraiClient {
     ) -> Result<VendorProject, ProviderError> {
         InfraiClient::create_project(self, req, idempotency_key).await
     }
-    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
-        InfraiClient::get_project(self, id).await
-    }
     async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
         InfraiClient::delete_project(self, id).await
     }
+}
+
+/// infrai restores synchronously: the answer is the new project.
+#[async_trait]
+impl RestoreApi for InfraiClient {
     async fn restore_snapshot(
         &self,
         req: &RestoreRequest,
@@ -467,16 +466,25 @@ impl ProjectApi for InfraiClient {
             .await
             .map(RestoreProgress::Done)
     }
-    fn unsupported(&self, operation: Operation) -> ProviderError {
-        ProviderError::Unsupported {
-            api: ProviderApi::Infrai,
-            operation,
-        }
+    /// Never asked: [`RestoreApi::restore_snapshot`] never answers `Pending` here.
+    async fn restore_status(&self, handle: &str) -> Result<RestoreProgress, ProviderError> {
+        Err(nothing_to_poll(
+            ProviderApi::Infrai,
+            Operation::SnapshotRestore,
+            handle,
+        ))
     }
 }
 
 #[async_trait]
 impl BranchApi for InfraiClient {
+    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        InfraiClient::get_branch(self, id).await
+    }
+}
+
+#[async_trait]
+impl BranchLifecycle for InfraiClient {
     async fn create_branch(
         &self,
         req: &BranchRequest,
@@ -484,14 +492,12 @@ impl BranchApi for InfraiClient {
     ) -> Result<VendorBranch, ProviderError> {
         InfraiClient::create_branch(self, req, idempotency_key).await
     }
-    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
-        InfraiClient::get_branch(self, id).await
-    }
     async fn delete_branch(&self, _project_id: &str, id: &str) -> Result<(), ProviderError> {
         InfraiClient::delete_branch(self, id).await
     }
 }
 
+/// Snapshots can be taken and read; the document has no snapshot delete.
 #[async_trait]
 impl SnapshotApi for InfraiClient {
     async fn create_snapshot(
@@ -510,14 +516,27 @@ impl SnapshotApi for InfraiClient {
     }
 }
 
-/// infrai has no password rotation endpoint.
-impl CredentialApi for InfraiClient {}
-
+/// infrai has no password rotation endpoint, so no credential family.
 impl Provider for InfraiClient {
     fn api(&self) -> ProviderApi {
         ProviderApi::Infrai
     }
-    fn capabilities(&self) -> &'static [Operation] {
-        CAPABILITIES
+    fn project_lifecycle(&self) -> Option<&dyn ProjectLifecycle> {
+        Some(self)
+    }
+    fn restores(&self) -> Option<&dyn RestoreApi> {
+        Some(self)
+    }
+    fn branches(&self) -> Option<&dyn BranchApi> {
+        Some(self)
+    }
+    fn branch_lifecycle(&self) -> Option<&dyn BranchLifecycle> {
+        Some(self)
+    }
+    fn snapshots(&self) -> Option<&dyn SnapshotApi> {
+        Some(self)
+    }
+    fn byok(&self) -> Option<&dyn ByokApi> {
+        Some(self)
     }
 }

@@ -5,9 +5,6 @@
 //! requires `provider`, `alias` and a `credentials` record. This client sends
 //! what the table says.
 
-use std::collections::BTreeMap;
-use std::fmt;
-
 use async_trait::async_trait;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
@@ -15,37 +12,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ProviderError;
+use super::byok::{
+    self, ByokApi, CredentialConfig, CredentialState, Quota, Registered, RoutingPolicy, Usage,
+};
 use super::infrai::InfraiClient;
+use crate::api::v1alpha1::{ByokPolicyMode, QuotaWindow};
 
-/// Credential fields, write-only: `Debug` shows the field names, never the values.
-#[derive(Clone, Default)]
-pub struct Credentials(pub BTreeMap<String, SecretString>);
+pub use super::byok::{Binding, Credentials, ProbeResult};
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
-impl Credentials {
-    fn to_json(&self) -> Value {
-        Value::Object(
-            self.0
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
-                .collect(),
-        )
-    }
-}
-
-/// `{ ok, latency_ms?, error? }` of a test or a rotation probe.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct ProbeResult {
-    pub ok: bool,
-    #[serde(default)]
-    pub latency_ms: Option<u64>,
-    #[serde(default)]
-    pub error: Option<String>,
+fn credentials_json(credentials: &Credentials) -> Value {
+    Value::Object(
+        credentials
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.expose_secret().to_string())))
+            .collect(),
+    )
 }
 
 /// `ByokKey { byok_id, provider, alias, state, created_at, test_result? }`.
@@ -62,17 +44,6 @@ pub struct ByokKey {
     pub created_at: Option<String>,
     #[serde(default)]
     pub test_result: Option<ProbeResult>,
-}
-
-/// One routing binding.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Binding {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capability: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
 }
 
 /// `ByokConfig { byok_id, provider?, label?, state?, bindings[], created_at?, quota? }`;
@@ -190,7 +161,7 @@ impl InfraiClient {
         idempotency_key: &str,
     ) -> Result<ByokKey, ProviderError> {
         let body = with_key(
-            json!({ "provider": provider, "alias": alias, "credentials": credentials.to_json() }),
+            json!({ "provider": provider, "alias": alias, "credentials": credentials_json(credentials) }),
             Some(idempotency_key),
         );
         self.byok(
@@ -457,83 +428,67 @@ impl InfraiClient {
     }
 }
 
-/// The BYOK operations the controllers use, behind the provider traits.
-#[async_trait]
-pub trait ByokApi: super::ProjectApi {
-    async fn register_credential(
-        &self,
-        vendor: &str,
-        alias: &str,
-        credentials: &Credentials,
-        idempotency_key: &str,
-    ) -> Result<ByokKey, ProviderError> {
-        let _ = (vendor, alias, credentials, idempotency_key);
-        Err(self.unsupported(super::Operation::ByokRegister))
+/// The infrai wire names of the neutral BYOK model.
+fn policy_mode(mode: ByokPolicyMode) -> &'static str {
+    match mode {
+        ByokPolicyMode::ByokOnly => "byok_only",
+        ByokPolicyMode::ByokThenPool => "byok_then_pool",
     }
-    async fn get_credential(&self, id: &str) -> Result<ByokConfig, ProviderError> {
-        let _ = id;
-        Err(self.unsupported(super::Operation::ByokRegister))
+}
+
+fn quota_window(window: QuotaWindow) -> &'static str {
+    match window {
+        QuotaWindow::Day => "1d",
+        QuotaWindow::Week => "7d",
+        QuotaWindow::Month => "30d",
+        QuotaWindow::MonthToDate => "mtd",
+        QuotaWindow::YearToDate => "ytd",
     }
-    async fn set_credential_label(&self, id: &str, label: &str) -> Result<(), ProviderError> {
-        let _ = (id, label);
-        Err(self.unsupported(super::Operation::ByokRegister))
+}
+
+impl From<&RoutingPolicy> for ByokPolicy {
+    fn from(policy: &RoutingPolicy) -> Self {
+        ByokPolicy {
+            mode: policy_mode(policy.mode).to_string(),
+            scope: policy.scope.as_ref().map(|s| PolicyScope {
+                capability: s.capability.clone(),
+                module: s.module.clone(),
+            }),
+        }
     }
-    async fn set_credential_enabled(&self, id: &str, enabled: bool) -> Result<(), ProviderError> {
-        let _ = (id, enabled);
-        Err(self.unsupported(super::Operation::ByokRegister))
+}
+
+impl ByokPolicy {
+    /// The neutral policy, or why this one cannot be read.
+    fn to_neutral(&self) -> Result<RoutingPolicy, ProviderError> {
+        let mode = match self.mode.as_str() {
+            "byok_only" => ByokPolicyMode::ByokOnly,
+            "byok_then_pool" => ByokPolicyMode::ByokThenPool,
+            other => {
+                return Err(ProviderError::InvalidResponse {
+                    api: crate::api::v1alpha1::ProviderApi::Infrai,
+                    operation: "byok.policy.get".to_string(),
+                    message: format!("unknown policy mode {other:?}"),
+                });
+            }
+        };
+        Ok(RoutingPolicy {
+            mode,
+            scope: self.scope.as_ref().map(|s| byok::PolicyScope {
+                capability: s.capability.clone(),
+                module: s.module.clone(),
+            }),
+        })
     }
-    async fn bind_credential(&self, id: &str, binding: &Binding) -> Result<(), ProviderError> {
-        let _ = (id, binding);
-        Err(self.unsupported(super::Operation::ByokRegister))
-    }
-    async fn unbind_credential(&self, id: &str, binding: &Binding) -> Result<(), ProviderError> {
-        let _ = (id, binding);
-        Err(self.unsupported(super::Operation::ByokRegister))
-    }
-    async fn set_credential_quota(
-        &self,
-        id: &str,
-        quota: &QuotaRequest,
-    ) -> Result<(), ProviderError> {
-        let _ = (id, quota);
-        Err(self.unsupported(super::Operation::ByokRegister))
-    }
-    async fn test_credential(&self, id: &str) -> Result<ProbeResult, ProviderError> {
-        let _ = id;
-        Err(self.unsupported(super::Operation::ByokRegister))
-    }
-    async fn credential_usage(&self, id: &str) -> Result<ByokUsage, ProviderError> {
-        let _ = id;
-        Err(self.unsupported(super::Operation::ByokRegister))
-    }
-    async fn stage_rotation(
-        &self,
-        id: &str,
-        api_key: &SecretString,
-        idempotency_key: &str,
-    ) -> Result<StagedRotation, ProviderError> {
-        let _ = (id, api_key, idempotency_key);
-        Err(self.unsupported(super::Operation::ByokRotate))
-    }
-    async fn commit_rotation(
-        &self,
-        id: &str,
-        stage_id: &str,
-        idempotency_key: &str,
-    ) -> Result<(), ProviderError> {
-        let _ = (id, stage_id, idempotency_key);
-        Err(self.unsupported(super::Operation::ByokRotate))
-    }
-    async fn revoke_credential(&self, id: &str) -> Result<(), ProviderError> {
-        let _ = id;
-        Err(self.unsupported(super::Operation::ByokRevoke))
-    }
-    async fn routing_policy(&self) -> Result<ByokPolicy, ProviderError> {
-        Err(self.unsupported(super::Operation::ByokPolicy))
-    }
-    async fn set_routing_policy(&self, policy: &ByokPolicy) -> Result<(), ProviderError> {
-        let _ = policy;
-        Err(self.unsupported(super::Operation::ByokPolicy))
+}
+
+impl From<&Quota> for QuotaRequest {
+    fn from(quota: &Quota) -> Self {
+        QuotaRequest {
+            spend_limit_usd: quota.spend_limit_usd,
+            call_limit: quota.call_limit,
+            window: quota.window.map(|w| quota_window(w).to_string()),
+        }
     }
 }
 
@@ -545,12 +500,22 @@ impl ByokApi for InfraiClient {
         alias: &str,
         credentials: &Credentials,
         idempotency_key: &str,
-    ) -> Result<ByokKey, ProviderError> {
-        self.byok_register(vendor, alias, credentials, idempotency_key)
-            .await
+    ) -> Result<Registered, ProviderError> {
+        let key = self
+            .byok_register(vendor, alias, credentials, idempotency_key)
+            .await?;
+        Ok(Registered {
+            id: key.byok_id,
+            state: key.state.as_deref().map(CredentialState::from_name),
+        })
     }
-    async fn get_credential(&self, id: &str) -> Result<ByokConfig, ProviderError> {
-        self.byok_get(id).await
+    async fn get_credential(&self, id: &str) -> Result<CredentialConfig, ProviderError> {
+        let config = self.byok_get(id).await?;
+        Ok(CredentialConfig {
+            label: config.label,
+            state: config.state.as_deref().map(CredentialState::from_name),
+            bindings: config.bindings,
+        })
     }
     async fn set_credential_label(&self, id: &str, label: &str) -> Result<(), ProviderError> {
         self.byok_update_label(id, label, None).await.map(|_| ())
@@ -564,27 +529,35 @@ impl ByokApi for InfraiClient {
     async fn unbind_credential(&self, id: &str, binding: &Binding) -> Result<(), ProviderError> {
         self.byok_unbind(id, binding, None).await.map(|_| ())
     }
-    async fn set_credential_quota(
-        &self,
-        id: &str,
-        quota: &QuotaRequest,
-    ) -> Result<(), ProviderError> {
-        self.byok_quota_set(id, quota, None).await.map(|_| ())
+    async fn set_credential_quota(&self, id: &str, quota: &Quota) -> Result<(), ProviderError> {
+        self.byok_quota_set(id, &QuotaRequest::from(quota), None)
+            .await
+            .map(|_| ())
     }
     async fn test_credential(&self, id: &str) -> Result<ProbeResult, ProviderError> {
         self.byok_test(id).await
     }
-    async fn credential_usage(&self, id: &str) -> Result<ByokUsage, ProviderError> {
-        self.byok_usage(id).await
+    async fn credential_usage(&self, id: &str) -> Result<Usage, ProviderError> {
+        let usage = self.byok_usage(id).await?;
+        Ok(Usage {
+            spend_usd: usage.spend_usd,
+            call_count: usage.call_count,
+            period: usage.period,
+        })
     }
     async fn stage_rotation(
         &self,
         id: &str,
         api_key: &SecretString,
         idempotency_key: &str,
-    ) -> Result<StagedRotation, ProviderError> {
-        self.byok_rotate_stage(id, api_key, Some(idempotency_key))
-            .await
+    ) -> Result<byok::StagedRotation, ProviderError> {
+        let staged = self
+            .byok_rotate_stage(id, api_key, Some(idempotency_key))
+            .await?;
+        Ok(byok::StagedRotation {
+            stage_id: staged.stage_id,
+            probe: staged.probe_result,
+        })
     }
     async fn commit_rotation(
         &self,
@@ -599,10 +572,12 @@ impl ByokApi for InfraiClient {
     async fn revoke_credential(&self, id: &str) -> Result<(), ProviderError> {
         self.byok_revoke(id).await
     }
-    async fn routing_policy(&self) -> Result<ByokPolicy, ProviderError> {
-        self.byok_policy_get().await
+    async fn routing_policy(&self) -> Result<RoutingPolicy, ProviderError> {
+        self.byok_policy_get().await?.to_neutral()
     }
-    async fn set_routing_policy(&self, policy: &ByokPolicy) -> Result<(), ProviderError> {
-        self.byok_policy_set(policy, None).await.map(|_| ())
+    async fn set_routing_policy(&self, policy: &RoutingPolicy) -> Result<(), ProviderError> {
+        self.byok_policy_set(&ByokPolicy::from(policy), None)
+            .await
+            .map(|_| ())
     }
 }

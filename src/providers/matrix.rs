@@ -1,25 +1,30 @@
 //! The capability matrix (kinds x operations x providers), generated from each
-//! provider's own [`Provider::capabilities`](super::Provider::capabilities)
-//! declaration. The README embeds it; a test keeps the two identical.
+//! registered vendor's client ([`Provider::capabilities`](super::Provider::capabilities),
+//! which asks the capability accessors). The README embeds it; a test keeps
+//! the two identical.
 
 use super::Operation;
-use crate::api::v1alpha1::ProviderApi;
+use super::ProviderConfig;
+use super::http::VendorHttp;
+use super::vendors::{VENDORS, Vendor};
 
-/// Every provider API, in matrix column order.
-pub const APIS: [ProviderApi; 4] = [
-    ProviderApi::Infrai,
-    ProviderApi::Supabase,
-    ProviderApi::Db9,
-    ProviderApi::Capydb,
-];
-
-/// The operations a provider API declares.
-pub fn capabilities(api: ProviderApi) -> &'static [Operation] {
-    match api {
-        ProviderApi::Infrai => super::infrai::CAPABILITIES,
-        ProviderApi::Supabase => super::supabase::CAPABILITIES,
-        ProviderApi::Db9 => super::db9::CAPABILITIES,
-        ProviderApi::Capydb => super::capydb::CAPABILITIES,
+/// The operations a vendor's client implements, asked of a client that is
+/// built but never used (it points at a port nothing listens on).
+pub fn capabilities(vendor: &Vendor) -> Vec<Operation> {
+    let config = ProviderConfig::new(
+        vendor.api,
+        Some("http://127.0.0.1:9".to_string()),
+        secrecy::SecretString::from("unused".to_string()),
+    );
+    match VendorHttp::new(
+        vendor.api,
+        "http://127.0.0.1:9",
+        &config.api_key,
+        std::time::Duration::from_secs(1),
+        None,
+    ) {
+        Ok(http) => (vendor.build)(http, &config.spec).capabilities(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -86,18 +91,19 @@ pub const ROWS: &[(&str, &str, Operation)] = &[
 /// The matrix as a Markdown table.
 pub fn markdown() -> String {
     let mut out = String::from("| kind | operation |");
-    for api in APIS {
+    let columns: Vec<_> = VENDORS.iter().map(|v| (v.api, capabilities(v))).collect();
+    for (api, _) in &columns {
         out.push_str(&format!(" `{api}` |"));
     }
     out.push_str("\n|---|---|");
-    for _ in APIS {
+    for _ in &columns {
         out.push_str(":---:|");
     }
     out.push('\n');
     for (kind, what, operation) in ROWS {
         out.push_str(&format!("| {kind} | {what} |"));
-        for api in APIS {
-            out.push_str(if capabilities(api).contains(operation) {
+        for (_, capabilities) in &columns {
+            out.push_str(if capabilities.contains(operation) {
                 " yes |"
             } else {
                 " no |"

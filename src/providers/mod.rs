@@ -1,11 +1,13 @@
 //! Vendor APIs behind one set of traits.
 //!
 //! Controllers talk to an `Arc<dyn Provider>` and never learn which vendor is
-//! behind it. Each capability family has its own trait ([`ProjectApi`],
-//! [`BranchApi`], [`SnapshotApi`]); every method has a default that answers
-//! [`ProviderError::Unsupported`], so a vendor implements exactly what its API
-//! offers and declares it in [`Provider::capabilities`].
+//! behind it. Each capability family has its own trait ([`ProjectLifecycle`],
+//! [`BranchApi`], [`SnapshotApi`], [`byok::ByokApi`], ...); a vendor implements
+//! exactly the families its API offers and hands them out through the
+//! [`Provider`] accessors, which are the one source of its capabilities.
+//! [`vendors`] registers each vendor API once.
 
+pub mod byok;
 pub mod capydb;
 pub mod db9;
 mod error;
@@ -16,6 +18,7 @@ pub mod infrai_byok;
 pub mod matrix;
 mod registry;
 pub mod supabase;
+pub mod vendors;
 
 use std::fmt;
 
@@ -28,7 +31,7 @@ pub use registry::{BuildError, ProviderConfig, ProviderRegistry, build};
 use crate::api::v1alpha1::ProviderApi;
 
 /// One operation a provider may support; the unit of the capability matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, strum::EnumIter)]
 pub enum Operation {
     ProjectCreate,
     ProjectGet,
@@ -51,26 +54,6 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// Every operation, in matrix order.
-    pub const ALL: [Operation; 16] = [
-        Operation::ProjectCreate,
-        Operation::ProjectGet,
-        Operation::ProjectDelete,
-        Operation::BranchCreate,
-        Operation::BranchGet,
-        Operation::BranchDelete,
-        Operation::SnapshotCreate,
-        Operation::SnapshotGet,
-        Operation::SnapshotDelete,
-        Operation::SnapshotRestore,
-        Operation::ByokRegister,
-        Operation::ByokRotate,
-        Operation::ByokRevoke,
-        Operation::ByokPolicy,
-        Operation::CredentialRotate,
-        Operation::BranchCredentialRotate,
-    ];
-
     /// A stable, human-readable name (`project.create`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -285,100 +268,87 @@ pub struct SnapshotRequest {
 
 type Result<T> = std::result::Result<T, ProviderError>;
 
-/// Projects: create, read, delete, restore from a snapshot.
+// Capabilities come from the type system: each family of operations is a
+// trait, and a vendor offers a family by implementing its trait and returning
+// `Some(self)` from the matching [`Provider`] accessor. There is no second list
+// to keep in sync: [`Provider::supports`], the capability matrix and the
+// controllers all ask the accessors.
+
+/// Reading projects; every vendor API can.
 #[async_trait]
 pub trait ProjectApi: Send + Sync {
+    /// Read a project; [`ProviderError::is_not_found`] when it does not exist.
+    async fn get_project(&self, id: &str) -> Result<VendorProject>;
+}
+
+/// Creating and deleting projects.
+#[async_trait]
+pub trait ProjectLifecycle: Send + Sync {
     /// Create a project. `idempotency_key` makes a retry return the same project.
     async fn create_project(
         &self,
         req: &ProjectRequest,
         idempotency_key: &str,
-    ) -> Result<VendorProject> {
-        let _ = (req, idempotency_key);
-        Err(self.unsupported(Operation::ProjectCreate))
-    }
-
-    /// Read a project; [`ProviderError::is_not_found`] when it does not exist.
-    async fn get_project(&self, id: &str) -> Result<VendorProject> {
-        let _ = id;
-        Err(self.unsupported(Operation::ProjectGet))
-    }
+    ) -> Result<VendorProject>;
 
     /// Delete a project (and, at every vendor so far, its branches and snapshots).
-    async fn delete_project(&self, id: &str) -> Result<()> {
-        let _ = id;
-        Err(self.unsupported(Operation::ProjectDelete))
-    }
+    async fn delete_project(&self, id: &str) -> Result<()>;
+}
 
+/// Restoring a snapshot into a new project.
+#[async_trait]
+pub trait RestoreApi: Send + Sync {
     /// Restore a snapshot into a new project (possibly asynchronously).
     async fn restore_snapshot(
         &self,
         req: &RestoreRequest,
         idempotency_key: &str,
-    ) -> Result<RestoreProgress> {
-        let _ = (req, idempotency_key);
-        Err(self.unsupported(Operation::SnapshotRestore))
-    }
+    ) -> Result<RestoreProgress>;
 
-    /// Polls an asynchronous restore started by [`ProjectApi::restore_snapshot`].
-    async fn restore_status(&self, handle: &str) -> Result<RestoreProgress> {
-        let _ = handle;
-        Err(self.unsupported(Operation::SnapshotRestore))
-    }
-
-    /// The error every unimplemented operation answers with.
-    fn unsupported(&self, operation: Operation) -> ProviderError;
+    /// Polls an asynchronous restore whose [`RestoreApi::restore_snapshot`]
+    /// answered [`RestoreProgress::Pending`].
+    async fn restore_status(&self, handle: &str) -> Result<RestoreProgress>;
 }
 
-/// Copy-on-write branches.
+/// Reading copy-on-write branches.
 #[async_trait]
-pub trait BranchApi: ProjectApi {
+pub trait BranchApi: Send + Sync {
+    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch>;
+}
+
+/// Creating and deleting branches.
+#[async_trait]
+pub trait BranchLifecycle: Send + Sync {
     async fn create_branch(
         &self,
         req: &BranchRequest,
         idempotency_key: &str,
-    ) -> Result<VendorBranch> {
-        let _ = (req, idempotency_key);
-        Err(self.unsupported(Operation::BranchCreate))
-    }
+    ) -> Result<VendorBranch>;
 
-    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch> {
-        let _ = (project_id, id);
-        Err(self.unsupported(Operation::BranchGet))
-    }
-
-    async fn delete_branch(&self, project_id: &str, id: &str) -> Result<()> {
-        let _ = (project_id, id);
-        Err(self.unsupported(Operation::BranchDelete))
-    }
+    async fn delete_branch(&self, project_id: &str, id: &str) -> Result<()>;
 }
 
-/// Point-in-time snapshots.
+/// Point-in-time snapshots: taking and reading them.
 #[async_trait]
-pub trait SnapshotApi: ProjectApi {
+pub trait SnapshotApi: Send + Sync {
     async fn create_snapshot(
         &self,
         req: &SnapshotRequest,
         idempotency_key: &str,
-    ) -> Result<VendorSnapshot> {
-        let _ = (req, idempotency_key);
-        Err(self.unsupported(Operation::SnapshotCreate))
-    }
+    ) -> Result<VendorSnapshot>;
 
-    async fn get_snapshot(&self, project_id: &str, id: &str) -> Result<VendorSnapshot> {
-        let _ = (project_id, id);
-        Err(self.unsupported(Operation::SnapshotGet))
-    }
+    async fn get_snapshot(&self, project_id: &str, id: &str) -> Result<VendorSnapshot>;
+}
 
-    async fn delete_snapshot(&self, project_id: &str, id: &str) -> Result<()> {
-        let _ = (project_id, id);
-        Err(self.unsupported(Operation::SnapshotDelete))
-    }
+/// Deleting snapshots.
+#[async_trait]
+pub trait SnapshotDeletion: Send + Sync {
+    async fn delete_snapshot(&self, project_id: &str, id: &str) -> Result<()>;
 }
 
 /// Database password rotation.
 #[async_trait]
-pub trait CredentialApi: ProjectApi {
+pub trait CredentialApi: Send + Sync {
     /// Rotates the database password of `target`. `proposed` is a fresh strong
     /// password for APIs that take one (Supabase); APIs that generate their own
     /// ignore it. `idempotency_key` is sent where the API takes one.
@@ -387,31 +357,69 @@ pub trait CredentialApi: ProjectApi {
         target: &RotationTarget,
         proposed: &Password,
         idempotency_key: &str,
-    ) -> Result<RotationProgress> {
-        let _ = (target, proposed, idempotency_key);
-        Err(self.unsupported(Operation::CredentialRotate))
-    }
+    ) -> Result<RotationProgress>;
 
-    /// Polls an asynchronous rotation.
+    /// Polls a rotation whose [`CredentialApi::rotate_credentials`] answered
+    /// [`RotationProgress::Pending`].
     async fn rotation_status(
         &self,
         target: &RotationTarget,
         job_id: &str,
-    ) -> Result<RotationProgress> {
-        let _ = (target, job_id);
-        Err(self.unsupported(Operation::CredentialRotate))
+    ) -> Result<RotationProgress>;
+}
+
+pub use byok::ByokApi;
+
+/// The answer of a poll (`restore_status`, `rotation_status`) on an API whose
+/// call always finishes at once and so never hands out anything to poll.
+pub(crate) fn nothing_to_poll(
+    api: ProviderApi,
+    operation: Operation,
+    handle: &str,
+) -> ProviderError {
+    ProviderError::InvalidResponse {
+        api,
+        operation: operation.to_string(),
+        message: format!("{api} finishes {operation} at once; there is no {handle} to poll"),
     }
 }
 
-pub use infrai_byok::ByokApi;
-
-/// A vendor API account, as the controllers see it.
-pub trait Provider: ProjectApi + BranchApi + SnapshotApi + ByokApi + CredentialApi {
+/// A vendor API account, as the controllers see it: project reads, plus the
+/// capability families the vendor offers (`None`: it has no such operations).
+pub trait Provider: ProjectApi {
     /// Which vendor API this is.
     fn api(&self) -> ProviderApi;
 
-    /// The operations this provider implements; everything else answers `Unsupported`.
-    fn capabilities(&self) -> &'static [Operation];
+    fn project_lifecycle(&self) -> Option<&dyn ProjectLifecycle> {
+        None
+    }
+    fn restores(&self) -> Option<&dyn RestoreApi> {
+        None
+    }
+    fn branches(&self) -> Option<&dyn BranchApi> {
+        None
+    }
+    fn branch_lifecycle(&self) -> Option<&dyn BranchLifecycle> {
+        None
+    }
+    fn snapshots(&self) -> Option<&dyn SnapshotApi> {
+        None
+    }
+    fn snapshot_deletion(&self) -> Option<&dyn SnapshotDeletion> {
+        None
+    }
+    /// Rotation of a project's database password.
+    fn project_credentials(&self) -> Option<&dyn CredentialApi> {
+        None
+    }
+    /// Rotation of a branch's database password.
+    fn branch_credentials(&self) -> Option<&dyn CredentialApi> {
+        None
+    }
+    /// Bring-your-own-key credentials and the routing policy.
+    fn byok(&self) -> Option<&dyn ByokApi> {
+        None
+    }
 
     /// Whether the operator must choose the database password on create (the
     /// API takes one and never returns it, e.g. Supabase's `db_pass`).
@@ -426,8 +434,98 @@ pub trait Provider: ProjectApi + BranchApi + SnapshotApi + ByokApi + CredentialA
         None
     }
 
-    /// Whether `operation` is implemented.
+    /// Whether `operation` is implemented: whether its family's accessor answers.
     fn supports(&self, operation: Operation) -> bool {
-        self.capabilities().contains(&operation)
+        use Operation::*;
+        match operation {
+            ProjectGet => true,
+            ProjectCreate | ProjectDelete => self.project_lifecycle().is_some(),
+            SnapshotRestore => self.restores().is_some(),
+            BranchGet => self.branches().is_some(),
+            BranchCreate | BranchDelete => self.branch_lifecycle().is_some(),
+            SnapshotCreate | SnapshotGet => self.snapshots().is_some(),
+            SnapshotDelete => self.snapshot_deletion().is_some(),
+            CredentialRotate => self.project_credentials().is_some(),
+            BranchCredentialRotate => self.branch_credentials().is_some(),
+            ByokRegister | ByokRotate | ByokRevoke | ByokPolicy => self.byok().is_some(),
+        }
+    }
+
+    /// Every operation this provider implements, in matrix order.
+    fn capabilities(&self) -> Vec<Operation> {
+        use strum::IntoEnumIterator;
+        Operation::iter().filter(|op| self.supports(*op)).collect()
+    }
+
+    /// The error for an operation this provider lacks.
+    fn unsupported(&self, operation: Operation) -> ProviderError {
+        ProviderError::Unsupported {
+            api: self.api(),
+            operation,
+        }
+    }
+}
+
+/// Each operation of a capability family, called through the [`Provider`]
+/// accessor that offers it, or answered with [`ProviderError::Unsupported`]
+/// when the vendor lacks the family. Controllers call these and check
+/// [`Provider::supports`] first where they want a better message.
+macro_rules! through_family {
+    ($( $(#[$doc:meta])* $family:ident => $operation:ident:
+        fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $out:ty; )*) => {
+        impl dyn Provider + '_ {
+            $(
+                $(#[$doc])*
+                pub async fn $name(&self $(, $arg: $ty)*) -> Result<$out> {
+                    match self.$family() {
+                        Some(family) => family.$name($($arg),*).await,
+                        None => Err(self.unsupported(Operation::$operation)),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+through_family! {
+    project_lifecycle => ProjectCreate:
+        fn create_project(&self, req: &ProjectRequest, idempotency_key: &str) -> VendorProject;
+    project_lifecycle => ProjectDelete:
+        fn delete_project(&self, id: &str) -> ();
+    restores => SnapshotRestore:
+        fn restore_snapshot(&self, req: &RestoreRequest, idempotency_key: &str) -> RestoreProgress;
+    restores => SnapshotRestore:
+        fn restore_status(&self, handle: &str) -> RestoreProgress;
+    branches => BranchGet:
+        fn get_branch(&self, project_id: &str, id: &str) -> VendorBranch;
+    branch_lifecycle => BranchCreate:
+        fn create_branch(&self, req: &BranchRequest, idempotency_key: &str) -> VendorBranch;
+    branch_lifecycle => BranchDelete:
+        fn delete_branch(&self, project_id: &str, id: &str) -> ();
+    snapshots => SnapshotCreate:
+        fn create_snapshot(&self, req: &SnapshotRequest, idempotency_key: &str) -> VendorSnapshot;
+    snapshots => SnapshotGet:
+        fn get_snapshot(&self, project_id: &str, id: &str) -> VendorSnapshot;
+    snapshot_deletion => SnapshotDelete:
+        fn delete_snapshot(&self, project_id: &str, id: &str) -> ();
+}
+
+impl dyn Provider + '_ {
+    /// The credential family that rotates `target` (a project's or a branch's).
+    pub fn credentials_for(&self, target: &RotationTarget) -> Result<&dyn CredentialApi> {
+        let (family, operation) = match target {
+            RotationTarget::Project { .. } => {
+                (self.project_credentials(), Operation::CredentialRotate)
+            }
+            RotationTarget::Branch { .. } => {
+                (self.branch_credentials(), Operation::BranchCredentialRotate)
+            }
+        };
+        family.ok_or_else(|| self.unsupported(operation))
+    }
+
+    /// The BYOK family, or the error for lacking `operation`.
+    pub fn byok_for(&self, operation: Operation) -> Result<&dyn ByokApi> {
+        self.byok().ok_or_else(|| self.unsupported(operation))
     }
 }

@@ -8,36 +8,53 @@ use secrecy::SecretString;
 
 use super::Provider;
 use super::http::{ConfigError, VendorHttp};
-use super::infrai::{self, InfraiClient};
-use crate::api::v1alpha1::ProviderApi;
+use super::vendors;
+use crate::api::v1alpha1::{DatabaseProviderSpec, ProviderApi, SecretKeySelector};
+
+/// `spec.requestTimeoutSeconds` when a configuration is made in code.
+const DEFAULT_REQUEST_TIMEOUT_SECONDS: u32 = 30;
 use crate::metrics::Metrics;
 
-/// Everything needed to talk to one vendor account.
+/// Everything needed to talk to one vendor account: the provider's spec and
+/// the API key from its Secret.
 #[derive(Clone)]
 pub struct ProviderConfig {
-    pub api: ProviderApi,
-    /// Base URL; the vendor's public endpoint when `None`.
-    pub endpoint: Option<String>,
+    pub spec: DatabaseProviderSpec,
     pub api_key: SecretString,
-    pub request_timeout: Duration,
-    /// Supabase organization slug new projects go into.
-    pub supabase_organization: Option<String>,
-    /// Request budget: (requests per second, burst).
-    pub request_budget: Option<(u32, u32)>,
 }
 
 impl ProviderConfig {
-    /// The endpoint requests go to.
-    pub fn effective_endpoint(&self) -> &str {
-        match &self.endpoint {
-            Some(endpoint) => endpoint,
-            None => match self.api {
-                ProviderApi::Infrai => infrai::DEFAULT_ENDPOINT,
-                ProviderApi::Supabase => super::supabase::DEFAULT_ENDPOINT,
-                ProviderApi::Db9 => super::db9::DEFAULT_ENDPOINT,
-                ProviderApi::Capydb => super::capydb::DEFAULT_ENDPOINT,
+    /// A configuration for `api` at `endpoint` (the vendor's public one when
+    /// `None`) with every other setting at its default; for tools and tests.
+    pub fn new(api: ProviderApi, endpoint: Option<String>, api_key: SecretString) -> Self {
+        Self {
+            spec: DatabaseProviderSpec {
+                api,
+                endpoint,
+                credentials_secret_ref: SecretKeySelector {
+                    name: String::new(),
+                    namespace: String::new(),
+                    key: String::new(),
+                },
+                request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
+                supabase: None,
+                byok_policy: None,
+                request_budget: None,
             },
+            api_key,
         }
+    }
+
+    /// The endpoint requests go to: `spec.endpoint`, else the vendor's public one.
+    pub fn effective_endpoint(&self) -> Result<&str, BuildError> {
+        match &self.spec.endpoint {
+            Some(endpoint) => Ok(endpoint),
+            None => Ok(vendors::vendor(self.spec.api)?.default_endpoint),
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.spec.request_timeout_seconds))
     }
 }
 
@@ -95,29 +112,25 @@ impl ProviderRegistry {
     }
 }
 
-/// A fresh provider client for `config`.
+/// A fresh provider client for `config`, through the vendor's registration.
 pub fn build(
     config: &ProviderConfig,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
+    let vendor = vendors::vendor(config.spec.api)?;
     let http = VendorHttp::new(
-        config.api,
-        config.effective_endpoint(),
+        config.spec.api,
+        config.effective_endpoint()?,
         &config.api_key,
-        config.request_timeout,
+        config.request_timeout(),
         metrics,
     )?;
-    let http = match config.request_budget {
-        Some((per_second, burst)) => http.with_budget(per_second, burst),
+    let http = match &config.spec.request_budget {
+        Some(budget) => http.with_budget(
+            budget.requests_per_second,
+            budget.burst.unwrap_or(budget.requests_per_second),
+        ),
         None => http,
     };
-    match config.api {
-        ProviderApi::Infrai => Ok(Arc::new(InfraiClient::new(http))),
-        ProviderApi::Supabase => Ok(Arc::new(super::supabase::SupabaseClient::new(
-            http,
-            config.supabase_organization.clone(),
-        ))),
-        ProviderApi::Db9 => Ok(Arc::new(super::db9::Db9Client::new(http))),
-        ProviderApi::Capydb => Ok(Arc::new(super::capydb::CapyDbClient::new(http))),
-    }
+    Ok((vendor.build)(http, &config.spec))
 }

@@ -23,27 +23,26 @@ use url::Url;
 
 use super::http::VendorHttp;
 use super::{
-    BranchApi, BranchRequest, ByokApi, ConnectionUri, CredentialApi, Operation, Password,
-    ProjectApi, ProjectRequest, Provider, ProviderError, ResourceState, RotationProgress,
-    RotationTarget, SnapshotApi, VendorBranch, VendorProject,
+    BranchApi, BranchLifecycle, BranchRequest, ConnectionUri, CredentialApi, Operation, Password,
+    ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState,
+    RotationProgress, RotationTarget, VendorBranch, VendorProject, nothing_to_poll,
 };
 use crate::api::v1alpha1::ProviderApi;
 
 /// Public endpoint of the Supabase Management API.
 pub const DEFAULT_ENDPOINT: &str = "https://api.supabase.com";
 
-/// What this provider implements. No snapshot operation: Supabase has neither
-/// on-demand snapshots nor restores into a new project (see the module docs).
-pub const CAPABILITIES: &[Operation] = &[
-    Operation::ProjectCreate,
-    Operation::ProjectGet,
-    Operation::ProjectDelete,
-    Operation::BranchCreate,
-    Operation::BranchGet,
-    Operation::BranchDelete,
-    Operation::CredentialRotate,
-    Operation::BranchCredentialRotate,
-];
+/// This vendor's entry in [`super::vendors::VENDORS`].
+pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+    api: ProviderApi::Supabase,
+    default_endpoint: DEFAULT_ENDPOINT,
+    build: |http, spec| {
+        std::sync::Arc::new(SupabaseClient::new(
+            http,
+            spec.supabase.as_ref().map(|s| s.organization_slug.clone()),
+        ))
+    },
+};
 
 /// The database role, port and database name of every Supabase project's direct
 /// connection (`postgresql://postgres@db.<ref>.supabase.co:5432/postgres`).
@@ -612,6 +611,14 @@ impl SupabaseClient {
 
 #[async_trait]
 impl ProjectApi for SupabaseClient {
+    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
+        SupabaseClient::get_project(self, id).await
+    }
+}
+
+/// Supabase restores only in place, never into a new project: no restore family.
+#[async_trait]
+impl ProjectLifecycle for SupabaseClient {
     /// See [`SupabaseClient::create_project`]: reuse by name replaces the idempotency key.
     async fn create_project(
         &self,
@@ -620,23 +627,20 @@ impl ProjectApi for SupabaseClient {
     ) -> Result<VendorProject, ProviderError> {
         SupabaseClient::create_project(self, req).await
     }
-    async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
-        SupabaseClient::get_project(self, id).await
-    }
     async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
         SupabaseClient::delete_project(self, id).await
-    }
-    // restore_snapshot / restore_status: unsupported (no restore into a new project).
-    fn unsupported(&self, operation: Operation) -> ProviderError {
-        ProviderError::Unsupported {
-            api: ProviderApi::Supabase,
-            operation,
-        }
     }
 }
 
 #[async_trait]
 impl BranchApi for SupabaseClient {
+    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        SupabaseClient::get_branch(self, project_id, id).await
+    }
+}
+
+#[async_trait]
+impl BranchLifecycle for SupabaseClient {
     /// See [`SupabaseClient::create_branch`]: reuse by name replaces the idempotency key.
     async fn create_branch(
         &self,
@@ -645,20 +649,13 @@ impl BranchApi for SupabaseClient {
     ) -> Result<VendorBranch, ProviderError> {
         SupabaseClient::create_branch(self, req).await
     }
-    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
-        SupabaseClient::get_branch(self, project_id, id).await
-    }
     async fn delete_branch(&self, _project_id: &str, id: &str) -> Result<(), ProviderError> {
         SupabaseClient::delete_branch(self, id).await
     }
 }
 
-/// Supabase has no on-demand snapshots: every method answers `Unsupported`.
-/// Backups and in-place PITR are on [`SupabaseClient`] itself.
-impl SnapshotApi for SupabaseClient {}
-
-/// Supabase has no BYOK.
-impl ByokApi for SupabaseClient {}
+// Supabase has no on-demand snapshots (backups and in-place PITR are on
+// [`SupabaseClient`] itself) and no BYOK: no snapshot or BYOK family.
 
 #[async_trait]
 impl CredentialApi for SupabaseClient {
@@ -685,15 +682,38 @@ impl CredentialApi for SupabaseClient {
             password: Some(proposed.clone()),
         })
     }
-    // rotation_status: unsupported (rotations finish synchronously).
+    /// Never asked: [`CredentialApi::rotate_credentials`] finishes synchronously here.
+    async fn rotation_status(
+        &self,
+        _target: &RotationTarget,
+        job_id: &str,
+    ) -> Result<RotationProgress, ProviderError> {
+        Err(nothing_to_poll(
+            ProviderApi::Supabase,
+            Operation::CredentialRotate,
+            job_id,
+        ))
+    }
 }
 
 impl Provider for SupabaseClient {
     fn api(&self) -> ProviderApi {
         ProviderApi::Supabase
     }
-    fn capabilities(&self) -> &'static [Operation] {
-        CAPABILITIES
+    fn project_lifecycle(&self) -> Option<&dyn ProjectLifecycle> {
+        Some(self)
+    }
+    fn branches(&self) -> Option<&dyn BranchApi> {
+        Some(self)
+    }
+    fn branch_lifecycle(&self) -> Option<&dyn BranchLifecycle> {
+        Some(self)
+    }
+    fn project_credentials(&self) -> Option<&dyn CredentialApi> {
+        Some(self)
+    }
+    fn branch_credentials(&self) -> Option<&dyn CredentialApi> {
+        Some(self)
     }
     /// Supabase takes `db_pass` on create and never returns it.
     fn unsupported_hint(&self, operation: Operation) -> Option<&'static str> {

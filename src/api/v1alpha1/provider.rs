@@ -63,7 +63,9 @@ fn default_request_timeout_seconds() -> u32 {
 }
 
 /// The vendor APIs dbops can drive.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::EnumIter,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderApi {
     /// infrai routing API: projects, branches and snapshots on Neon, Supabase or PlanetScale, plus BYOK.
