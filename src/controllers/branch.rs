@@ -14,121 +14,18 @@ use super::conditions::{self, Health, reason};
 use super::parent::{Gate, child_cleanup_provider, gate};
 use super::project::idempotency_key;
 use super::reconciler::{
-    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
+    Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
-use super::rotation::{self, RotationError};
-use super::secret::{self, ConnectionDetails, ConnectionError, SecretWriteError};
-use super::{
-    Context, KubeCall, LookupError, ProviderHandle, ReconcileError, Scope, VendorCall, dependents,
-};
+use super::rotation::{self};
+use super::secret::{self, ConnectionDetails};
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
 use crate::providers::{BranchRequest, Operation, ResourceState, RotationTarget, VendorBranch};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasebranch";
 
-/// Everything that can stop a `DatabaseBranch` reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Provider(#[from] LookupError),
-    #[error(transparent)]
-    Vendor(#[from] VendorCall),
-    #[error("{0}")]
-    Kube(#[from] KubeCall),
-    #[error(
-        "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's branches with it, so this branch is gone too. Delete this resource"
-    )]
-    ProjectDeleted { project: String },
-    #[error(
-        "branch {id} no longer exists at the vendor (deleted outside dbops); delete this resource, or re-create it for a new branch"
-    )]
-    VendorObjectDeleted { id: String },
-    #[error("branch {id} named in spec.externalId does not exist at the vendor")]
-    ExternalNotFound { id: String },
-    #[error(
-        "branch {id} named in spec.externalId belongs to vendor project {actual}, not to {expected} (DatabaseProject {project:?})"
-    )]
-    ExternalMismatch {
-        id: String,
-        actual: String,
-        expected: String,
-        project: String,
-    },
-    #[error("the vendor reports branch {id} as failed: {state}")]
-    VendorFailed { id: String, state: String },
-    #[error("{provider} cannot {operation}; {hint}")]
-    Unsupported {
-        provider: String,
-        operation: Operation,
-        hint: &'static str,
-    },
-    #[error("branch {id}: {source}")]
-    Connection {
-        id: String,
-        #[source]
-        source: ConnectionError,
-    },
-    #[error(transparent)]
-    Secret(#[from] SecretWriteError),
-    #[error("rotating credentials: {0}")]
-    Rotation(#[from] RotationError),
-    #[error("the resource has no namespace, name or uid")]
-    InvalidObject,
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Provider(e) => e.category(),
-            Error::Rotation(RotationError::Vendor(e)) => e.source.category(),
-            Error::Rotation(RotationError::Connection(_)) => "VendorInvalidResponse",
-            Error::Rotation(RotationError::Secret(_)) => "KubernetesApiError",
-            Error::Vendor(e) => e.source.category(),
-            Error::Kube(_) => "KubernetesApiError",
-            Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
-            Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
-            Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
-            Error::ExternalMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
-            Error::VendorFailed { .. } => "VendorFailed",
-            Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
-            Error::Connection { .. } => "VendorInvalidResponse",
-            Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
-            Error::Secret(_) => "KubernetesApiError",
-        }
-    }
-
-    fn is_transient(&self) -> bool {
-        match self {
-            Error::Provider(e) => e.is_transient(),
-            Error::Rotation(RotationError::Vendor(e)) => e.source.is_transient(),
-            Error::Rotation(RotationError::Secret(SecretWriteError::Kube { .. })) => true,
-            Error::Vendor(e) => e.source.is_transient(),
-            Error::Kube(_) => true,
-            Error::Secret(SecretWriteError::Kube { .. }) => true,
-            _ => false,
-        }
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.retry_after(),
-            _ => None,
-        }
-    }
-}
-
-impl ControllerError for Error {
-    fn finalizer(error: kube::Error) -> Self {
-        Error::Kube(KubeCall::Finalizer(error))
-    }
-    fn invalid_object() -> Self {
-        Error::InvalidObject
-    }
-    fn is_status_write(&self) -> bool {
-        matches!(self, Error::Kube(KubeCall::Status(_)))
-    }
-}
+pub use super::error::{Error, Object};
 
 crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER);
 
@@ -185,6 +82,7 @@ impl Reconcile for DatabaseBranch {
                 }
                 Gate::ParentGone => {
                     return Err(Error::ProjectDeleted {
+                        object: Object::Branch,
                         project: project_name.clone(),
                     });
                 }
@@ -195,7 +93,10 @@ impl Reconcile for DatabaseBranch {
             match provider.get_branch(&project_id, id).await {
                 Ok(vendor) => vendor,
                 Err(e) if e.is_not_found() => {
-                    return Err(Error::VendorObjectDeleted { id: id.clone() });
+                    return Err(Error::VendorObjectDeleted {
+                        object: Object::Branch,
+                        id: id.clone(),
+                    });
                 }
                 Err(source) => {
                     return Err(VendorCall::new(format!("reading branch {id}"), source).into());
@@ -205,7 +106,10 @@ impl Reconcile for DatabaseBranch {
             let vendor = match provider.get_branch(&project_id, id).await {
                 Ok(vendor) => vendor,
                 Err(e) if e.is_not_found() => {
-                    return Err(Error::ExternalNotFound { id: id.clone() });
+                    return Err(Error::ExternalNotFound {
+                        object: Object::Branch,
+                        id: id.clone(),
+                    });
                 }
                 Err(source) => {
                     return Err(VendorCall::new(format!("reading branch {id}"), source).into());
@@ -213,10 +117,11 @@ impl Reconcile for DatabaseBranch {
             };
             if vendor.project_id != project_id {
                 return Err(Error::ExternalMismatch {
+                    object: Object::Branch,
                     id: id.clone(),
                     actual: vendor.project_id,
                     expected: project_id,
-                    project: project_name.clone(),
+                    project: Some(project_name.clone()),
                 });
             }
             ctx.publish(
@@ -256,6 +161,7 @@ impl Reconcile for DatabaseBranch {
             }
             ResourceState::Failed(state) => {
                 return Err(Error::VendorFailed {
+                    object: Object::Branch,
                     id: vendor.id.clone(),
                     state: state.clone(),
                 });
@@ -278,6 +184,7 @@ impl Reconcile for DatabaseBranch {
         let details =
             ConnectionDetails::parse(vendor.connection_uri.as_ref(), vendor.pooled_uri.as_ref())
                 .map_err(|source| Error::Connection {
+                    object: Object::Branch,
                     id: vendor.id.clone(),
                     source,
                 })?;

@@ -26,10 +26,8 @@ use sha2::{Digest, Sha256};
 
 use super::conditions::{self, Health, reason};
 use super::project::idempotency_key;
-use super::reconciler::{
-    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed,
-};
-use super::{Context, KubeCall, LookupError, ReconcileError, Scope, VendorCall, dependents};
+use super::reconciler::{Managed, Reconcile, apply_status, apply_status_if_changed};
+use super::{Context, KubeCall, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
     DeletionPolicy,
@@ -47,79 +45,7 @@ pub const ROTATION_FAILED: &str = "RotationFailed";
 /// The credential field rotated in place (`byok.rotate.*` take an `api_key`).
 pub const ROTATABLE_FIELD: &str = "api_key";
 
-/// Everything that can stop a `ByokCredential` reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Provider(#[from] LookupError),
-    #[error(transparent)]
-    Vendor(#[from] VendorCall),
-    #[error("{0}")]
-    Kube(#[from] KubeCall),
-    #[error("Secret {secret:?} named in spec.credentialsSecretRef {problem}")]
-    CredentialsMissing {
-        secret: String,
-        problem: &'static str,
-    },
-    #[error(
-        "BYOK credential {id} no longer exists at the vendor (deleted outside dbops); delete this resource"
-    )]
-    VendorObjectDeleted { id: String },
-    #[error(
-        "BYOK credential {id} was revoked outside dbops; delete this resource and create a new one"
-    )]
-    Revoked { id: String },
-    #[error("{provider} has no BYOK API; {hint}")]
-    Unsupported {
-        provider: String,
-        hint: &'static str,
-    },
-    #[error("the resource has no namespace, name or uid")]
-    InvalidObject,
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Provider(e) => e.category(),
-            Error::Vendor(e) => e.source.category(),
-            Error::Kube(_) => "KubernetesApiError",
-            Error::CredentialsMissing { .. } => reason::CREDENTIALS_MISSING,
-            Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
-            Error::Revoked { .. } => "Revoked",
-            Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
-            Error::InvalidObject => reason::INVALID_SPEC,
-        }
-    }
-
-    fn is_transient(&self) -> bool {
-        match self {
-            Error::Provider(e) => e.is_transient(),
-            Error::Vendor(e) => e.source.is_transient(),
-            Error::Kube(_) => true,
-            _ => false,
-        }
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            Error::Vendor(e) => e.source.retry_after(),
-            _ => None,
-        }
-    }
-}
-
-impl ControllerError for Error {
-    fn finalizer(error: kube::Error) -> Self {
-        Error::Kube(KubeCall::Finalizer(error))
-    }
-    fn invalid_object() -> Self {
-        Error::InvalidObject
-    }
-    fn is_status_write(&self) -> bool {
-        matches!(self, Error::Kube(KubeCall::Status(_)))
-    }
-}
+pub use super::error::{Error, Object};
 
 crate::impl_managed!(ByokCredential, ByokCredentialStatus, CONTROLLER);
 
@@ -351,6 +277,7 @@ impl Reconcile for ByokCredential {
         let Some(byok) = provider.byok() else {
             return Err(Error::Unsupported {
                 provider: provider.api().to_string(),
+                operation: Operation::ByokRegister,
                 hint: provider
                     .unsupported_hint(Operation::ByokRegister)
                     .unwrap_or(
@@ -416,7 +343,12 @@ impl Reconcile for ByokCredential {
 
         let config = match byok.get_credential(&id).await {
             Ok(config) => config,
-            Err(e) if e.is_not_found() => return Err(Error::VendorObjectDeleted { id }),
+            Err(e) if e.is_not_found() => {
+                return Err(Error::VendorObjectDeleted {
+                    object: Object::Credential,
+                    id,
+                });
+            }
             Err(e) => return Err(vendor("reading the credential", e).into()),
         };
         if config.state == Some(CredentialState::Revoked) {

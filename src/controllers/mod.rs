@@ -5,6 +5,7 @@ pub mod branch;
 pub mod byok;
 pub mod conditions;
 pub mod decode;
+pub mod error;
 pub mod kube_error;
 mod parent;
 pub mod project;

@@ -12,14 +12,10 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Health, reason};
-use super::reconciler::{
-    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed,
-};
-use super::rotation::{self, RotationError};
-use super::secret::{self, ConnectionDetails, ConnectionError, SecretWrite, SecretWriteError};
-use super::{
-    Context, KubeCall, LookupError, ProviderHandle, ReconcileError, Scope, VendorCall, dependents,
-};
+use super::reconciler::{Managed, Reconcile, apply_status, apply_status_if_changed};
+use super::rotation::{self};
+use super::secret::{self, ConnectionDetails, SecretWrite};
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokCredential, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
     DeletionPolicy, ProjectMode,
@@ -32,111 +28,7 @@ use crate::providers::{
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databaseproject";
 
-/// Everything that can stop a `DatabaseProject` reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Provider(#[from] LookupError),
-    #[error(transparent)]
-    Vendor(#[from] VendorCall),
-    #[error("{0}")]
-    Kube(#[from] KubeCall),
-    #[error(
-        "project {id} no longer exists at the vendor (deleted outside dbops); delete this resource, or re-create it to provision a new project"
-    )]
-    VendorObjectDeleted { id: String },
-    #[error("project {id} named in spec.externalId does not exist at the vendor")]
-    ExternalNotFound { id: String },
-    #[error("the vendor reports project {id} as failed: {state}")]
-    VendorFailed { id: String, state: String },
-    #[error("{provider} cannot {operation}; {hint}")]
-    Unsupported {
-        provider: String,
-        operation: Operation,
-        hint: &'static str,
-    },
-    #[error(
-        "DatabaseSnapshot {snapshot:?} belongs to provider {snapshot_provider:?}, but this project uses {provider:?}; a snapshot can only be restored through its own provider"
-    )]
-    SnapshotProviderMismatch {
-        snapshot: String,
-        snapshot_provider: String,
-        provider: String,
-    },
-    #[error("ByokCredential {credential:?} {problem}")]
-    ByokMismatch { credential: String, problem: String },
-    #[error(
-        "restore {handle} is still running at the vendor; the project will be deleted once it exists"
-    )]
-    RestoreInProgress { handle: String },
-    #[error("project {id}: {source}")]
-    Connection {
-        id: String,
-        #[source]
-        source: ConnectionError,
-    },
-    #[error(transparent)]
-    Secret(#[from] SecretWriteError),
-    #[error("rotating credentials: {0}")]
-    Rotation(#[from] RotationError),
-    #[error("the resource has no namespace, name or uid")]
-    InvalidObject,
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Provider(e) => e.category(),
-            Error::Rotation(RotationError::Vendor(e)) => e.source.category(),
-            Error::Rotation(RotationError::Connection(_)) => "VendorInvalidResponse",
-            Error::Rotation(RotationError::Secret(_)) => "KubernetesApiError",
-            Error::Vendor(e) => e.source.category(),
-            Error::Kube(_) => "KubernetesApiError",
-            Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
-            Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
-            Error::VendorFailed { .. } => "VendorFailed",
-            Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
-            Error::SnapshotProviderMismatch { .. }
-            | Error::ByokMismatch { .. }
-            | Error::InvalidObject => reason::INVALID_SPEC,
-            Error::Connection { .. } => "VendorInvalidResponse",
-            Error::RestoreInProgress { .. } => reason::WAITING_FOR_VENDOR,
-            Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
-            Error::Secret(_) => "KubernetesApiError",
-        }
-    }
-
-    fn is_transient(&self) -> bool {
-        match self {
-            Error::Provider(e) => e.is_transient(),
-            Error::Rotation(RotationError::Vendor(e)) => e.source.is_transient(),
-            Error::Rotation(RotationError::Secret(SecretWriteError::Kube { .. })) => true,
-            Error::Vendor(e) => e.source.is_transient(),
-            Error::Kube(_) => true,
-            Error::Secret(SecretWriteError::Kube { .. }) | Error::RestoreInProgress { .. } => true,
-            _ => false,
-        }
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.retry_after(),
-            _ => None,
-        }
-    }
-}
-
-impl ControllerError for Error {
-    fn finalizer(error: kube::Error) -> Self {
-        Error::Kube(KubeCall::Finalizer(error))
-    }
-    fn invalid_object() -> Self {
-        Error::InvalidObject
-    }
-    fn is_status_write(&self) -> bool {
-        matches!(self, Error::Kube(KubeCall::Status(_)))
-    }
-}
+pub use super::error::{Error, Object};
 
 crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER);
 
@@ -235,7 +127,10 @@ impl Reconcile for DatabaseProject {
             match provider.get_project(id).await {
                 Ok(vendor) => vendor,
                 Err(e) if e.is_not_found() => {
-                    return Err(Error::VendorObjectDeleted { id: id.clone() });
+                    return Err(Error::VendorObjectDeleted {
+                        object: Object::Project,
+                        id: id.clone(),
+                    });
                 }
                 Err(source) => {
                     return Err(VendorCall::new(format!("reading project {id}"), source).into());
@@ -245,7 +140,10 @@ impl Reconcile for DatabaseProject {
             let vendor = match provider.get_project(id).await {
                 Ok(vendor) => vendor,
                 Err(e) if e.is_not_found() => {
-                    return Err(Error::ExternalNotFound { id: id.clone() });
+                    return Err(Error::ExternalNotFound {
+                        object: Object::Project,
+                        id: id.clone(),
+                    });
                 }
                 Err(source) => {
                     return Err(VendorCall::new(format!("reading project {id}"), source).into());
@@ -296,6 +194,7 @@ impl Reconcile for DatabaseProject {
             }
             ResourceState::Failed(state) => {
                 return Err(Error::VendorFailed {
+                    object: Object::Project,
                     id: vendor.id.clone(),
                     state: state.clone(),
                 });
@@ -322,6 +221,7 @@ impl Reconcile for DatabaseProject {
         let details =
             ConnectionDetails::parse(vendor.connection_uri.as_ref(), vendor.pooled_uri.as_ref())
                 .map_err(|source| Error::Connection {
+                    object: Object::Project,
                     id: vendor.id.clone(),
                     source,
                 })?;
@@ -576,6 +476,7 @@ impl DatabaseProject {
             RestoreProgress::Done(vendor) => vendor,
             RestoreProgress::Failed(state) => {
                 return Err(Error::VendorFailed {
+                    object: Object::Project,
                     id: previous.restore_handle.clone().unwrap_or_default(),
                     state,
                 });

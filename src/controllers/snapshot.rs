@@ -18,11 +18,9 @@ use super::conditions::{self, Health, reason};
 use super::parent::{Gate, child_cleanup_provider, gate};
 use super::project::idempotency_key;
 use super::reconciler::{
-    ControllerError, Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
+    Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
-use super::{
-    Context, KubeCall, LookupError, ProviderHandle, ReconcileError, Scope, VendorCall, dependents,
-};
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
 };
@@ -31,88 +29,7 @@ use crate::providers::{Operation, Provider, ResourceState, SnapshotRequest, Vend
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasesnapshot";
 
-/// Everything that can stop a `DatabaseSnapshot` reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Provider(#[from] LookupError),
-    #[error(transparent)]
-    Vendor(#[from] VendorCall),
-    #[error("{0}")]
-    Kube(#[from] KubeCall),
-    #[error(
-        "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's snapshots with it, so this snapshot is gone too. Delete this resource"
-    )]
-    ProjectDeleted { project: String },
-    #[error(
-        "snapshot {id} no longer exists at the vendor (deleted outside dbops); delete this resource"
-    )]
-    VendorObjectDeleted { id: String },
-    #[error("snapshot {id} named in spec.externalId does not exist at the vendor")]
-    ExternalNotFound { id: String },
-    #[error(
-        "snapshot {id} named in spec.externalId belongs to vendor project {actual}, not to {expected}"
-    )]
-    ExternalMismatch {
-        id: String,
-        actual: String,
-        expected: String,
-    },
-    #[error("the vendor reports snapshot {id} as failed: {state}")]
-    VendorFailed { id: String, state: String },
-    #[error("{provider} cannot {operation}; {hint}")]
-    Unsupported {
-        provider: String,
-        operation: Operation,
-        hint: &'static str,
-    },
-    #[error("the resource has no namespace, name or uid")]
-    InvalidObject,
-}
-
-impl ReconcileError for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Provider(e) => e.category(),
-            Error::Vendor(e) => e.source.category(),
-            Error::Kube(_) => "KubernetesApiError",
-            Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
-            Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
-            Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
-            Error::ExternalMismatch { .. } | Error::InvalidObject => reason::INVALID_SPEC,
-            Error::VendorFailed { .. } => "VendorFailed",
-            Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
-        }
-    }
-
-    fn is_transient(&self) -> bool {
-        match self {
-            Error::Provider(e) => e.is_transient(),
-            Error::Vendor(e) => e.source.is_transient(),
-            Error::Kube(_) => true,
-            _ => false,
-        }
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        match self {
-            Error::Vendor(e) => e.source.retry_after(),
-            _ => None,
-        }
-    }
-}
-
-impl ControllerError for Error {
-    fn finalizer(error: kube::Error) -> Self {
-        Error::Kube(KubeCall::Finalizer(error))
-    }
-    fn invalid_object() -> Self {
-        Error::InvalidObject
-    }
-    fn is_status_write(&self) -> bool {
-        matches!(self, Error::Kube(KubeCall::Status(_)))
-    }
-}
+pub use super::error::{Error, Object};
 
 crate::impl_managed!(DatabaseSnapshot, DatabaseSnapshotStatus, CONTROLLER);
 
@@ -168,6 +85,7 @@ impl Reconcile for DatabaseSnapshot {
                 }
                 Gate::ParentGone => {
                     return Err(Error::ProjectDeleted {
+                        object: Object::Snapshot,
                         project: project_name.clone(),
                     });
                 }
@@ -178,7 +96,10 @@ impl Reconcile for DatabaseSnapshot {
             match provider.get_snapshot(&project_id, id).await {
                 Ok(vendor) => vendor,
                 Err(e) if e.is_not_found() => {
-                    return Err(Error::VendorObjectDeleted { id: id.clone() });
+                    return Err(Error::VendorObjectDeleted {
+                        object: Object::Snapshot,
+                        id: id.clone(),
+                    });
                 }
                 Err(source) => {
                     return Err(VendorCall::new(format!("reading snapshot {id}"), source).into());
@@ -188,7 +109,10 @@ impl Reconcile for DatabaseSnapshot {
             let vendor = match provider.get_snapshot(&project_id, id).await {
                 Ok(vendor) => vendor,
                 Err(e) if e.is_not_found() => {
-                    return Err(Error::ExternalNotFound { id: id.clone() });
+                    return Err(Error::ExternalNotFound {
+                        object: Object::Snapshot,
+                        id: id.clone(),
+                    });
                 }
                 Err(source) => {
                     return Err(VendorCall::new(format!("reading snapshot {id}"), source).into());
@@ -196,9 +120,11 @@ impl Reconcile for DatabaseSnapshot {
             };
             if vendor.project_id != project_id {
                 return Err(Error::ExternalMismatch {
+                    object: Object::Snapshot,
                     id: id.clone(),
                     actual: vendor.project_id,
                     expected: project_id,
+                    project: None,
                 });
             }
             ctx.publish(
@@ -235,6 +161,7 @@ impl Reconcile for DatabaseSnapshot {
             ),
             ResourceState::Failed(state) => {
                 return Err(Error::VendorFailed {
+                    object: Object::Snapshot,
                     id: vendor.id.clone(),
                     state: state.clone(),
                 });

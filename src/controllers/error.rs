@@ -1,0 +1,238 @@
+//! The one error type of the namespaced controllers. Kind-specific context
+//! lives in the variants (which vendor object, which field); what the error
+//! policy needs (category, transient or not, the vendor's wait) is derived
+//! here once.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::conditions::reason;
+use super::reconciler::ControllerError;
+use super::rotation::RotationError;
+use super::secret::{ConnectionError, SecretWriteError};
+use super::{KubeCall, LookupError, ReconcileError, VendorCall};
+use crate::providers::Operation;
+
+/// The vendor object a resource stands for, as messages name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    Project,
+    Branch,
+    Snapshot,
+    Credential,
+}
+
+impl Object {
+    /// What a user can do once this object was deleted outside dbops, after
+    /// deleting the resource.
+    fn recreate_advice(self) -> &'static str {
+        match self {
+            Object::Project => ", or re-create it to provision a new project",
+            Object::Branch => ", or re-create it for a new branch",
+            Object::Snapshot | Object::Credential => "",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Object::Project => "projects",
+            Object::Branch => "branches",
+            Object::Snapshot => "snapshots",
+            Object::Credential => "BYOK credentials",
+        }
+    }
+}
+
+impl fmt::Display for Object {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Object::Project => "project",
+            Object::Branch => "branch",
+            Object::Snapshot => "snapshot",
+            Object::Credential => "BYOK credential",
+        })
+    }
+}
+
+/// Everything that can stop a reconcile of a `DatabaseProject`,
+/// `DatabaseBranch`, `DatabaseSnapshot` or `ByokCredential`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Provider(#[from] LookupError),
+    #[error(transparent)]
+    Vendor(#[from] VendorCall),
+    #[error("{0}")]
+    Kube(#[from] KubeCall),
+    #[error(transparent)]
+    Secret(#[from] SecretWriteError),
+    #[error("rotating credentials: {0}")]
+    Rotation(#[from] RotationError),
+    #[error(
+        "{object} {id} no longer exists at the vendor (deleted outside dbops); delete this resource{}",
+        object.recreate_advice()
+    )]
+    VendorObjectDeleted { object: Object, id: String },
+    #[error("{object} {id} named in spec.externalId does not exist at the vendor")]
+    ExternalNotFound { object: Object, id: String },
+    #[error(
+        "{object} {id} named in spec.externalId belongs to vendor project {actual}, not to {expected}{}",
+        project.as_deref().map(|p| format!(" (DatabaseProject {p:?})")).unwrap_or_default()
+    )]
+    ExternalMismatch {
+        object: Object,
+        id: String,
+        actual: String,
+        expected: String,
+        project: Option<String>,
+    },
+    #[error("the vendor reports {object} {id} as failed: {state}")]
+    VendorFailed {
+        object: Object,
+        id: String,
+        state: String,
+    },
+    #[error("{provider} cannot {operation}; {hint}")]
+    Unsupported {
+        provider: String,
+        operation: Operation,
+        hint: &'static str,
+    },
+    #[error(
+        "DatabaseProject {project:?} was deleted (or replaced); the vendor deletes a project's {} with it, so this {object} is gone too. Delete this resource",
+        object.plural()
+    )]
+    ProjectDeleted { object: Object, project: String },
+    #[error("{object} {id}: {source}")]
+    Connection {
+        object: Object,
+        id: String,
+        #[source]
+        source: ConnectionError,
+    },
+    #[error(
+        "DatabaseSnapshot {snapshot:?} belongs to provider {snapshot_provider:?}, but this project uses {provider:?}; a snapshot can only be restored through its own provider"
+    )]
+    SnapshotProviderMismatch {
+        snapshot: String,
+        snapshot_provider: String,
+        provider: String,
+    },
+    #[error("ByokCredential {credential:?} {problem}")]
+    ByokMismatch { credential: String, problem: String },
+    #[error(
+        "restore {handle} is still running at the vendor; the project will be deleted once it exists"
+    )]
+    RestoreInProgress { handle: String },
+    #[error("Secret {secret:?} named in spec.credentialsSecretRef {problem}")]
+    CredentialsMissing {
+        secret: String,
+        problem: &'static str,
+    },
+    #[error(
+        "BYOK credential {id} was revoked outside dbops; delete this resource and create a new one"
+    )]
+    Revoked { id: String },
+    #[error("the resource has no namespace, name or uid")]
+    InvalidObject,
+}
+
+impl ReconcileError for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Provider(e) => e.category(),
+            Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.category(),
+            Error::Connection { .. } | Error::Rotation(RotationError::Connection(_)) => {
+                "VendorInvalidResponse"
+            }
+            Error::Secret(SecretWriteError::NotOwned { .. }) => reason::SECRET_CONFLICT,
+            Error::Kube(_) | Error::Secret(_) | Error::Rotation(RotationError::Secret(_)) => {
+                "KubernetesApiError"
+            }
+            Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
+            Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
+            Error::VendorFailed { .. } => "VendorFailed",
+            Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
+            Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
+            Error::ExternalMismatch { .. }
+            | Error::SnapshotProviderMismatch { .. }
+            | Error::ByokMismatch { .. }
+            | Error::InvalidObject => reason::INVALID_SPEC,
+            Error::RestoreInProgress { .. } => reason::WAITING_FOR_VENDOR,
+            Error::CredentialsMissing { .. } => reason::CREDENTIALS_MISSING,
+            Error::Revoked { .. } => "Revoked",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Provider(e) => e.is_transient(),
+            Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.is_transient(),
+            Error::Kube(_)
+            | Error::RestoreInProgress { .. }
+            | Error::Secret(SecretWriteError::Kube { .. })
+            | Error::Rotation(RotationError::Secret(SecretWriteError::Kube { .. })) => true,
+            _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+impl ControllerError for Error {
+    fn finalizer(error: kube::Error) -> Self {
+        Error::Kube(KubeCall::Finalizer(error))
+    }
+    fn invalid_object() -> Self {
+        Error::InvalidObject
+    }
+    fn is_status_write(&self) -> bool {
+        matches!(self, Error::Kube(KubeCall::Status(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_object_and_what_to_do() {
+        let gone = Error::VendorObjectDeleted {
+            object: Object::Branch,
+            id: "br_1".into(),
+        };
+        assert_eq!(
+            gone.to_string(),
+            "branch br_1 no longer exists at the vendor (deleted outside dbops); delete this resource, or re-create it for a new branch"
+        );
+        assert_eq!(gone.category(), reason::VENDOR_OBJECT_DELETED);
+        assert!(!gone.is_transient());
+        let parent = Error::ProjectDeleted {
+            object: Object::Snapshot,
+            project: "shop".into(),
+        };
+        assert!(
+            parent
+                .to_string()
+                .contains("deletes a project's snapshots with it, so this snapshot is gone too")
+        );
+        let mismatch = Error::ExternalMismatch {
+            object: Object::Snapshot,
+            id: "s".into(),
+            actual: "a".into(),
+            expected: "b".into(),
+            project: None,
+        };
+        assert_eq!(
+            mismatch.to_string(),
+            "snapshot s named in spec.externalId belongs to vendor project a, not to b"
+        );
+        assert_eq!(mismatch.category(), reason::INVALID_SPEC);
+        assert!(Error::RestoreInProgress { handle: "h".into() }.is_transient());
+    }
+}
