@@ -18,7 +18,7 @@ use super::reconciler::{
 };
 use super::rotation::{self};
 use super::secret::{self, ConnectionDetails};
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents, pipeline};
 use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
 use crate::providers::{BranchRequest, Operation, ResourceState, RotationTarget, VendorBranch};
 
@@ -330,45 +330,16 @@ impl Reconcile for DatabaseBranch {
             (None, None) => None,
         };
         if let Some(id) = id {
-            if !provider.supports(Operation::BranchDelete) {
-                ctx.publish(
-                    self,
-                    EventType::Warning,
-                    "NotDeletedByProvider",
-                    "Delete",
-                    format!(
-                        "{} cannot delete a branch through its API: vendor branch {id} is left in place (set deletionPolicy: Retain to say so up front)",
-                        provider.api()
-                    ),
-                )
-                .await;
-                return Ok(Action::await_change());
-            }
-            match provider.delete_branch(&project_id, &id).await {
-                Ok(()) => {
-                    ctx.publish(
-                        self,
-                        EventType::Normal,
-                        "Deleted",
-                        "Delete",
-                        format!("deleted vendor branch {id}"),
-                    )
-                    .await;
-                }
-                Err(e) if e.is_not_found() => {
-                    ctx.publish(
-                        self,
-                        EventType::Normal,
-                        "Deleted",
-                        "Delete",
-                        format!("vendor branch {id} was already gone"),
-                    )
-                    .await;
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("deleting branch {id}"), source).into());
-                }
-            }
+            pipeline::delete_at_vendor(
+                self,
+                ctx,
+                provider.as_ref(),
+                Object::Branch,
+                Operation::BranchDelete,
+                &id,
+                provider.delete_branch(&project_id, &id),
+            )
+            .await?;
         }
         Ok(Action::await_change())
     }

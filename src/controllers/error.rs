@@ -33,6 +33,14 @@ impl Object {
         }
     }
 
+    /// What the vendor deletes along with this object.
+    pub fn deleted_with(self) -> &'static str {
+        match self {
+            Object::Project => " (with its branches and snapshots)",
+            _ => "",
+        }
+    }
+
     fn plural(self) -> &'static str {
         match self {
             Object::Project => "projects",

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod error;
 pub mod kube_error;
 mod parent;
+pub mod pipeline;
 pub mod project;
 pub mod protection;
 pub mod provider;

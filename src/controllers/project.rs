@@ -15,7 +15,7 @@ use super::conditions::{self, Health, reason};
 use super::reconciler::{Managed, Reconcile, apply_status, apply_status_if_changed};
 use super::rotation::{self};
 use super::secret::{self, ConnectionDetails, SecretWrite};
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents, pipeline};
 use crate::api::v1alpha1::{
     ByokCredential, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
     DeletionPolicy, ProjectMode,
@@ -364,45 +364,16 @@ impl Reconcile for DatabaseProject {
             (None, None) => None,
         };
         if let Some(id) = id {
-            if !provider.supports(Operation::ProjectDelete) {
-                ctx.publish(
-                    self,
-                    EventType::Warning,
-                    "NotDeletedByProvider",
-                    "Delete",
-                    format!(
-                        "{} cannot delete a project through its API: vendor project {id} is left in place (set deletionPolicy: Retain to say so up front)",
-                        provider.api()
-                    ),
-                )
-                .await;
-                return Ok(Action::await_change());
-            }
-            match provider.delete_project(&id).await {
-                Ok(()) => {
-                    ctx.publish(
-                        self,
-                        EventType::Normal,
-                        "Deleted",
-                        "Delete",
-                        format!("deleted vendor project {id} (with its branches and snapshots)"),
-                    )
-                    .await;
-                }
-                Err(e) if e.is_not_found() => {
-                    ctx.publish(
-                        self,
-                        EventType::Normal,
-                        "Deleted",
-                        "Delete",
-                        format!("vendor project {id} was already gone"),
-                    )
-                    .await;
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("deleting project {id}"), source).into());
-                }
-            }
+            pipeline::delete_at_vendor(
+                self,
+                ctx,
+                provider.as_ref(),
+                Object::Project,
+                Operation::ProjectDelete,
+                &id,
+                provider.delete_project(&id),
+            )
+            .await?;
         }
         Ok(Action::await_change())
     }

@@ -20,7 +20,7 @@ use super::project::idempotency_key;
 use super::reconciler::{
     Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
 };
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents, pipeline};
 use crate::api::v1alpha1::{
     DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
 };
@@ -257,22 +257,16 @@ impl Reconcile for DatabaseSnapshot {
             None => None,
         };
         if let Some(id) = id {
-            match provider.delete_snapshot(&project_id, &id).await {
-                Ok(()) => {
-                    ctx.publish(
-                        self,
-                        EventType::Normal,
-                        "Deleted",
-                        "Delete",
-                        format!("deleted vendor snapshot {id}"),
-                    )
-                    .await;
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(source) => {
-                    return Err(VendorCall::new(format!("deleting snapshot {id}"), source).into());
-                }
-            }
+            pipeline::delete_at_vendor(
+                self,
+                ctx,
+                provider.as_ref(),
+                Object::Snapshot,
+                Operation::SnapshotDelete,
+                &id,
+                provider.delete_snapshot(&project_id, &id),
+            )
+            .await?;
         }
         Ok(Action::await_change())
     }
