@@ -20,7 +20,7 @@
 //! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::scaffold::{Persistent, Store};
 use super::wire::{bearer_token, now_rfc3339, random_token};
 
 /// The documented form of CapyDB API keys.
@@ -249,7 +250,7 @@ impl CapyState {
 /// The emulated CapyDB account; every accepted API key sees the same account.
 pub struct CapyDbEmulator {
     api_keys: Vec<String>,
-    state: Mutex<CapyState>,
+    state: Store<CapyState>,
 }
 
 impl CapyDbEmulator {
@@ -263,25 +264,17 @@ impl CapyDbEmulator {
         }
         Self {
             api_keys,
-            state: Mutex::default(),
+            state: Store::default(),
         }
     }
 
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
+    /// The parts of the state file this API keeps.
+    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("capydb", &self.state)]
     }
 
     fn state(&self) -> MutexGuard<'_, CapyState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     fn accepts(&self, token: &str) -> bool {

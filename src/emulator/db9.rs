@@ -21,7 +21,7 @@
 //!   its branches are databases of their own and stay.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -32,6 +32,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use super::scaffold::{Persistent, Sequence, Store, oldest_first};
 use super::wire::{
     InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
 };
@@ -134,7 +135,7 @@ struct RestoreRecord {
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Db9State {
-    next_seq: u64,
+    next_seq: Sequence,
     databases: HashMap<String, DatabaseRecord>,
     backups: HashMap<String, BackupRecord>,
     restores: HashMap<String, RestoreRecord>,
@@ -149,7 +150,7 @@ struct Db9State {
 /// The emulated DB9 account; every accepted API key sees the same account.
 pub struct Db9Emulator {
     api_keys: Vec<String>,
-    state: Mutex<Db9State>,
+    state: Store<Db9State>,
 }
 
 /// What a test can see of a database without going through HTTP.
@@ -166,33 +167,23 @@ impl Db9Emulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
             api_keys,
-            state: Mutex::default(),
+            state: Store::default(),
         }
     }
 
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
+    /// The parts of the state file this API keeps.
+    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("db9", &self.state)]
     }
 
     fn state(&self) -> MutexGuard<'_, Db9State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// Every database (branches and restored ones included), oldest first.
     pub fn databases(&self) -> Vec<DatabaseView> {
         let state = self.state();
-        let mut databases: Vec<_> = state.databases.values().collect();
-        databases.sort_by_key(|d| d.seq);
-        databases
+        oldest_first(state.databases.values(), |d| d.seq)
             .into_iter()
             .map(|d| DatabaseView {
                 id: d.id.clone(),
@@ -275,8 +266,7 @@ impl Db9Emulator {
 
 impl Db9State {
     fn seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+        self.next_seq.next()
     }
 
     fn database(&self, id: &str) -> Result<&DatabaseRecord, Db9Error> {
@@ -566,8 +556,7 @@ async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
 
 async fn database_list(State(emu): State<Shared>) -> Answer {
     let state = emu.state();
-    let mut databases: Vec<_> = state.databases.values().collect();
-    databases.sort_by_key(|d| d.seq);
+    let databases = oldest_first(state.databases.values(), |d| d.seq);
     Ok(Json(Value::Array(
         databases.into_iter().map(database_summary_json).collect(),
     )))
@@ -667,12 +656,10 @@ fn observe_backup(backup: &mut BackupRecord) -> Value {
 async fn backup_list(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     let mut state = emu.state();
     state.database(&id)?;
-    let mut backups: Vec<_> = state
-        .backups
-        .values_mut()
-        .filter(|b| b.database_id == id)
-        .collect();
-    backups.sort_by_key(|b| b.seq);
+    let backups = oldest_first(
+        state.backups.values_mut().filter(|b| b.database_id == id),
+        |b| b.seq,
+    );
     Ok(Json(Value::Array(
         backups.into_iter().map(observe_backup).collect(),
     )))

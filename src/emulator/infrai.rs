@@ -7,7 +7,7 @@
 //! a default page size of 20 and a maximum of 100.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::infrai_byok::{self, ByokState};
+use super::scaffold::{Persistent, Sequence, Store, oldest_first};
 use super::wire::{
     HasIdempotency, IdempotencyCache, InfraiError, bearer_token, idempotent, json_object,
     now_rfc3339, optional_str, random_token, required_str,
@@ -72,7 +73,7 @@ struct SnapshotRecord {
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct InfraiState {
-    next_seq: u64,
+    next_seq: Sequence,
     projects: HashMap<String, ProjectRecord>,
     branches: HashMap<String, BranchRecord>,
     snapshots: HashMap<String, SnapshotRecord>,
@@ -88,7 +89,7 @@ impl HasIdempotency for InfraiState {
 /// The emulated infrai account(s); every accepted API key sees the same account.
 pub struct InfraiEmulator {
     api_keys: Vec<String>,
-    state: Mutex<InfraiState>,
+    state: Store<InfraiState>,
     /// The `/v1/byok` module's state.
     pub byok: ByokState,
 }
@@ -106,34 +107,27 @@ impl InfraiEmulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
             api_keys,
-            state: Mutex::default(),
+            state: Store::default(),
             byok: ByokState::default(),
         }
     }
 
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
+    /// The parts of the state file this API keeps: the `/v1/db` and the `/v1/byok` modules.
+    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![
+            ("infrai", &self.state),
+            ("infrai_byok", self.byok.persistent()),
+        ]
     }
 
     fn state(&self) -> MutexGuard<'_, InfraiState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// Every project, oldest first.
     pub fn projects(&self) -> Vec<ProjectView> {
         let state = self.state();
-        let mut projects: Vec<_> = state.projects.values().collect();
-        projects.sort_by_key(|p| p.seq);
-        projects
+        oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| ProjectView {
                 id: p.id.clone(),
@@ -195,8 +189,7 @@ impl InfraiEmulator {
 
 impl InfraiState {
     fn seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+        self.next_seq.next()
     }
 
     fn project_json(&self, p: &ProjectRecord) -> Value {

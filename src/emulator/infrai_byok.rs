@@ -16,7 +16,7 @@
 //! stage a bad key on purpose; every other value passes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 use axum::Json;
 use axum::Router;
@@ -27,6 +27,7 @@ use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
 use super::infrai::{ListQuery, Shared, page_json, paginate};
+use super::scaffold::{Persistent, Sequence, Store, oldest_first};
 use super::wire::{
     HasIdempotency, IdempotencyCache, InfraiError, idempotent, json_object, now_rfc3339,
     optional_str, random_token, required_str,
@@ -70,7 +71,7 @@ struct ByokRecord {
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct ByokModel {
-    seq: u64,
+    seq: Sequence,
     keys: HashMap<String, ByokRecord>,
     policy: Option<Value>,
     idempotency: IdempotencyCache,
@@ -85,23 +86,17 @@ impl HasIdempotency for ByokModel {
 /// State of the emulated BYOK module.
 #[derive(Default)]
 pub struct ByokState {
-    model: Mutex<ByokModel>,
+    model: Store<ByokModel>,
 }
 
 impl ByokState {
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.model())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.model() = serde_json::from_value(saved)?;
-        Ok(())
+    /// The module's state, as the state file keeps it.
+    pub(super) fn persistent(&self) -> &dyn Persistent {
+        &self.model
     }
 
     fn model(&self) -> MutexGuard<'_, ByokModel> {
-        self.model.lock().unwrap_or_else(|p| p.into_inner())
+        self.model.lock()
     }
 
     /// The credential fields in force for `id` (tests check rotations with this).
@@ -242,8 +237,7 @@ fn policy_json(model: &ByokModel) -> Value {
 
 impl ByokModel {
     fn seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
+        self.seq.next()
     }
 
     fn event(&mut self, id: &str, kind: &str, detail: Value) {
@@ -365,8 +359,7 @@ async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
 
 async fn list(State(emu): State<Shared>) -> Answer {
     let model = emu.byok.model();
-    let mut keys: Vec<&ByokRecord> = model.keys.values().collect();
-    keys.sort_by_key(|k| k.seq);
+    let keys = oldest_first(model.keys.values(), |k| k.seq);
     Ok(Json(
         json!({ "items": keys.into_iter().map(|k| key_json(k, None)).collect::<Vec<_>>() }),
     ))

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod infrai;
 pub mod infrai_byok;
 pub mod persist;
+mod scaffold;
 pub mod supabase;
 mod wire;
 
@@ -100,6 +101,17 @@ impl Emulator {
         let file = persist::StateFile::open(path, &emulator)?;
         emulator.persister = Some(persist::Persister::start(emulator.clone(), file));
         Ok(emulator)
+    }
+
+    /// Every part of the emulator's state, by its key in the state file.
+    fn sections(&self) -> Vec<(&'static str, &dyn scaffold::Persistent)> {
+        [
+            self.infrai.sections(),
+            self.supabase.sections(),
+            self.db9.sections(),
+            self.capydb.sections(),
+        ]
+        .concat()
     }
 
     /// The fault injection of one API (`infrai`, `supabase`, `db9`, `capydb`).

@@ -52,7 +52,7 @@
 //!   its creation until now, and one completed physical backup.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
@@ -63,6 +63,7 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use super::scaffold::{Persistent, Sequence, Store, oldest_first};
 use super::wire::{
     InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
 };
@@ -213,7 +214,7 @@ struct BranchRecord {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SupabaseState {
-    next_seq: u64,
+    next_seq: Sequence,
     provisioning_polls: u32,
     projects: HashMap<String, ProjectRecord>,
     /// By branch id.
@@ -223,7 +224,7 @@ struct SupabaseState {
 impl Default for SupabaseState {
     fn default() -> Self {
         Self {
-            next_seq: 0,
+            next_seq: Sequence::default(),
             provisioning_polls: DEFAULT_PROVISIONING_POLLS,
             projects: HashMap::new(),
             branches: HashMap::new(),
@@ -234,7 +235,7 @@ impl Default for SupabaseState {
 /// The emulated Supabase account; every accepted access token sees the same account.
 pub struct SupabaseEmulator {
     api_keys: Vec<String>,
-    state: Mutex<SupabaseState>,
+    state: Store<SupabaseState>,
 }
 
 /// What a test can see of an emulated project without going through HTTP.
@@ -251,33 +252,23 @@ impl SupabaseEmulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
             api_keys,
-            state: Mutex::default(),
+            state: Store::default(),
         }
     }
 
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
+    /// The parts of the state file this API keeps.
+    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("supabase", &self.state)]
     }
 
     fn state(&self) -> MutexGuard<'_, SupabaseState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// Every project, oldest first (reading them does not count as a poll).
     pub fn projects(&self) -> Vec<ProjectView> {
         let state = self.state();
-        let mut projects: Vec<_> = state.projects.values().collect();
-        projects.sort_by_key(|p| p.seq);
-        projects
+        oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| ProjectView {
                 reference: p.reference.clone(),
@@ -355,8 +346,7 @@ impl SupabaseEmulator {
 
 impl SupabaseState {
     fn seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+        self.next_seq.next()
     }
 
     /// A fresh project ref: 20 lowercase letters, unique among projects and branches.
@@ -605,10 +595,8 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
 
 async fn project_list(State(emu): State<Shared>) -> Answer {
     let state = emu.state();
-    let mut projects: Vec<_> = state.projects.values().collect();
-    projects.sort_by_key(|p| p.seq);
     Ok(Json(Value::Array(
-        projects
+        oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| project_with_database_json(p, p.lifecycle.current()))
             .collect(),
@@ -685,12 +673,13 @@ async fn branch_create(
 async fn branch_list(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
     let mut state = emu.state();
     state.project_mut(&reference)?;
-    let mut branches: Vec<_> = state
-        .branches
-        .values()
-        .filter(|b| b.parent_project_ref == reference)
-        .collect();
-    branches.sort_by_key(|b| b.seq);
+    let branches = oldest_first(
+        state
+            .branches
+            .values()
+            .filter(|b| b.parent_project_ref == reference),
+        |b| b.seq,
+    );
     Ok(Json(Value::Array(
         branches.into_iter().map(branch_json).collect(),
     )))
