@@ -22,16 +22,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::scaffold::{Persistent, Store};
-use super::wire::{bearer_token, now_rfc3339, random_token};
+use super::scaffold::{ApiKeys, Persistent, Refusal, Store, Vendor};
+use super::wire::{ApiError, now_rfc3339, random_token};
 
 /// The documented form of CapyDB API keys.
 pub const API_KEY_PREFIX: &str = "capy_live_";
@@ -40,36 +39,6 @@ const CLUSTER_ID: &str = "cluster-emulator-1";
 const WORKER: &str = "emulator-worker";
 const JOB_TYPE: &str = "rotate_credentials";
 const MAX_ATTEMPTS: u64 = 3;
-
-/// An error answer in CapyDB's shape: `{"error": "..."}`.
-#[derive(Debug)]
-pub struct CapyError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl CapyError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
-    }
-
-    pub fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
-}
-
-impl IntoResponse for CapyError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
 
 /// Database credentials of a project or preview database. No `Debug`: it holds a password.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -249,7 +218,7 @@ impl CapyState {
 
 /// The emulated CapyDB account; every accepted API key sees the same account.
 pub struct CapyDbEmulator {
-    api_keys: Vec<String>,
+    api_keys: ApiKeys,
     state: Store<CapyState>,
 }
 
@@ -263,22 +232,13 @@ impl CapyDbEmulator {
             );
         }
         Self {
-            api_keys,
+            api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
         }
     }
 
-    /// The parts of the state file this API keeps.
-    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
-        vec![("capydb", &self.state)]
-    }
-
     fn state(&self) -> MutexGuard<'_, CapyState> {
         self.state.lock()
-    }
-
-    fn accepts(&self, token: &str) -> bool {
-        token.starts_with(API_KEY_PREFIX) && self.api_keys.iter().any(|k| k == token)
     }
 
     /// Seeds a project (the API has no create) and returns its database password.
@@ -368,35 +328,41 @@ impl CapyDbEmulator {
     }
 }
 
+/// An error answer in CapyDB's shape: `{"error": "..."}`.
+pub type CapyError = ApiError<CapyDbEmulator>;
 type Shared = Arc<CapyDbEmulator>;
 
-/// Routes of the emulated CapyDB API, behind Bearer auth.
-pub fn router(emulator: Shared) -> Router {
-    Router::new()
-        .route("/v1/projects/{id}/connections", get(project_connections))
-        .route(
-            "/v1/preview-databases/{id}/connections",
-            get(preview_connections),
-        )
-        .route("/v1/projects/{id}/credentials/rotate", post(rotate))
-        .fallback(|| async { CapyError::new(StatusCode::NOT_FOUND, "not found") })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
+impl Vendor for CapyDbEmulator {
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route("/v1/projects/{id}/connections", get(project_connections))
+            .route(
+                "/v1/preview-databases/{id}/connections",
+                get(preview_connections),
+            )
+            .route("/v1/projects/{id}/credentials/rotate", post(rotate))
+            .fallback(|| async { CapyError::new(StatusCode::NOT_FOUND, "not found") })
+    }
 
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    match bearer_token(&headers) {
-        Some(token) if emulator.accepts(token) => next.run(request).await,
-        Some(_) => CapyError::unauthorized("invalid API key").into_response(),
-        None => CapyError::unauthorized("missing Authorization: Bearer header").into_response(),
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
+
+    fn error_body(_code: &str, message: &str) -> Value {
+        json!({ "error": message })
+    }
+
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("capydb", &self.state)]
+    }
+
+    /// Only configured keys of the documented `capy_live_` form.
+    fn authorize(&self, token: &str, _method: &Method) -> Result<(), Refusal> {
+        if token.starts_with(API_KEY_PREFIX) && self.api_keys.accepts(token) {
+            Ok(())
+        } else {
+            Err(Refusal::UnknownToken)
+        }
     }
 }
 

@@ -24,18 +24,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::scaffold::{Persistent, Sequence, Store, oldest_first};
-use super::wire::{
-    InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
-};
+use super::scaffold::{ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first};
+use super::wire::{ApiError, json_object, now_rfc3339, optional_str, random_token, required_str};
 
 const DEFAULT_REGION: &str = "us-east-1";
 const ADMIN_USER: &str = "admin";
@@ -44,51 +41,6 @@ const MAX_NAME_CHARS: usize = 63;
 const BACKUP_CREATING_READS: u32 = 1;
 /// Reads of a restore before it completes: the first shows `running`, the second finishes it.
 const RESTORE_READS_UNTIL_DONE: u32 = 2;
-
-/// A DB9 error answer: `{"message": "..."}` with an HTTP status.
-#[derive(Debug)]
-pub struct Db9Error {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl Db9Error {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
-    }
-
-    fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, message)
-    }
-
-    fn unprocessable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-    }
-}
-
-/// The shared body helpers answer infrai's error type; DB9 keeps the status and message.
-impl From<InfraiError> for Db9Error {
-    fn from(e: InfraiError) -> Self {
-        Self::new(e.status, e.message)
-    }
-}
-
-impl IntoResponse for Db9Error {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "message": self.message }))).into_response()
-    }
-}
 
 /// One database (a branch and a restored database are databases too).
 /// No `Debug`: it holds the admin password.
@@ -149,7 +101,7 @@ struct Db9State {
 
 /// The emulated DB9 account; every accepted API key sees the same account.
 pub struct Db9Emulator {
-    api_keys: Vec<String>,
+    api_keys: ApiKeys,
     state: Store<Db9State>,
 }
 
@@ -166,14 +118,9 @@ pub struct DatabaseView {
 impl Db9Emulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
-            api_keys,
+            api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
         }
-    }
-
-    /// The parts of the state file this API keeps.
-    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
-        vec![("db9", &self.state)]
     }
 
     fn state(&self) -> MutexGuard<'_, Db9State> {
@@ -456,97 +403,100 @@ fn validate_name(name: &str) -> Result<(), Db9Error> {
     Ok(())
 }
 
-fn body_object(body: &[u8]) -> Result<Map<String, Value>, Db9Error> {
-    Ok(json_object(body)?)
-}
-
-fn required(body: &Map<String, Value>, field: &str) -> Result<String, Db9Error> {
-    Ok(required_str(body, field)?)
-}
-
-fn optional(body: &Map<String, Value>, field: &str) -> Result<Option<String>, Db9Error> {
-    Ok(optional_str(body, field)?)
-}
-
+/// A DB9 error answer: `{"message": "..."}` with an HTTP status.
+pub type Db9Error = ApiError<Db9Emulator>;
 type Shared = Arc<Db9Emulator>;
 type Answer = Result<Json<Value>, Db9Error>;
 type Created = Result<(StatusCode, Json<Value>), Db9Error>;
 
-/// Routes of `/customer/...`, behind Bearer auth.
-pub fn router(emulator: Shared) -> Router {
-    Router::new()
-        .route(
-            "/customer/databases",
-            get(database_list).post(database_create),
-        )
-        .route(
-            "/customer/databases/{id}",
-            get(database_get).delete(database_delete),
-        )
-        .route(
-            "/customer/databases/{id}/reset-password",
-            post(reset_password),
-        )
-        .route("/customer/databases/{id}/credentials", get(credentials))
-        .route("/customer/databases/{id}/branch", post(branch_create))
-        .route(
-            "/customer/databases/{id}/backups",
-            get(backup_list).post(backup_create),
-        )
-        .route(
-            "/customer/databases/{id}/backups/{backup_id}",
-            get(backup_get).delete(backup_delete),
-        )
-        .route("/customer/restores", post(restore_create))
-        .route("/customer/restores/{id}", get(restore_get))
-        .fallback(|| async { Db9Error::new(StatusCode::NOT_FOUND, "not found") })
-        .method_not_allowed_fallback(|| async {
-            Db9Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
+impl Vendor for Db9Emulator {
+    /// `/customer/...`.
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route(
+                "/customer/databases",
+                get(database_list).post(database_create),
+            )
+            .route(
+                "/customer/databases/{id}",
+                get(database_get).delete(database_delete),
+            )
+            .route(
+                "/customer/databases/{id}/reset-password",
+                post(reset_password),
+            )
+            .route("/customer/databases/{id}/credentials", get(credentials))
+            .route("/customer/databases/{id}/branch", post(branch_create))
+            .route(
+                "/customer/databases/{id}/backups",
+                get(backup_list).post(backup_create),
+            )
+            .route(
+                "/customer/databases/{id}/backups/{backup_id}",
+                get(backup_get).delete(backup_delete),
+            )
+            .route("/customer/restores", post(restore_create))
+            .route("/customer/restores/{id}", get(restore_get))
+            .fallback(|| async { Db9Error::new(StatusCode::NOT_FOUND, "not found") })
+            .method_not_allowed_fallback(|| async {
+                Db9Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            })
+    }
 
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = bearer_token(&headers) else {
-        return Db9Error::new(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer token",
-        )
-        .into_response();
-    };
-    let read_only = emulator.state().read_only_keys.iter().any(|k| k == token);
-    if !read_only && !emulator.api_keys.iter().any(|k| k == token) {
-        return Db9Error::new(StatusCode::UNAUTHORIZED, "invalid or expired token").into_response();
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
     }
-    if read_only && request.method() != Method::GET {
-        return Db9Error::new(StatusCode::FORBIDDEN, "token lacks required scope").into_response();
+
+    fn error_body(_code: &str, message: &str) -> Value {
+        json!({ "message": message })
     }
-    next.run(request).await
+
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("db9", &self.state)]
+    }
+
+    /// The account's keys, and read-only tokens ([`Db9Emulator::add_read_only_key`]) for `GET`.
+    fn authorize(&self, token: &str, method: &Method) -> Result<(), Refusal> {
+        let read_only = self.state().read_only_keys.iter().any(|k| k == token);
+        if !read_only && !self.api_keys.accepts(token) {
+            return Err(Refusal::UnknownToken);
+        }
+        if read_only && method != Method::GET {
+            return Err(Refusal::LacksScope);
+        }
+        Ok(())
+    }
+
+    fn refuse(refusal: Refusal) -> Db9Error {
+        match refusal {
+            Refusal::MissingToken => Db9Error::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer token",
+            ),
+            Refusal::UnknownToken => {
+                Db9Error::new(StatusCode::UNAUTHORIZED, "invalid or expired token")
+            }
+            Refusal::LacksScope => {
+                Db9Error::new(StatusCode::FORBIDDEN, "token lacks required scope")
+            }
+        }
+    }
 }
 
 async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
-    let name = required(&body, "name")?;
+    let body = json_object(&body)?;
+    let name = required_str(&body, "name")?;
     validate_name(&name)?;
-    let region = optional(&body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let region = optional_str(&body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
     if region.is_empty() {
         return Err(Db9Error::bad_request("region must not be empty"));
     }
-    let admin_password = optional(&body, "admin_password")?;
+    let admin_password = optional_str(&body, "admin_password")?;
     if admin_password.as_deref() == Some("") {
         return Err(Db9Error::bad_request("admin_password must not be empty"));
     }
     // Accepted and not modelled: the document's grouping of databases under a project.
-    optional(&body, "project_id")?;
+    optional_str(&body, "project_id")?;
     let mut state = emu.state();
     state.ensure_name_free(&name)?;
     let database = state.new_database(name, region, admin_password, None, BTreeMap::new());
@@ -590,10 +540,10 @@ async fn credentials(State(emu): State<Shared>, Path(id): Path<String>) -> Answe
 }
 
 async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
-    let name = required(&body, "name")?;
+    let body = json_object(&body)?;
+    let name = required_str(&body, "name")?;
     validate_name(&name)?;
-    let snapshot_at = optional(&body, "snapshot_at")?;
+    let snapshot_at = optional_str(&body, "snapshot_at")?;
     let mut state = emu.state();
     let parent = state.database(&id)?.clone();
     if let Some(at) = snapshot_at {
@@ -623,8 +573,8 @@ async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: 
 }
 
 async fn backup_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
-    let label = optional(&body, "label")?;
+    let body = json_object(&body)?;
+    let label = optional_str(&body, "label")?;
     let mut state = emu.state();
     let data = state.database(&id)?.data.clone();
     let seq = state.seq();
@@ -698,8 +648,8 @@ async fn backup_delete(
 }
 
 async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Response, Db9Error> {
-    let mut body = body_object(&body)?;
-    let key = optional(&body, "idempotency_key")?;
+    let mut body = json_object(&body)?;
+    let key = optional_str(&body, "idempotency_key")?;
     body.remove("idempotency_key");
     let fingerprint = Value::Object(body.clone());
     let mut state = emu.state();
@@ -718,8 +668,8 @@ async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Respon
             .ok_or_else(|| Db9Error::not_found("restore", restore_id))?;
         return Ok(Json(restore_json(restore)).into_response());
     }
-    let backup_id = required(&body, "backup_id")?;
-    let target_name = required(&body, "target_name")?;
+    let backup_id = required_str(&body, "backup_id")?;
+    let target_name = required_str(&body, "target_name")?;
     validate_name(&target_name)?;
     let backup = state
         .backups

@@ -10,20 +10,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::infrai_byok::{self, ByokState};
-use super::scaffold::{Persistent, Sequence, Store, oldest_first};
+use super::scaffold::{ApiKeys, Persistent, Sequence, Store, Vendor, oldest_first};
 use super::wire::{
-    HasIdempotency, IdempotencyCache, InfraiError, bearer_token, idempotent, json_object,
-    now_rfc3339, optional_str, random_token, required_str,
+    ApiError, HasIdempotency, IdempotencyCache, idempotent, json_object, now_rfc3339, optional_str,
+    random_token, required_str,
 };
 
 /// Vendors infrai routes to (its discovery endpoint's answer for `db.project.create`).
@@ -88,7 +86,7 @@ impl HasIdempotency for InfraiState {
 
 /// The emulated infrai account(s); every accepted API key sees the same account.
 pub struct InfraiEmulator {
-    api_keys: Vec<String>,
+    api_keys: ApiKeys,
     state: Store<InfraiState>,
     /// The `/v1/byok` module's state.
     pub byok: ByokState,
@@ -106,18 +104,10 @@ pub struct ProjectView {
 impl InfraiEmulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
-            api_keys,
+            api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
             byok: ByokState::default(),
         }
-    }
-
-    /// The parts of the state file this API keeps: the `/v1/db` and the `/v1/byok` modules.
-    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
-        vec![
-            ("infrai", &self.state),
-            ("infrai_byok", self.byok.persistent()),
-        ]
     }
 
     fn state(&self) -> MutexGuard<'_, InfraiState> {
@@ -294,51 +284,45 @@ fn remove_project(state: &mut InfraiState, id: &str) {
     state.snapshots.retain(|_, s| s.project_id != id);
 }
 
+/// An error answer in infrai's shape: `{"error": {"code", "message"}}`.
+pub type InfraiError = ApiError<InfraiEmulator>;
 pub(super) type Shared = Arc<InfraiEmulator>;
 type Answer = Result<Json<Value>, InfraiError>;
 
-/// Routes of `/v1/db/...`, behind Bearer auth.
-pub fn router(emulator: Shared) -> Router {
-    Router::new()
-        .route("/v1/db/project/create", post(project_create))
-        .route("/v1/db/project/get/{id}", get(project_get))
-        .route("/v1/db/project/list", get(project_list))
-        .route("/v1/db/project/delete/{id}", delete(project_delete))
-        .route("/v1/db/branch/create", post(branch_create))
-        .route("/v1/db/branch/get/{id}", get(branch_get))
-        .route("/v1/db/branch/list", get(branch_list))
-        .route("/v1/db/branch/delete/{id}", delete(branch_delete))
-        .route("/v1/db/snapshot/create", post(snapshot_create))
-        .route("/v1/db/snapshot/get/{id}", get(snapshot_get))
-        .route("/v1/db/snapshot/list", get(snapshot_list))
-        .route("/v1/db/snapshot/restore/{id}", post(snapshot_restore))
-        .merge(infrai_byok::routes())
-        .fallback(|| async {
-            InfraiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such capability")
-        })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
+impl Vendor for InfraiEmulator {
+    /// `/v1/db/...` and `/v1/byok/...`.
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route("/v1/db/project/create", post(project_create))
+            .route("/v1/db/project/get/{id}", get(project_get))
+            .route("/v1/db/project/list", get(project_list))
+            .route("/v1/db/project/delete/{id}", delete(project_delete))
+            .route("/v1/db/branch/create", post(branch_create))
+            .route("/v1/db/branch/get/{id}", get(branch_get))
+            .route("/v1/db/branch/list", get(branch_list))
+            .route("/v1/db/branch/delete/{id}", delete(branch_delete))
+            .route("/v1/db/snapshot/create", post(snapshot_create))
+            .route("/v1/db/snapshot/get/{id}", get(snapshot_get))
+            .route("/v1/db/snapshot/list", get(snapshot_list))
+            .route("/v1/db/snapshot/restore/{id}", post(snapshot_restore))
+            .merge(infrai_byok::routes())
+            .fallback(|| async { InfraiError::new(StatusCode::NOT_FOUND, "no such capability") })
+    }
 
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    match bearer_token(&headers) {
-        Some(token) if emulator.api_keys.iter().any(|k| k == token) => next.run(request).await,
-        Some(_) => InfraiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid API key")
-            .into_response(),
-        None => InfraiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "missing Authorization: Bearer header",
-        )
-        .into_response(),
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
+
+    fn error_body(code: &str, message: &str) -> Value {
+        json!({ "error": { "code": code, "message": message } })
+    }
+
+    /// The `/v1/db` and the `/v1/byok` modules.
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![
+            ("infrai", &self.state),
+            ("infrai_byok", self.byok.persistent()),
+        ]
     }
 }
 
@@ -355,7 +339,7 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
         }
         let vendor = optional_str(body, "vendor")?;
         if mode == "byok" && vendor.is_none() {
-            return Err(InfraiError::new(
+            return Err(InfraiError::coded(
                 StatusCode::BAD_REQUEST,
                 "VENDOR_REQUIRED",
                 "vendor is required when mode=byok",
@@ -363,7 +347,7 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
         }
         let vendor = vendor.unwrap_or_else(|| DEFAULT_VENDOR.to_string());
         if !VENDORS.contains(&vendor.as_str()) {
-            return Err(InfraiError::new(
+            return Err(InfraiError::coded(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "UNKNOWN_VENDOR",
                 format!("vendor {vendor:?} is not available for db.project.create"),
@@ -482,7 +466,7 @@ async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
             .filter(in_project)
             .any(|b| b.branch_name == branch_name)
         {
-            return Err(InfraiError::new(
+            return Err(InfraiError::coded(
                 StatusCode::CONFLICT,
                 "ALREADY_EXISTS",
                 format!("branch {branch_name:?} already exists in project {project_id}"),
@@ -528,7 +512,7 @@ async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Ans
         .get(&id)
         .ok_or_else(|| InfraiError::not_found("branch", &id))?;
     if branch.parent_branch_id.is_none() {
-        return Err(InfraiError::new(
+        return Err(InfraiError::coded(
             StatusCode::CONFLICT,
             "DEFAULT_BRANCH",
             "the default branch is deleted with its project",

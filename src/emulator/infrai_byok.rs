@@ -26,11 +26,11 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
-use super::infrai::{ListQuery, Shared, page_json, paginate};
+use super::infrai::{InfraiError, ListQuery, Shared, page_json, paginate};
 use super::scaffold::{Persistent, Sequence, Store, oldest_first};
 use super::wire::{
-    HasIdempotency, IdempotencyCache, InfraiError, idempotent, json_object, now_rfc3339,
-    optional_str, random_token, required_str,
+    HasIdempotency, IdempotencyCache, idempotent, json_object, now_rfc3339, optional_str,
+    random_token, required_str,
 };
 
 /// A credential value containing this string fails the emulator's probe.
@@ -254,7 +254,7 @@ impl ByokModel {
     fn live(&mut self, id: &str) -> Result<&mut ByokRecord, InfraiError> {
         match self.keys.get_mut(id) {
             None => Err(InfraiError::not_found("BYOK credential", id)),
-            Some(k) if k.state == "revoked" => Err(InfraiError::new(
+            Some(k) if k.state == "revoked" => Err(InfraiError::coded(
                 StatusCode::CONFLICT,
                 "REVOKED",
                 format!("BYOK credential {id} is revoked"),

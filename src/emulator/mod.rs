@@ -105,6 +105,7 @@ impl Emulator {
 
     /// Every part of the emulator's state, by its key in the state file.
     fn sections(&self) -> Vec<(&'static str, &dyn scaffold::Persistent)> {
+        use scaffold::Vendor;
         [
             self.infrai.sections(),
             self.supabase.sections(),
@@ -132,16 +133,19 @@ impl Emulator {
         let router = Router::new()
             .nest(
                 "/infrai",
-                with_faults("infrai", infrai::router(self.infrai.clone())),
+                with_faults("infrai", scaffold::serve(self.infrai.clone())),
             )
             .nest(
                 "/supabase",
-                with_faults("supabase", supabase::router(self.supabase.clone())),
+                with_faults("supabase", scaffold::serve(self.supabase.clone())),
             )
-            .nest("/db9", with_faults("db9", db9::router(self.db9.clone())))
+            .nest(
+                "/db9",
+                with_faults("db9", scaffold::serve(self.db9.clone())),
+            )
             .nest(
                 "/capydb",
-                with_faults("capydb", capydb::router(self.capydb.clone())),
+                with_faults("capydb", scaffold::serve(self.capydb.clone())),
             )
             .route(
                 "/_faults/{api}",

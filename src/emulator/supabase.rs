@@ -55,17 +55,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::scaffold::{Persistent, Sequence, Store, oldest_first};
+use super::scaffold::{ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first};
 use super::wire::{
-    InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
+    ApiError, json_object, now_rfc3339, optional_bool, optional_str, random_token, required_str,
 };
 
 /// Reads of a new (or restoring) project or branch that still report it as transitional.
@@ -83,43 +81,6 @@ const COMING_UP: &str = "COMING_UP";
 const RESTORING: &str = "RESTORING";
 const ACTIVE_HEALTHY: &str = "ACTIVE_HEALTHY";
 const INIT_FAILED: &str = "INIT_FAILED";
-
-/// An error answer in Supabase's shape: `{"message": "..."}`.
-#[derive(Debug)]
-pub struct SupabaseError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl SupabaseError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-/// The shared body helpers answer in infrai's shape; keep their status and message.
-impl From<InfraiError> for SupabaseError {
-    fn from(e: InfraiError) -> Self {
-        Self::new(e.status, e.message)
-    }
-}
-
-impl IntoResponse for SupabaseError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "message": self.message }))).into_response()
-    }
-}
 
 /// Where an asynchronously provisioned database is: a transitional status that
 /// reads report `polls_left` more times, then `ACTIVE_HEALTHY`.
@@ -234,7 +195,7 @@ impl Default for SupabaseState {
 
 /// The emulated Supabase account; every accepted access token sees the same account.
 pub struct SupabaseEmulator {
-    api_keys: Vec<String>,
+    api_keys: ApiKeys,
     state: Store<SupabaseState>,
 }
 
@@ -251,14 +212,9 @@ pub struct ProjectView {
 impl SupabaseEmulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
-            api_keys,
+            api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
         }
-    }
-
-    /// The parts of the state file this API keeps.
-    pub(super) fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
-        vec![("supabase", &self.state)]
     }
 
     fn state(&self) -> MutexGuard<'_, SupabaseState> {
@@ -473,67 +429,56 @@ fn branch_config_json(b: &BranchRecord, status: &str) -> Value {
     })
 }
 
+/// An error answer in Supabase's shape: `{"message": "..."}`.
+pub type SupabaseError = ApiError<SupabaseEmulator>;
 type Shared = Arc<SupabaseEmulator>;
 type Answer = Result<Json<Value>, SupabaseError>;
 type Created = Result<(StatusCode, Json<Value>), SupabaseError>;
 
-/// Routes of the emulated Management API, behind Bearer auth.
-pub fn router(emulator: Arc<SupabaseEmulator>) -> Router {
-    Router::new()
-        .route("/v1/projects", post(project_create).get(project_list))
-        .route(
-            "/v1/projects/{ref}",
-            get(project_get).delete(project_delete),
-        )
-        .route(
-            "/v1/projects/{ref}/branches",
-            post(branch_create).get(branch_list),
-        )
-        .route("/v1/projects/{ref}/branches/{name}", get(branch_by_name))
-        .route(
-            "/v1/branches/{branch_id_or_ref}",
-            get(branch_config).delete(branch_delete),
-        )
-        .route("/v1/projects/{ref}/database/backups", get(backups_list))
-        .route(
-            "/v1/projects/{ref}/database/backups/restore-pitr",
-            post(restore_pitr),
-        )
-        .route(
-            "/v1/projects/{ref}/database/password",
-            patch(update_password),
-        )
-        .fallback(|| async { SupabaseError::new(StatusCode::NOT_FOUND, "Not Found") })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
-
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    match bearer_token(&headers) {
-        Some(token) if emulator.api_keys.iter().any(|k| k == token) => next.run(request).await,
-        _ => SupabaseError::new(StatusCode::UNAUTHORIZED, "Unauthorized").into_response(),
+impl Vendor for SupabaseEmulator {
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route("/v1/projects", post(project_create).get(project_list))
+            .route(
+                "/v1/projects/{ref}",
+                get(project_get).delete(project_delete),
+            )
+            .route(
+                "/v1/projects/{ref}/branches",
+                post(branch_create).get(branch_list),
+            )
+            .route("/v1/projects/{ref}/branches/{name}", get(branch_by_name))
+            .route(
+                "/v1/branches/{branch_id_or_ref}",
+                get(branch_config).delete(branch_delete),
+            )
+            .route("/v1/projects/{ref}/database/backups", get(backups_list))
+            .route(
+                "/v1/projects/{ref}/database/backups/restore-pitr",
+                post(restore_pitr),
+            )
+            .route(
+                "/v1/projects/{ref}/database/password",
+                patch(update_password),
+            )
+            .fallback(|| async { SupabaseError::new(StatusCode::NOT_FOUND, "Not Found") })
     }
-}
 
-fn body_object(body: &[u8]) -> Result<Map<String, Value>, SupabaseError> {
-    Ok(json_object(body)?)
-}
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
 
-fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, SupabaseError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(SupabaseError::bad_request(format!(
-            "{field} must be a boolean"
-        ))),
+    fn error_body(_code: &str, message: &str) -> Value {
+        json!({ "message": message })
+    }
+
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("supabase", &self.state)]
+    }
+
+    /// Any refusal is a bare 401 `Unauthorized`.
+    fn refuse(_: Refusal) -> SupabaseError {
+        SupabaseError::new(StatusCode::UNAUTHORIZED, "Unauthorized")
     }
 }
 
@@ -560,7 +505,7 @@ fn requested_region(body: &Map<String, Value>) -> Result<String, SupabaseError> 
 }
 
 async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
+    let body = json_object(&body)?;
     let name = required_str(&body, "name")?;
     if name.contains('.') {
         return Err(SupabaseError::bad_request("name must not contain dots"));
@@ -627,7 +572,7 @@ async fn branch_create(
     Path(reference): Path<String>,
     body: Bytes,
 ) -> Created {
-    let body = body_object(&body)?;
+    let body = json_object(&body)?;
     let mut state = emu.state();
     state.project_mut(&reference)?;
     let name = required_str(&body, "branch_name")?;
@@ -747,7 +692,7 @@ async fn restore_pitr(
     Path(reference): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, SupabaseError> {
-    let body = body_object(&body)?;
+    let body = json_object(&body)?;
     let target = match body.get("recovery_time_target_unix") {
         Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
             SupabaseError::bad_request("recovery_time_target_unix must be an integer")
@@ -792,7 +737,7 @@ async fn update_password(
     Path(reference): Path<String>,
     body: Bytes,
 ) -> Answer {
-    let body = body_object(&body)?;
+    let body = json_object(&body)?;
     let password = required_str(&body, "password")?;
     let mut state = emu.state();
     // A branch is a project of its own: its ref works here too.
