@@ -31,7 +31,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::scaffold::{ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first};
+use super::scaffold::{
+    ApiKeys, IdempotencyCache, Persistent, Refusal, Sequence, Store, Vendor, oldest_first, replay,
+    take_idempotency_key,
+};
 use super::wire::{ApiError, json_object, now_rfc3339, optional_str, random_token, required_str};
 
 const DEFAULT_REGION: &str = "us-east-1";
@@ -92,7 +95,7 @@ struct Db9State {
     backups: HashMap<String, BackupRecord>,
     restores: HashMap<String, RestoreRecord>,
     /// Restore idempotency: key -> (request without the key, restore id).
-    restore_keys: HashMap<String, (Value, String)>,
+    restore_keys: IdempotencyCache<String>,
     /// Tokens that may only read (`GET`); anything else is a `403`.
     read_only_keys: Vec<String>,
     /// `POST /customer/databases` calls that created a database.
@@ -649,18 +652,12 @@ async fn backup_delete(
 
 async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Response, Db9Error> {
     let mut body = json_object(&body)?;
-    let key = optional_str(&body, "idempotency_key")?;
-    body.remove("idempotency_key");
+    let key = take_idempotency_key(&mut body)?;
     let fingerprint = Value::Object(body.clone());
     let mut state = emu.state();
     if let Some(key) = &key
-        && let Some((previous, restore_id)) = state.restore_keys.get(key)
+        && let Some(restore_id) = replay(&state.restore_keys, key, &fingerprint)?
     {
-        if *previous != fingerprint {
-            return Err(Db9Error::conflict(
-                "idempotency_key was already used with a different request",
-            ));
-        }
         // A retry answers the restore as it is now (without moving it along).
         let restore = state
             .restores

@@ -18,19 +18,22 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::infrai_byok::{self, ByokState};
-use super::scaffold::{ApiKeys, Persistent, Sequence, Store, Vendor, oldest_first};
-use super::wire::{
-    ApiError, HasIdempotency, IdempotencyCache, idempotent, json_object, now_rfc3339, optional_str,
-    random_token, required_str,
+use super::scaffold::{
+    ApiKeys, HasIdempotency, IdempotencyCache, PageQuery, Paging, Persistent, Sequence, Store,
+    Vendor, oldest_first,
 };
+use super::wire::{ApiError, json_object, now_rfc3339, optional_str, random_token, required_str};
 
 /// Vendors infrai routes to (its discovery endpoint's answer for `db.project.create`).
 pub const VENDORS: &[&str] = &["neon", "supabase", "planetscale"];
 const DEFAULT_VENDOR: &str = "neon";
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_BRANCH: &str = "main";
-const DEFAULT_PAGE_SIZE: usize = 20;
-const MAX_PAGE_SIZE: usize = 100;
+/// Page sizes of the lists (the document gives none).
+pub(super) const PAGING: Paging = Paging {
+    default_size: 20,
+    max_size: 100,
+};
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct ProjectRecord {
@@ -328,38 +331,39 @@ impl Vendor for InfraiEmulator {
 
 async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.project.create", body, |state, body| {
-        let name = required_str(body, "name")?;
-        let mode = optional_str(body, "mode")?.unwrap_or_else(|| "managed".to_string());
-        if mode != "managed" && mode != "byok" {
-            return Err(InfraiError::bad_request(
-                "mode must be \"managed\" or \"byok\"",
-            ));
-        }
-        let vendor = optional_str(body, "vendor")?;
-        if mode == "byok" && vendor.is_none() {
-            return Err(InfraiError::coded(
-                StatusCode::BAD_REQUEST,
-                "VENDOR_REQUIRED",
-                "vendor is required when mode=byok",
-            ));
-        }
-        let vendor = vendor.unwrap_or_else(|| DEFAULT_VENDOR.to_string());
-        if !VENDORS.contains(&vendor.as_str()) {
-            return Err(InfraiError::coded(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "UNKNOWN_VENDOR",
-                format!("vendor {vendor:?} is not available for db.project.create"),
-            ));
-        }
-        for field in ["region", "plan", "postgres_version"] {
-            optional_str(body, field)?;
-        }
-        let region = optional_str(body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
-        let project = state.new_project(name, vendor, region, BTreeMap::new());
-        Ok(state.project_json(&project))
-    })
+    emu.state
+        .idempotent("db.project.create", body, |state, body| {
+            let name = required_str(body, "name")?;
+            let mode = optional_str(body, "mode")?.unwrap_or_else(|| "managed".to_string());
+            if mode != "managed" && mode != "byok" {
+                return Err(InfraiError::bad_request(
+                    "mode must be \"managed\" or \"byok\"",
+                ));
+            }
+            let vendor = optional_str(body, "vendor")?;
+            if mode == "byok" && vendor.is_none() {
+                return Err(InfraiError::coded(
+                    StatusCode::BAD_REQUEST,
+                    "VENDOR_REQUIRED",
+                    "vendor is required when mode=byok",
+                ));
+            }
+            let vendor = vendor.unwrap_or_else(|| DEFAULT_VENDOR.to_string());
+            if !VENDORS.contains(&vendor.as_str()) {
+                return Err(InfraiError::coded(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "UNKNOWN_VENDOR",
+                    format!("vendor {vendor:?} is not available for db.project.create"),
+                ));
+            }
+            for field in ["region", "plan", "postgres_version"] {
+                optional_str(body, field)?;
+            }
+            let region =
+                optional_str(body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+            let project = state.new_project(name, vendor, region, BTreeMap::new());
+            Ok(state.project_json(&project))
+        })
 }
 
 async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -371,54 +375,13 @@ async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answe
     Ok(Json(state.project_json(project)))
 }
 
+/// The `project_id` filter of the branch and snapshot lists.
 #[derive(Deserialize)]
-pub(super) struct ListQuery {
-    pub(super) cursor: Option<String>,
-    pub(super) limit: Option<String>,
-    pub(super) project_id: Option<String>,
+struct ProjectFilter {
+    project_id: Option<String>,
 }
 
-/// Cursor pagination over items ordered by creation: the cursor is opaque to
-/// clients and names the last item returned.
-pub(super) fn paginate<T>(
-    mut items: Vec<(u64, T)>,
-    query: &ListQuery,
-) -> Result<(Vec<T>, Option<String>), InfraiError> {
-    let limit = match &query.limit {
-        None => DEFAULT_PAGE_SIZE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(InfraiError::bad_request(format!(
-                    "limit must be between 1 and {MAX_PAGE_SIZE}"
-                )));
-            }
-        },
-    };
-    let after = match &query.cursor {
-        None => 0,
-        Some(cursor) => cursor
-            .strip_prefix("cur_")
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| InfraiError::bad_request("invalid cursor"))?,
-    };
-    items.sort_by_key(|(seq, _)| *seq);
-    let mut rest = items.into_iter().filter(|(seq, _)| *seq > after).peekable();
-    let mut page = Vec::new();
-    let mut last = after;
-    while page.len() < limit {
-        match rest.next() {
-            Some((seq, item)) => {
-                last = seq;
-                page.push(item);
-            }
-            None => break,
-        }
-    }
-    let next = rest.peek().map(|_| format!("cur_{last}"));
-    Ok((page, next))
-}
-
+/// A page of a list: `{"items": [...], "next_cursor"?}`.
 pub(super) fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
     let mut v = json!({ "items": items });
     if let Some(next) = next {
@@ -427,14 +390,14 @@ pub(super) fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
     v
 }
 
-async fn project_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
+async fn project_list(State(emu): State<Shared>, Query(page): Query<PageQuery>) -> Answer {
     let state = emu.state();
     let items = state
         .projects
         .values()
         .map(|p| (p.seq, state.project_json(p)))
         .collect();
-    let (items, next) = paginate(items, &query)?;
+    let (items, next) = PAGING.page(items, &page)?;
     Ok(Json(page_json(items, next)))
 }
 
@@ -449,39 +412,40 @@ async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> An
 
 async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.branch.create", body, |state, body| {
-        let project_id = required_str(body, "project_id")?;
-        let branch_name = required_str(body, "branch_name")?;
-        let from = optional_str(body, "from_branch")?.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
-        let project = state
-            .projects
-            .get(&project_id)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
-        let in_project = |b: &&BranchRecord| b.project_id == project_id;
-        if state
-            .branches
-            .values()
-            .filter(in_project)
-            .any(|b| b.branch_name == branch_name)
-        {
-            return Err(InfraiError::coded(
-                StatusCode::CONFLICT,
-                "ALREADY_EXISTS",
-                format!("branch {branch_name:?} already exists in project {project_id}"),
-            ));
-        }
-        let parent = state
-            .branches
-            .values()
-            .filter(in_project)
-            .find(|b| b.branch_name == from)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("branch", &from))?;
-        let branch = state.new_branch(&project, &branch_name, Some(&parent));
-        Ok(branch_json(&branch))
-    })
+    emu.state
+        .idempotent("db.branch.create", body, |state, body| {
+            let project_id = required_str(body, "project_id")?;
+            let branch_name = required_str(body, "branch_name")?;
+            let from =
+                optional_str(body, "from_branch")?.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
+            let project = state
+                .projects
+                .get(&project_id)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
+            let in_project = |b: &&BranchRecord| b.project_id == project_id;
+            if state
+                .branches
+                .values()
+                .filter(in_project)
+                .any(|b| b.branch_name == branch_name)
+            {
+                return Err(InfraiError::coded(
+                    StatusCode::CONFLICT,
+                    "ALREADY_EXISTS",
+                    format!("branch {branch_name:?} already exists in project {project_id}"),
+                ));
+            }
+            let parent = state
+                .branches
+                .values()
+                .filter(in_project)
+                .find(|b| b.branch_name == from)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("branch", &from))?;
+            let branch = state.new_branch(&project, &branch_name, Some(&parent));
+            Ok(branch_json(&branch))
+        })
 }
 
 async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -493,15 +457,24 @@ async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer
     Ok(Json(branch_json(branch)))
 }
 
-async fn branch_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
+async fn branch_list(
+    State(emu): State<Shared>,
+    Query(page): Query<PageQuery>,
+    Query(filter): Query<ProjectFilter>,
+) -> Answer {
     let state = emu.state();
     let items = state
         .branches
         .values()
-        .filter(|b| query.project_id.as_ref().is_none_or(|p| *p == b.project_id))
+        .filter(|b| {
+            filter
+                .project_id
+                .as_ref()
+                .is_none_or(|p| *p == b.project_id)
+        })
         .map(|b| (b.seq, branch_json(b)))
         .collect();
-    let (items, next) = paginate(items, &query)?;
+    let (items, next) = PAGING.page(items, &page)?;
     Ok(Json(page_json(items, next)))
 }
 
@@ -524,34 +497,34 @@ async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Ans
 
 async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.snapshot.create", body, |state, body| {
-        let project_id = required_str(body, "project_id")?;
-        let label = optional_str(body, "label")?;
-        let project = state
-            .projects
-            .get(&project_id)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
-        let data = state
-            .branches
-            .get(&project.default_branch_id)
-            .map(|b| b.data.clone())
-            .unwrap_or_default();
-        let seq = state.seq();
-        let snapshot = SnapshotRecord {
-            seq,
-            id: format!("snap_{}", random_token(12)),
-            project_id,
-            label,
-            created_at: now_rfc3339(),
-            data,
-        };
-        state
-            .snapshots
-            .insert(snapshot.id.clone(), snapshot.clone());
-        Ok(snapshot_json(&snapshot))
-    })
+    emu.state
+        .idempotent("db.snapshot.create", body, |state, body| {
+            let project_id = required_str(body, "project_id")?;
+            let label = optional_str(body, "label")?;
+            let project = state
+                .projects
+                .get(&project_id)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
+            let data = state
+                .branches
+                .get(&project.default_branch_id)
+                .map(|b| b.data.clone())
+                .unwrap_or_default();
+            let seq = state.seq();
+            let snapshot = SnapshotRecord {
+                seq,
+                id: format!("snap_{}", random_token(12)),
+                project_id,
+                label,
+                created_at: now_rfc3339(),
+                data,
+            };
+            state
+                .snapshots
+                .insert(snapshot.id.clone(), snapshot.clone());
+            Ok(snapshot_json(&snapshot))
+        })
 }
 
 async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -563,15 +536,24 @@ async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answ
     Ok(Json(snapshot_json(snapshot)))
 }
 
-async fn snapshot_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
+async fn snapshot_list(
+    State(emu): State<Shared>,
+    Query(page): Query<PageQuery>,
+    Query(filter): Query<ProjectFilter>,
+) -> Answer {
     let state = emu.state();
     let items = state
         .snapshots
         .values()
-        .filter(|s| query.project_id.as_ref().is_none_or(|p| *p == s.project_id))
+        .filter(|s| {
+            filter
+                .project_id
+                .as_ref()
+                .is_none_or(|p| *p == s.project_id)
+        })
         .map(|s| (s.seq, snapshot_json(s)))
         .collect();
-    let (items, next) = paginate(items, &query)?;
+    let (items, next) = PAGING.page(items, &page)?;
     Ok(Json(page_json(items, next)))
 }
 
@@ -592,8 +574,7 @@ async fn snapshot_restore(
             body.insert("snapshot_id".to_string(), json!(id));
         }
     }
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.snapshot.restore", body, |state, body| {
+    emu.state.idempotent("db.snapshot.restore", body, |state, body| {
         let snapshot_id = required_str(body, "snapshot_id")?;
         let snapshot = state
             .snapshots
@@ -619,43 +600,4 @@ async fn snapshot_restore(
             json!({ "id": full["id"], "name": full["name"], "connection_uri": full["connection_uri"] }),
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn q(cursor: Option<&str>, limit: Option<&str>) -> ListQuery {
-        ListQuery {
-            cursor: cursor.map(str::to_string),
-            limit: limit.map(str::to_string),
-            project_id: None,
-        }
-    }
-
-    #[test]
-    fn pagination_walks_every_item_once_in_creation_order() {
-        let items: Vec<(u64, u64)> = (1..=45).rev().map(|i| (i, i)).collect();
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let (page, next) = paginate(items.clone(), &q(cursor.as_deref(), Some("20"))).unwrap();
-            seen.extend(page);
-            match next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        assert_eq!(seen, (1..=45).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn pagination_rejects_bad_limits_and_cursors() {
-        assert!(paginate(vec![(1, ())], &q(None, Some("0"))).is_err());
-        assert!(paginate(vec![(1, ())], &q(None, Some("101"))).is_err());
-        assert!(paginate(vec![(1, ())], &q(None, Some("ten"))).is_err());
-        assert!(paginate(vec![(1, ())], &q(Some("garbage"), None)).is_err());
-        let (page, next) = paginate(vec![(1, ()), (2, ())], &q(None, Some("2"))).unwrap();
-        assert_eq!((page.len(), next), (2, None));
-    }
 }

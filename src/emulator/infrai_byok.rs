@@ -26,12 +26,11 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
-use super::infrai::{InfraiError, ListQuery, Shared, page_json, paginate};
-use super::scaffold::{Persistent, Sequence, Store, oldest_first};
-use super::wire::{
-    HasIdempotency, IdempotencyCache, idempotent, json_object, now_rfc3339, optional_str,
-    random_token, required_str,
+use super::infrai::{InfraiError, PAGING, Shared, page_json};
+use super::scaffold::{
+    HasIdempotency, IdempotencyCache, PageQuery, Persistent, Sequence, Store, oldest_first,
 };
+use super::wire::{json_object, now_rfc3339, optional_str, random_token, required_str};
 
 /// A credential value containing this string fails the emulator's probe.
 pub const REJECTED_MARKER: &str = "invalid";
@@ -299,8 +298,7 @@ fn body_with_id(body: &[u8], id: &str) -> Result<Map<String, Value>, InfraiError
 
 async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.register", body, |model, body| {
+    emu.byok.model.idempotent("byok.register", body, |model, body| {
         let provider = required_str(body, "provider")?;
         let Some(alias) = optional_str(body, "alias")?.filter(|a| !a.is_empty()) else {
             return Err(InfraiError::bad_request(
@@ -402,17 +400,18 @@ async fn get_config(State(emu): State<Shared>, Path(id): Path<String>) -> Answer
 
 async fn update(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.update", body, |model, body| {
-        let label = optional_str(body, "label")?;
-        let key = model.live(&id)?;
-        if let Some(label) = label {
-            key.label = label;
-        }
-        let response = config_json(key);
-        model.event(&id, "updated", json!({}));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.update", body, |model, body| {
+            let label = optional_str(body, "label")?;
+            let key = model.live(&id)?;
+            if let Some(label) = label {
+                key.label = label;
+            }
+            let response = config_json(key);
+            model.event(&id, "updated", json!({}));
+            Ok(response)
+        })
 }
 
 fn set_state(
@@ -423,8 +422,7 @@ fn set_state(
     state: &'static str,
 ) -> Answer {
     let body = body_with_id(body, id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, capability, body, |model, _| {
+    emu.byok.model.idempotent(capability, body, |model, _| {
         let key = model.live(id)?;
         let changed = key.state != state;
         key.state = state.to_string();
@@ -466,8 +464,7 @@ fn scope_of(body: &Map<String, Value>) -> Result<(Option<String>, Option<String>
 
 async fn bind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.bind", body, |model, body| {
+    emu.byok.model.idempotent("byok.bind", body, |model, body| {
         let (capability, module) = scope_of(body)?;
         let model_pin = optional_str(body, "model")?;
         let key = model.live(&id)?;
@@ -486,16 +483,17 @@ async fn bind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) ->
 
 async fn unbind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.unbind", body, |model, body| {
-        let (capability, module) = scope_of(body)?;
-        let key = model.live(&id)?;
-        key.bindings
-            .retain(|b| !(b.capability == capability && b.module == module));
-        let response = json!({ "byok_id": key.id, "bindings": bindings_json(key) });
-        model.event(&id, "unbound", json!({}));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.unbind", body, |model, body| {
+            let (capability, module) = scope_of(body)?;
+            let key = model.live(&id)?;
+            key.bindings
+                .retain(|b| !(b.capability == capability && b.module == module));
+            let response = json!({ "byok_id": key.id, "bindings": bindings_json(key) });
+            model.event(&id, "unbound", json!({}));
+            Ok(response)
+        })
 }
 
 async fn policy_get(State(emu): State<Shared>) -> Answer {
@@ -504,67 +502,69 @@ async fn policy_get(State(emu): State<Shared>) -> Answer {
 
 async fn policy_set(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.policy.set", body, |model, body| {
-        let mode = required_str(body, "mode")?;
-        if !POLICY_MODES.contains(&mode.as_str()) {
-            return Err(InfraiError::bad_request(
-                "mode must be byok_only or byok_then_pool",
-            ));
-        }
-        let mut policy = json!({ "mode": mode });
-        match body.get("scope") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(scope)) => {
-                let mut out = Map::new();
-                for field in ["capability", "module"] {
-                    if let Some(v) = optional_str(scope, field)? {
-                        out.insert(field.to_string(), json!(v));
+    emu.byok
+        .model
+        .idempotent("byok.policy.set", body, |model, body| {
+            let mode = required_str(body, "mode")?;
+            if !POLICY_MODES.contains(&mode.as_str()) {
+                return Err(InfraiError::bad_request(
+                    "mode must be byok_only or byok_then_pool",
+                ));
+            }
+            let mut policy = json!({ "mode": mode });
+            match body.get("scope") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(scope)) => {
+                    let mut out = Map::new();
+                    for field in ["capability", "module"] {
+                        if let Some(v) = optional_str(scope, field)? {
+                            out.insert(field.to_string(), json!(v));
+                        }
+                    }
+                    if !out.is_empty() {
+                        policy["scope"] = Value::Object(out);
                     }
                 }
-                if !out.is_empty() {
-                    policy["scope"] = Value::Object(out);
-                }
+                Some(_) => return Err(InfraiError::bad_request("scope must be an object")),
             }
-            Some(_) => return Err(InfraiError::bad_request("scope must be an object")),
-        }
-        model.policy = Some(policy.clone());
-        Ok(policy)
-    })
+            model.policy = Some(policy.clone());
+            Ok(policy)
+        })
 }
 
 async fn quota_set(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.quota.set", body, |model, body| {
-        let mut quota = Map::new();
-        for field in ["spend_limit_usd", "call_limit"] {
-            match body.get(field) {
-                None | Some(Value::Null) => {}
-                Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v >= 0.0) => {
-                    quota.insert(field.to_string(), Value::Number(n.clone()));
-                }
-                Some(_) => {
-                    return Err(InfraiError::bad_request(format!(
-                        "{field} must be a number of at least 0"
-                    )));
+    emu.byok
+        .model
+        .idempotent("byok.quota.set", body, |model, body| {
+            let mut quota = Map::new();
+            for field in ["spend_limit_usd", "call_limit"] {
+                match body.get(field) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v >= 0.0) => {
+                        quota.insert(field.to_string(), Value::Number(n.clone()));
+                    }
+                    Some(_) => {
+                        return Err(InfraiError::bad_request(format!(
+                            "{field} must be a number of at least 0"
+                        )));
+                    }
                 }
             }
-        }
-        if let Some(window) = optional_str(body, "window")? {
-            if !QUOTA_WINDOWS.contains(&window.as_str()) {
-                return Err(InfraiError::bad_request(
-                    "window must be one of 1d, 7d, 30d, mtd, ytd",
-                ));
+            if let Some(window) = optional_str(body, "window")? {
+                if !QUOTA_WINDOWS.contains(&window.as_str()) {
+                    return Err(InfraiError::bad_request(
+                        "window must be one of 1d, 7d, 30d, mtd, ytd",
+                    ));
+                }
+                quota.insert("window".to_string(), json!(window));
             }
-            quota.insert("window".to_string(), json!(window));
-        }
-        let key = model.live(&id)?;
-        key.quota = Some(Value::Object(quota));
-        let response = json!({ "byok_id": key.id, "quota": key.quota });
-        model.event(&id, "quota_set", json!({}));
-        Ok(response)
-    })
+            let key = model.live(&id)?;
+            key.quota = Some(Value::Object(quota));
+            let response = json!({ "byok_id": key.id, "quota": key.quota });
+            model.event(&id, "quota_set", json!({}));
+            Ok(response)
+        })
 }
 
 async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -590,63 +590,66 @@ async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
 async fn events(
     State(emu): State<Shared>,
     Path(id): Path<String>,
-    Query(query): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Answer {
     let model = emu.byok.model();
     let key = model
         .keys
         .get(&id)
         .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
-    let (items, next) = paginate(key.events.clone(), &query)?;
+    let (items, next) = PAGING.page(key.events.clone(), &page)?;
     Ok(Json(page_json(items, next)))
 }
 
 async fn rotate(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.rotate", body, |model, body| {
-        let api_key = required_str(body, "api_key")?;
-        let key = model.live(&id)?;
-        key.credentials.insert("api_key".to_string(), api_key);
-        let response =
-            json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
-        model.event(&id, "rotated", json!({}));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.rotate", body, |model, body| {
+            let api_key = required_str(body, "api_key")?;
+            let key = model.live(&id)?;
+            key.credentials.insert("api_key".to_string(), api_key);
+            let response =
+                json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
+            model.event(&id, "rotated", json!({}));
+            Ok(response)
+        })
 }
 
 async fn rotate_stage(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.rotate.stage", body, |model, body| {
-        let api_key = required_str(body, "api_key")?;
-        let key = model.live(&id)?;
-        let mut candidate = key.credentials.clone();
-        candidate.insert("api_key".to_string(), api_key.clone());
-        let (probe_ok, probe_result) = probe(&candidate);
-        let stage_id = format!("stg_{}", random_token(10));
-        key.stages
-            .insert(stage_id.clone(), Stage { api_key, probe_ok });
-        model.event(&id, "rotation_staged", json!({ "probe_ok": probe_ok }));
-        Ok(json!({ "stage_id": stage_id, "probe_result": probe_result }))
-    })
+    emu.byok
+        .model
+        .idempotent("byok.rotate.stage", body, |model, body| {
+            let api_key = required_str(body, "api_key")?;
+            let key = model.live(&id)?;
+            let mut candidate = key.credentials.clone();
+            candidate.insert("api_key".to_string(), api_key.clone());
+            let (probe_ok, probe_result) = probe(&candidate);
+            let stage_id = format!("stg_{}", random_token(10));
+            key.stages
+                .insert(stage_id.clone(), Stage { api_key, probe_ok });
+            model.event(&id, "rotation_staged", json!({ "probe_ok": probe_ok }));
+            Ok(json!({ "stage_id": stage_id, "probe_result": probe_result }))
+        })
 }
 
 async fn rotate_commit(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.rotate.commit", body, |model, body| {
-        let stage_id = required_str(body, "stage_id")?;
-        let key = model.live(&id)?;
-        let stage = key
-            .stages
-            .remove(&stage_id)
-            .ok_or_else(|| InfraiError::not_found("staged rotation", &stage_id))?;
-        key.credentials.insert("api_key".to_string(), stage.api_key);
-        key.stages.clear();
-        let response =
-            json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
-        model.event(&id, "rotated", json!({ "probe_ok": stage.probe_ok }));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.rotate.commit", body, |model, body| {
+            let stage_id = required_str(body, "stage_id")?;
+            let key = model.live(&id)?;
+            let stage = key
+                .stages
+                .remove(&stage_id)
+                .ok_or_else(|| InfraiError::not_found("staged rotation", &stage_id))?;
+            key.credentials.insert("api_key".to_string(), stage.api_key);
+            key.stages.clear();
+            let response =
+                json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
+            model.event(&id, "rotated", json!({ "probe_ok": stage.probe_ok }));
+            Ok(response)
+        })
 }

@@ -1,23 +1,25 @@
 //! What every emulated vendor API is built on, written once: the state
 //! container (one lock, saved to and loaded from the state file), record
-//! sequence numbers and creation order, and Bearer auth.
+//! sequence numbers and creation order, Bearer auth, cursor pagination and
+//! idempotency keys.
 //!
 //! A vendor module keeps only its routes, its wire models and its rules: it
 //! implements [`Vendor`] (routes, keys, error body, its auth rules where the
 //! document has its own) and [`serve`] does the rest.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::wire::ApiError;
+use super::wire::{ApiError, optional_str};
 
 /// One emulated vendor API: what its module supplies to be served.
 pub trait Vendor: Send + Sync + Sized + 'static {
@@ -158,7 +160,7 @@ impl<S: Serialize + DeserializeOwned + Send> Persistent for Store<S> {
 }
 
 /// Numbers records in creation order (saved as a bare number).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Sequence(u64);
 
@@ -175,6 +177,134 @@ pub fn oldest_first<T>(items: impl IntoIterator<Item = T>, seq: impl Fn(&T) -> u
     let mut items: Vec<T> = items.into_iter().collect();
     items.sort_by_key(|item| seq(item));
     items
+}
+
+/// The query of a paginated list: `?cursor=...&limit=...`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// Page sizes of a vendor's paginated lists.
+pub struct Paging {
+    /// Items on a page when the request does not say.
+    pub default_size: usize,
+    /// The largest `limit` a request may ask for.
+    pub max_size: usize,
+}
+
+impl Paging {
+    /// Cursor pagination over `(sequence number, item)` pairs, oldest first:
+    /// the page the query asks for, and the cursor of the next page if there
+    /// are more items. The cursor is opaque to clients and names the last item
+    /// returned. A `limit` out of `1..=max_size` or a cursor not made here is a 400.
+    pub fn page<T, V>(
+        &self,
+        mut items: Vec<(u64, T)>,
+        query: &PageQuery,
+    ) -> Result<(Vec<T>, Option<String>), ApiError<V>> {
+        let limit = match &query.limit {
+            None => self.default_size,
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=self.max_size).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "limit must be between 1 and {}",
+                        self.max_size
+                    )));
+                }
+            },
+        };
+        let after = match &query.cursor {
+            None => 0,
+            Some(cursor) => cursor
+                .strip_prefix("cur_")
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("invalid cursor"))?,
+        };
+        items.sort_by_key(|(seq, _)| *seq);
+        let mut rest = items.into_iter().filter(|(seq, _)| *seq > after).peekable();
+        let mut page = Vec::new();
+        let mut last = after;
+        while page.len() < limit {
+            match rest.next() {
+                Some((seq, item)) => {
+                    last = seq;
+                    page.push(item);
+                }
+                None => break,
+            }
+        }
+        let next = rest.peek().map(|_| format!("cur_{last}"));
+        Ok((page, next))
+    }
+}
+
+/// What idempotent calls did, by idempotency key: (the request without its
+/// key, the outcome: by default the response). String keys, so the cache is
+/// saved with the rest of the state.
+pub type IdempotencyCache<T = Value> = HashMap<String, (Value, T)>;
+
+/// A model state that remembers idempotent calls.
+pub trait HasIdempotency {
+    fn idempotency(&mut self) -> &mut IdempotencyCache;
+}
+
+/// Takes the `idempotency_key` field out of a request body (400 when it is not
+/// a string); what is left is the request a retry must repeat.
+pub fn take_idempotency_key<V>(
+    request: &mut Map<String, Value>,
+) -> Result<Option<String>, ApiError<V>> {
+    let key = optional_str(request, "idempotency_key")?;
+    request.remove("idempotency_key");
+    Ok(key)
+}
+
+/// What an earlier call with idempotency key `key` left: nothing for a new
+/// key, its outcome when `request` is the same, and a 409 when it differs.
+pub fn replay<'a, T, V>(
+    cache: &'a IdempotencyCache<T>,
+    key: &str,
+    request: &Value,
+) -> Result<Option<&'a T>, ApiError<V>> {
+    match cache.get(key) {
+        None => Ok(None),
+        Some((previous, outcome)) if previous == request => Ok(Some(outcome)),
+        Some(_) => Err(ApiError::coded(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_CONFLICT",
+            "idempotency_key was already used with a different request",
+        )),
+    }
+}
+
+impl<S: HasIdempotency> Store<S> {
+    /// Runs `create` on the locked state once per (capability, idempotency
+    /// key): a retry with the same key and the same request answers the first
+    /// response; a different request is a 409. Without a key, every call runs.
+    /// A failed call is not remembered.
+    pub fn idempotent<V>(
+        &self,
+        capability: &'static str,
+        mut request: Map<String, Value>,
+        create: impl FnOnce(&mut S, &Map<String, Value>) -> Result<Value, ApiError<V>>,
+    ) -> Result<Json<Value>, ApiError<V>> {
+        let mut state = self.lock();
+        let Some(key) = take_idempotency_key(&mut request)? else {
+            return create(&mut *state, &request).map(Json);
+        };
+        let key = format!("{capability} {key}");
+        let fingerprint = Value::Object(request.clone());
+        if let Some(response) = replay(state.idempotency(), &key, &fingerprint)? {
+            return Ok(Json(response.clone()));
+        }
+        let response = create(&mut *state, &request)?;
+        state
+            .idempotency()
+            .insert(key, (fingerprint, response.clone()));
+        Ok(Json(response))
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +540,237 @@ mod tests {
             body(Refusal::UnknownToken),
             (401, "UNAUTHORIZED", "invalid API key".into())
         );
+    }
+
+    const PAGING: Paging = Paging {
+        default_size: 20,
+        max_size: 100,
+    };
+
+    fn q(cursor: Option<&str>, limit: Option<&str>) -> PageQuery {
+        PageQuery {
+            cursor: cursor.map(str::to_string),
+            limit: limit.map(str::to_string),
+        }
+    }
+
+    fn page(
+        items: Vec<(u64, u64)>,
+        query: &PageQuery,
+    ) -> Result<(Vec<u64>, Option<String>), ApiError<()>> {
+        PAGING.page(items, query)
+    }
+
+    #[test]
+    fn pagination_walks_every_item_once_in_creation_order() {
+        let items: Vec<(u64, u64)> = (1..=45).rev().map(|i| (i, i * 10)).collect();
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let (items, next) = page(items.clone(), &q(cursor.as_deref(), None)).unwrap();
+            sizes.push(items.len());
+            seen.extend(items);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=45).map(|i| i * 10).collect::<Vec<_>>());
+        // Pages of the default size; the last page says there is no next one.
+        assert_eq!(sizes, [20, 20, 5]);
+    }
+
+    #[test]
+    fn pagination_honours_the_limit_and_names_the_last_item_in_the_cursor() {
+        let items = vec![(4, 40), (9, 90), (2, 20)];
+        assert_eq!(
+            page(items.clone(), &q(None, Some("2"))).unwrap(),
+            (vec![20, 40], Some("cur_4".to_string()))
+        );
+        assert_eq!(
+            page(items.clone(), &q(Some("cur_4"), Some("2"))).unwrap(),
+            (vec![90], None)
+        );
+        // Exactly a page left: no cursor to an empty page.
+        assert_eq!(
+            page(items.clone(), &q(None, Some("3"))).unwrap(),
+            (vec![20, 40, 90], None)
+        );
+        // A cursor past the end is an empty page, not an error.
+        assert_eq!(
+            page(items, &q(Some("cur_99"), None)).unwrap(),
+            (vec![], None)
+        );
+    }
+
+    #[test]
+    fn pagination_rejects_bad_limits_and_cursors() {
+        let message = |query| page(vec![(1, 1)], &query).unwrap_err().message;
+        assert_eq!(
+            message(q(None, Some("0"))),
+            "limit must be between 1 and 100"
+        );
+        assert_eq!(
+            message(q(None, Some("101"))),
+            "limit must be between 1 and 100"
+        );
+        assert_eq!(
+            message(q(None, Some("ten"))),
+            "limit must be between 1 and 100"
+        );
+        assert_eq!(message(q(Some("garbage"), None)), "invalid cursor");
+        assert_eq!(message(q(Some("cur_x"), None)), "invalid cursor");
+        assert!(page(vec![(1, 1)], &q(None, Some("100"))).is_ok());
+    }
+
+    #[derive(Default)]
+    struct Remembers {
+        idempotency: IdempotencyCache,
+        creates: u64,
+    }
+
+    impl HasIdempotency for Remembers {
+        fn idempotency(&mut self) -> &mut IdempotencyCache {
+            &mut self.idempotency
+        }
+    }
+
+    fn body(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Creates a record numbered by the call, named as the request says.
+    fn create(
+        store: &Store<Remembers>,
+        capability: &'static str,
+        request: Value,
+    ) -> Result<Value, ApiError<()>> {
+        store
+            .idempotent(capability, body(request), |state, request| {
+                if request.contains_key("fail") {
+                    return Err(ApiError::bad_request("asked to fail"));
+                }
+                state.creates += 1;
+                Ok(serde_json::json!({ "n": state.creates, "name": request["name"] }))
+            })
+            .map(|Json(v)| v)
+    }
+
+    #[test]
+    fn a_retry_with_the_same_key_and_request_answers_the_first_response() {
+        let store = Store::<Remembers>::default();
+        let first = create(
+            &store,
+            "x.create",
+            serde_json::json!({ "name": "a", "idempotency_key": "k" }),
+        )
+        .unwrap();
+        let again = create(
+            &store,
+            "x.create",
+            serde_json::json!({ "name": "a", "idempotency_key": "k" }),
+        )
+        .unwrap();
+        assert_eq!(first, serde_json::json!({ "n": 1, "name": "a" }));
+        assert_eq!(again, first);
+        assert_eq!(store.lock().creates, 1);
+
+        // The key is scoped to its capability.
+        let other = create(
+            &store,
+            "y.create",
+            serde_json::json!({ "name": "a", "idempotency_key": "k" }),
+        )
+        .unwrap();
+        assert_eq!(other["n"], 2);
+        // Without a key every call runs, and the key is not part of the request.
+        create(&store, "x.create", serde_json::json!({ "name": "a" })).unwrap();
+        create(&store, "x.create", serde_json::json!({ "name": "a" })).unwrap();
+        assert_eq!(store.lock().creates, 4);
+    }
+
+    #[test]
+    fn a_reused_key_with_another_request_is_a_conflict() {
+        let store = Store::<Remembers>::default();
+        create(
+            &store,
+            "x.create",
+            serde_json::json!({ "name": "a", "idempotency_key": "k" }),
+        )
+        .unwrap();
+        let error = create(
+            &store,
+            "x.create",
+            serde_json::json!({ "name": "b", "idempotency_key": "k" }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (error.status, error.code, error.message.as_str()),
+            (
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_CONFLICT",
+                "idempotency_key was already used with a different request"
+            )
+        );
+        assert_eq!(store.lock().creates, 1);
+    }
+
+    #[test]
+    fn a_failed_call_is_not_remembered_and_a_bad_key_is_refused() {
+        let store = Store::<Remembers>::default();
+        let error = create(
+            &store,
+            "x.create",
+            serde_json::json!({ "fail": true, "idempotency_key": "k" }),
+        )
+        .unwrap_err();
+        assert_eq!(error.message, "asked to fail");
+        // The key is free: a different request with it now runs.
+        assert_eq!(
+            create(
+                &store,
+                "x.create",
+                serde_json::json!({ "name": "a", "idempotency_key": "k" })
+            )
+            .unwrap()["n"],
+            1
+        );
+        let error = create(
+            &store,
+            "x.create",
+            serde_json::json!({ "name": "a", "idempotency_key": 7 }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (error.status, error.message.as_str()),
+            (StatusCode::BAD_REQUEST, "idempotency_key must be a string")
+        );
+    }
+
+    #[test]
+    fn replay_returns_the_saved_outcome_of_the_same_request_only() {
+        let mut cache: IdempotencyCache<String> = HashMap::new();
+        let request = serde_json::json!({ "backup_id": "b1" });
+        cache.insert("k".into(), (request.clone(), "rst_1".into()));
+        let found: Option<&String> = replay::<_, ()>(&cache, "k", &request).unwrap();
+        assert_eq!(found.map(String::as_str), Some("rst_1"));
+        assert_eq!(replay::<_, ()>(&cache, "other", &request).unwrap(), None);
+        let other = serde_json::json!({ "backup_id": "b2" });
+        assert_eq!(
+            replay::<_, ()>(&cache, "k", &other).unwrap_err().status,
+            StatusCode::CONFLICT
+        );
+
+        let mut request = body(serde_json::json!({ "a": 1, "idempotency_key": "k" }));
+        assert_eq!(
+            take_idempotency_key::<()>(&mut request).unwrap(),
+            Some("k".into())
+        );
+        assert_eq!(Value::Object(request), serde_json::json!({ "a": 1 }));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Request/response helpers shared by the emulated APIs: the error answer
 //! (each vendor gives it its documented body) and JSON body fields.
 
-use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use axum::Json;
@@ -145,52 +144,6 @@ pub fn random_token(len: usize) -> String {
 /// Now, RFC 3339, UTC.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
-}
-
-/// Responses of idempotent calls: `"<capability> <key>"` -> (request without
-/// the key, response). String keys, so the cache is saved with the rest of
-/// the state.
-pub type IdempotencyCache = HashMap<String, (Value, Value)>;
-
-fn cache_key(capability: &str, key: &str) -> String {
-    format!("{capability} {key}")
-}
-
-/// A model state that remembers idempotent calls.
-pub trait HasIdempotency {
-    fn idempotency(&mut self) -> &mut IdempotencyCache;
-}
-
-/// Runs `create` once per (capability, idempotency key): a retry with the same key
-/// and the same request answers the first response; a different request is a 409.
-/// Without a key, every call runs.
-pub fn idempotent<S: HasIdempotency, V>(
-    state: &mut S,
-    capability: &'static str,
-    mut request: Map<String, Value>,
-    create: impl FnOnce(&mut S, &Map<String, Value>) -> Result<Value, ApiError<V>>,
-) -> Result<Json<Value>, ApiError<V>> {
-    let key = optional_str(&request, "idempotency_key")?;
-    request.remove("idempotency_key");
-    let Some(key) = key else {
-        return create(state, &request).map(Json);
-    };
-    let fingerprint = Value::Object(request.clone());
-    if let Some((previous, response)) = state.idempotency().get(&cache_key(capability, &key)) {
-        if *previous == fingerprint {
-            return Ok(Json(response.clone()));
-        }
-        return Err(ApiError::coded(
-            StatusCode::CONFLICT,
-            "IDEMPOTENCY_CONFLICT",
-            "idempotency_key was already used with a different request",
-        ));
-    }
-    let response = create(state, &request)?;
-    state
-        .idempotency()
-        .insert(cache_key(capability, &key), (fingerprint, response.clone()));
-    Ok(Json(response))
 }
 
 #[cfg(test)]
