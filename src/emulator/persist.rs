@@ -144,11 +144,13 @@ fn load(emulator: &Emulator, bytes: &[u8]) -> Result<(), String> {
         return Err(format!("layout version {}", saved.version));
     }
     let mut sections = saved.sections;
-    for (key, state) in emulator.sections() {
-        let section = sections
-            .remove(key)
-            .ok_or_else(|| format!("missing field `{key}`"))?;
-        state.load(section).map_err(|e| e.to_string())?;
+    for (_, api) in emulator.apis() {
+        for (key, state) in api.sections() {
+            let section = sections
+                .remove(key)
+                .ok_or_else(|| format!("missing field `{key}`"))?;
+            state.load(section).map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
@@ -156,8 +158,10 @@ fn load(emulator: &Emulator, bytes: &[u8]) -> Result<(), String> {
 /// Everything the emulator holds, as the state file's bytes.
 pub fn snapshot(emulator: &Emulator) -> Result<Vec<u8>, serde_json::Error> {
     let mut sections = serde_json::Map::new();
-    for (key, state) in emulator.sections() {
-        sections.insert(key.to_string(), state.save()?);
+    for (_, api) in emulator.apis() {
+        for (key, state) in api.sections() {
+            sections.insert(key.to_string(), state.save()?);
+        }
     }
     let saved = Saved {
         version: VERSION,

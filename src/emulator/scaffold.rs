@@ -63,6 +63,24 @@ pub trait Vendor: Send + Sync + Sized + 'static {
     }
 }
 
+/// A vendor API as the emulator holds it, whatever the vendor.
+pub trait Served: Send + Sync {
+    /// The API's routes, behind its auth, on its state.
+    fn router(self: Arc<Self>) -> Router;
+    /// The parts of the state file this API keeps, each under its key.
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)>;
+}
+
+impl<V: Vendor> Served for V {
+    fn router(self: Arc<Self>) -> Router {
+        serve(self)
+    }
+
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        Vendor::sections(self)
+    }
+}
+
 /// The routes of `vendor`, behind its Bearer auth.
 pub fn serve<V: Vendor>(vendor: Arc<V>) -> Router {
     V::routes()
