@@ -20,7 +20,7 @@
 //! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
@@ -237,14 +237,10 @@ impl CapyDbEmulator {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, CapyState> {
-        self.state.lock()
-    }
-
     /// Seeds a project (the API has no create) and returns its database password.
     /// An existing project is kept as it is.
     pub fn add_project(&self, id: &str) -> String {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let project = state
             .projects
             .entry(id.to_string())
@@ -261,7 +257,7 @@ impl CapyDbEmulator {
     /// Seeds a preview database of `project_id` and returns its password; `None`
     /// when the project does not exist. An existing preview is kept as it is.
     pub fn add_preview(&self, project_id: &str, preview_id: &str) -> Option<String> {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         if !state.projects.contains_key(project_id) {
             return None;
         }
@@ -280,7 +276,8 @@ impl CapyDbEmulator {
 
     /// A project's current database password.
     pub fn project_password(&self, id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .projects
             .get(id)
             .map(|p| p.credentials.password.clone())
@@ -288,7 +285,8 @@ impl CapyDbEmulator {
 
     /// A preview database's current password.
     pub fn preview_password(&self, id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .previews
             .get(id)
             .map(|p| p.credentials.password.clone())
@@ -296,29 +294,33 @@ impl CapyDbEmulator {
 
     /// The project a preview database belongs to.
     pub fn preview_project(&self, id: &str) -> Option<String> {
-        self.state().previews.get(id).map(|p| p.project_id.clone())
+        self.state
+            .lock()
+            .previews
+            .get(id)
+            .map(|p| p.project_id.clone())
     }
 
     /// Number of rotation jobs ever started.
     pub fn job_count(&self) -> usize {
-        self.state().jobs.len()
+        self.state.lock().jobs.len()
     }
 
     /// A job's state (`pending`, `running`, `succeeded`, `failed`).
     pub fn job_state(&self, job_id: &str) -> Option<&'static str> {
-        self.state().jobs.get(job_id).map(|j| j.state.as_str())
+        self.state.lock().jobs.get(job_id).map(|j| j.state.as_str())
     }
 
     /// Moves a job one step without anyone observing it, as CapyDB's worker
     /// would between two polls; returns the new state.
     pub fn advance_job(&self, job_id: &str) -> Option<&'static str> {
-        self.state().advance(job_id).map(JobState::as_str)
+        self.state.lock().advance(job_id).map(JobState::as_str)
     }
 
     /// Makes the job's completing step fail with `error` instead of succeeding
     /// (the password is then left unchanged). False for an unknown or finished job.
     pub fn fail_next_step(&self, job_id: &str, error: &str) -> bool {
-        match self.state().jobs.get_mut(job_id) {
+        match self.state.lock().jobs.get_mut(job_id) {
             Some(job) if job.state.in_flight() => {
                 job.fail_with = Some(error.to_string());
                 true
@@ -370,7 +372,7 @@ async fn project_connections(
     State(emu): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, CapyError> {
-    let state = emu.state();
+    let state = emu.state.lock();
     let project = state
         .projects
         .get(&id)
@@ -382,7 +384,7 @@ async fn preview_connections(
     State(emu): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, CapyError> {
-    let state = emu.state();
+    let state = emu.state.lock();
     let preview = state
         .previews
         .get(&id)
@@ -400,7 +402,7 @@ async fn preview_connections(
 /// POST start a new job (`202`, state `pending`). The project's password (in
 /// `direct_url` and `pooled_url`) changes only when a job succeeds.
 async fn rotate(State(emu): State<Shared>, Path(id): Path<String>) -> Result<Response, CapyError> {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let locked_by = state
         .projects
         .get(&id)

@@ -21,7 +21,7 @@
 //!   its branches are databases of their own and stay.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -35,7 +35,9 @@ use super::scaffold::{
     ApiKeys, IdempotencyCache, Persistent, Refusal, Sequence, Store, Vendor, oldest_first, replay,
     take_idempotency_key,
 };
-use super::wire::{ApiError, json_object, now_rfc3339, optional_str, random_token, required_str};
+use super::wire::{
+    ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
+};
 
 const DEFAULT_REGION: &str = "us-east-1";
 const ADMIN_USER: &str = "admin";
@@ -126,13 +128,9 @@ impl Db9Emulator {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, Db9State> {
-        self.state.lock()
-    }
-
     /// Every database (branches and restored ones included), oldest first.
     pub fn databases(&self) -> Vec<DatabaseView> {
-        let state = self.state();
+        let state = self.state.lock();
         oldest_first(state.databases.values(), |d| d.seq)
             .into_iter()
             .map(|d| DatabaseView {
@@ -147,27 +145,28 @@ impl Db9Emulator {
 
     /// Number of databases (branches and restored ones included).
     pub fn database_count(&self) -> usize {
-        self.state().databases.len()
+        self.state.lock().databases.len()
     }
 
     /// Number of `POST /customer/databases` calls that created a database.
     pub fn database_create_count(&self) -> usize {
-        self.state().database_creates
+        self.state.lock().database_creates
     }
 
     /// Number of backups.
     pub fn backup_count(&self) -> usize {
-        self.state().backups.len()
+        self.state.lock().backups.len()
     }
 
     /// Number of restores ever started.
     pub fn restore_count(&self) -> usize {
-        self.state().restores.len()
+        self.state.lock().restores.len()
     }
 
     /// The current admin password of a database.
     pub fn admin_password(&self, database_id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .databases
             .get(database_id)
             .map(|d| d.admin_password.clone())
@@ -175,7 +174,7 @@ impl Db9Emulator {
 
     /// Sets a database's state as the vendor would report it (`creating`, `failed`, ...).
     pub fn set_database_state(&self, database_id: &str, state: &str) -> bool {
-        match self.state().databases.get_mut(database_id) {
+        match self.state.lock().databases.get_mut(database_id) {
             Some(database) => {
                 database.state = state.to_string();
                 true
@@ -186,12 +185,12 @@ impl Db9Emulator {
 
     /// Deletes a database as if someone did it in the vendor's console.
     pub fn delete_database_out_of_band(&self, database_id: &str) -> bool {
-        remove_database(&mut self.state(), database_id)
+        remove_database(&mut self.state.lock(), database_id)
     }
 
     /// Writes a row into a database (the emulator's stand-in for SQL).
     pub fn write_data(&self, database_id: &str, key: &str, value: &str) -> bool {
-        match self.state().databases.get_mut(database_id) {
+        match self.state.lock().databases.get_mut(database_id) {
             Some(database) => {
                 database.data.insert(key.to_string(), value.to_string());
                 true
@@ -202,7 +201,8 @@ impl Db9Emulator {
 
     /// A database's contents, if it exists.
     pub fn data(&self, database_id: &str) -> Option<BTreeMap<String, String>> {
-        self.state()
+        self.state
+            .lock()
             .databases
             .get(database_id)
             .map(|d| d.data.clone())
@@ -210,7 +210,7 @@ impl Db9Emulator {
 
     /// Accepts `key` as a token without write scope: reads work, writes answer `403`.
     pub fn add_read_only_key(&self, key: &str) {
-        self.state().read_only_keys.push(key.to_string());
+        self.state.lock().read_only_keys.push(key.to_string());
     }
 }
 
@@ -333,9 +333,11 @@ fn database_summary_json(d: &DatabaseRecord) -> Value {
 fn database_json(d: &DatabaseRecord) -> Value {
     let mut v = database_summary_json(d);
     v["connection_string"] = json!(connection_string(d));
-    if let Some(parent) = &d.parent_database_id {
-        v["parent_database_id"] = json!(parent);
-    }
+    set_optional(
+        &mut v,
+        "parent_database_id",
+        d.parent_database_id.as_deref(),
+    );
     v
 }
 
@@ -362,9 +364,7 @@ fn backup_json(b: &BackupRecord) -> Value {
         "state": b.state,
         "created_at": b.created_at,
     });
-    if let Some(label) = &b.label {
-        v["label"] = json!(label);
-    }
+    set_optional(&mut v, "label", b.label.as_deref());
     v
 }
 
@@ -379,12 +379,12 @@ fn restore_json(r: &RestoreRecord) -> Value {
         "state": r.state,
         "created_at": r.created_at,
     });
-    if let Some(target) = &r.target_database_id {
-        v["target_database_id"] = json!(target);
-    }
-    if let Some(error) = &r.error {
-        v["error"] = json!(error);
-    }
+    set_optional(
+        &mut v,
+        "target_database_id",
+        r.target_database_id.as_deref(),
+    );
+    set_optional(&mut v, "error", r.error.as_deref());
     v
 }
 
@@ -460,7 +460,7 @@ impl Vendor for Db9Emulator {
 
     /// The account's keys, and read-only tokens ([`Db9Emulator::add_read_only_key`]) for `GET`.
     fn authorize(&self, token: &str, method: &Method) -> Result<(), Refusal> {
-        let read_only = self.state().read_only_keys.iter().any(|k| k == token);
+        let read_only = self.state.lock().read_only_keys.iter().any(|k| k == token);
         if !read_only && !self.api_keys.accepts(token) {
             return Err(Refusal::UnknownToken);
         }
@@ -500,7 +500,7 @@ async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
     }
     // Accepted and not modelled: the document's grouping of databases under a project.
     optional_str(&body, "project_id")?;
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.ensure_name_free(&name)?;
     let database = state.new_database(name, region, admin_password, None, BTreeMap::new());
     state.database_creates += 1;
@@ -508,7 +508,7 @@ async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
 }
 
 async fn database_list(State(emu): State<Shared>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let databases = oldest_first(state.databases.values(), |d| d.seq);
     Ok(Json(Value::Array(
         databases.into_iter().map(database_summary_json).collect(),
@@ -516,19 +516,19 @@ async fn database_list(State(emu): State<Shared>) -> Answer {
 }
 
 async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     Ok(Json(database_json(state.database(&id)?)))
 }
 
 async fn database_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.database(&id)?;
     remove_database(&mut state, &id);
     Ok(Json(json!({ "message": "Database disabled" })))
 }
 
 async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let database = state
         .databases
         .get_mut(&id)
@@ -538,7 +538,7 @@ async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> An
 }
 
 async fn credentials(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     Ok(Json(credentials_json(state.database(&id)?)))
 }
 
@@ -547,7 +547,7 @@ async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: 
     let name = required_str(&body, "name")?;
     validate_name(&name)?;
     let snapshot_at = optional_str(&body, "snapshot_at")?;
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let parent = state.database(&id)?.clone();
     if let Some(at) = snapshot_at {
         let at: jiff::Timestamp = at
@@ -578,7 +578,7 @@ async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: 
 async fn backup_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
     let body = json_object(&body)?;
     let label = optional_str(&body, "label")?;
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let data = state.database(&id)?.data.clone();
     let seq = state.seq();
     let backup = BackupRecord {
@@ -607,7 +607,7 @@ fn observe_backup(backup: &mut BackupRecord) -> Value {
 }
 
 async fn backup_list(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.database(&id)?;
     let backups = oldest_first(
         state.backups.values_mut().filter(|b| b.database_id == id),
@@ -635,7 +635,7 @@ async fn backup_get(
     State(emu): State<Shared>,
     Path((id, backup_id)): Path<(String, String)>,
 ) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let backup = backup_of(&mut state, &id, &backup_id)?;
     Ok(Json(observe_backup(backup)))
 }
@@ -644,7 +644,7 @@ async fn backup_delete(
     State(emu): State<Shared>,
     Path((id, backup_id)): Path<(String, String)>,
 ) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     backup_of(&mut state, &id, &backup_id)?;
     state.backups.remove(&backup_id);
     Ok(Json(json!({ "message": "Backup deleted" })))
@@ -654,7 +654,7 @@ async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Respon
     let mut body = json_object(&body)?;
     let key = take_idempotency_key(&mut body)?;
     let fingerprint = Value::Object(body.clone());
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     if let Some(key) = &key
         && let Some(restore_id) = replay(&state.restore_keys, key, &fingerprint)?
     {
@@ -708,7 +708,7 @@ async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Respon
 }
 
 async fn restore_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     if !state.restores.contains_key(&id) {
         return Err(Db9Error::not_found("restore", &id));
     }

@@ -7,7 +7,7 @@
 //! a default page size of 20 and a maximum of 100.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -22,7 +22,9 @@ use super::scaffold::{
     ApiKeys, HasIdempotency, IdempotencyCache, PageQuery, Paging, Persistent, Sequence, Store,
     Vendor, oldest_first,
 };
-use super::wire::{ApiError, json_object, now_rfc3339, optional_str, random_token, required_str};
+use super::wire::{
+    ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
+};
 
 /// Vendors infrai routes to (its discovery endpoint's answer for `db.project.create`).
 pub const VENDORS: &[&str] = &["neon", "supabase", "planetscale"];
@@ -30,7 +32,7 @@ const DEFAULT_VENDOR: &str = "neon";
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_BRANCH: &str = "main";
 /// Page sizes of the lists (the document gives none).
-pub(super) const PAGING: Paging = Paging {
+const PAGING: Paging = Paging {
     default_size: 20,
     max_size: 100,
 };
@@ -113,13 +115,9 @@ impl InfraiEmulator {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, InfraiState> {
-        self.state.lock()
-    }
-
     /// Every project, oldest first.
     pub fn projects(&self) -> Vec<ProjectView> {
-        let state = self.state();
+        let state = self.state.lock();
         oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| ProjectView {
@@ -133,17 +131,17 @@ impl InfraiEmulator {
 
     /// Number of branches (default branches included).
     pub fn branch_count(&self) -> usize {
-        self.state().branches.len()
+        self.state.lock().branches.len()
     }
 
     /// Number of snapshots.
     pub fn snapshot_count(&self) -> usize {
-        self.state().snapshots.len()
+        self.state.lock().snapshots.len()
     }
 
     /// Deletes a project as if someone did it in the vendor's console.
     pub fn delete_project_out_of_band(&self, id: &str) -> bool {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let existed = state.projects.contains_key(id);
         remove_project(&mut state, id);
         existed
@@ -151,7 +149,7 @@ impl InfraiEmulator {
 
     /// Writes a row into a branch's data (the emulator's stand-in for SQL).
     pub fn write_branch_data(&self, branch_id: &str, key: &str, value: &str) -> bool {
-        match self.state().branches.get_mut(branch_id) {
+        match self.state.lock().branches.get_mut(branch_id) {
             Some(branch) => {
                 branch.data.insert(key.to_string(), value.to_string());
                 true
@@ -165,7 +163,8 @@ impl InfraiEmulator {
         &self,
         branch_id: &str,
     ) -> Option<(Option<String>, BTreeMap<String, String>)> {
-        self.state()
+        self.state
+            .lock()
             .branches
             .get(branch_id)
             .map(|b| (b.parent_branch_id.clone(), b.data.clone()))
@@ -173,7 +172,8 @@ impl InfraiEmulator {
 
     /// The id of a project's default branch.
     pub fn default_branch_id(&self, project_id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .projects
             .get(project_id)
             .map(|p| p.default_branch_id.clone())
@@ -275,9 +275,7 @@ fn snapshot_json(s: &SnapshotRecord) -> Value {
         "project_id": s.project_id,
         "created_at": s.created_at,
     });
-    if let Some(label) = &s.label {
-        v["label"] = json!(label);
-    }
+    set_optional(&mut v, "label", s.label.as_deref());
     v
 }
 
@@ -367,7 +365,7 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let project = state
         .projects
         .get(&id)
@@ -381,28 +379,34 @@ struct ProjectFilter {
     project_id: Option<String>,
 }
 
-/// A page of a list: `{"items": [...], "next_cursor"?}`.
-pub(super) fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
-    let mut v = json!({ "items": items });
-    if let Some(next) = next {
-        v["next_cursor"] = json!(next);
+impl ProjectFilter {
+    /// Whether an item of project `project_id` is listed.
+    fn admits(&self, project_id: &str) -> bool {
+        self.project_id.as_ref().is_none_or(|p| p == project_id)
     }
-    v
 }
 
-async fn project_list(State(emu): State<Shared>, Query(page): Query<PageQuery>) -> Answer {
-    let state = emu.state();
+/// The page of `items` (sequence number, item) that `query` asks for:
+/// `{"items": [...], "next_cursor"?}`.
+pub(super) fn page(items: Vec<(u64, Value)>, query: &PageQuery) -> Answer {
+    let (items, next) = PAGING.page(items, query)?;
+    let mut v = json!({ "items": items });
+    set_optional(&mut v, "next_cursor", next);
+    Ok(Json(v))
+}
+
+async fn project_list(State(emu): State<Shared>, Query(query): Query<PageQuery>) -> Answer {
+    let state = emu.state.lock();
     let items = state
         .projects
         .values()
         .map(|p| (p.seq, state.project_json(p)))
         .collect();
-    let (items, next) = PAGING.page(items, &page)?;
-    Ok(Json(page_json(items, next)))
+    page(items, &query)
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     if !state.projects.contains_key(&id) {
         return Err(InfraiError::not_found("project", &id));
     }
@@ -449,7 +453,7 @@ async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let branch = state
         .branches
         .get(&id)
@@ -459,27 +463,21 @@ async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer
 
 async fn branch_list(
     State(emu): State<Shared>,
-    Query(page): Query<PageQuery>,
+    Query(query): Query<PageQuery>,
     Query(filter): Query<ProjectFilter>,
 ) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let items = state
         .branches
         .values()
-        .filter(|b| {
-            filter
-                .project_id
-                .as_ref()
-                .is_none_or(|p| *p == b.project_id)
-        })
+        .filter(|b| filter.admits(&b.project_id))
         .map(|b| (b.seq, branch_json(b)))
         .collect();
-    let (items, next) = PAGING.page(items, &page)?;
-    Ok(Json(page_json(items, next)))
+    page(items, &query)
 }
 
 async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let branch = state
         .branches
         .get(&id)
@@ -528,7 +526,7 @@ async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let snapshot = state
         .snapshots
         .get(&id)
@@ -538,23 +536,17 @@ async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answ
 
 async fn snapshot_list(
     State(emu): State<Shared>,
-    Query(page): Query<PageQuery>,
+    Query(query): Query<PageQuery>,
     Query(filter): Query<ProjectFilter>,
 ) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let items = state
         .snapshots
         .values()
-        .filter(|s| {
-            filter
-                .project_id
-                .as_ref()
-                .is_none_or(|p| *p == s.project_id)
-        })
+        .filter(|s| filter.admits(&s.project_id))
         .map(|s| (s.seq, snapshot_json(s)))
         .collect();
-    let (items, next) = PAGING.page(items, &page)?;
-    Ok(Json(page_json(items, next)))
+    page(items, &query)
 }
 
 async fn snapshot_restore(

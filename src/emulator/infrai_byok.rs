@@ -16,7 +16,6 @@
 //! stage a bad key on purpose; every other value passes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::MutexGuard;
 
 use axum::Json;
 use axum::Router;
@@ -26,11 +25,13 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
-use super::infrai::{InfraiError, PAGING, Shared, page_json};
+use super::infrai::{InfraiError, Shared, page};
 use super::scaffold::{
     HasIdempotency, IdempotencyCache, PageQuery, Persistent, Sequence, Store, oldest_first,
 };
-use super::wire::{json_object, now_rfc3339, optional_str, random_token, required_str};
+use super::wire::{
+    json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
+};
 
 /// A credential value containing this string fails the emulator's probe.
 pub const REJECTED_MARKER: &str = "invalid";
@@ -94,13 +95,13 @@ impl ByokState {
         &self.model
     }
 
-    fn model(&self) -> MutexGuard<'_, ByokModel> {
-        self.model.lock()
-    }
-
     /// The credential fields in force for `id` (tests check rotations with this).
     pub fn active_credentials(&self, id: &str) -> Option<BTreeMap<String, String>> {
-        self.model().keys.get(id).map(|k| k.credentials.clone())
+        self.model
+            .lock()
+            .keys
+            .get(id)
+            .map(|k| k.credentials.clone())
     }
 
     /// `(state, label, bindings as (capability, module, model))` of `id`.
@@ -113,7 +114,7 @@ impl ByokState {
         String,
         Vec<(Option<String>, Option<String>, Option<String>)>,
     )> {
-        self.model().keys.get(id).map(|k| {
+        self.model.lock().keys.get(id).map(|k| {
             (
                 k.state.to_string(),
                 k.label.clone(),
@@ -127,17 +128,18 @@ impl ByokState {
 
     /// The quota last set on `id`, as the request carried it.
     pub fn quota(&self, id: &str) -> Option<Value> {
-        self.model().keys.get(id).and_then(|k| k.quota.clone())
+        self.model.lock().keys.get(id).and_then(|k| k.quota.clone())
     }
 
     /// Number of registered credentials (revoked ones included).
     pub fn count(&self) -> usize {
-        self.model().keys.len()
+        self.model.lock().keys.len()
     }
 
     /// Types of the events of `id`, oldest first.
     pub fn event_types(&self, id: &str) -> Vec<String> {
-        self.model()
+        self.model
+            .lock()
             .keys
             .get(id)
             .map(|k| {
@@ -151,7 +153,7 @@ impl ByokState {
 
     /// Records usage as if routed calls had gone through `id`.
     pub fn record_usage(&self, id: &str, spend_usd: f64, calls: u64) {
-        if let Some(k) = self.model().keys.get_mut(id) {
+        if let Some(k) = self.model.lock().keys.get_mut(id) {
             k.spend_usd += spend_usd;
             k.call_count += calls;
         }
@@ -159,7 +161,7 @@ impl ByokState {
 
     /// The account's routing policy, as `policy.get` answers it.
     pub fn policy(&self) -> Value {
-        policy_json(&self.model())
+        policy_json(&self.model.lock())
     }
 }
 
@@ -206,9 +208,7 @@ fn config_json(k: &ByokRecord) -> Value {
         "bindings": bindings_json(k),
         "created_at": k.created_at,
     });
-    if let Some(quota) = &k.quota {
-        v["quota"] = quota.clone();
-    }
+    set_optional(&mut v, "quota", k.quota.clone());
     v
 }
 
@@ -221,9 +221,7 @@ fn key_json(k: &ByokRecord, test_result: Option<Value>) -> Value {
         "state": k.state,
         "created_at": k.created_at,
     });
-    if let Some(t) = test_result {
-        v["test_result"] = t;
-    }
+    set_optional(&mut v, "test_result", test_result);
     v
 }
 
@@ -356,7 +354,7 @@ async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn list(State(emu): State<Shared>) -> Answer {
-    let model = emu.byok.model();
+    let model = emu.byok.model.lock();
     let keys = oldest_first(model.keys.values(), |k| k.seq);
     Ok(Json(
         json!({ "items": keys.into_iter().map(|k| key_json(k, None)).collect::<Vec<_>>() }),
@@ -364,7 +362,7 @@ async fn list(State(emu): State<Shared>) -> Answer {
 }
 
 async fn test(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut model = emu.byok.model();
+    let mut model = emu.byok.model.lock();
     let key = model.live(&id)?;
     let result = if key.state == "disabled" {
         json!({ "ok": false, "error": "credential is disabled" })
@@ -376,7 +374,7 @@ async fn test(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
 }
 
 async fn revoke(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut model = emu.byok.model();
+    let mut model = emu.byok.model.lock();
     let key = model
         .keys
         .get_mut(&id)
@@ -390,7 +388,7 @@ async fn revoke(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
 }
 
 async fn get_config(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let model = emu.byok.model();
+    let model = emu.byok.model.lock();
     let key = model
         .keys
         .get(&id)
@@ -497,7 +495,7 @@ async fn unbind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) 
 }
 
 async fn policy_get(State(emu): State<Shared>) -> Answer {
-    Ok(Json(policy_json(&emu.byok.model())))
+    Ok(Json(policy_json(&emu.byok.model.lock())))
 }
 
 async fn policy_set(State(emu): State<Shared>, body: Bytes) -> Answer {
@@ -568,7 +566,7 @@ async fn quota_set(State(emu): State<Shared>, Path(id): Path<String>, body: Byte
 }
 
 async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let model = emu.byok.model();
+    let model = emu.byok.model.lock();
     let key = model
         .keys
         .get(&id)
@@ -590,15 +588,14 @@ async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
 async fn events(
     State(emu): State<Shared>,
     Path(id): Path<String>,
-    Query(page): Query<PageQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Answer {
-    let model = emu.byok.model();
+    let model = emu.byok.model.lock();
     let key = model
         .keys
         .get(&id)
         .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
-    let (items, next) = PAGING.page(key.events.clone(), &page)?;
-    Ok(Json(page_json(items, next)))
+    page(key.events.clone(), &query)
 }
 
 async fn rotate(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {

@@ -52,7 +52,7 @@
 //!   its creation until now, and one completed physical backup.
 
 use std::collections::HashMap;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -64,6 +64,7 @@ use serde_json::{Map, Value, json};
 use super::scaffold::{ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first};
 use super::wire::{
     ApiError, json_object, now_rfc3339, optional_bool, optional_str, random_token, required_str,
+    set_optional,
 };
 
 /// Reads of a new (or restoring) project or branch that still report it as transitional.
@@ -217,13 +218,9 @@ impl SupabaseEmulator {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, SupabaseState> {
-        self.state.lock()
-    }
-
     /// Every project, oldest first (reading them does not count as a poll).
     pub fn projects(&self) -> Vec<ProjectView> {
-        let state = self.state();
+        let state = self.state.lock();
         oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| ProjectView {
@@ -238,17 +235,17 @@ impl SupabaseEmulator {
 
     /// Number of projects (branches not included).
     pub fn project_count(&self) -> usize {
-        self.state().projects.len()
+        self.state.lock().projects.len()
     }
 
     /// Number of branches.
     pub fn branch_count(&self) -> usize {
-        self.state().branches.len()
+        self.state.lock().branches.len()
     }
 
     /// The current database password of a project, or of a branch by id or ref.
     pub fn db_password(&self, id_or_ref: &str) -> Option<String> {
-        let state = self.state();
+        let state = self.state.lock();
         if let Some(project) = state.projects.get(id_or_ref) {
             return Some(project.db_pass.clone());
         }
@@ -260,12 +257,12 @@ impl SupabaseEmulator {
 
     /// How many reads new projects, branches and restores stay transitional (default 2).
     pub fn set_provisioning_polls(&self, polls: u32) {
-        self.state().provisioning_polls = polls;
+        self.state.lock().provisioning_polls = polls;
     }
 
     /// Makes a project's provisioning fail (`INIT_FAILED`), as the vendor can.
     pub fn fail_project(&self, reference: &str) -> bool {
-        match self.state().projects.get_mut(reference) {
+        match self.state.lock().projects.get_mut(reference) {
             Some(project) => {
                 project.lifecycle = Lifecycle::transitional(INIT_FAILED, 0);
                 true
@@ -276,7 +273,7 @@ impl SupabaseEmulator {
 
     /// Turns the point-in-time recovery add-on of a project on or off.
     pub fn set_pitr_enabled(&self, reference: &str, enabled: bool) -> bool {
-        match self.state().projects.get_mut(reference) {
+        match self.state.lock().projects.get_mut(reference) {
             Some(project) => {
                 project.pitr_enabled = enabled;
                 true
@@ -287,7 +284,8 @@ impl SupabaseEmulator {
 
     /// The recovery targets of the PITR restores a project went through, oldest first.
     pub fn pitr_restores(&self, reference: &str) -> Vec<i64> {
-        self.state()
+        self.state
+            .lock()
             .projects
             .get(reference)
             .map(|p| p.restores.clone())
@@ -296,7 +294,7 @@ impl SupabaseEmulator {
 
     /// Deletes a project (and its branches) as if someone did it in the dashboard.
     pub fn delete_project_out_of_band(&self, reference: &str) -> bool {
-        self.state().remove_project(reference).is_some()
+        self.state.lock().remove_project(reference).is_some()
     }
 }
 
@@ -408,9 +406,7 @@ fn branch_json(b: &BranchRecord) -> Value {
         "created_at": b.created_at,
         "updated_at": b.created_at,
     });
-    if let Some(git_branch) = &b.git_branch {
-        v["git_branch"] = json!(git_branch);
-    }
+    set_optional(&mut v, "git_branch", b.git_branch.as_deref());
     v
 }
 
@@ -516,7 +512,7 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
     for field in ["organization_id", "desired_instance_size", "template_url"] {
         optional_str(&body, field)?;
     }
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let seq = state.seq();
     let project = ProjectRecord {
         seq,
@@ -539,7 +535,7 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
 }
 
 async fn project_list(State(emu): State<Shared>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     Ok(Json(Value::Array(
         oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
@@ -549,14 +545,14 @@ async fn project_list(State(emu): State<Shared>) -> Answer {
 }
 
 async fn project_get(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let project = state.project_mut(&reference)?;
     let status = project.lifecycle.poll();
     Ok(Json(project_with_database_json(project, status)))
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let project = state
         .remove_project(&reference)
         .ok_or_else(|| SupabaseError::not_found("project", &reference))?;
@@ -573,7 +569,7 @@ async fn branch_create(
     body: Bytes,
 ) -> Created {
     let body = json_object(&body)?;
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.project_mut(&reference)?;
     let name = required_str(&body, "branch_name")?;
     let git_branch = optional_str(&body, "git_branch")?;
@@ -616,7 +612,7 @@ async fn branch_create(
 }
 
 async fn branch_list(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.project_mut(&reference)?;
     let branches = oldest_first(
         state
@@ -634,7 +630,7 @@ async fn branch_by_name(
     State(emu): State<Shared>,
     Path((reference, name)): Path<(String, String)>,
 ) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.project_mut(&reference)?;
     state
         .branches
@@ -645,7 +641,7 @@ async fn branch_by_name(
 }
 
 async fn branch_config(State(emu): State<Shared>, Path(id_or_ref): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let id = state
         .find_branch(&id_or_ref)
         .cloned()
@@ -659,7 +655,7 @@ async fn branch_config(State(emu): State<Shared>, Path(id_or_ref): Path<String>)
 }
 
 async fn branch_delete(State(emu): State<Shared>, Path(id_or_ref): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let id = state
         .find_branch(&id_or_ref)
         .cloned()
@@ -669,7 +665,7 @@ async fn branch_delete(State(emu): State<Shared>, Path(id_or_ref): Path<String>)
 }
 
 async fn backups_list(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let project = state.project_mut(&reference)?;
     Ok(Json(json!({
         "region": project.region,
@@ -708,7 +704,7 @@ async fn restore_pitr(
             ));
         }
     };
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let polls = state.provisioning_polls;
     let project = state.project_mut(&reference)?;
     if !project.pitr_enabled {
@@ -739,7 +735,7 @@ async fn update_password(
 ) -> Answer {
     let body = json_object(&body)?;
     let password = required_str(&body, "password")?;
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     // A branch is a project of its own: its ref works here too.
     if let Some(project) = state.projects.get_mut(&reference) {
         project.db_pass = password;

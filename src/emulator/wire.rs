@@ -114,11 +114,7 @@ pub fn optional_str<V>(
     body: &Map<String, Value>,
     field: &str,
 ) -> Result<Option<String>, ApiError<V>> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("{field} must be a string"))),
-    }
+    optional(body, field, "a string", |v| v.as_str().map(str::to_string))
 }
 
 /// An optional boolean field of a JSON body (`null` is absent).
@@ -126,10 +122,30 @@ pub fn optional_bool<V>(
     body: &Map<String, Value>,
     field: &str,
 ) -> Result<Option<bool>, ApiError<V>> {
+    optional(body, field, "a boolean", Value::as_bool)
+}
+
+/// An optional field of a JSON body that `read` reads, a 400 that says it
+/// must be `kind` when it cannot.
+fn optional<T, V>(
+    body: &Map<String, Value>,
+    field: &str,
+    kind: &str,
+    read: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<T>, ApiError<V>> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::bad_request(format!("{field} must be a boolean"))),
+        Some(value) => read(value)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("{field} must be {kind}"))),
+    }
+}
+
+/// Sets `field` of the JSON object `object` when there is a `value`: the
+/// documents show such fields only when they are set.
+pub fn set_optional(object: &mut Value, field: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        object[field] = value.into();
     }
 }
 
@@ -198,6 +214,23 @@ mod tests {
         assert_eq!(
             code(ApiError::new(StatusCode::IM_A_TEAPOT, "x")),
             (418, "ERROR")
+        );
+    }
+
+    #[test]
+    fn optional_answer_fields_appear_only_when_set() {
+        let mut v = serde_json::json!({ "id": "x" });
+        set_optional(&mut v, "label", None::<&str>);
+        assert_eq!(v, serde_json::json!({ "id": "x" }));
+        set_optional(&mut v, "label", Some("l"));
+        set_optional(
+            &mut v,
+            "quota",
+            Some(serde_json::json!({ "call_limit": 3 })),
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({ "id": "x", "label": "l", "quota": { "call_limit": 3 } })
         );
     }
 
