@@ -20,17 +20,17 @@
 //! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::wire::{bearer_token, now_rfc3339, random_token};
+use super::scaffold::{ApiKeys, Persistent, Refusal, Store, Vendor};
+use super::wire::{ApiError, now_rfc3339, random_token};
 
 /// The documented form of CapyDB API keys.
 pub const API_KEY_PREFIX: &str = "capy_live_";
@@ -39,36 +39,6 @@ const CLUSTER_ID: &str = "cluster-emulator-1";
 const WORKER: &str = "emulator-worker";
 const JOB_TYPE: &str = "rotate_credentials";
 const MAX_ATTEMPTS: u64 = 3;
-
-/// An error answer in CapyDB's shape: `{"error": "..."}`.
-#[derive(Debug)]
-pub struct CapyError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl CapyError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
-    }
-
-    pub fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
-}
-
-impl IntoResponse for CapyError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
-    }
-}
 
 /// Database credentials of a project or preview database. No `Debug`: it holds a password.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -248,8 +218,8 @@ impl CapyState {
 
 /// The emulated CapyDB account; every accepted API key sees the same account.
 pub struct CapyDbEmulator {
-    api_keys: Vec<String>,
-    state: Mutex<CapyState>,
+    api_keys: ApiKeys,
+    state: Store<CapyState>,
 }
 
 impl CapyDbEmulator {
@@ -262,36 +232,15 @@ impl CapyDbEmulator {
             );
         }
         Self {
-            api_keys,
-            state: Mutex::default(),
+            api_keys: ApiKeys::new(api_keys),
+            state: Store::default(),
         }
-    }
-
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
-    }
-
-    fn state(&self) -> MutexGuard<'_, CapyState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn accepts(&self, token: &str) -> bool {
-        token.starts_with(API_KEY_PREFIX) && self.api_keys.iter().any(|k| k == token)
     }
 
     /// Seeds a project (the API has no create) and returns its database password.
     /// An existing project is kept as it is.
     pub fn add_project(&self, id: &str) -> String {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let project = state
             .projects
             .entry(id.to_string())
@@ -308,7 +257,7 @@ impl CapyDbEmulator {
     /// Seeds a preview database of `project_id` and returns its password; `None`
     /// when the project does not exist. An existing preview is kept as it is.
     pub fn add_preview(&self, project_id: &str, preview_id: &str) -> Option<String> {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         if !state.projects.contains_key(project_id) {
             return None;
         }
@@ -327,7 +276,8 @@ impl CapyDbEmulator {
 
     /// A project's current database password.
     pub fn project_password(&self, id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .projects
             .get(id)
             .map(|p| p.credentials.password.clone())
@@ -335,7 +285,8 @@ impl CapyDbEmulator {
 
     /// A preview database's current password.
     pub fn preview_password(&self, id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .previews
             .get(id)
             .map(|p| p.credentials.password.clone())
@@ -343,29 +294,33 @@ impl CapyDbEmulator {
 
     /// The project a preview database belongs to.
     pub fn preview_project(&self, id: &str) -> Option<String> {
-        self.state().previews.get(id).map(|p| p.project_id.clone())
+        self.state
+            .lock()
+            .previews
+            .get(id)
+            .map(|p| p.project_id.clone())
     }
 
     /// Number of rotation jobs ever started.
     pub fn job_count(&self) -> usize {
-        self.state().jobs.len()
+        self.state.lock().jobs.len()
     }
 
     /// A job's state (`pending`, `running`, `succeeded`, `failed`).
     pub fn job_state(&self, job_id: &str) -> Option<&'static str> {
-        self.state().jobs.get(job_id).map(|j| j.state.as_str())
+        self.state.lock().jobs.get(job_id).map(|j| j.state.as_str())
     }
 
     /// Moves a job one step without anyone observing it, as CapyDB's worker
     /// would between two polls; returns the new state.
     pub fn advance_job(&self, job_id: &str) -> Option<&'static str> {
-        self.state().advance(job_id).map(JobState::as_str)
+        self.state.lock().advance(job_id).map(JobState::as_str)
     }
 
     /// Makes the job's completing step fail with `error` instead of succeeding
     /// (the password is then left unchanged). False for an unknown or finished job.
     pub fn fail_next_step(&self, job_id: &str, error: &str) -> bool {
-        match self.state().jobs.get_mut(job_id) {
+        match self.state.lock().jobs.get_mut(job_id) {
             Some(job) if job.state.in_flight() => {
                 job.fail_with = Some(error.to_string());
                 true
@@ -375,35 +330,41 @@ impl CapyDbEmulator {
     }
 }
 
+/// An error answer in CapyDB's shape: `{"error": "..."}`.
+pub type CapyError = ApiError<CapyDbEmulator>;
 type Shared = Arc<CapyDbEmulator>;
 
-/// Routes of the emulated CapyDB API, behind Bearer auth.
-pub fn router(emulator: Shared) -> Router {
-    Router::new()
-        .route("/v1/projects/{id}/connections", get(project_connections))
-        .route(
-            "/v1/preview-databases/{id}/connections",
-            get(preview_connections),
-        )
-        .route("/v1/projects/{id}/credentials/rotate", post(rotate))
-        .fallback(|| async { CapyError::new(StatusCode::NOT_FOUND, "not found") })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
+impl Vendor for CapyDbEmulator {
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route("/v1/projects/{id}/connections", get(project_connections))
+            .route(
+                "/v1/preview-databases/{id}/connections",
+                get(preview_connections),
+            )
+            .route("/v1/projects/{id}/credentials/rotate", post(rotate))
+            .fallback(|| async { CapyError::new(StatusCode::NOT_FOUND, "not found") })
+    }
 
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    match bearer_token(&headers) {
-        Some(token) if emulator.accepts(token) => next.run(request).await,
-        Some(_) => CapyError::unauthorized("invalid API key").into_response(),
-        None => CapyError::unauthorized("missing Authorization: Bearer header").into_response(),
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
+
+    fn error_body(_code: &str, message: &str) -> Value {
+        json!({ "error": message })
+    }
+
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("capydb", &self.state)]
+    }
+
+    /// Only configured keys of the documented `capy_live_` form.
+    fn authorize(&self, token: &str, _method: &Method) -> Result<(), Refusal> {
+        if token.starts_with(API_KEY_PREFIX) && self.api_keys.accepts(token) {
+            Ok(())
+        } else {
+            Err(Refusal::UnknownToken)
+        }
     }
 }
 
@@ -411,7 +372,7 @@ async fn project_connections(
     State(emu): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, CapyError> {
-    let state = emu.state();
+    let state = emu.state.lock();
     let project = state
         .projects
         .get(&id)
@@ -423,7 +384,7 @@ async fn preview_connections(
     State(emu): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, CapyError> {
-    let state = emu.state();
+    let state = emu.state.lock();
     let preview = state
         .previews
         .get(&id)
@@ -441,7 +402,7 @@ async fn preview_connections(
 /// POST start a new job (`202`, state `pending`). The project's password (in
 /// `direct_url` and `pooled_url`) changes only when a job succeeds.
 async fn rotate(State(emu): State<Shared>, Path(id): Path<String>) -> Result<Response, CapyError> {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let locked_by = state
         .projects
         .get(&id)

@@ -21,19 +21,22 @@
 //!   its branches are databases of their own and stay.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::scaffold::{
+    ApiKeys, IdempotencyCache, Persistent, Refusal, Sequence, Store, Vendor, oldest_first, replay,
+    take_idempotency_key,
+};
 use super::wire::{
-    InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
+    ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
 
 const DEFAULT_REGION: &str = "us-east-1";
@@ -43,51 +46,6 @@ const MAX_NAME_CHARS: usize = 63;
 const BACKUP_CREATING_READS: u32 = 1;
 /// Reads of a restore before it completes: the first shows `running`, the second finishes it.
 const RESTORE_READS_UNTIL_DONE: u32 = 2;
-
-/// A DB9 error answer: `{"message": "..."}` with an HTTP status.
-#[derive(Debug)]
-pub struct Db9Error {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl Db9Error {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
-    }
-
-    fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, message)
-    }
-
-    fn unprocessable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
-    }
-}
-
-/// The shared body helpers answer infrai's error type; DB9 keeps the status and message.
-impl From<InfraiError> for Db9Error {
-    fn from(e: InfraiError) -> Self {
-        Self::new(e.status, e.message)
-    }
-}
-
-impl IntoResponse for Db9Error {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "message": self.message }))).into_response()
-    }
-}
 
 /// One database (a branch and a restored database are databases too).
 /// No `Debug`: it holds the admin password.
@@ -134,12 +92,12 @@ struct RestoreRecord {
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Db9State {
-    next_seq: u64,
+    next_seq: Sequence,
     databases: HashMap<String, DatabaseRecord>,
     backups: HashMap<String, BackupRecord>,
     restores: HashMap<String, RestoreRecord>,
     /// Restore idempotency: key -> (request without the key, restore id).
-    restore_keys: HashMap<String, (Value, String)>,
+    restore_keys: IdempotencyCache<String>,
     /// Tokens that may only read (`GET`); anything else is a `403`.
     read_only_keys: Vec<String>,
     /// `POST /customer/databases` calls that created a database.
@@ -148,8 +106,8 @@ struct Db9State {
 
 /// The emulated DB9 account; every accepted API key sees the same account.
 pub struct Db9Emulator {
-    api_keys: Vec<String>,
-    state: Mutex<Db9State>,
+    api_keys: ApiKeys,
+    state: Store<Db9State>,
 }
 
 /// What a test can see of a database without going through HTTP.
@@ -165,34 +123,15 @@ pub struct DatabaseView {
 impl Db9Emulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
-            api_keys,
-            state: Mutex::default(),
+            api_keys: ApiKeys::new(api_keys),
+            state: Store::default(),
         }
-    }
-
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
-    }
-
-    fn state(&self) -> MutexGuard<'_, Db9State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every database (branches and restored ones included), oldest first.
     pub fn databases(&self) -> Vec<DatabaseView> {
-        let state = self.state();
-        let mut databases: Vec<_> = state.databases.values().collect();
-        databases.sort_by_key(|d| d.seq);
-        databases
+        let state = self.state.lock();
+        oldest_first(state.databases.values(), |d| d.seq)
             .into_iter()
             .map(|d| DatabaseView {
                 id: d.id.clone(),
@@ -206,27 +145,28 @@ impl Db9Emulator {
 
     /// Number of databases (branches and restored ones included).
     pub fn database_count(&self) -> usize {
-        self.state().databases.len()
+        self.state.lock().databases.len()
     }
 
     /// Number of `POST /customer/databases` calls that created a database.
     pub fn database_create_count(&self) -> usize {
-        self.state().database_creates
+        self.state.lock().database_creates
     }
 
     /// Number of backups.
     pub fn backup_count(&self) -> usize {
-        self.state().backups.len()
+        self.state.lock().backups.len()
     }
 
     /// Number of restores ever started.
     pub fn restore_count(&self) -> usize {
-        self.state().restores.len()
+        self.state.lock().restores.len()
     }
 
     /// The current admin password of a database.
     pub fn admin_password(&self, database_id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .databases
             .get(database_id)
             .map(|d| d.admin_password.clone())
@@ -234,7 +174,7 @@ impl Db9Emulator {
 
     /// Sets a database's state as the vendor would report it (`creating`, `failed`, ...).
     pub fn set_database_state(&self, database_id: &str, state: &str) -> bool {
-        match self.state().databases.get_mut(database_id) {
+        match self.state.lock().databases.get_mut(database_id) {
             Some(database) => {
                 database.state = state.to_string();
                 true
@@ -245,12 +185,12 @@ impl Db9Emulator {
 
     /// Deletes a database as if someone did it in the vendor's console.
     pub fn delete_database_out_of_band(&self, database_id: &str) -> bool {
-        remove_database(&mut self.state(), database_id)
+        remove_database(&mut self.state.lock(), database_id)
     }
 
     /// Writes a row into a database (the emulator's stand-in for SQL).
     pub fn write_data(&self, database_id: &str, key: &str, value: &str) -> bool {
-        match self.state().databases.get_mut(database_id) {
+        match self.state.lock().databases.get_mut(database_id) {
             Some(database) => {
                 database.data.insert(key.to_string(), value.to_string());
                 true
@@ -261,7 +201,8 @@ impl Db9Emulator {
 
     /// A database's contents, if it exists.
     pub fn data(&self, database_id: &str) -> Option<BTreeMap<String, String>> {
-        self.state()
+        self.state
+            .lock()
             .databases
             .get(database_id)
             .map(|d| d.data.clone())
@@ -269,14 +210,13 @@ impl Db9Emulator {
 
     /// Accepts `key` as a token without write scope: reads work, writes answer `403`.
     pub fn add_read_only_key(&self, key: &str) {
-        self.state().read_only_keys.push(key.to_string());
+        self.state.lock().read_only_keys.push(key.to_string());
     }
 }
 
 impl Db9State {
     fn seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+        self.next_seq.next()
     }
 
     fn database(&self, id: &str) -> Result<&DatabaseRecord, Db9Error> {
@@ -393,9 +333,11 @@ fn database_summary_json(d: &DatabaseRecord) -> Value {
 fn database_json(d: &DatabaseRecord) -> Value {
     let mut v = database_summary_json(d);
     v["connection_string"] = json!(connection_string(d));
-    if let Some(parent) = &d.parent_database_id {
-        v["parent_database_id"] = json!(parent);
-    }
+    set_optional(
+        &mut v,
+        "parent_database_id",
+        d.parent_database_id.as_deref(),
+    );
     v
 }
 
@@ -422,9 +364,7 @@ fn backup_json(b: &BackupRecord) -> Value {
         "state": b.state,
         "created_at": b.created_at,
     });
-    if let Some(label) = &b.label {
-        v["label"] = json!(label);
-    }
+    set_optional(&mut v, "label", b.label.as_deref());
     v
 }
 
@@ -439,12 +379,12 @@ fn restore_json(r: &RestoreRecord) -> Value {
         "state": r.state,
         "created_at": r.created_at,
     });
-    if let Some(target) = &r.target_database_id {
-        v["target_database_id"] = json!(target);
-    }
-    if let Some(error) = &r.error {
-        v["error"] = json!(error);
-    }
+    set_optional(
+        &mut v,
+        "target_database_id",
+        r.target_database_id.as_deref(),
+    );
+    set_optional(&mut v, "error", r.error.as_deref());
     v
 }
 
@@ -466,98 +406,101 @@ fn validate_name(name: &str) -> Result<(), Db9Error> {
     Ok(())
 }
 
-fn body_object(body: &[u8]) -> Result<Map<String, Value>, Db9Error> {
-    Ok(json_object(body)?)
-}
-
-fn required(body: &Map<String, Value>, field: &str) -> Result<String, Db9Error> {
-    Ok(required_str(body, field)?)
-}
-
-fn optional(body: &Map<String, Value>, field: &str) -> Result<Option<String>, Db9Error> {
-    Ok(optional_str(body, field)?)
-}
-
+/// A DB9 error answer: `{"message": "..."}` with an HTTP status.
+pub type Db9Error = ApiError<Db9Emulator>;
 type Shared = Arc<Db9Emulator>;
 type Answer = Result<Json<Value>, Db9Error>;
 type Created = Result<(StatusCode, Json<Value>), Db9Error>;
 
-/// Routes of `/customer/...`, behind Bearer auth.
-pub fn router(emulator: Shared) -> Router {
-    Router::new()
-        .route(
-            "/customer/databases",
-            get(database_list).post(database_create),
-        )
-        .route(
-            "/customer/databases/{id}",
-            get(database_get).delete(database_delete),
-        )
-        .route(
-            "/customer/databases/{id}/reset-password",
-            post(reset_password),
-        )
-        .route("/customer/databases/{id}/credentials", get(credentials))
-        .route("/customer/databases/{id}/branch", post(branch_create))
-        .route(
-            "/customer/databases/{id}/backups",
-            get(backup_list).post(backup_create),
-        )
-        .route(
-            "/customer/databases/{id}/backups/{backup_id}",
-            get(backup_get).delete(backup_delete),
-        )
-        .route("/customer/restores", post(restore_create))
-        .route("/customer/restores/{id}", get(restore_get))
-        .fallback(|| async { Db9Error::new(StatusCode::NOT_FOUND, "not found") })
-        .method_not_allowed_fallback(|| async {
-            Db9Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
+impl Vendor for Db9Emulator {
+    /// `/customer/...`.
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route(
+                "/customer/databases",
+                get(database_list).post(database_create),
+            )
+            .route(
+                "/customer/databases/{id}",
+                get(database_get).delete(database_delete),
+            )
+            .route(
+                "/customer/databases/{id}/reset-password",
+                post(reset_password),
+            )
+            .route("/customer/databases/{id}/credentials", get(credentials))
+            .route("/customer/databases/{id}/branch", post(branch_create))
+            .route(
+                "/customer/databases/{id}/backups",
+                get(backup_list).post(backup_create),
+            )
+            .route(
+                "/customer/databases/{id}/backups/{backup_id}",
+                get(backup_get).delete(backup_delete),
+            )
+            .route("/customer/restores", post(restore_create))
+            .route("/customer/restores/{id}", get(restore_get))
+            .fallback(|| async { Db9Error::new(StatusCode::NOT_FOUND, "not found") })
+            .method_not_allowed_fallback(|| async {
+                Db9Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+            })
+    }
 
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = bearer_token(&headers) else {
-        return Db9Error::new(
-            StatusCode::UNAUTHORIZED,
-            "missing Authorization: Bearer token",
-        )
-        .into_response();
-    };
-    let read_only = emulator.state().read_only_keys.iter().any(|k| k == token);
-    if !read_only && !emulator.api_keys.iter().any(|k| k == token) {
-        return Db9Error::new(StatusCode::UNAUTHORIZED, "invalid or expired token").into_response();
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
     }
-    if read_only && request.method() != Method::GET {
-        return Db9Error::new(StatusCode::FORBIDDEN, "token lacks required scope").into_response();
+
+    fn error_body(_code: &str, message: &str) -> Value {
+        json!({ "message": message })
     }
-    next.run(request).await
+
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("db9", &self.state)]
+    }
+
+    /// The account's keys, and read-only tokens ([`Db9Emulator::add_read_only_key`]) for `GET`.
+    fn authorize(&self, token: &str, method: &Method) -> Result<(), Refusal> {
+        let read_only = self.state.lock().read_only_keys.iter().any(|k| k == token);
+        if !read_only && !self.api_keys.accepts(token) {
+            return Err(Refusal::UnknownToken);
+        }
+        if read_only && method != Method::GET {
+            return Err(Refusal::LacksScope);
+        }
+        Ok(())
+    }
+
+    fn refuse(refusal: Refusal) -> Db9Error {
+        match refusal {
+            Refusal::MissingToken => Db9Error::new(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer token",
+            ),
+            Refusal::UnknownToken => {
+                Db9Error::new(StatusCode::UNAUTHORIZED, "invalid or expired token")
+            }
+            Refusal::LacksScope => {
+                Db9Error::new(StatusCode::FORBIDDEN, "token lacks required scope")
+            }
+        }
+    }
 }
 
 async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
-    let name = required(&body, "name")?;
+    let body = json_object(&body)?;
+    let name = required_str(&body, "name")?;
     validate_name(&name)?;
-    let region = optional(&body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+    let region = optional_str(&body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
     if region.is_empty() {
         return Err(Db9Error::bad_request("region must not be empty"));
     }
-    let admin_password = optional(&body, "admin_password")?;
+    let admin_password = optional_str(&body, "admin_password")?;
     if admin_password.as_deref() == Some("") {
         return Err(Db9Error::bad_request("admin_password must not be empty"));
     }
     // Accepted and not modelled: the document's grouping of databases under a project.
-    optional(&body, "project_id")?;
-    let mut state = emu.state();
+    optional_str(&body, "project_id")?;
+    let mut state = emu.state.lock();
     state.ensure_name_free(&name)?;
     let database = state.new_database(name, region, admin_password, None, BTreeMap::new());
     state.database_creates += 1;
@@ -565,28 +508,27 @@ async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
 }
 
 async fn database_list(State(emu): State<Shared>) -> Answer {
-    let state = emu.state();
-    let mut databases: Vec<_> = state.databases.values().collect();
-    databases.sort_by_key(|d| d.seq);
+    let state = emu.state.lock();
+    let databases = oldest_first(state.databases.values(), |d| d.seq);
     Ok(Json(Value::Array(
         databases.into_iter().map(database_summary_json).collect(),
     )))
 }
 
 async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     Ok(Json(database_json(state.database(&id)?)))
 }
 
 async fn database_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.database(&id)?;
     remove_database(&mut state, &id);
     Ok(Json(json!({ "message": "Database disabled" })))
 }
 
 async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let database = state
         .databases
         .get_mut(&id)
@@ -596,16 +538,16 @@ async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> An
 }
 
 async fn credentials(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     Ok(Json(credentials_json(state.database(&id)?)))
 }
 
 async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
-    let name = required(&body, "name")?;
+    let body = json_object(&body)?;
+    let name = required_str(&body, "name")?;
     validate_name(&name)?;
-    let snapshot_at = optional(&body, "snapshot_at")?;
-    let mut state = emu.state();
+    let snapshot_at = optional_str(&body, "snapshot_at")?;
+    let mut state = emu.state.lock();
     let parent = state.database(&id)?.clone();
     if let Some(at) = snapshot_at {
         let at: jiff::Timestamp = at
@@ -634,9 +576,9 @@ async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: 
 }
 
 async fn backup_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
-    let label = optional(&body, "label")?;
-    let mut state = emu.state();
+    let body = json_object(&body)?;
+    let label = optional_str(&body, "label")?;
+    let mut state = emu.state.lock();
     let data = state.database(&id)?.data.clone();
     let seq = state.seq();
     let backup = BackupRecord {
@@ -665,14 +607,12 @@ fn observe_backup(backup: &mut BackupRecord) -> Value {
 }
 
 async fn backup_list(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.database(&id)?;
-    let mut backups: Vec<_> = state
-        .backups
-        .values_mut()
-        .filter(|b| b.database_id == id)
-        .collect();
-    backups.sort_by_key(|b| b.seq);
+    let backups = oldest_first(
+        state.backups.values_mut().filter(|b| b.database_id == id),
+        |b| b.seq,
+    );
     Ok(Json(Value::Array(
         backups.into_iter().map(observe_backup).collect(),
     )))
@@ -695,7 +635,7 @@ async fn backup_get(
     State(emu): State<Shared>,
     Path((id, backup_id)): Path<(String, String)>,
 ) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let backup = backup_of(&mut state, &id, &backup_id)?;
     Ok(Json(observe_backup(backup)))
 }
@@ -704,26 +644,20 @@ async fn backup_delete(
     State(emu): State<Shared>,
     Path((id, backup_id)): Path<(String, String)>,
 ) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     backup_of(&mut state, &id, &backup_id)?;
     state.backups.remove(&backup_id);
     Ok(Json(json!({ "message": "Backup deleted" })))
 }
 
 async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Response, Db9Error> {
-    let mut body = body_object(&body)?;
-    let key = optional(&body, "idempotency_key")?;
-    body.remove("idempotency_key");
+    let mut body = json_object(&body)?;
+    let key = take_idempotency_key(&mut body)?;
     let fingerprint = Value::Object(body.clone());
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     if let Some(key) = &key
-        && let Some((previous, restore_id)) = state.restore_keys.get(key)
+        && let Some(restore_id) = replay(&state.restore_keys, key, &fingerprint)?
     {
-        if *previous != fingerprint {
-            return Err(Db9Error::conflict(
-                "idempotency_key was already used with a different request",
-            ));
-        }
         // A retry answers the restore as it is now (without moving it along).
         let restore = state
             .restores
@@ -731,8 +665,8 @@ async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Respon
             .ok_or_else(|| Db9Error::not_found("restore", restore_id))?;
         return Ok(Json(restore_json(restore)).into_response());
     }
-    let backup_id = required(&body, "backup_id")?;
-    let target_name = required(&body, "target_name")?;
+    let backup_id = required_str(&body, "backup_id")?;
+    let target_name = required_str(&body, "target_name")?;
     validate_name(&target_name)?;
     let backup = state
         .backups
@@ -774,7 +708,7 @@ async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Respon
 }
 
 async fn restore_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     if !state.restores.contains_key(&id) {
         return Err(Db9Error::not_found("restore", &id));
     }

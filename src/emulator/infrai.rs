@@ -7,22 +7,23 @@
 //! a default page size of 20 and a maximum of 100.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::infrai_byok::{self, ByokState};
+use super::scaffold::{
+    ApiKeys, HasIdempotency, IdempotencyCache, PageQuery, Paging, Persistent, Sequence, Store,
+    Vendor, oldest_first,
+};
 use super::wire::{
-    HasIdempotency, IdempotencyCache, InfraiError, bearer_token, idempotent, json_object,
-    now_rfc3339, optional_str, random_token, required_str,
+    ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
 
 /// Vendors infrai routes to (its discovery endpoint's answer for `db.project.create`).
@@ -30,8 +31,11 @@ pub const VENDORS: &[&str] = &["neon", "supabase", "planetscale"];
 const DEFAULT_VENDOR: &str = "neon";
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_BRANCH: &str = "main";
-const DEFAULT_PAGE_SIZE: usize = 20;
-const MAX_PAGE_SIZE: usize = 100;
+/// Page sizes of the lists (the document gives none).
+const PAGING: Paging = Paging {
+    default_size: 20,
+    max_size: 100,
+};
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct ProjectRecord {
@@ -72,7 +76,7 @@ struct SnapshotRecord {
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct InfraiState {
-    next_seq: u64,
+    next_seq: Sequence,
     projects: HashMap<String, ProjectRecord>,
     branches: HashMap<String, BranchRecord>,
     snapshots: HashMap<String, SnapshotRecord>,
@@ -87,8 +91,8 @@ impl HasIdempotency for InfraiState {
 
 /// The emulated infrai account(s); every accepted API key sees the same account.
 pub struct InfraiEmulator {
-    api_keys: Vec<String>,
-    state: Mutex<InfraiState>,
+    api_keys: ApiKeys,
+    state: Store<InfraiState>,
     /// The `/v1/byok` module's state.
     pub byok: ByokState,
 }
@@ -105,35 +109,16 @@ pub struct ProjectView {
 impl InfraiEmulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
-            api_keys,
-            state: Mutex::default(),
+            api_keys: ApiKeys::new(api_keys),
+            state: Store::default(),
             byok: ByokState::default(),
         }
     }
 
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
-    }
-
-    fn state(&self) -> MutexGuard<'_, InfraiState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Every project, oldest first.
     pub fn projects(&self) -> Vec<ProjectView> {
-        let state = self.state();
-        let mut projects: Vec<_> = state.projects.values().collect();
-        projects.sort_by_key(|p| p.seq);
-        projects
+        let state = self.state.lock();
+        oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| ProjectView {
                 id: p.id.clone(),
@@ -146,17 +131,17 @@ impl InfraiEmulator {
 
     /// Number of branches (default branches included).
     pub fn branch_count(&self) -> usize {
-        self.state().branches.len()
+        self.state.lock().branches.len()
     }
 
     /// Number of snapshots.
     pub fn snapshot_count(&self) -> usize {
-        self.state().snapshots.len()
+        self.state.lock().snapshots.len()
     }
 
     /// Deletes a project as if someone did it in the vendor's console.
     pub fn delete_project_out_of_band(&self, id: &str) -> bool {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let existed = state.projects.contains_key(id);
         remove_project(&mut state, id);
         existed
@@ -164,7 +149,7 @@ impl InfraiEmulator {
 
     /// Writes a row into a branch's data (the emulator's stand-in for SQL).
     pub fn write_branch_data(&self, branch_id: &str, key: &str, value: &str) -> bool {
-        match self.state().branches.get_mut(branch_id) {
+        match self.state.lock().branches.get_mut(branch_id) {
             Some(branch) => {
                 branch.data.insert(key.to_string(), value.to_string());
                 true
@@ -178,7 +163,8 @@ impl InfraiEmulator {
         &self,
         branch_id: &str,
     ) -> Option<(Option<String>, BTreeMap<String, String>)> {
-        self.state()
+        self.state
+            .lock()
             .branches
             .get(branch_id)
             .map(|b| (b.parent_branch_id.clone(), b.data.clone()))
@@ -186,7 +172,8 @@ impl InfraiEmulator {
 
     /// The id of a project's default branch.
     pub fn default_branch_id(&self, project_id: &str) -> Option<String> {
-        self.state()
+        self.state
+            .lock()
             .projects
             .get(project_id)
             .map(|p| p.default_branch_id.clone())
@@ -195,8 +182,7 @@ impl InfraiEmulator {
 
 impl InfraiState {
     fn seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+        self.next_seq.next()
     }
 
     fn project_json(&self, p: &ProjectRecord) -> Value {
@@ -289,9 +275,7 @@ fn snapshot_json(s: &SnapshotRecord) -> Value {
         "project_id": s.project_id,
         "created_at": s.created_at,
     });
-    if let Some(label) = &s.label {
-        v["label"] = json!(label);
-    }
+    set_optional(&mut v, "label", s.label.as_deref());
     v
 }
 
@@ -301,92 +285,87 @@ fn remove_project(state: &mut InfraiState, id: &str) {
     state.snapshots.retain(|_, s| s.project_id != id);
 }
 
+/// An error answer in infrai's shape: `{"error": {"code", "message"}}`.
+pub type InfraiError = ApiError<InfraiEmulator>;
 pub(super) type Shared = Arc<InfraiEmulator>;
 type Answer = Result<Json<Value>, InfraiError>;
 
-/// Routes of `/v1/db/...`, behind Bearer auth.
-pub fn router(emulator: Shared) -> Router {
-    Router::new()
-        .route("/v1/db/project/create", post(project_create))
-        .route("/v1/db/project/get/{id}", get(project_get))
-        .route("/v1/db/project/list", get(project_list))
-        .route("/v1/db/project/delete/{id}", delete(project_delete))
-        .route("/v1/db/branch/create", post(branch_create))
-        .route("/v1/db/branch/get/{id}", get(branch_get))
-        .route("/v1/db/branch/list", get(branch_list))
-        .route("/v1/db/branch/delete/{id}", delete(branch_delete))
-        .route("/v1/db/snapshot/create", post(snapshot_create))
-        .route("/v1/db/snapshot/get/{id}", get(snapshot_get))
-        .route("/v1/db/snapshot/list", get(snapshot_list))
-        .route("/v1/db/snapshot/restore/{id}", post(snapshot_restore))
-        .merge(infrai_byok::routes())
-        .fallback(|| async {
-            InfraiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such capability")
-        })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
+impl Vendor for InfraiEmulator {
+    /// `/v1/db/...` and `/v1/byok/...`.
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route("/v1/db/project/create", post(project_create))
+            .route("/v1/db/project/get/{id}", get(project_get))
+            .route("/v1/db/project/list", get(project_list))
+            .route("/v1/db/project/delete/{id}", delete(project_delete))
+            .route("/v1/db/branch/create", post(branch_create))
+            .route("/v1/db/branch/get/{id}", get(branch_get))
+            .route("/v1/db/branch/list", get(branch_list))
+            .route("/v1/db/branch/delete/{id}", delete(branch_delete))
+            .route("/v1/db/snapshot/create", post(snapshot_create))
+            .route("/v1/db/snapshot/get/{id}", get(snapshot_get))
+            .route("/v1/db/snapshot/list", get(snapshot_list))
+            .route("/v1/db/snapshot/restore/{id}", post(snapshot_restore))
+            .merge(infrai_byok::routes())
+            .fallback(|| async { InfraiError::new(StatusCode::NOT_FOUND, "no such capability") })
+    }
 
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    match bearer_token(&headers) {
-        Some(token) if emulator.api_keys.iter().any(|k| k == token) => next.run(request).await,
-        Some(_) => InfraiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid API key")
-            .into_response(),
-        None => InfraiError::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "missing Authorization: Bearer header",
-        )
-        .into_response(),
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
+
+    fn error_body(code: &str, message: &str) -> Value {
+        json!({ "error": { "code": code, "message": message } })
+    }
+
+    /// The `/v1/db` and the `/v1/byok` modules.
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![
+            ("infrai", &self.state),
+            ("infrai_byok", self.byok.persistent()),
+        ]
     }
 }
 
 async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.project.create", body, |state, body| {
-        let name = required_str(body, "name")?;
-        let mode = optional_str(body, "mode")?.unwrap_or_else(|| "managed".to_string());
-        if mode != "managed" && mode != "byok" {
-            return Err(InfraiError::bad_request(
-                "mode must be \"managed\" or \"byok\"",
-            ));
-        }
-        let vendor = optional_str(body, "vendor")?;
-        if mode == "byok" && vendor.is_none() {
-            return Err(InfraiError::new(
-                StatusCode::BAD_REQUEST,
-                "VENDOR_REQUIRED",
-                "vendor is required when mode=byok",
-            ));
-        }
-        let vendor = vendor.unwrap_or_else(|| DEFAULT_VENDOR.to_string());
-        if !VENDORS.contains(&vendor.as_str()) {
-            return Err(InfraiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "UNKNOWN_VENDOR",
-                format!("vendor {vendor:?} is not available for db.project.create"),
-            ));
-        }
-        for field in ["region", "plan", "postgres_version"] {
-            optional_str(body, field)?;
-        }
-        let region = optional_str(body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
-        let project = state.new_project(name, vendor, region, BTreeMap::new());
-        Ok(state.project_json(&project))
-    })
+    emu.state
+        .idempotent("db.project.create", body, |state, body| {
+            let name = required_str(body, "name")?;
+            let mode = optional_str(body, "mode")?.unwrap_or_else(|| "managed".to_string());
+            if mode != "managed" && mode != "byok" {
+                return Err(InfraiError::bad_request(
+                    "mode must be \"managed\" or \"byok\"",
+                ));
+            }
+            let vendor = optional_str(body, "vendor")?;
+            if mode == "byok" && vendor.is_none() {
+                return Err(InfraiError::coded(
+                    StatusCode::BAD_REQUEST,
+                    "VENDOR_REQUIRED",
+                    "vendor is required when mode=byok",
+                ));
+            }
+            let vendor = vendor.unwrap_or_else(|| DEFAULT_VENDOR.to_string());
+            if !VENDORS.contains(&vendor.as_str()) {
+                return Err(InfraiError::coded(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "UNKNOWN_VENDOR",
+                    format!("vendor {vendor:?} is not available for db.project.create"),
+                ));
+            }
+            for field in ["region", "plan", "postgres_version"] {
+                optional_str(body, field)?;
+            }
+            let region =
+                optional_str(body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
+            let project = state.new_project(name, vendor, region, BTreeMap::new());
+            Ok(state.project_json(&project))
+        })
 }
 
 async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let project = state
         .projects
         .get(&id)
@@ -394,75 +373,40 @@ async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answe
     Ok(Json(state.project_json(project)))
 }
 
+/// The `project_id` filter of the branch and snapshot lists.
 #[derive(Deserialize)]
-pub(super) struct ListQuery {
-    pub(super) cursor: Option<String>,
-    pub(super) limit: Option<String>,
-    pub(super) project_id: Option<String>,
+struct ProjectFilter {
+    project_id: Option<String>,
 }
 
-/// Cursor pagination over items ordered by creation: the cursor is opaque to
-/// clients and names the last item returned.
-pub(super) fn paginate<T>(
-    mut items: Vec<(u64, T)>,
-    query: &ListQuery,
-) -> Result<(Vec<T>, Option<String>), InfraiError> {
-    let limit = match &query.limit {
-        None => DEFAULT_PAGE_SIZE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(InfraiError::bad_request(format!(
-                    "limit must be between 1 and {MAX_PAGE_SIZE}"
-                )));
-            }
-        },
-    };
-    let after = match &query.cursor {
-        None => 0,
-        Some(cursor) => cursor
-            .strip_prefix("cur_")
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| InfraiError::bad_request("invalid cursor"))?,
-    };
-    items.sort_by_key(|(seq, _)| *seq);
-    let mut rest = items.into_iter().filter(|(seq, _)| *seq > after).peekable();
-    let mut page = Vec::new();
-    let mut last = after;
-    while page.len() < limit {
-        match rest.next() {
-            Some((seq, item)) => {
-                last = seq;
-                page.push(item);
-            }
-            None => break,
-        }
+impl ProjectFilter {
+    /// Whether an item of project `project_id` is listed.
+    fn admits(&self, project_id: &str) -> bool {
+        self.project_id.as_ref().is_none_or(|p| p == project_id)
     }
-    let next = rest.peek().map(|_| format!("cur_{last}"));
-    Ok((page, next))
 }
 
-pub(super) fn page_json(items: Vec<Value>, next: Option<String>) -> Value {
+/// The page of `items` (sequence number, item) that `query` asks for:
+/// `{"items": [...], "next_cursor"?}`.
+pub(super) fn page(items: Vec<(u64, Value)>, query: &PageQuery) -> Answer {
+    let (items, next) = PAGING.page(items, query)?;
     let mut v = json!({ "items": items });
-    if let Some(next) = next {
-        v["next_cursor"] = json!(next);
-    }
-    v
+    set_optional(&mut v, "next_cursor", next);
+    Ok(Json(v))
 }
 
-async fn project_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
-    let state = emu.state();
+async fn project_list(State(emu): State<Shared>, Query(query): Query<PageQuery>) -> Answer {
+    let state = emu.state.lock();
     let items = state
         .projects
         .values()
         .map(|p| (p.seq, state.project_json(p)))
         .collect();
-    let (items, next) = paginate(items, &query)?;
-    Ok(Json(page_json(items, next)))
+    page(items, &query)
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     if !state.projects.contains_key(&id) {
         return Err(InfraiError::not_found("project", &id));
     }
@@ -472,43 +416,44 @@ async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> An
 
 async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.branch.create", body, |state, body| {
-        let project_id = required_str(body, "project_id")?;
-        let branch_name = required_str(body, "branch_name")?;
-        let from = optional_str(body, "from_branch")?.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
-        let project = state
-            .projects
-            .get(&project_id)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
-        let in_project = |b: &&BranchRecord| b.project_id == project_id;
-        if state
-            .branches
-            .values()
-            .filter(in_project)
-            .any(|b| b.branch_name == branch_name)
-        {
-            return Err(InfraiError::new(
-                StatusCode::CONFLICT,
-                "ALREADY_EXISTS",
-                format!("branch {branch_name:?} already exists in project {project_id}"),
-            ));
-        }
-        let parent = state
-            .branches
-            .values()
-            .filter(in_project)
-            .find(|b| b.branch_name == from)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("branch", &from))?;
-        let branch = state.new_branch(&project, &branch_name, Some(&parent));
-        Ok(branch_json(&branch))
-    })
+    emu.state
+        .idempotent("db.branch.create", body, |state, body| {
+            let project_id = required_str(body, "project_id")?;
+            let branch_name = required_str(body, "branch_name")?;
+            let from =
+                optional_str(body, "from_branch")?.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
+            let project = state
+                .projects
+                .get(&project_id)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
+            let in_project = |b: &&BranchRecord| b.project_id == project_id;
+            if state
+                .branches
+                .values()
+                .filter(in_project)
+                .any(|b| b.branch_name == branch_name)
+            {
+                return Err(InfraiError::coded(
+                    StatusCode::CONFLICT,
+                    "ALREADY_EXISTS",
+                    format!("branch {branch_name:?} already exists in project {project_id}"),
+                ));
+            }
+            let parent = state
+                .branches
+                .values()
+                .filter(in_project)
+                .find(|b| b.branch_name == from)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("branch", &from))?;
+            let branch = state.new_branch(&project, &branch_name, Some(&parent));
+            Ok(branch_json(&branch))
+        })
 }
 
 async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let branch = state
         .branches
         .get(&id)
@@ -516,26 +461,29 @@ async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer
     Ok(Json(branch_json(branch)))
 }
 
-async fn branch_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
-    let state = emu.state();
+async fn branch_list(
+    State(emu): State<Shared>,
+    Query(query): Query<PageQuery>,
+    Query(filter): Query<ProjectFilter>,
+) -> Answer {
+    let state = emu.state.lock();
     let items = state
         .branches
         .values()
-        .filter(|b| query.project_id.as_ref().is_none_or(|p| *p == b.project_id))
+        .filter(|b| filter.admits(&b.project_id))
         .map(|b| (b.seq, branch_json(b)))
         .collect();
-    let (items, next) = paginate(items, &query)?;
-    Ok(Json(page_json(items, next)))
+    page(items, &query)
 }
 
 async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let branch = state
         .branches
         .get(&id)
         .ok_or_else(|| InfraiError::not_found("branch", &id))?;
     if branch.parent_branch_id.is_none() {
-        return Err(InfraiError::new(
+        return Err(InfraiError::coded(
             StatusCode::CONFLICT,
             "DEFAULT_BRANCH",
             "the default branch is deleted with its project",
@@ -547,38 +495,38 @@ async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Ans
 
 async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.snapshot.create", body, |state, body| {
-        let project_id = required_str(body, "project_id")?;
-        let label = optional_str(body, "label")?;
-        let project = state
-            .projects
-            .get(&project_id)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
-        let data = state
-            .branches
-            .get(&project.default_branch_id)
-            .map(|b| b.data.clone())
-            .unwrap_or_default();
-        let seq = state.seq();
-        let snapshot = SnapshotRecord {
-            seq,
-            id: format!("snap_{}", random_token(12)),
-            project_id,
-            label,
-            created_at: now_rfc3339(),
-            data,
-        };
-        state
-            .snapshots
-            .insert(snapshot.id.clone(), snapshot.clone());
-        Ok(snapshot_json(&snapshot))
-    })
+    emu.state
+        .idempotent("db.snapshot.create", body, |state, body| {
+            let project_id = required_str(body, "project_id")?;
+            let label = optional_str(body, "label")?;
+            let project = state
+                .projects
+                .get(&project_id)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
+            let data = state
+                .branches
+                .get(&project.default_branch_id)
+                .map(|b| b.data.clone())
+                .unwrap_or_default();
+            let seq = state.seq();
+            let snapshot = SnapshotRecord {
+                seq,
+                id: format!("snap_{}", random_token(12)),
+                project_id,
+                label,
+                created_at: now_rfc3339(),
+                data,
+            };
+            state
+                .snapshots
+                .insert(snapshot.id.clone(), snapshot.clone());
+            Ok(snapshot_json(&snapshot))
+        })
 }
 
 async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let state = emu.state();
+    let state = emu.state.lock();
     let snapshot = state
         .snapshots
         .get(&id)
@@ -586,16 +534,19 @@ async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answ
     Ok(Json(snapshot_json(snapshot)))
 }
 
-async fn snapshot_list(State(emu): State<Shared>, Query(query): Query<ListQuery>) -> Answer {
-    let state = emu.state();
+async fn snapshot_list(
+    State(emu): State<Shared>,
+    Query(query): Query<PageQuery>,
+    Query(filter): Query<ProjectFilter>,
+) -> Answer {
+    let state = emu.state.lock();
     let items = state
         .snapshots
         .values()
-        .filter(|s| query.project_id.as_ref().is_none_or(|p| *p == s.project_id))
+        .filter(|s| filter.admits(&s.project_id))
         .map(|s| (s.seq, snapshot_json(s)))
         .collect();
-    let (items, next) = paginate(items, &query)?;
-    Ok(Json(page_json(items, next)))
+    page(items, &query)
 }
 
 async fn snapshot_restore(
@@ -615,8 +566,7 @@ async fn snapshot_restore(
             body.insert("snapshot_id".to_string(), json!(id));
         }
     }
-    let mut state = emu.state();
-    idempotent(&mut *state, "db.snapshot.restore", body, |state, body| {
+    emu.state.idempotent("db.snapshot.restore", body, |state, body| {
         let snapshot_id = required_str(body, "snapshot_id")?;
         let snapshot = state
             .snapshots
@@ -642,43 +592,4 @@ async fn snapshot_restore(
             json!({ "id": full["id"], "name": full["name"], "connection_uri": full["connection_uri"] }),
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn q(cursor: Option<&str>, limit: Option<&str>) -> ListQuery {
-        ListQuery {
-            cursor: cursor.map(str::to_string),
-            limit: limit.map(str::to_string),
-            project_id: None,
-        }
-    }
-
-    #[test]
-    fn pagination_walks_every_item_once_in_creation_order() {
-        let items: Vec<(u64, u64)> = (1..=45).rev().map(|i| (i, i)).collect();
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let (page, next) = paginate(items.clone(), &q(cursor.as_deref(), Some("20"))).unwrap();
-            seen.extend(page);
-            match next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        assert_eq!(seen, (1..=45).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn pagination_rejects_bad_limits_and_cursors() {
-        assert!(paginate(vec![(1, ())], &q(None, Some("0"))).is_err());
-        assert!(paginate(vec![(1, ())], &q(None, Some("101"))).is_err());
-        assert!(paginate(vec![(1, ())], &q(None, Some("ten"))).is_err());
-        assert!(paginate(vec![(1, ())], &q(Some("garbage"), None)).is_err());
-        let (page, next) = paginate(vec![(1, ()), (2, ())], &q(None, Some("2"))).unwrap();
-        assert_eq!((page.len(), next), (2, None));
-    }
 }

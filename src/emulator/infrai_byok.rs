@@ -16,7 +16,6 @@
 //! stage a bad key on purpose; every other value passes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
 
 use axum::Json;
 use axum::Router;
@@ -26,10 +25,12 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
-use super::infrai::{ListQuery, Shared, page_json, paginate};
+use super::infrai::{InfraiError, Shared, page};
+use super::scaffold::{
+    HasIdempotency, IdempotencyCache, PageQuery, Persistent, Sequence, Store, oldest_first,
+};
 use super::wire::{
-    HasIdempotency, IdempotencyCache, InfraiError, idempotent, json_object, now_rfc3339,
-    optional_str, random_token, required_str,
+    json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
 
 /// A credential value containing this string fails the emulator's probe.
@@ -70,7 +71,7 @@ struct ByokRecord {
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct ByokModel {
-    seq: u64,
+    seq: Sequence,
     keys: HashMap<String, ByokRecord>,
     policy: Option<Value>,
     idempotency: IdempotencyCache,
@@ -85,28 +86,22 @@ impl HasIdempotency for ByokModel {
 /// State of the emulated BYOK module.
 #[derive(Default)]
 pub struct ByokState {
-    model: Mutex<ByokModel>,
+    model: Store<ByokModel>,
 }
 
 impl ByokState {
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.model())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.model() = serde_json::from_value(saved)?;
-        Ok(())
-    }
-
-    fn model(&self) -> MutexGuard<'_, ByokModel> {
-        self.model.lock().unwrap_or_else(|p| p.into_inner())
+    /// The module's state, as the state file keeps it.
+    pub(super) fn persistent(&self) -> &dyn Persistent {
+        &self.model
     }
 
     /// The credential fields in force for `id` (tests check rotations with this).
     pub fn active_credentials(&self, id: &str) -> Option<BTreeMap<String, String>> {
-        self.model().keys.get(id).map(|k| k.credentials.clone())
+        self.model
+            .lock()
+            .keys
+            .get(id)
+            .map(|k| k.credentials.clone())
     }
 
     /// `(state, label, bindings as (capability, module, model))` of `id`.
@@ -119,7 +114,7 @@ impl ByokState {
         String,
         Vec<(Option<String>, Option<String>, Option<String>)>,
     )> {
-        self.model().keys.get(id).map(|k| {
+        self.model.lock().keys.get(id).map(|k| {
             (
                 k.state.to_string(),
                 k.label.clone(),
@@ -133,17 +128,18 @@ impl ByokState {
 
     /// The quota last set on `id`, as the request carried it.
     pub fn quota(&self, id: &str) -> Option<Value> {
-        self.model().keys.get(id).and_then(|k| k.quota.clone())
+        self.model.lock().keys.get(id).and_then(|k| k.quota.clone())
     }
 
     /// Number of registered credentials (revoked ones included).
     pub fn count(&self) -> usize {
-        self.model().keys.len()
+        self.model.lock().keys.len()
     }
 
     /// Types of the events of `id`, oldest first.
     pub fn event_types(&self, id: &str) -> Vec<String> {
-        self.model()
+        self.model
+            .lock()
             .keys
             .get(id)
             .map(|k| {
@@ -157,7 +153,7 @@ impl ByokState {
 
     /// Records usage as if routed calls had gone through `id`.
     pub fn record_usage(&self, id: &str, spend_usd: f64, calls: u64) {
-        if let Some(k) = self.model().keys.get_mut(id) {
+        if let Some(k) = self.model.lock().keys.get_mut(id) {
             k.spend_usd += spend_usd;
             k.call_count += calls;
         }
@@ -165,7 +161,7 @@ impl ByokState {
 
     /// The account's routing policy, as `policy.get` answers it.
     pub fn policy(&self) -> Value {
-        policy_json(&self.model())
+        policy_json(&self.model.lock())
     }
 }
 
@@ -212,9 +208,7 @@ fn config_json(k: &ByokRecord) -> Value {
         "bindings": bindings_json(k),
         "created_at": k.created_at,
     });
-    if let Some(quota) = &k.quota {
-        v["quota"] = quota.clone();
-    }
+    set_optional(&mut v, "quota", k.quota.clone());
     v
 }
 
@@ -227,9 +221,7 @@ fn key_json(k: &ByokRecord, test_result: Option<Value>) -> Value {
         "state": k.state,
         "created_at": k.created_at,
     });
-    if let Some(t) = test_result {
-        v["test_result"] = t;
-    }
+    set_optional(&mut v, "test_result", test_result);
     v
 }
 
@@ -242,8 +234,7 @@ fn policy_json(model: &ByokModel) -> Value {
 
 impl ByokModel {
     fn seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
+        self.seq.next()
     }
 
     fn event(&mut self, id: &str, kind: &str, detail: Value) {
@@ -260,7 +251,7 @@ impl ByokModel {
     fn live(&mut self, id: &str) -> Result<&mut ByokRecord, InfraiError> {
         match self.keys.get_mut(id) {
             None => Err(InfraiError::not_found("BYOK credential", id)),
-            Some(k) if k.state == "revoked" => Err(InfraiError::new(
+            Some(k) if k.state == "revoked" => Err(InfraiError::coded(
                 StatusCode::CONFLICT,
                 "REVOKED",
                 format!("BYOK credential {id} is revoked"),
@@ -305,8 +296,7 @@ fn body_with_id(body: &[u8], id: &str) -> Result<Map<String, Value>, InfraiError
 
 async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.register", body, |model, body| {
+    emu.byok.model.idempotent("byok.register", body, |model, body| {
         let provider = required_str(body, "provider")?;
         let Some(alias) = optional_str(body, "alias")?.filter(|a| !a.is_empty()) else {
             return Err(InfraiError::bad_request(
@@ -364,16 +354,15 @@ async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn list(State(emu): State<Shared>) -> Answer {
-    let model = emu.byok.model();
-    let mut keys: Vec<&ByokRecord> = model.keys.values().collect();
-    keys.sort_by_key(|k| k.seq);
+    let model = emu.byok.model.lock();
+    let keys = oldest_first(model.keys.values(), |k| k.seq);
     Ok(Json(
         json!({ "items": keys.into_iter().map(|k| key_json(k, None)).collect::<Vec<_>>() }),
     ))
 }
 
 async fn test(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut model = emu.byok.model();
+    let mut model = emu.byok.model.lock();
     let key = model.live(&id)?;
     let result = if key.state == "disabled" {
         json!({ "ok": false, "error": "credential is disabled" })
@@ -385,7 +374,7 @@ async fn test(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
 }
 
 async fn revoke(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut model = emu.byok.model();
+    let mut model = emu.byok.model.lock();
     let key = model
         .keys
         .get_mut(&id)
@@ -399,7 +388,7 @@ async fn revoke(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
 }
 
 async fn get_config(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let model = emu.byok.model();
+    let model = emu.byok.model.lock();
     let key = model
         .keys
         .get(&id)
@@ -409,17 +398,18 @@ async fn get_config(State(emu): State<Shared>, Path(id): Path<String>) -> Answer
 
 async fn update(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.update", body, |model, body| {
-        let label = optional_str(body, "label")?;
-        let key = model.live(&id)?;
-        if let Some(label) = label {
-            key.label = label;
-        }
-        let response = config_json(key);
-        model.event(&id, "updated", json!({}));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.update", body, |model, body| {
+            let label = optional_str(body, "label")?;
+            let key = model.live(&id)?;
+            if let Some(label) = label {
+                key.label = label;
+            }
+            let response = config_json(key);
+            model.event(&id, "updated", json!({}));
+            Ok(response)
+        })
 }
 
 fn set_state(
@@ -430,8 +420,7 @@ fn set_state(
     state: &'static str,
 ) -> Answer {
     let body = body_with_id(body, id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, capability, body, |model, _| {
+    emu.byok.model.idempotent(capability, body, |model, _| {
         let key = model.live(id)?;
         let changed = key.state != state;
         key.state = state.to_string();
@@ -473,8 +462,7 @@ fn scope_of(body: &Map<String, Value>) -> Result<(Option<String>, Option<String>
 
 async fn bind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.bind", body, |model, body| {
+    emu.byok.model.idempotent("byok.bind", body, |model, body| {
         let (capability, module) = scope_of(body)?;
         let model_pin = optional_str(body, "model")?;
         let key = model.live(&id)?;
@@ -493,89 +481,92 @@ async fn bind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) ->
 
 async fn unbind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.unbind", body, |model, body| {
-        let (capability, module) = scope_of(body)?;
-        let key = model.live(&id)?;
-        key.bindings
-            .retain(|b| !(b.capability == capability && b.module == module));
-        let response = json!({ "byok_id": key.id, "bindings": bindings_json(key) });
-        model.event(&id, "unbound", json!({}));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.unbind", body, |model, body| {
+            let (capability, module) = scope_of(body)?;
+            let key = model.live(&id)?;
+            key.bindings
+                .retain(|b| !(b.capability == capability && b.module == module));
+            let response = json!({ "byok_id": key.id, "bindings": bindings_json(key) });
+            model.event(&id, "unbound", json!({}));
+            Ok(response)
+        })
 }
 
 async fn policy_get(State(emu): State<Shared>) -> Answer {
-    Ok(Json(policy_json(&emu.byok.model())))
+    Ok(Json(policy_json(&emu.byok.model.lock())))
 }
 
 async fn policy_set(State(emu): State<Shared>, body: Bytes) -> Answer {
     let body = json_object(&body)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.policy.set", body, |model, body| {
-        let mode = required_str(body, "mode")?;
-        if !POLICY_MODES.contains(&mode.as_str()) {
-            return Err(InfraiError::bad_request(
-                "mode must be byok_only or byok_then_pool",
-            ));
-        }
-        let mut policy = json!({ "mode": mode });
-        match body.get("scope") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(scope)) => {
-                let mut out = Map::new();
-                for field in ["capability", "module"] {
-                    if let Some(v) = optional_str(scope, field)? {
-                        out.insert(field.to_string(), json!(v));
+    emu.byok
+        .model
+        .idempotent("byok.policy.set", body, |model, body| {
+            let mode = required_str(body, "mode")?;
+            if !POLICY_MODES.contains(&mode.as_str()) {
+                return Err(InfraiError::bad_request(
+                    "mode must be byok_only or byok_then_pool",
+                ));
+            }
+            let mut policy = json!({ "mode": mode });
+            match body.get("scope") {
+                None | Some(Value::Null) => {}
+                Some(Value::Object(scope)) => {
+                    let mut out = Map::new();
+                    for field in ["capability", "module"] {
+                        if let Some(v) = optional_str(scope, field)? {
+                            out.insert(field.to_string(), json!(v));
+                        }
+                    }
+                    if !out.is_empty() {
+                        policy["scope"] = Value::Object(out);
                     }
                 }
-                if !out.is_empty() {
-                    policy["scope"] = Value::Object(out);
-                }
+                Some(_) => return Err(InfraiError::bad_request("scope must be an object")),
             }
-            Some(_) => return Err(InfraiError::bad_request("scope must be an object")),
-        }
-        model.policy = Some(policy.clone());
-        Ok(policy)
-    })
+            model.policy = Some(policy.clone());
+            Ok(policy)
+        })
 }
 
 async fn quota_set(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.quota.set", body, |model, body| {
-        let mut quota = Map::new();
-        for field in ["spend_limit_usd", "call_limit"] {
-            match body.get(field) {
-                None | Some(Value::Null) => {}
-                Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v >= 0.0) => {
-                    quota.insert(field.to_string(), Value::Number(n.clone()));
-                }
-                Some(_) => {
-                    return Err(InfraiError::bad_request(format!(
-                        "{field} must be a number of at least 0"
-                    )));
+    emu.byok
+        .model
+        .idempotent("byok.quota.set", body, |model, body| {
+            let mut quota = Map::new();
+            for field in ["spend_limit_usd", "call_limit"] {
+                match body.get(field) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v >= 0.0) => {
+                        quota.insert(field.to_string(), Value::Number(n.clone()));
+                    }
+                    Some(_) => {
+                        return Err(InfraiError::bad_request(format!(
+                            "{field} must be a number of at least 0"
+                        )));
+                    }
                 }
             }
-        }
-        if let Some(window) = optional_str(body, "window")? {
-            if !QUOTA_WINDOWS.contains(&window.as_str()) {
-                return Err(InfraiError::bad_request(
-                    "window must be one of 1d, 7d, 30d, mtd, ytd",
-                ));
+            if let Some(window) = optional_str(body, "window")? {
+                if !QUOTA_WINDOWS.contains(&window.as_str()) {
+                    return Err(InfraiError::bad_request(
+                        "window must be one of 1d, 7d, 30d, mtd, ytd",
+                    ));
+                }
+                quota.insert("window".to_string(), json!(window));
             }
-            quota.insert("window".to_string(), json!(window));
-        }
-        let key = model.live(&id)?;
-        key.quota = Some(Value::Object(quota));
-        let response = json!({ "byok_id": key.id, "quota": key.quota });
-        model.event(&id, "quota_set", json!({}));
-        Ok(response)
-    })
+            let key = model.live(&id)?;
+            key.quota = Some(Value::Object(quota));
+            let response = json!({ "byok_id": key.id, "quota": key.quota });
+            model.event(&id, "quota_set", json!({}));
+            Ok(response)
+        })
 }
 
 async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let model = emu.byok.model();
+    let model = emu.byok.model.lock();
     let key = model
         .keys
         .get(&id)
@@ -597,63 +588,65 @@ async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
 async fn events(
     State(emu): State<Shared>,
     Path(id): Path<String>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Answer {
-    let model = emu.byok.model();
+    let model = emu.byok.model.lock();
     let key = model
         .keys
         .get(&id)
         .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
-    let (items, next) = paginate(key.events.clone(), &query)?;
-    Ok(Json(page_json(items, next)))
+    page(key.events.clone(), &query)
 }
 
 async fn rotate(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.rotate", body, |model, body| {
-        let api_key = required_str(body, "api_key")?;
-        let key = model.live(&id)?;
-        key.credentials.insert("api_key".to_string(), api_key);
-        let response =
-            json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
-        model.event(&id, "rotated", json!({}));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.rotate", body, |model, body| {
+            let api_key = required_str(body, "api_key")?;
+            let key = model.live(&id)?;
+            key.credentials.insert("api_key".to_string(), api_key);
+            let response =
+                json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
+            model.event(&id, "rotated", json!({}));
+            Ok(response)
+        })
 }
 
 async fn rotate_stage(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.rotate.stage", body, |model, body| {
-        let api_key = required_str(body, "api_key")?;
-        let key = model.live(&id)?;
-        let mut candidate = key.credentials.clone();
-        candidate.insert("api_key".to_string(), api_key.clone());
-        let (probe_ok, probe_result) = probe(&candidate);
-        let stage_id = format!("stg_{}", random_token(10));
-        key.stages
-            .insert(stage_id.clone(), Stage { api_key, probe_ok });
-        model.event(&id, "rotation_staged", json!({ "probe_ok": probe_ok }));
-        Ok(json!({ "stage_id": stage_id, "probe_result": probe_result }))
-    })
+    emu.byok
+        .model
+        .idempotent("byok.rotate.stage", body, |model, body| {
+            let api_key = required_str(body, "api_key")?;
+            let key = model.live(&id)?;
+            let mut candidate = key.credentials.clone();
+            candidate.insert("api_key".to_string(), api_key.clone());
+            let (probe_ok, probe_result) = probe(&candidate);
+            let stage_id = format!("stg_{}", random_token(10));
+            key.stages
+                .insert(stage_id.clone(), Stage { api_key, probe_ok });
+            model.event(&id, "rotation_staged", json!({ "probe_ok": probe_ok }));
+            Ok(json!({ "stage_id": stage_id, "probe_result": probe_result }))
+        })
 }
 
 async fn rotate_commit(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
     let body = body_with_id(&body, &id)?;
-    let mut model = emu.byok.model();
-    idempotent(&mut *model, "byok.rotate.commit", body, |model, body| {
-        let stage_id = required_str(body, "stage_id")?;
-        let key = model.live(&id)?;
-        let stage = key
-            .stages
-            .remove(&stage_id)
-            .ok_or_else(|| InfraiError::not_found("staged rotation", &stage_id))?;
-        key.credentials.insert("api_key".to_string(), stage.api_key);
-        key.stages.clear();
-        let response =
-            json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
-        model.event(&id, "rotated", json!({ "probe_ok": stage.probe_ok }));
-        Ok(response)
-    })
+    emu.byok
+        .model
+        .idempotent("byok.rotate.commit", body, |model, body| {
+            let stage_id = required_str(body, "stage_id")?;
+            let key = model.live(&id)?;
+            let stage = key
+                .stages
+                .remove(&stage_id)
+                .ok_or_else(|| InfraiError::not_found("staged rotation", &stage_id))?;
+            key.credentials.insert("api_key".to_string(), stage.api_key);
+            key.stages.clear();
+            let response =
+                json!({ "byok_id": key.id, "state": key.state, "bindings": bindings_json(key) });
+            model.event(&id, "rotated", json!({ "probe_ok": stage.probe_ok }));
+            Ok(response)
+        })
 }

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod infrai;
 pub mod infrai_byok;
 pub mod persist;
+mod scaffold;
 pub mod supabase;
 mod wire;
 
@@ -58,6 +59,30 @@ impl Default for EmulatorConfig {
     }
 }
 
+/// One emulated vendor API, as the emulator serves it.
+struct Api {
+    /// Its path prefix (`/infrai`) and its key in [`Emulator::faults`].
+    name: &'static str,
+    /// The API in an emulator: its routes and its parts of the state file.
+    of: fn(&Emulator) -> Arc<dyn scaffold::Served>,
+}
+
+impl Api {
+    const fn new(name: &'static str, of: fn(&Emulator) -> Arc<dyn scaffold::Served>) -> Self {
+        Self { name, of }
+    }
+}
+
+/// Every emulated vendor API. The router, fault injection and the state file
+/// all go through this list: a new vendor is its module, a line here, and its
+/// field in [`Emulator`] (with its keys in [`EmulatorConfig`]).
+const APIS: &[Api] = &[
+    Api::new("infrai", |e| e.infrai.clone()),
+    Api::new("supabase", |e| e.supabase.clone()),
+    Api::new("db9", |e| e.db9.clone()),
+    Api::new("capydb", |e| e.capydb.clone()),
+];
+
 /// The state of every emulated API; cloning shares it.
 #[derive(Clone)]
 pub struct Emulator {
@@ -75,9 +100,8 @@ impl Emulator {
     pub fn new(config: &EmulatorConfig) -> Self {
         Self {
             faults: Arc::new(
-                ["infrai", "supabase", "db9", "capydb"]
-                    .into_iter()
-                    .map(|api| (api, Arc::new(faults::Faults::default())))
+                APIS.iter()
+                    .map(|api| (api.name, Arc::new(faults::Faults::default())))
                     .collect(),
             ),
             infrai: Arc::new(infrai::InfraiEmulator::new(config.infrai_api_keys.clone())),
@@ -102,6 +126,11 @@ impl Emulator {
         Ok(emulator)
     }
 
+    /// Every vendor API this emulator serves, by name.
+    fn apis(&self) -> impl Iterator<Item = (&'static str, Arc<dyn scaffold::Served>)> + '_ {
+        APIS.iter().map(|api| (api.name, (api.of)(self)))
+    }
+
     /// The fault injection of one API (`infrai`, `supabase`, `db9`, `capydb`).
     pub fn faults_of(&self, api: &str) -> Option<Arc<faults::Faults>> {
         self.faults.get(api).cloned()
@@ -109,46 +138,36 @@ impl Emulator {
 
     /// The HTTP routes of all emulated APIs.
     pub fn router(&self) -> Router {
-        let with_faults = |api: &'static str, router: Router| match self.faults.get(api) {
-            Some(faults) => router.layer(axum::middleware::from_fn_with_state(
-                faults.clone(),
-                faults::inject,
-            )),
-            None => router,
-        };
+        let mut router = Router::new();
+        for (name, api) in self.apis() {
+            let mut routes = api.router();
+            if let Some(faults) = self.faults.get(name) {
+                routes = routes.layer(axum::middleware::from_fn_with_state(
+                    faults.clone(),
+                    faults::inject,
+                ));
+            }
+            router = router.nest(&format!("/{name}"), routes);
+        }
         let all_faults = self.faults.clone();
-        let router = Router::new()
-            .nest(
-                "/infrai",
-                with_faults("infrai", infrai::router(self.infrai.clone())),
-            )
-            .nest(
-                "/supabase",
-                with_faults("supabase", supabase::router(self.supabase.clone())),
-            )
-            .nest("/db9", with_faults("db9", db9::router(self.db9.clone())))
-            .nest(
-                "/capydb",
-                with_faults("capydb", capydb::router(self.capydb.clone())),
-            )
-            .route(
-                "/_faults/{api}",
-                axum::routing::put(
-                    move |axum::extract::Path(api): axum::extract::Path<String>,
-                          axum::Json(config): axum::Json<faults::FaultConfig>| {
-                        let all_faults = all_faults.clone();
-                        async move {
-                            match all_faults.get(api.as_str()) {
-                                Some(faults) => {
-                                    faults.set(config);
-                                    axum::http::StatusCode::NO_CONTENT
-                                }
-                                None => axum::http::StatusCode::NOT_FOUND,
+        let router = router.route(
+            "/_faults/{api}",
+            axum::routing::put(
+                move |axum::extract::Path(api): axum::extract::Path<String>,
+                      axum::Json(config): axum::Json<faults::FaultConfig>| {
+                    let all_faults = all_faults.clone();
+                    async move {
+                        match all_faults.get(api.as_str()) {
+                            Some(faults) => {
+                                faults.set(config);
+                                axum::http::StatusCode::NO_CONTENT
                             }
+                            None => axum::http::StatusCode::NOT_FOUND,
                         }
-                    },
-                ),
-            );
+                    }
+                },
+            ),
+        );
         match &self.persister {
             Some(persister) => router.layer(axum::middleware::from_fn_with_state(
                 persister.clone(),
@@ -176,5 +195,78 @@ impl Emulator {
             }
         });
         Ok((local, handle))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_has_its_faults_and_distinct_state_file_keys() {
+        let emulator = Emulator::new(&EmulatorConfig::default());
+        let names: Vec<&str> = emulator.faults.keys().copied().collect();
+        assert_eq!(names, ["capydb", "db9", "infrai", "supabase"]);
+        let mut keys: Vec<&str> = emulator
+            .apis()
+            .flat_map(|(_, api)| {
+                api.sections()
+                    .into_iter()
+                    .map(|(key, _)| key)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(before, keys.len(), "a state file key is used twice");
+        assert_eq!(keys, ["capydb", "db9", "infrai", "infrai_byok", "supabase"]);
+    }
+
+    #[tokio::test]
+    async fn every_api_is_served_under_its_name_with_its_faults() {
+        crate::providers::http::ensure_crypto_provider();
+        let emulator = Emulator::new(&EmulatorConfig::default());
+        let (addr, server) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
+        let http = reqwest::Client::new();
+        // Each API answers (its own 401, unauthenticated) under its prefix.
+        for (prefix, body) in [
+            (
+                "infrai",
+                r#"{"error":{"code":"UNAUTHORIZED","message":"missing Authorization: Bearer header"}}"#,
+            ),
+            ("supabase", r#"{"message":"Unauthorized"}"#),
+            (
+                "db9",
+                r#"{"message":"missing Authorization: Bearer token"}"#,
+            ),
+            (
+                "capydb",
+                r#"{"error":"missing Authorization: Bearer header"}"#,
+            ),
+        ] {
+            let response = http
+                .get(format!("http://{addr}/{prefix}/v1/anything"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{prefix}");
+            assert_eq!(response.text().await.unwrap(), body, "{prefix}");
+        }
+        // Faults are set per API, and only for APIs the emulator has.
+        let set = |api: &str| {
+            http.put(format!("http://{addr}/_faults/{api}"))
+                .json(&serde_json::json!({ "latencyMs": 1 }))
+                .send()
+        };
+        assert_eq!(set("db9").await.unwrap().status().as_u16(), 204);
+        assert_eq!(set("nope").await.unwrap().status().as_u16(), 404);
+        let db9 = emulator.faults_of("db9").unwrap();
+        assert_eq!(db9.config().latency_ms, 1);
+        assert_eq!(emulator.faults_of("infrai").unwrap().config().latency_ms, 0);
+        // Requests are counted by the faults of their own API.
+        assert_eq!(db9.requests(), 1);
+        assert_eq!(emulator.faults_of("capydb").unwrap().requests(), 1);
+        server.abort();
     }
 }

@@ -26,15 +26,13 @@ use super::Emulator;
 /// Version of the state file's layout.
 const VERSION: u32 = 1;
 
-/// The state file's content.
+/// The state file's content: the layout version, and each part of the
+/// emulator's state under its key (`infrai`, `infrai_byok`, `supabase`, ...).
 #[derive(Serialize, Deserialize)]
 struct Saved {
     version: u32,
-    infrai: serde_json::Value,
-    infrai_byok: serde_json::Value,
-    supabase: serde_json::Value,
-    db9: serde_json::Value,
-    capydb: serde_json::Value,
+    #[serde(flatten)]
+    sections: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The default state file: `dbops/emulator-state.json` in the user's state
@@ -145,24 +143,29 @@ fn load(emulator: &Emulator, bytes: &[u8]) -> Result<(), String> {
     if saved.version != VERSION {
         return Err(format!("layout version {}", saved.version));
     }
-    let err = |e: serde_json::Error| e.to_string();
-    emulator.infrai.load(saved.infrai).map_err(err)?;
-    emulator.infrai.byok.load(saved.infrai_byok).map_err(err)?;
-    emulator.supabase.load(saved.supabase).map_err(err)?;
-    emulator.db9.load(saved.db9).map_err(err)?;
-    emulator.capydb.load(saved.capydb).map_err(err)?;
+    let mut sections = saved.sections;
+    for (_, api) in emulator.apis() {
+        for (key, state) in api.sections() {
+            let section = sections
+                .remove(key)
+                .ok_or_else(|| format!("missing field `{key}`"))?;
+            state.load(section).map_err(|e| e.to_string())?;
+        }
+    }
     Ok(())
 }
 
 /// Everything the emulator holds, as the state file's bytes.
 pub fn snapshot(emulator: &Emulator) -> Result<Vec<u8>, serde_json::Error> {
+    let mut sections = serde_json::Map::new();
+    for (_, api) in emulator.apis() {
+        for (key, state) in api.sections() {
+            sections.insert(key.to_string(), state.save()?);
+        }
+    }
     let saved = Saved {
         version: VERSION,
-        infrai: emulator.infrai.save()?,
-        infrai_byok: emulator.infrai.byok.save()?,
-        supabase: emulator.supabase.save()?,
-        db9: emulator.db9.save()?,
-        capydb: emulator.capydb.save()?,
+        sections,
     };
     serde_json::to_vec(&saved)
 }
@@ -300,5 +303,76 @@ pub async fn commit(
             })),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::EmulatorConfig;
+
+    #[test]
+    fn the_state_file_keeps_one_key_per_part_of_the_state() {
+        let emulator = Emulator::new(&EmulatorConfig::default());
+        let password = emulator.capydb.add_project("prj-1");
+        let bytes = snapshot(&emulator).unwrap();
+        let saved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let mut keys: Vec<&str> = saved
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "capydb",
+                "db9",
+                "infrai",
+                "infrai_byok",
+                "supabase",
+                "version"
+            ]
+        );
+        assert_eq!(saved["version"], VERSION);
+
+        let restored = Emulator::new(&EmulatorConfig::default());
+        load(&restored, &bytes).unwrap();
+        assert_eq!(restored.capydb.project_password("prj-1"), Some(password));
+    }
+
+    #[test]
+    fn a_state_file_in_the_first_layout_loads() {
+        // Written by hand in the order the first layout's writer used.
+        let file = r#"{"version":1,
+            "infrai":{"next_seq":2,"projects":{},"branches":{},"snapshots":{},"idempotency":{}},
+            "infrai_byok":{"seq":0,"keys":{},"policy":{"mode":"byok_only"},"idempotency":{}},
+            "supabase":{"next_seq":0,"provisioning_polls":5,"projects":{},"branches":{}},
+            "db9":{"next_seq":0,"databases":{},"backups":{},"restores":{},"restore_keys":{},"read_only_keys":["ro"],"database_creates":3},
+            "capydb":{"projects":{},"previews":{},"jobs":{}}}"#;
+        let emulator = Emulator::new(&EmulatorConfig::default());
+        load(&emulator, file.as_bytes()).unwrap();
+        assert_eq!(emulator.db9.database_create_count(), 3);
+        assert_eq!(emulator.infrai.byok.policy()["mode"], "byok_only");
+        let saved: serde_json::Value =
+            serde_json::from_slice(&snapshot(&emulator).unwrap()).unwrap();
+        assert_eq!(saved["infrai"]["next_seq"], 2);
+        assert_eq!(saved["supabase"]["provisioning_polls"], 5);
+    }
+
+    #[test]
+    fn a_state_file_missing_a_part_or_of_another_version_is_refused() {
+        let emulator = Emulator::new(&EmulatorConfig::default());
+        let mut saved: serde_json::Value =
+            serde_json::from_slice(&snapshot(&emulator).unwrap()).unwrap();
+        saved["version"] = serde_json::json!(2);
+        let problem = load(&emulator, saved.to_string().as_bytes()).unwrap_err();
+        assert_eq!(problem, "layout version 2");
+
+        saved["version"] = serde_json::json!(VERSION);
+        saved.as_object_mut().unwrap().remove("db9");
+        let problem = load(&emulator, saved.to_string().as_bytes()).unwrap_err();
+        assert!(problem.contains("db9"), "{problem}");
     }
 }

@@ -52,19 +52,19 @@
 //!   its creation until now, and one completed physical backup.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use super::scaffold::{ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first};
 use super::wire::{
-    InfraiError, bearer_token, json_object, now_rfc3339, optional_str, random_token, required_str,
+    ApiError, json_object, now_rfc3339, optional_bool, optional_str, random_token, required_str,
+    set_optional,
 };
 
 /// Reads of a new (or restoring) project or branch that still report it as transitional.
@@ -82,43 +82,6 @@ const COMING_UP: &str = "COMING_UP";
 const RESTORING: &str = "RESTORING";
 const ACTIVE_HEALTHY: &str = "ACTIVE_HEALTHY";
 const INIT_FAILED: &str = "INIT_FAILED";
-
-/// An error answer in Supabase's shape: `{"message": "..."}`.
-#[derive(Debug)]
-pub struct SupabaseError {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl SupabaseError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn not_found(what: &str, id: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-/// The shared body helpers answer in infrai's shape; keep their status and message.
-impl From<InfraiError> for SupabaseError {
-    fn from(e: InfraiError) -> Self {
-        Self::new(e.status, e.message)
-    }
-}
-
-impl IntoResponse for SupabaseError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({ "message": self.message }))).into_response()
-    }
-}
 
 /// Where an asynchronously provisioned database is: a transitional status that
 /// reads report `polls_left` more times, then `ACTIVE_HEALTHY`.
@@ -213,7 +176,7 @@ struct BranchRecord {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SupabaseState {
-    next_seq: u64,
+    next_seq: Sequence,
     provisioning_polls: u32,
     projects: HashMap<String, ProjectRecord>,
     /// By branch id.
@@ -223,7 +186,7 @@ struct SupabaseState {
 impl Default for SupabaseState {
     fn default() -> Self {
         Self {
-            next_seq: 0,
+            next_seq: Sequence::default(),
             provisioning_polls: DEFAULT_PROVISIONING_POLLS,
             projects: HashMap::new(),
             branches: HashMap::new(),
@@ -233,8 +196,8 @@ impl Default for SupabaseState {
 
 /// The emulated Supabase account; every accepted access token sees the same account.
 pub struct SupabaseEmulator {
-    api_keys: Vec<String>,
-    state: Mutex<SupabaseState>,
+    api_keys: ApiKeys,
+    state: Store<SupabaseState>,
 }
 
 /// What a test can see of an emulated project without going through HTTP.
@@ -250,34 +213,15 @@ pub struct ProjectView {
 impl SupabaseEmulator {
     pub fn new(api_keys: Vec<String>) -> Self {
         Self {
-            api_keys,
-            state: Mutex::default(),
+            api_keys: ApiKeys::new(api_keys),
+            state: Store::default(),
         }
-    }
-
-    /// The whole state, as the state file holds it.
-    pub(super) fn save(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::to_value(&*self.state())
-    }
-
-    /// Replaces the state with one read from the state file.
-    pub(super) fn load(&self, saved: serde_json::Value) -> Result<(), serde_json::Error> {
-        *self.state() = serde_json::from_value(saved)?;
-        Ok(())
-    }
-
-    fn state(&self) -> MutexGuard<'_, SupabaseState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every project, oldest first (reading them does not count as a poll).
     pub fn projects(&self) -> Vec<ProjectView> {
-        let state = self.state();
-        let mut projects: Vec<_> = state.projects.values().collect();
-        projects.sort_by_key(|p| p.seq);
-        projects
+        let state = self.state.lock();
+        oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| ProjectView {
                 reference: p.reference.clone(),
@@ -291,17 +235,17 @@ impl SupabaseEmulator {
 
     /// Number of projects (branches not included).
     pub fn project_count(&self) -> usize {
-        self.state().projects.len()
+        self.state.lock().projects.len()
     }
 
     /// Number of branches.
     pub fn branch_count(&self) -> usize {
-        self.state().branches.len()
+        self.state.lock().branches.len()
     }
 
     /// The current database password of a project, or of a branch by id or ref.
     pub fn db_password(&self, id_or_ref: &str) -> Option<String> {
-        let state = self.state();
+        let state = self.state.lock();
         if let Some(project) = state.projects.get(id_or_ref) {
             return Some(project.db_pass.clone());
         }
@@ -313,12 +257,12 @@ impl SupabaseEmulator {
 
     /// How many reads new projects, branches and restores stay transitional (default 2).
     pub fn set_provisioning_polls(&self, polls: u32) {
-        self.state().provisioning_polls = polls;
+        self.state.lock().provisioning_polls = polls;
     }
 
     /// Makes a project's provisioning fail (`INIT_FAILED`), as the vendor can.
     pub fn fail_project(&self, reference: &str) -> bool {
-        match self.state().projects.get_mut(reference) {
+        match self.state.lock().projects.get_mut(reference) {
             Some(project) => {
                 project.lifecycle = Lifecycle::transitional(INIT_FAILED, 0);
                 true
@@ -329,7 +273,7 @@ impl SupabaseEmulator {
 
     /// Turns the point-in-time recovery add-on of a project on or off.
     pub fn set_pitr_enabled(&self, reference: &str, enabled: bool) -> bool {
-        match self.state().projects.get_mut(reference) {
+        match self.state.lock().projects.get_mut(reference) {
             Some(project) => {
                 project.pitr_enabled = enabled;
                 true
@@ -340,7 +284,8 @@ impl SupabaseEmulator {
 
     /// The recovery targets of the PITR restores a project went through, oldest first.
     pub fn pitr_restores(&self, reference: &str) -> Vec<i64> {
-        self.state()
+        self.state
+            .lock()
             .projects
             .get(reference)
             .map(|p| p.restores.clone())
@@ -349,14 +294,13 @@ impl SupabaseEmulator {
 
     /// Deletes a project (and its branches) as if someone did it in the dashboard.
     pub fn delete_project_out_of_band(&self, reference: &str) -> bool {
-        self.state().remove_project(reference).is_some()
+        self.state.lock().remove_project(reference).is_some()
     }
 }
 
 impl SupabaseState {
     fn seq(&mut self) -> u64 {
-        self.next_seq += 1;
-        self.next_seq
+        self.next_seq.next()
     }
 
     /// A fresh project ref: 20 lowercase letters, unique among projects and branches.
@@ -462,9 +406,7 @@ fn branch_json(b: &BranchRecord) -> Value {
         "created_at": b.created_at,
         "updated_at": b.created_at,
     });
-    if let Some(git_branch) = &b.git_branch {
-        v["git_branch"] = json!(git_branch);
-    }
+    set_optional(&mut v, "git_branch", b.git_branch.as_deref());
     v
 }
 
@@ -483,67 +425,56 @@ fn branch_config_json(b: &BranchRecord, status: &str) -> Value {
     })
 }
 
+/// An error answer in Supabase's shape: `{"message": "..."}`.
+pub type SupabaseError = ApiError<SupabaseEmulator>;
 type Shared = Arc<SupabaseEmulator>;
 type Answer = Result<Json<Value>, SupabaseError>;
 type Created = Result<(StatusCode, Json<Value>), SupabaseError>;
 
-/// Routes of the emulated Management API, behind Bearer auth.
-pub fn router(emulator: Arc<SupabaseEmulator>) -> Router {
-    Router::new()
-        .route("/v1/projects", post(project_create).get(project_list))
-        .route(
-            "/v1/projects/{ref}",
-            get(project_get).delete(project_delete),
-        )
-        .route(
-            "/v1/projects/{ref}/branches",
-            post(branch_create).get(branch_list),
-        )
-        .route("/v1/projects/{ref}/branches/{name}", get(branch_by_name))
-        .route(
-            "/v1/branches/{branch_id_or_ref}",
-            get(branch_config).delete(branch_delete),
-        )
-        .route("/v1/projects/{ref}/database/backups", get(backups_list))
-        .route(
-            "/v1/projects/{ref}/database/backups/restore-pitr",
-            post(restore_pitr),
-        )
-        .route(
-            "/v1/projects/{ref}/database/password",
-            patch(update_password),
-        )
-        .fallback(|| async { SupabaseError::new(StatusCode::NOT_FOUND, "Not Found") })
-        .layer(middleware::from_fn_with_state(
-            emulator.clone(),
-            authenticate,
-        ))
-        .with_state(emulator)
-}
-
-async fn authenticate(
-    State(emulator): State<Shared>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    match bearer_token(&headers) {
-        Some(token) if emulator.api_keys.iter().any(|k| k == token) => next.run(request).await,
-        _ => SupabaseError::new(StatusCode::UNAUTHORIZED, "Unauthorized").into_response(),
+impl Vendor for SupabaseEmulator {
+    fn routes() -> Router<Shared> {
+        Router::new()
+            .route("/v1/projects", post(project_create).get(project_list))
+            .route(
+                "/v1/projects/{ref}",
+                get(project_get).delete(project_delete),
+            )
+            .route(
+                "/v1/projects/{ref}/branches",
+                post(branch_create).get(branch_list),
+            )
+            .route("/v1/projects/{ref}/branches/{name}", get(branch_by_name))
+            .route(
+                "/v1/branches/{branch_id_or_ref}",
+                get(branch_config).delete(branch_delete),
+            )
+            .route("/v1/projects/{ref}/database/backups", get(backups_list))
+            .route(
+                "/v1/projects/{ref}/database/backups/restore-pitr",
+                post(restore_pitr),
+            )
+            .route(
+                "/v1/projects/{ref}/database/password",
+                patch(update_password),
+            )
+            .fallback(|| async { SupabaseError::new(StatusCode::NOT_FOUND, "Not Found") })
     }
-}
 
-fn body_object(body: &[u8]) -> Result<Map<String, Value>, SupabaseError> {
-    Ok(json_object(body)?)
-}
+    fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
 
-fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, SupabaseError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(SupabaseError::bad_request(format!(
-            "{field} must be a boolean"
-        ))),
+    fn error_body(_code: &str, message: &str) -> Value {
+        json!({ "message": message })
+    }
+
+    fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
+        vec![("supabase", &self.state)]
+    }
+
+    /// Any refusal is a bare 401 `Unauthorized`.
+    fn refuse(_: Refusal) -> SupabaseError {
+        SupabaseError::new(StatusCode::UNAUTHORIZED, "Unauthorized")
     }
 }
 
@@ -570,7 +501,7 @@ fn requested_region(body: &Map<String, Value>) -> Result<String, SupabaseError> 
 }
 
 async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
-    let body = body_object(&body)?;
+    let body = json_object(&body)?;
     let name = required_str(&body, "name")?;
     if name.contains('.') {
         return Err(SupabaseError::bad_request("name must not contain dots"));
@@ -581,7 +512,7 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
     for field in ["organization_id", "desired_instance_size", "template_url"] {
         optional_str(&body, field)?;
     }
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let seq = state.seq();
     let project = ProjectRecord {
         seq,
@@ -604,11 +535,9 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
 }
 
 async fn project_list(State(emu): State<Shared>) -> Answer {
-    let state = emu.state();
-    let mut projects: Vec<_> = state.projects.values().collect();
-    projects.sort_by_key(|p| p.seq);
+    let state = emu.state.lock();
     Ok(Json(Value::Array(
-        projects
+        oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
             .map(|p| project_with_database_json(p, p.lifecycle.current()))
             .collect(),
@@ -616,14 +545,14 @@ async fn project_list(State(emu): State<Shared>) -> Answer {
 }
 
 async fn project_get(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let project = state.project_mut(&reference)?;
     let status = project.lifecycle.poll();
     Ok(Json(project_with_database_json(project, status)))
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let project = state
         .remove_project(&reference)
         .ok_or_else(|| SupabaseError::not_found("project", &reference))?;
@@ -639,8 +568,8 @@ async fn branch_create(
     Path(reference): Path<String>,
     body: Bytes,
 ) -> Created {
-    let body = body_object(&body)?;
-    let mut state = emu.state();
+    let body = json_object(&body)?;
+    let mut state = emu.state.lock();
     state.project_mut(&reference)?;
     let name = required_str(&body, "branch_name")?;
     let git_branch = optional_str(&body, "git_branch")?;
@@ -683,14 +612,15 @@ async fn branch_create(
 }
 
 async fn branch_list(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.project_mut(&reference)?;
-    let mut branches: Vec<_> = state
-        .branches
-        .values()
-        .filter(|b| b.parent_project_ref == reference)
-        .collect();
-    branches.sort_by_key(|b| b.seq);
+    let branches = oldest_first(
+        state
+            .branches
+            .values()
+            .filter(|b| b.parent_project_ref == reference),
+        |b| b.seq,
+    );
     Ok(Json(Value::Array(
         branches.into_iter().map(branch_json).collect(),
     )))
@@ -700,7 +630,7 @@ async fn branch_by_name(
     State(emu): State<Shared>,
     Path((reference, name)): Path<(String, String)>,
 ) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     state.project_mut(&reference)?;
     state
         .branches
@@ -711,7 +641,7 @@ async fn branch_by_name(
 }
 
 async fn branch_config(State(emu): State<Shared>, Path(id_or_ref): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let id = state
         .find_branch(&id_or_ref)
         .cloned()
@@ -725,7 +655,7 @@ async fn branch_config(State(emu): State<Shared>, Path(id_or_ref): Path<String>)
 }
 
 async fn branch_delete(State(emu): State<Shared>, Path(id_or_ref): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let id = state
         .find_branch(&id_or_ref)
         .cloned()
@@ -735,7 +665,7 @@ async fn branch_delete(State(emu): State<Shared>, Path(id_or_ref): Path<String>)
 }
 
 async fn backups_list(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let project = state.project_mut(&reference)?;
     Ok(Json(json!({
         "region": project.region,
@@ -758,7 +688,7 @@ async fn restore_pitr(
     Path(reference): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, SupabaseError> {
-    let body = body_object(&body)?;
+    let body = json_object(&body)?;
     let target = match body.get("recovery_time_target_unix") {
         Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
             SupabaseError::bad_request("recovery_time_target_unix must be an integer")
@@ -774,7 +704,7 @@ async fn restore_pitr(
             ));
         }
     };
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     let polls = state.provisioning_polls;
     let project = state.project_mut(&reference)?;
     if !project.pitr_enabled {
@@ -803,9 +733,9 @@ async fn update_password(
     Path(reference): Path<String>,
     body: Bytes,
 ) -> Answer {
-    let body = body_object(&body)?;
+    let body = json_object(&body)?;
     let password = required_str(&body, "password")?;
-    let mut state = emu.state();
+    let mut state = emu.state.lock();
     // A branch is a project of its own: its ref works here too.
     if let Some(project) = state.projects.get_mut(&reference) {
         project.db_pass = password;

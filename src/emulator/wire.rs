@@ -1,103 +1,151 @@
-//! Request/response helpers shared by the emulated APIs.
+//! Request/response helpers shared by the emulated APIs: the error answer
+//! (each vendor gives it its documented body) and JSON body fields.
 
-use std::collections::HashMap;
+use std::marker::PhantomData;
 
 use axum::Json;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
-/// An error answer in infrai's shape: `{"error": {"code", "message"}}`.
-#[derive(Debug)]
-pub struct InfraiError {
+use super::scaffold::Vendor;
+
+/// An error answer of vendor `V`: a status, a code and a message, answered in
+/// the body `V` documents ([`Vendor::error_body`]); vendors whose errors carry
+/// no code leave it out.
+pub struct ApiError<V> {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    vendor: PhantomData<fn() -> V>,
 }
 
-impl InfraiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+impl<V> ApiError<V> {
+    /// An error with the code its status stands for (`NOT_FOUND`, `INVALID_REQUEST`, ...).
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::coded(status, code_of(status), message)
+    }
+
+    /// An error with its own code.
+    pub fn coded(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
+            vendor: PhantomData,
         }
     }
 
+    /// 404: `{what} {id} not found`.
     pub fn not_found(what: &str, id: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "NOT_FOUND",
-            format!("{what} {id} not found"),
-        )
+        Self::new(StatusCode::NOT_FOUND, format!("{what} {id} not found"))
     }
 
+    /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+
+    /// 422.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
     }
 }
 
-impl IntoResponse for InfraiError {
+/// The code an error of `status` carries unless it says otherwise.
+fn code_of(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "INVALID_REQUEST",
+        StatusCode::UNAUTHORIZED => "UNAUTHORIZED",
+        StatusCode::FORBIDDEN => "FORBIDDEN",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::CONFLICT => "CONFLICT",
+        StatusCode::UNPROCESSABLE_ENTITY => "UNPROCESSABLE_ENTITY",
+        _ => "ERROR",
+    }
+}
+
+impl<V> std::fmt::Debug for ApiError<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiError")
+            .field("status", &self.status)
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl<V: Vendor> IntoResponse for ApiError<V> {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({ "error": { "code": self.code, "message": self.message } })),
-        )
-            .into_response()
+        (self.status, Json(V::error_body(self.code, &self.message))).into_response()
     }
 }
 
-/// The bearer token of a request, if it has one.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-/// Parses a JSON request body into an object, or answers 400.
-pub fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, InfraiError> {
+/// Parses a JSON request body into an object (an empty body is an empty
+/// object), or answers 400.
+pub fn json_object<V>(body: &[u8]) -> Result<Map<String, Value>, ApiError<V>> {
     if body.is_empty() {
-        return Ok(serde_json::Map::new());
+        return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(InfraiError::bad_request(
-            "request body must be a JSON object",
-        )),
-        Err(e) => Err(InfraiError::bad_request(format!("invalid JSON body: {e}"))),
+        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("invalid JSON body: {e}"))),
     }
 }
 
-/// A required string field of a JSON body.
-pub fn required_str(
-    body: &serde_json::Map<String, Value>,
-    field: &str,
-) -> Result<String, InfraiError> {
+/// A required string field of a JSON body: present and not empty.
+pub fn required_str<V>(body: &Map<String, Value>, field: &str) -> Result<String, ApiError<V>> {
     match body.get(field) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) | None => {
-            Err(InfraiError::bad_request(format!("{field} is required")))
-        }
-        Some(_) => Err(InfraiError::bad_request(format!(
-            "{field} must be a string"
-        ))),
+        Some(Value::String(_)) | None => Err(ApiError::bad_request(format!("{field} is required"))),
+        Some(_) => Err(ApiError::bad_request(format!("{field} must be a string"))),
     }
 }
 
-/// An optional string field of a JSON body.
-pub fn optional_str(
-    body: &serde_json::Map<String, Value>,
+/// An optional string field of a JSON body (`null` is absent).
+pub fn optional_str<V>(
+    body: &Map<String, Value>,
     field: &str,
-) -> Result<Option<String>, InfraiError> {
+) -> Result<Option<String>, ApiError<V>> {
+    optional(body, field, "a string", |v| v.as_str().map(str::to_string))
+}
+
+/// An optional boolean field of a JSON body (`null` is absent).
+pub fn optional_bool<V>(
+    body: &Map<String, Value>,
+    field: &str,
+) -> Result<Option<bool>, ApiError<V>> {
+    optional(body, field, "a boolean", Value::as_bool)
+}
+
+/// An optional field of a JSON body that `read` reads, a 400 that says it
+/// must be `kind` when it cannot.
+fn optional<T, V>(
+    body: &Map<String, Value>,
+    field: &str,
+    kind: &str,
+    read: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<T>, ApiError<V>> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(InfraiError::bad_request(format!(
-            "{field} must be a string"
-        ))),
+        Some(value) => read(value)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("{field} must be {kind}"))),
+    }
+}
+
+/// Sets `field` of the JSON object `object` when there is a `value`: the
+/// documents show such fields only when they are set.
+pub fn set_optional(object: &mut Value, field: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        object[field] = value.into();
     }
 }
 
@@ -114,48 +162,117 @@ pub fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
 }
 
-/// Responses of idempotent calls: `"<capability> <key>"` -> (request without
-/// the key, response). String keys, so the cache is saved with the rest of
-/// the state.
-pub type IdempotencyCache = HashMap<String, (Value, Value)>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::infrai::InfraiEmulator;
+    use crate::emulator::supabase::SupabaseEmulator;
 
-fn cache_key(capability: &str, key: &str) -> String {
-    format!("{capability} {key}")
-}
-
-/// A model state that remembers idempotent calls.
-pub trait HasIdempotency {
-    fn idempotency(&mut self) -> &mut IdempotencyCache;
-}
-
-/// Runs `create` once per (capability, idempotency key): a retry with the same key
-/// and the same request answers the first response; a different request is a 409.
-/// Without a key, every call runs.
-pub fn idempotent<S: HasIdempotency>(
-    state: &mut S,
-    capability: &'static str,
-    mut request: serde_json::Map<String, Value>,
-    create: impl FnOnce(&mut S, &serde_json::Map<String, Value>) -> Result<Value, InfraiError>,
-) -> Result<Json<Value>, InfraiError> {
-    let key = optional_str(&request, "idempotency_key")?;
-    request.remove("idempotency_key");
-    let Some(key) = key else {
-        return create(state, &request).map(Json);
-    };
-    let fingerprint = Value::Object(request.clone());
-    if let Some((previous, response)) = state.idempotency().get(&cache_key(capability, &key)) {
-        if *previous == fingerprint {
-            return Ok(Json(response.clone()));
-        }
-        return Err(InfraiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "IDEMPOTENCY_CONFLICT",
-            "idempotency_key was already used with a different request",
-        ));
+    async fn answer<V: Vendor>(error: ApiError<V>) -> (u16, Value) {
+        let response = error.into_response();
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
     }
-    let response = create(state, &request)?;
-    state
-        .idempotency()
-        .insert(cache_key(capability, &key), (fingerprint, response.clone()));
-    Ok(Json(response))
+
+    #[tokio::test]
+    async fn an_error_is_answered_in_the_vendors_shape() {
+        assert_eq!(
+            answer(ApiError::<InfraiEmulator>::not_found("project", "p1")).await,
+            (
+                404,
+                serde_json::json!({ "error": { "code": "NOT_FOUND", "message": "project p1 not found" } })
+            )
+        );
+        assert_eq!(
+            answer(ApiError::<SupabaseEmulator>::not_found("project", "p1")).await,
+            (
+                404,
+                serde_json::json!({ "message": "project p1 not found" })
+            )
+        );
+        let coded = ApiError::<InfraiEmulator>::coded(StatusCode::CONFLICT, "REVOKED", "gone");
+        assert_eq!(answer(coded).await.1["error"]["code"], "REVOKED");
+    }
+
+    #[test]
+    fn errors_carry_the_code_of_their_status() {
+        let code = |e: ApiError<()>| (e.status.as_u16(), e.code);
+        assert_eq!(code(ApiError::bad_request("x")), (400, "INVALID_REQUEST"));
+        assert_eq!(code(ApiError::not_found("a", "b")), (404, "NOT_FOUND"));
+        assert_eq!(code(ApiError::conflict("x")), (409, "CONFLICT"));
+        assert_eq!(
+            code(ApiError::unprocessable("x")),
+            (422, "UNPROCESSABLE_ENTITY")
+        );
+        assert_eq!(
+            code(ApiError::new(StatusCode::UNAUTHORIZED, "x")),
+            (401, "UNAUTHORIZED")
+        );
+        assert_eq!(
+            code(ApiError::new(StatusCode::IM_A_TEAPOT, "x")),
+            (418, "ERROR")
+        );
+    }
+
+    #[test]
+    fn optional_answer_fields_appear_only_when_set() {
+        let mut v = serde_json::json!({ "id": "x" });
+        set_optional(&mut v, "label", None::<&str>);
+        assert_eq!(v, serde_json::json!({ "id": "x" }));
+        set_optional(&mut v, "label", Some("l"));
+        set_optional(
+            &mut v,
+            "quota",
+            Some(serde_json::json!({ "call_limit": 3 })),
+        );
+        assert_eq!(
+            v,
+            serde_json::json!({ "id": "x", "label": "l", "quota": { "call_limit": 3 } })
+        );
+    }
+
+    #[test]
+    fn body_fields_are_checked() {
+        let body: Map<String, Value> =
+            json_object::<()>(br#"{"name": "a", "empty": "", "n": 1, "none": null, "flag": true}"#)
+                .unwrap();
+        assert_eq!(json_object::<()>(b"").unwrap(), Map::new());
+        let message = |e: ApiError<()>| (e.status.as_u16(), e.message);
+        assert_eq!(
+            message(json_object::<()>(b"[1]").unwrap_err()),
+            (400, "request body must be a JSON object".into())
+        );
+        assert!(
+            message(json_object::<()>(b"{").unwrap_err())
+                .1
+                .starts_with("invalid JSON body: ")
+        );
+
+        assert_eq!(required_str::<()>(&body, "name").unwrap(), "a");
+        for (field, problem) in [
+            ("empty", "empty is required"),
+            ("missing", "missing is required"),
+            ("n", "n must be a string"),
+        ] {
+            assert_eq!(
+                message(required_str::<()>(&body, field).unwrap_err()),
+                (400, problem.into())
+            );
+        }
+        assert_eq!(optional_str::<()>(&body, "none").unwrap(), None);
+        assert_eq!(
+            optional_str::<()>(&body, "empty").unwrap(),
+            Some(String::new())
+        );
+        assert!(optional_str::<()>(&body, "n").is_err());
+        assert_eq!(optional_bool::<()>(&body, "flag").unwrap(), Some(true));
+        assert_eq!(optional_bool::<()>(&body, "missing").unwrap(), None);
+        assert_eq!(
+            message(optional_bool::<()>(&body, "name").unwrap_err()).1,
+            "name must be a boolean"
+        );
+    }
 }
