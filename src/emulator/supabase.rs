@@ -489,7 +489,7 @@ fn requested_region(body: &Map<String, Value>) -> Result<String, SupabaseError> 
                     "region_selection.type must be \"specific\" or \"smartGroup\"",
                 ));
             }
-            return Ok(required_str(selection, "code")?);
+            return required_str(selection, "code");
         }
         Some(_) => {
             return Err(SupabaseError::bad_request(
