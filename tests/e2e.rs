@@ -858,17 +858,26 @@ async fn byok_credential_rotation_and_byok_project() {
     let credential: ByokCredential = wait_ready(&env, "neon", Duration::from_secs(60)).await;
     wait_ready::<DatabaseProject>(&env, "quickstart-byok", Duration::from_secs(60)).await;
     let id = credential.status.unwrap().byok_id.unwrap();
-    // The Secret it reads is protected while the credential exists.
-    let finalizers = kubectl(&[
-        "get",
-        "secret",
-        "neon-byok-key",
-        "-n",
-        &env.ns,
-        "-o",
-        "jsonpath={.metadata.finalizers}",
-    ]);
-    assert!(finalizers.contains("dbops.dev/in-use"), "{finalizers}");
+    // The Secret it reads is protected while the credential exists (by the
+    // in-use protection loop, which runs on its own, debounced, schedule).
+    wait_until(
+        "the BYOK key Secret protected",
+        Duration::from_secs(15),
+        || async {
+            kubectl(&[
+                "get",
+                "secret",
+                "neon-byok-key",
+                "-n",
+                &env.ns,
+                "-o",
+                "jsonpath={.metadata.finalizers}",
+            ])
+            .contains("dbops.dev/in-use")
+            .then_some(())
+        },
+    )
+    .await;
 
     kubectl(&[
         "patch",
