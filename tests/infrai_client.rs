@@ -428,20 +428,25 @@ async fn ids_with_slashes_stay_inside_their_path_segment() {
     assert!(err.is_not_found(), "{err}");
 }
 
-#[tokio::test]
-async fn the_request_budget_spaces_requests_out() {
-    let (emu, endpoint) = start().await;
-    let budgeted = InfraiClient::new(
+/// A client allowed `per_second` requests per second, with no burst.
+fn budgeted(endpoint: &str, per_second: u32) -> InfraiClient {
+    InfraiClient::new(
         VendorHttp::new(
             ProviderApi::Infrai,
-            &endpoint,
+            endpoint,
             &SecretString::from(KEY.to_string()),
             Duration::from_secs(5),
             None,
         )
         .unwrap()
-        .with_budget(20, 1),
-    );
+        .with_budget(per_second, 1),
+    )
+}
+
+#[tokio::test]
+async fn the_request_budget_spaces_requests_out() {
+    let (emu, endpoint) = start().await;
+    let budgeted = budgeted(&endpoint, 20);
     let id = budgeted
         .create_project(&project("p"), "k")
         .await
@@ -475,17 +480,7 @@ async fn over_budget_the_first_call_of_a_reconcile_fails_fast_and_later_calls_wa
     use dbops::providers::http::reconcile_scope;
     let (emu, endpoint) = start().await;
     // Two requests per second, no burst: one every 500 ms.
-    let budgeted = InfraiClient::new(
-        VendorHttp::new(
-            ProviderApi::Infrai,
-            &endpoint,
-            &SecretString::from(KEY.to_string()),
-            Duration::from_secs(5),
-            None,
-        )
-        .unwrap()
-        .with_budget(2, 1),
-    );
+    let budgeted = budgeted(&endpoint, 2);
     // One reconcile: its first call takes the token, its second waits its turn.
     let started = std::time::Instant::now();
     let id = reconcile_scope(async {
