@@ -270,24 +270,16 @@ async fn a_throttled_provider_does_not_starve_the_others() {
     }
     // One reconcile at a time: a slot parked on the slow provider's budget
     // would hold everything behind it.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = dbops::operator::Options {
-        settings: Settings {
+    let (stop, task) = support::start_operator_full(
+        &h,
+        None,
+        Settings {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             concurrency: 1,
             ..Settings::default()
         },
-        instance: Some("test".into()),
-        ..Default::default()
-    };
-    let task = tokio::spawn(dbops::operator::run(
-        h.client.clone(),
-        options,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    );
     wait_for("a slow project in progress", || async {
         projects
             .list(&Default::default())

@@ -5,7 +5,6 @@
 
 use super::Operation;
 use super::ProviderConfig;
-use super::http::VendorHttp;
 use super::vendors::{VENDORS, Vendor};
 
 /// The operations a vendor's client implements, asked of a client that is
@@ -16,16 +15,9 @@ pub fn capabilities(vendor: &Vendor) -> Vec<Operation> {
         Some("http://127.0.0.1:9".to_string()),
         secrecy::SecretString::from("unused".to_string()),
     );
-    match VendorHttp::new(
-        vendor.api,
-        "http://127.0.0.1:9",
-        &config.api_key,
-        std::time::Duration::from_secs(1),
-        None,
-    ) {
-        Ok(http) => (vendor.build)(http, &config.spec).capabilities(),
-        Err(_) => Vec::new(),
-    }
+    super::build(&config, None)
+        .map(|client| client.capabilities())
+        .unwrap_or_default()
 }
 
 /// Matrix rows: (kind, what the user does, the operation it needs).

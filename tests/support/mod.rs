@@ -261,13 +261,29 @@ pub fn start_operator_with(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
 ) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = dbops::operator::Options {
-        settings: Settings {
+    start_operator_full(
+        h,
+        metrics,
+        Settings {
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(1),
             ..Settings::default()
         },
+    )
+}
+
+/// [`start_operator_with`], with these controller settings.
+pub fn start_operator_full(
+    h: &Harness,
+    metrics: Option<std::net::SocketAddr>,
+    settings: Settings,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = dbops::operator::Options {
+        settings,
         metrics_listen: metrics,
         instance: Some("test".into()),
         ..Default::default()
