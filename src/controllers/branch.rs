@@ -1,5 +1,8 @@
 //! `DatabaseBranch`: a copy-on-write branch of a `DatabaseProject`, created once
-//! the project is Ready, with its own connection Secret.
+//! the project is Ready, with its own connection Secret. The steps are the
+//! shared [`pipeline`]; this module says what is particular to branches.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
@@ -7,20 +10,22 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
-use super::conditions::{self, Health, reason};
-use super::parent::{Gate, child_cleanup_provider, gate};
-use super::project::idempotency_key;
-use super::reconciler::{
-    Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
+use super::parent::{Dereferenced, child_cleanup_target, dereference};
+use super::pipeline::{
+    self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
-use super::rotation::{self};
-use super::secret::{self, ConnectionDetails};
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents, pipeline};
-use crate::api::v1alpha1::{DatabaseBranch, DatabaseBranchStatus, DatabaseProject, DeletionPolicy};
-use crate::providers::{BranchRequest, Operation, ResourceState, RotationTarget, VendorBranch};
+use super::reconciler::{Managed, Reconcile};
+use super::secret;
+use super::{Context, ProviderHandle, Scope, VendorCall, dependents};
+use crate::api::v1alpha1::{
+    CredentialRotationSpec, CredentialRotationStatus, DatabaseBranch, DatabaseBranchStatus,
+    DatabaseProject, DeletionPolicy, ProviderRef,
+};
+use crate::providers::{
+    BranchRequest, Operation, Provider, ProviderError, RotationTarget, VendorBranch,
+};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasebranch";
@@ -60,345 +65,194 @@ impl Reconcile for DatabaseBranch {
     type Error = Error;
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let parent = match dereference(self, api, ctx).await? {
+            Dereferenced::Parent(parent) => parent,
+            Dereferenced::Requeue(action) => return Ok(action),
+        };
+        let provider_ref = ProviderRef {
+            name: parent.provider_name.clone(),
+        };
+        let provider = ctx.provider(&provider_ref).await?;
         let mut previous = self.current_status();
-        let project_name = &self.spec.project_ref.name;
-        let created_before = previous.branch_id.is_some() || previous.create_requested;
-        let recorded = previous.project_id.as_deref();
-        let (project, project_id) =
-            match gate(ctx, &namespace, project_name, created_before, recorded)
-                .await
-                .map_err(KubeCall::Read)?
-            {
-                Gate::Proceed {
-                    project,
-                    project_id,
-                } => (project, project_id),
-                Gate::Wait(health) => {
-                    report_progress(api, self, &health)
-                        .await
-                        .map_err(KubeCall::Status)?;
-                    return Ok(Action::requeue(ctx.jittered_resync()));
-                }
-                Gate::ParentGone => {
-                    return Err(Error::ProjectDeleted {
-                        object: Object::Branch,
-                        project: project_name.clone(),
-                    });
-                }
-            };
-        let provider = ctx.provider(&project.spec.provider_ref).await?;
-
-        let vendor = if let Some(id) = &previous.branch_id {
-            match provider.get_branch(&project_id, id).await {
-                Ok(vendor) => vendor,
-                Err(e) if e.is_not_found() => {
-                    return Err(Error::VendorObjectDeleted {
-                        object: Object::Branch,
-                        id: id.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("reading branch {id}"), source).into());
-                }
+        let parent = Some(&parent);
+        match pipeline::obtain(self, api, ctx, &mut previous, &provider, parent).await? {
+            Obtained::Usable(vendor) => {
+                pipeline::connect(self, api, ctx, &*provider, &previous, parent, &vendor).await
             }
-        } else if let Some(id) = &self.spec.external_id {
-            let vendor = match provider.get_branch(&project_id, id).await {
-                Ok(vendor) => vendor,
-                Err(e) if e.is_not_found() => {
-                    return Err(Error::ExternalNotFound {
-                        object: Object::Branch,
-                        id: id.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("reading branch {id}"), source).into());
-                }
-            };
-            if vendor.project_id != project_id {
-                return Err(Error::ExternalMismatch {
-                    object: Object::Branch,
-                    id: id.clone(),
-                    actual: vendor.project_id,
-                    expected: project_id,
-                    project: Some(project_name.clone()),
-                });
-            }
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Adopted",
-                "Adopt",
-                format!("adopted existing vendor branch {}", vendor.id),
-            )
-            .await;
-            vendor
-        } else {
-            self.create(api, &mut previous, &project, &project_id, &provider, ctx)
-                .await?
-        };
-
-        let with_ids =
-            |status: &DatabaseBranchStatus, secret: Option<String>| DatabaseBranchStatus {
-                branch_id: Some(vendor.id.clone()),
-                project_id: Some(project_id.clone()),
-                provider_name: Some(project.spec.provider_ref.name.clone()),
-                connection_secret_name: secret.or(status.connection_secret_name.clone()),
-                ..status.clone()
-            };
-        match &vendor.state {
-            ResourceState::Ready => {}
-            ResourceState::Provisioning(state) => {
-                let health = Health::progressing(
-                    reason::WAITING_FOR_VENDOR,
-                    format!("the vendor reports the branch as {state}"),
-                );
-                let status = self.status_with_health(&with_ids(&previous, None), &health);
-                apply_status_if_changed(api, self, &previous, &status)
-                    .await
-                    .map_err(KubeCall::Status)?;
-                return Ok(Action::requeue(ctx.settings.provisioning_poll));
-            }
-            ResourceState::Failed(state) => {
-                return Err(Error::VendorFailed {
-                    object: Object::Branch,
-                    id: vendor.id.clone(),
-                    state: state.clone(),
-                });
-            }
+            Obtained::Requeue(action) => Ok(action),
         }
-        // Save the ids before anything else can fail, so they are never lost.
-        if previous.branch_id.as_deref() != Some(vendor.id.as_str()) {
-            let health = Health::progressing(
-                reason::CREATING,
-                "branch exists at the vendor; writing the connection Secret",
-            );
-            let status = self.status_with_health(&with_ids(&previous, None), &health);
-            apply_status(api, self, &status)
-                .await
-                .map_err(KubeCall::Status)?;
-            previous = status;
-        }
-
-        let secret_name = connection_secret_name(self);
-        let details =
-            ConnectionDetails::parse(vendor.connection_uri.as_ref(), vendor.pooled_uri.as_ref())
-                .map_err(|source| Error::Connection {
-                    object: Object::Branch,
-                    id: vendor.id.clone(),
-                    source,
-                })?;
-        // Vendors that never return the password: keep the one in the Secret.
-        let details = if details.password.is_empty() {
-            match secret::read_owned_key(&ctx.client, self, &secret_name, secret::keys::PASSWORD)
-                .await?
-            {
-                Some(password) => details.with_password(&password),
-                None => details,
-            }
-        } else {
-            details
-        };
-        secret::ensure_secret(&ctx.client, self, &secret_name, details.to_data()).await?;
-        if let Some(old) = previous
-            .connection_secret_name
-            .as_deref()
-            .filter(|old| *old != secret_name)
-        {
-            secret::delete_owned_secret(&ctx.client, self, old).await?;
-        }
-
-        let health = Health::ready(format!(
-            "branch {} of project {project_id} is ready; connection details in Secret {secret_name}",
-            vendor.id
-        ));
-        let mut status =
-            self.status_with_health(&with_ids(&previous, Some(secret_name.clone())), &health);
-        let created_at = self
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string());
-        let outcome = rotation::reconcile(
-            self,
-            ctx,
-            provider.as_ref(),
-            rotation::Input {
-                target: RotationTarget::Branch {
-                    project_id: project_id.clone(),
-                    id: vendor.id.clone(),
-                },
-                secret_name: &secret_name,
-                details: &details,
-                spec: self.spec.credential_rotation.as_ref(),
-                state: previous.credential_rotation.as_ref(),
-                created_at: created_at.as_deref(),
-            },
-        )
-        .await?;
-        let poll = rotation::record(
-            outcome,
-            &mut status.credential_rotation,
-            &mut status.conditions,
-            self.metadata.generation,
-            ctx,
-            self,
-        )
-        .await;
-        let was_ready = previous.conditions.is_true(conditions::READY);
-        apply_status_if_changed(api, self, &previous, &status)
-            .await
-            .map_err(KubeCall::Status)?;
-        if !was_ready {
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Ready",
-                "Reconcile",
-                format!("branch {} is ready", vendor.id),
-            )
-            .await;
-        }
-        let next_rotation = rotation::next_due(
-            self.spec.credential_rotation.as_ref(),
-            status.credential_rotation.as_ref(),
-            created_at.as_deref(),
-            k8s_openapi::jiff::Timestamp::now(),
-        );
-        let delay = [Some(ctx.jittered_resync()), poll, next_rotation]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(ctx.settings.resync_interval);
-        Ok(Action::requeue(
-            delay.max(std::time::Duration::from_millis(100)),
-        ))
     }
 
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        let status = self.current_status();
-        if self.spec.deletion_policy == DeletionPolicy::Retain {
-            let id = status.branch_id.clone().unwrap_or_default();
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Retained",
-                "Delete",
-                format!("deletionPolicy Retain: vendor branch {id} left in place"),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-        let vendor_state = status.branch_id.is_some()
-            || self.spec.external_id.is_some()
-            || status.create_requested;
-        if !vendor_state {
-            // Nothing was ever sent to the vendor.
-            return Ok(Action::await_change());
-        }
-        let Some(provider) = child_cleanup_provider(
-            ctx,
-            self,
-            &self.spec.project_ref.name,
-            status.provider_name.as_deref(),
-            "branches",
-        )
-        .await?
-        else {
-            return Ok(Action::await_change());
-        };
-        let project_id = status.project_id.clone().unwrap_or_default();
-        let id = match (&status.branch_id, &self.spec.external_id) {
-            (Some(id), _) => Some(id.clone()),
-            (None, Some(external)) => Some(external.clone()),
-            (None, None) if status.create_requested && !project_id.is_empty() => {
-                // The create may have reached the vendor before the id was saved:
-                // replay it with the same key to learn the id. A gone project means
-                // the branch went with it.
-                let key = idempotency_key(self, "branch-create").ok_or(Error::InvalidObject)?;
-                match provider
-                    .create_branch(&branch_request(self, &project_id), &key)
-                    .await
-                {
-                    Ok(vendor) => Some(vendor.id),
-                    Err(e) if e.is_not_found() => None,
-                    Err(source) => {
-                        return Err(VendorCall::new("replaying the branch create", source).into());
-                    }
-                }
-            }
-            (None, None) => None,
-        };
-        if let Some(id) = id {
-            pipeline::delete_at_vendor(
-                self,
-                ctx,
-                provider.as_ref(),
-                Object::Branch,
-                Operation::BranchDelete,
-                &id,
-                provider.delete_branch(&project_id, &id),
-            )
-            .await?;
-        }
-        Ok(Action::await_change())
+        pipeline::cleanup(self, ctx).await
     }
 }
 
-impl DatabaseBranch {
-    /// Creates the vendor branch; `createRequested`, the project id and the
-    /// provider are saved first (see `DatabaseProject`).
+#[async_trait]
+impl VendorKind for DatabaseBranch {
+    const OBJECT: Object = Object::Branch;
+    const DELETE: Operation = Operation::BranchDelete;
+    type Vendor = VendorBranch;
+
+    fn recorded_id(status: &DatabaseBranchStatus) -> Option<&str> {
+        status.branch_id.as_deref()
+    }
+    fn create_requested(status: &DatabaseBranchStatus) -> bool {
+        status.create_requested
+    }
+    fn external_id(&self) -> Option<&str> {
+        self.spec.external_id.as_deref()
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+    fn recorded_parent(&self, status: &DatabaseBranchStatus) -> Option<ParentProject> {
+        Some(ParentProject {
+            name: self.spec.project_ref.name.clone(),
+            provider_name: status.provider_name.clone().unwrap_or_default(),
+            project_id: status.project_id.clone().unwrap_or_default(),
+        })
+    }
+    fn with_vendor(
+        &self,
+        status: &DatabaseBranchStatus,
+        parent: Option<&ParentProject>,
+        vendor: &VendorBranch,
+    ) -> DatabaseBranchStatus {
+        let mut status = status.clone();
+        status.branch_id = Some(vendor.id.clone());
+        Self::mark_parent(&mut status, parent);
+        status
+    }
+    fn mark_create_requested(status: &mut DatabaseBranchStatus, parent: Option<&ParentProject>) {
+        status.create_requested = true;
+        Self::mark_parent(status, parent);
+    }
+
+    async fn read(
+        provider: &dyn Provider,
+        parent: Option<&ParentProject>,
+        id: &str,
+    ) -> Result<VendorBranch, ProviderError> {
+        provider.get_branch(project_id(parent), id).await
+    }
+
     async fn create(
         &self,
         api: &Api<Self>,
         previous: &mut DatabaseBranchStatus,
-        project: &DatabaseProject,
-        project_id: &str,
         provider: &ProviderHandle,
+        parent: Option<&ParentProject>,
         ctx: &Context,
-    ) -> Result<VendorBranch, Error> {
-        if !provider.supports(Operation::BranchCreate) {
-            return Err(Error::Unsupported {
-                provider: provider.api().to_string(),
-                operation: Operation::BranchCreate,
-                hint: provider
-                    .unsupported_hint(Operation::BranchCreate)
-                    .unwrap_or("adopt an existing branch with spec.externalId instead"),
-            });
-        }
-        let key = idempotency_key(self, "branch-create").ok_or(Error::InvalidObject)?;
-        if !previous.create_requested {
-            // Refuses a provider (or namespace) being deleted; protects the
-            // provider and its Secret before anything exists at the vendor.
-            let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-            ctx.prepare_create(provider, &namespace).await?;
-            let health = Health::progressing(
-                reason::CREATING,
-                format!("creating the branch at {}", provider.api()),
-            );
-            let mut status = self.status_with_health(previous, &health);
-            status.create_requested = true;
-            status.project_id = Some(project_id.to_string());
-            status.provider_name = Some(project.spec.provider_ref.name.clone());
-            apply_status(api, self, &status)
-                .await
-                .map_err(KubeCall::Status)?;
-            *previous = status;
-        }
+    ) -> Result<Created<VendorBranch>, Error> {
+        let message = format!("creating the branch at {}", provider.api());
+        pipeline::begin_create(
+            self,
+            api,
+            ctx,
+            provider,
+            parent,
+            previous,
+            Operation::BranchCreate,
+            message,
+        )
+        .await?;
+        let key = idempotency_key(self, "branch-create")?;
         let vendor = provider
-            .create_branch(&branch_request(self, project_id), &key)
+            .create_branch(&branch_request(self, project_id(parent)), &key)
             .await
             .map_err(|e| VendorCall::new("creating the branch", e))?;
-        tracing::info!(branch_id = %vendor.id, "vendor branch created");
-        ctx.publish(
-            self,
-            EventType::Normal,
-            "Created",
-            "Create",
-            format!("created vendor branch {}", vendor.id),
+        let note = format!("created vendor branch {}", vendor.id);
+        Ok(Created::New { vendor, note })
+    }
+
+    async fn cleanup_target(
+        &self,
+        ctx: &Context,
+        status: &DatabaseBranchStatus,
+        _left: &str,
+    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+        child_cleanup_target(self, ctx, status).await
+    }
+
+    /// The create may have reached the vendor before the id was saved: replay
+    /// it with the same key to learn the id. A gone project means the branch
+    /// went with it.
+    async fn replay_create(
+        &self,
+        _status: &DatabaseBranchStatus,
+        provider: &dyn Provider,
+        parent: Option<&ParentProject>,
+        _ctx: &Context,
+    ) -> Result<Option<String>, Error> {
+        let project_id = project_id(parent);
+        if project_id.is_empty() {
+            return Ok(None);
+        }
+        let key = idempotency_key(self, "branch-create")?;
+        match provider
+            .create_branch(&branch_request(self, project_id), &key)
+            .await
+        {
+            Ok(vendor) => Ok(Some(vendor.id)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(VendorCall::new("replaying the branch create", e).into()),
+        }
+    }
+
+    async fn delete(
+        provider: &dyn Provider,
+        parent: Option<&ParentProject>,
+        id: &str,
+    ) -> Result<(), ProviderError> {
+        provider.delete_branch(project_id(parent), id).await
+    }
+}
+
+impl DatabaseBranch {
+    fn mark_parent(status: &mut DatabaseBranchStatus, parent: Option<&ParentProject>) {
+        if let Some(parent) = parent {
+            status.project_id = Some(parent.project_id.clone());
+            status.provider_name = Some(parent.provider_name.clone());
+        }
+    }
+}
+
+impl Connected for DatabaseBranch {
+    fn secret_name(&self) -> String {
+        connection_secret_name(self)
+    }
+    fn recorded_secret(status: &DatabaseBranchStatus) -> Option<&str> {
+        status.connection_secret_name.as_deref()
+    }
+    fn set_secret(status: &mut DatabaseBranchStatus, name: &str) {
+        status.connection_secret_name = Some(name.to_string());
+    }
+    fn rotation_spec(&self) -> Option<&CredentialRotationSpec> {
+        self.spec.credential_rotation.as_ref()
+    }
+    fn rotation(status: &DatabaseBranchStatus) -> Option<&CredentialRotationStatus> {
+        status.credential_rotation.as_ref()
+    }
+    fn rotation_mut(status: &mut DatabaseBranchStatus) -> &mut Option<CredentialRotationStatus> {
+        &mut status.credential_rotation
+    }
+    fn rotation_target(vendor: &VendorBranch, parent: Option<&ParentProject>) -> RotationTarget {
+        RotationTarget::Branch {
+            project_id: project_id(parent).to_string(),
+            id: vendor.id.clone(),
+        }
+    }
+    fn ready_message(
+        vendor: &VendorBranch,
+        parent: Option<&ParentProject>,
+        secret: &str,
+    ) -> String {
+        format!(
+            "branch {} of project {} is ready; connection details in Secret {secret}",
+            vendor.id,
+            project_id(parent)
         )
-        .await;
-        Ok(vendor)
     }
 }
 

@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::conditions::{self, Health, reason};
-use super::project::idempotency_key;
+use super::pipeline::idempotency_key;
 use super::reconciler::{Managed, Reconcile, apply_status, apply_status_if_changed};
 use super::{Context, KubeCall, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
@@ -310,7 +310,7 @@ impl Reconcile for ByokCredential {
                         .map_err(KubeCall::Status)?;
                     previous = status;
                 }
-                let key = idempotency_key(self, "byok-register").ok_or(Error::InvalidObject)?;
+                let key = idempotency_key(self, "byok-register")?;
                 let registered = byok
                     .register_credential(
                         &self.spec.vendor,
@@ -558,8 +558,7 @@ impl Reconcile for ByokCredential {
                 let namespace = self.namespace().ok_or(Error::InvalidObject)?;
                 match self.credentials(ctx, &namespace).await {
                     Ok(fields) => {
-                        let key =
-                            idempotency_key(self, "byok-register").ok_or(Error::InvalidObject)?;
+                        let key = idempotency_key(self, "byok-register")?;
                         let registered = byok
                             .register_credential(
                                 &self.spec.vendor,

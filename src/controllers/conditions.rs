@@ -16,6 +16,9 @@ use crate::api::v1alpha1::Conditions;
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+/// Set while the last credential rotation failed; the credentials in force
+/// (the old password, the old BYOK key) stay valid.
+pub const ROTATION_FAILED: &str = "RotationFailed";
 
 /// Condition reasons (CamelCase constants, part of the API).
 pub mod reason {

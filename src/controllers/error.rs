@@ -41,7 +41,7 @@ impl Object {
         }
     }
 
-    fn plural(self) -> &'static str {
+    pub fn plural(self) -> &'static str {
         match self {
             Object::Project => "projects",
             Object::Branch => "branches",

@@ -1,11 +1,17 @@
 //! The `DatabaseProject` a branch or snapshot belongs to.
 
-use kube::Resource;
-use kube::api::Api;
+use std::sync::Arc;
 
-use super::Context;
-use super::reconciler::Managed;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::error::Error;
+use super::pipeline::{ParentProject, VendorKind};
+use super::reconciler::{Managed, report_progress};
+use super::{Context, KubeCall};
 use crate::api::v1alpha1::DatabaseProject;
+use crate::providers::Provider;
 
 /// Where the parent project of a branch or snapshot is in its life.
 #[derive(Debug)]
@@ -112,19 +118,19 @@ pub enum Gate {
     ParentGone,
 }
 
-/// Decides the [`Gate`] for a child of `project_name` that has (`created_before`)
-/// or has not reached the vendor yet, in vendor project `recorded_project_id`.
-pub async fn gate(
-    ctx: &Context,
-    namespace: &str,
+/// The [`Gate`] for a child of `project_name` (pure): `parent` is what the
+/// lookup found; the child has (`created_before`) or has not reached the
+/// vendor yet, in vendor project `recorded_project_id`.
+pub fn gate(
+    parent: Parent,
     project_name: &str,
     created_before: bool,
     recorded_project_id: Option<&str>,
-) -> Result<Gate, kube::Error> {
+) -> Gate {
     use super::conditions::{Health, reason};
     let waiting =
         |message: String| Gate::Wait(Health::progressing(reason::WAITING_FOR_PROJECT, message));
-    Ok(match parent_project(ctx, namespace, project_name).await? {
+    match parent {
         Parent::Ready { project_id, .. }
             if recorded_project_id.is_some_and(|old| old != project_id) =>
         {
@@ -144,13 +150,76 @@ pub async fn gate(
         Parent::NotReady(_) => waiting(format!(
             "waiting for DatabaseProject {project_name} to be Ready"
         )),
-    })
+    }
+}
+
+/// What dereferencing the parent of a branch or snapshot found.
+pub enum Dereferenced {
+    /// The parent project is Ready.
+    Parent(ParentProject),
+    /// Not yet; status says why. Look again then (or when the project changes).
+    Requeue(Action),
+}
+
+/// Dereferences the parent project of branch or snapshot `obj`: its ids once
+/// it is Ready; else status shows why the child waits, or the child is gone
+/// with its project (an error).
+pub async fn dereference<K: VendorKind>(
+    obj: &K,
+    api: &Api<K>,
+    ctx: &Context,
+) -> Result<Dereferenced, Error> {
+    let namespace = obj.namespace().ok_or(Error::InvalidObject)?;
+    let status = obj.current_status();
+    let recorded = obj.recorded_parent(&status).ok_or(Error::InvalidObject)?;
+    let created_before = K::recorded_id(&status).is_some() || K::create_requested(&status);
+    let recorded_id = Some(recorded.project_id.as_str()).filter(|id| !id.is_empty());
+    let found = parent_project(ctx, &namespace, &recorded.name)
+        .await
+        .map_err(KubeCall::Read)?;
+    match gate(found, &recorded.name, created_before, recorded_id) {
+        Gate::Proceed {
+            project,
+            project_id,
+        } => Ok(Dereferenced::Parent(ParentProject {
+            provider_name: project.spec.provider_ref.name.clone(),
+            project_id,
+            name: recorded.name,
+        })),
+        Gate::Wait(health) => {
+            report_progress(api, obj, &health)
+                .await
+                .map_err(KubeCall::Status)?;
+            Ok(Dereferenced::Requeue(Action::requeue(
+                ctx.jittered_resync(),
+            )))
+        }
+        Gate::ParentGone => Err(Error::ProjectDeleted {
+            object: K::OBJECT,
+            project: recorded.name,
+        }),
+    }
+}
+
+/// The provider and parent a child's cleanup goes through, or `None` when
+/// there is nothing to do (never created) or nothing that can be done (parent
+/// and provider gone; a Warning Event says so).
+pub async fn child_cleanup_target<K: VendorKind>(
+    obj: &K,
+    ctx: &Context,
+    status: &K::Status,
+) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+    let recorded = obj.recorded_parent(status).ok_or(Error::InvalidObject)?;
+    let provider_name = Some(recorded.provider_name.as_str()).filter(|p| !p.is_empty());
+    let provider =
+        child_cleanup_provider(ctx, obj, &recorded.name, provider_name, K::OBJECT.plural()).await?;
+    Ok(provider.map(|p| (p, Some(recorded))))
 }
 
 /// [`cleanup_provider`] for a child's finalizer: the provider to delete through,
 /// or `None` when there is nothing to do (never created) or nothing that can be
 /// done (parent and provider gone; a Warning Event says so).
-pub async fn child_cleanup_provider<K>(
+async fn child_cleanup_provider<K>(
     ctx: &Context,
     owner: &K,
     project_name: &str,
@@ -174,5 +243,61 @@ where
             .await;
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project() -> Box<DatabaseProject> {
+        Box::new(DatabaseProject::new("app", Default::default()))
+    }
+
+    fn ready(id: &str) -> Parent {
+        Parent::Ready {
+            project: project(),
+            project_id: id.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_ready_parent_lets_a_child_proceed() {
+        assert!(matches!(
+            gate(ready("prj_1"), "app", false, None),
+            Gate::Proceed { project_id, .. } if project_id == "prj_1"
+        ));
+        assert!(matches!(
+            gate(ready("prj_1"), "app", true, Some("prj_1")),
+            Gate::Proceed { .. }
+        ));
+    }
+
+    #[test]
+    fn a_child_waits_for_a_parent_that_is_not_there_or_not_ready() {
+        assert!(matches!(
+            gate(Parent::Missing, "app", false, None),
+            Gate::Wait(h) if h.reason() == "WaitingForProject"
+        ));
+        assert!(matches!(
+            gate(Parent::NotReady(project()), "app", true, Some("prj_1")),
+            Gate::Wait(_)
+        ));
+    }
+
+    #[test]
+    fn a_child_made_in_a_parent_that_went_or_was_replaced_is_gone() {
+        assert!(matches!(
+            gate(Parent::Missing, "app", true, Some("prj_1")),
+            Gate::ParentGone
+        ));
+        assert!(matches!(
+            gate(Parent::Deleting(project()), "app", false, None),
+            Gate::ParentGone
+        ));
+        assert!(matches!(
+            gate(ready("prj_2"), "app", true, Some("prj_1")),
+            Gate::ParentGone,
+        ));
     }
 }

@@ -1,27 +1,32 @@
 //! `DatabaseProject`: create (or adopt, or restore from a snapshot) a vendor
 //! project, write its connection Secret, report kstatus conditions, and delete
-//! or retain it.
+//! or retain it. The steps are the shared [`pipeline`]; this module says what
+//! is particular to projects.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
 
-use super::conditions::{self, Health, reason};
-use super::reconciler::{Managed, Reconcile, apply_status, apply_status_if_changed};
-use super::rotation::{self};
-use super::secret::{self, ConnectionDetails, SecretWrite};
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents, pipeline};
+use super::conditions::{Health, reason};
+use super::pipeline::{
+    self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key,
+};
+use super::reconciler::{Managed, Reconcile, apply_status};
+use super::secret;
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
-    ByokCredential, DatabaseProject, DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot,
-    DeletionPolicy, ProjectMode,
+    ByokCredential, CredentialRotationSpec, CredentialRotationStatus, DatabaseProject,
+    DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot, DeletionPolicy, ProjectMode,
+    RestoreSource,
 };
 use crate::providers::{
-    Operation, Password, ProjectRequest, Provider, ResourceState, RestoreProgress, RestoreRequest,
+    Operation, Password, ProjectRequest, Provider, ProviderError, RestoreProgress, RestoreRequest,
     RotationTarget, VendorProject,
 };
 
@@ -32,29 +37,16 @@ pub use super::error::{Error, Object};
 
 crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER);
 
-/// The idempotency key of one of this resource's create calls: derived from its
-/// UID, so a retry after a crash returns what the first call made.
-pub fn idempotency_key<K: Resource>(obj: &K, operation: &str) -> Option<String> {
-    obj.meta()
-        .uid
-        .as_ref()
-        .map(|uid| format!("dbops-{uid}-{operation}"))
-}
-
-/// Name of the project at the vendor: `spec.projectName`, else `<namespace>-<name>`
-/// with dots made dashes, cut to 63 characters.
-pub fn vendor_project_name(project: &DatabaseProject) -> String {
-    if let Some(name) = &project.spec.project_name {
-        return name.clone();
+/// Name of the project at the vendor: `spec.projectName`, else the provider's
+/// default for this resource.
+pub fn vendor_project_name(project: &DatabaseProject, provider: &dyn Provider) -> String {
+    match &project.spec.project_name {
+        Some(name) => name.clone(),
+        None => provider.default_project_name(
+            &project.namespace().unwrap_or_default(),
+            &project.name_any(),
+        ),
     }
-    let full = format!(
-        "{}-{}",
-        project.namespace().unwrap_or_default(),
-        project.name_any()
-    )
-    // Dots are legal in Kubernetes names but not in every vendor's (Supabase).
-    .replace('.', "-");
-    full.chars().take(63).collect()
 }
 
 /// Name of the connection Secret: `spec.writeConnectionSecretTo.name`, else `<name>-connection`.
@@ -66,11 +58,15 @@ pub fn connection_secret_name(project: &DatabaseProject) -> String {
 }
 
 /// The vendor create request for this resource.
-pub fn project_request(project: &DatabaseProject, db_password: Option<Password>) -> ProjectRequest {
+pub fn project_request(
+    project: &DatabaseProject,
+    provider: &dyn Provider,
+    db_password: Option<Password>,
+) -> ProjectRequest {
     let spec = &project.spec;
     ProjectRequest {
         db_password,
-        name: vendor_project_name(project),
+        name: vendor_project_name(project, provider),
         vendor: spec.vendor.clone(),
         region: spec.region.clone(),
         plan: spec.plan.clone(),
@@ -83,10 +79,14 @@ pub fn project_request(project: &DatabaseProject, db_password: Option<Password>)
 }
 
 /// The restore request for this resource, from vendor snapshot `snapshot_id`.
-pub fn restore_request(project: &DatabaseProject, snapshot_id: &str) -> RestoreRequest {
+pub fn restore_request(
+    project: &DatabaseProject,
+    provider: &dyn Provider,
+    snapshot_id: &str,
+) -> RestoreRequest {
     RestoreRequest {
         snapshot_id: snapshot_id.to_string(),
-        new_name: Some(vendor_project_name(project)),
+        new_name: Some(vendor_project_name(project, provider)),
     }
 }
 
@@ -94,7 +94,6 @@ pub fn restore_request(project: &DatabaseProject, snapshot_id: &str) -> RestoreR
 pub fn status_with_vendor(
     previous: &DatabaseProjectStatus,
     vendor: &VendorProject,
-    secret_name: Option<String>,
 ) -> DatabaseProjectStatus {
     DatabaseProjectStatus {
         project_id: Some(vendor.id.clone()),
@@ -103,14 +102,13 @@ pub fn status_with_vendor(
             .or(previous.project_name.clone()),
         region: vendor.region.clone().or(previous.region.clone()),
         created_at: vendor.created_at.clone().or(previous.created_at.clone()),
-        connection_secret_name: secret_name.or(previous.connection_secret_name.clone()),
         ..previous.clone()
     }
 }
 
-/// What a create step came to: a vendor project, or a reason to wait.
-enum Created {
-    Project(VendorProject),
+/// The snapshot a restore starts from: its vendor id, or why to wait for it.
+enum SnapshotToRestore {
+    Found(String),
     Waiting(Health),
 }
 
@@ -119,339 +117,228 @@ impl Reconcile for DatabaseProject {
     type Error = Error;
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        let previous = self.current_status();
         let provider = ctx.provider(&self.spec.provider_ref).await?;
-
-        let mut previous = previous;
-        let vendor = if let Some(id) = &previous.project_id {
-            match provider.get_project(id).await {
-                Ok(vendor) => vendor,
-                Err(e) if e.is_not_found() => {
-                    return Err(Error::VendorObjectDeleted {
-                        object: Object::Project,
-                        id: id.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("reading project {id}"), source).into());
-                }
+        let mut previous = self.current_status();
+        match pipeline::obtain(self, api, ctx, &mut previous, &provider, None).await? {
+            Obtained::Usable(vendor) => {
+                pipeline::connect(self, api, ctx, &*provider, &previous, None, &vendor).await
             }
-        } else if let Some(id) = &self.spec.external_id {
-            let vendor = match provider.get_project(id).await {
-                Ok(vendor) => vendor,
-                Err(e) if e.is_not_found() => {
-                    return Err(Error::ExternalNotFound {
-                        object: Object::Project,
-                        id: id.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("reading project {id}"), source).into());
-                }
-            };
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Adopted",
-                "Adopt",
-                format!("adopted existing vendor project {}", vendor.id),
-            )
-            .await;
-            vendor
-        } else {
-            match self.create(api, &mut previous, &provider, ctx).await? {
-                Created::Project(vendor) => vendor,
-                Created::Waiting(health) => {
-                    // Build on what create() may have written (e.g. a restore handle).
-                    let status = self.status_with_health(&previous, &health);
-                    apply_status_if_changed(api, self, &previous, &status)
-                        .await
-                        .map_err(KubeCall::Status)?;
-                    // A running restore job has no watch event to wake us: poll it.
-                    let delay = if status.restore_handle.is_some() {
-                        ctx.settings.provisioning_poll
-                    } else {
-                        ctx.jittered_resync()
-                    };
-                    return Ok(Action::requeue(delay));
-                }
-            }
-        };
-
-        match &vendor.state {
-            ResourceState::Ready => {}
-            ResourceState::Provisioning(state) => {
-                let health = Health::progressing(
-                    reason::WAITING_FOR_VENDOR,
-                    format!("the vendor reports the project as {state}"),
-                );
-                let status =
-                    self.status_with_health(&status_with_vendor(&previous, &vendor, None), &health);
-                apply_status_if_changed(api, self, &previous, &status)
-                    .await
-                    .map_err(KubeCall::Status)?;
-                return Ok(Action::requeue(ctx.settings.provisioning_poll));
-            }
-            ResourceState::Failed(state) => {
-                return Err(Error::VendorFailed {
-                    object: Object::Project,
-                    id: vendor.id.clone(),
-                    state: state.clone(),
-                });
-            }
+            Obtained::Requeue(action) => Ok(action),
         }
-
-        // Save the id before anything else can fail, so it is never lost.
-        let previous = if previous.project_id.as_deref() != Some(vendor.id.as_str()) {
-            let health = Health::progressing(
-                reason::CREATING,
-                "project exists at the vendor; writing the connection Secret",
-            );
-            let status =
-                self.status_with_health(&status_with_vendor(&previous, &vendor, None), &health);
-            apply_status(api, self, &status)
-                .await
-                .map_err(KubeCall::Status)?;
-            status
-        } else {
-            previous
-        };
-
-        let secret_name = connection_secret_name(self);
-        let details =
-            ConnectionDetails::parse(vendor.connection_uri.as_ref(), vendor.pooled_uri.as_ref())
-                .map_err(|source| Error::Connection {
-                    object: Object::Project,
-                    id: vendor.id.clone(),
-                    source,
-                })?;
-        // Vendors that never return the password (the operator chose it): keep ours.
-        let details = if details.password.is_empty() {
-            match secret::read_owned_key(&ctx.client, self, &secret_name, secret::keys::PASSWORD)
-                .await?
-            {
-                Some(password) => details.with_password(&password),
-                None => details,
-            }
-        } else {
-            details
-        };
-        let written =
-            secret::ensure_secret(&ctx.client, self, &secret_name, details.to_data()).await?;
-        if let Some(old) = previous
-            .connection_secret_name
-            .as_deref()
-            .filter(|old| *old != secret_name)
-        {
-            secret::delete_owned_secret(&ctx.client, self, old).await?;
-        }
-
-        let health = Health::ready(format!(
-            "project {} is ready; connection details in Secret {secret_name}",
-            vendor.id
-        ));
-        let mut status = self.status_with_health(
-            &status_with_vendor(&previous, &vendor, Some(secret_name.clone())),
-            &health,
-        );
-        let created_at = self
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string());
-        let outcome = rotation::reconcile(
-            self,
-            ctx,
-            provider.as_ref(),
-            rotation::Input {
-                target: RotationTarget::Project {
-                    id: vendor.id.clone(),
-                },
-                secret_name: &secret_name,
-                details: &details,
-                spec: self.spec.credential_rotation.as_ref(),
-                state: previous.credential_rotation.as_ref(),
-                created_at: created_at.as_deref(),
-            },
-        )
-        .await?;
-        let poll = rotation::record(
-            outcome,
-            &mut status.credential_rotation,
-            &mut status.conditions,
-            self.metadata.generation,
-            ctx,
-            self,
-        )
-        .await;
-        let was_ready = previous.conditions.is_true(conditions::READY);
-        apply_status_if_changed(api, self, &previous, &status)
-            .await
-            .map_err(KubeCall::Status)?;
-        if !was_ready {
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Ready",
-                "Reconcile",
-                format!("project {} is ready", vendor.id),
-            )
-            .await;
-        } else if written == SecretWrite::Written {
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "SecretUpdated",
-                "Reconcile",
-                format!("connection Secret {secret_name} brought back in sync"),
-            )
-            .await;
-        }
-        let next_rotation = rotation::next_due(
-            self.spec.credential_rotation.as_ref(),
-            status.credential_rotation.as_ref(),
-            created_at.as_deref(),
-            k8s_openapi::jiff::Timestamp::now(),
-        );
-        let delay = [Some(ctx.jittered_resync()), poll, next_rotation]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(ctx.settings.resync_interval);
-        Ok(Action::requeue(
-            delay.max(std::time::Duration::from_millis(100)),
-        ))
     }
 
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        if self.spec.deletion_policy == DeletionPolicy::Retain {
-            let id = self
-                .status
-                .as_ref()
-                .and_then(|s| s.project_id.clone())
-                .unwrap_or_default();
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Retained",
-                "Delete",
-                format!("deletionPolicy Retain: vendor project {id} left in place"),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-        let status = self.current_status();
-        let left = match (&status.project_id, &self.spec.external_id) {
-            (Some(id), _) | (None, Some(id)) => format!("vendor project {id}"),
-            (None, None) if status.create_requested => {
-                "the vendor project an unconfirmed create may have made".to_string()
-            }
-            // Nothing was ever sent to the vendor.
-            (None, None) => return Ok(Action::await_change()),
-        };
-        let Some(provider) = ctx
-            .provider_for_cleanup(self, &self.spec.provider_ref, &left)
-            .await?
-        else {
-            return Ok(Action::await_change());
-        };
-        let id = match (&status.project_id, &self.spec.external_id) {
-            (Some(id), _) => Some(id.clone()),
-            (None, Some(external)) => Some(external.clone()),
-            (None, None) if status.create_requested => {
-                self.replay_create(&status, provider.as_ref(), ctx).await?
-            }
-            (None, None) => None,
-        };
-        if let Some(id) = id {
-            pipeline::delete_at_vendor(
-                self,
-                ctx,
-                provider.as_ref(),
-                Object::Project,
-                Operation::ProjectDelete,
-                &id,
-                provider.delete_project(&id),
-            )
-            .await?;
-        }
-        Ok(Action::await_change())
+        pipeline::cleanup(self, ctx).await
     }
 }
 
-impl DatabaseProject {
-    /// Creates the vendor project, or restores it from a snapshot.
-    ///
-    /// `createRequested` (and the snapshot id of a restore) is saved first, so that
-    /// a delete before the id is saved can still find the project by replaying the
-    /// call with the same idempotency key. `previous` is updated with what was written.
+#[async_trait]
+impl VendorKind for DatabaseProject {
+    const OBJECT: Object = Object::Project;
+    const DELETE: Operation = Operation::ProjectDelete;
+    type Vendor = VendorProject;
+
+    fn recorded_id(status: &DatabaseProjectStatus) -> Option<&str> {
+        status.project_id.as_deref()
+    }
+    fn create_requested(status: &DatabaseProjectStatus) -> bool {
+        status.create_requested
+    }
+    fn external_id(&self) -> Option<&str> {
+        self.spec.external_id.as_deref()
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+    fn with_vendor(
+        &self,
+        status: &DatabaseProjectStatus,
+        _parent: Option<&ParentProject>,
+        vendor: &VendorProject,
+    ) -> DatabaseProjectStatus {
+        status_with_vendor(status, vendor)
+    }
+    fn mark_create_requested(status: &mut DatabaseProjectStatus, _parent: Option<&ParentProject>) {
+        status.create_requested = true;
+    }
+
+    async fn read(
+        provider: &dyn Provider,
+        _parent: Option<&ParentProject>,
+        id: &str,
+    ) -> Result<VendorProject, ProviderError> {
+        provider.get_project(id).await
+    }
+
+    /// Creates the vendor project, or restores it from a snapshot, once a
+    /// BYOK credential and a snapshot to restore (when named) are Ready.
     async fn create(
         &self,
         api: &Api<Self>,
         previous: &mut DatabaseProjectStatus,
         provider: &ProviderHandle,
+        _parent: Option<&ParentProject>,
         ctx: &Context,
-    ) -> Result<Created, Error> {
-        if let Some(waiting) = self.byok_gate(ctx).await? {
-            return Ok(Created::Waiting(waiting));
-        }
-        let (operation, snapshot_id) = match &self.spec.restore_from {
-            None => (Operation::ProjectCreate, None),
-            Some(source) => match self.snapshot_to_restore(source, previous, ctx).await? {
-                Ok(snapshot_id) => (Operation::SnapshotRestore, Some(snapshot_id)),
-                Err(waiting) => return Ok(Created::Waiting(waiting)),
-            },
-        };
-        if !provider.supports(operation) {
-            return Err(Error::Unsupported {
-                provider: provider.api().to_string(),
-                operation,
-                hint: provider
-                    .unsupported_hint(operation)
-                    .unwrap_or("adopt an existing project with spec.externalId instead"),
+    ) -> Result<Created<VendorProject>, Error> {
+        if let Some(health) = self.byok_gate(ctx).await? {
+            return Ok(Created::Waiting {
+                health,
+                poll: false,
             });
         }
-        if !previous.create_requested {
-            // Refuses a provider that is being deleted (and a namespace being
-            // deleted), and protects the provider and its Secret before
-            // anything exists at the vendor.
-            let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-            ctx.prepare_create(provider, &namespace).await?;
-            let message = match &snapshot_id {
-                Some(id) => format!(
+        let snapshot_id = match &self.spec.restore_from {
+            None => None,
+            Some(source) => match self.snapshot_to_restore(source, previous, ctx).await? {
+                SnapshotToRestore::Found(id) => Some(id),
+                SnapshotToRestore::Waiting(health) => {
+                    return Ok(Created::Waiting {
+                        health,
+                        poll: false,
+                    });
+                }
+            },
+        };
+        let (operation, message) = match &snapshot_id {
+            Some(id) => (
+                Operation::SnapshotRestore,
+                format!(
                     "restoring snapshot {id} into a new project at {}",
                     provider.api()
                 ),
-                None => format!("creating the project at {}", provider.api()),
-            };
-            let mut status =
-                self.status_with_health(previous, &Health::progressing(reason::CREATING, message));
-            status.create_requested = true;
-            status.restored_from_snapshot_id = snapshot_id.clone();
-            apply_status(api, self, &status)
-                .await
-                .map_err(KubeCall::Status)?;
-            *previous = status;
+            ),
+            None => (
+                Operation::ProjectCreate,
+                format!("creating the project at {}", provider.api()),
+            ),
+        };
+        if !previous.create_requested {
+            // Saved with createRequested, so a replay restores the same snapshot.
+            previous.restored_from_snapshot_id = snapshot_id.clone();
         }
-        let progress = match &previous.restore_handle {
-            Some(handle) => provider
-                .restore_status(handle)
-                .await
-                .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?,
+        pipeline::begin_create(self, api, ctx, provider, None, previous, operation, message)
+            .await?;
+        let progress = match previous.restore_handle.clone() {
+            Some(handle) => restore_status(&**provider, &handle).await?,
             None => {
-                self.call_create(snapshot_id.as_deref(), provider.as_ref(), ctx, false)
+                self.call_create(snapshot_id.as_deref(), &**provider, ctx, false)
                     .await?
             }
         };
-        let vendor = match progress {
-            RestoreProgress::Done(vendor) => vendor,
-            RestoreProgress::Failed(state) => {
-                return Err(Error::VendorFailed {
-                    object: Object::Project,
-                    id: previous.restore_handle.clone().unwrap_or_default(),
-                    state,
-                });
+        self.created(api, previous, progress, snapshot_id.as_deref())
+            .await
+    }
+
+    async fn cleanup_target(
+        &self,
+        ctx: &Context,
+        _status: &DatabaseProjectStatus,
+        left: &str,
+    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+        let provider = ctx
+            .provider_for_cleanup(self, &self.spec.provider_ref, left)
+            .await?;
+        Ok(provider.map(|p| (p, None)))
+    }
+
+    /// Replays the create (or restore) whose result was never saved, to learn the id.
+    async fn replay_create(
+        &self,
+        status: &DatabaseProjectStatus,
+        provider: &dyn Provider,
+        _parent: Option<&ParentProject>,
+        ctx: &Context,
+    ) -> Result<Option<String>, Error> {
+        let progress = match &status.restore_handle {
+            Some(handle) => restore_status(provider, handle).await?,
+            None => {
+                let snapshot_id = status.restored_from_snapshot_id.as_deref();
+                self.call_create(snapshot_id, provider, ctx, true).await?
             }
+        };
+        match progress {
+            RestoreProgress::Done(vendor) => Ok(Some(vendor.id)),
+            RestoreProgress::Failed(_) => Ok(None),
+            RestoreProgress::Pending { handle, .. } => Err(Error::RestoreInProgress { handle }),
+        }
+    }
+
+    async fn delete(
+        provider: &dyn Provider,
+        _parent: Option<&ParentProject>,
+        id: &str,
+    ) -> Result<(), ProviderError> {
+        provider.delete_project(id).await
+    }
+}
+
+impl Connected for DatabaseProject {
+    fn secret_name(&self) -> String {
+        connection_secret_name(self)
+    }
+    fn recorded_secret(status: &DatabaseProjectStatus) -> Option<&str> {
+        status.connection_secret_name.as_deref()
+    }
+    fn set_secret(status: &mut DatabaseProjectStatus, name: &str) {
+        status.connection_secret_name = Some(name.to_string());
+    }
+    fn rotation_spec(&self) -> Option<&CredentialRotationSpec> {
+        self.spec.credential_rotation.as_ref()
+    }
+    fn rotation(status: &DatabaseProjectStatus) -> Option<&CredentialRotationStatus> {
+        status.credential_rotation.as_ref()
+    }
+    fn rotation_mut(status: &mut DatabaseProjectStatus) -> &mut Option<CredentialRotationStatus> {
+        &mut status.credential_rotation
+    }
+    fn rotation_target(vendor: &VendorProject, _parent: Option<&ParentProject>) -> RotationTarget {
+        RotationTarget::Project {
+            id: vendor.id.clone(),
+        }
+    }
+    fn ready_message(
+        vendor: &VendorProject,
+        _parent: Option<&ParentProject>,
+        secret: &str,
+    ) -> String {
+        format!(
+            "project {} is ready; connection details in Secret {secret}",
+            vendor.id
+        )
+    }
+}
+
+/// Polls restore job `handle`.
+async fn restore_status(provider: &dyn Provider, handle: &str) -> Result<RestoreProgress, Error> {
+    let progress = provider
+        .restore_status(handle)
+        .await
+        .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?;
+    Ok(progress)
+}
+
+impl DatabaseProject {
+    /// What a create or restore call came to. A restore still running saves
+    /// its handle, to be polled.
+    async fn created(
+        &self,
+        api: &Api<Self>,
+        previous: &mut DatabaseProjectStatus,
+        progress: RestoreProgress,
+        snapshot_id: Option<&str>,
+    ) -> Result<Created<VendorProject>, Error> {
+        match progress {
+            RestoreProgress::Done(vendor) => {
+                let note = match snapshot_id {
+                    Some(id) => format!("restored snapshot {id} into vendor project {}", vendor.id),
+                    None => format!("created vendor project {}", vendor.id),
+                };
+                Ok(Created::New { vendor, note })
+            }
+            RestoreProgress::Failed(state) => Err(Error::VendorFailed {
+                object: Object::Project,
+                id: previous.restore_handle.clone().unwrap_or_default(),
+                state,
+            }),
             RestoreProgress::Pending { handle, state } => {
                 if previous.restore_handle.as_deref() != Some(handle.as_str()) {
                     let mut status = previous.clone();
@@ -461,20 +348,15 @@ impl DatabaseProject {
                         .map_err(KubeCall::Status)?;
                     *previous = status;
                 }
-                return Ok(Created::Waiting(Health::progressing(
-                    reason::WAITING_FOR_VENDOR,
-                    format!("the vendor is restoring (restore {handle} is {state})"),
-                )));
+                Ok(Created::Waiting {
+                    health: Health::progressing(
+                        reason::WAITING_FOR_VENDOR,
+                        format!("the vendor is restoring (restore {handle} is {state})"),
+                    ),
+                    poll: true,
+                })
             }
-        };
-        let what = match &snapshot_id {
-            Some(id) => format!("restored snapshot {id} into vendor project {}", vendor.id),
-            None => format!("created vendor project {}", vendor.id),
-        };
-        tracing::info!(project_id = %vendor.id, "{what}");
-        ctx.publish(self, EventType::Normal, "Created", "Create", what)
-            .await;
-        Ok(Created::Project(vendor))
+        }
     }
 
     /// The create or restore call itself, with this resource's idempotency key.
@@ -489,56 +371,25 @@ impl DatabaseProject {
     ) -> Result<RestoreProgress, Error> {
         match snapshot_id {
             None => {
-                let key = idempotency_key(self, "project-create").ok_or(Error::InvalidObject)?;
+                let key = idempotency_key(self, "project-create")?;
                 let password = self.operator_password(provider, ctx, replay).await?;
                 provider
-                    .create_project(&project_request(self, password), &key)
+                    .create_project(&project_request(self, provider, password), &key)
                     .await
                     .map(RestoreProgress::Done)
                     .map_err(|e| VendorCall::new("creating the project", e).into())
             }
             Some(snapshot_id) => {
-                let key = idempotency_key(self, "project-restore").ok_or(Error::InvalidObject)?;
+                let key = idempotency_key(self, "project-restore")?;
+                let request = restore_request(self, provider, snapshot_id);
                 provider
-                    .restore_snapshot(&restore_request(self, snapshot_id), &key)
+                    .restore_snapshot(&request, &key)
                     .await
                     .map_err(|e| {
-                        VendorCall::new(
-                            format!("restoring snapshot {snapshot_id} into a new project"),
-                            e,
-                        )
-                        .into()
+                        let action = format!("restoring snapshot {snapshot_id} into a new project");
+                        VendorCall::new(action, e).into()
                     })
             }
-        }
-    }
-
-    /// Replays the create (or restore) whose result was never saved, to learn the id.
-    async fn replay_create(
-        &self,
-        status: &DatabaseProjectStatus,
-        provider: &dyn Provider,
-        ctx: &Context,
-    ) -> Result<Option<String>, Error> {
-        let progress = match &status.restore_handle {
-            Some(handle) => provider
-                .restore_status(handle)
-                .await
-                .map_err(|e| VendorCall::new(format!("reading restore {handle}"), e))?,
-            None => {
-                self.call_create(
-                    status.restored_from_snapshot_id.as_deref(),
-                    provider,
-                    ctx,
-                    true,
-                )
-                .await?
-            }
-        };
-        match progress {
-            RestoreProgress::Done(vendor) => Ok(Some(vendor.id)),
-            RestoreProgress::Failed(_) => Ok(None),
-            RestoreProgress::Pending { handle, .. } => Err(Error::RestoreInProgress { handle }),
         }
     }
 
@@ -601,23 +452,10 @@ impl DatabaseProject {
         let Some(credential) = credentials.get_opt(name).await.map_err(KubeCall::Read)? else {
             return waiting(format!("ByokCredential {name} does not exist yet"));
         };
-        if self.spec.vendor.as_deref() != Some(credential.spec.vendor.as_str()) {
+        if let Some(problem) = self.byok_mismatch(&credential) {
             return Err(Error::ByokMismatch {
                 credential: name.clone(),
-                problem: format!(
-                    "is for vendor {:?}, but this project pins vendor {:?}",
-                    credential.spec.vendor,
-                    self.spec.vendor.as_deref().unwrap_or_default()
-                ),
-            });
-        }
-        if credential.spec.provider_ref != self.spec.provider_ref {
-            return Err(Error::ByokMismatch {
-                credential: name.clone(),
-                problem: format!(
-                    "is registered through provider {:?}, not {:?}",
-                    credential.spec.provider_ref.name, self.spec.provider_ref.name
-                ),
+                problem,
             });
         }
         if !credential.is_ready() {
@@ -626,61 +464,68 @@ impl DatabaseProject {
         Ok(None)
     }
 
+    /// What makes `credential` unusable for this project (pure), if anything.
+    fn byok_mismatch(&self, credential: &ByokCredential) -> Option<String> {
+        if self.spec.vendor.as_deref() != Some(credential.spec.vendor.as_str()) {
+            return Some(format!(
+                "is for vendor {:?}, but this project pins vendor {:?}",
+                credential.spec.vendor,
+                self.spec.vendor.as_deref().unwrap_or_default()
+            ));
+        }
+        if credential.spec.provider_ref != self.spec.provider_ref {
+            return Some(format!(
+                "is registered through provider {:?}, not {:?}",
+                credential.spec.provider_ref.name, self.spec.provider_ref.name
+            ));
+        }
+        None
+    }
+
     /// The vendor snapshot id to restore, or the reason to wait for it.
     async fn snapshot_to_restore(
         &self,
-        source: &crate::api::v1alpha1::RestoreSource,
+        source: &RestoreSource,
         previous: &DatabaseProjectStatus,
         ctx: &Context,
-    ) -> Result<Result<String, Health>, Error> {
-        if let Some(id) = &previous.restored_from_snapshot_id {
-            return Ok(Ok(id.clone()));
-        }
-        if let Some(id) = &source.snapshot_id {
-            return Ok(Ok(id.clone()));
+    ) -> Result<SnapshotToRestore, Error> {
+        if let Some(id) = previous
+            .restored_from_snapshot_id
+            .as_ref()
+            .or(source.snapshot_id.as_ref())
+        {
+            return Ok(SnapshotToRestore::Found(id.clone()));
         }
         let Some(snapshot_ref) = &source.snapshot_ref else {
             return Err(Error::InvalidObject);
         };
         let namespace = self.namespace().ok_or(Error::InvalidObject)?;
         let snapshots: Api<DatabaseSnapshot> = Api::namespaced(ctx.client.clone(), &namespace);
-        let waiting = |message: String| {
-            Ok(Err(Health::progressing(
-                reason::WAITING_FOR_SNAPSHOT,
-                message,
-            )))
+        let name = &snapshot_ref.name;
+        let Some(snapshot) = snapshots.get_opt(name).await.map_err(KubeCall::Read)? else {
+            let message = format!("DatabaseSnapshot {name} does not exist yet");
+            return Ok(waiting_for_snapshot(message));
         };
-        let Some(snapshot) = snapshots
-            .get_opt(&snapshot_ref.name)
-            .await
-            .map_err(KubeCall::Read)?
-        else {
-            return waiting(format!(
-                "DatabaseSnapshot {} does not exist yet",
-                snapshot_ref.name
-            ));
+        let status = snapshot.status.clone().unwrap_or_default();
+        let (Some(snapshot_id), true) = (status.snapshot_id, snapshot.is_ready()) else {
+            let message = format!("waiting for DatabaseSnapshot {name} to be Ready");
+            return Ok(waiting_for_snapshot(message));
         };
-        let snapshot_id = snapshot.status.as_ref().and_then(|s| s.snapshot_id.clone());
-        let (Some(snapshot_id), true) = (snapshot_id, snapshot.is_ready()) else {
-            return waiting(format!(
-                "waiting for DatabaseSnapshot {} to be Ready",
-                snapshot_ref.name
-            ));
-        };
-        if let Some(snapshot_provider) = snapshot
-            .status
-            .as_ref()
-            .and_then(|s| s.provider_name.clone())
+        if let Some(snapshot_provider) = status.provider_name
             && snapshot_provider != self.spec.provider_ref.name
         {
             return Err(Error::SnapshotProviderMismatch {
-                snapshot: snapshot_ref.name.clone(),
+                snapshot: name.clone(),
                 snapshot_provider,
                 provider: self.spec.provider_ref.name.clone(),
             });
         }
-        Ok(Ok(snapshot_id))
+        Ok(SnapshotToRestore::Found(snapshot_id))
     }
+}
+
+fn waiting_for_snapshot(message: String) -> SnapshotToRestore {
+    SnapshotToRestore::Waiting(Health::progressing(reason::WAITING_FOR_SNAPSHOT, message))
 }
 
 /// The `DatabaseProject` controller, ready to run with [`drive`]. Providers

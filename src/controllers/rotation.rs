@@ -15,19 +15,18 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
+use super::conditions::{self, ROTATION_FAILED};
+use super::pipeline::Connected;
 use super::secret::{self, ConnectionDetails, SecretWriteError};
 use super::{Context, VendorCall};
 use crate::api::v1alpha1::{CredentialRotationSpec, CredentialRotationStatus, ROTATE_ANNOTATION};
 use crate::providers::{Password, Provider, RotationProgress, RotationTarget};
 
-/// Condition set while the last rotation request failed (old credentials still valid).
-pub const ROTATION_FAILED: &str = "RotationFailed";
-
 /// What a rotation pass came to.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
-    /// Nothing requested.
-    None,
+    /// Nothing requested, nothing running.
+    Idle,
     /// A rotation job is running at the vendor; save the status and poll again.
     Pending(CredentialRotationStatus),
     /// New credentials are confirmed and in the Secret.
@@ -114,7 +113,7 @@ pub struct Input<'a> {
 
 /// Carries a rotation forward: starts one when requested, polls a running one,
 /// and writes the Secret once the vendor confirms.
-pub async fn reconcile<K>(
+pub async fn carry_forward<K>(
     owner: &K,
     ctx: &Context,
     provider: &dyn Provider,
@@ -123,7 +122,6 @@ pub async fn reconcile<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    let now = Timestamp::now();
     let annotation = owner
         .meta()
         .annotations
@@ -131,7 +129,6 @@ where
         .and_then(|a| a.get(ROTATE_ANNOTATION))
         .map(String::as_str);
     let mut state = input.state.cloned().unwrap_or_default();
-    let request = pending_request(annotation, input.spec, input.state, input.created_at, now);
     let pending_name = format!("{}-rotation", input.secret_name);
     let progress = if let Some(job) = state.pending_job.clone() {
         let polled = match provider.credentials_for(&input.target) {
@@ -140,11 +137,14 @@ where
         };
         polled.map_err(|e| VendorCall::new(format!("polling credential rotation {job}"), e))?
     } else {
-        let Some(request) = request.clone() else {
-            return Ok(Outcome::None);
+        let now = Timestamp::now();
+        let request = pending_request(annotation, input.spec, input.state, input.created_at, now);
+        let Some(request) = request else {
+            return Ok(Outcome::Idle);
         };
-        let credentials = match provider.credentials_for(&input.target) {
-            Ok(credentials) => credentials,
+        let started = start(owner, ctx, provider, &input, &request, &pending_name).await?;
+        match started {
+            Ok(progress) => progress,
             Err(unsupported) => {
                 state.handled_request = annotation.map(str::to_string);
                 return Ok(Outcome::Failed {
@@ -153,41 +153,87 @@ where
                     message: unsupported.to_string(),
                 });
             }
-        };
-        let proposed = if provider.needs_operator_password() {
-            match secret::read_owned_key(&ctx.client, owner, &pending_name, secret::keys::PASSWORD)
-                .await?
-            {
-                Some(kept) => Password::new(kept),
-                None => {
-                    let fresh = Password::generate();
-                    let data = BTreeMap::from([(
-                        secret::keys::PASSWORD.to_string(),
-                        ByteString(fresh.expose().as_bytes().to_vec()),
-                    )]);
-                    secret::ensure_secret(&ctx.client, owner, &pending_name, data).await?;
-                    fresh
-                }
-            }
-        } else {
-            Password::generate()
-        };
-        let uid = owner.meta().uid.clone().unwrap_or_default();
-        let key = format!("dbops-{uid}-rotate-{}", short_hash(&request));
-        credentials
-            .rotate_credentials(&input.target, &proposed, &key)
-            .await
-            .map_err(|e| VendorCall::new("rotating the database credentials", e))?
+        }
     };
+    let handled = annotation.map(str::to_string);
+    finish(owner, ctx, progress, state, handled, &input, &pending_name).await
+}
+
+/// Sends the rotate call for `request`. The password the operator proposes
+/// (where it chooses it) is kept first in the owned `pending_name` Secret, so
+/// a retry proposes the same one. The inner error is a provider that cannot rotate.
+async fn start<K>(
+    owner: &K,
+    ctx: &Context,
+    provider: &dyn Provider,
+    input: &Input<'_>,
+    request: &str,
+    pending_name: &str,
+) -> Result<Result<RotationProgress, crate::providers::ProviderError>, RotationError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let credentials = match provider.credentials_for(&input.target) {
+        Ok(credentials) => credentials,
+        Err(unsupported) => return Ok(Err(unsupported)),
+    };
+    let proposed = if provider.needs_operator_password() {
+        kept_password(owner, ctx, pending_name).await?
+    } else {
+        Password::generate()
+    };
+    let uid = owner.meta().uid.clone().unwrap_or_default();
+    let key = format!("dbops-{uid}-rotate-{}", short_hash(request));
+    let progress = credentials
+        .rotate_credentials(&input.target, &proposed, &key)
+        .await
+        .map_err(|e| VendorCall::new("rotating the database credentials", e))?;
+    Ok(Ok(progress))
+}
+
+/// The password kept in `name` for a rotation in flight, or a new one kept there.
+async fn kept_password<K>(owner: &K, ctx: &Context, name: &str) -> Result<Password, RotationError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    if let Some(kept) =
+        secret::read_owned_key(&ctx.client, owner, name, secret::keys::PASSWORD).await?
+    {
+        return Ok(Password::new(kept));
+    }
+    let fresh = Password::generate();
+    let data = BTreeMap::from([(
+        secret::keys::PASSWORD.to_string(),
+        ByteString(fresh.expose().as_bytes().to_vec()),
+    )]);
+    secret::ensure_secret(&ctx.client, owner, name, data).await?;
+    Ok(fresh)
+}
+
+/// What the vendor's answer means: poll again, a failure, or new credentials
+/// written to the Secret in one write.
+async fn finish<K>(
+    owner: &K,
+    ctx: &Context,
+    progress: RotationProgress,
+    mut state: CredentialRotationStatus,
+    handled: Option<String>,
+    input: &Input<'_>,
+    pending_name: &str,
+) -> Result<Outcome, RotationError>
+where
+    K: Resource<DynamicType = ()>,
+{
     match progress {
         RotationProgress::Pending { job_id, .. } => {
+            // The request counts as handled only once the job ends.
             state.pending_job = Some(job_id);
             Ok(Outcome::Pending(state))
         }
         RotationProgress::Failed(message) => {
             state.pending_job = None;
-            state.handled_request = annotation.map(str::to_string);
-            let _ = secret::delete_owned_secret(&ctx.client, owner, &pending_name).await;
+            state.handled_request = handled;
+            let _ = secret::delete_owned_secret(&ctx.client, owner, pending_name).await;
             Ok(Outcome::Failed {
                 status: state,
                 reason: "RotationFailed",
@@ -199,60 +245,65 @@ where
             pooled_uri,
             password,
         } => {
-            let details = match connection_uri {
-                Some(uri) => {
-                    let pooled = pooled_uri.or_else(|| {
-                        input
-                            .details
-                            .pooled_uri
-                            .clone()
-                            .map(crate::providers::ConnectionUri::new)
-                    });
-                    let parsed = ConnectionDetails::parse(Some(&uri), pooled.as_ref())?;
-                    match (&password, parsed.password.is_empty()) {
-                        (Some(p), true) => parsed.with_password(p.expose()),
-                        _ => parsed,
-                    }
-                }
-                None => match &password {
-                    Some(p) => input.details.clone().with_password(p.expose()),
-                    None => input.details.clone(),
-                },
-            };
+            let details = confirmed_details(input.details, connection_uri, pooled_uri, password)?;
             secret::ensure_secret(&ctx.client, owner, input.secret_name, details.to_data()).await?;
-            secret::delete_owned_secret(&ctx.client, owner, &pending_name).await?;
+            secret::delete_owned_secret(&ctx.client, owner, pending_name).await?;
             state.pending_job = None;
-            state.handled_request = annotation.map(str::to_string);
-            state.last_rotated_at = Some(now.to_string());
+            state.handled_request = handled;
+            state.last_rotated_at = Some(Timestamp::now().to_string());
             Ok(Outcome::Rotated(state))
         }
     }
 }
 
-/// Folds `outcome` into the status (`credentialRotation` and the
+/// The connection details after the vendor confirmed new credentials (pure):
+/// its new URIs where it sent them, the password it chose or confirmed.
+pub fn confirmed_details(
+    current: &ConnectionDetails,
+    connection_uri: Option<crate::providers::ConnectionUri>,
+    pooled_uri: Option<crate::providers::ConnectionUri>,
+    password: Option<Password>,
+) -> Result<ConnectionDetails, secret::ConnectionError> {
+    Ok(match connection_uri {
+        Some(uri) => {
+            let pooled = pooled_uri.or_else(|| {
+                current
+                    .pooled_uri
+                    .clone()
+                    .map(crate::providers::ConnectionUri::new)
+            });
+            let parsed = ConnectionDetails::parse(Some(&uri), pooled.as_ref())?;
+            match (&password, parsed.password.is_empty()) {
+                (Some(p), true) => parsed.with_password(p.expose()),
+                _ => parsed,
+            }
+        }
+        None => match &password {
+            Some(p) => current.clone().with_password(p.expose()),
+            None => current.clone(),
+        },
+    })
+}
+
+/// Folds `outcome` into `status` (`credentialRotation` and the
 /// `RotationFailed` condition) and publishes its Event. Returns a short delay
 /// when a rotation job is still running.
-pub async fn record<K>(
+pub async fn record<K: Connected>(
     outcome: Outcome,
-    rotation_status: &mut Option<CredentialRotationStatus>,
-    conditions: &mut crate::api::v1alpha1::Conditions,
-    generation: Option<i64>,
-    ctx: &Context,
     owner: &K,
-) -> Option<std::time::Duration>
-where
-    K: Resource<DynamicType = ()>,
-{
+    status: &mut K::Status,
+    ctx: &Context,
+) -> Option<std::time::Duration> {
     use kube::runtime::events::EventType;
     match outcome {
-        Outcome::None => None,
+        Outcome::Idle => None,
         Outcome::Pending(state) => {
-            *rotation_status = Some(state);
+            *K::rotation_mut(status) = Some(state);
             Some(ctx.settings.provisioning_poll)
         }
         Outcome::Rotated(state) => {
-            *rotation_status = Some(state);
-            super::conditions::remove_condition(conditions, ROTATION_FAILED);
+            *K::rotation_mut(status) = Some(state);
+            conditions::remove_condition(K::conditions_mut(status), ROTATION_FAILED);
             ctx.publish(
                 owner,
                 EventType::Normal,
@@ -265,18 +316,18 @@ where
             None
         }
         Outcome::Failed {
-            status,
+            status: state,
             reason,
             message,
         } => {
-            *rotation_status = Some(status);
-            super::conditions::set_condition(
-                conditions,
+            *K::rotation_mut(status) = Some(state);
+            conditions::set_condition(
+                K::conditions_mut(status),
                 ROTATION_FAILED,
                 true,
                 reason,
                 &format!("{message}; the current credentials stay valid"),
-                generation,
+                owner.meta().generation,
                 Timestamp::now(),
             );
             ctx.publish(

@@ -1,30 +1,33 @@
 //! `DatabaseSnapshot`: a point-in-time snapshot of a `DatabaseProject`, taken
 //! once the project is Ready. Snapshots are immutable (CEL refuses spec edits).
+//! The steps are the shared [`pipeline`]; this module says what is particular
+//! to snapshots.
 //!
 //! Providers without a snapshot delete (infrai) cannot honour
 //! `deletionPolicy: Delete` literally: the snapshot then stays at the vendor
 //! until its project is deleted, which the Ready message and a `Normal` Event
 //! on deletion say, and the resource is released without blocking.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
-use super::conditions::{self, Health, reason};
-use super::parent::{Gate, child_cleanup_provider, gate};
-use super::project::idempotency_key;
-use super::reconciler::{
-    Managed, Reconcile, apply_status, apply_status_if_changed, report_progress,
+use super::conditions::{self, Health};
+use super::parent::{Dereferenced, child_cleanup_target, dereference};
+use super::pipeline::{
+    self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents, pipeline};
+use super::reconciler::{Managed, Reconcile, apply_status_if_changed};
+use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
-    DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
+    DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy, ProviderRef,
 };
-use crate::providers::{Operation, Provider, ResourceState, SnapshotRequest, VendorSnapshot};
+use crate::providers::{Operation, Provider, ProviderError, SnapshotRequest, VendorSnapshot};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasesnapshot";
@@ -63,269 +66,190 @@ impl Reconcile for DatabaseSnapshot {
     type Error = Error;
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let parent = match dereference(self, api, ctx).await? {
+            Dereferenced::Parent(parent) => parent,
+            Dereferenced::Requeue(action) => return Ok(action),
+        };
+        let provider_ref = ProviderRef {
+            name: parent.provider_name.clone(),
+        };
+        let provider = ctx.provider(&provider_ref).await?;
         let mut previous = self.current_status();
-        let project_name = &self.spec.project_ref.name;
-        let created_before = previous.snapshot_id.is_some() || previous.create_requested;
-        let recorded = previous.project_id.as_deref();
-        let (project, project_id) =
-            match gate(ctx, &namespace, project_name, created_before, recorded)
-                .await
-                .map_err(KubeCall::Read)?
-            {
-                Gate::Proceed {
-                    project,
-                    project_id,
-                } => (project, project_id),
-                Gate::Wait(health) => {
-                    report_progress(api, self, &health)
-                        .await
-                        .map_err(KubeCall::Status)?;
-                    return Ok(Action::requeue(ctx.jittered_resync()));
-                }
-                Gate::ParentGone => {
-                    return Err(Error::ProjectDeleted {
-                        object: Object::Snapshot,
-                        project: project_name.clone(),
-                    });
-                }
-            };
-        let provider = ctx.provider(&project.spec.provider_ref).await?;
-
-        let vendor = if let Some(id) = &previous.snapshot_id {
-            match provider.get_snapshot(&project_id, id).await {
-                Ok(vendor) => vendor,
-                Err(e) if e.is_not_found() => {
-                    return Err(Error::VendorObjectDeleted {
-                        object: Object::Snapshot,
-                        id: id.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("reading snapshot {id}"), source).into());
-                }
-            }
-        } else if let Some(id) = &self.spec.external_id {
-            let vendor = match provider.get_snapshot(&project_id, id).await {
-                Ok(vendor) => vendor,
-                Err(e) if e.is_not_found() => {
-                    return Err(Error::ExternalNotFound {
-                        object: Object::Snapshot,
-                        id: id.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(VendorCall::new(format!("reading snapshot {id}"), source).into());
-                }
-            };
-            if vendor.project_id != project_id {
-                return Err(Error::ExternalMismatch {
-                    object: Object::Snapshot,
-                    id: id.clone(),
-                    actual: vendor.project_id,
-                    expected: project_id,
-                    project: None,
-                });
-            }
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Adopted",
-                "Adopt",
-                format!("adopted existing vendor snapshot {}", vendor.id),
-            )
-            .await;
-            vendor
-        } else {
-            self.create(api, &mut previous, &project, &project_id, &provider, ctx)
-                .await?
+        let vendor = match pipeline::obtain(self, api, ctx, &mut previous, &provider, Some(&parent))
+            .await?
+        {
+            Obtained::Usable(vendor) => vendor,
+            Obtained::Requeue(action) => return Ok(action),
         };
-
-        let with_ids = |status: &DatabaseSnapshotStatus| DatabaseSnapshotStatus {
-            snapshot_id: Some(vendor.id.clone()),
-            project_id: Some(project_id.clone()),
-            provider_name: Some(project.spec.provider_ref.name.clone()),
-            created_at: vendor.created_at.clone().or(status.created_at.clone()),
-            ..status.clone()
-        };
-        let health = match &vendor.state {
-            ResourceState::Ready => Health::ready(ready_message(
-                &vendor.id,
-                &project_id,
-                provider.as_ref(),
-                self.spec.deletion_policy,
-            )),
-            ResourceState::Provisioning(state) => Health::progressing(
-                reason::WAITING_FOR_VENDOR,
-                format!("the vendor reports the snapshot as {state}"),
-            ),
-            ResourceState::Failed(state) => {
-                return Err(Error::VendorFailed {
-                    object: Object::Snapshot,
-                    id: vendor.id.clone(),
-                    state: state.clone(),
-                });
-            }
-        };
-        let status = self.status_with_health(&with_ids(&previous), &health);
-        let was_ready = previous.conditions.is_true(conditions::READY);
+        let message = ready_message(
+            &vendor.id,
+            &parent.project_id,
+            &*provider,
+            self.spec.deletion_policy,
+        );
+        let status = self.with_vendor(&previous, Some(&parent), &vendor);
+        let status = self.status_with_health(&status, &Health::ready(message));
         apply_status_if_changed(api, self, &previous, &status)
             .await
             .map_err(KubeCall::Status)?;
-        if matches!(vendor.state, ResourceState::Provisioning(_)) {
-            return Ok(Action::requeue(ctx.settings.provisioning_poll));
-        }
-        if !was_ready {
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Ready",
-                "Reconcile",
-                format!("snapshot {} is ready", vendor.id),
-            )
-            .await;
+        let was_ready = previous.conditions.is_true(conditions::READY);
+        if let Some((reason, note)) =
+            pipeline::plan::ready_event(Object::Snapshot, &vendor.id, was_ready, None)
+        {
+            ctx.publish(self, EventType::Normal, reason, "Reconcile", note)
+                .await;
         }
         Ok(Action::requeue(ctx.jittered_resync()))
     }
 
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        let status = self.current_status();
-        let id = status.snapshot_id.clone().or(self.spec.external_id.clone());
-        if self.spec.deletion_policy == DeletionPolicy::Retain {
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Retained",
-                "Delete",
-                format!(
-                    "deletionPolicy Retain: vendor snapshot {} left in place",
-                    id.clone().unwrap_or_default()
-                ),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-        if id.is_none() && !status.create_requested {
-            // Nothing was ever sent to the vendor.
-            return Ok(Action::await_change());
-        }
-        let Some(provider) = child_cleanup_provider(
-            ctx,
-            self,
-            &self.spec.project_ref.name,
-            status.provider_name.as_deref(),
-            "snapshots",
-        )
-        .await?
-        else {
-            return Ok(Action::await_change());
-        };
-        if !provider.supports(Operation::SnapshotDelete) {
-            if status.snapshot_id.is_some() || status.create_requested {
-                ctx.publish(
-                    self,
-                    EventType::Normal,
-                    "NotDeletedByProvider",
-                    "Delete",
-                    format!(
-                        "{} has no snapshot delete: vendor snapshot {} stays until project {} is deleted",
-                        provider.api(),
-                        id.unwrap_or_default(),
-                        status.project_id.unwrap_or_default()
-                    ),
-                )
-                .await;
-            }
-            return Ok(Action::await_change());
-        }
-        let project_id = status.project_id.clone().unwrap_or_default();
-        let id = match id {
-            Some(id) => Some(id),
-            None if status.create_requested && !project_id.is_empty() => {
-                let key = idempotency_key(self, "snapshot-create").ok_or(Error::InvalidObject)?;
-                match provider
-                    .create_snapshot(&snapshot_request(self, &project_id), &key)
-                    .await
-                {
-                    Ok(vendor) => Some(vendor.id),
-                    Err(e) if e.is_not_found() => None,
-                    Err(source) => {
-                        return Err(VendorCall::new("replaying the snapshot create", source).into());
-                    }
-                }
-            }
-            None => None,
-        };
-        if let Some(id) = id {
-            pipeline::delete_at_vendor(
-                self,
-                ctx,
-                provider.as_ref(),
-                Object::Snapshot,
-                Operation::SnapshotDelete,
-                &id,
-                provider.delete_snapshot(&project_id, &id),
-            )
-            .await?;
-        }
-        Ok(Action::await_change())
+        pipeline::cleanup(self, ctx).await
     }
 }
 
-impl DatabaseSnapshot {
-    /// Takes the vendor snapshot; `createRequested`, the project id and the
-    /// provider are saved first (see `DatabaseProject`).
+#[async_trait]
+impl VendorKind for DatabaseSnapshot {
+    const OBJECT: Object = Object::Snapshot;
+    const DELETE: Operation = Operation::SnapshotDelete;
+    /// A snapshot has no step between usable and Ready: the Ready write saves the id.
+    const SAVE_ID_FIRST: bool = false;
+    type Vendor = VendorSnapshot;
+
+    fn recorded_id(status: &DatabaseSnapshotStatus) -> Option<&str> {
+        status.snapshot_id.as_deref()
+    }
+    fn create_requested(status: &DatabaseSnapshotStatus) -> bool {
+        status.create_requested
+    }
+    fn external_id(&self) -> Option<&str> {
+        self.spec.external_id.as_deref()
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+    fn recorded_parent(&self, status: &DatabaseSnapshotStatus) -> Option<ParentProject> {
+        Some(ParentProject {
+            name: self.spec.project_ref.name.clone(),
+            provider_name: status.provider_name.clone().unwrap_or_default(),
+            project_id: status.project_id.clone().unwrap_or_default(),
+        })
+    }
+    fn with_vendor(
+        &self,
+        status: &DatabaseSnapshotStatus,
+        parent: Option<&ParentProject>,
+        vendor: &VendorSnapshot,
+    ) -> DatabaseSnapshotStatus {
+        let mut status = status.clone();
+        status.snapshot_id = Some(vendor.id.clone());
+        status.created_at = vendor.created_at.clone().or(status.created_at);
+        Self::mark_parent(&mut status, parent);
+        status
+    }
+    fn mark_create_requested(status: &mut DatabaseSnapshotStatus, parent: Option<&ParentProject>) {
+        status.create_requested = true;
+        Self::mark_parent(status, parent);
+    }
+
+    async fn read(
+        provider: &dyn Provider,
+        parent: Option<&ParentProject>,
+        id: &str,
+    ) -> Result<VendorSnapshot, ProviderError> {
+        provider.get_snapshot(project_id(parent), id).await
+    }
+
     async fn create(
         &self,
         api: &Api<Self>,
         previous: &mut DatabaseSnapshotStatus,
-        project: &DatabaseProject,
-        project_id: &str,
         provider: &ProviderHandle,
+        parent: Option<&ParentProject>,
         ctx: &Context,
-    ) -> Result<VendorSnapshot, Error> {
-        if !provider.supports(Operation::SnapshotCreate) {
-            return Err(Error::Unsupported {
-                provider: provider.api().to_string(),
-                operation: Operation::SnapshotCreate,
-                hint: provider
-                    .unsupported_hint(Operation::SnapshotCreate)
-                    .unwrap_or("adopt an existing snapshot with spec.externalId instead"),
-            });
-        }
-        let key = idempotency_key(self, "snapshot-create").ok_or(Error::InvalidObject)?;
-        if !previous.create_requested {
-            // Refuses a provider (or namespace) being deleted; protects the
-            // provider and its Secret before anything exists at the vendor.
-            let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-            ctx.prepare_create(provider, &namespace).await?;
-            let health = Health::progressing(
-                reason::CREATING,
-                format!("taking the snapshot at {}", provider.api()),
-            );
-            let mut status = self.status_with_health(previous, &health);
-            status.create_requested = true;
-            status.project_id = Some(project_id.to_string());
-            status.provider_name = Some(project.spec.provider_ref.name.clone());
-            apply_status(api, self, &status)
-                .await
-                .map_err(KubeCall::Status)?;
-            *previous = status;
-        }
+    ) -> Result<Created<VendorSnapshot>, Error> {
+        let message = format!("taking the snapshot at {}", provider.api());
+        pipeline::begin_create(
+            self,
+            api,
+            ctx,
+            provider,
+            parent,
+            previous,
+            Operation::SnapshotCreate,
+            message,
+        )
+        .await?;
+        let key = idempotency_key(self, "snapshot-create")?;
         let vendor = provider
-            .create_snapshot(&snapshot_request(self, project_id), &key)
+            .create_snapshot(&snapshot_request(self, project_id(parent)), &key)
             .await
             .map_err(|e| VendorCall::new("creating the snapshot", e))?;
-        tracing::info!(snapshot_id = %vendor.id, "vendor snapshot created");
-        ctx.publish(
-            self,
+        let note = format!("took vendor snapshot {}", vendor.id);
+        Ok(Created::New { vendor, note })
+    }
+
+    async fn cleanup_target(
+        &self,
+        ctx: &Context,
+        status: &DatabaseSnapshotStatus,
+        _left: &str,
+    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+        child_cleanup_target(self, ctx, status).await
+    }
+
+    async fn replay_create(
+        &self,
+        _status: &DatabaseSnapshotStatus,
+        provider: &dyn Provider,
+        parent: Option<&ParentProject>,
+        _ctx: &Context,
+    ) -> Result<Option<String>, Error> {
+        let project_id = project_id(parent);
+        if project_id.is_empty() {
+            return Ok(None);
+        }
+        let key = idempotency_key(self, "snapshot-create")?;
+        match provider
+            .create_snapshot(&snapshot_request(self, project_id), &key)
+            .await
+        {
+            Ok(vendor) => Ok(Some(vendor.id)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(VendorCall::new("replaying the snapshot create", e).into()),
+        }
+    }
+
+    async fn delete(
+        provider: &dyn Provider,
+        parent: Option<&ParentProject>,
+        id: &str,
+    ) -> Result<(), ProviderError> {
+        provider.delete_snapshot(project_id(parent), id).await
+    }
+
+    /// Documented behaviour, not a fault: the snapshot goes with its project.
+    fn not_deletable(
+        provider: &dyn Provider,
+        left: &str,
+        parent: Option<&ParentProject>,
+    ) -> (EventType, String) {
+        (
             EventType::Normal,
-            "Created",
-            "Create",
-            format!("took vendor snapshot {}", vendor.id),
+            format!(
+                "{} has no snapshot delete: {left} stays until project {} is deleted",
+                provider.api(),
+                project_id(parent)
+            ),
         )
-        .await;
-        Ok(vendor)
+    }
+}
+
+impl DatabaseSnapshot {
+    fn mark_parent(status: &mut DatabaseSnapshotStatus, parent: Option<&ParentProject>) {
+        if let Some(parent) = parent {
+            status.project_id = Some(parent.project_id.clone());
+            status.provider_name = Some(parent.provider_name.clone());
+        }
     }
 }
 

@@ -240,6 +240,68 @@ pub struct VendorSnapshot {
     pub state: ResourceState,
 }
 
+/// What the pipeline reads of every vendor object: its id, its life-cycle
+/// state, the project it belongs to (branches, snapshots) and how to connect
+/// to it (projects, branches).
+pub trait VendorObject {
+    fn id(&self) -> &str;
+    fn state(&self) -> &ResourceState;
+    fn project_id(&self) -> Option<&str> {
+        None
+    }
+    fn connection_uri(&self) -> Option<&ConnectionUri> {
+        None
+    }
+    fn pooled_uri(&self) -> Option<&ConnectionUri> {
+        None
+    }
+}
+
+impl VendorObject for VendorProject {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> &ResourceState {
+        &self.state
+    }
+    fn connection_uri(&self) -> Option<&ConnectionUri> {
+        self.connection_uri.as_ref()
+    }
+    fn pooled_uri(&self) -> Option<&ConnectionUri> {
+        self.pooled_uri.as_ref()
+    }
+}
+
+impl VendorObject for VendorBranch {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> &ResourceState {
+        &self.state
+    }
+    fn project_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+    fn connection_uri(&self) -> Option<&ConnectionUri> {
+        self.connection_uri.as_ref()
+    }
+    fn pooled_uri(&self) -> Option<&ConnectionUri> {
+        self.pooled_uri.as_ref()
+    }
+}
+
+impl VendorObject for VendorSnapshot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> &ResourceState {
+        &self.state
+    }
+    fn project_id(&self) -> Option<&str> {
+        Some(&self.project_id)
+    }
+}
+
 /// The life-cycle state of an asynchronously provisioned vendor object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResourceState {
@@ -425,6 +487,17 @@ pub trait Provider: ProjectApi {
     /// API takes one and never returns it, e.g. Supabase's `db_pass`).
     fn needs_operator_password(&self) -> bool {
         false
+    }
+
+    /// The name a new project gets at this vendor when the spec names none:
+    /// `<namespace>-<name>`, dots made dashes (dots are legal in Kubernetes
+    /// names but not in every vendor's), cut to 63 characters.
+    fn default_project_name(&self, namespace: &str, name: &str) -> String {
+        format!("{namespace}-{name}")
+            .replace('.', "-")
+            .chars()
+            .take(63)
+            .collect()
     }
 
     /// What to do instead of `operation` when this provider lacks it, for the

@@ -1,0 +1,327 @@
+//! The decisions of the pipeline, as pure functions of what was read: no API
+//! server, no vendor, no clock. Each is tested here with plain `#[test]`s, the
+//! way Linkerd tests its index; the steps in the parent module only carry them
+//! out.
+
+use std::time::Duration;
+
+use crate::api::v1alpha1::DeletionPolicy;
+use crate::controllers::conditions::{Health, reason};
+use crate::controllers::error::{Error, Object};
+use crate::providers::ResourceState;
+
+use super::ParentProject;
+
+/// Where a pass gets its vendor object from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Source<'a> {
+    /// The id saved in status: read it; gone means deleted outside dbops.
+    Recorded(&'a str),
+    /// `spec.externalId` and nothing saved yet: read it and adopt it.
+    Adopt(&'a str),
+    /// Neither: create it (or carry on with a create already requested).
+    Create,
+}
+
+/// Where the vendor object comes from: the saved id wins over `spec.externalId`.
+pub fn source<'a>(recorded: Option<&'a str>, external: Option<&'a str>) -> Source<'a> {
+    match (recorded, external) {
+        (Some(id), _) => Source::Recorded(id),
+        (None, Some(id)) => Source::Adopt(id),
+        (None, None) => Source::Create,
+    }
+}
+
+/// The error for a vendor object that is not there: deleted outside dbops
+/// when its id was saved, a wrong `spec.externalId` when it was being adopted.
+pub fn not_found(object: Object, id: &str, adopting: bool) -> Error {
+    let id = id.to_string();
+    if adopting {
+        Error::ExternalNotFound { object, id }
+    } else {
+        Error::VendorObjectDeleted { object, id }
+    }
+}
+
+/// The error for an adopted branch or snapshot that belongs to another vendor
+/// project than its `DatabaseProject`'s.
+pub fn adopted_elsewhere(
+    object: Object,
+    id: &str,
+    parent: Option<&ParentProject>,
+    actual: Option<&str>,
+) -> Option<Error> {
+    let (parent, actual) = (parent?, actual?);
+    (actual != parent.project_id).then(|| Error::ExternalMismatch {
+        object,
+        id: id.to_string(),
+        actual: actual.to_string(),
+        expected: parent.project_id.clone(),
+        project: Some(parent.name.clone()),
+    })
+}
+
+/// What the vendor's report of the object means for this pass.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settle {
+    /// Still being provisioned: show this and poll again.
+    Wait(Health),
+    /// Usable, but its id is not saved yet: save it before anything else can fail.
+    SaveId,
+    /// Usable and saved: go on.
+    Proceed,
+}
+
+/// Reads the vendor's state of `object` `id` against the id saved in status.
+/// `save_first` says whether the kind saves the id before its next step.
+pub fn settle(
+    object: Object,
+    id: &str,
+    state: &ResourceState,
+    recorded: Option<&str>,
+    save_first: bool,
+) -> Result<Settle, Error> {
+    match state {
+        ResourceState::Failed(state) => Err(Error::VendorFailed {
+            object,
+            id: id.to_string(),
+            state: state.clone(),
+        }),
+        ResourceState::Provisioning(state) => Ok(Settle::Wait(Health::progressing(
+            reason::WAITING_FOR_VENDOR,
+            format!("the vendor reports the {object} as {state}"),
+        ))),
+        ResourceState::Ready if save_first && recorded != Some(id) => Ok(Settle::SaveId),
+        ResourceState::Ready => Ok(Settle::Proceed),
+    }
+}
+
+/// The connection Secret a pass must delete: the one named before, when the
+/// spec now names another.
+pub fn stale_secret<'a>(previous: Option<&'a str>, current: &str) -> Option<&'a str> {
+    previous.filter(|old| *old != current)
+}
+
+/// The Event a Ready pass publishes: `Ready` when the object just became
+/// ready, `SecretUpdated` when its Secret had drifted and was written back,
+/// else none. Returns the reason and the message.
+pub fn ready_event(
+    object: Object,
+    id: &str,
+    was_ready: bool,
+    secret: Option<(&str, bool)>,
+) -> Option<(&'static str, String)> {
+    match (was_ready, secret) {
+        (false, _) => Some(("Ready", format!("{object} {id} is ready"))),
+        (true, Some((name, true))) => Some((
+            "SecretUpdated",
+            format!("connection Secret {name} brought back in sync"),
+        )),
+        (true, _) => None,
+    }
+}
+
+/// The shortest wait before the next pass must not go below this.
+pub const MIN_REQUEUE: Duration = Duration::from_millis(100);
+
+/// When to look again: at the resync, or sooner when a rotation job is
+/// polled or an interval rotation falls due.
+pub fn next_pass(
+    resync: Duration,
+    poll: Option<Duration>,
+    rotation_due: Option<Duration>,
+) -> Duration {
+    [Some(resync), poll, rotation_due]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(resync)
+        .max(MIN_REQUEUE)
+}
+
+/// What a cleanup does.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cleanup<'a> {
+    /// `deletionPolicy: Retain`: leave the vendor object (its id when known)
+    /// and say so.
+    Retain(Option<&'a str>),
+    /// Nothing was ever sent to the vendor: nothing to do.
+    NothingSent,
+    /// Delete this vendor object.
+    Delete(&'a str),
+    /// A create was sent but its answer never saved: replay it with the same
+    /// idempotency key to learn the id, then delete that.
+    ReplayCreate,
+}
+
+/// What a cleanup does, from the policy, the saved id, `spec.externalId` and
+/// whether a create was ever sent.
+pub fn cleanup<'a>(
+    policy: DeletionPolicy,
+    recorded: Option<&'a str>,
+    external: Option<&'a str>,
+    create_requested: bool,
+) -> Cleanup<'a> {
+    let id = recorded.or(external);
+    match (policy, id) {
+        (DeletionPolicy::Retain, id) => Cleanup::Retain(id),
+        (DeletionPolicy::Delete, Some(id)) => Cleanup::Delete(id),
+        (DeletionPolicy::Delete, None) if create_requested => Cleanup::ReplayCreate,
+        (DeletionPolicy::Delete, None) => Cleanup::NothingSent,
+    }
+}
+
+/// How a cleanup names what it may leave behind, for Events.
+pub fn left_behind(object: Object, plan: &Cleanup<'_>) -> String {
+    match plan {
+        Cleanup::Retain(Some(id)) | Cleanup::Delete(id) => format!("vendor {object} {id}"),
+        _ => format!("the vendor {object} an unconfirmed create may have made"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_saved_id_wins_over_the_external_id() {
+        assert_eq!(source(Some("a"), Some("b")), Source::Recorded("a"));
+        assert_eq!(source(None, Some("b")), Source::Adopt("b"));
+        assert_eq!(source(None, None), Source::Create);
+    }
+
+    #[test]
+    fn a_missing_object_is_deleted_outside_or_a_bad_external_id() {
+        assert!(matches!(
+            not_found(Object::Branch, "br_1", false),
+            Error::VendorObjectDeleted { object: Object::Branch, id } if id == "br_1"
+        ));
+        assert!(matches!(
+            not_found(Object::Project, "p", true),
+            Error::ExternalNotFound { object: Object::Project, id } if id == "p"
+        ));
+    }
+
+    #[test]
+    fn an_adopted_child_must_belong_to_its_parent_project() {
+        let parent = ParentProject {
+            name: "app".into(),
+            provider_name: "default".into(),
+            project_id: "prj_1".into(),
+        };
+        assert!(adopted_elsewhere(Object::Branch, "b", Some(&parent), Some("prj_1")).is_none());
+        assert!(
+            adopted_elsewhere(Object::Project, "p", None, None).is_none(),
+            "a project has no parent"
+        );
+        assert!(matches!(
+            adopted_elsewhere(Object::Snapshot, "s", Some(&parent), Some("prj_2")),
+            Some(Error::ExternalMismatch { actual, expected, project: Some(p), .. })
+                if actual == "prj_2" && expected == "prj_1" && p == "app"
+        ));
+    }
+
+    #[test]
+    fn settle_waits_fails_saves_or_proceeds() {
+        let ready = ResourceState::Ready;
+        assert_eq!(
+            settle(Object::Project, "p", &ready, None, true).unwrap(),
+            Settle::SaveId
+        );
+        assert_eq!(
+            settle(Object::Project, "p", &ready, Some("other"), true).unwrap(),
+            Settle::SaveId,
+            "a different saved id is replaced"
+        );
+        assert_eq!(
+            settle(Object::Project, "p", &ready, Some("p"), true).unwrap(),
+            Settle::Proceed
+        );
+        assert_eq!(
+            settle(Object::Snapshot, "s", &ready, None, false).unwrap(),
+            Settle::Proceed,
+            "kinds without a step before Ready save the id with it"
+        );
+        let provisioning = ResourceState::Provisioning("init".into());
+        assert_eq!(
+            settle(Object::Branch, "b", &provisioning, Some("b"), true).unwrap(),
+            Settle::Wait(Health::progressing(
+                reason::WAITING_FOR_VENDOR,
+                "the vendor reports the branch as init"
+            ))
+        );
+        let failed = ResourceState::Failed("error".into());
+        assert!(matches!(
+            settle(Object::Project, "p", &failed, Some("p"), true),
+            Err(Error::VendorFailed { object: Object::Project, id, state }) if id == "p" && state == "error"
+        ));
+    }
+
+    #[test]
+    fn only_a_renamed_secret_is_stale() {
+        assert_eq!(stale_secret(Some("old"), "new"), Some("old"));
+        assert_eq!(stale_secret(Some("same"), "same"), None);
+        assert_eq!(stale_secret(None, "new"), None);
+    }
+
+    #[test]
+    fn ready_events_mark_transitions_and_repairs_only() {
+        assert_eq!(
+            ready_event(Object::Project, "p", false, Some(("s", true))),
+            Some(("Ready", "project p is ready".to_string()))
+        );
+        assert_eq!(
+            ready_event(Object::Branch, "b", true, Some(("s", true))),
+            Some((
+                "SecretUpdated",
+                "connection Secret s brought back in sync".to_string()
+            ))
+        );
+        assert_eq!(
+            ready_event(Object::Branch, "b", true, Some(("s", false))),
+            None
+        );
+        assert_eq!(ready_event(Object::Snapshot, "s", true, None), None);
+    }
+
+    #[test]
+    fn the_next_pass_is_the_soonest_but_never_immediate() {
+        let s = Duration::from_secs;
+        assert_eq!(next_pass(s(300), None, None), s(300));
+        assert_eq!(next_pass(s(300), Some(s(5)), Some(s(60))), s(5));
+        assert_eq!(next_pass(s(300), None, Some(s(60))), s(60));
+        assert_eq!(next_pass(s(300), None, Some(s(0))), MIN_REQUEUE);
+    }
+
+    #[test]
+    fn cleanup_follows_policy_then_what_was_sent() {
+        use DeletionPolicy::{Delete, Retain};
+        assert_eq!(
+            cleanup(Retain, Some("a"), None, true),
+            Cleanup::Retain(Some("a"))
+        );
+        assert_eq!(cleanup(Retain, None, None, false), Cleanup::Retain(None));
+        assert_eq!(
+            cleanup(Delete, Some("a"), Some("b"), true),
+            Cleanup::Delete("a")
+        );
+        assert_eq!(
+            cleanup(Delete, None, Some("b"), false),
+            Cleanup::Delete("b")
+        );
+        assert_eq!(cleanup(Delete, None, None, true), Cleanup::ReplayCreate);
+        assert_eq!(cleanup(Delete, None, None, false), Cleanup::NothingSent);
+    }
+
+    #[test]
+    fn what_is_left_behind_is_named_by_id_when_known() {
+        assert_eq!(
+            left_behind(Object::Project, &Cleanup::Delete("p1")),
+            "vendor project p1"
+        );
+        assert_eq!(
+            left_behind(Object::Branch, &Cleanup::ReplayCreate),
+            "the vendor branch an unconfirmed create may have made"
+        );
+    }
+}
