@@ -11,7 +11,8 @@ use dbops::api::v1alpha1::{
     DatabaseProject, DatabaseProjectSpec, DatabaseProvider, DeletionPolicy, LocalObjectRef,
     ProjectMode, ProviderRef, QuotaWindow,
 };
-use dbops::controllers::byok::{ROTATION_FAILED, WATCH_LABEL};
+use dbops::controllers::byok::WATCH_LABEL;
+use dbops::controllers::conditions::ROTATION_FAILED;
 use dbops::controllers::conditions::{READY, RECONCILING, STALLED};
 use dbops::controllers::{Context, Managed, ReconcileError, Settings};
 use k8s_openapi::api::core::v1::Secret;

@@ -24,15 +24,18 @@ use kube::runtime::watcher;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::conditions::{self, Health, reason};
-use super::pipeline::idempotency_key;
+use super::conditions::{self, Health, ROTATION_FAILED, reason};
+use super::pipeline::plan::Cleanup;
+use super::pipeline::{self, idempotency_key};
 use super::reconciler::{Managed, Reconcile, apply_status, apply_status_if_changed};
 use super::{Context, KubeCall, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
-    DeletionPolicy,
+    Conditions,
 };
-use crate::providers::byok::{Binding, ByokApi, CredentialState, Credentials, Quota};
+use crate::providers::byok::{
+    Binding, ByokApi, CredentialConfig, CredentialState, Credentials, Quota,
+};
 use crate::providers::{Operation, ProviderError};
 
 /// Name of this controller in metrics and logs.
@@ -40,8 +43,6 @@ pub const CONTROLLER: &str = "byokcredential";
 /// Label the operator puts on Secrets named by a `ByokCredential`; the operator
 /// watches only Secrets carrying it, never every Secret in the cluster.
 pub const WATCH_LABEL: &str = "dbops.dev/byok-credentials";
-/// Condition set while the last rotation attempt failed (the old key stays in force).
-pub const ROTATION_FAILED: &str = "RotationFailed";
 /// The credential field rotated in place (`byok.rotate.*` take an `api_key`).
 pub const ROTATABLE_FIELD: &str = "api_key";
 
@@ -253,8 +254,8 @@ impl ByokCredential {
 
 /// What a rotation attempt came to.
 enum Rotation {
-    /// Nothing to rotate.
-    None,
+    /// The Secret holds the content in force: nothing to rotate.
+    Unchanged,
     /// The new key is in force.
     Committed,
     /// The old key stays in force; the message says why (no credential values).
@@ -266,278 +267,131 @@ enum Rotation {
     StillRejected,
 }
 
+/// What dereferencing a `ByokCredential` found: its provider's BYOK API and
+/// the credential content in the Secret it names.
+struct Found {
+    provider: super::ProviderHandle,
+    fields: BTreeMap<String, SecretString>,
+    fingerprints: BTreeMap<String, String>,
+}
+
+impl Found {
+    fn byok(&self) -> Result<&dyn ByokApi, Error> {
+        byok_of(&self.provider)
+    }
+
+    /// A vendor call error, with every credential value scrubbed from it.
+    fn vendor(&self, action: &str, error: ProviderError) -> VendorCall {
+        VendorCall::new(action, scrub_error(error, &self.fields))
+    }
+}
+
+/// The BYOK API of `provider`, or why it has none.
+fn byok_of(provider: &super::ProviderHandle) -> Result<&dyn ByokApi, Error> {
+    provider.byok().ok_or_else(|| Error::Unsupported {
+        provider: provider.api().to_string(),
+        operation: Operation::ByokRegister,
+        hint: provider
+            .unsupported_hint(Operation::ByokRegister)
+            .unwrap_or("use a DatabaseProvider whose API offers BYOK (see the capability matrix)"),
+    })
+}
+
+/// The Ready or Stalled health of a registered credential (pure): a failing
+/// vendor test of an enabled credential stalls it.
+fn credential_health(
+    id: &str,
+    enabled: bool,
+    state: Option<&CredentialState>,
+    last_test: Option<&ByokTestResult>,
+) -> Health {
+    match last_test {
+        Some(test) if enabled && !test.ok => Health::stalled(
+            "CredentialTestFailed",
+            format!(
+                "the vendor's test of credential {id} failed: {}",
+                test.error.as_deref().unwrap_or_default()
+            ),
+        ),
+        _ => Health::ready(format!(
+            "BYOK credential {id} is {}",
+            state.map(ToString::to_string).unwrap_or_default()
+        )),
+    }
+}
+
 #[async_trait]
 impl Reconcile for ByokCredential {
     type Error = Error;
 
+    /// Register once, then make the vendor match the spec: rotation (stage,
+    /// probe, commit), label, enabled state, bindings, quota; test after any
+    /// change and on the interval; report.
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-        let uid = self.metadata.uid.clone().ok_or(Error::InvalidObject)?;
-        let provider = ctx.provider(&self.spec.provider_ref).await?;
-        let Some(byok) = provider.byok() else {
-            return Err(Error::Unsupported {
-                provider: provider.api().to_string(),
-                operation: Operation::ByokRegister,
-                hint: provider
-                    .unsupported_hint(Operation::ByokRegister)
-                    .unwrap_or(
-                        "use a DatabaseProvider whose API offers BYOK (see the capability matrix)",
-                    ),
-            });
-        };
-        let fields = self.credentials(ctx, &namespace).await?;
-        let vendor =
-            |action: &str, e: ProviderError| VendorCall::new(action, scrub_error(e, &fields));
-        let fps = fingerprints(&uid, &fields);
+        let found = self.dereference(ctx).await?;
+        let byok = found.byok()?;
         let mut previous = self.current_status();
-        let mut changed = false;
-
-        // Register once, with a UID-derived idempotency key.
+        let registered = previous.byok_id.is_none();
         let id = match previous.byok_id.clone() {
             Some(id) => id,
-            None => {
-                if !previous.create_requested {
-                    // Refuses a provider (or namespace) being deleted; protects
-                    // the provider and its Secret before anything is registered.
-                    ctx.prepare_create(&provider, &namespace).await?;
-                    let mut status = self.status_with_health(
-                        &previous,
-                        &Health::progressing(reason::CREATING, "registering the credential"),
-                    );
-                    status.create_requested = true;
-                    apply_status(api, self, &status)
-                        .await
-                        .map_err(KubeCall::Status)?;
-                    previous = status;
-                }
-                let key = idempotency_key(self, "byok-register")?;
-                let registered = byok
-                    .register_credential(
-                        &self.spec.vendor,
-                        &self.spec.alias,
-                        &Credentials(fields.clone()),
-                        &key,
-                    )
-                    .await
-                    .map_err(|e| vendor("registering the credential", e))?;
-                let mut status = previous.clone();
-                status.byok_id = Some(registered.id.clone());
-                status.credential_fingerprints = fps.clone();
-                status.state = registered.state.as_ref().map(|s| s.to_string());
-                apply_status(api, self, &status)
-                    .await
-                    .map_err(KubeCall::Status)?;
-                previous = status;
-                changed = true;
-                ctx.publish(
-                    self,
-                    EventType::Normal,
-                    "Registered",
-                    "Create",
-                    format!("registered BYOK credential {}", registered.id),
-                )
-                .await;
-                registered.id
-            }
+            None => self.register(api, ctx, &found, &mut previous).await?,
         };
-
         let config = match byok.get_credential(&id).await {
             Ok(config) => config,
             Err(e) if e.is_not_found() => {
-                return Err(Error::VendorObjectDeleted {
-                    object: Object::Credential,
-                    id,
-                });
+                let object = Object::Credential;
+                return Err(Error::VendorObjectDeleted { object, id });
             }
-            Err(e) => return Err(vendor("reading the credential", e).into()),
+            Err(e) => return Err(found.vendor("reading the credential", e).into()),
         };
         if config.state == Some(CredentialState::Revoked) {
             return Err(Error::Revoked { id });
         }
-
-        // Rotation: stage, probe, commit; never commit a key the probe rejected.
-        let rotation = self
-            .rotate(&id, &fields, &fps, &previous, byok, &vendor)
-            .await?;
+        let rotation = self.rotate(&id, &found, &previous).await?;
         let mut status = previous.clone();
-        match &rotation {
-            Rotation::Committed => {
-                status.credential_fingerprints = fps.clone();
-                status.rejected_credentials_fingerprint = None;
-                status.last_rotated_at = Some(Timestamp::now().to_string());
-                changed = true;
-                ctx.publish(
-                    self,
-                    EventType::Normal,
-                    "Rotated",
-                    "Rotate",
-                    format!("new key staged, probed and committed for {id}"),
-                )
-                .await;
-            }
-            Rotation::Failed { reason, message } => {
-                status.rejected_credentials_fingerprint = Some(combined_fingerprint(&fps));
-                ctx.publish(
-                    self,
-                    EventType::Warning,
-                    ROTATION_FAILED,
-                    "Rotate",
-                    format!("{reason}: {message}"),
-                )
-                .await;
-            }
-            Rotation::None | Rotation::StillRejected => {}
-        }
-
-        // The rest of the spec.
-        if config.label.as_deref() != Some(self.spec.alias.as_str()) {
-            byok.set_credential_label(&id, &self.spec.alias)
-                .await
-                .map_err(|e| vendor("updating the label", e))?;
-            changed = true;
-        }
-        let want_state = CredentialState::wanted(self.spec.enabled);
-        let mut state = config.state.clone();
-        if state.as_ref() != Some(&want_state) {
-            byok.set_credential_enabled(&id, self.spec.enabled)
-                .await
-                .map_err(|e| {
-                    vendor(
-                        if self.spec.enabled {
-                            "enabling"
-                        } else {
-                            "disabling"
-                        },
-                        e,
-                    )
-                })?;
-            state = Some(want_state);
-            changed = true;
-        }
-        let desired: Vec<Binding> = self.spec.bindings.iter().map(to_binding).collect();
-        let (to_bind, to_unbind) = binding_diff(&desired, &config.bindings);
-        for binding in &to_unbind {
-            byok.unbind_credential(&id, binding)
-                .await
-                .map_err(|e| vendor("removing a binding", e))?;
-        }
-        for binding in &to_bind {
-            byok.bind_credential(&id, binding)
-                .await
-                .map_err(|e| vendor("adding a binding", e))?;
-        }
-        changed |= !to_bind.is_empty() || !to_unbind.is_empty();
-        if self.spec.quota != previous.applied_quota {
-            byok.set_credential_quota(&id, &quota(self.spec.quota.as_ref()))
-                .await
-                .map_err(|e| vendor("setting the quota", e))?;
-            status.applied_quota = self.spec.quota.clone();
-            changed = true;
-        }
-
-        // Test after any change, and on the interval.
-        let now = Timestamp::now();
-        let interval = self.spec.test_interval.map(std::time::Duration::from);
-        if self.spec.enabled
-            && (changed
-                || previous.last_test.is_none()
-                || test_due(interval, previous.last_test.as_ref(), now))
-        {
-            let result = byok
-                .test_credential(&id)
-                .await
-                .map_err(|e| vendor("testing the credential", e))?;
-            status.last_test = Some(ByokTestResult {
-                ok: result.ok,
-                latency_ms: result.latency_ms,
-                error: result.error.map(|e| scrub(&e, &fields)),
-                tested_at: now.to_string(),
-            });
-        }
-        match byok.credential_usage(&id).await {
-            Ok(usage) => {
-                status.usage = Some(ByokUsage {
-                    spend_usd: usage.spend_usd,
-                    call_count: usage.call_count,
-                    period: usage.period,
-                })
-            }
-            Err(error) => tracing::debug!(%error, "usage not available"),
-        }
-        let state = state.map(|s| s.to_string()).unwrap_or_default();
-        status.state = Some(state.clone());
-
-        let failing_test = self.spec.enabled && status.last_test.as_ref().is_some_and(|t| !t.ok);
-        let health = if failing_test {
-            let error = status
-                .last_test
-                .as_ref()
-                .and_then(|t| t.error.clone())
-                .unwrap_or_default();
-            Health::stalled(
-                "CredentialTestFailed",
-                format!("the vendor's test of credential {id} failed: {error}"),
-            )
-        } else {
-            Health::ready(format!("BYOK credential {id} is {state}"))
-        };
-        let mut status = self.status_with_health(&status, &health);
-        match &rotation {
-            Rotation::Failed { reason, message } => conditions::set_condition(
-                &mut status.conditions,
-                ROTATION_FAILED,
-                true,
-                reason,
-                &format!("{message}; the previous key stays in force"),
-                self.metadata.generation,
-                now,
-            ),
-            Rotation::Committed => {
-                conditions::remove_condition(&mut status.conditions, ROTATION_FAILED)
-            }
-            Rotation::None | Rotation::StillRejected => {}
-        }
-        let was_ready = previous.conditions.is_true(conditions::READY);
-        apply_status_if_changed(api, self, &previous, &status)
-            .await
-            .map_err(KubeCall::Status)?;
-        if !was_ready && status.conditions.is_true(conditions::READY) {
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Ready",
-                "Reconcile",
-                format!("BYOK credential {id} is ready"),
-            )
+        let rotated = self
+            .fold_rotation(ctx, &id, &found, &rotation, &mut status)
             .await;
-        }
+        let (state, synced) = self.sync_spec(&id, &found, &config, &mut status).await?;
+        let changed = registered || rotated || synced;
+        self.observe(&id, &found, changed, &mut status).await?;
+        status.state = state.as_ref().map(ToString::to_string);
+        let health = credential_health(
+            &id,
+            self.spec.enabled,
+            state.as_ref(),
+            status.last_test.as_ref(),
+        );
+        let mut status = self.status_with_health(&status, &health);
+        rotation_condition(&rotation, &mut status.conditions, self.metadata.generation);
+        self.report(api, ctx, &id, &previous, &status).await?;
+        let interval = self.spec.test_interval.map(std::time::Duration::from);
         let next_test = interval.unwrap_or(ctx.settings.resync_interval);
         Ok(Action::requeue(ctx.jittered_resync().min(next_test)))
     }
 
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
         let status = self.current_status();
-        if self.spec.deletion_policy == DeletionPolicy::Retain {
-            ctx.publish(
-                self,
-                EventType::Normal,
-                "Retained",
-                "Delete",
-                format!(
+        let plan = pipeline::plan::cleanup(
+            self.spec.deletion_policy,
+            status.byok_id.as_deref(),
+            None,
+            status.create_requested,
+        );
+        let left = pipeline::plan::left_behind(Object::Credential, &plan);
+        let id = match plan {
+            Cleanup::NothingSent => return Ok(Action::await_change()),
+            Cleanup::Retain(id) => {
+                let note = format!(
                     "deletionPolicy Retain: BYOK credential {} left registered",
-                    status.byok_id.unwrap_or_default()
-                ),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-        let left = match &status.byok_id {
-            Some(id) => format!("BYOK credential {id}"),
-            None if status.create_requested => {
-                "the BYOK credential an unconfirmed registration may have made".to_string()
+                    id.unwrap_or_default()
+                );
+                ctx.publish(self, EventType::Normal, "Retained", "Delete", note)
+                    .await;
+                return Ok(Action::await_change());
             }
-            // Nothing was ever sent to the vendor.
-            None => return Ok(Action::await_change()),
+            Cleanup::Delete(id) => Some(id.to_string()),
+            Cleanup::ReplayCreate => None,
         };
         let Some(provider) = ctx
             .provider_for_cleanup(self, &self.spec.provider_ref, &left)
@@ -550,48 +404,16 @@ impl Reconcile for ByokCredential {
         let byok = provider
             .byok_for(Operation::ByokRevoke)
             .map_err(|e| VendorCall::new("revoking the credential", e))?;
-        let id = match status.byok_id {
+        let id = match id {
             Some(id) => Some(id),
-            None if status.create_requested => {
-                // The register may have reached the vendor before its id was saved:
-                // replay it (same key, same credentials) to learn the id.
-                let namespace = self.namespace().ok_or(Error::InvalidObject)?;
-                match self.credentials(ctx, &namespace).await {
-                    Ok(fields) => {
-                        let key = idempotency_key(self, "byok-register")?;
-                        let registered = byok
-                            .register_credential(
-                                &self.spec.vendor,
-                                &self.spec.alias,
-                                &Credentials(fields.clone()),
-                                &key,
-                            )
-                            .await
-                            .map_err(|e| {
-                                VendorCall::new(
-                                    "replaying the registration",
-                                    scrub_error(e, &fields),
-                                )
-                            })?;
-                        Some(registered.id)
-                    }
-                    Err(Error::CredentialsMissing { .. }) => None,
-                    Err(other) => return Err(other),
-                }
-            }
-            None => None,
+            None => self.replay_registration(ctx, byok).await?,
         };
         if let Some(id) = id {
             match byok.revoke_credential(&id).await {
                 Ok(()) => {
-                    ctx.publish(
-                        self,
-                        EventType::Normal,
-                        "Revoked",
-                        "Delete",
-                        format!("revoked BYOK credential {id}"),
-                    )
-                    .await;
+                    let note = format!("revoked BYOK credential {id}");
+                    ctx.publish(self, EventType::Normal, "Revoked", "Delete", note)
+                        .await;
                 }
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(VendorCall::new(format!("revoking {id}"), e).into()),
@@ -601,71 +423,332 @@ impl Reconcile for ByokCredential {
     }
 }
 
+/// Sets or clears the `RotationFailed` condition after a rotation attempt.
+fn rotation_condition(rotation: &Rotation, conditions: &mut Conditions, generation: Option<i64>) {
+    match rotation {
+        Rotation::Failed { reason, message } => conditions::set_condition(
+            conditions,
+            ROTATION_FAILED,
+            true,
+            reason,
+            &format!("{message}; the previous key stays in force"),
+            generation,
+            Timestamp::now(),
+        ),
+        Rotation::Committed => conditions::remove_condition(conditions, ROTATION_FAILED),
+        Rotation::Unchanged | Rotation::StillRejected => {}
+    }
+}
+
 impl ByokCredential {
+    /// The provider's BYOK API and the credential content of the named Secret.
+    async fn dereference(&self, ctx: &Context) -> Result<Found, Error> {
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let uid = self.metadata.uid.clone().ok_or(Error::InvalidObject)?;
+        let provider = ctx.provider(&self.spec.provider_ref).await?;
+        byok_of(&provider)?;
+        let fields = self.credentials(ctx, &namespace).await?;
+        let fingerprints = fingerprints(&uid, &fields);
+        Ok(Found {
+            provider,
+            fields,
+            fingerprints,
+        })
+    }
+
+    /// Registers the credential, once: `createRequested` is saved first and the
+    /// call carries a UID-derived idempotency key, so a crash never registers twice.
+    async fn register(
+        &self,
+        api: &Api<Self>,
+        ctx: &Context,
+        found: &Found,
+        previous: &mut ByokCredentialStatus,
+    ) -> Result<String, Error> {
+        let byok = found.byok()?;
+        if !previous.create_requested {
+            // Refuses a provider (or namespace) being deleted; protects the
+            // provider and its Secret before anything is registered.
+            let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+            ctx.prepare_create(&found.provider, &namespace).await?;
+            let health = Health::progressing(reason::CREATING, "registering the credential");
+            let mut status = self.status_with_health(previous, &health);
+            status.create_requested = true;
+            apply_status(api, self, &status)
+                .await
+                .map_err(KubeCall::Status)?;
+            *previous = status;
+        }
+        let key = idempotency_key(self, "byok-register")?;
+        let credentials = Credentials(found.fields.clone());
+        let registered = byok
+            .register_credential(&self.spec.vendor, &self.spec.alias, &credentials, &key)
+            .await
+            .map_err(|e| found.vendor("registering the credential", e))?;
+        let mut status = previous.clone();
+        status.byok_id = Some(registered.id.clone());
+        status.credential_fingerprints = found.fingerprints.clone();
+        status.state = registered.state.as_ref().map(ToString::to_string);
+        apply_status(api, self, &status)
+            .await
+            .map_err(KubeCall::Status)?;
+        *previous = status;
+        let note = format!("registered BYOK credential {}", registered.id);
+        ctx.publish(self, EventType::Normal, "Registered", "Create", note)
+            .await;
+        Ok(registered.id)
+    }
+
+    /// The registration may have reached the vendor before its id was saved:
+    /// replays it (same key, same credentials) to learn the id. Without the
+    /// Secret there is nothing to replay with.
+    async fn replay_registration(
+        &self,
+        ctx: &Context,
+        byok: &dyn ByokApi,
+    ) -> Result<Option<String>, Error> {
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let fields = match self.credentials(ctx, &namespace).await {
+            Ok(fields) => fields,
+            Err(Error::CredentialsMissing { .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        let key = idempotency_key(self, "byok-register")?;
+        let credentials = Credentials(fields.clone());
+        let registered = byok
+            .register_credential(&self.spec.vendor, &self.spec.alias, &credentials, &key)
+            .await
+            .map_err(|e| VendorCall::new("replaying the registration", scrub_error(e, &fields)))?;
+        Ok(Some(registered.id))
+    }
+
+    /// Folds a rotation attempt into `status` and says it in an Event. Returns
+    /// whether the credential changed at the vendor.
+    async fn fold_rotation(
+        &self,
+        ctx: &Context,
+        id: &str,
+        found: &Found,
+        rotation: &Rotation,
+        status: &mut ByokCredentialStatus,
+    ) -> bool {
+        match rotation {
+            Rotation::Committed => {
+                status.credential_fingerprints = found.fingerprints.clone();
+                status.rejected_credentials_fingerprint = None;
+                status.last_rotated_at = Some(Timestamp::now().to_string());
+                let note = format!("new key staged, probed and committed for {id}");
+                ctx.publish(self, EventType::Normal, "Rotated", "Rotate", note)
+                    .await;
+                true
+            }
+            Rotation::Failed { reason, message } => {
+                status.rejected_credentials_fingerprint =
+                    Some(combined_fingerprint(&found.fingerprints));
+                let note = format!("{reason}: {message}");
+                ctx.publish(self, EventType::Warning, ROTATION_FAILED, "Rotate", note)
+                    .await;
+                false
+            }
+            Rotation::Unchanged | Rotation::StillRejected => false,
+        }
+    }
+
+    /// Makes the label, the enabled state, the bindings and the quota at the
+    /// vendor match the spec. Returns the state now in force and whether
+    /// anything changed.
+    async fn sync_spec(
+        &self,
+        id: &str,
+        found: &Found,
+        config: &CredentialConfig,
+        status: &mut ByokCredentialStatus,
+    ) -> Result<(Option<CredentialState>, bool), Error> {
+        let byok = found.byok()?;
+        let mut changed = false;
+        if config.label.as_deref() != Some(self.spec.alias.as_str()) {
+            byok.set_credential_label(id, &self.spec.alias)
+                .await
+                .map_err(|e| found.vendor("updating the label", e))?;
+            changed = true;
+        }
+        let wanted = CredentialState::wanted(self.spec.enabled);
+        let mut state = config.state.clone();
+        if state.as_ref() != Some(&wanted) {
+            let action = if self.spec.enabled {
+                "enabling"
+            } else {
+                "disabling"
+            };
+            byok.set_credential_enabled(id, self.spec.enabled)
+                .await
+                .map_err(|e| found.vendor(action, e))?;
+            state = Some(wanted);
+            changed = true;
+        }
+        changed |= self.sync_bindings(id, found, &config.bindings).await?;
+        if self.spec.quota != status.applied_quota {
+            byok.set_credential_quota(id, &quota(self.spec.quota.as_ref()))
+                .await
+                .map_err(|e| found.vendor("setting the quota", e))?;
+            status.applied_quota = self.spec.quota.clone();
+            changed = true;
+        }
+        Ok((state, changed))
+    }
+
+    /// Adds the missing bindings and removes the extra ones; whether any changed.
+    async fn sync_bindings(
+        &self,
+        id: &str,
+        found: &Found,
+        actual: &[Binding],
+    ) -> Result<bool, Error> {
+        let byok = found.byok()?;
+        let desired: Vec<Binding> = self.spec.bindings.iter().map(to_binding).collect();
+        let (to_bind, to_unbind) = binding_diff(&desired, actual);
+        for binding in &to_unbind {
+            byok.unbind_credential(id, binding)
+                .await
+                .map_err(|e| found.vendor("removing a binding", e))?;
+        }
+        for binding in &to_bind {
+            byok.bind_credential(id, binding)
+                .await
+                .map_err(|e| found.vendor("adding a binding", e))?;
+        }
+        Ok(!to_bind.is_empty() || !to_unbind.is_empty())
+    }
+
+    /// Tests the credential after any change and on the interval, and reads
+    /// its usage (best effort) into `status`.
+    async fn observe(
+        &self,
+        id: &str,
+        found: &Found,
+        changed: bool,
+        status: &mut ByokCredentialStatus,
+    ) -> Result<(), Error> {
+        let byok = found.byok()?;
+        let now = Timestamp::now();
+        let interval = self.spec.test_interval.map(std::time::Duration::from);
+        let due = changed
+            || status.last_test.is_none()
+            || test_due(interval, status.last_test.as_ref(), now);
+        if self.spec.enabled && due {
+            let result = byok
+                .test_credential(id)
+                .await
+                .map_err(|e| found.vendor("testing the credential", e))?;
+            status.last_test = Some(ByokTestResult {
+                ok: result.ok,
+                latency_ms: result.latency_ms,
+                error: result.error.map(|e| scrub(&e, &found.fields)),
+                tested_at: now.to_string(),
+            });
+        }
+        match byok.credential_usage(id).await {
+            Ok(usage) => {
+                status.usage = Some(ByokUsage {
+                    spend_usd: usage.spend_usd,
+                    call_count: usage.call_count,
+                    period: usage.period,
+                })
+            }
+            Err(error) => tracing::debug!(%error, "usage not available"),
+        }
+        Ok(())
+    }
+
+    /// Writes `status` when it changed, and says when the credential became Ready.
+    async fn report(
+        &self,
+        api: &Api<Self>,
+        ctx: &Context,
+        id: &str,
+        previous: &ByokCredentialStatus,
+        status: &ByokCredentialStatus,
+    ) -> Result<(), Error> {
+        let was_ready = previous.conditions.is_true(conditions::READY);
+        apply_status_if_changed(api, self, previous, status)
+            .await
+            .map_err(KubeCall::Status)?;
+        if !was_ready && status.conditions.is_true(conditions::READY) {
+            let note = format!("BYOK credential {id} is ready");
+            ctx.publish(self, EventType::Normal, "Ready", "Reconcile", note)
+                .await;
+        }
+        Ok(())
+    }
+
     /// Rotates the key if the Secret changed since the content now in force.
     async fn rotate(
         &self,
         id: &str,
-        fields: &BTreeMap<String, SecretString>,
-        fps: &BTreeMap<String, String>,
+        found: &Found,
         previous: &ByokCredentialStatus,
-        byok: &dyn ByokApi,
-        vendor: &(dyn Fn(&str, ProviderError) -> VendorCall + Send + Sync),
     ) -> Result<Rotation, Error> {
+        let fps = &found.fingerprints;
         if *fps == previous.credential_fingerprints {
-            return Ok(Rotation::None);
+            return Ok(Rotation::Unchanged);
         }
         let combined = combined_fingerprint(fps);
         if previous.rejected_credentials_fingerprint.as_deref() == Some(combined.as_str()) {
             return Ok(Rotation::StillRejected);
         }
-        let changed: BTreeSet<&String> = fps
-            .keys()
-            .chain(previous.credential_fingerprints.keys())
-            .filter(|k| fps.get(*k) != previous.credential_fingerprints.get(*k))
-            .collect();
-        if changed.iter().any(|k| k.as_str() != ROTATABLE_FIELD) {
-            let names: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
-            return Ok(Rotation::Failed {
-                reason: "RotationUnsupported",
-                message: format!(
-                    "only {ROTATABLE_FIELD} can be rotated in place, but Secret fields {names:?} changed; create a new ByokCredential for other changes"
-                ),
-            });
-        }
-        let Some(new_key) = fields.get(ROTATABLE_FIELD) else {
-            return Ok(Rotation::Failed {
-                reason: "RotationUnsupported",
-                message: format!("the Secret no longer has {ROTATABLE_FIELD}"),
-            });
+        let new_key = match rotatable_key(&found.fields, fps, &previous.credential_fingerprints) {
+            Ok(key) => key,
+            Err(message) => {
+                let reason = "RotationUnsupported";
+                return Ok(Rotation::Failed { reason, message });
+            }
         };
+        let byok = found.byok()?;
         let uid = self.metadata.uid.as_deref().ok_or(Error::InvalidObject)?;
         // Keys derived from the UID and the new content: a crash between stage and
         // commit replays both calls instead of staging a second candidate.
         let staged = byok
             .stage_rotation(id, new_key, &format!("dbops-{uid}-byok-stage-{combined}"))
             .await
-            .map_err(|e| vendor("staging the new key", e))?;
+            .map_err(|e| found.vendor("staging the new key", e))?;
         let probe = staged.probe.unwrap_or_default();
         if !probe.ok {
-            let why = probe
-                .error
-                .map(|e| scrub(&e, fields))
-                .unwrap_or_else(|| "no reason given".to_string());
+            let why = probe.error.map(|e| scrub(&e, &found.fields));
+            let why = why.unwrap_or_else(|| "no reason given".to_string());
             return Ok(Rotation::Failed {
                 reason: "ProbeFailed",
                 message: format!("the vendor's probe rejected the new key: {why}"),
             });
         }
-        byok.commit_rotation(
-            id,
-            &staged.stage_id,
-            &format!("dbops-{uid}-byok-commit-{combined}"),
-        )
-        .await
-        .map_err(|e| vendor("committing the new key", e))?;
+        let commit_key = format!("dbops-{uid}-byok-commit-{combined}");
+        byok.commit_rotation(id, &staged.stage_id, &commit_key)
+            .await
+            .map_err(|e| found.vendor("committing the new key", e))?;
         Ok(Rotation::Committed)
     }
+}
+
+/// The new key to rotate in (pure), or why the change cannot be rotated in
+/// place: only [`ROTATABLE_FIELD`] can be.
+fn rotatable_key<'a>(
+    fields: &'a BTreeMap<String, SecretString>,
+    now: &BTreeMap<String, String>,
+    in_force: &BTreeMap<String, String>,
+) -> Result<&'a SecretString, String> {
+    let changed: BTreeSet<&String> = now
+        .keys()
+        .chain(in_force.keys())
+        .filter(|k| now.get(*k) != in_force.get(*k))
+        .collect();
+    if changed.iter().any(|k| k.as_str() != ROTATABLE_FIELD) {
+        let names: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
+        return Err(format!(
+            "only {ROTATABLE_FIELD} can be rotated in place, but Secret fields {names:?} changed; create a new ByokCredential for other changes"
+        ));
+    }
+    fields
+        .get(ROTATABLE_FIELD)
+        .ok_or_else(|| format!("the Secret no longer has {ROTATABLE_FIELD}"))
 }
 
 /// The `ByokCredential` controller, ready to run with [`drive`]. It watches
@@ -751,6 +834,56 @@ mod tests {
         assert_eq!(
             scrub("key sk-abc123 rejected", &fields),
             "key [REDACTED] rejected"
+        );
+    }
+
+    #[test]
+    fn only_the_api_key_rotates_in_place() {
+        let secret = |v: &str| SecretString::from(v.to_string());
+        let fields = BTreeMap::from([("api_key".to_string(), secret("sk-new"))]);
+        let now = fingerprints("uid", &fields);
+        let old = fingerprints(
+            "uid",
+            &BTreeMap::from([("api_key".to_string(), secret("sk-old"))]),
+        );
+        let key = rotatable_key(&fields, &now, &old).unwrap();
+        assert_eq!(key.expose_secret(), "sk-new");
+
+        let more = BTreeMap::from([
+            ("api_key".to_string(), secret("sk-new")),
+            ("org".to_string(), secret("acme")),
+        ]);
+        let why = rotatable_key(&more, &fingerprints("uid", &more), &old).unwrap_err();
+        assert!(why.contains("\"org\""), "{why}");
+        assert!(
+            !why.contains("acme") && !why.contains("sk-"),
+            "no values: {why}"
+        );
+    }
+
+    #[test]
+    fn a_failing_test_stalls_only_an_enabled_credential() {
+        let failed = ByokTestResult {
+            ok: false,
+            latency_ms: None,
+            error: Some("401".into()),
+            tested_at: String::new(),
+        };
+        let active = Some(&CredentialState::Active);
+        assert_eq!(
+            credential_health("c1", true, active, Some(&failed)),
+            Health::stalled(
+                "CredentialTestFailed",
+                "the vendor's test of credential c1 failed: 401"
+            )
+        );
+        assert_eq!(
+            credential_health("c1", false, Some(&CredentialState::Disabled), Some(&failed)),
+            Health::ready("BYOK credential c1 is disabled")
+        );
+        assert_eq!(
+            credential_health("c1", true, active, None),
+            Health::ready("BYOK credential c1 is active")
         );
     }
 
