@@ -178,10 +178,11 @@ async fn main() {
             "in-memory (set KUBECONFIG to use a real cluster)"
         }
     );
-    let emulator = Emulator::new(&EmulatorConfig {
-        infrai_api_keys: vec![KEY.to_string()],
-        ..Default::default()
-    });
+    let emulator = Emulator::new(
+        &EmulatorConfig::default()
+            .with_keys("infrai", [KEY])
+            .unwrap(),
+    );
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     let apply = kube::api::PatchParams::apply("dbops-bench").force();
     let namespace = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NS } });

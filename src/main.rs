@@ -7,10 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dbops::controllers::Settings;
-use dbops::emulator::{
-    DEFAULT_CAPYDB_API_KEY, DEFAULT_DB9_API_KEY, DEFAULT_INFRAI_API_KEY, DEFAULT_LISTEN,
-    DEFAULT_SUPABASE_API_KEY, Emulator, EmulatorConfig,
-};
+use dbops::emulator::{DEFAULT_LISTEN, Emulator, EmulatorConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -109,18 +106,44 @@ struct EmulatorArgs {
         conflicts_with = "state"
     )]
     in_memory: bool,
-    /// Bearer key the emulated infrai API accepts.
-    #[arg(long = "emulator-infrai-api-key", default_value = DEFAULT_INFRAI_API_KEY, env = "DBOPS_EMULATOR_INFRAI_API_KEY")]
-    infrai_api_key: String,
-    /// Bearer token the emulated Supabase Management API accepts.
-    #[arg(long = "emulator-supabase-api-key", default_value = DEFAULT_SUPABASE_API_KEY, env = "DBOPS_EMULATOR_SUPABASE_API_KEY")]
-    supabase_api_key: String,
-    /// Bearer key the emulated DB9 API accepts.
-    #[arg(long = "emulator-db9-api-key", default_value = DEFAULT_DB9_API_KEY, env = "DBOPS_EMULATOR_DB9_API_KEY")]
-    db9_api_key: String,
-    /// Bearer key the emulated CapyDB API accepts.
-    #[arg(long = "emulator-capydb-api-key", default_value = DEFAULT_CAPYDB_API_KEY, env = "DBOPS_EMULATOR_CAPYDB_API_KEY")]
-    capydb_api_key: String,
+    /// Bearer key one emulated API accepts instead of its default, as
+    /// `API=KEY` (e.g. `infrai=ifr_pk_proj_mykey`); repeat for several APIs
+    /// (or for several keys of one API).
+    #[arg(
+        long = "emulator-api-key",
+        value_name = "API=KEY",
+        env = "DBOPS_EMULATOR_API_KEYS",
+        value_delimiter = ',',
+        value_parser = parse_api_key,
+        hide_env_values = true
+    )]
+    api_keys: Vec<(String, String)>,
+}
+
+impl EmulatorArgs {
+    /// The emulator's settings: the default key of every API, replaced by
+    /// the keys given for it.
+    fn config(&self) -> Result<EmulatorConfig, String> {
+        let mut by_api: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for (api, key) in &self.api_keys {
+            by_api.entry(api).or_default().push(key);
+        }
+        by_api
+            .into_iter()
+            .try_fold(EmulatorConfig::default(), |config, (api, keys)| {
+                config.with_keys(api, keys)
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn parse_api_key(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((api, key)) if !api.is_empty() && !key.is_empty() => {
+            Ok((api.to_string(), key.to_string()))
+        }
+        _ => Err("expected API=KEY, e.g. infrai=ifr_pk_proj_mykey".to_string()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -178,12 +201,7 @@ async fn wait_for_signal() {
 }
 
 async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
-    let config = EmulatorConfig {
-        infrai_api_keys: vec![args.infrai_api_key.clone()],
-        supabase_api_keys: vec![args.supabase_api_key.clone()],
-        db9_api_keys: vec![args.db9_api_key.clone()],
-        capydb_api_keys: vec![args.capydb_api_key.clone()],
-    };
+    let config = args.config()?;
     let emulator = if args.in_memory {
         tracing::info!("emulator state is kept in memory only");
         Emulator::new(&config)

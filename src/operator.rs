@@ -61,15 +61,16 @@ pub struct Options {
 /// grace period (30 s by default), so the Lease is always released.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// What `/readyz` reports.
+/// What `/livez` and `/readyz` report (not to be confused with a resource's
+/// `conditions::Health`).
 #[derive(Default)]
-pub struct Health {
+pub struct ProbeState {
     /// A standby (not the leader) is ready: it is healthy and waiting its turn.
     standby: std::sync::atomic::AtomicBool,
     readiness: std::sync::Mutex<Option<Arc<Readiness>>>,
 }
 
-impl Health {
+impl ProbeState {
     fn set_standby(&self, standby: bool) {
         self.standby
             .store(standby, std::sync::atomic::Ordering::SeqCst);
@@ -95,11 +96,11 @@ impl Health {
 #[derive(Clone)]
 struct HttpState {
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    health: Arc<ProbeState>,
 }
 
 /// `/metrics`, `/healthz` and `/readyz`.
-pub fn http_router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+pub fn http_router(metrics: Arc<Metrics>, health: Arc<ProbeState>) -> Router {
     Router::new()
         .route(
             "/metrics",
@@ -273,7 +274,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let metrics = Arc::new(Metrics::default());
-    let health = Arc::new(Health::default());
+    let health = Arc::new(ProbeState::default());
     let shutdown: Stop = shutdown.boxed().shared();
     let grace = options.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 

@@ -18,10 +18,11 @@ const KEY: &str = "capy_live_test_key";
 const MALFORMED_KEY: &str = "sk_test_not_capy";
 
 async fn start() -> (Emulator, String) {
-    let emulator = Emulator::new(&EmulatorConfig {
-        capydb_api_keys: vec![KEY.into(), MALFORMED_KEY.into()],
-        ..Default::default()
-    });
+    let emulator = Emulator::new(
+        &EmulatorConfig::default()
+            .with_keys("capydb", [KEY, MALFORMED_KEY])
+            .unwrap(),
+    );
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     (emulator, format!("http://{addr}/capydb"))
 }

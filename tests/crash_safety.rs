@@ -12,7 +12,7 @@ use std::time::Duration;
 use dbops::api::v1alpha1::{
     ByokCredential, DatabaseBranch, DatabaseProject, DatabaseSnapshot, ProviderApi,
 };
-use dbops::controllers::{Context, Reconcile, Settings};
+use dbops::controllers::{Context, Lifecycle, Settings};
 use dbops::emulator::faults::Faults;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
@@ -42,7 +42,7 @@ fn fresh_context(h: &Harness) -> Arc<Context> {
 /// Reconciles `name` until it is Ready (or gone), as the controller would.
 async fn converge<K>(h: &Harness, ctx: Arc<Context>, name: &str, want: Want)
 where
-    K: Reconcile,
+    K: Lifecycle,
 {
     let api: Api<K> = Api::namespaced(h.client.clone(), NS);
     for _ in 0..30 {
@@ -72,7 +72,7 @@ async fn converge_with_crash<K>(
     k: u64,
 ) -> bool
 where
-    K: Reconcile,
+    K: Lifecycle,
 {
     let signal = faults.signal_after(k);
     let crashed = tokio::select! {

@@ -17,10 +17,7 @@ use secrecy::SecretString;
 const KEY: &str = "db9_test_key";
 
 async fn start() -> (Emulator, String) {
-    let emulator = Emulator::new(&EmulatorConfig {
-        db9_api_keys: vec![KEY.to_string()],
-        ..Default::default()
-    });
+    let emulator = Emulator::new(&EmulatorConfig::default().with_keys("db9", [KEY]).unwrap());
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     (emulator, format!("http://{addr}/db9"))
 }

@@ -15,10 +15,11 @@ const KEY: &str = "ifr_pk_proj_byok_tests";
 const CANARY: &str = "sk-canary-3f9d1c7e";
 
 async fn start() -> (Emulator, String, InfraiClient) {
-    let emulator = Emulator::new(&EmulatorConfig {
-        infrai_api_keys: vec![KEY.to_string()],
-        ..Default::default()
-    });
+    let emulator = Emulator::new(
+        &EmulatorConfig::default()
+            .with_keys("infrai", [KEY])
+            .unwrap(),
+    );
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{addr}/infrai");
     let http = VendorHttp::new(

@@ -14,10 +14,11 @@ use secrecy::SecretString;
 const KEY: &str = "ifr_pk_proj_test_key";
 
 async fn start() -> (Emulator, String) {
-    let emulator = Emulator::new(&EmulatorConfig {
-        infrai_api_keys: vec![KEY.to_string()],
-        ..Default::default()
-    });
+    let emulator = Emulator::new(
+        &EmulatorConfig::default()
+            .with_keys("infrai", [KEY])
+            .unwrap(),
+    );
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     (emulator, format!("http://{addr}/infrai"))
 }

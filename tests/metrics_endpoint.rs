@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use dbops::api::v1alpha1::{ConnectionSecretTarget, DatabaseProject, DatabaseProjectSpec};
-use dbops::operator::{Health, http_router};
+use dbops::operator::{ProbeState, http_router};
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 use prometheus_parse::{Sample, Scrape, Value};
@@ -18,7 +18,7 @@ use support::{Harness, NS};
 const PROJECT: &str = "metrics-canary-project";
 
 /// Serves the router on an ephemeral loopback port until the test ends.
-async fn serve(h: &Harness, health: Arc<Health>) -> SocketAddr {
+async fn serve(h: &Harness, health: Arc<ProbeState>) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = http_router(h.ctx.metrics.clone(), health);
@@ -89,7 +89,7 @@ async fn metrics_health_and_readiness_over_http() {
         .and_then(|s| s.project_id.clone())
         .expect("the project has a vendor id");
 
-    let health = Arc::new(Health::default());
+    let health = Arc::new(ProbeState::default());
     let addr = serve(&h, health).await;
     let http = reqwest::Client::new();
     let base = format!("http://{addr}");
@@ -99,7 +99,7 @@ async fn metrics_health_and_readiness_over_http() {
     assert_eq!(healthz.status().as_u16(), 200);
     assert_eq!(healthz.text().await.unwrap(), "ok");
 
-    // /readyz: 503 before any watch has synced. `Health`'s setters are private
+    // /readyz: 503 before any watch has synced. `ProbeState`'s setters are private
     // to the crate, so from here only the not-ready answer can be produced.
     let readyz = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(readyz.status().as_u16(), 503);

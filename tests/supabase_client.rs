@@ -19,10 +19,11 @@ const ORG: &str = "acme-org";
 const INITIAL_PASSWORD: &str = "Initial-Passw0rd-for-tests";
 
 async fn start() -> (Emulator, String) {
-    let emulator = Emulator::new(&EmulatorConfig {
-        supabase_api_keys: vec![KEY.into()],
-        ..Default::default()
-    });
+    let emulator = Emulator::new(
+        &EmulatorConfig::default()
+            .with_keys("supabase", [KEY])
+            .unwrap(),
+    );
     let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     (emulator, format!("http://{addr}/supabase"))
 }

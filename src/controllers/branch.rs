@@ -16,7 +16,7 @@ use super::parent::{Dereferenced, child_cleanup_target, dereference};
 use super::pipeline::{
     self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
-use super::reconciler::{Managed, Reconcile};
+use super::reconciler::{Lifecycle, Managed};
 use super::secret;
 use super::{Context, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
@@ -61,7 +61,7 @@ pub fn branch_request(branch: &DatabaseBranch, project_id: &str) -> BranchReques
 }
 
 #[async_trait]
-impl Reconcile for DatabaseBranch {
+impl Lifecycle for DatabaseBranch {
     type Error = Error;
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {

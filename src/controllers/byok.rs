@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use super::conditions::{self, Health, ROTATION_FAILED, reason};
 use super::pipeline::plan::Cleanup;
 use super::pipeline::{self, idempotency_key};
-use super::reconciler::{Managed, Reconcile, apply_status, apply_status_if_changed};
+use super::reconciler::{Lifecycle, Managed, apply_status, apply_status_if_changed};
 use super::{Context, KubeCall, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
@@ -321,7 +321,7 @@ fn credential_health(
 }
 
 #[async_trait]
-impl Reconcile for ByokCredential {
+impl Lifecycle for ByokCredential {
     type Error = Error;
 
     /// Register once, then make the vendor match the spec: rotation (stage,

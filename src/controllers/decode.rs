@@ -132,34 +132,9 @@ where
         "object cannot be decoded; reporting it as InvalidSpec"
     );
 
-    let generation = guard.meta().generation;
-    let previous: Conditions = raw
-        .as_ref()
-        .and_then(|r| r.pointer("/status/conditions"))
-        .and_then(|c| serde_json::from_value(c.clone()).ok())
-        .unwrap_or_default();
-    let health = Health::stalled(reason::INVALID_SPEC, message.clone());
-    let next = conditions::conditions_for(&health, generation, &previous, Timestamp::now());
-    if next == previous {
+    if !write_invalid_status(&api, guard, raw.as_ref(), &message).await {
+        // Already reported for this generation and problem.
         return;
-    }
-    // A merge patch of just these two fields: an apply would drop every other
-    // status field the operator owns (the vendor id among them).
-    let patch = serde_json::json!({
-        "status": { "observedGeneration": generation, "conditions": next }
-    });
-    if let Err(error) = api
-        .patch_status(
-            &name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_string()),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        tracing::warn!(kind, name, error = %super::kube_error::describe(&error), "could not write InvalidSpec into status");
     }
     ctx.publish(
         guard,
@@ -169,6 +144,48 @@ where
         message,
     )
     .await;
+}
+
+/// Writes `Stalled`/`InvalidSpec` with `message` into the status of the
+/// object (`raw` as read), unless it already says so. Returns whether it
+/// was new (the write itself is best effort).
+async fn write_invalid_status<K>(
+    api: &Api<DynamicObject>,
+    guard: &DeserializeGuard<K>,
+    raw: Option<&serde_json::Value>,
+    message: &str,
+) -> bool
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let generation = guard.meta().generation;
+    let previous: Conditions = raw
+        .and_then(|r| r.pointer("/status/conditions"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let health = Health::stalled(reason::INVALID_SPEC, message);
+    let next = conditions::conditions_for(&health, generation, &previous, Timestamp::now());
+    if next == previous {
+        return false;
+    }
+    // A merge patch of just these two fields: an apply would drop every other
+    // status field the operator owns (the vendor id among them).
+    let patch = serde_json::json!({
+        "status": { "observedGeneration": generation, "conditions": next }
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let name = guard.name_any();
+    if let Err(error) = api
+        .patch_status(&name, &params, &Patch::Merge(&patch))
+        .await
+    {
+        let kind = K::kind(&());
+        tracing::warn!(%kind, name, error = %super::kube_error::describe(&error), "could not write InvalidSpec into status");
+    }
+    true
 }
 
 /// What a controller does with an object it could not decode.

@@ -32,7 +32,7 @@ use crate::providers::ProviderRegistry;
 
 pub use parent::{Parent, parent_project};
 pub use provider_lookup::{LookupError, ProviderHandle};
-pub use reconciler::{Managed, Reconcile, reconcile};
+pub use reconciler::{Lifecycle, Managed, reconcile};
 
 /// Finalizer guarding vendor state; removed only once the vendor object is gone (or retained).
 pub const FINALIZER: &str = "dbops.dev/vendor-cleanup";
@@ -306,7 +306,7 @@ pub async fn drive<K>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
-    K: Reconcile + Resource<DynamicType = ()> + Unpin,
+    K: Lifecycle + Resource<DynamicType = ()> + Unpin,
 {
     use futures::StreamExt;
     ctx.readiness.track(controller.store());

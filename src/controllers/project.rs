@@ -17,7 +17,7 @@ use super::conditions::{Health, reason};
 use super::pipeline::{
     self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key,
 };
-use super::reconciler::{Managed, Reconcile, apply_status};
+use super::reconciler::{Lifecycle, Managed, apply_status};
 use super::secret;
 use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
@@ -113,7 +113,7 @@ enum SnapshotToRestore {
 }
 
 #[async_trait]
-impl Reconcile for DatabaseProject {
+impl Lifecycle for DatabaseProject {
     type Error = Error;
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {

@@ -248,32 +248,7 @@ impl Context {
         let provider = self.provider_object(provider_ref).await?;
         let name = provider.name_any();
         let selector = &provider.spec.credentials_secret_ref;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &selector.namespace);
-        let secret = secrets
-            .get_opt(&selector.name)
-            .await
-            .map_err(|source| LookupError::Kube {
-                provider: name.clone(),
-                source,
-            })?
-            .ok_or_else(|| LookupError::SecretNotFound {
-                provider: name.clone(),
-                namespace: selector.namespace.clone(),
-                secret: selector.name.clone(),
-            })?;
-        let key = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&selector.key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| LookupError::KeyMissing {
-                provider: name.clone(),
-                namespace: selector.namespace.clone(),
-                secret: selector.name.clone(),
-                key: selector.key.clone(),
-            })?;
+        let (secret, key) = self.api_key(&name, selector).await?;
         let fingerprint = format!(
             "{}/{}/{}",
             provider.metadata.uid.as_deref().unwrap_or_default(),
@@ -306,6 +281,43 @@ impl Context {
             secret: secret_facts,
             secret_key,
         })
+    }
+}
+
+impl Context {
+    /// The provider's credentials Secret and the API key in it.
+    async fn api_key(
+        &self,
+        provider: &str,
+        selector: &crate::api::v1alpha1::SecretKeySelector,
+    ) -> Result<(Secret, String), LookupError> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &selector.namespace);
+        let secret = secrets
+            .get_opt(&selector.name)
+            .await
+            .map_err(|source| LookupError::Kube {
+                provider: provider.to_string(),
+                source,
+            })?
+            .ok_or_else(|| LookupError::SecretNotFound {
+                provider: provider.to_string(),
+                namespace: selector.namespace.clone(),
+                secret: selector.name.clone(),
+            })?;
+        let key = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&selector.key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| LookupError::KeyMissing {
+                provider: provider.to_string(),
+                namespace: selector.namespace.clone(),
+                secret: selector.name.clone(),
+                key: selector.key.clone(),
+            })?;
+        Ok((secret, key))
     }
 }
 

@@ -1,7 +1,7 @@
 //! What every dbops controller does the same way: the finalizer, the span and
 //! metrics around a reconcile, status writes, and reflecting failures in
 //! conditions and Events. Each kind implements [`Managed`] (status access) and
-//! [`Reconcile`] (its own apply and cleanup).
+//! [`Lifecycle`] (its own apply and cleanup).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -108,9 +108,10 @@ pub trait ControllerError: ReconcileError + Sized {
     fn is_status_write(&self) -> bool;
 }
 
-/// The kind-specific half of a controller.
+/// The kind-specific half of a controller: what `apply` and `cleanup` mean
+/// for it. [`reconcile`] wraps them in the finalizer and everything shared.
 #[async_trait]
-pub trait Reconcile: Managed {
+pub trait Lifecycle: Managed {
     type Error: ControllerError;
 
     /// Make the vendor match the spec and report it; runs with the finalizer in place.
@@ -123,7 +124,7 @@ pub trait Reconcile: Managed {
 /// Reconciles one object of kind `K`: finalizer, span, metrics, failure
 /// reporting. An object that cannot be decoded is reported on its own
 /// ([`decode::handle_invalid`]) and never reaches the kind's logic.
-pub async fn reconcile<K: Reconcile>(
+pub async fn reconcile<K: Lifecycle>(
     guard: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
 ) -> Result<Action, K::Error> {
@@ -163,24 +164,7 @@ pub async fn reconcile<K: Reconcile>(
             // provider and Secret (the loop debounces bursts of these).
             ctx.protection_poke.notify_one();
         }
-        // The gauge follows the status this object had when it was queued; every
-        // status write re-queues it, so the count catches up on the next pass.
-        let gone = obj.meta().deletion_timestamp.is_some() && outcome.is_ok();
-        let condition = (!gone).then(|| {
-            obj.status().map_or("Unknown", |s| {
-                let conditions = K::conditions(s);
-                [
-                    conditions::READY,
-                    conditions::STALLED,
-                    conditions::RECONCILING,
-                ]
-                .into_iter()
-                .find(|c| conditions.is_true(c))
-                .unwrap_or("Unknown")
-            })
-        });
-        ctx.metrics
-            .observe_object(K::CONTROLLER, &object_key(&*obj), condition);
+        observe::<K>(&ctx, &obj, outcome.is_ok());
         outcome
     })
     .instrument(span)
@@ -188,6 +172,29 @@ pub async fn reconcile<K: Reconcile>(
     ctx.metrics
         .observe_reconcile(K::CONTROLLER, started.elapsed());
     result
+}
+
+/// Counts `obj` in the per-condition gauge, or drops it once its deletion
+/// went through. The gauge follows the status this object had when it was
+/// queued; every status write re-queues it, so the count catches up on the
+/// next pass.
+fn observe<K: Managed>(ctx: &Context, obj: &K, succeeded: bool) {
+    let gone = obj.meta().deletion_timestamp.is_some() && succeeded;
+    let condition = (!gone).then(|| {
+        obj.status().map_or("Unknown", |s| {
+            let conditions = K::conditions(s);
+            [
+                conditions::READY,
+                conditions::STALLED,
+                conditions::RECONCILING,
+            ]
+            .into_iter()
+            .find(|c| conditions.is_true(c))
+            .unwrap_or("Unknown")
+        })
+    });
+    ctx.metrics
+        .observe_object(K::CONTROLLER, &object_key(obj), condition);
 }
 
 /// Writes `status` through the status subresource (server-side apply, field manager `dbops`).

@@ -22,7 +22,7 @@ use super::parent::{Dereferenced, child_cleanup_target, dereference};
 use super::pipeline::{
     self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
-use super::reconciler::{Managed, Reconcile, apply_status_if_changed};
+use super::reconciler::{Lifecycle, Managed, apply_status_if_changed};
 use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy, ProviderRef,
@@ -62,7 +62,7 @@ pub fn ready_message(
 }
 
 #[async_trait]
-impl Reconcile for DatabaseSnapshot {
+impl Lifecycle for DatabaseSnapshot {
     type Error = Error;
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {

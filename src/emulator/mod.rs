@@ -18,6 +18,7 @@ mod scaffold;
 pub mod supabase;
 mod wire;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -35,52 +36,91 @@ pub const DEFAULT_CAPYDB_API_KEY: &str = "capy_live_dbops_emulator";
 /// Default listen address of `dbops emulator` and of the emulator inside `dbops run`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 
-/// Settings of an emulator instance.
-#[derive(Clone, Debug)]
+/// Settings of an emulator instance: the bearer keys each API accepts, by
+/// API name (`infrai`, `supabase`, `db9`, `capydb`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmulatorConfig {
-    /// Bearer keys the infrai API accepts.
-    pub infrai_api_keys: Vec<String>,
-    /// Bearer tokens the Supabase Management API accepts.
-    pub supabase_api_keys: Vec<String>,
-    /// Bearer keys the DB9 API accepts.
-    pub db9_api_keys: Vec<String>,
-    /// Bearer keys the CapyDB API accepts.
-    pub capydb_api_keys: Vec<String>,
+    api_keys: BTreeMap<&'static str, Vec<String>>,
 }
 
 impl Default for EmulatorConfig {
+    /// Every API accepts its documented-form default key.
     fn default() -> Self {
         Self {
-            infrai_api_keys: vec![DEFAULT_INFRAI_API_KEY.to_string()],
-            supabase_api_keys: vec![DEFAULT_SUPABASE_API_KEY.to_string()],
-            db9_api_keys: vec![DEFAULT_DB9_API_KEY.to_string()],
-            capydb_api_keys: vec![DEFAULT_CAPYDB_API_KEY.to_string()],
+            api_keys: APIS
+                .iter()
+                .map(|api| (api.name, vec![api.default_key.to_string()]))
+                .collect(),
         }
+    }
+}
+
+/// An `API=KEY` setting naming an API the emulator does not serve.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the emulator serves no API named {0:?} (it serves {list})", list = api_names().join(", "))]
+pub struct UnknownApi(pub String);
+
+/// The names of the emulated APIs, in serving order.
+pub fn api_names() -> Vec<&'static str> {
+    APIS.iter().map(|api| api.name).collect()
+}
+
+impl EmulatorConfig {
+    /// The bearer keys `api` accepts.
+    pub fn keys(&self, api: &str) -> Vec<String> {
+        self.api_keys.get(api).cloned().unwrap_or_default()
+    }
+
+    /// `self` with `api` accepting exactly `keys`.
+    pub fn with_keys<S: Into<String>>(
+        mut self,
+        api: &str,
+        keys: impl IntoIterator<Item = S>,
+    ) -> Result<Self, UnknownApi> {
+        let name = APIS
+            .iter()
+            .map(|a| a.name)
+            .find(|name| *name == api)
+            .ok_or_else(|| UnknownApi(api.to_string()))?;
+        self.api_keys
+            .insert(name, keys.into_iter().map(Into::into).collect());
+        Ok(self)
     }
 }
 
 /// One emulated vendor API, as the emulator serves it.
 struct Api {
-    /// Its path prefix (`/infrai`) and its key in [`Emulator::faults`].
+    /// Its path prefix (`/infrai`), its key in [`Emulator::faults`] and in
+    /// [`EmulatorConfig`].
     name: &'static str,
+    /// The key it accepts unless told otherwise.
+    default_key: &'static str,
     /// The API in an emulator: its routes and its parts of the state file.
     of: fn(&Emulator) -> Arc<dyn scaffold::Served>,
 }
 
 impl Api {
-    const fn new(name: &'static str, of: fn(&Emulator) -> Arc<dyn scaffold::Served>) -> Self {
-        Self { name, of }
+    const fn new(
+        name: &'static str,
+        default_key: &'static str,
+        of: fn(&Emulator) -> Arc<dyn scaffold::Served>,
+    ) -> Self {
+        Self {
+            name,
+            default_key,
+            of,
+        }
     }
 }
 
-/// Every emulated vendor API. The router, fault injection and the state file
-/// all go through this list: a new vendor is its module, a line here, and its
-/// field in [`Emulator`] (with its keys in [`EmulatorConfig`]).
+/// Every emulated vendor API. The router, fault injection, the keys and the
+/// state file all go through this list: a new vendor is its module, a line
+/// here, and its field in [`Emulator`].
 const APIS: &[Api] = &[
-    Api::new("infrai", |e| e.infrai.clone()),
-    Api::new("supabase", |e| e.supabase.clone()),
-    Api::new("db9", |e| e.db9.clone()),
-    Api::new("capydb", |e| e.capydb.clone()),
+    Api::new("infrai", DEFAULT_INFRAI_API_KEY, |e| e.infrai.clone()),
+    Api::new("supabase", DEFAULT_SUPABASE_API_KEY, |e| e.supabase.clone()),
+    Api::new("db9", DEFAULT_DB9_API_KEY, |e| e.db9.clone()),
+    Api::new("capydb", DEFAULT_CAPYDB_API_KEY, |e| e.capydb.clone()),
 ];
 
 /// The state of every emulated API; cloning shares it.
@@ -104,12 +144,10 @@ impl Emulator {
                     .map(|api| (api.name, Arc::new(faults::Faults::default())))
                     .collect(),
             ),
-            infrai: Arc::new(infrai::InfraiEmulator::new(config.infrai_api_keys.clone())),
-            supabase: Arc::new(supabase::SupabaseEmulator::new(
-                config.supabase_api_keys.clone(),
-            )),
-            db9: Arc::new(db9::Db9Emulator::new(config.db9_api_keys.clone())),
-            capydb: Arc::new(capydb::CapyDbEmulator::new(config.capydb_api_keys.clone())),
+            infrai: Arc::new(infrai::InfraiEmulator::new(config.keys("infrai"))),
+            supabase: Arc::new(supabase::SupabaseEmulator::new(config.keys("supabase"))),
+            db9: Arc::new(db9::Db9Emulator::new(config.keys("db9"))),
+            capydb: Arc::new(capydb::CapyDbEmulator::new(config.keys("capydb"))),
             persister: None,
         }
     }
@@ -201,6 +239,22 @@ impl Emulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_set_per_api_and_unknown_apis_are_refused() {
+        let config = EmulatorConfig::default();
+        assert_eq!(config.keys("db9"), [DEFAULT_DB9_API_KEY]);
+        let config = config.with_keys("db9", ["a", "b"]).unwrap();
+        assert_eq!(config.keys("db9"), ["a", "b"]);
+        assert_eq!(config.keys("infrai"), [DEFAULT_INFRAI_API_KEY]);
+        let error = EmulatorConfig::default()
+            .with_keys("nope", ["k"])
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the emulator serves no API named \"nope\" (it serves infrai, supabase, db9, capydb)"
+        );
+    }
 
     #[test]
     fn every_api_has_its_faults_and_distinct_state_file_keys() {

@@ -36,12 +36,17 @@ impl Harness {
     pub async fn bare() -> Self {
         let kube = fake_kube::FakeKube::start().await;
         let client = kube.client();
-        let emulator = Emulator::new(&EmulatorConfig {
-            infrai_api_keys: vec![API_KEY.to_string()],
-            supabase_api_keys: vec![SUPABASE_KEY.to_string()],
-            db9_api_keys: vec![DB9_KEY.to_string()],
-            capydb_api_keys: vec![CAPYDB_KEY.to_string()],
+        let config = [
+            ("infrai", API_KEY),
+            ("supabase", SUPABASE_KEY),
+            ("db9", DB9_KEY),
+            ("capydb", CAPYDB_KEY),
+        ]
+        .into_iter()
+        .fold(EmulatorConfig::default(), |config, (api, key)| {
+            config.with_keys(api, [key]).unwrap()
         });
+        let emulator = Emulator::new(&config);
         let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
         let settings = Settings {
             base_backoff: Duration::from_millis(50),
@@ -187,7 +192,7 @@ pub async fn reconcile<K>(
     name: &str,
 ) -> Result<kube::runtime::controller::Action, K::Error>
 where
-    K: dbops::controllers::Reconcile,
+    K: dbops::controllers::Lifecycle,
 {
     let api: Api<K> = Api::namespaced(h.client.clone(), NS);
     let obj = api.get(name).await.expect("object exists");
@@ -201,7 +206,7 @@ where
 /// Reconciles `K` `name` until it is Ready (at most `rounds` times).
 pub async fn reconcile_until_ready<K>(h: &Harness, name: &str, rounds: usize) -> K
 where
-    K: dbops::controllers::Reconcile,
+    K: dbops::controllers::Lifecycle,
 {
     let api: Api<K> = Api::namespaced(h.client.clone(), NS);
     for _ in 0..rounds {

@@ -181,23 +181,9 @@ pub async fn obtain<K: VendorKind>(
 ) -> Result<Obtained<K::Vendor>, Error> {
     let recorded = K::recorded_id(previous).map(str::to_string);
     let vendor = match plan::source(recorded.as_deref(), obj.external_id()) {
-        Source::Create => match obj.create(api, previous, provider, parent, ctx).await? {
-            Created::New { vendor, note } => {
-                tracing::info!(id = %vendor.id(), "{note}");
-                ctx.publish(obj, EventType::Normal, "Created", "Create", note)
-                    .await;
-                vendor
-            }
-            Created::Waiting { health, poll } => {
-                let status = obj.status_with_health(previous, &health);
-                write_if_changed(api, obj, previous, &status).await?;
-                let delay = if poll {
-                    ctx.settings.provisioning_poll
-                } else {
-                    ctx.jittered_resync()
-                };
-                return Ok(Obtained::Requeue(Action::requeue(delay)));
-            }
+        Source::Create => match create(obj, api, ctx, previous, provider, parent).await? {
+            Obtained::Usable(vendor) => vendor,
+            requeue => return Ok(requeue),
         },
         source => read_existing(obj, ctx, &**provider, parent, &source).await?,
     };
@@ -231,6 +217,35 @@ pub async fn obtain<K: VendorKind>(
             Ok(Obtained::Usable(vendor))
         }
         Settle::Proceed => Ok(Obtained::Usable(vendor)),
+    }
+}
+
+/// Creates the vendor object, or shows why it waits.
+async fn create<K: VendorKind>(
+    obj: &K,
+    api: &Api<K>,
+    ctx: &Context,
+    previous: &mut K::Status,
+    provider: &ProviderHandle,
+    parent: Option<&ParentProject>,
+) -> Result<Obtained<K::Vendor>, Error> {
+    match obj.create(api, previous, provider, parent, ctx).await? {
+        Created::New { vendor, note } => {
+            tracing::info!(id = %vendor.id(), "{note}");
+            ctx.publish(obj, EventType::Normal, "Created", "Create", note)
+                .await;
+            Ok(Obtained::Usable(vendor))
+        }
+        Created::Waiting { health, poll } => {
+            let status = obj.status_with_health(previous, &health);
+            write_if_changed(api, obj, previous, &status).await?;
+            let delay = if poll {
+                ctx.settings.provisioning_poll
+            } else {
+                ctx.jittered_resync()
+            };
+            Ok(Obtained::Requeue(Action::requeue(delay)))
+        }
     }
 }
 

@@ -448,7 +448,6 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let client = ctx.client.clone();
-    let finalizer = ctx.settings.protection_finalizer.clone();
     let (providers, provider_events) = watched(
         Api::<DeserializeGuard<DatabaseProvider>>::all(client.clone()),
         watcher::Config::default(),
@@ -457,6 +456,7 @@ pub async fn run(
     let mut triggers: Vec<futures::stream::BoxStream<'static, ()>> = vec![
         provider_events.boxed(),
         notified(ctx.protection_poke.clone()).boxed(),
+        every(RESYNC).boxed(),
     ];
     for api in reach.secret_apis(&client) {
         let (store, events) = watched(
@@ -466,74 +466,103 @@ pub async fn run(
         secret_stores.push(store);
         triggers.push(events.boxed());
     }
-    triggers.push(
-        futures::stream::unfold((), |()| async {
-            tokio::time::sleep(RESYNC).await;
-            Some(((), ()))
-        })
-        .boxed(),
-    );
-    let mut triggers = futures::stream::select_all(triggers);
-    let ready = async {
-        super::store_ready(&providers).await;
-        for s in &secret_stores {
+    let watched = Watched {
+        providers,
+        secrets: secret_stores,
+        stores,
+    };
+    let triggers = futures::stream::select_all(triggers);
+    tokio::select! {
+        _ = keep_protected(&ctx, &reach, &watched, triggers) => {}
+        _ = stop => {}
+    }
+}
+
+/// A stream that yields every `period`.
+fn every(period: Duration) -> impl futures::Stream<Item = ()> {
+    futures::stream::unfold((), move |()| async move {
+        tokio::time::sleep(period).await;
+        Some(((), ()))
+    })
+}
+
+/// The caches the loop plans from.
+struct Watched {
+    providers: Store<DeserializeGuard<DatabaseProvider>>,
+    secrets: Vec<Store<Secret>>,
+    stores: Stores,
+}
+
+impl Watched {
+    async fn ready(&self) {
+        super::store_ready(&self.providers).await;
+        for s in &self.secrets {
             super::store_ready(s).await;
         }
-        stores.wait_until_ready().await;
-    };
-    let work = async {
-        // Watch events must keep flowing into the stores while waiting.
-        tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                _ = &mut ready => break,
-                _ = triggers.next() => {}
-            }
+        self.stores.wait_until_ready().await;
+    }
+
+    /// The plan for what the caches hold now.
+    fn plan(&self, finalizer: &str) -> plan::Plan {
+        let stores = &self.stores;
+        let provider_list = self.providers.state();
+        let projects: Vec<Arc<DeserializeGuard<DatabaseProject>>> =
+            stores.projects.iter().flat_map(Store::state).collect();
+        let branches: Vec<Arc<DeserializeGuard<DatabaseBranch>>> =
+            stores.branches.iter().flat_map(Store::state).collect();
+        let snapshots: Vec<Arc<DeserializeGuard<DatabaseSnapshot>>> =
+            stores.snapshots.iter().flat_map(Store::state).collect();
+        let credentials: Vec<Arc<DeserializeGuard<ByokCredential>>> =
+            stores.credentials.iter().flat_map(Store::state).collect();
+        let secrets: Vec<Arc<Secret>> = self.secrets.iter().flat_map(Store::state).collect();
+        plan::plan(&view_of(
+            decoded(&provider_list),
+            decoded(&projects),
+            decoded(&branches),
+            decoded(&snapshots),
+            decoded(&credentials),
+            secrets.iter().map(|s| &**s),
+            finalizer,
+        ))
+    }
+}
+
+/// The loop: once the caches are filled, plan and apply after every trigger
+/// (debounced), retrying soon when an apply could not finish.
+async fn keep_protected(
+    ctx: &Context,
+    reach: &Reach,
+    watched: &Watched,
+    mut triggers: impl futures::Stream<Item = ()> + Unpin,
+) {
+    let finalizer = ctx.settings.protection_finalizer.clone();
+    let ready = watched.ready();
+    // Watch events must keep flowing into the stores while waiting.
+    tokio::pin!(ready);
+    loop {
+        tokio::select! {
+            _ = &mut ready => break,
+            _ = triggers.next() => {}
         }
-        let mut told = BTreeMap::new();
-        loop {
-            let plan = {
-                let provider_list = providers.state();
-                let projects: Vec<Arc<DeserializeGuard<DatabaseProject>>> =
-                    stores.projects.iter().flat_map(Store::state).collect();
-                let branches: Vec<Arc<DeserializeGuard<DatabaseBranch>>> =
-                    stores.branches.iter().flat_map(Store::state).collect();
-                let snapshots: Vec<Arc<DeserializeGuard<DatabaseSnapshot>>> =
-                    stores.snapshots.iter().flat_map(Store::state).collect();
-                let credentials: Vec<Arc<DeserializeGuard<ByokCredential>>> =
-                    stores.credentials.iter().flat_map(Store::state).collect();
-                let secrets: Vec<Arc<Secret>> =
-                    secret_stores.iter().flat_map(Store::state).collect();
-                plan::plan(&view_of(
-                    decoded(&provider_list),
-                    decoded(&projects),
-                    decoded(&branches),
-                    decoded(&snapshots),
-                    decoded(&credentials),
-                    secrets.iter().map(|s| &**s),
-                    &finalizer,
-                ))
-            };
-            explain_waits(&ctx, &providers, &plan, &mut told).await;
-            let applied = if plan.changes.is_empty() {
-                Applied::default()
-            } else {
-                apply(&client, &reach, &plan, &finalizer).await
-            };
-            if applied.retry {
-                tokio::time::sleep(super::jitter(Duration::from_secs(1), 0.5)).await;
-                continue;
-            }
-            // Wait for the next trigger, then let a burst settle.
-            if triggers.next().await.is_none() {
-                return;
-            }
-            tokio::time::sleep(DEBOUNCE).await;
-            while let Some(Some(())) = triggers.next().now_or_never() {}
+    }
+    let mut told = BTreeMap::new();
+    loop {
+        let plan = watched.plan(&finalizer);
+        explain_waits(ctx, &watched.providers, &plan, &mut told).await;
+        let applied = if plan.changes.is_empty() {
+            Applied::default()
+        } else {
+            apply(&ctx.client, reach, &plan, &finalizer).await
+        };
+        if applied.retry {
+            tokio::time::sleep(super::jitter(Duration::from_secs(1), 0.5)).await;
+            continue;
         }
-    };
-    tokio::select! {
-        _ = work => {}
-        _ = stop => {}
+        // Wait for the next trigger, then let a burst settle.
+        if triggers.next().await.is_none() {
+            return;
+        }
+        tokio::time::sleep(DEBOUNCE).await;
+        while let Some(Some(())) = triggers.next().now_or_never() {}
     }
 }
