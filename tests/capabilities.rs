@@ -2,9 +2,9 @@
 //! does, and the README shows exactly the matrix generated from them.
 
 use dbops::api::v1alpha1::{ProviderApi, SupabaseSettings};
+use dbops::providers::VENDORS;
 use dbops::providers::byok::Credentials;
 use dbops::providers::matrix;
-use dbops::providers::vendors::VENDORS;
 use dbops::providers::{
     BranchRequest, Operation, Password, ProjectRequest, ProviderConfig, ProviderError,
     RestoreRequest, RotationTarget, SnapshotRequest, build,

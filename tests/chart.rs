@@ -37,6 +37,28 @@ fn chart_crds_are_the_generated_crds() {
 }
 
 #[test]
+fn the_values_schema_offers_exactly_the_registered_vendor_apis() {
+    use strum::IntoEnumIterator;
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("charts/dbops/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let offered: Vec<&str> = schema["properties"]["defaultProvider"]["properties"]["api"]["enum"]
+        .as_array()
+        .expect("defaultProvider.api has an enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let registered: Vec<String> = dbops::api::v1alpha1::ProviderApi::iter()
+        .map(|api| api.to_string())
+        .collect();
+    assert_eq!(
+        offered, registered,
+        "charts/dbops/values.schema.json defaultProvider.api must list every vendor API"
+    );
+}
+
+#[test]
 fn the_plain_manifests_are_the_charts_default_install() {
     let rendered = render(&[]);
     let checked_in = documents(&std::fs::read_to_string(repo().join("deploy/dbops.yaml")).unwrap());

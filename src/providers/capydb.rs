@@ -31,7 +31,7 @@ use crate::api::v1alpha1::ProviderApi;
 /// Public endpoint of the CapyDB API (the document only shows `https://example.com`).
 pub const DEFAULT_ENDPOINT: &str = "https://api.capydb.com";
 
-/// This vendor's entry in [`super::vendors::VENDORS`].
+/// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Capydb,
     default_endpoint: DEFAULT_ENDPOINT,

@@ -36,7 +36,7 @@ use crate::api::v1alpha1::ProviderApi;
 /// Public endpoint of the DB9 API; request paths start with `customer/`.
 pub const DEFAULT_ENDPOINT: &str = "https://api.db9.ai";
 
-/// This vendor's entry in [`super::vendors::VENDORS`].
+/// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Db9,
     default_endpoint: DEFAULT_ENDPOINT,

@@ -18,7 +18,7 @@ use crate::api::v1alpha1::ProviderApi;
 /// Public endpoint of the infrai API.
 pub const DEFAULT_ENDPOINT: &str = "https://api.infrai.cc";
 
-/// This vendor's entry in [`super::vendors::VENDORS`].
+/// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Infrai,
     default_endpoint: DEFAULT_ENDPOINT,

@@ -5,7 +5,8 @@
 
 use super::Operation;
 use super::ProviderConfig;
-use super::vendors::{VENDORS, Vendor};
+use super::VENDORS;
+use super::vendors::Vendor;
 
 /// The operations a vendor's client implements, asked of a client that is
 /// built but never used (it points at a port nothing listens on).

@@ -20,6 +20,15 @@ mod registry;
 pub mod supabase;
 pub mod vendors;
 
+/// Every vendor API dbops drives, in capability-matrix order: each client
+/// module's [`vendors::Vendor`] descriptor.
+pub static VENDORS: &[vendors::Vendor] = &[
+    infrai::VENDOR,
+    supabase::VENDOR,
+    db9::VENDOR,
+    capydb::VENDOR,
+];
+
 use std::fmt;
 
 use async_trait::async_trait;

@@ -32,7 +32,7 @@ use crate::api::v1alpha1::ProviderApi;
 /// Public endpoint of the Supabase Management API.
 pub const DEFAULT_ENDPOINT: &str = "https://api.supabase.com";
 
-/// This vendor's entry in [`super::vendors::VENDORS`].
+/// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Supabase,
     default_endpoint: DEFAULT_ENDPOINT,

@@ -1,13 +1,14 @@
-//! The vendor registry: one entry per vendor API. The client builder, the
-//! capability matrix, the CLI's defaults and the tests iterate [`VENDORS`];
-//! adding a vendor is its client module, its emulator module, its variant of
-//! [`ProviderApi`], and one line here.
+//! The vendor registry: one [`Vendor`] per vendor API, listed in
+//! [`VENDORS`](super::VENDORS) next to the module declarations. The client
+//! builder, the capability matrix and the tests iterate it; adding a vendor is
+//! its client module, its emulator module, its variant of [`ProviderApi`],
+//! and two lines in `providers/mod.rs` (its `mod` and its registration).
 
 use std::sync::Arc;
 
 use super::http::VendorHttp;
 use super::registry::BuildError;
-use super::{Provider, capydb, db9, infrai, supabase};
+use super::{Provider, VENDORS};
 use crate::api::v1alpha1::{DatabaseProviderSpec, ProviderApi};
 
 /// How dbops talks to one vendor API.
@@ -19,14 +20,6 @@ pub struct Vendor {
     /// provider's spec, for settings only this vendor reads.
     pub build: fn(VendorHttp, &DatabaseProviderSpec) -> Arc<dyn Provider>,
 }
-
-/// Every vendor API dbops drives, in capability-matrix order.
-pub static VENDORS: &[Vendor] = &[
-    infrai::VENDOR,
-    supabase::VENDOR,
-    db9::VENDOR,
-    capydb::VENDOR,
-];
 
 /// The registration of `api`.
 pub fn vendor(api: ProviderApi) -> Result<&'static Vendor, BuildError> {
