@@ -31,7 +31,7 @@ use super::reconciler::{Lifecycle, Managed, apply_status, apply_status_if_change
 use super::{Context, KubeCall, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
-    Conditions,
+    Conditions, Rfc3339,
 };
 use crate::providers::byok::{
     Binding, ByokApi, CredentialConfig, CredentialState, Credentials, Quota,
@@ -201,12 +201,11 @@ pub fn test_due(
     let (Some(interval), Some(last)) = (interval, last) else {
         return false;
     };
-    match last.tested_at.parse::<Timestamp>() {
-        Ok(tested) => {
-            now >= tested + SignedDuration::try_from(interval).unwrap_or(SignedDuration::MAX)
-        }
-        Err(_) => true,
-    }
+    let interval = SignedDuration::try_from(interval).unwrap_or(SignedDuration::MAX);
+    last.tested_at
+        .0
+        .checked_add(interval)
+        .is_ok_and(|due| now >= due)
 }
 
 impl ByokCredential {
@@ -536,7 +535,7 @@ impl ByokCredential {
             Rotation::Committed => {
                 status.credential_fingerprints = found.fingerprints.clone();
                 status.rejected_credentials_fingerprint = None;
-                status.last_rotated_at = Some(Timestamp::now().to_string());
+                status.last_rotated_at = Some(Rfc3339::now());
                 let note = format!("new key staged, probed and committed for {id}");
                 ctx.publish(self, EventType::Normal, "Rotated", "Rotate", note)
                     .await;
@@ -644,7 +643,7 @@ impl ByokCredential {
                 ok: result.ok,
                 latency_ms: result.latency_ms,
                 error: result.error.map(|e| scrub(&e, &found.fields)),
-                tested_at: now.to_string(),
+                tested_at: Rfc3339(now),
             });
         }
         match byok.credential_usage(id).await {
@@ -867,7 +866,7 @@ mod tests {
             ok: false,
             latency_ms: None,
             error: Some("401".into()),
-            tested_at: String::new(),
+            tested_at: Rfc3339::now(),
         };
         let active = Some(&CredentialState::Active);
         assert_eq!(
@@ -894,7 +893,7 @@ mod tests {
             ok: true,
             latency_ms: None,
             error: None,
-            tested_at: tested.to_string(),
+            tested_at: Rfc3339(tested),
         };
         let hour = Some(std::time::Duration::from_secs(3600));
         assert!(!test_due(

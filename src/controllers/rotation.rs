@@ -19,7 +19,9 @@ use super::conditions::{self, ROTATION_FAILED};
 use super::pipeline::Connected;
 use super::secret::{self, ConnectionDetails, SecretWriteError};
 use super::{Context, VendorCall};
-use crate::api::v1alpha1::{CredentialRotationSpec, CredentialRotationStatus, ROTATE_ANNOTATION};
+use crate::api::v1alpha1::{
+    CredentialRotationSpec, CredentialRotationStatus, ROTATE_ANNOTATION, Rfc3339,
+};
 use crate::providers::{Password, Provider, RotationProgress, RotationTarget};
 
 /// What a rotation pass came to.
@@ -56,7 +58,7 @@ pub fn pending_request(
     annotation: Option<&str>,
     spec: Option<&CredentialRotationSpec>,
     state: Option<&CredentialRotationStatus>,
-    created_at: Option<&str>,
+    created_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Option<String> {
     let handled = state.and_then(|s| s.handled_request.as_deref());
@@ -65,13 +67,7 @@ pub fn pending_request(
     {
         return Some(value.to_string());
     }
-    let interval = std::time::Duration::from(spec?.interval?);
-    let since = state
-        .and_then(|s| s.last_rotated_at.as_deref())
-        .or(created_at)?
-        .parse::<Timestamp>()
-        .ok()?;
-    let due = since + SignedDuration::try_from(interval).ok()?;
+    let due = interval_due(spec, state, created_at)?;
     (now >= due).then(|| format!("interval-{}", due.as_second()))
 }
 
@@ -79,17 +75,27 @@ pub fn pending_request(
 pub fn next_due(
     spec: Option<&CredentialRotationSpec>,
     state: Option<&CredentialRotationStatus>,
-    created_at: Option<&str>,
+    created_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Option<std::time::Duration> {
+    let due = interval_due(spec, state, created_at)?;
+    Some(std::time::Duration::try_from(due.duration_since(now)).unwrap_or_default())
+}
+
+/// When the interval, counted from the last rotation (or creation), runs out.
+fn interval_due(
+    spec: Option<&CredentialRotationSpec>,
+    state: Option<&CredentialRotationStatus>,
+    created_at: Option<Timestamp>,
+) -> Option<Timestamp> {
     let interval = std::time::Duration::from(spec?.interval?);
     let since = state
-        .and_then(|s| s.last_rotated_at.as_deref())
-        .or(created_at)?
-        .parse::<Timestamp>()
-        .ok()?;
-    let due = since + SignedDuration::try_from(interval).ok()?;
-    Some(std::time::Duration::try_from(due.duration_since(now)).unwrap_or_default())
+        .and_then(|s| s.last_rotated_at)
+        .map(|t| t.0)
+        .or(created_at)?;
+    since
+        .checked_add(SignedDuration::try_from(interval).ok()?)
+        .ok()
 }
 
 fn short_hash(text: &str) -> String {
@@ -108,7 +114,7 @@ pub struct Input<'a> {
     pub details: &'a ConnectionDetails,
     pub spec: Option<&'a CredentialRotationSpec>,
     pub state: Option<&'a CredentialRotationStatus>,
-    pub created_at: Option<&'a str>,
+    pub created_at: Option<Timestamp>,
 }
 
 /// Carries a rotation forward: starts one when requested, polls a running one,
@@ -250,7 +256,7 @@ where
             secret::delete_owned_secret(&ctx.client, owner, pending_name).await?;
             state.pending_job = None;
             state.handled_request = handled;
-            state.last_rotated_at = Some(Timestamp::now().to_string());
+            state.last_rotated_at = Some(Rfc3339::now());
             Ok(Outcome::Rotated(state))
         }
     }
@@ -373,24 +379,24 @@ mod tests {
         let spec = CredentialRotationSpec {
             interval: Some("1h".parse().unwrap()),
         };
-        let created = ts(1_000).to_string();
+        let created = ts(1_000);
         assert_eq!(
-            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3599)),
+            pending_request(None, Some(&spec), None, Some(created), ts(1_000 + 3599)),
             None
         );
         assert!(
-            pending_request(None, Some(&spec), None, Some(&created), ts(1_000 + 3600)).is_some()
+            pending_request(None, Some(&spec), None, Some(created), ts(1_000 + 3600)).is_some()
         );
         let rotated = CredentialRotationStatus {
-            last_rotated_at: Some(ts(5_000).to_string()),
+            last_rotated_at: Some(Rfc3339(ts(5_000))),
             ..Default::default()
         };
         assert_eq!(
-            pending_request(None, Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
+            pending_request(None, Some(&spec), Some(&rotated), Some(created), ts(6_000)),
             None
         );
         assert_eq!(
-            next_due(Some(&spec), Some(&rotated), Some(&created), ts(6_000)),
+            next_due(Some(&spec), Some(&rotated), Some(created), ts(6_000)),
             Some(std::time::Duration::from_secs(2_600))
         );
     }

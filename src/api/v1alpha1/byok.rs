@@ -2,7 +2,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, DeletionPolicy, LocalObjectRef, ProviderRef};
+use super::common::{Conditions, DeletionPolicy, LocalObjectRef, ProviderRef, Rfc3339};
 
 /// A bring-your-own vendor credential registered with the infrai BYOK API.
 ///
@@ -179,14 +179,14 @@ pub struct ByokCredentialStatus {
     pub applied_quota: Option<ByokQuota>,
     /// When the key was last rotated (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_rotated_at: Option<String>,
+    pub last_rotated_at: Option<Rfc3339>,
     /// Set just before the register call is sent (see `DatabaseProject`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_requested: bool,
 }
 
 /// Result of a BYOK connectivity test. Error text never carries credential values.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ByokTestResult {
     /// Whether the vendor accepted the credential.
@@ -198,7 +198,7 @@ pub struct ByokTestResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// When the test ran (RFC 3339).
-    pub tested_at: String,
+    pub tested_at: Rfc3339,
 }
 
 /// BYOK usage for the current period.

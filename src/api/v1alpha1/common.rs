@@ -1,6 +1,51 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// A moment the operator recorded: RFC 3339 on the wire (full precision),
+/// a [`Timestamp`] in code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rfc3339(pub Timestamp);
+
+impl Rfc3339 {
+    pub fn now() -> Self {
+        Self(Timestamp::now())
+    }
+}
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Rfc3339 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse::<Timestamp>()
+            .map(Self)
+            .map_err(|e| serde::de::Error::custom(format!("not an RFC 3339 time: {e}")))
+    }
+}
+
+impl JsonSchema for Rfc3339 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rfc3339".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time", "maxLength": 64 })
+    }
+}
 
 /// The name of the `DatabaseProvider` used when `providerRef` is left out.
 pub const DEFAULT_PROVIDER_NAME: &str = "default";
@@ -128,7 +173,7 @@ pub struct CredentialRotationSpec {
 pub struct CredentialRotationStatus {
     /// When the vendor last confirmed new credentials (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_rotated_at: Option<String>,
+    pub last_rotated_at: Option<Rfc3339>,
     /// The `dbops.dev/rotate-credentials` value last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_request: Option<String>,

@@ -391,7 +391,7 @@ pub async fn connect<K: Connected>(
     let due = rotation::next_due(
         obj.rotation_spec(),
         K::rotation(&status),
-        created_at(obj).as_deref(),
+        created_at(obj),
         k8s_openapi::jiff::Timestamp::now(),
     );
     Ok(Action::requeue(plan::next_pass(
@@ -446,17 +446,14 @@ async fn rotate<K: Connected>(
         details,
         spec: obj.rotation_spec(),
         state: K::rotation(status),
-        created_at: created_at.as_deref(),
+        created_at,
     };
     let outcome = rotation::carry_forward(obj, ctx, provider, input).await?;
     Ok(rotation::record(outcome, obj, status, ctx).await)
 }
 
-fn created_at<K: Resource>(obj: &K) -> Option<String> {
-    obj.meta()
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string())
+fn created_at<K: Resource>(obj: &K) -> Option<k8s_openapi::jiff::Timestamp> {
+    obj.meta().creation_timestamp.as_ref().map(|t| t.0)
 }
 
 async fn write_if_changed<K: Managed>(
