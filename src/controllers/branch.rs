@@ -12,7 +12,10 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
-use super::parent::{Dereferenced, child_cleanup_target, dereference};
+use super::parent::{
+    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
+    replay_child_create,
+};
 use super::pipeline::{
     self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
@@ -107,11 +110,9 @@ impl VendorKind for DatabaseBranch {
         self.spec.deletion_policy
     }
     fn recorded_parent(&self, status: &DatabaseBranchStatus) -> Option<ParentProject> {
-        Some(ParentProject {
-            name: self.spec.project_ref.name.clone(),
-            provider_name: status.provider_name.clone().unwrap_or_default(),
-            project_id: status.project_id.clone().unwrap_or_default(),
-        })
+        let project = &self.spec.project_ref.name;
+        let (provider, project_id) = (status.provider_name.as_ref(), status.project_id.as_ref());
+        Some(recorded_parent(project, provider, project_id))
     }
     fn with_vendor(
         &self,
@@ -121,12 +122,12 @@ impl VendorKind for DatabaseBranch {
     ) -> DatabaseBranchStatus {
         let mut status = status.clone();
         status.branch_id = Some(vendor.id.clone());
-        Self::mark_parent(&mut status, parent);
+        record_parent(&mut status.provider_name, &mut status.project_id, parent);
         status
     }
     fn mark_create_requested(status: &mut DatabaseBranchStatus, parent: Option<&ParentProject>) {
         status.create_requested = true;
-        Self::mark_parent(status, parent);
+        record_parent(&mut status.provider_name, &mut status.project_id, parent);
     }
 
     async fn read(
@@ -185,19 +186,12 @@ impl VendorKind for DatabaseBranch {
         parent: Option<&ParentProject>,
         _ctx: &Context,
     ) -> Result<Option<String>, Error> {
-        let project_id = project_id(parent);
-        if project_id.is_empty() {
-            return Ok(None);
-        }
         let key = idempotency_key(self, "branch-create")?;
-        match provider
-            .create_branch(&branch_request(self, project_id), &key)
-            .await
-        {
-            Ok(vendor) => Ok(Some(vendor.id)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(VendorCall::new("replaying the branch create", e).into()),
-        }
+        replay_child_create(Object::Branch, parent, |project_id| async move {
+            let request = branch_request(self, &project_id);
+            provider.create_branch(&request, &key).await
+        })
+        .await
     }
 
     async fn delete(
@@ -206,15 +200,6 @@ impl VendorKind for DatabaseBranch {
         id: &str,
     ) -> Result<(), ProviderError> {
         provider.delete_branch(project_id(parent), id).await
-    }
-}
-
-impl DatabaseBranch {
-    fn mark_parent(status: &mut DatabaseBranchStatus, parent: Option<&ParentProject>) {
-        if let Some(parent) = parent {
-            status.project_id = Some(parent.project_id.clone());
-            status.provider_name = Some(parent.provider_name.clone());
-        }
     }
 }
 

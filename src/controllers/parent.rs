@@ -201,6 +201,54 @@ pub async fn dereference<K: VendorKind>(
     }
 }
 
+/// The parent a child's spec and status record (ids empty until saved).
+pub fn recorded_parent(
+    project_name: &str,
+    provider_name: Option<&String>,
+    project_id: Option<&String>,
+) -> ParentProject {
+    ParentProject {
+        name: project_name.to_string(),
+        provider_name: provider_name.cloned().unwrap_or_default(),
+        project_id: project_id.cloned().unwrap_or_default(),
+    }
+}
+
+/// Records `parent`'s provider and vendor project in a child's status fields.
+pub fn record_parent(
+    provider_name: &mut Option<String>,
+    project_id: &mut Option<String>,
+    parent: Option<&ParentProject>,
+) {
+    if let Some(parent) = parent {
+        *provider_name = Some(parent.provider_name.clone());
+        *project_id = Some(parent.project_id.clone());
+    }
+}
+
+/// Replays a child's create (with the same idempotency key, inside `create`)
+/// to learn the id of what a lost answer made. Without a saved project there
+/// is nothing to replay; a gone project means the child went with it.
+pub async fn replay_child_create<V, Fut>(
+    object: super::error::Object,
+    parent: Option<&ParentProject>,
+    create: impl FnOnce(String) -> Fut,
+) -> Result<Option<String>, Error>
+where
+    V: crate::providers::VendorObject,
+    Fut: std::future::Future<Output = Result<V, crate::providers::ProviderError>>,
+{
+    let project_id = super::pipeline::project_id(parent);
+    if project_id.is_empty() {
+        return Ok(None);
+    }
+    match create(project_id.to_string()).await {
+        Ok(vendor) => Ok(Some(vendor.id().to_string())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(super::VendorCall::new(format!("replaying the {object} create"), e).into()),
+    }
+}
+
 /// The provider and parent a child's cleanup goes through, or `None` when
 /// there is nothing to do (never created) or nothing that can be done (parent
 /// and provider gone; a Warning Event says so).

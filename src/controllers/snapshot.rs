@@ -18,7 +18,10 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
 use super::conditions::{self, Health};
-use super::parent::{Dereferenced, child_cleanup_target, dereference};
+use super::parent::{
+    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
+    replay_child_create,
+};
 use super::pipeline::{
     self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
@@ -128,11 +131,9 @@ impl VendorKind for DatabaseSnapshot {
         self.spec.deletion_policy
     }
     fn recorded_parent(&self, status: &DatabaseSnapshotStatus) -> Option<ParentProject> {
-        Some(ParentProject {
-            name: self.spec.project_ref.name.clone(),
-            provider_name: status.provider_name.clone().unwrap_or_default(),
-            project_id: status.project_id.clone().unwrap_or_default(),
-        })
+        let project = &self.spec.project_ref.name;
+        let (provider, project_id) = (status.provider_name.as_ref(), status.project_id.as_ref());
+        Some(recorded_parent(project, provider, project_id))
     }
     fn with_vendor(
         &self,
@@ -143,12 +144,12 @@ impl VendorKind for DatabaseSnapshot {
         let mut status = status.clone();
         status.snapshot_id = Some(vendor.id.clone());
         status.created_at = vendor.created_at.clone().or(status.created_at);
-        Self::mark_parent(&mut status, parent);
+        record_parent(&mut status.provider_name, &mut status.project_id, parent);
         status
     }
     fn mark_create_requested(status: &mut DatabaseSnapshotStatus, parent: Option<&ParentProject>) {
         status.create_requested = true;
-        Self::mark_parent(status, parent);
+        record_parent(&mut status.provider_name, &mut status.project_id, parent);
     }
 
     async fn read(
@@ -204,19 +205,12 @@ impl VendorKind for DatabaseSnapshot {
         parent: Option<&ParentProject>,
         _ctx: &Context,
     ) -> Result<Option<String>, Error> {
-        let project_id = project_id(parent);
-        if project_id.is_empty() {
-            return Ok(None);
-        }
         let key = idempotency_key(self, "snapshot-create")?;
-        match provider
-            .create_snapshot(&snapshot_request(self, project_id), &key)
-            .await
-        {
-            Ok(vendor) => Ok(Some(vendor.id)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(VendorCall::new("replaying the snapshot create", e).into()),
-        }
+        replay_child_create(Object::Snapshot, parent, |project_id| async move {
+            let request = snapshot_request(self, &project_id);
+            provider.create_snapshot(&request, &key).await
+        })
+        .await
     }
 
     async fn delete(
@@ -241,15 +235,6 @@ impl VendorKind for DatabaseSnapshot {
                 project_id(parent)
             ),
         )
-    }
-}
-
-impl DatabaseSnapshot {
-    fn mark_parent(status: &mut DatabaseSnapshotStatus, parent: Option<&ParentProject>) {
-        if let Some(parent) = parent {
-            status.project_id = Some(parent.project_id.clone());
-            status.provider_name = Some(parent.provider_name.clone());
-        }
     }
 }
 

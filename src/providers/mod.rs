@@ -266,46 +266,40 @@ pub trait VendorObject {
     }
 }
 
+/// The [`VendorObject`] methods read straight from a struct's fields.
+macro_rules! vendor_object_fields {
+    () => {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn state(&self) -> &ResourceState {
+            &self.state
+        }
+    };
+    (connectable) => {
+        vendor_object_fields!();
+        fn connection_uri(&self) -> Option<&ConnectionUri> {
+            self.connection_uri.as_ref()
+        }
+        fn pooled_uri(&self) -> Option<&ConnectionUri> {
+            self.pooled_uri.as_ref()
+        }
+    };
+}
+
 impl VendorObject for VendorProject {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn state(&self) -> &ResourceState {
-        &self.state
-    }
-    fn connection_uri(&self) -> Option<&ConnectionUri> {
-        self.connection_uri.as_ref()
-    }
-    fn pooled_uri(&self) -> Option<&ConnectionUri> {
-        self.pooled_uri.as_ref()
-    }
+    vendor_object_fields!(connectable);
 }
 
 impl VendorObject for VendorBranch {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn state(&self) -> &ResourceState {
-        &self.state
-    }
+    vendor_object_fields!(connectable);
     fn project_id(&self) -> Option<&str> {
         Some(&self.project_id)
-    }
-    fn connection_uri(&self) -> Option<&ConnectionUri> {
-        self.connection_uri.as_ref()
-    }
-    fn pooled_uri(&self) -> Option<&ConnectionUri> {
-        self.pooled_uri.as_ref()
     }
 }
 
 impl VendorObject for VendorSnapshot {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn state(&self) -> &ResourceState {
-        &self.state
-    }
+    vendor_object_fields!();
     fn project_id(&self) -> Option<&str> {
         Some(&self.project_id)
     }
