@@ -181,17 +181,75 @@ impl InfraiClient {
         &self.http
     }
 
-    async fn delete(&self, operation: &str, path: &[&str]) -> Result<(), ProviderError> {
+    /// `db.<resource>.create` with `body`.
+    async fn create<W, T>(&self, resource: &str, body: &Value) -> Result<T, ProviderError>
+    where
+        W: serde::de::DeserializeOwned + Into<T>,
+    {
+        let operation = format!("db.{resource}.create");
+        let path = ["v1", "db", resource, "create"];
+        let wire: W = self
+            .http
+            .call(&operation, Method::POST, &path, &[], Some(body))
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.<resource>.get`: one object by id.
+    async fn get<W, T>(&self, resource: &str, id: &str) -> Result<T, ProviderError>
+    where
+        W: serde::de::DeserializeOwned + Into<T>,
+    {
+        let operation = format!("db.{resource}.get");
+        let path = ["v1", "db", resource, "get", id];
+        let wire: W = self
+            .http
+            .call(&operation, Method::GET, &path, &[], None)
+            .await?;
+        Ok(wire.into())
+    }
+
+    /// `db.<resource>.list`: one page, of one project when `project_id` is set.
+    async fn list<W, T>(
+        &self,
+        resource: &str,
+        project_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Page<T>, ProviderError>
+    where
+        W: serde::de::DeserializeOwned + Into<T>,
+    {
+        let mut query = page_query(cursor, limit);
+        if let Some(project_id) = project_id {
+            query.push(("project_id", project_id.to_string()));
+        }
+        let operation = format!("db.{resource}.list");
+        let path = ["v1", "db", resource, "list"];
+        let wire: PageWire<W> = self
+            .http
+            .call(&operation, Method::GET, &path, &query, None)
+            .await?;
+        Ok(Page {
+            items: wire.items.into_iter().map(Into::into).collect(),
+            next_cursor: wire.next_cursor,
+        })
+    }
+
+    /// `db.<resource>.delete`, which answers `{"ok": true}` when done.
+    async fn delete(&self, resource: &str, id: &str) -> Result<(), ProviderError> {
+        let operation = format!("db.{resource}.delete");
+        let path = ["v1", "db", resource, "delete", id];
         let answer: OkWire = self
             .http
-            .call(operation, Method::DELETE, path, &[], None)
+            .call(&operation, Method::DELETE, &path, &[], None)
             .await?;
         if answer.ok {
             Ok(())
         } else {
             Err(ProviderError::NotConfirmed {
                 api: ProviderApi::Infrai,
-                operation: operation.to_string(),
+                operation,
             })
         }
     }
@@ -212,32 +270,12 @@ impl InfraiClient {
                 ("postgres_version", &req.postgres_version),
             ],
         );
-        let wire: ProjectWire = self
-            .http
-            .call(
-                "db.project.create",
-                Method::POST,
-                &["v1", "db", "project", "create"],
-                &[],
-                Some(&body),
-            )
-            .await?;
-        Ok(wire.into())
+        self.create::<ProjectWire, _>("project", &body).await
     }
 
     /// `db.project.get`.
     pub async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
-        let wire: ProjectWire = self
-            .http
-            .call(
-                "db.project.get",
-                Method::GET,
-                &["v1", "db", "project", "get", id],
-                &[],
-                None,
-            )
-            .await?;
-        Ok(wire.into())
+        self.get::<ProjectWire, _>("project", id).await
     }
 
     /// `db.project.list`, one page.
@@ -246,26 +284,13 @@ impl InfraiClient {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Page<VendorProject>, ProviderError> {
-        let wire: PageWire<ProjectWire> = self
-            .http
-            .call(
-                "db.project.list",
-                Method::GET,
-                &["v1", "db", "project", "list"],
-                &page_query(cursor, limit),
-                None,
-            )
-            .await?;
-        Ok(Page {
-            items: wire.items.into_iter().map(Into::into).collect(),
-            next_cursor: wire.next_cursor,
-        })
+        self.list::<ProjectWire, _>("project", None, cursor, limit)
+            .await
     }
 
     /// `db.project.delete` (also removes the project's branches and snapshots).
     pub async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
-        self.delete("db.project.delete", &["v1", "db", "project", "delete", id])
-            .await
+        self.delete("project", id).await
     }
 
     /// `db.branch.create`.
@@ -282,32 +307,12 @@ impl InfraiClient {
             }),
             &[("from_branch", &req.from_branch)],
         );
-        let wire: BranchWire = self
-            .http
-            .call(
-                "db.branch.create",
-                Method::POST,
-                &["v1", "db", "branch", "create"],
-                &[],
-                Some(&body),
-            )
-            .await?;
-        Ok(wire.into())
+        self.create::<BranchWire, _>("branch", &body).await
     }
 
     /// `db.branch.get`.
     pub async fn get_branch(&self, id: &str) -> Result<VendorBranch, ProviderError> {
-        let wire: BranchWire = self
-            .http
-            .call(
-                "db.branch.get",
-                Method::GET,
-                &["v1", "db", "branch", "get", id],
-                &[],
-                None,
-            )
-            .await?;
-        Ok(wire.into())
+        self.get::<BranchWire, _>("branch", id).await
     }
 
     /// `db.branch.list`, one page, optionally of one project.
@@ -317,30 +322,13 @@ impl InfraiClient {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Page<VendorBranch>, ProviderError> {
-        let mut query = page_query(cursor, limit);
-        if let Some(project_id) = project_id {
-            query.push(("project_id", project_id.to_string()));
-        }
-        let wire: PageWire<BranchWire> = self
-            .http
-            .call(
-                "db.branch.list",
-                Method::GET,
-                &["v1", "db", "branch", "list"],
-                &query,
-                None,
-            )
-            .await?;
-        Ok(Page {
-            items: wire.items.into_iter().map(Into::into).collect(),
-            next_cursor: wire.next_cursor,
-        })
+        self.list::<BranchWire, _>("branch", project_id, cursor, limit)
+            .await
     }
 
     /// `db.branch.delete`.
     pub async fn delete_branch(&self, id: &str) -> Result<(), ProviderError> {
-        self.delete("db.branch.delete", &["v1", "db", "branch", "delete", id])
-            .await
+        self.delete("branch", id).await
     }
 
     /// `db.snapshot.create`.
@@ -353,32 +341,12 @@ impl InfraiClient {
             json!({ "project_id": req.project_id, "idempotency_key": idempotency_key }),
             &[("label", &req.label)],
         );
-        let wire: SnapshotWire = self
-            .http
-            .call(
-                "db.snapshot.create",
-                Method::POST,
-                &["v1", "db", "snapshot", "create"],
-                &[],
-                Some(&body),
-            )
-            .await?;
-        Ok(wire.into())
+        self.create::<SnapshotWire, _>("snapshot", &body).await
     }
 
     /// `db.snapshot.get`.
     pub async fn get_snapshot(&self, id: &str) -> Result<VendorSnapshot, ProviderError> {
-        let wire: SnapshotWire = self
-            .http
-            .call(
-                "db.snapshot.get",
-                Method::GET,
-                &["v1", "db", "snapshot", "get", id],
-                &[],
-                None,
-            )
-            .await?;
-        Ok(wire.into())
+        self.get::<SnapshotWire, _>("snapshot", id).await
     }
 
     /// `db.snapshot.list`, one page, optionally of one project.
@@ -388,24 +356,8 @@ impl InfraiClient {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> Result<Page<VendorSnapshot>, ProviderError> {
-        let mut query = page_query(cursor, limit);
-        if let Some(project_id) = project_id {
-            query.push(("project_id", project_id.to_string()));
-        }
-        let wire: PageWire<SnapshotWire> = self
-            .http
-            .call(
-                "db.snapshot.list",
-                Method::GET,
-                &["v1", "db", "snapshot", "list"],
-                &query,
-                None,
-            )
-            .await?;
-        Ok(Page {
-            items: wire.items.into_iter().map(Into::into).collect(),
-            next_cursor: wire.next_cursor,
-        })
+        self.list::<SnapshotWire, _>("snapshot", project_id, cursor, limit)
+            .await
     }
 
     /// `db.snapshot.restore`: a new project from a snapshot. The snapshot id goes
