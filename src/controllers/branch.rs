@@ -2,8 +2,6 @@
 //! the project is Ready, with its own connection Secret. The steps are the
 //! shared [`pipeline`]; this module says what is particular to branches.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -13,8 +11,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
 use super::parent::{
-    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
-    replay_child_create,
+    Dereferenced, dereference, record_parent, recorded_parent, replay_child_create,
 };
 use super::pipeline::{
     self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
@@ -165,15 +162,6 @@ impl VendorKind for DatabaseBranch {
             .map_err(|e| VendorCall::new("creating the branch", e))?;
         let note = format!("created vendor branch {}", vendor.id);
         Ok(Created::New { vendor, note })
-    }
-
-    async fn cleanup_target(
-        &self,
-        ctx: &Context,
-        status: &DatabaseBranchStatus,
-        _left: &str,
-    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
-        child_cleanup_target(self, ctx, status).await
     }
 
     /// The create may have reached the vendor before the id was saved: replay

@@ -8,8 +8,6 @@
 //! until its project is deleted, which the Ready message and a `Normal` Event
 //! on deletion say, and the resource is released without blocking.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -19,8 +17,7 @@ use kube::runtime::watcher;
 
 use super::conditions::{self, Health};
 use super::parent::{
-    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
-    replay_child_create,
+    Dereferenced, dereference, record_parent, recorded_parent, replay_child_create,
 };
 use super::pipeline::{
     self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
@@ -187,15 +184,6 @@ impl VendorKind for DatabaseSnapshot {
             .map_err(|e| VendorCall::new("creating the snapshot", e))?;
         let note = format!("took vendor snapshot {}", vendor.id);
         Ok(Created::New { vendor, note })
-    }
-
-    async fn cleanup_target(
-        &self,
-        ctx: &Context,
-        status: &DatabaseSnapshotStatus,
-        _left: &str,
-    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
-        child_cleanup_target(self, ctx, status).await
     }
 
     async fn replay_create(

@@ -113,13 +113,16 @@ pub trait VendorKind: Managed {
     ) -> Result<Created<Self::Vendor>, Error>;
 
     /// The provider (and parent) a cleanup goes through, or `None` when it
-    /// cannot be reached any more (an Event has said why).
+    /// cannot be reached any more (an Event has said why). By default, a
+    /// child's: through its parent project's provider.
     async fn cleanup_target(
         &self,
         ctx: &Context,
         status: &Self::Status,
-        left: &str,
-    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error>;
+        _left: &str,
+    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+        super::parent::child_cleanup_target(self, ctx, status).await
+    }
 
     /// Replays a create whose answer was never saved (same idempotency key),
     /// to learn the id; `None` when it made nothing.
