@@ -45,4 +45,10 @@ mod tests {
         }
         assert_eq!(VENDORS.len(), ProviderApi::iter().count());
     }
+
+    #[test]
+    fn every_registered_vendor_has_its_emulator_under_its_name() {
+        let registered: Vec<String> = VENDORS.iter().map(|v| v.api.to_string()).collect();
+        assert_eq!(crate::emulator::api_names(), registered);
+    }
 }
