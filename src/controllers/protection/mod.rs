@@ -54,6 +54,8 @@ pub fn namespaced_finalizer(own_namespace: &str) -> String {
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// The loop also runs this often without any trigger.
 const RESYNC: Duration = Duration::from_secs(60);
+/// How soon the loop looks again while a deleting provider waits for its users.
+const PENDING_RECHECK: Duration = Duration::from_secs(1);
 /// Page size of the confirming live lists.
 const PAGE: u32 = 500;
 
@@ -502,6 +504,14 @@ impl Watched {
         self.stores.wait_until_ready().await;
     }
 
+    /// Whether a provider being deleted still has users in `plan`.
+    fn deletion_pending(&self, plan: &plan::Plan) -> bool {
+        self.providers.state().iter().any(|provider| {
+            provider.meta().deletion_timestamp.is_some()
+                && plan.provider_in_use(&provider.name_any())
+        })
+    }
+
     /// The plan for what the caches hold now.
     fn plan(&self, finalizer: &str) -> plan::Plan {
         let stores = &self.stores;
@@ -558,8 +568,17 @@ async fn keep_protected(
             tokio::time::sleep(super::jitter(Duration::from_secs(1), 0.5)).await;
             continue;
         }
-        // Wait for the next trigger, then let a burst settle.
-        if triggers.next().await.is_none() {
+        // Wait for the next trigger, then let a burst settle. While a deleting
+        // provider still has users, look again soon as well: the users' own
+        // deletions reach the caches with no trigger of their own.
+        let next = if watched.deletion_pending(&plan) {
+            tokio::time::timeout(PENDING_RECHECK, triggers.next())
+                .await
+                .unwrap_or(Some(()))
+        } else {
+            triggers.next().await
+        };
+        if next.is_none() {
             return;
         }
         tokio::time::sleep(DEBOUNCE).await;
