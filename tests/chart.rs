@@ -104,6 +104,37 @@ fn the_chart_lints_and_rejects_bad_values() {
 }
 
 #[test]
+fn a_default_provider_without_a_documented_endpoint_must_name_one() {
+    let helm = helm();
+    let template = |sets: &[&str]| {
+        let mut args = vec![
+            "template",
+            "dbops",
+            "charts/dbops",
+            "--kube-version",
+            "1.33.0",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        try_run(&helm, &args)
+    };
+    let on = "defaultProvider.enabled=true";
+    for api in ["supabase", "capydb"] {
+        let api = format!("defaultProvider.api={api}");
+        let (ok, output) = template(&[on, &api]);
+        assert!(!ok, "{api} without an endpoint must be refused: {output}");
+        assert!(output.contains("endpoint"), "{output}");
+        let (ok, output) = template(&[on, &api, "defaultProvider.endpoint=https://x.example"]);
+        assert!(ok, "{api} with an endpoint renders: {output}");
+    }
+    for api in ["infrai", "db9"] {
+        let (ok, output) = template(&[on, &format!("defaultProvider.api={api}")]);
+        assert!(ok, "{api} has a documented endpoint: {output}");
+    }
+}
+
+#[test]
 fn the_pod_runs_under_pod_security_restricted() {
     let docs = render(&[]);
     let deployment = of_kind(&docs, "Deployment")[0];

@@ -17,11 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use dbops::api::v1alpha1::{ByokCredential, DatabaseBranch, DatabaseProject, DatabaseSnapshot};
+use dbops::api::v1alpha1::{
+    ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot,
+};
 use dbops::controllers::Managed;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -842,6 +844,46 @@ async fn an_immutable_field_edit_is_refused_by_the_api_server() {
         bad_interval.contains("credentialRotation.interval"),
         "{bad_interval}"
     );
+    // A provider of an API whose document gives no public endpoint must name one.
+    let providers: Api<DatabaseProvider> = Api::all(env.client.clone());
+    let provider = |api: &str, endpoint: Option<&str>| -> DatabaseProvider {
+        let mut spec = json!({
+            "api": api,
+            "credentialsSecretRef": { "name": "k", "namespace": env.ns, "key": "apiKey" },
+        });
+        if let Some(endpoint) = endpoint {
+            spec["endpoint"] = json!(endpoint);
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "dbops.dev/v1alpha1",
+            "kind": "DatabaseProvider",
+            "metadata": { "name": format!("{}-{api}", env.ns) },
+            "spec": spec,
+        }))
+        .unwrap()
+    };
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for api in ["supabase", "capydb"] {
+        let refused = providers
+            .create(&dry_run, &provider(api, None))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("spec.endpoint is required"), "{refused}");
+        providers
+            .create(&dry_run, &provider(api, Some("https://vendor.example")))
+            .await
+            .unwrap();
+    }
+    for api in ["infrai", "db9"] {
+        providers
+            .create(&dry_run, &provider(api, None))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

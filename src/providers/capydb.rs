@@ -28,13 +28,13 @@ use super::{
 };
 use crate::api::v1alpha1::ProviderApi;
 
-/// Public endpoint of the CapyDB API (the document only shows `https://example.com`).
-pub const DEFAULT_ENDPOINT: &str = "https://api.capydb.com";
+// The CapyDB document shows only `https://example.com`, so there is no
+// default endpoint: a CapyDB provider must set `spec.endpoint`.
 
 /// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Capydb,
-    default_endpoint: DEFAULT_ENDPOINT,
+    default_endpoint: None,
     build: |http, _spec| std::sync::Arc::new(CapyDbClient::new(http)),
 };
 

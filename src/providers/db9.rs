@@ -39,7 +39,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.db9.ai";
 /// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Db9,
-    default_endpoint: DEFAULT_ENDPOINT,
+    default_endpoint: Some(DEFAULT_ENDPOINT),
     build: |http, _spec| std::sync::Arc::new(Db9Client::new(http)),
 };
 

@@ -21,7 +21,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.infrai.cc";
 /// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Infrai,
-    default_endpoint: DEFAULT_ENDPOINT,
+    default_endpoint: Some(DEFAULT_ENDPOINT),
     build: |http, _spec| std::sync::Arc::new(InfraiClient::new(http)),
 };
 

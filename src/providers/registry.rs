@@ -45,11 +45,15 @@ impl ProviderConfig {
         }
     }
 
-    /// The endpoint requests go to: `spec.endpoint`, else the vendor's public one.
+    /// The endpoint requests go to: `spec.endpoint`, else the public one the
+    /// vendor's document gives. Where the document gives none, there is no
+    /// default to guess: the provider must name its endpoint.
     pub fn effective_endpoint(&self) -> Result<&str, BuildError> {
         match &self.spec.endpoint {
             Some(endpoint) => Ok(endpoint),
-            None => Ok(vendors::vendor(self.spec.api)?.default_endpoint),
+            None => vendors::vendor(self.spec.api)?
+                .default_endpoint
+                .ok_or(BuildError::EndpointRequired(self.spec.api)),
         }
     }
 
@@ -65,6 +69,10 @@ pub enum BuildError {
     Config(#[from] ConfigError),
     #[error("the {0} API is not implemented by this version of dbops")]
     NotImplemented(ProviderApi),
+    #[error(
+        "spec.endpoint is required: the {0} API document gives no public endpoint to default to"
+    )]
+    EndpointRequired(ProviderApi),
 }
 
 /// Provider clients by `DatabaseProvider` name, rebuilt when the provider or its
@@ -133,4 +141,30 @@ pub fn build(
         None => http,
     };
     Ok((vendor.build)(http, &config.spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_documented_endpoints_are_defaults() {
+        let key = || SecretString::from("k".to_string());
+        let infrai = ProviderConfig::new(ProviderApi::Infrai, None, key());
+        assert_eq!(
+            infrai.effective_endpoint().unwrap(),
+            "https://api.infrai.cc"
+        );
+        let capydb = ProviderConfig::new(ProviderApi::Capydb, None, key());
+        assert_eq!(
+            capydb.effective_endpoint().unwrap_err().to_string(),
+            "spec.endpoint is required: the capydb API document gives no public endpoint to default to"
+        );
+        let named = ProviderConfig::new(
+            ProviderApi::Supabase,
+            Some("https://x.example".into()),
+            key(),
+        );
+        assert_eq!(named.effective_endpoint().unwrap(), "https://x.example");
+    }
 }

@@ -29,13 +29,13 @@ use super::{
 };
 use crate::api::v1alpha1::ProviderApi;
 
-/// Public endpoint of the Supabase Management API.
-pub const DEFAULT_ENDPOINT: &str = "https://api.supabase.com";
+// The Management API document names no base URL, so there is no default
+// endpoint: a Supabase provider must set `spec.endpoint`.
 
 /// This vendor's entry in [`super::VENDORS`].
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Supabase,
-    default_endpoint: DEFAULT_ENDPOINT,
+    default_endpoint: None,
     build: |http, spec| {
         std::sync::Arc::new(SupabaseClient::new(
             http,

@@ -14,8 +14,10 @@ use crate::api::v1alpha1::{DatabaseProviderSpec, ProviderApi};
 /// How dbops talks to one vendor API.
 pub struct Vendor {
     pub api: ProviderApi,
-    /// Where requests go when a `DatabaseProvider` names no `endpoint`.
-    pub default_endpoint: &'static str,
+    /// Where requests go when a `DatabaseProvider` names no `endpoint`: the
+    /// public endpoint the vendor's document gives. `None` when it gives none;
+    /// then `endpoint` is required (admission refuses a provider without it).
+    pub default_endpoint: Option<&'static str>,
     /// The client for one account: an authenticated HTTP client plus the
     /// provider's spec, for settings only this vendor reads.
     pub build: fn(VendorHttp, &DatabaseProviderSpec) -> Arc<dyn Provider>,
@@ -44,6 +46,23 @@ mod tests {
             );
         }
         assert_eq!(VENDORS.len(), ProviderApi::iter().count());
+    }
+
+    #[test]
+    fn the_crd_requires_an_endpoint_exactly_where_no_default_is_documented() {
+        let with_default: Vec<String> = VENDORS
+            .iter()
+            .filter(|v| v.default_endpoint.is_some())
+            .map(|v| format!("'{}'", v.api))
+            .collect();
+        assert_eq!(
+            crate::api::v1alpha1::ENDPOINT_RULE,
+            format!(
+                "self.api in [{}] || has(self.endpoint)",
+                with_default.join(", ")
+            ),
+            "the CEL rule on DatabaseProvider.spec must list the APIs with a documented endpoint"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +8,7 @@ use super::common::Conditions;
 ///
 /// Cluster-scoped and owned by the platform team. Namespaced dbops resources
 /// name it in `spec.providerRef.name` (default `default`).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "dbops.dev",
     doc = "A vendor API account (endpoint and API key Secret) that dbops resources provision through.",
@@ -26,12 +26,14 @@ use super::common::Conditions;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(ENDPOINT_RULE).message("spec.endpoint is required for this api: its document gives no public endpoint to default to"))]
 pub struct DatabaseProviderSpec {
     /// Which vendor API this provider speaks.
     pub api: ProviderApi,
 
-    /// Base URL of the API, e.g. `https://api.infrai.cc`. Defaults to the vendor's
-    /// public endpoint. Point it at `http://127.0.0.1:8470/infrai` (the emulator
+    /// Base URL of the API, e.g. `https://api.infrai.cc`. Defaults to the public
+    /// endpoint the vendor's document gives (infrai, DB9); required for the
+    /// APIs whose document gives none (Supabase, CapyDB). Point it at `http://127.0.0.1:8470/infrai` (the emulator
     /// built into `dbops run`) for local development.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
@@ -57,6 +59,10 @@ pub struct DatabaseProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_budget: Option<RequestBudget>,
 }
+
+/// The CEL rule that requires `endpoint` for every API without a documented
+/// public endpoint (a test keeps its list equal to the vendor registry's).
+pub const ENDPOINT_RULE: &str = "self.api in ['infrai', 'db9'] || has(self.endpoint)";
 
 fn default_request_timeout_seconds() -> u32 {
     30
