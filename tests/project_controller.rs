@@ -575,3 +575,41 @@ async fn a_transient_vendor_outage_backs_off_and_shows_reconciling() {
     assert_ne!(action, Action::await_change());
     assert_ne!(action, Action::requeue(h.ctx.settings.stalled_recheck));
 }
+
+#[tokio::test]
+async fn an_account_out_of_credit_stalls_with_a_reason_and_recovers_after_a_top_up() {
+    let h = Harness::new().await;
+    h.emulator.infrai.set_out_of_credit(true);
+    create(&h, "broke", spec()).await;
+    // The first pass adds the finalizer; the next one calls the vendor.
+    let mut error = None;
+    for _ in 0..3 {
+        if let Err(e) = reconcile(&h, "broke").await {
+            error = Some(e);
+            break;
+        }
+    }
+    let error = error.expect("the create is refused");
+    assert_eq!(error.category(), "InsufficientCredit");
+    assert!(
+        !error.is_transient(),
+        "needs the user: Stalled, not retried hot"
+    );
+    let p = get(&h, "broke").await.unwrap();
+    assert_eq!(
+        condition(&p, STALLED),
+        ("True".to_string(), "InsufficientCredit".to_string())
+    );
+    let status = p.status.unwrap();
+    let message = &status.conditions.get(STALLED).unwrap().message;
+    assert!(
+        message.contains("out of credit: top it up"),
+        "says what to do: {message}"
+    );
+    assert!(h.emulator.infrai.projects().is_empty());
+
+    h.emulator.infrai.set_out_of_credit(false);
+    let p = support::reconcile_until_ready::<DatabaseProject>(&h, "broke", 3).await;
+    assert_eq!(condition(&p, READY).0, "True");
+    assert_eq!(h.emulator.infrai.projects().len(), 1);
+}

@@ -37,9 +37,10 @@ pub use reconciler::{Lifecycle, Managed, reconcile};
 /// Finalizer guarding vendor state; removed only once the vendor object is gone (or retained).
 pub const FINALIZER: &str = "dbops.dev/vendor-cleanup";
 
-/// A vendor call that failed, with what the controller was doing.
+/// A vendor call that failed, with what the controller was doing (and what
+/// the user can do about it, when there is something to say).
 #[derive(Debug, thiserror::Error)]
-#[error("{action}: {source}")]
+#[error("{action}: {source}{}", source.advice().map(|a| format!("; {a}")).unwrap_or_default())]
 pub struct VendorCall {
     pub action: String,
     #[source]

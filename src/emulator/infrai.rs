@@ -93,6 +93,9 @@ impl HasIdempotency for InfraiState {
 pub struct InfraiEmulator {
     api_keys: ApiKeys,
     state: Store<InfraiState>,
+    /// The account is out of credit: every billed call answers 402
+    /// `INSUFFICIENT_CREDIT`, the one error the document names.
+    out_of_credit: std::sync::atomic::AtomicBool,
     /// The `/v1/byok` module's state.
     pub byok: ByokState,
 }
@@ -111,6 +114,7 @@ impl InfraiEmulator {
         Self {
             api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
+            out_of_credit: Default::default(),
             byok: ByokState::default(),
         }
     }
@@ -127,6 +131,14 @@ impl InfraiEmulator {
                 region: p.region.clone(),
             })
             .collect()
+    }
+
+    /// Spends (or tops up) the account's credit. The document bills every
+    /// call and names 402 `INSUFFICIENT_CREDIT` for an empty account; it gives
+    /// no prices, so the emulator is either funded or not.
+    pub fn set_out_of_credit(&self, out: bool) {
+        self.out_of_credit
+            .store(out, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Number of branches (default branches included).
@@ -279,6 +291,18 @@ fn snapshot_json(s: &SnapshotRecord) -> Value {
     v
 }
 
+/// Refuses a billed call when the account is out of credit.
+fn billed(emu: &InfraiEmulator) -> Result<(), InfraiError> {
+    if emu.out_of_credit.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(InfraiError::coded(
+            StatusCode::PAYMENT_REQUIRED,
+            "INSUFFICIENT_CREDIT",
+            "the account has no credit left; POST /v1/account/topup",
+        ));
+    }
+    Ok(())
+}
+
 fn remove_project(state: &mut InfraiState, id: &str) {
     state.projects.remove(id);
     state.branches.retain(|_, b| b.project_id != id);
@@ -328,6 +352,7 @@ impl Vendor for InfraiEmulator {
 }
 
 async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
+    billed(&emu)?;
     let body = json_object(&body)?;
     emu.state
         .idempotent("db.project.create", body, |state, body| {
@@ -365,6 +390,7 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    billed(&emu)?;
     let state = emu.state.lock();
     let project = state
         .projects
@@ -396,6 +422,7 @@ pub(super) fn page(items: Vec<(u64, Value)>, query: &PageQuery) -> Answer {
 }
 
 async fn project_list(State(emu): State<Shared>, Query(query): Query<PageQuery>) -> Answer {
+    billed(&emu)?;
     let state = emu.state.lock();
     let items = state
         .projects
@@ -406,6 +433,7 @@ async fn project_list(State(emu): State<Shared>, Query(query): Query<PageQuery>)
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    billed(&emu)?;
     let mut state = emu.state.lock();
     if !state.projects.contains_key(&id) {
         return Err(InfraiError::not_found("project", &id));
@@ -415,6 +443,7 @@ async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> An
 }
 
 async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
+    billed(&emu)?;
     let body = json_object(&body)?;
     emu.state
         .idempotent("db.branch.create", body, |state, body| {
@@ -453,6 +482,7 @@ async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    billed(&emu)?;
     let state = emu.state.lock();
     let branch = state
         .branches
@@ -466,6 +496,7 @@ async fn branch_list(
     Query(query): Query<PageQuery>,
     Query(filter): Query<ProjectFilter>,
 ) -> Answer {
+    billed(&emu)?;
     let state = emu.state.lock();
     let items = state
         .branches
@@ -477,6 +508,7 @@ async fn branch_list(
 }
 
 async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    billed(&emu)?;
     let mut state = emu.state.lock();
     let branch = state
         .branches
@@ -494,6 +526,7 @@ async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Ans
 }
 
 async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
+    billed(&emu)?;
     let body = json_object(&body)?;
     emu.state
         .idempotent("db.snapshot.create", body, |state, body| {
@@ -526,6 +559,7 @@ async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
 }
 
 async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    billed(&emu)?;
     let state = emu.state.lock();
     let snapshot = state
         .snapshots
@@ -539,6 +573,7 @@ async fn snapshot_list(
     Query(query): Query<PageQuery>,
     Query(filter): Query<ProjectFilter>,
 ) -> Answer {
+    billed(&emu)?;
     let state = emu.state.lock();
     let items = state
         .snapshots
@@ -554,6 +589,7 @@ async fn snapshot_restore(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Answer {
+    billed(&emu)?;
     let mut body = json_object(&body)?;
     // The document puts the snapshot id both in the path and in the body.
     match optional_str(&body, "snapshot_id")? {

@@ -95,11 +95,23 @@ impl ProviderError {
         }
     }
 
+    /// What the user can do about this failure, when there is something to say.
+    pub fn advice(&self) -> Option<&'static str> {
+        match self {
+            Self::Http { status: 402, .. } => Some(
+                "the vendor account is out of credit: top it up, and dbops tries again on its own",
+            ),
+            _ => None,
+        }
+    }
+
     /// A short, static label for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {
             Self::Http { status: 401, .. } => "VendorUnauthorized",
-            Self::Http { status: 402, .. } => "VendorPaymentRequired",
+            // infrai names it `INSUFFICIENT_CREDIT`; judged by status alone,
+            // as no document shows the error body.
+            Self::Http { status: 402, .. } => "InsufficientCredit",
             Self::Http { status: 403, .. } => "VendorForbidden",
             Self::Http { status: 404, .. } => "VendorNotFound",
             Self::Http { status: 409, .. } => "VendorConflict",
