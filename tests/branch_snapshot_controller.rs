@@ -357,11 +357,10 @@ async fn restore_waits_for_the_snapshot_then_makes_a_new_project_with_its_data()
     assert!(status.restored_from_snapshot_id.is_some());
     let vendor = h.emulator.infrai.projects();
     assert_eq!(vendor.len(), 2);
-    assert!(
-        vendor
-            .iter()
-            .any(|p| p.id == new_id && p.name == "team-a-shop-restored")
-    );
+    let uid = r.metadata.uid.unwrap();
+    let expected = dbops::providers::generated_name("team-a", "shop-restored", &uid);
+    assert!(expected.starts_with("team-a-shop-restored-"));
+    assert!(vendor.iter().any(|p| p.id == new_id && p.name == expected));
     let (_, data) = h
         .emulator
         .infrai

@@ -90,7 +90,10 @@ async fn creates_the_project_writes_the_secret_and_becomes_ready() {
     let status = p.status.clone().unwrap();
     let vendor = h.emulator.infrai.projects();
     assert_eq!(vendor.len(), 1);
-    assert_eq!(vendor[0].name, "team-a-shop");
+    // `<namespace>-<name>-<last 8 hex of the UID>`: unique, and this resource's own.
+    let full_uid = p.metadata.uid.clone().unwrap();
+    let uid = &full_uid[full_uid.len() - 8..];
+    assert_eq!(vendor[0].name, format!("team-a-shop-{uid}"));
     assert_eq!(vendor[0].region, "eu-central-1");
     assert_eq!(status.project_id.as_deref(), Some(vendor[0].id.as_str()));
     assert_eq!(status.observed_generation, p.metadata.generation);

@@ -38,13 +38,14 @@ pub use super::error::{Error, Object};
 crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER);
 
 /// Name of the project at the vendor: `spec.projectName`, else the provider's
-/// default for this resource.
+/// default for this resource (unique to it: see [`crate::providers::generated_name`]).
 pub fn vendor_project_name(project: &DatabaseProject, provider: &dyn Provider) -> String {
     match &project.spec.project_name {
         Some(name) => name.clone(),
         None => provider.default_project_name(
             &project.namespace().unwrap_or_default(),
             &project.name_any(),
+            project.metadata.uid.as_deref().unwrap_or_default(),
         ),
     }
 }

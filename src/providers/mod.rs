@@ -249,6 +249,33 @@ pub struct VendorSnapshot {
     pub state: ResourceState,
 }
 
+/// The longest name dbops generates for a vendor object (the strictest
+/// vendor limit it knows: Postgres identifiers, DNS labels).
+pub const MAX_GENERATED_NAME: usize = 63;
+
+/// A vendor name for resource `namespace/name` with UID `uid`:
+/// `<namespace>-<name>` (dots made dashes: not every vendor takes them), cut
+/// to fit, then `-` and the first 8 hex digits of the UID. The suffix makes
+/// the name unique where the readable part is not (`a.b` and `a-b`;
+/// namespace `a-b` name `c` and namespace `a` name `b-c`; names sharing a long
+/// prefix), and it marks the object as this resource's own: finding it by
+/// name after a lost answer can only find what this resource made.
+pub fn generated_name(namespace: &str, name: &str, uid: &str) -> String {
+    let hex: Vec<char> = uid.chars().filter(char::is_ascii_hexdigit).collect();
+    let suffix: String = hex[hex.len().saturating_sub(8)..]
+        .iter()
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let readable = format!("{namespace}-{name}").replace('.', "-");
+    if suffix.is_empty() {
+        // Only objects never stored have no UID.
+        return readable.chars().take(MAX_GENERATED_NAME).collect();
+    }
+    let room = MAX_GENERATED_NAME - suffix.len() - 1;
+    let readable: String = readable.chars().take(room).collect();
+    format!("{}-{suffix}", readable.trim_end_matches('-'))
+}
+
 /// What the pipeline reads of every vendor object: its id, its life-cycle
 /// state, the project it belongs to (branches, snapshots) and how to connect
 /// to it (projects, branches).
@@ -492,15 +519,10 @@ pub trait Provider: ProjectApi {
         false
     }
 
-    /// The name a new project gets at this vendor when the spec names none:
-    /// `<namespace>-<name>`, dots made dashes (dots are legal in Kubernetes
-    /// names but not in every vendor's), cut to 63 characters.
-    fn default_project_name(&self, namespace: &str, name: &str) -> String {
-        format!("{namespace}-{name}")
-            .replace('.', "-")
-            .chars()
-            .take(63)
-            .collect()
+    /// The name a new project gets at this vendor when the spec names none
+    /// ([`generated_name`]): unique to the resource, and carrying its identity.
+    fn default_project_name(&self, namespace: &str, name: &str, uid: &str) -> String {
+        generated_name(namespace, name, uid)
     }
 
     /// What to do instead of `operation` when this provider lacks it, for the
@@ -603,5 +625,53 @@ impl dyn Provider + '_ {
     /// The BYOK family, or the error for lacking `operation`.
     pub fn byok_for(&self, operation: Operation) -> Result<&dyn ByokApi> {
         self.byok().ok_or_else(|| self.unsupported(operation))
+    }
+}
+
+#[cfg(test)]
+mod generated_name_tests {
+    use super::*;
+
+    const UID_A: &str = "3f2a9c1e-0b7d-4e55-9a61-2c8d7e4f1a09";
+    const UID_B: &str = "7c41d2aa-95e0-4b3f-8f12-6d0e9b3c5a77";
+
+    #[test]
+    fn names_carry_the_resource_and_its_uid() {
+        assert_eq!(
+            generated_name("team-a", "shop", UID_A),
+            "team-a-shop-7e4f1a09"
+        );
+        assert_eq!(
+            generated_name("team-a", "shop", UID_A),
+            generated_name("team-a", "shop", UID_A)
+        );
+    }
+
+    #[test]
+    fn readable_collisions_are_told_apart() {
+        // Dots made dashes, and dashes on either side of the join.
+        assert_ne!(
+            generated_name("a", "b.c", UID_A),
+            generated_name("a", "b-c", UID_B)
+        );
+        assert_ne!(
+            generated_name("a-b", "c", UID_A),
+            generated_name("a", "b-c", UID_B)
+        );
+        // A shared 63-character prefix.
+        let long = "x".repeat(80);
+        let one = generated_name("ns", &format!("{long}1"), UID_A);
+        let two = generated_name("ns", &format!("{long}2"), UID_B);
+        assert_ne!(one, two);
+        assert!(one.len() <= MAX_GENERATED_NAME && two.len() <= MAX_GENERATED_NAME);
+    }
+
+    #[test]
+    fn a_cut_never_leaves_a_double_dash() {
+        // "n-" and 51 x: the cut at 54 characters ends on the dash before "y".
+        let name = format!("{}-y", "x".repeat(51));
+        let generated = generated_name("n", &name, UID_A);
+        assert!(!generated.contains("--"), "{generated}");
+        assert!(generated.ends_with("-7e4f1a09"));
     }
 }

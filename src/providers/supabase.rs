@@ -351,8 +351,10 @@ impl SupabaseClient {
     /// second one. A crash between the create and the status update therefore
     /// never duplicates the project, and the reused project has the password
     /// the operator kept (it wrote it before the first attempt). Project names
-    /// the operator chooses carry the namespace, so they do not collide with
-    /// projects made by hand.
+    /// the operator generates end in the resource's UID
+    /// ([`super::generated_name`]), so only this resource's own create can
+    /// have made a project of that name. A name set in `spec.projectName` is
+    /// reused as found.
     ///
     /// `region` is sent as `region` (the document's field, deprecated in favour
     /// of `region_selection`); `plan` as `desired_instance_size`. `vendor` and

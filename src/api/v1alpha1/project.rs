@@ -69,7 +69,8 @@ pub struct DatabaseProjectSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("providerRef is immutable: create a new DatabaseProject to move to another provider"))]
     pub provider_ref: ProviderRef,
 
-    /// Name of the project at the vendor. Defaults to `<namespace>-<name>`. Immutable.
+    /// Name of the project at the vendor. Defaults to `<namespace>-<name>-<uid>`
+    /// (the last 8 hex digits of the UID: unique to this resource). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("projectName is immutable"))]
