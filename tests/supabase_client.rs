@@ -241,6 +241,18 @@ async fn create_needs_an_organization_a_password_and_managed_mode() {
     };
     let err = c.create_project(&byok).await.unwrap_err();
     assert!(err.to_string().contains("MODE_UNSUPPORTED"), "{err}");
+
+    // The document gives no way to ask for a version: refused, not dropped.
+    let versioned = ProjectRequest {
+        postgres_version: Some("16".into()),
+        ..project("p")
+    };
+    let err = c.create_project(&versioned).await.unwrap_err();
+    assert!(
+        err.to_string().contains("remove spec.postgresVersion"),
+        "{err}"
+    );
+    assert!(!err.is_transient());
     assert_eq!(emu.supabase.project_count(), 0, "nothing reached Supabase");
 }
 

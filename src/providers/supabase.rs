@@ -356,10 +356,11 @@ impl SupabaseClient {
     /// have made a project of that name. A name set in `spec.projectName` is
     /// reused as found.
     ///
-    /// `region` is sent as `region` (the document's field, deprecated in favour
-    /// of `region_selection`); `plan` as `desired_instance_size`. `vendor` and
-    /// `postgres_version` are not sent (Supabase picks the engine), and
-    /// `mode: byok` is refused: the Management API has no BYOK.
+    /// `region` is sent as `region`: the document marks it deprecated in
+    /// favour of `region_selection`, but shows none of `region_selection`'s
+    /// options, so sending those would be a guess. `plan` goes as
+    /// `desired_instance_size`. `vendor` is not sent (Supabase is the vendor);
+    /// `postgres_version` and `mode: byok` are refused with a clear reason.
     pub async fn create_project(
         &self,
         req: &ProjectRequest,
@@ -384,6 +385,16 @@ impl SupabaseClient {
                 OPERATION,
                 "MODE_UNSUPPORTED",
                 "mode: byok is not available on the Supabase Management API",
+            ));
+        }
+        if req.postgres_version.is_some() {
+            // The create body's only engine field, `postgres_engine`, is
+            // deprecated and the document lists none of its values: sending a
+            // version would be a guess, and dropping it would hide the request.
+            return Err(rejected(
+                OPERATION,
+                "POSTGRES_VERSION_UNSUPPORTED",
+                "Supabase picks the Postgres version of a new project and its Management API takes none; remove spec.postgresVersion",
             ));
         }
         if let Some(existing) = self.list_project_wires().await?.into_iter().find(|p| {
