@@ -34,13 +34,18 @@ pub use super::error::{Error, Object};
 
 crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER);
 
-/// Name of the branch at the vendor: `spec.branchName`, else the resource name.
-pub fn vendor_branch_name(branch: &DatabaseBranch) -> String {
-    branch
-        .spec
-        .branch_name
-        .clone()
-        .unwrap_or_else(|| branch.name_any())
+/// Name of the branch at the vendor: `spec.branchName`, else the provider's
+/// default for this resource (its name, or a unique name where branch names
+/// are account-wide).
+pub fn vendor_branch_name(branch: &DatabaseBranch, provider: &dyn Provider) -> String {
+    match &branch.spec.branch_name {
+        Some(name) => name.clone(),
+        None => provider.default_branch_name(
+            &branch.namespace().unwrap_or_default(),
+            &branch.name_any(),
+            branch.metadata.uid.as_deref().unwrap_or_default(),
+        ),
+    }
 }
 
 /// Name of the connection Secret: `spec.writeConnectionSecretTo.name`, else `<name>-connection`.
@@ -52,10 +57,14 @@ pub fn connection_secret_name(branch: &DatabaseBranch) -> String {
 }
 
 /// The vendor create request for this branch of vendor project `project_id`.
-pub fn branch_request(branch: &DatabaseBranch, project_id: &str) -> BranchRequest {
+pub fn branch_request(
+    branch: &DatabaseBranch,
+    provider: &dyn Provider,
+    project_id: &str,
+) -> BranchRequest {
     BranchRequest {
         project_id: project_id.to_string(),
-        branch_name: vendor_branch_name(branch),
+        branch_name: vendor_branch_name(branch, provider),
         from_branch: branch.spec.from_branch.clone(),
     }
 }
@@ -157,7 +166,7 @@ impl VendorKind for DatabaseBranch {
         .await?;
         let key = idempotency_key(self, "branch-create")?;
         let vendor = provider
-            .create_branch(&branch_request(self, project_id(parent)), &key)
+            .create_branch(&branch_request(self, &**provider, project_id(parent)), &key)
             .await
             .map_err(|e| VendorCall::new("creating the branch", e))?;
         let note = format!("created vendor branch {}", vendor.id);
@@ -176,7 +185,7 @@ impl VendorKind for DatabaseBranch {
     ) -> Result<Option<String>, Error> {
         let key = idempotency_key(self, "branch-create")?;
         replay_child_create(Object::Branch, parent, |project_id| async move {
-            let request = branch_request(self, &project_id);
+            let request = branch_request(self, provider, &project_id);
             provider.create_branch(&request, &key).await
         })
         .await

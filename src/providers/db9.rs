@@ -630,6 +630,11 @@ impl CredentialApi for Db9Client {
 /// keeps its default, `false`).
 /// DB9 has no BYOK API.
 impl Provider for Db9Client {
+    /// DB9 branches are databases, whose names are unique per account: a
+    /// branch's default name carries its namespace and UID, like a project's.
+    fn default_branch_name(&self, namespace: &str, name: &str, uid: &str) -> String {
+        super::generated_name(namespace, name, uid)
+    }
     fn api(&self) -> ProviderApi {
         ProviderApi::Db9
     }
@@ -697,6 +702,26 @@ mod tests {
         assert!(matches!(restore_state("running"), RestoreState::Running));
         assert!(matches!(restore_state("completed"), RestoreState::Done));
         assert!(matches!(restore_state("failed"), RestoreState::Failed));
+    }
+
+    #[test]
+    fn branch_names_are_account_wide_so_they_carry_namespace_and_uid() {
+        let client = Db9Client::new(
+            VendorHttp::new(
+                ProviderApi::Db9,
+                "http://127.0.0.1:1",
+                &secrecy::SecretString::from("k".to_string()),
+                std::time::Duration::from_secs(1),
+                None,
+            )
+            .unwrap(),
+        );
+        let uid_a = "00000000-0000-0000-0000-0000000000a1";
+        let uid_b = "00000000-0000-0000-0000-0000000000b2";
+        let a = client.default_branch_name("team-a", "preview", uid_a);
+        let b = client.default_branch_name("team-b", "preview", uid_b);
+        assert_eq!(a, "team-a-preview-000000a1");
+        assert_ne!(a, b);
     }
 
     #[test]

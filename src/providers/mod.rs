@@ -525,6 +525,14 @@ pub trait Provider: ProjectApi {
         generated_name(namespace, name, uid)
     }
 
+    /// The name a new branch gets when the spec names none: the resource's
+    /// name, where branch names are scoped to their project. A vendor whose
+    /// branch names share one account-wide space overrides this.
+    fn default_branch_name(&self, namespace: &str, name: &str, uid: &str) -> String {
+        let _ = (namespace, uid);
+        name.to_string()
+    }
+
     /// What to do instead of `operation` when this provider lacks it, for the
     /// `UnsupportedByProvider` message (`None`: no specific advice).
     fn unsupported_hint(&self, operation: Operation) -> Option<&'static str> {

@@ -54,7 +54,8 @@ pub struct DatabaseBranchSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("projectRef is immutable"))]
     pub project_ref: LocalObjectRef,
 
-    /// Name of the branch at the vendor. Defaults to the resource name. Immutable.
+    /// Name of the branch at the vendor. Defaults to the resource name (on DB9,
+    /// whose branch names are account-wide, `<namespace>-<name>-<uid>`). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("branchName is immutable"))]
