@@ -92,16 +92,23 @@ fn roll(probability: f64) -> bool {
     probability > 0.0 && rand::random::<f64>() < probability
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({ "message": message, "error": message })),
-    )
-        .into_response()
+/// The faults of one API and how that API words its errors: an injected
+/// fault answers in the same body as the API's own errors.
+#[derive(Clone)]
+pub struct Injection {
+    pub faults: Arc<Faults>,
+    pub error_body: super::scaffold::ErrorBody,
 }
 
-/// The middleware that applies `faults` to every request of one API.
-pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: Next) -> Response {
+impl Injection {
+    fn error(&self, status: StatusCode, code: &str, message: &str) -> Response {
+        (status, Json((self.error_body)(code, message))).into_response()
+    }
+}
+
+/// The middleware that applies an API's faults to every request of it.
+pub async fn inject(State(injection): State<Injection>, request: Request, next: Next) -> Response {
+    let faults = &injection.faults;
     faults.requests.fetch_add(1, Ordering::Relaxed);
     let config = faults.config();
     if config.latency_ms > 0 {
@@ -109,7 +116,11 @@ pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: N
     }
     if roll(config.rate_limit) {
         faults.injected.fetch_add(1, Ordering::Relaxed);
-        let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate limited (injected)");
+        let mut response = injection.error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "rate limited (injected)",
+        );
         if let Ok(value) = HeaderValue::from_str(&config.retry_after_seconds.to_string()) {
             response.headers_mut().insert("retry-after", value);
         }
@@ -122,12 +133,16 @@ pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: N
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        return error(status, "server error (injected)");
+        return injection.error(status, "INTERNAL_ERROR", "server error (injected)");
     }
     if roll(config.timeout) {
         faults.injected.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(config.timeout_seconds.max(1))).await;
-        return error(StatusCode::GATEWAY_TIMEOUT, "timed out (injected)");
+        return injection.error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "TIMEOUT",
+            "timed out (injected)",
+        );
     }
     let response = next.run(request).await;
     let served = faults.served.fetch_add(1, Ordering::SeqCst) + 1;
@@ -145,8 +160,9 @@ pub async fn inject(State(faults): State<Arc<Faults>>, request: Request, next: N
     }
     if roll(config.drop_after_apply) {
         faults.injected.fetch_add(1, Ordering::Relaxed);
-        return error(
+        return injection.error(
             StatusCode::BAD_GATEWAY,
+            "BAD_GATEWAY",
             "response dropped after the change was applied (injected)",
         );
     }

@@ -178,10 +178,15 @@ impl Emulator {
     pub fn router(&self) -> Router {
         let mut router = Router::new();
         for (name, api) in self.apis() {
+            let error_body = api.error_body();
             let mut routes = api.router();
             if let Some(faults) = self.faults.get(name) {
+                let injection = faults::Injection {
+                    faults: faults.clone(),
+                    error_body,
+                };
                 routes = routes.layer(axum::middleware::from_fn_with_state(
-                    faults.clone(),
+                    injection,
                     faults::inject,
                 ));
             }
@@ -321,6 +326,41 @@ mod tests {
         // Requests are counted by the faults of their own API.
         assert_eq!(db9.requests(), 1);
         assert_eq!(emulator.faults_of("capydb").unwrap().requests(), 1);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn an_injected_fault_answers_in_the_apis_own_error_body() {
+        crate::providers::http::ensure_crypto_provider();
+        let emulator = Emulator::new(&EmulatorConfig::default());
+        let (addr, server) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
+        let http = reqwest::Client::new();
+        for (prefix, body) in [
+            (
+                "infrai",
+                r#"{"error":{"code":"RATE_LIMITED","message":"rate limited (injected)"}}"#,
+            ),
+            ("supabase", r#"{"message":"rate limited (injected)"}"#),
+            ("db9", r#"{"message":"rate limited (injected)"}"#),
+            ("capydb", r#"{"error":"rate limited (injected)"}"#),
+        ] {
+            emulator
+                .faults_of(prefix)
+                .unwrap()
+                .set(faults::FaultConfig {
+                    rate_limit: 1.0,
+                    retry_after_seconds: 2,
+                    ..Default::default()
+                });
+            let response = http
+                .get(format!("http://{addr}/{prefix}/v1/anything"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 429, "{prefix}");
+            assert_eq!(response.headers()["retry-after"], "2", "{prefix}");
+            assert_eq!(response.text().await.unwrap(), body, "{prefix}");
+        }
         server.abort();
     }
 }

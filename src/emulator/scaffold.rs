@@ -64,9 +64,14 @@ pub trait Vendor: Send + Sync + Sized + 'static {
 }
 
 /// A vendor API as the emulator holds it, whatever the vendor.
+/// How an API words an error body: `(code, message)` to its documented shape.
+pub type ErrorBody = fn(&str, &str) -> Value;
+
 pub trait Served: Send + Sync {
     /// The API's routes, behind its auth, on its state.
     fn router(self: Arc<Self>) -> Router;
+    /// Its error body, for answers made outside its routes (injected faults).
+    fn error_body(&self) -> ErrorBody;
     /// The parts of the state file this API keeps, each under its key.
     fn sections(&self) -> Vec<(&'static str, &dyn Persistent)>;
 }
@@ -74,6 +79,10 @@ pub trait Served: Send + Sync {
 impl<V: Vendor> Served for V {
     fn router(self: Arc<Self>) -> Router {
         serve(self)
+    }
+
+    fn error_body(&self) -> ErrorBody {
+        V::error_body
     }
 
     fn sections(&self) -> Vec<(&'static str, &dyn Persistent)> {
