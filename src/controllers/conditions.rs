@@ -27,6 +27,7 @@ pub mod reason {
     pub const ADOPTING: &str = "Adopting";
     pub const DELETING: &str = "Deleting";
     pub const WAITING_FOR_VENDOR: &str = "WaitingForVendor";
+    pub const VENDOR_STATE_UNKNOWN: &str = "VendorStateUnknown";
     pub const WAITING_FOR_PROJECT: &str = "WaitingForProject";
     pub const WAITING_FOR_SNAPSHOT: &str = "WaitingForSnapshot";
     pub const WAITING_FOR_CREDENTIAL: &str = "WaitingForCredential";

@@ -141,6 +141,15 @@ pub enum Error {
         "BYOK credential {id} was revoked outside dbops; delete this resource and create a new one"
     )]
     Revoked { id: String },
+    #[error(
+        "the vendor has reported {object} {id} as {state:?}, a state dbops does not know, for over {} minutes; check it at the vendor (dbops looks again on its own)",
+        super::pipeline::plan::UNRECOGNIZED_STATE_LIMIT.as_secs() / 60
+    )]
+    VendorStateUnknown {
+        object: Object,
+        id: String,
+        state: String,
+    },
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
 }
@@ -160,6 +169,7 @@ impl ReconcileError for Error {
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
             Error::VendorFailed { .. } => "VendorFailed",
+            Error::VendorStateUnknown { .. } => reason::VENDOR_STATE_UNKNOWN,
             Error::Unsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
             Error::ProjectDeleted { .. } => reason::PROJECT_DELETED,
             Error::ExternalMismatch { .. }

@@ -128,7 +128,9 @@ fn database_state(state: Option<&str>) -> ResourceState {
     match state.to_ascii_lowercase().as_str() {
         "ready" | "active" | "available" => ResourceState::Ready,
         "failed" | "error" | "disabled" | "deleted" => ResourceState::Failed(state.to_string()),
-        _ => ResourceState::Provisioning(state.to_string()),
+        // The document's one in-progress word (it shows it on a backup).
+        "creating" => ResourceState::Provisioning(state.to_string()),
+        _ => ResourceState::Unrecognized(state.to_string()),
     }
 }
 
@@ -139,13 +141,17 @@ fn is_gone(state: Option<&str>) -> bool {
 
 /// A backup's state: the document shows `creating`; its finished names are guessed broadly.
 fn backup_state(state: Option<&str>) -> ResourceState {
-    let state = state.unwrap_or("unknown");
+    let Some(state) = state else {
+        return ResourceState::Unrecognized("no state".to_string());
+    };
     match state.to_ascii_lowercase().as_str() {
         "completed" | "complete" | "ready" | "available" | "succeeded" | "success" | "done" => {
             ResourceState::Ready
         }
         "failed" | "error" => ResourceState::Failed(state.to_string()),
-        _ => ResourceState::Provisioning(state.to_string()),
+        // `creating` is the one in-progress state the document shows.
+        "creating" => ResourceState::Provisioning(state.to_string()),
+        _ => ResourceState::Unrecognized(state.to_string()),
     }
 }
 
@@ -684,6 +690,11 @@ mod tests {
         assert_eq!(
             database_state(Some("disabled")),
             ResourceState::Failed("disabled".into())
+        );
+        assert_eq!(
+            database_state(Some("migrating")),
+            ResourceState::Unrecognized("migrating".into()),
+            "a state no document names is waited on for a bounded time"
         );
     }
 

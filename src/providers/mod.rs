@@ -341,6 +341,9 @@ pub enum ResourceState {
     Provisioning(String),
     /// The vendor gave up on it; the string is the vendor's state or error.
     Failed(String),
+    /// A state no document names (or none at all), as the vendor sent it.
+    /// Treated as in progress for a bounded time, then as needing a person.
+    Unrecognized(String),
 }
 
 /// A create call's branch request.

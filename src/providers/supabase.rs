@@ -212,19 +212,26 @@ impl From<BackupsWire> for Backups {
 
 /// A project (or branch database) status to a life-cycle state.
 ///
-/// `ACTIVE_HEALTHY` is ready; the failure states (`INIT_FAILED`, `RESTORE_FAILED`,
-/// `PAUSE_FAILED`) and `REMOVED` are failed; everything else (`COMING_UP`,
-/// `RESTORING`, `RESTARTING`, `UPGRADING`, `RESIZING`, `ACTIVE_UNHEALTHY`, a
-/// paused project's `INACTIVE`, `UNKNOWN`, states added later) is not usable
-/// yet and may become so: keep polling.
+/// The document names only `ACTIVE_HEALTHY` and `INACTIVE` (in the project
+/// list's `statuses` filter). `ACTIVE_HEALTHY` is ready; a paused project's
+/// `INACTIVE` is not usable yet and may become so. The usual failure states
+/// (`INIT_FAILED`, `RESTORE_FAILED`, `PAUSE_FAILED`, `REMOVED`) fail at once,
+/// and the usual transitional ones (`COMING_UP`, `RESTORING`, `RESTARTING`,
+/// `UPGRADING`, `RESIZING`, `ACTIVE_UNHEALTHY`, `GOING_DOWN`) are polled; these
+/// names are not in the document. Anything else, or no status, is a state
+/// dbops does not know: polled for a bounded time, then shown as stalled.
 pub fn project_state(status: Option<&str>) -> ResourceState {
     match status {
         Some("ACTIVE_HEALTHY") => ResourceState::Ready,
         Some(failed @ ("INIT_FAILED" | "RESTORE_FAILED" | "PAUSE_FAILED" | "REMOVED")) => {
             ResourceState::Failed(failed.to_string())
         }
-        Some(other) => ResourceState::Provisioning(other.to_string()),
-        None => ResourceState::Provisioning("UNKNOWN".to_string()),
+        Some(
+            transitional @ ("INACTIVE" | "COMING_UP" | "RESTORING" | "RESTARTING" | "UPGRADING"
+            | "RESIZING" | "ACTIVE_UNHEALTHY" | "GOING_DOWN"),
+        ) => ResourceState::Provisioning(transitional.to_string()),
+        Some(other) => ResourceState::Unrecognized(other.to_string()),
+        None => ResourceState::Unrecognized("no status".to_string()),
     }
 }
 
@@ -753,18 +760,16 @@ mod tests {
     #[test]
     fn statuses_map_to_states() {
         assert_eq!(project_state(Some("ACTIVE_HEALTHY")), ResourceState::Ready);
-        for transitional in [
-            "COMING_UP",
-            "RESTORING",
-            "INACTIVE",
-            "UPGRADING",
-            "NEW_STATE",
-        ] {
+        for transitional in ["COMING_UP", "RESTORING", "INACTIVE", "UPGRADING"] {
             assert_eq!(
                 project_state(Some(transitional)),
                 ResourceState::Provisioning(transitional.to_string())
             );
         }
+        assert_eq!(
+            project_state(Some("NEW_STATE")),
+            ResourceState::Unrecognized("NEW_STATE".to_string())
+        );
         for failed in ["INIT_FAILED", "RESTORE_FAILED", "PAUSE_FAILED", "REMOVED"] {
             assert_eq!(
                 project_state(Some(failed)),
@@ -773,7 +778,7 @@ mod tests {
         }
         assert_eq!(
             project_state(None),
-            ResourceState::Provisioning("UNKNOWN".to_string())
+            ResourceState::Unrecognized("no status".to_string())
         );
     }
 

@@ -191,12 +191,14 @@ pub async fn obtain<K: VendorKind>(
         source => read_existing(obj, ctx, &**provider, parent, &source).await?,
     };
     let recorded = K::recorded_id(previous);
+    let waited = waited_for_vendor(K::conditions(previous));
     match plan::settle(
         K::OBJECT,
         vendor.id(),
         vendor.state(),
         recorded,
         K::SAVE_ID_FIRST,
+        waited,
     )? {
         Settle::Wait(health) => {
             let status =
@@ -221,6 +223,20 @@ pub async fn obtain<K: VendorKind>(
         }
         Settle::Proceed => Ok(Obtained::Usable(vendor)),
     }
+}
+
+/// How long the resource has been waiting for its vendor ([`plan::waited`]).
+fn waited_for_vendor(conditions: &crate::api::v1alpha1::Conditions) -> std::time::Duration {
+    let since = |type_: &str| {
+        conditions
+            .get(type_)
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.clone(), c.last_transition_time.0))
+    };
+    let stalled = since(conditions::STALLED)
+        .is_some_and(|(reason, _)| reason == reason::VENDOR_STATE_UNKNOWN);
+    let reconciling = since(conditions::RECONCILING).map(|(_, t)| t);
+    plan::waited(reconciling, stalled, k8s_openapi::jiff::Timestamp::now())
 }
 
 /// Creates the vendor object, or shows why it waits.

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::api::v1alpha1::DeletionPolicy;
 use crate::controllers::conditions::{Health, reason};
 use crate::controllers::error::{Error, Object};
@@ -72,16 +74,36 @@ pub enum Settle {
     Proceed,
 }
 
+/// How long a vendor object may stay in a state no document names before
+/// the resource is shown as needing a person.
+pub const UNRECOGNIZED_STATE_LIMIT: Duration = Duration::from_secs(30 * 60);
+
 /// Reads the vendor's state of `object` `id` against the id saved in status.
-/// `save_first` says whether the kind saves the id before its next step.
+/// `save_first` says whether the kind saves the id before its next step;
+/// `waited` is how long the resource has been waiting for the vendor.
 pub fn settle(
     object: Object,
     id: &str,
     state: &ResourceState,
     recorded: Option<&str>,
     save_first: bool,
+    waited: Duration,
 ) -> Result<Settle, Error> {
     match state {
+        ResourceState::Unrecognized(state) if waited >= UNRECOGNIZED_STATE_LIMIT => {
+            Err(Error::VendorStateUnknown {
+                object,
+                id: id.to_string(),
+                state: state.clone(),
+            })
+        }
+        ResourceState::Unrecognized(state) => Ok(Settle::Wait(Health::progressing(
+            reason::WAITING_FOR_VENDOR,
+            format!(
+                "the vendor reports the {object} as {state:?}, a state dbops does not know; it waits up to {} minutes for a known one",
+                UNRECOGNIZED_STATE_LIMIT.as_secs() / 60
+            ),
+        ))),
         ResourceState::Failed(state) => Err(Error::VendorFailed {
             object,
             id: id.to_string(),
@@ -94,6 +116,22 @@ pub fn settle(
         ResourceState::Ready if save_first && recorded != Some(id) => Ok(Settle::SaveId),
         ResourceState::Ready => Ok(Settle::Proceed),
     }
+}
+
+/// How long a resource has been waiting, from its conditions: since
+/// `Reconciling` turned True, or without end once it stalled on an unknown
+/// vendor state (so it does not flap back to waiting).
+pub fn waited(
+    reconciling_since: Option<Timestamp>,
+    stalled_on_unknown_state: bool,
+    now: Timestamp,
+) -> Duration {
+    if stalled_on_unknown_state {
+        return Duration::MAX;
+    }
+    reconciling_since
+        .and_then(|since| Duration::try_from(now.duration_since(since)).ok())
+        .unwrap_or_default()
 }
 
 /// The connection Secret a pass must delete: the one named before, when the
@@ -225,26 +263,50 @@ mod tests {
     fn settle_waits_fails_saves_or_proceeds() {
         let ready = ResourceState::Ready;
         assert_eq!(
-            settle(Object::Project, "p", &ready, None, true).unwrap(),
+            settle(Object::Project, "p", &ready, None, true, Duration::ZERO).unwrap(),
             Settle::SaveId
         );
         assert_eq!(
-            settle(Object::Project, "p", &ready, Some("other"), true).unwrap(),
+            settle(
+                Object::Project,
+                "p",
+                &ready,
+                Some("other"),
+                true,
+                Duration::ZERO
+            )
+            .unwrap(),
             Settle::SaveId,
             "a different saved id is replaced"
         );
         assert_eq!(
-            settle(Object::Project, "p", &ready, Some("p"), true).unwrap(),
+            settle(
+                Object::Project,
+                "p",
+                &ready,
+                Some("p"),
+                true,
+                Duration::ZERO
+            )
+            .unwrap(),
             Settle::Proceed
         );
         assert_eq!(
-            settle(Object::Snapshot, "s", &ready, None, false).unwrap(),
+            settle(Object::Snapshot, "s", &ready, None, false, Duration::ZERO).unwrap(),
             Settle::Proceed,
             "kinds without a step before Ready save the id with it"
         );
         let provisioning = ResourceState::Provisioning("init".into());
         assert_eq!(
-            settle(Object::Branch, "b", &provisioning, Some("b"), true).unwrap(),
+            settle(
+                Object::Branch,
+                "b",
+                &provisioning,
+                Some("b"),
+                true,
+                Duration::ZERO
+            )
+            .unwrap(),
             Settle::Wait(Health::progressing(
                 reason::WAITING_FOR_VENDOR,
                 "the vendor reports the branch as init"
@@ -252,8 +314,38 @@ mod tests {
         );
         let failed = ResourceState::Failed("error".into());
         assert!(matches!(
-            settle(Object::Project, "p", &failed, Some("p"), true),
+            settle(Object::Project, "p", &failed, Some("p"), true, Duration::ZERO),
             Err(Error::VendorFailed { object: Object::Project, id, state }) if id == "p" && state == "error"
+        ));
+    }
+
+    #[test]
+    fn waiting_counts_from_reconciling_and_a_stall_on_an_unknown_state_stays() {
+        let t = |s| Timestamp::from_second(s).unwrap();
+        assert_eq!(waited(Some(t(100)), false, t(160)), Duration::from_secs(60));
+        assert_eq!(waited(None, false, t(160)), Duration::ZERO);
+        assert_eq!(
+            waited(Some(t(200)), false, t(160)),
+            Duration::ZERO,
+            "clock skew"
+        );
+        assert_eq!(waited(None, true, t(160)), Duration::MAX);
+    }
+
+    #[test]
+    fn an_unknown_state_is_waited_on_for_a_bounded_time() {
+        let odd = ResourceState::Unrecognized("PAUSING_SOMEHOW".into());
+        let minute = Duration::from_secs(60);
+        match settle(Object::Project, "p", &odd, Some("p"), true, minute).unwrap() {
+            Settle::Wait(health) => {
+                assert_eq!(health.reason(), reason::WAITING_FOR_VENDOR);
+            }
+            other => panic!("waits at first: {other:?}"),
+        }
+        let late = UNRECOGNIZED_STATE_LIMIT;
+        assert!(matches!(
+            settle(Object::Project, "p", &odd, Some("p"), true, late),
+            Err(Error::VendorStateUnknown { state, .. }) if state == "PAUSING_SOMEHOW"
         ));
     }
 
