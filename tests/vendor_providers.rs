@@ -151,6 +151,68 @@ async fn supabase_project_waits_through_provisioning_and_keeps_the_password_it_c
 }
 
 #[tokio::test]
+async fn a_vendor_state_dbops_does_not_know_is_waited_on_then_stalls_without_flapping() {
+    let h = Harness::bare().await;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
+    create::<DatabaseProject>(&h, project("odd", "supa")).await;
+    let p = reconcile_until_ready::<DatabaseProject>(&h, "odd", 6).await;
+    let id = p.status.unwrap().project_id.unwrap();
+    assert!(h.emulator.supabase.set_unlisted_status(&id, true));
+
+    reconcile::<DatabaseProject>(&h, "odd").await.unwrap();
+    let p: DatabaseProject = get(&h, "odd").await;
+    assert_eq!(
+        condition(&p, RECONCILING),
+        ("True".into(), "WaitingForVendor".into())
+    );
+    let message = &p
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .get(RECONCILING)
+        .unwrap()
+        .message;
+    assert!(message.contains("a state dbops does not know"), "{message}");
+
+    // Thirty minutes and more of it (the wait moved back rather than sleeping).
+    let earlier =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_mins(31);
+    let mut conditions = p.status.unwrap().conditions;
+    for c in conditions.0.iter_mut().filter(|c| c.type_ == RECONCILING) {
+        c.last_transition_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(earlier);
+    }
+    let api: kube::Api<DatabaseProject> = kube::Api::namespaced(h.client.clone(), support::NS);
+    api.patch_status(
+        "odd",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({ "status": { "conditions": conditions } })),
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let error = reconcile::<DatabaseProject>(&h, "odd").await.unwrap_err();
+        assert_eq!(error.category(), "VendorStateUnknown");
+        let p: DatabaseProject = get(&h, "odd").await;
+        assert_eq!(
+            condition(&p, STALLED),
+            ("True".into(), "VendorStateUnknown".into()),
+            "stays stalled: no flapping back to waiting"
+        );
+    }
+    // A known state again: back to Ready.
+    assert!(h.emulator.supabase.set_unlisted_status(&id, false));
+    let p = reconcile_until_ready::<DatabaseProject>(&h, "odd", 3).await;
+    assert_eq!(condition(&p, READY).0, "True");
+}
+
+#[tokio::test]
 async fn supabase_crash_after_create_reuses_the_project_by_name() {
     let h = Harness::bare().await;
     h.create_provider_for(

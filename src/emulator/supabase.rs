@@ -82,6 +82,9 @@ const COMING_UP: &str = "COMING_UP";
 const RESTORING: &str = "RESTORING";
 const ACTIVE_HEALTHY: &str = "ACTIVE_HEALTHY";
 const INIT_FAILED: &str = "INIT_FAILED";
+/// A status outside every list dbops knows, for tests of how it copes with
+/// one (the document names only `ACTIVE_HEALTHY` and `INACTIVE`).
+const UNLISTED: &str = "UNLISTED_STATUS";
 
 /// Where an asynchronously provisioned database is: a transitional status that
 /// reads report `polls_left` more times, then `ACTIVE_HEALTHY`.
@@ -101,7 +104,7 @@ struct SavedLifecycle {
 impl<'de> serde::Deserialize<'de> for Lifecycle {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let saved = SavedLifecycle::deserialize(deserializer)?;
-        let status = [COMING_UP, RESTORING, ACTIVE_HEALTHY, INIT_FAILED]
+        let status = [COMING_UP, RESTORING, ACTIVE_HEALTHY, INIT_FAILED, UNLISTED]
             .into_iter()
             .find(|s| *s == saved.status)
             .ok_or_else(|| {
@@ -265,6 +268,19 @@ impl SupabaseEmulator {
         match self.state.lock().projects.get_mut(reference) {
             Some(project) => {
                 project.lifecycle = Lifecycle::transitional(INIT_FAILED, 0);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes a project report a status no list of dbops knows (`on`), or
+    /// `ACTIVE_HEALTHY` again.
+    pub fn set_unlisted_status(&self, reference: &str, on: bool) -> bool {
+        match self.state.lock().projects.get_mut(reference) {
+            Some(project) => {
+                let status = if on { UNLISTED } else { ACTIVE_HEALTHY };
+                project.lifecycle = Lifecycle::transitional(status, 0);
                 true
             }
             None => false,
