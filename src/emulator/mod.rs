@@ -282,12 +282,22 @@ mod tests {
         assert_eq!(keys, ["capydb", "db9", "infrai", "infrai_byok", "supabase"]);
     }
 
-    #[tokio::test]
-    async fn every_api_is_served_under_its_name_with_its_faults() {
+    /// A default emulator on a free port, and an HTTP client.
+    async fn serving() -> (
+        Emulator,
+        SocketAddr,
+        tokio::task::JoinHandle<()>,
+        reqwest::Client,
+    ) {
         crate::providers::http::ensure_crypto_provider();
         let emulator = Emulator::new(&EmulatorConfig::default());
         let (addr, server) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
-        let http = reqwest::Client::new();
+        (emulator, addr, server, reqwest::Client::new())
+    }
+
+    #[tokio::test]
+    async fn every_api_is_served_under_its_name_with_its_faults() {
+        let (emulator, addr, server, http) = serving().await;
         // Each API answers (its own 401, unauthenticated) under its prefix.
         for (prefix, body) in [
             (
@@ -331,10 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_injected_fault_answers_in_the_apis_own_error_body() {
-        crate::providers::http::ensure_crypto_provider();
-        let emulator = Emulator::new(&EmulatorConfig::default());
-        let (addr, server) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
-        let http = reqwest::Client::new();
+        let (emulator, addr, server, http) = serving().await;
         for (prefix, body) in [
             (
                 "infrai",

@@ -715,18 +715,17 @@ mod tests {
         assert!(matches!(restore_state("failed"), RestoreState::Failed));
     }
 
+    /// A client whose endpoint answers nothing: for what it decides alone.
+    fn unreachable_client() -> Db9Client {
+        let key = secrecy::SecretString::from("k".to_string());
+        let timeout = std::time::Duration::from_secs(1);
+        let http = VendorHttp::new(ProviderApi::Db9, "http://127.0.0.1:1", &key, timeout, None);
+        Db9Client::new(http.unwrap())
+    }
+
     #[test]
     fn branch_names_are_account_wide_so_they_carry_namespace_and_uid() {
-        let client = Db9Client::new(
-            VendorHttp::new(
-                ProviderApi::Db9,
-                "http://127.0.0.1:1",
-                &secrecy::SecretString::from("k".to_string()),
-                std::time::Duration::from_secs(1),
-                None,
-            )
-            .unwrap(),
-        );
+        let client = unreachable_client();
         let uid_a = "00000000-0000-0000-0000-0000000000a1";
         let uid_b = "00000000-0000-0000-0000-0000000000b2";
         let a = client.default_branch_name("team-a", "preview", uid_a);
@@ -737,16 +736,7 @@ mod tests {
 
     #[test]
     fn capabilities_have_no_byok() {
-        let client = Db9Client::new(
-            VendorHttp::new(
-                ProviderApi::Db9,
-                "http://127.0.0.1:1",
-                &secrecy::SecretString::from("k".to_string()),
-                std::time::Duration::from_secs(1),
-                None,
-            )
-            .unwrap(),
-        );
+        let client = unreachable_client();
         assert!(!client.supports(super::super::Operation::ByokRegister));
         assert_eq!(client.capabilities().len(), 12);
     }
