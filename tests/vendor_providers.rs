@@ -79,6 +79,17 @@ async fn request_rotation(h: &Harness, kind_plural: &str, name: &str, value: &st
     }
 }
 
+/// The `supa` provider: the emulated Supabase API, organization `acme`.
+async fn supabase_provider(h: &Harness) {
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
+}
+
 fn project(name: &str, provider: &str) -> serde_json::Value {
     json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject", "metadata": { "name": name }, "spec": { "providerRef": { "name": provider } } })
 }
@@ -88,13 +99,7 @@ fn project(name: &str, provider: &str) -> serde_json::Value {
 #[tokio::test]
 async fn supabase_project_waits_through_provisioning_and_keeps_the_password_it_chose() {
     let h = Harness::bare().await;
-    h.create_provider_for(
-        "supa",
-        ProviderApi::Supabase,
-        support::SUPABASE_KEY,
-        Some("acme"),
-    )
-    .await;
+    supabase_provider(&h).await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile::<DatabaseProject>(&h, "app").await.unwrap(); // finalizer
     reconcile::<DatabaseProject>(&h, "app").await.unwrap(); // create: COMING_UP
@@ -153,13 +158,7 @@ async fn supabase_project_waits_through_provisioning_and_keeps_the_password_it_c
 #[tokio::test]
 async fn a_vendor_state_dbops_does_not_know_is_waited_on_then_stalls_without_flapping() {
     let h = Harness::bare().await;
-    h.create_provider_for(
-        "supa",
-        ProviderApi::Supabase,
-        support::SUPABASE_KEY,
-        Some("acme"),
-    )
-    .await;
+    supabase_provider(&h).await;
     create::<DatabaseProject>(&h, project("odd", "supa")).await;
     let p = reconcile_until_ready::<DatabaseProject>(&h, "odd", 6).await;
     let id = p.status.unwrap().project_id.unwrap();
@@ -215,13 +214,7 @@ async fn a_vendor_state_dbops_does_not_know_is_waited_on_then_stalls_without_fla
 #[tokio::test]
 async fn supabase_crash_after_create_reuses_the_project_by_name() {
     let h = Harness::bare().await;
-    h.create_provider_for(
-        "supa",
-        ProviderApi::Supabase,
-        support::SUPABASE_KEY,
-        Some("acme"),
-    )
-    .await;
+    supabase_provider(&h).await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile::<DatabaseProject>(&h, "app").await.unwrap();
     h.kube
@@ -246,13 +239,7 @@ async fn supabase_crash_after_create_reuses_the_project_by_name() {
 #[tokio::test]
 async fn supabase_refuses_snapshots_and_restores_honestly() {
     let h = Harness::bare().await;
-    h.create_provider_for(
-        "supa",
-        ProviderApi::Supabase,
-        support::SUPABASE_KEY,
-        Some("acme"),
-    )
-    .await;
+    supabase_provider(&h).await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile_until_ready::<DatabaseProject>(&h, "app", 6).await;
     create::<DatabaseSnapshot>(
@@ -284,13 +271,7 @@ async fn supabase_refuses_snapshots_and_restores_honestly() {
 #[tokio::test]
 async fn supabase_branches_get_their_own_credentials() {
     let h = Harness::bare().await;
-    h.create_provider_for(
-        "supa",
-        ProviderApi::Supabase,
-        support::SUPABASE_KEY,
-        Some("acme"),
-    )
-    .await;
+    supabase_provider(&h).await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
     reconcile_until_ready::<DatabaseProject>(&h, "app", 6).await;
     create::<DatabaseBranch>(
