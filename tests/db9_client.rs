@@ -229,6 +229,50 @@ async fn branch_create_get_delete() {
 }
 
 #[tokio::test]
+async fn branches_work_when_reads_show_only_documented_fields() {
+    let (emu, endpoint) = start().await;
+    // `GET /customer/databases/{id}` without `parent_database_id`, as documented.
+    emu.db9.set_strict(true);
+    let c = client(&endpoint, KEY);
+    let p = c.create_project(&project("app"), "k").await.unwrap();
+    let b = c
+        .create_branch(&branch(&p.id, "app-preview"), "kb")
+        .await
+        .unwrap();
+    assert_eq!(b.project_id, p.id, "from the create answer");
+    let got = c.get_branch(&p.id, &b.id).await.unwrap();
+    assert_eq!(
+        (got.id.as_str(), got.project_id.as_str()),
+        (b.id.as_str(), p.id.as_str())
+    );
+    assert_eq!(c.get_branch(&p.id, &p.id).await.unwrap().project_id, "");
+
+    // A crash-retried create finds its branch by name.
+    let retry = c
+        .create_branch(&branch(&p.id, "app-preview"), "kb")
+        .await
+        .unwrap();
+    assert_eq!(retry.id, b.id);
+    assert_eq!(emu.db9.database_count(), 2);
+
+    // Rotation and delete go through; the project's database is never taken for a branch.
+    let target = RotationTarget::Branch {
+        project_id: p.id.clone(),
+        id: b.id.clone(),
+    };
+    let rotated = c
+        .rotate_credentials(&target, &Password::generate(), "kr")
+        .await
+        .unwrap();
+    assert!(matches!(rotated, RotationProgress::Done { .. }));
+    let own = c.delete_branch(&p.id, &p.id).await.unwrap_err();
+    assert_eq!(own.status(), Some(422), "{own}");
+    c.delete_branch(&p.id, &b.id).await.unwrap();
+    assert!(c.get_branch(&p.id, &b.id).await.unwrap_err().is_not_found());
+    assert!(c.get_project(&p.id).await.is_ok());
+}
+
+#[tokio::test]
 async fn backup_is_creating_then_ready_and_can_be_deleted() {
     let (emu, endpoint) = start().await;
     let c = client(&endpoint, KEY);
@@ -424,9 +468,16 @@ async fn reset_password_changes_the_password() {
         .await
         .unwrap();
     assert_ne!(emu.db9.admin_password(&b.id).unwrap(), before);
+    // A read that shows another parent is refused (the document does not
+    // promise the field, so its absence is not a refusal: see the strict test).
+    let other = c.create_project(&project("other"), "ko").await.unwrap();
+    let other_branch = c
+        .create_branch(&branch(&other.id, "other-preview"), "kob")
+        .await
+        .unwrap();
     let wrong = RotationTarget::Branch {
-        project_id: b.id.clone(),
-        id: p.id.clone(),
+        project_id: p.id.clone(),
+        id: other_branch.id.clone(),
     };
     let refused = c
         .rotate_credentials(&wrong, &proposed, "kr3")

@@ -10,7 +10,8 @@
 //! - a database is `ready` as soon as it is created (the document: "returns
 //!   credentials and connection string immediately");
 //! - `GET /customer/databases/{id}` also shows `parent_database_id` for a branch
-//!   (the document shows it only on the branch create answer);
+//!   (the document shows it only on the branch create answer), unless the
+//!   emulator is strict ([`Db9Emulator::set_strict`]); the client works either way;
 //! - a backup is `creating` on its create answer and on the first read, then
 //!   `completed` (the document only shows `creating`);
 //! - a restore answers `pending`, then `running`, then `completed` (or `failed`)
@@ -108,6 +109,22 @@ struct Db9State {
 pub struct Db9Emulator {
     api_keys: ApiKeys,
     state: Store<Db9State>,
+    /// Serve only what the document shows: `GET /customer/databases/{id}`
+    /// then leaves out `parent_database_id` (shown only on the branch create
+    /// answer in the document), so tests prove the client needs no more.
+    strict: std::sync::atomic::AtomicBool,
+}
+
+impl Db9Emulator {
+    /// Serves only documented fields (see [`Db9Emulator`]'s `strict`).
+    pub fn set_strict(&self, strict: bool) {
+        self.strict
+            .store(strict, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_strict(&self) -> bool {
+        self.strict.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// What a test can see of a database without going through HTTP.
@@ -125,6 +142,7 @@ impl Db9Emulator {
         Self {
             api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
+            strict: Default::default(),
         }
     }
 
@@ -517,7 +535,13 @@ async fn database_list(State(emu): State<Shared>) -> Answer {
 
 async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     let state = emu.state.lock();
-    Ok(Json(database_json(state.database(&id)?)))
+    let mut answer = database_json(state.database(&id)?);
+    if emu.is_strict()
+        && let Some(fields) = answer.as_object_mut()
+    {
+        fields.remove("parent_database_id");
+    }
+    Ok(Json(answer))
 }
 
 async fn database_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {

@@ -13,10 +13,12 @@
 //! DB9 takes an idempotency key only on restores. Everything else this client
 //! creates is made crash-safe by looking for it first (see each method).
 //!
-//! Branch deletes and resets check the branch's `parent_database_id` first.
-//! The document shows that field on the branch create answer; the client
-//! expects `GET /customer/databases/{id}` to show it too (the emulator does)
-//! and refuses to touch a database it cannot tell is the project's branch.
+//! A branch's parent is known from the branch create answer (the document
+//! shows `parent_database_id` there) and kept in the resource's status. The
+//! document does not show the field on `GET /customer/databases/{id}`: where
+//! a read shows it anyway, a branch delete or reset checks it; where it does
+//! not, the parent the caller kept is used, and the project's own database is
+//! never taken for a branch.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -182,13 +184,15 @@ impl DatabaseWire {
         }
     }
 
-    /// The branch, reported as a branch of its `parent_database_id` (empty
-    /// when the database is no branch).
-    fn into_branch(self) -> VendorBranch {
+    /// The branch, reported as a branch of its `parent_database_id` when the
+    /// answer shows one, else of `kept_parent` (what the caller knows).
+    fn into_branch(self, kept_parent: &str) -> VendorBranch {
         VendorBranch {
             state: database_state(self.state.as_deref()),
             name: self.name.unwrap_or_default(),
-            project_id: self.parent_database_id.unwrap_or_default(),
+            project_id: self
+                .parent_database_id
+                .unwrap_or_else(|| kept_parent.to_string()),
             id: self.id,
             connection_uri: self.connection_string.map(ConnectionUri::new),
             pooled_uri: None,
@@ -271,27 +275,29 @@ impl Db9Client {
             .map(|d| d.id))
     }
 
-    /// Reads database `id` and checks that it is a branch of `project_id`
-    /// (its `parent_database_id`) before `operation` changes it: a mistaken id
-    /// must never delete or reset a project's database or another project's
-    /// branch. A local `422` otherwise.
+    /// Reads database `id` and checks, as far as the answer shows, that it is
+    /// a branch of `project_id` before `operation` changes it: never the
+    /// project's own database, never a branch the answer shows belongs to
+    /// another project. A local `422` otherwise.
     async fn branch_database(
         &self,
         operation: &str,
         project_id: &str,
         id: &str,
     ) -> Result<DatabaseWire, ProviderError> {
+        if id == project_id {
+            return Err(Self::refuse(
+                operation,
+                format!("database {id} is the project's own database, not a branch"),
+            ));
+        }
         let database = self.get_database(id).await?;
         match database.parent_database_id.as_deref() {
-            Some(parent) if parent == project_id => Ok(database),
-            Some(parent) => Err(Self::refuse(
+            Some(parent) if parent != project_id => Err(Self::refuse(
                 operation,
                 format!("database {id} is a branch of {parent}, not of {project_id}"),
             )),
-            None => Err(Self::refuse(
-                operation,
-                format!("database {id} is not a branch (it has no parent_database_id)"),
-            )),
+            _ => Ok(database),
         }
     }
 
@@ -461,8 +467,11 @@ impl BranchLifecycle for Db9Client {
         }
         if let Some(id) = self.find_database(&req.branch_name).await? {
             let existing = self.get_database(&id).await?;
-            if existing.parent_database_id.as_deref() == Some(req.project_id.as_str()) {
-                return Ok(existing.into_branch());
+            // Ours when the read shows our project as its parent, or shows no
+            // parent at all (the document does not promise the field).
+            let parent = existing.parent_database_id.as_deref();
+            if parent.is_none_or(|p| p == req.project_id) && id != req.project_id {
+                return Ok(existing.into_branch(&req.project_id));
             }
             // Another database holds the name: the create below gets DB9's own 409.
         }
@@ -477,7 +486,7 @@ impl BranchLifecycle for Db9Client {
                 Some(&body),
             )
             .await?;
-        Ok(created.into_branch())
+        Ok(created.into_branch(&req.project_id))
     }
 
     /// `DELETE /customer/databases/{id}`, after checking that `id` is a branch
@@ -492,11 +501,13 @@ impl BranchLifecycle for Db9Client {
 
 #[async_trait]
 impl BranchApi for Db9Client {
-    /// `GET /customer/databases/{id}`. The branch is reported as a branch of
-    /// its actual `parent_database_id` (empty for a database that is no
-    /// branch), so a mismatch with `project_id` shows to the caller.
-    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
-        Ok(self.get_database(id).await?.into_branch())
+    /// `GET /customer/databases/{id}`. Where the answer shows the branch's
+    /// `parent_database_id`, the branch is reported under it, so a mismatch
+    /// with `project_id` shows to the caller; else under `project_id`.
+    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+        // The project's own database is no branch of it.
+        let kept_parent = if id == project_id { "" } else { project_id };
+        Ok(self.get_database(id).await?.into_branch(kept_parent))
     }
 }
 
