@@ -240,6 +240,24 @@ async fn branches_work_when_reads_show_only_documented_fields() {
         .await
         .unwrap();
     assert_eq!(b.project_id, p.id, "from the create answer");
+    // The password comes from the stored credentials, not the details.
+    let password = emu.db9.admin_password(&p.id).unwrap();
+    let read = c.get_project(&p.id).await.unwrap();
+    assert!(
+        read.connection_uri
+            .unwrap()
+            .expose()
+            .contains(&format!(":{password}@")),
+        "the connection URI carries the stored password"
+    );
+    let branch_password = emu.db9.admin_password(&b.id).unwrap();
+    let read = c.get_branch(&p.id, &b.id).await.unwrap();
+    assert!(
+        read.connection_uri
+            .unwrap()
+            .expose()
+            .contains(&format!(":{branch_password}@"))
+    );
     let got = c.get_branch(&p.id, &b.id).await.unwrap();
     assert_eq!(
         (got.id.as_str(), got.project_id.as_str()),

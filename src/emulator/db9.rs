@@ -11,7 +11,8 @@
 //!   credentials and connection string immediately");
 //! - `GET /customer/databases/{id}` also shows `parent_database_id` for a branch
 //!   (the document shows it only on the branch create answer), unless the
-//!   emulator is strict ([`Db9Emulator::set_strict`]); the client works either way;
+//!   emulator is strict ([`Db9Emulator::set_strict`]: then that read shows
+//!   neither the parent nor the password); the client works either way;
 //! - a backup is `creating` on its create answer and on the first read, then
 //!   `completed` (the document only shows `creating`);
 //! - a restore answers `pending`, then `running`, then `completed` (or `failed`)
@@ -540,6 +541,15 @@ async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answ
         && let Some(fields) = answer.as_object_mut()
     {
         fields.remove("parent_database_id");
+        // Whether the details' connection string carries the real password
+        // the document leaves open (its example shows `admin:password`):
+        // strictly, it does not; `.../credentials` does.
+        if let Some(Value::String(uri)) = fields.get_mut("connection_string")
+            && let Ok(mut url) = url::Url::parse(uri)
+            && url.set_password(None).is_ok()
+        {
+            *uri = url.to_string();
+        }
     }
     Ok(Json(answer))
 }

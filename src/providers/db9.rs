@@ -119,6 +119,18 @@ struct CredentialsWire {
     connection_string: Option<String>,
 }
 
+/// `uri` with `password` in place of the one it carries (unchanged if `uri`
+/// is no URL).
+fn with_password(uri: &str, password: &str) -> String {
+    let Ok(mut url) = url::Url::parse(uri) else {
+        return uri.to_string();
+    };
+    match url.set_password(Some(password)) {
+        Ok(()) => url.to_string(),
+        Err(()) => uri.to_string(),
+    }
+}
+
 /// A database's life-cycle state. The document shows `ready` (and `ACTIVE` in
 /// an adoption preflight); a missing state means ready, since create "returns
 /// credentials and connection string immediately". `disabled` is what a delete
@@ -257,6 +269,36 @@ impl Db9Client {
             .await
     }
 
+    /// Database `id` with its connection string from `GET
+    /// .../{id}/credentials`, the document's source of "stored admin
+    /// credentials" (the details' connection string need not carry the
+    /// password). A database not ready yet is answered as read.
+    async fn get_database_with_credentials(&self, id: &str) -> Result<DatabaseWire, ProviderError> {
+        let mut database = self.get_database(id).await?;
+        if database_state(database.state.as_deref()) != ResourceState::Ready {
+            return Ok(database);
+        }
+        let credentials: CredentialsWire = self
+            .http
+            .call(
+                "databases.credentials",
+                Method::GET,
+                &[CUSTOMER, DATABASES, id, "credentials"],
+                &[],
+                None,
+            )
+            .await?;
+        database.connection_string =
+            match (credentials.connection_string, credentials.admin_password) {
+                (Some(uri), _) => Some(uri),
+                (None, Some(password)) => database
+                    .connection_string
+                    .map(|uri| with_password(&uri, &password)),
+                (None, None) => database.connection_string,
+            };
+        Ok(database)
+    }
+
     /// The id of the live database named `name`, from `GET /customer/databases`.
     async fn find_database(&self, name: &str) -> Result<Option<String>, ProviderError> {
         let databases: Vec<DatabaseSummaryWire> = self
@@ -387,9 +429,10 @@ impl ProjectLifecycle for Db9Client {
 
 #[async_trait]
 impl ProjectApi for Db9Client {
-    /// `GET /customer/databases/{id}`; its connection string carries the password.
+    /// `GET /customer/databases/{id}`, with the connection string of its
+    /// stored credentials (`GET .../credentials`) once it is ready.
     async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
-        Ok(self.get_database(id).await?.into_project())
+        Ok(self.get_database_with_credentials(id).await?.into_project())
     }
 }
 
@@ -507,7 +550,8 @@ impl BranchApi for Db9Client {
     async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
         // The project's own database is no branch of it.
         let kept_parent = if id == project_id { "" } else { project_id };
-        Ok(self.get_database(id).await?.into_branch(kept_parent))
+        let database = self.get_database_with_credentials(id).await?;
+        Ok(database.into_branch(kept_parent))
     }
 }
 
