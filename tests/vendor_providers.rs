@@ -409,6 +409,64 @@ async fn capydb_creation_is_refused_with_the_way_out() {
 }
 
 #[tokio::test]
+async fn a_rotation_job_that_runs_too_long_is_given_up_and_the_password_kept() {
+    let h = Harness::bare().await;
+    h.create_provider_for("capy", ProviderApi::Capydb, support::CAPYDB_KEY, None)
+        .await;
+    h.emulator.capydb.add_project("prj_slow");
+    let mut adopted = project("slow", "capy");
+    adopted["spec"]["externalId"] = json!("prj_slow");
+    create::<DatabaseProject>(&h, adopted).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "slow", 3).await;
+    let before = secret_data(&h, "slow-connection").await["password"].clone();
+    request_rotation(&h, "projects", "slow", "r1").await;
+    reconcile::<DatabaseProject>(&h, "slow").await.unwrap();
+    let p: DatabaseProject = get(&h, "slow").await;
+    let state = p.status.unwrap().credential_rotation.unwrap();
+    assert!(state.pending_job.is_some() && state.pending_since.is_some());
+
+    // The job started over half an hour ago (moved back rather than waited for).
+    let long_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_mins(31);
+    let api: kube::Api<DatabaseProject> = kube::Api::namespaced(h.client.clone(), support::NS);
+    api.patch_status(
+        "slow",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            json!({ "status": { "credentialRotation": { "pendingSince": long_ago.to_string() } } }),
+        ),
+    )
+    .await
+    .unwrap();
+    reconcile::<DatabaseProject>(&h, "slow").await.unwrap();
+    let p: DatabaseProject = get(&h, "slow").await;
+    let status = p.status.unwrap();
+    let state = status.credential_rotation.unwrap();
+    assert!(state.pending_job.is_none() && state.pending_since.is_none());
+    assert_eq!(
+        state.handled_request.as_deref(),
+        Some("r1"),
+        "not retried without a new request"
+    );
+    let failed = status.conditions.get("RotationFailed").unwrap();
+    assert_eq!(failed.reason, "RotationTimedOut");
+    assert!(
+        failed.message.contains("did not finish within 30 minutes"),
+        "{}",
+        failed.message
+    );
+    assert!(
+        status.conditions.is_true(READY),
+        "the current credentials stay valid"
+    );
+    assert_eq!(secret_data(&h, "slow-connection").await["password"], before);
+    // No more polling: the next pass leaves the vendor alone.
+    let jobs = h.emulator.capydb.job_count();
+    reconcile::<DatabaseProject>(&h, "slow").await.unwrap();
+    assert_eq!(h.emulator.capydb.job_count(), jobs);
+}
+
+#[tokio::test]
 async fn capydb_adoption_and_rotation_through_a_job() {
     let h = Harness::bare().await;
     h.create_provider_for("capy", ProviderApi::Capydb, support::CAPYDB_KEY, None)

@@ -98,6 +98,17 @@ fn interval_due(
         .ok()
 }
 
+/// How long a vendor rotation job may run before it is given up.
+pub const ROTATION_JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Whether a rotation job started at `since` has run past
+/// [`ROTATION_JOB_LIMIT`] (pure). A job with no start time (saved by an
+/// older version) counts from now on.
+pub fn job_overdue(since: Option<Rfc3339>, now: Timestamp) -> bool {
+    let limit = SignedDuration::try_from(ROTATION_JOB_LIMIT).unwrap_or(SignedDuration::MAX);
+    since.is_some_and(|since| now.duration_since(since.0) >= limit)
+}
+
 fn short_hash(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
@@ -137,6 +148,22 @@ where
     let mut state = input.state.cloned().unwrap_or_default();
     let pending_name = format!("{}-rotation", input.secret_name);
     let progress = if let Some(job) = state.pending_job.clone() {
+        if job_overdue(state.pending_since, Timestamp::now()) {
+            // Never poll without end: a vendor that keeps starting new jobs
+            // (or never ends one) leaves the current credentials in force.
+            state.pending_job = None;
+            state.pending_since = None;
+            state.handled_request = annotation.map(str::to_string);
+            let _ = secret::delete_owned_secret(&ctx.client, owner, &pending_name).await;
+            return Ok(Outcome::Failed {
+                status: state,
+                reason: "RotationTimedOut",
+                message: format!(
+                    "the vendor's rotation job {job} did not finish within {} minutes",
+                    ROTATION_JOB_LIMIT.as_secs() / 60
+                ),
+            });
+        }
         let polled = match provider.credentials_for(&input.target) {
             Ok(credentials) => credentials.rotation_status(&input.target, &job).await,
             Err(unsupported) => Err(unsupported),
@@ -234,10 +261,12 @@ where
         RotationProgress::Pending { job_id, .. } => {
             // The request counts as handled only once the job ends.
             state.pending_job = Some(job_id);
+            state.pending_since = state.pending_since.or(Some(Rfc3339::now()));
             Ok(Outcome::Pending(state))
         }
         RotationProgress::Failed(message) => {
             state.pending_job = None;
+            state.pending_since = None;
             state.handled_request = handled;
             let _ = secret::delete_owned_secret(&ctx.client, owner, pending_name).await;
             Ok(Outcome::Failed {
@@ -255,6 +284,7 @@ where
             secret::ensure_secret(&ctx.client, owner, input.secret_name, details.to_data()).await?;
             secret::delete_owned_secret(&ctx.client, owner, pending_name).await?;
             state.pending_job = None;
+            state.pending_since = None;
             state.handled_request = handled;
             state.last_rotated_at = Some(Rfc3339::now());
             Ok(Outcome::Rotated(state))
@@ -355,6 +385,18 @@ mod tests {
 
     fn ts(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn a_rotation_job_is_given_up_after_its_limit() {
+        let started = Some(Rfc3339(ts(1_000)));
+        let limit = ROTATION_JOB_LIMIT.as_secs() as i64;
+        assert!(!job_overdue(started, ts(1_000 + limit - 1)));
+        assert!(job_overdue(started, ts(1_000 + limit)));
+        assert!(
+            !job_overdue(None, ts(1_000_000)),
+            "no start time: counts from now"
+        );
     }
 
     #[test]

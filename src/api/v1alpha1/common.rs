@@ -180,6 +180,10 @@ pub struct CredentialRotationStatus {
     /// The vendor's handle of a rotation still in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_job: Option<String>,
+    /// When the rotation in progress started (RFC 3339): a job that runs too
+    /// long is given up, keeping the current credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<Rfc3339>,
 }
 
 /// Standard `metav1.Condition` list, keyed on `type` (a list-map, as kstatus expects).
