@@ -79,6 +79,15 @@ async fn request_rotation(h: &Harness, kind_plural: &str, name: &str, value: &st
     }
 }
 
+/// Merges `status` into the status of project `name` (tests move times back).
+async fn patch_project_status(h: &Harness, name: &str, status: serde_json::Value) {
+    let api: kube::Api<DatabaseProject> = kube::Api::namespaced(h.client.clone(), support::NS);
+    let patch = kube::api::Patch::Merge(status);
+    api.patch_status(name, &kube::api::PatchParams::default(), &patch)
+        .await
+        .unwrap();
+}
+
 /// The `supa` provider: the emulated Supabase API, organization `acme`.
 async fn supabase_provider(h: &Harness) {
     h.create_provider_for(
@@ -187,14 +196,12 @@ async fn a_vendor_state_dbops_does_not_know_is_waited_on_then_stalls_without_fla
     for c in conditions.0.iter_mut().filter(|c| c.type_ == RECONCILING) {
         c.last_transition_time = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(earlier);
     }
-    let api: kube::Api<DatabaseProject> = kube::Api::namespaced(h.client.clone(), support::NS);
-    api.patch_status(
+    patch_project_status(
+        &h,
         "odd",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(serde_json::json!({ "status": { "conditions": conditions } })),
+        serde_json::json!({ "status": { "conditions": conditions } }),
     )
-    .await
-    .unwrap();
+    .await;
     for _ in 0..2 {
         let error = reconcile::<DatabaseProject>(&h, "odd").await.unwrap_err();
         assert_eq!(error.category(), "VendorStateUnknown");
@@ -428,16 +435,12 @@ async fn a_rotation_job_that_runs_too_long_is_given_up_and_the_password_kept() {
     // The job started over half an hour ago (moved back rather than waited for).
     let long_ago =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_mins(31);
-    let api: kube::Api<DatabaseProject> = kube::Api::namespaced(h.client.clone(), support::NS);
-    api.patch_status(
+    patch_project_status(
+        &h,
         "slow",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(
-            json!({ "status": { "credentialRotation": { "pendingSince": long_ago.to_string() } } }),
-        ),
+        json!({ "status": { "credentialRotation": { "pendingSince": long_ago.to_string() } } }),
     )
-    .await
-    .unwrap();
+    .await;
     reconcile::<DatabaseProject>(&h, "slow").await.unwrap();
     let p: DatabaseProject = get(&h, "slow").await;
     let status = p.status.unwrap();
