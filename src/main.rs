@@ -317,3 +317,47 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn emulator_args(args: &[&str]) -> Result<EmulatorArgs, clap::Error> {
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            emulator: EmulatorArgs,
+        }
+        let argv = std::iter::once("dbops").chain(args.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.emulator)
+    }
+
+    #[test]
+    fn emulator_keys_are_set_per_api_and_default_elsewhere() {
+        let args = emulator_args(&[
+            "--emulator-api-key",
+            "db9=a",
+            "--emulator-api-key",
+            "db9=b",
+            "--emulator-api-key",
+            "capydb=capy_live_x",
+        ])
+        .unwrap();
+        let config = args.config().unwrap();
+        assert_eq!(config.keys("db9"), ["a", "b"]);
+        assert_eq!(config.keys("capydb"), ["capy_live_x"]);
+        assert_eq!(
+            config.keys("infrai"),
+            EmulatorConfig::default().keys("infrai")
+        );
+    }
+
+    #[test]
+    fn malformed_and_unknown_emulator_keys_are_refused() {
+        assert!(emulator_args(&["--emulator-api-key", "no-equals"]).is_err());
+        assert!(emulator_args(&["--emulator-api-key", "db9="]).is_err());
+        let unknown = emulator_args(&["--emulator-api-key", "oracle=k"]).unwrap();
+        let error = unknown.config().unwrap_err();
+        assert!(error.contains("no API named \"oracle\""), "{error}");
+    }
+}
