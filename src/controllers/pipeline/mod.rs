@@ -250,7 +250,7 @@ async fn create<K: VendorKind>(
 ) -> Result<Obtained<K::Vendor>, Error> {
     match obj.create(api, previous, provider, parent, ctx).await? {
         Created::New { vendor, note } => {
-            tracing::info!(id = %vendor.id(), "{note}");
+            tracing::info!(object = %K::OBJECT, id = %vendor.id(), "created at the vendor");
             ctx.publish(obj, EventType::Normal, "Created", "Create", note)
                 .await;
             Ok(Obtained::Usable(vendor))
