@@ -13,10 +13,11 @@
 //! - Only keys of the documented `capy_live_` form that were configured are
 //!   accepted; Clerk session tokens are not emulated.
 //! - A rotation job advances one step (`pending` -> `running` -> `succeeded`)
-//!   each time it is observed. The document has no job GET, so the only place a
-//!   job is observed is the rotate POST itself (see its handler below). Tests can also
-//!   advance a job out of band ([`CapyDbEmulator::advance_job`]), as a real
-//!   worker would between two polls.
+//!   each time its project's connections are read: the emulated worker runs at
+//!   the pace of the reads, so a client that polls the connections sees the
+//!   rotation finish. Tests can also advance a job out of band
+//!   ([`CapyDbEmulator::advance_job`]), as a real worker would between two
+//!   polls. (Clients must not depend on this pace; the dbops client does not.)
 //! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
 
 use std::collections::HashMap;
@@ -372,7 +373,11 @@ async fn project_connections(
     State(emu): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, CapyError> {
-    let state = emu.state.lock();
+    let mut state = emu.state.lock();
+    let locked_by = state.projects.get(&id).and_then(|p| p.locked_by.clone());
+    if let Some(job_id) = locked_by {
+        state.advance(&job_id);
+    }
     let project = state
         .projects
         .get(&id)
@@ -394,12 +399,10 @@ async fn preview_connections(
 
 /// `POST /v1/projects/{projectID}/credentials/rotate`.
 ///
-/// The document has no job GET, so this endpoint is where a job is observed.
 /// A rotation job locks its project (the job's `locked_resource`) until it
 /// finishes; while it is in flight, a rotate POST for the project starts
-/// nothing and answers that same job (`200`), moved one step further
-/// (pending -> running -> succeeded). Only when no job holds the lock does a
-/// POST start a new job (`202`, state `pending`). The project's password (in
+/// nothing and answers that same job (`200`). Only when no job holds the lock
+/// does a POST start a new job (`202`, state `pending`). The project's password (in
 /// `direct_url` and `pooled_url`) changes only when a job succeeds.
 async fn rotate(State(emu): State<Shared>, Path(id): Path<String>) -> Result<Response, CapyError> {
     let mut state = emu.state.lock();
@@ -409,11 +412,8 @@ async fn rotate(State(emu): State<Shared>, Path(id): Path<String>) -> Result<Res
         .ok_or_else(|| CapyError::not_found("project", &id))?
         .locked_by
         .clone();
-    if let Some(job_id) = locked_by {
-        state.advance(&job_id);
-        if let Some(job) = state.jobs.get(&job_id) {
-            return Ok((StatusCode::OK, Json(job.json())).into_response());
-        }
+    if let Some(job) = locked_by.and_then(|job_id| state.jobs.get(&job_id)) {
+        return Ok((StatusCode::OK, Json(job.json())).into_response());
     }
     let now = now_rfc3339();
     let job = JobRecord {

@@ -10,6 +10,7 @@
 
 pub mod capydb;
 pub mod db9;
+pub mod documented;
 pub mod faults;
 pub mod infrai;
 pub mod infrai_byok;

@@ -164,35 +164,25 @@ fn parse_handle(handle: &str) -> (&str, Option<&str>) {
 /// # Credential rotation without a job GET
 ///
 /// `POST /v1/projects/{id}/credentials/rotate` answers an asynchronous job, and
-/// the document has no way to read a job back. A project is locked by its job
-/// while the job runs (`locked_resource`), so a rotate POST during that time
-/// answers the same job with its current state; that is the only way to see a
-/// job's state. Once the job has finished, though, the lock is gone and another
-/// POST *starts a second rotation*. Polling by POST alone would therefore start
-/// a new rotation every time the job finished between two polls, which against
-/// a real CapyDB worker is the usual case, and so would never end.
-///
-/// The client avoids that as follows:
+/// the document has no way to read a job back. It does not say what a second
+/// POST does while a job runs, so the client never posts again to learn a
+/// job's state (a vendor that starts a new job on each POST would be rotated
+/// without end):
 ///
 /// 1. [`CredentialApi::rotate_credentials`] reads the project's connections
-///    *before* posting, then posts. The job it gets back is handed to the
+///    *before* posting, then posts once. The job it gets back is handed to the
 ///    controller as `<job id>#<fingerprint>`, where the fingerprint is a salted,
 ///    truncated SHA-256 of the connection URLs before the rotation (it reveals
 ///    nothing of them).
-/// 2. [`CredentialApi::rotation_status`] first reads the connections (a GET,
-///    which never starts anything). If they differ from the fingerprint, the
-///    job has succeeded: `Done` with the new URLs, no POST.
-/// 3. Only while the URLs are unchanged, i.e. the job is presumably still in
-///    flight, does it POST again. If the answer is the same job: in flight ->
-///    `Pending`; succeeded -> read the connections -> `Done`; failed -> `Failed`.
-/// 4. If the answer is a *different* job, ours finished between step 2 and the
-///    POST, or failed without changing anything, and the POST has just started
-///    a new rotation. That cannot be undone, and abandoning it would leave the
-///    Secret stale once it succeeds, so the client adopts it: `Pending` with the
-///    new job's handle (fingerprinted from the connections read right after the
-///    POST). The controller must keep the handle of every `Pending` it gets.
+/// 2. [`CredentialApi::rotation_status`] only reads the connections (a GET,
+///    which never starts anything). When they differ from the fingerprint, the
+///    job has succeeded: `Done` with the new URLs. While they are unchanged the
+///    rotation is `Pending`; the controller gives it up after
+///    `rotation::ROTATION_JOB_LIMIT` and keeps the current credentials.
 ///
-/// A handle without a fingerprint (a bare job id) skips step 2.
+/// A job that fails is therefore seen only as a rotation that never finishes
+/// (see [`ASSUMED`]). A handle without a fingerprint (a bare job id) takes the
+/// connections as they are.
 #[derive(Clone, Debug)]
 pub struct CapyDbClient {
     http: VendorHttp,
@@ -302,10 +292,12 @@ impl CapyDbClient {
                 }
                 Ok(RotationProgress::Failed(message))
             }
-            None => Err(self.invalid(
-                OP_ROTATE,
-                format!("unknown state {:?} of rotation job {}", job.state, job.id),
-            )),
+            // A state the document does not show: still running, as far as
+            // anyone can tell; the controller bounds how long it waits.
+            None => Ok(RotationProgress::Pending {
+                job_id: pending_handle,
+                state: job.state.clone(),
+            }),
         }
     }
 
@@ -382,29 +374,15 @@ impl CredentialApi for CapyDbClient {
     ) -> Result<RotationProgress, ProviderError> {
         let project_id = self.project_target(target)?;
         let (job_id, before) = parse_handle(job_handle);
-        if let Some(before) = before {
-            let now = self.project_connections(project_id).await?;
-            if fingerprint(job_id, &now) != before {
-                // The URLs changed: the job succeeded. Posting now would start another.
-                return self.done(&now);
-            }
+        let now = self.project_connections(project_id).await?;
+        match before {
+            Some(before) if fingerprint(job_id, &now) == before => Ok(RotationProgress::Pending {
+                job_id: job_handle.to_string(),
+                state: "pending".to_string(),
+            }),
+            // The URLs changed: the job succeeded.
+            _ => self.done(&now),
         }
-        let job = self.post_rotate(project_id).await?;
-        if job.id == job_id {
-            return self
-                .progress(project_id, &job, job_handle.to_string())
-                .await;
-        }
-        // Our job finished unseen and this POST started (or found) another one: adopt it.
-        tracing::warn!(
-            project = project_id,
-            previous_job = job_id,
-            job = %job.id,
-            "CapyDB rotation job finished between two polls; following the job now in flight"
-        );
-        let after = self.project_connections(project_id).await?;
-        let pending = handle(&job.id, &after);
-        self.progress(project_id, &job, pending).await
     }
 }
 
@@ -432,6 +410,23 @@ impl Provider for CapyDbClient {
         }
     }
 }
+
+/// Where the document is silent and this client reads or relies on something
+/// anyway (see [`super::contract`]).
+pub const ASSUMED: &[super::contract::Assumption] = &[
+    super::contract::Assumption {
+        method: "GET",
+        path: "/v1/projects/{projectID}/connections",
+        reads: &[],
+        why: "the document shows `direct_url`, `pooled_url` and `username` but no password: the client assumes the URLs carry it, and that they change when a rotation succeeds (that is how it sees a rotation finish)",
+    },
+    super::contract::Assumption {
+        method: "POST",
+        path: "/v1/projects/{projectID}/credentials/rotate",
+        reads: &[],
+        why: "the document shows only the job state `pending` and no way to read a job back: the client posts once, reads `succeeded`/`failed` and the usual job-queue names when the answer has them, takes any other state for in flight, and never posts again to poll",
+    },
+];
 
 #[cfg(test)]
 mod tests {

@@ -492,3 +492,7 @@ impl Provider for InfraiClient {
         Some(self)
     }
 }
+
+/// Where the document is silent and this client reads or relies on something
+/// anyway (see [`super::contract`]).
+pub const ASSUMED: &[super::contract::Assumption] = &[];

@@ -581,3 +581,7 @@ impl ByokApi for InfraiClient {
             .map(|_| ())
     }
 }
+
+/// Where the document is silent and this client reads or relies on something
+/// anyway (see [`super::contract`]).
+pub const ASSUMED: &[super::contract::Assumption] = &[];

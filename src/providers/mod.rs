@@ -9,6 +9,7 @@
 
 pub mod byok;
 pub mod capydb;
+pub mod contract;
 pub mod db9;
 mod error;
 pub mod fuzzing;

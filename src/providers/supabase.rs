@@ -753,6 +753,10 @@ impl Provider for SupabaseClient {
     }
 }
 
+/// Where the document is silent and this client reads or relies on something
+/// anyway (see [`super::contract`]).
+pub const ASSUMED: &[super::contract::Assumption] = &[];
+
 #[cfg(test)]
 mod tests {
     use super::*;
