@@ -437,8 +437,14 @@ async fn restore_is_pending_then_done_and_the_key_makes_one_restore() {
     assert_eq!(emu.db9.restore_count(), 1);
     assert_eq!(emu.db9.database_count(), 2);
 
-    let unknown = c.restore_status("rst_nope").await.unwrap_err();
-    assert!(unknown.is_not_found());
+    // A restore is followed by the database it makes: one never made is
+    // still pending, and a handle naming no database is refused.
+    assert!(matches!(
+        c.restore_status("rst_nope#never-made").await.unwrap(),
+        RestoreProgress::Pending { .. }
+    ));
+    let refused = c.restore_status("rst_nope").await.unwrap_err();
+    assert!(!refused.is_transient(), "{refused}");
 }
 
 #[tokio::test]

@@ -33,14 +33,6 @@ impl Object {
         }
     }
 
-    /// What the vendor deletes along with this object.
-    pub fn deleted_with(self) -> &'static str {
-        match self {
-            Object::Project => " (with its branches and snapshots)",
-            _ => "",
-        }
-    }
-
     pub fn plural(self) -> &'static str {
         match self {
             Object::Project => "projects",

@@ -107,6 +107,13 @@ impl ConnectionDetails {
         {
             self.uri = url.to_string();
         }
+        if let Some(pooled) = &self.pooled_uri
+            && let Ok(mut url) = url::Url::parse(pooled)
+            && url.password().is_none()
+            && url.set_password(Some(password)).is_ok()
+        {
+            self.pooled_uri = Some(url.to_string());
+        }
         self.password = password.to_string();
         self
     }
@@ -326,6 +333,33 @@ where
 mod tests {
     use super::*;
     use crate::api::v1alpha1::{DatabaseProject, DatabaseProjectSpec};
+
+    #[test]
+    fn the_kept_password_goes_into_the_direct_and_the_pooled_uri() {
+        let direct = ConnectionUri::new("postgresql://postgres@db.x.supabase.co:5432/postgres");
+        let pooled =
+            ConnectionUri::new("postgresql://postgres.x@aws-0-r.pooler.supabase.com:6543/postgres");
+        let details = ConnectionDetails::parse(Some(&direct), Some(&pooled))
+            .unwrap()
+            .with_password("p@ss");
+        assert_eq!(
+            details.uri,
+            "postgresql://postgres:p%40ss@db.x.supabase.co:5432/postgres"
+        );
+        assert_eq!(
+            details.pooled_uri.as_deref(),
+            Some("postgresql://postgres.x:p%40ss@aws-0-r.pooler.supabase.com:6543/postgres")
+        );
+        // A pooled URI that carries its own password keeps it.
+        let own = ConnectionUri::new("postgresql://u:theirs@pooler:6543/db");
+        let details = ConnectionDetails::parse(Some(&direct), Some(&own))
+            .unwrap()
+            .with_password("mine");
+        assert_eq!(
+            details.pooled_uri.as_deref(),
+            Some("postgresql://u:theirs@pooler:6543/db")
+        );
+    }
 
     fn uri(s: &str) -> ConnectionUri {
         ConnectionUri::new(s)

@@ -232,6 +232,23 @@ impl Contract {
             .max_by_key(|e| e.literal_segments())
     }
 
+    /// The first field of a request body to `method path` that its document
+    /// neither lists in the parameter table nor shows in a request example.
+    pub fn undocumented_field(&self, method: &str, path: &str, body: &Value) -> Option<String> {
+        let endpoint = self.endpoint(method, path)?;
+        let fields = body.as_object()?;
+        let documented = |name: &str| {
+            self.endpoints
+                .iter()
+                .filter(|e| e.path == endpoint.path && e.matches(method, path))
+                .any(|e| {
+                    e.parameters.iter().any(|p| p.name == name)
+                        || e.requests.iter().any(|r| r.body.get(name).is_some())
+                })
+        };
+        fields.keys().find(|name| !documented(name)).cloned()
+    }
+
     /// What strict mode serves for a success answer to `method path`.
     pub fn served(&self, method: &str, path: &str) -> Served {
         let Some(endpoint) = self.endpoint(method, path) else {
@@ -300,6 +317,20 @@ pub async fn enforce(State(strict): State<Arc<Strict>>, request: Request, next: 
         let body = (strict.error_body)("NOT_FOUND", "no such endpoint in the API's document");
         return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
     }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    if let Ok(sent) = serde_json::from_slice::<Value>(&bytes)
+        && let Some(field) = strict
+            .contract
+            .undocumented_field(method.as_str(), &path, &sent)
+    {
+        let message = format!("the request field {field:?} is not in the API's document");
+        let body = (strict.error_body)("VALIDATION_FAILED", &message);
+        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+    }
+    let request = Request::from_parts(parts, Body::from(bytes));
     let response = next.run(request).await;
     if !response.status().is_success() || method == Method::HEAD {
         return response;

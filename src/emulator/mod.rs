@@ -98,6 +98,8 @@ struct Api {
     default_key: &'static str,
     /// The API in an emulator: its routes and its parts of the state file.
     of: fn(&Emulator) -> Arc<dyn scaffold::Served>,
+    /// The documents it follows, as extracted ([`documented`]).
+    documents: &'static [&'static str],
 }
 
 impl Api {
@@ -105,11 +107,13 @@ impl Api {
         name: &'static str,
         default_key: &'static str,
         of: fn(&Emulator) -> Arc<dyn scaffold::Served>,
+        documents: &'static [&'static str],
     ) -> Self {
         Self {
             name,
             default_key,
             of,
+            documents,
         }
     }
 }
@@ -118,10 +122,30 @@ impl Api {
 /// state file all go through this list: a new vendor is its module, a line
 /// here, and its field in [`Emulator`].
 const APIS: &[Api] = &[
-    Api::new("infrai", DEFAULT_INFRAI_API_KEY, |e| e.infrai.clone()),
-    Api::new("supabase", DEFAULT_SUPABASE_API_KEY, |e| e.supabase.clone()),
-    Api::new("db9", DEFAULT_DB9_API_KEY, |e| e.db9.clone()),
-    Api::new("capydb", DEFAULT_CAPYDB_API_KEY, |e| e.capydb.clone()),
+    Api::new(
+        "infrai",
+        DEFAULT_INFRAI_API_KEY,
+        |e| e.infrai.clone(),
+        &[documented::INFRAI_DB, documented::INFRAI_BYOK],
+    ),
+    Api::new(
+        "supabase",
+        DEFAULT_SUPABASE_API_KEY,
+        |e| e.supabase.clone(),
+        &[documented::SUPABASE],
+    ),
+    Api::new(
+        "db9",
+        DEFAULT_DB9_API_KEY,
+        |e| e.db9.clone(),
+        &[documented::DB9],
+    ),
+    Api::new(
+        "capydb",
+        DEFAULT_CAPYDB_API_KEY,
+        |e| e.capydb.clone(),
+        &[documented::CAPYDB],
+    ),
 ];
 
 /// The state of every emulated API; cloning shares it.
@@ -129,6 +153,8 @@ const APIS: &[Api] = &[
 pub struct Emulator {
     /// Injected faults, by API name (`infrai`, `supabase`, `db9`, `capydb`).
     pub faults: Arc<std::collections::BTreeMap<&'static str, Arc<faults::Faults>>>,
+    /// Strict mode, by API name: only documented fields are served.
+    strict: Arc<BTreeMap<&'static str, Arc<documented::Strict>>>,
     pub infrai: Arc<infrai::InfraiEmulator>,
     pub supabase: Arc<supabase::SupabaseEmulator>,
     pub db9: Arc<db9::Db9Emulator>,
@@ -145,12 +171,44 @@ impl Emulator {
                     .map(|api| (api.name, Arc::new(faults::Faults::default())))
                     .collect(),
             ),
+            strict: Arc::new(BTreeMap::new()),
             infrai: Arc::new(infrai::InfraiEmulator::new(config.keys("infrai"))),
             supabase: Arc::new(supabase::SupabaseEmulator::new(config.keys("supabase"))),
             db9: Arc::new(db9::Db9Emulator::new(config.keys("db9"))),
             capydb: Arc::new(capydb::CapyDbEmulator::new(config.keys("capydb"))),
             persister: None,
         }
+        .with_contracts()
+    }
+
+    /// Builds each API's strict mode (off) from its documents and its
+    /// client's assumptions.
+    fn with_contracts(mut self) -> Self {
+        let strict = APIS
+            .iter()
+            .map(|api| {
+                let contract = documented::Contract::new(
+                    api.documents,
+                    crate::providers::contract::of(api.name),
+                );
+                (
+                    api.name,
+                    documented::Strict::new(contract, (api.of)(&self).error_body()),
+                )
+            })
+            .collect();
+        self.strict = Arc::new(strict);
+        self
+    }
+
+    /// Switches strict mode on or off for every API: each answer carries only
+    /// the fields its document shows (plus the documented assumptions of the
+    /// dbops clients), and endpoints the documents do not list answer 404.
+    pub fn set_strict(&self, on: bool) {
+        for strict in self.strict.values() {
+            strict.set(on);
+        }
+        self.db9.set_strict(on);
     }
 
     /// An emulator whose state is loaded from, and saved after every change
@@ -181,6 +239,12 @@ impl Emulator {
         for (name, api) in self.apis() {
             let error_body = api.error_body();
             let mut routes = api.router();
+            if let Some(strict) = self.strict.get(name) {
+                routes = routes.layer(axum::middleware::from_fn_with_state(
+                    strict.clone(),
+                    documented::enforce,
+                ));
+            }
             if let Some(faults) = self.faults.get(name) {
                 let injection = faults::Injection {
                     faults: faults.clone(),

@@ -355,6 +355,9 @@ impl SupabaseState {
     }
 }
 
+/// The Supavisor port.
+const POOLER_PORT: u16 = 6543;
+
 fn db_host(reference: &str) -> String {
     format!("db.{reference}.supabase.co")
 }
@@ -473,6 +476,7 @@ impl Vendor for SupabaseEmulator {
                 "/v1/projects/{ref}/database/password",
                 patch(update_password),
             )
+            .route("/v1/projects/{ref}/config/database/pooler", get(pooler_get))
             .fallback(|| async { SupabaseError::new(StatusCode::NOT_FOUND, "Not Found") })
     }
 
@@ -565,6 +569,29 @@ async fn project_get(State(emu): State<Shared>, Path(reference): Path<String>) -
     let project = state.project_mut(&reference)?;
     let status = project.lifecycle.poll();
     Ok(Json(project_with_database_json(project, status)))
+}
+
+/// `GET /v1/projects/{ref}/config/database/pooler`: the project's Supavisor
+/// entry, in the public reference's shape (the document shows none); the
+/// pooled user is `postgres.<ref>` on port 6543, as on Supabase.
+async fn pooler_get(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
+    let mut state = emu.state.lock();
+    let project = state.project_mut(&reference)?;
+    let host = format!("aws-0-{}.pooler.supabase.com", project.region);
+    let user = format!("{DB_USER}.{reference}");
+    Ok(Json(json!([{
+        "identifier": reference,
+        "database_type": "PRIMARY",
+        "is_using_scram_auth": true,
+        "db_user": user,
+        "db_host": host,
+        "db_port": POOLER_PORT,
+        "db_name": "postgres",
+        "connection_string": format!("postgresql://{user}:[YOUR-PASSWORD]@{host}:{POOLER_PORT}/postgres"),
+        "default_pool_size": 15,
+        "max_client_conn": 200,
+        "pool_mode": "transaction",
+    }])))
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {

@@ -237,6 +237,25 @@ pub fn project_state(status: Option<&str>) -> ResourceState {
 
 /// `postgresql://user[:password]@host:port/postgres`, with user and password
 /// percent-encoded; `None` when the host is not a valid host name.
+/// A not-found the client concluded from a list (the document lists no 404).
+fn not_found(operation: &str, message: String) -> ProviderError {
+    ProviderError::Http {
+        api: ProviderApi::Supabase,
+        operation: operation.to_string(),
+        status: 404,
+        code: Some("NOT_FOUND".to_string()),
+        message,
+        retry_after: None,
+    }
+}
+
+/// Whether a refusal could mean the object does not exist: a 4xx other than
+/// 401, 403 and 429 (the document lists 404 for none of the endpoints used).
+fn could_mean_gone(error: &ProviderError) -> bool {
+    matches!(error, ProviderError::Http { status, .. }
+        if (400..500).contains(status) && !matches!(status, 401 | 403 | 429))
+}
+
 fn connection_uri(
     user: &str,
     password: Option<&str>,
@@ -440,19 +459,87 @@ impl SupabaseClient {
         Ok(project)
     }
 
-    /// Reads a project; its connection URI has no password.
+    /// Reads a project; its connection URIs have no password. A ready
+    /// project also gets its pooled (Supavisor) URI, when the pooler config
+    /// can be read.
+    ///
+    /// The document lists no 404 for this read, so a refusal is not taken to
+    /// mean the project is gone: that is decided by the project list (see
+    /// [`SupabaseClient::unless_listed`]).
     pub async fn get_project(&self, reference: &str) -> Result<VendorProject, ProviderError> {
-        let wire: ProjectWire = self
+        let read = self
             .http
-            .call(
+            .call::<ProjectWire>(
                 "projects.get",
                 Method::GET,
                 &["v1", "projects", reference],
                 &[],
                 None,
             )
-            .await?;
-        Ok(wire.into())
+            .await;
+        let wire = match read {
+            Ok(wire) => wire,
+            Err(error) => return Err(self.unless_listed(reference, error).await),
+        };
+        let mut project: VendorProject = wire.into();
+        if project.state == ResourceState::Ready {
+            project.pooled_uri = self.pooler_uri(reference).await;
+        }
+        Ok(project)
+    }
+
+    /// `error` from a read or delete of the project `reference`; when the
+    /// refusal could mean the project does not exist (a 4xx other than auth
+    /// and rate limits), the project list decides: not listed is not found.
+    async fn unless_listed(&self, reference: &str, error: ProviderError) -> ProviderError {
+        if !could_mean_gone(&error) || error.is_not_found() {
+            return error;
+        }
+        match self.list_project_wires().await {
+            Ok(projects)
+                if !projects
+                    .iter()
+                    .any(|p| p.reference.as_deref().unwrap_or(&p.id) == reference) =>
+            {
+                not_found("projects.get", format!("no project {reference} is listed"))
+            }
+            _ => error,
+        }
+    }
+
+    /// The pooled connection of a project from its Supavisor config (`GET
+    /// .../config/database/pooler`), without a password. The document shows
+    /// no answer for it: the client reads the public reference's
+    /// `db_host`, `db_port`, `db_user` and `db_name` of the `PRIMARY` entry
+    /// (see [`ASSUMED`]), and goes without a pooled URI when it cannot.
+    async fn pooler_uri(&self, reference: &str) -> Option<ConnectionUri> {
+        let config: Value = self
+            .http
+            .call(
+                "pooler.get",
+                Method::GET,
+                &["v1", "projects", reference, "config", "database", "pooler"],
+                &[],
+                None,
+            )
+            .await
+            .ok()?;
+        let entries = match config {
+            Value::Array(entries) => entries,
+            single @ Value::Object(_) => vec![single],
+            _ => return None,
+        };
+        let entry = entries
+            .iter()
+            .find(|e| e.get("database_type").and_then(Value::as_str) == Some("PRIMARY"))
+            .or_else(|| entries.first())?;
+        let host = entry.get("db_host")?.as_str()?;
+        let port = u16::try_from(entry.get("db_port")?.as_u64()?).ok()?;
+        let user = entry
+            .get("db_user")
+            .and_then(Value::as_str)
+            .unwrap_or(DB_USER);
+        connection_uri(user, None, host, port)
     }
 
     /// Deletes a project and its branches. The answer (`{id, ref, name}`) is not needed.
@@ -487,13 +574,11 @@ impl SupabaseClient {
             .await?
             .into_iter()
             .find(|b| b.id == id || b.project_ref == id)
-            .ok_or_else(|| ProviderError::Http {
-                api: ProviderApi::Supabase,
-                operation: "branches.list".to_string(),
-                status: 404,
-                code: Some("BRANCH_NOT_FOUND".to_string()),
-                message: format!("project {project} has no branch {id}"),
-                retry_after: None,
+            .ok_or_else(|| {
+                not_found(
+                    "branches.list",
+                    format!("project {project} has no branch {id}"),
+                )
             })
     }
 
@@ -553,8 +638,12 @@ impl SupabaseClient {
     }
 
     /// Deletes a branch (by id or ref) at once (`force` left at its default).
-    pub async fn delete_branch(&self, id: &str) -> Result<(), ProviderError> {
-        self.http
+    /// The document lists only 200 and 500 for it: a refusal that could mean
+    /// the branch is gone is checked against the project's branch list, and a
+    /// branch no longer listed counts as deleted.
+    pub async fn delete_branch(&self, project: &str, id: &str) -> Result<(), ProviderError> {
+        let deleted = self
+            .http
             .call_raw(
                 "branches.delete",
                 Method::DELETE,
@@ -562,8 +651,15 @@ impl SupabaseClient {
                 &[],
                 None,
             )
-            .await
-            .map(drop)
+            .await;
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(error) if could_mean_gone(&error) => match self.find_branch(project, id).await {
+                Err(listed) if listed.is_not_found() => Ok(()),
+                _ => Err(error),
+            },
+            Err(error) => Err(error),
+        }
     }
 
     /// Sets the database password of a project (or of a branch, by its own ref).
@@ -669,8 +765,8 @@ impl BranchLifecycle for SupabaseClient {
     ) -> Result<VendorBranch, ProviderError> {
         SupabaseClient::create_branch(self, req).await
     }
-    async fn delete_branch(&self, _project_id: &str, id: &str) -> Result<(), ProviderError> {
-        SupabaseClient::delete_branch(self, id).await
+    async fn delete_branch(&self, project_id: &str, id: &str) -> Result<(), ProviderError> {
+        SupabaseClient::delete_branch(self, project_id, id).await
     }
 }
 
@@ -755,7 +851,111 @@ impl Provider for SupabaseClient {
 
 /// Where the document is silent and this client reads or relies on something
 /// anyway (see [`super::contract`]).
-pub const ASSUMED: &[super::contract::Assumption] = &[];
+///
+/// The Supabase document lists paths, parameter tables and response codes,
+/// but no methods and no answer bodies at all: every field the client reads is
+/// taken from the public Management API reference (see the module header).
+pub const ASSUMED: &[super::contract::Assumption] = &[
+    Assumption {
+        method: "GET",
+        path: "/v1/projects",
+        reads: &[
+            "[].id",
+            "[].ref",
+            "[].organization_id",
+            "[].organization_slug",
+            "[].name",
+            "[].region",
+            "[].created_at",
+            "[].status",
+        ],
+        why: "the project list: no answer body documented; read as the public reference's V1ProjectWithDatabaseResponse, to reuse a project by name after a lost create and to tell a deleted project",
+    },
+    Assumption {
+        method: "POST",
+        path: "/v1/projects",
+        reads: &[
+            "id",
+            "ref",
+            "organization_id",
+            "organization_slug",
+            "name",
+            "region",
+            "created_at",
+            "status",
+        ],
+        why: "the create answer: no body documented; read as V1ProjectResponse. `region` is sent, not `region_selection`: the document marks `region` deprecated but lists none of `region_selection`'s options",
+    },
+    Assumption {
+        method: "GET",
+        path: "/v1/projects/{ref}",
+        reads: &[
+            "id",
+            "ref",
+            "organization_id",
+            "organization_slug",
+            "name",
+            "region",
+            "created_at",
+            "status",
+            "database.host",
+        ],
+        why: "the project read: no body documented; `status` names follow the public reference, unknown ones wait (bounded) and then stall; the direct host is `database.host`",
+    },
+    Assumption {
+        method: "GET",
+        path: "/v1/projects/{ref}/config/database/pooler",
+        reads: &[
+            "[].database_type",
+            "[].db_host",
+            "[].db_port",
+            "[].db_user",
+            "[].db_name",
+        ],
+        why: "the Supavisor config: no body documented; read as the public reference's list of pooler entries, and left out of the Secret when it does not read so",
+    },
+    Assumption {
+        method: "GET",
+        path: "/v1/projects/{ref}/branches",
+        reads: &[
+            "[].id",
+            "[].name",
+            "[].project_ref",
+            "[].parent_project_ref",
+            "[].status",
+        ],
+        why: "the branch list: no body documented; read as BranchResponse. A branch missing from it is not found (the document lists no 404 for branch reads or deletes)",
+    },
+    Assumption {
+        method: "POST",
+        path: "/v1/projects/{ref}/branches",
+        reads: &["id", "name", "project_ref", "parent_project_ref", "status"],
+        why: "the branch create answer: no body documented; read as BranchResponse",
+    },
+    Assumption {
+        method: "GET",
+        path: "/v1/branches/{branch_id_or_ref}",
+        reads: &["status", "db_host", "db_port", "db_user", "db_pass"],
+        why: "the branch config: no body documented; read as BranchDetailResponse (the branch's own host and credentials)",
+    },
+    Assumption {
+        method: "GET",
+        path: "/v1/projects/{ref}/database/backups",
+        reads: &[
+            "region",
+            "walg_enabled",
+            "pitr_enabled",
+            "backups.[].inserted_at",
+            "backups.[].status",
+            "backups.[].is_physical_backup",
+            "physical_backup_data.earliest_physical_backup_date_unix",
+            "physical_backup_data.latest_physical_backup_date_unix",
+        ],
+        why: "the backup list: no body documented; read as V1BackupsResponse",
+    },
+];
+
+use super::contract::Assumption;
 
 #[cfg(test)]
 mod tests {

@@ -532,11 +532,9 @@ pub async fn cleanup<K: VendorKind>(obj: &K, ctx: &Context) -> Result<Action, Er
         return Ok(Action::await_change());
     };
     let note = match K::delete(&*provider, parent, &id).await {
-        Ok(()) => format!(
-            "deleted vendor {} {id}{}",
-            K::OBJECT,
-            K::OBJECT.deleted_with()
-        ),
+        // What goes with it (a project's branches, snapshots) is the vendor's
+        // business, and not every document says: the note claims nothing more.
+        Ok(()) => format!("deleted vendor {} {id}", K::OBJECT),
         Err(e) if e.is_not_found() => format!("vendor {} {id} was already gone", K::OBJECT),
         Err(source) => {
             return Err(VendorCall::new(format!("deleting {} {id}", K::OBJECT), source).into());
