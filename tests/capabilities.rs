@@ -48,6 +48,7 @@ async fn declarations_match_behaviour() {
                 Operation::BranchCreate => p
                     .create_branch(
                         &BranchRequest {
+                            resumed: false,
                             project_id: "p".into(),
                             branch_name: "b".into(),
                             from_branch: None,
@@ -73,6 +74,7 @@ async fn declarations_match_behaviour() {
                 Operation::SnapshotRestore => p
                     .restore_snapshot(
                         &RestoreRequest {
+                            resumed: false,
                             snapshot_id: "s".into(),
                             new_name: None,
                         },

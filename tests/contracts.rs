@@ -241,6 +241,7 @@ mod walk {
         ));
         if p.supports(Operation::BranchCreate) {
             let req = BranchRequest {
+                resumed: false,
                 project_id: project.clone(),
                 branch_name: "contract-branch".to_string(),
                 from_branch: None,
@@ -344,6 +345,7 @@ mod walk {
 
     async fn restore(p: &dyn Provider, snapshot: &str, polls: usize) -> Result<String, String> {
         let req = RestoreRequest {
+            resumed: false,
             snapshot_id: snapshot.to_string(),
             new_name: None,
         };

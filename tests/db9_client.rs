@@ -43,6 +43,7 @@ fn project(name: &str) -> ProjectRequest {
 
 fn branch(project_id: &str, name: &str) -> BranchRequest {
     BranchRequest {
+        resumed: false,
         project_id: project_id.to_string(),
         branch_name: name.to_string(),
         from_branch: None,
@@ -108,13 +109,25 @@ async fn project_create_get_delete() {
 }
 
 #[tokio::test]
-async fn creating_the_same_name_twice_returns_the_same_database() {
+async fn a_resumed_create_finds_its_database_and_a_first_attempt_never_takes_a_name() {
     let (emu, endpoint) = start().await;
     let c = client(&endpoint, KEY);
     let first = c.create_project(&project("shop"), "key-1").await.unwrap();
-    // The first answer was lost; the retry (same deterministic name) finds the database.
-    let retry = c.create_project(&project("shop"), "key-1").await.unwrap();
+    // The first answer was lost; the resumed retry (same deterministic name) finds the database.
+    let resumed = ProjectRequest {
+        resumed: true,
+        ..project("shop")
+    };
+    let retry = c.create_project(&resumed, "key-1").await.unwrap();
     assert_eq!(retry.id, first.id);
+    // A first attempt under a name someone else holds is refused, and makes nothing.
+    let conflict = c
+        .create_project(&project("shop"), "key-9")
+        .await
+        .unwrap_err();
+    assert!(conflict.is_name_conflict(), "{conflict}");
+    assert_eq!(conflict.category(), "NameConflict");
+    assert!(!conflict.is_transient());
     assert_eq!(uri(&retry), uri(&first));
     assert_eq!(emu.db9.database_count(), 1);
     assert_eq!(emu.db9.database_create_count(), 1);
@@ -185,11 +198,19 @@ async fn branch_create_get_delete() {
         "a database that is no branch reports no project"
     );
 
-    // A retry finds the branch instead of making another.
-    let retry = c
-        .create_branch(&branch(&p.id, "app-preview"), "kb")
-        .await
-        .unwrap();
+    // A resumed retry finds the branch instead of making another; a first
+    // attempt is refused the taken name.
+    let resumed = BranchRequest {
+        resumed: true,
+        ..branch(&p.id, "app-preview")
+    };
+    let retry = c.create_branch(&resumed, "kb").await.unwrap();
+    assert!(
+        c.create_branch(&branch(&p.id, "app-preview"), "kb")
+            .await
+            .unwrap_err()
+            .is_name_conflict()
+    );
     assert_eq!(retry.id, b.id);
     assert_eq!(emu.db9.database_count(), 2);
 
@@ -265,11 +286,12 @@ async fn branches_work_when_reads_show_only_documented_fields() {
     );
     assert_eq!(c.get_branch(&p.id, &p.id).await.unwrap().project_id, "");
 
-    // A crash-retried create finds its branch by name.
-    let retry = c
-        .create_branch(&branch(&p.id, "app-preview"), "kb")
-        .await
-        .unwrap();
+    // A crash-retried (resumed) create finds its branch by name.
+    let resumed = BranchRequest {
+        resumed: true,
+        ..branch(&p.id, "app-preview")
+    };
+    let retry = c.create_branch(&resumed, "kb").await.unwrap();
     assert_eq!(retry.id, b.id);
     assert_eq!(emu.db9.database_count(), 2);
 
@@ -366,6 +388,7 @@ async fn restore_is_pending_then_done_and_the_key_makes_one_restore() {
         .unwrap();
 
     let req = RestoreRequest {
+        resumed: false,
         snapshot_id: s.id.clone(),
         new_name: Some("app-restored".into()),
     };
@@ -429,8 +452,19 @@ async fn restore_is_pending_then_done_and_the_key_makes_one_restore() {
         "the new database holds the backup's data"
     );
 
-    // Replaying the create after it finished answers the same database.
-    let RestoreProgress::Done(replayed) = c.restore_snapshot(&req, "kr").await.unwrap() else {
+    // Replaying the create after it finished answers the same database; a
+    // first attempt would take the name for someone else's.
+    assert!(
+        c.restore_snapshot(&req, "kr")
+            .await
+            .unwrap_err()
+            .is_name_conflict()
+    );
+    let resumed = RestoreRequest {
+        resumed: true,
+        ..req.clone()
+    };
+    let RestoreProgress::Done(replayed) = c.restore_snapshot(&resumed, "kr").await.unwrap() else {
         panic!("a finished restore replays as done");
     };
     assert_eq!(replayed.id, restored.id);
@@ -565,11 +599,19 @@ async fn message_bodies_become_errors() {
     assert_eq!(missing.category(), "VendorNotFound");
 
     // Names are unique per account: a branch's name cannot be a project's.
+    // A first attempt is refused before any call; a resumed one gets DB9's 409.
     let p = c.create_project(&project("app"), "k").await.unwrap();
-    let dup = c
-        .create_branch(&branch(&p.id, "app"), "kb")
-        .await
-        .unwrap_err();
+    assert!(
+        c.create_branch(&branch(&p.id, "app"), "kb")
+            .await
+            .unwrap_err()
+            .is_name_conflict()
+    );
+    let resumed = BranchRequest {
+        resumed: true,
+        ..branch(&p.id, "app")
+    };
+    let dup = c.create_branch(&resumed, "kb").await.unwrap_err();
     let ProviderError::Http {
         status, message, ..
     } = &dup
@@ -584,7 +626,17 @@ async fn message_bodies_become_errors() {
         .create_branch(&branch(&p.id, "app-dev"), "kb")
         .await
         .unwrap();
-    let taken = c.create_project(&project(&b.name), "k2").await.unwrap_err();
+    assert!(
+        c.create_project(&project(&b.name), "k2")
+            .await
+            .unwrap_err()
+            .is_name_conflict()
+    );
+    let resumed = ProjectRequest {
+        resumed: true,
+        ..project(&b.name)
+    };
+    let taken = c.create_project(&resumed, "k2").await.unwrap_err();
     assert_eq!(
         taken.status(),
         Some(409),

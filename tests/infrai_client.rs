@@ -47,6 +47,7 @@ async fn project_create_get_list_delete() {
     let (emu, endpoint) = start().await;
     let c = client(&endpoint, KEY);
     let req = ProjectRequest {
+        resumed: false,
         name: "shop".into(),
         vendor: Some("supabase".into()),
         region: Some("eu-west-1".into()),
@@ -112,6 +113,7 @@ async fn the_idempotency_key_is_sent_on_every_create() {
     let c = client(&endpoint, KEY);
     let p = c.create_project(&project("p"), "k-p").await.unwrap();
     let breq = BranchRequest {
+        resumed: false,
         project_id: p.id.clone(),
         branch_name: "preview".into(),
         from_branch: None,
@@ -130,6 +132,7 @@ async fn the_idempotency_key_is_sent_on_every_create() {
     let s2 = c.create_snapshot(&sreq, "k-s").await.unwrap();
     assert_eq!(s1.id, s2.id);
     let rreq = RestoreRequest {
+        resumed: false,
         snapshot_id: s1.id.clone(),
         new_name: None,
     };
@@ -151,6 +154,7 @@ async fn branches_are_copies_of_their_parent() {
     let dev = c
         .create_branch(
             &BranchRequest {
+                resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
                 from_branch: None,
@@ -170,6 +174,7 @@ async fn branches_are_copies_of_their_parent() {
     let feature = c
         .create_branch(
             &BranchRequest {
+                resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "feature".into(),
                 from_branch: Some("dev".into()),
@@ -197,6 +202,7 @@ async fn branches_are_copies_of_their_parent() {
     let dup = c
         .create_branch(
             &BranchRequest {
+                resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
                 from_branch: None,
@@ -209,6 +215,7 @@ async fn branches_are_copies_of_their_parent() {
     let orphan = c
         .create_branch(
             &BranchRequest {
+                resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "x".into(),
                 from_branch: Some("nope".into()),
@@ -251,6 +258,7 @@ async fn snapshots_and_restore_into_a_new_project() {
     let restored = c
         .restore_snapshot(
             &RestoreRequest {
+                resumed: false,
                 snapshot_id: snap.id.clone(),
                 new_name: None,
             },
@@ -272,6 +280,7 @@ async fn snapshots_and_restore_into_a_new_project() {
     let named = c
         .restore_snapshot(
             &RestoreRequest {
+                resumed: false,
                 snapshot_id: snap.id.clone(),
                 new_name: Some("orders-copy".into()),
             },
@@ -284,6 +293,7 @@ async fn snapshots_and_restore_into_a_new_project() {
     let missing = c
         .restore_snapshot(
             &RestoreRequest {
+                resumed: false,
                 snapshot_id: "snap_missing".into(),
                 new_name: None,
             },
@@ -302,6 +312,7 @@ async fn deleting_a_project_removes_its_branches_and_snapshots() {
     let b = c
         .create_branch(
             &BranchRequest {
+                resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "b".into(),
                 from_branch: None,

@@ -55,6 +55,7 @@ fn project(name: &str) -> ProjectRequest {
 
 fn branch(project_id: &str, name: &str) -> BranchRequest {
     BranchRequest {
+        resumed: false,
         project_id: project_id.to_string(),
         branch_name: name.to_string(),
         from_branch: None,
@@ -190,15 +191,23 @@ async fn provisioning_is_visible_through_get_project() {
 }
 
 #[tokio::test]
-async fn create_reuses_the_project_of_the_same_name_in_the_organization() {
+async fn a_resumed_create_reuses_the_project_of_its_name_and_a_first_attempt_refuses_it() {
     let (emu, endpoint) = start().await;
     let c = client(&endpoint);
     let first = c.create_project(&project("shop")).await.unwrap();
-    // A retry after a crash: same name, same organization.
-    let retry = ProjectLifecycle::create_project(&c, &project("shop"), "any-key")
+    // A retry after a crash (resumed): same name, same organization.
+    let resumed = ProjectRequest {
+        resumed: true,
+        ..project("shop")
+    };
+    let retry = ProjectLifecycle::create_project(&c, &resumed, "any-key")
         .await
         .unwrap();
     assert_eq!(retry.id, first.id);
+    assert_eq!(emu.supabase.project_count(), 1);
+    // A first attempt under the same name: someone else's project, not adopted.
+    let conflict = c.create_project(&project("shop")).await.unwrap_err();
+    assert!(conflict.is_name_conflict(), "{conflict}");
     assert_eq!(emu.supabase.project_count(), 1);
 
     // The same name in another organization is another project.
@@ -335,8 +344,18 @@ async fn branches_come_up_with_their_own_database_and_credentials() {
     assert_eq!(details.port(), Some(5432));
     assert_eq!(details.path(), "/postgres");
 
-    // A retry with the same name is the same branch.
-    let retry = c.create_branch(&branch(&p.id, "preview")).await.unwrap();
+    // A resumed retry with the same name is the same branch; a first attempt is refused.
+    assert!(
+        c.create_branch(&branch(&p.id, "preview"))
+            .await
+            .unwrap_err()
+            .is_name_conflict()
+    );
+    let resumed = BranchRequest {
+        resumed: true,
+        ..branch(&p.id, "preview")
+    };
+    let retry = c.create_branch(&resumed).await.unwrap();
     assert_eq!(retry.id, b.id);
     assert_eq!(retry.state, ResourceState::Ready);
     assert_eq!(emu.supabase.branch_count(), 1);
@@ -652,6 +671,7 @@ async fn snapshots_restores_and_byok_are_unsupported() {
         Operation::SnapshotDelete,
     );
     let restore = RestoreRequest {
+        resumed: false,
         snapshot_id: "s".into(),
         new_name: None,
     };

@@ -394,6 +394,69 @@ async fn db9_crash_after_create_finds_the_database_by_name() {
     );
 }
 
+#[tokio::test]
+async fn a_name_someone_else_holds_is_never_adopted_nor_deleted() {
+    use dbops::providers::{ProjectLifecycle, ProjectRequest};
+    let h = Harness::bare().await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
+    // Someone else's database, made outside dbops.
+    let http = dbops::providers::http::VendorHttp::new(
+        ProviderApi::Db9,
+        &h.endpoint("db9"),
+        &secrecy::SecretString::from(support::DB9_KEY.to_string()),
+        std::time::Duration::from_secs(5),
+        None,
+    )
+    .unwrap();
+    let theirs = dbops::providers::db9::Db9Client::new(http)
+        .create_project(
+            &ProjectRequest {
+                name: "shared-db".into(),
+                ..Default::default()
+            },
+            "outside",
+        )
+        .await
+        .unwrap();
+    let mut value = project("app", "db9");
+    value["spec"]["projectName"] = json!("shared-db");
+    value["spec"]["deletionPolicy"] = json!("Delete");
+    create::<DatabaseProject>(&h, value).await;
+    reconcile::<DatabaseProject>(&h, "app").await.unwrap(); // finalizer
+    for _ in 0..2 {
+        let error = reconcile::<DatabaseProject>(&h, "app").await.unwrap_err();
+        assert_eq!(error.category(), "NameConflict", "{error}");
+        let p: DatabaseProject = get(&h, "app").await;
+        assert_eq!(
+            condition(&p, STALLED),
+            ("True".into(), "NameConflict".into())
+        );
+        let status = p.status.unwrap();
+        assert!(status.project_id.is_none(), "nothing is adopted");
+        assert!(
+            !status.create_requested,
+            "nothing was made, so the next attempt is a first attempt again"
+        );
+    }
+    assert_eq!(h.emulator.db9.database_count(), 1);
+    assert_eq!(
+        h.emulator.db9.database_create_count(),
+        1,
+        "only theirs was made"
+    );
+    // Deleting the resource finishes and leaves their database alone.
+    let api: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    api.delete("app", &DeleteParams::default()).await.unwrap();
+    reconcile::<DatabaseProject>(&h, "app").await.unwrap();
+    assert!(
+        api.get_opt("app").await.unwrap().is_none(),
+        "the finalizer is gone"
+    );
+    assert_eq!(h.emulator.db9.database_count(), 1);
+    assert!(h.emulator.db9.admin_password(&theirs.id).is_some());
+}
+
 // ---------------------------------------------------------------- CapyDB
 
 #[tokio::test]

@@ -61,11 +61,13 @@ pub fn branch_request(
     branch: &DatabaseBranch,
     provider: &dyn Provider,
     project_id: &str,
+    resumed: bool,
 ) -> BranchRequest {
     BranchRequest {
         project_id: project_id.to_string(),
         branch_name: vendor_branch_name(branch, provider),
         from_branch: branch.spec.from_branch.clone(),
+        resumed,
     }
 }
 
@@ -153,7 +155,7 @@ impl VendorKind for DatabaseBranch {
         ctx: &Context,
     ) -> Result<Created<VendorBranch>, Error> {
         let message = format!("creating the branch at {}", provider.api());
-        pipeline::begin_create(
+        let resumed = pipeline::begin_create(
             self,
             api,
             ctx,
@@ -165,8 +167,9 @@ impl VendorKind for DatabaseBranch {
         )
         .await?;
         let key = idempotency_key(self, "branch-create")?;
+        let request = branch_request(self, &**provider, project_id(parent), resumed);
         let vendor = provider
-            .create_branch(&branch_request(self, &**provider, project_id(parent)), &key)
+            .create_branch(&request, &key)
             .await
             .map_err(|e| VendorCall::new("creating the branch", e))?;
         let note = format!("created vendor branch {}", vendor.id);
@@ -185,7 +188,7 @@ impl VendorKind for DatabaseBranch {
     ) -> Result<Option<String>, Error> {
         let key = idempotency_key(self, "branch-create")?;
         replay_child_create(Object::Branch, parent, |project_id| async move {
-            let request = branch_request(self, provider, &project_id);
+            let request = branch_request(self, provider, &project_id, true);
             provider.create_branch(&request, &key).await
         })
         .await

@@ -146,6 +146,14 @@ pub enum Error {
     InvalidObject,
 }
 
+impl Error {
+    /// A create found another object under its name
+    /// ([`crate::providers::ProviderError::NameConflict`]).
+    pub fn is_name_conflict(&self) -> bool {
+        matches!(self, Error::Vendor(e) if e.source.is_name_conflict())
+    }
+}
+
 impl ReconcileError for Error {
     fn category(&self) -> &'static str {
         match self {

@@ -63,6 +63,7 @@ pub fn project_request(
     project: &DatabaseProject,
     provider: &dyn Provider,
     db_password: Option<Password>,
+    resumed: bool,
 ) -> ProjectRequest {
     let spec = &project.spec;
     ProjectRequest {
@@ -76,6 +77,7 @@ pub fn project_request(
             ProjectMode::Byok => "byok".to_string(),
         }),
         postgres_version: spec.postgres_version.clone(),
+        resumed,
     }
 }
 
@@ -84,10 +86,12 @@ pub fn restore_request(
     project: &DatabaseProject,
     provider: &dyn Provider,
     snapshot_id: &str,
+    resumed: bool,
 ) -> RestoreRequest {
     RestoreRequest {
         snapshot_id: snapshot_id.to_string(),
         new_name: Some(vendor_project_name(project, provider)),
+        resumed,
     }
 }
 
@@ -216,12 +220,17 @@ impl VendorKind for DatabaseProject {
             // Saved with createRequested, so a replay restores the same snapshot.
             previous.restored_from_snapshot_id = snapshot_id.clone();
         }
-        pipeline::begin_create(self, api, ctx, provider, None, previous, operation, message)
-            .await?;
+        let resumed =
+            pipeline::begin_create(self, api, ctx, provider, None, previous, operation, message)
+                .await?;
         let progress = match previous.restore_handle.clone() {
             Some(handle) => restore_status(&**provider, &handle).await?,
             None => {
-                self.call_create(snapshot_id.as_deref(), &**provider, ctx, false)
+                let call = Call {
+                    replay: false,
+                    resumed,
+                };
+                self.call_create(snapshot_id.as_deref(), &**provider, ctx, call)
                     .await?
             }
         };
@@ -253,7 +262,11 @@ impl VendorKind for DatabaseProject {
             Some(handle) => restore_status(provider, handle).await?,
             None => {
                 let snapshot_id = status.restored_from_snapshot_id.as_deref();
-                self.call_create(snapshot_id, provider, ctx, true).await?
+                let call = Call {
+                    replay: true,
+                    resumed: true,
+                };
+                self.call_create(snapshot_id, provider, ctx, call).await?
             }
         };
         match progress {
@@ -306,6 +319,15 @@ impl Connected for DatabaseProject {
             vendor.id
         )
     }
+}
+
+/// How a create call is made: as a `replay` during cleanup (only to learn
+/// what a lost create made), and whether it is `resumed` (see
+/// [`crate::providers::ProjectRequest::resumed`]).
+#[derive(Clone, Copy)]
+struct Call {
+    replay: bool,
+    resumed: bool,
 }
 
 /// Polls restore job `handle`.
@@ -368,21 +390,22 @@ impl DatabaseProject {
         snapshot_id: Option<&str>,
         provider: &dyn Provider,
         ctx: &Context,
-        replay: bool,
+        call: Call,
     ) -> Result<RestoreProgress, Error> {
         match snapshot_id {
             None => {
                 let key = idempotency_key(self, "project-create")?;
-                let password = self.operator_password(provider, ctx, replay).await?;
+                let password = self.operator_password(provider, ctx, call.replay).await?;
+                let request = project_request(self, provider, password, call.resumed);
                 provider
-                    .create_project(&project_request(self, provider, password), &key)
+                    .create_project(&request, &key)
                     .await
                     .map(RestoreProgress::Done)
                     .map_err(|e| VendorCall::new("creating the project", e).into())
             }
             Some(snapshot_id) => {
                 let key = idempotency_key(self, "project-restore")?;
-                let request = restore_request(self, provider, snapshot_id);
+                let request = restore_request(self, provider, snapshot_id, call.resumed);
                 provider
                     .restore_snapshot(&request, &key)
                     .await

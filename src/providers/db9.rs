@@ -413,6 +413,16 @@ impl std::fmt::Display for RestoreHandle {
     }
 }
 
+/// Another live database holds `name`, and this create is not resumed: it
+/// is someone else's (see [`ProjectRequest::resumed`]).
+fn name_conflict(object: &'static str, name: &str) -> ProviderError {
+    ProviderError::NameConflict {
+        api: ProviderApi::Db9,
+        object,
+        name: name.to_string(),
+    }
+}
+
 /// A body that may be absent or of any shape: read as `T` when it can be.
 fn tolerant<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
     serde_json::from_slice(body).ok()
@@ -424,16 +434,20 @@ impl ProjectLifecycle for Db9Client {
     /// `admin_password` if the operator chose one; it does not for DB9).
     ///
     /// DB9 takes no idempotency key here and names are unique per account, so
-    /// the deterministic name is the key: an existing live database of that
-    /// name (not a branch) is returned instead of creating a second one. That
-    /// makes a retry after a lost answer safe; it also means an existing
-    /// database of the same name is adopted.
+    /// the deterministic name is the key: on a resumed create, an existing
+    /// live database of that name (not a branch) is returned instead of
+    /// creating a second one, which makes a retry after a lost answer safe. On
+    /// a first attempt the name must be free: a database already holding it
+    /// is someone else's ([`ProviderError::NameConflict`]), never adopted.
     async fn create_project(
         &self,
         req: &ProjectRequest,
         _idempotency_key: &str,
     ) -> Result<VendorProject, ProviderError> {
         if let Some(id) = self.find_database(&req.name).await? {
+            if !req.resumed {
+                return Err(name_conflict("database", &req.name));
+            }
             let existing = self.get_database(&id).await?;
             if existing.parent_database_id.is_none() {
                 return Ok(existing.into_project());
@@ -494,6 +508,11 @@ impl RestoreApi for Db9Client {
                 .take(MAX_GENERATED_NAME_CHARS)
                 .collect()
         });
+        if !req.resumed && self.find_database(&target_name).await?.is_some() {
+            // A restore is followed by the database of its name: another one
+            // would be taken for it.
+            return Err(name_conflict("database", &target_name));
+        }
         let body = json!({
             "backup_id": req.snapshot_id,
             "target_name": target_name,
@@ -569,6 +588,9 @@ impl BranchLifecycle for Db9Client {
             ));
         }
         if let Some(id) = self.find_database(&req.branch_name).await? {
+            if !req.resumed {
+                return Err(name_conflict("database", &req.branch_name));
+            }
             let existing = self.get_database(&id).await?;
             // Ours when the read shows our project as its parent, or shows no
             // parent at all (the document does not promise the field).

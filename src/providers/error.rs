@@ -46,6 +46,16 @@ pub enum ProviderError {
         operation: String,
         wait: Duration,
     },
+    /// An object with the requested name exists at the vendor and nothing
+    /// shows it is this resource's: it is neither adopted nor touched.
+    #[error(
+        "{api} already has a {object} named {name:?} that dbops did not create for this resource"
+    )]
+    NameConflict {
+        api: ProviderApi,
+        object: &'static str,
+        name: String,
+    },
     /// The provider has no such operation.
     #[error("{api} does not support {operation}")]
     Unsupported {
@@ -60,8 +70,15 @@ impl ProviderError {
         match self {
             Self::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             Self::Transport { .. } | Self::NotConfirmed { .. } | Self::Throttled { .. } => true,
-            Self::InvalidResponse { .. } | Self::Unsupported { .. } => false,
+            Self::InvalidResponse { .. } | Self::Unsupported { .. } | Self::NameConflict { .. } => {
+                false
+            }
         }
+    }
+
+    /// Another object holds the requested name ([`ProviderError::NameConflict`]).
+    pub fn is_name_conflict(&self) -> bool {
+        matches!(self, Self::NameConflict { .. })
     }
 
     /// The vendor says the object does not exist.
@@ -101,6 +118,9 @@ impl ProviderError {
             Self::Http { status: 402, .. } => Some(
                 "the vendor account is out of credit: top it up, and dbops tries again on its own",
             ),
+            Self::NameConflict { .. } => Some(
+                "choose another name, or adopt the existing one with spec.externalId; nothing was changed at the vendor",
+            ),
             _ => None,
         }
     }
@@ -124,6 +144,7 @@ impl ProviderError {
             Self::NotConfirmed { .. } => "VendorNotConfirmed",
             Self::Throttled { .. } => "RequestBudgetExhausted",
             Self::Unsupported { .. } => "UnsupportedByProvider",
+            Self::NameConflict { .. } => "NameConflict",
         }
     }
 }

@@ -170,6 +170,12 @@ pub struct ProjectRequest {
     /// create (Supabase's `db_pass`, DB9's `admin_password`). The operator keeps
     /// it only in the connection Secret.
     pub db_password: Option<Password>,
+    /// Whether this create may already have reached the vendor: the resource
+    /// recorded `createRequested` in an earlier reconcile. Only then may an
+    /// object found under the requested name be taken for this resource's
+    /// own; on a first attempt it belongs to someone else
+    /// ([`ProviderError::NameConflict`]).
+    pub resumed: bool,
 }
 
 /// Where a restore into a new project is.
@@ -212,6 +218,12 @@ pub enum RotationProgress {
 pub struct RestoreRequest {
     pub snapshot_id: String,
     pub new_name: Option<String>,
+    /// Whether this create may already have reached the vendor: the resource
+    /// recorded `createRequested` in an earlier reconcile. Only then may an
+    /// object found under the requested name be taken for this resource's
+    /// own; on a first attempt it belongs to someone else
+    /// ([`ProviderError::NameConflict`]).
+    pub resumed: bool,
 }
 
 /// A project as the vendor reports it.
@@ -353,6 +365,12 @@ pub struct BranchRequest {
     pub project_id: String,
     pub branch_name: String,
     pub from_branch: Option<String>,
+    /// Whether this create may already have reached the vendor: the resource
+    /// recorded `createRequested` in an earlier reconcile. Only then may an
+    /// object found under the requested name be taken for this resource's
+    /// own; on a first attempt it belongs to someone else
+    /// ([`ProviderError::NameConflict`]).
+    pub resumed: bool,
 }
 
 /// A create call's snapshot request.

@@ -237,6 +237,16 @@ pub fn project_state(status: Option<&str>) -> ResourceState {
 
 /// `postgresql://user[:password]@host:port/postgres`, with user and password
 /// percent-encoded; `None` when the host is not a valid host name.
+/// Another object holds `name`, and this create is not resumed: it is
+/// someone else's (see [`ProjectRequest::resumed`]).
+fn name_conflict(object: &'static str, name: &str) -> ProviderError {
+    ProviderError::NameConflict {
+        api: ProviderApi::Supabase,
+        object,
+        name: name.to_string(),
+    }
+}
+
 /// A not-found the client concluded from a list (the document lists no 404).
 fn not_found(operation: &str, message: String) -> ProviderError {
     ProviderError::Http {
@@ -372,15 +382,13 @@ impl SupabaseClient {
     ///
     /// Supabase takes no idempotency key, so `idempotency_key` is not sent.
     /// Instead the create is made safe to retry by name: the projects of the
-    /// account are listed first, and a project with the same name in the same
-    /// organization (not being deleted) is returned instead of creating a
-    /// second one. A crash between the create and the status update therefore
-    /// never duplicates the project, and the reused project has the password
-    /// the operator kept (it wrote it before the first attempt). Project names
-    /// the operator generates end in the resource's UID
-    /// ([`super::generated_name`]), so only this resource's own create can
-    /// have made a project of that name. A name set in `spec.projectName` is
-    /// reused as found.
+    /// account are listed first, and on a resumed create a project with the
+    /// same name in the same organization (not being deleted) is returned
+    /// instead of creating a second one. A crash between the create and the
+    /// status update therefore never duplicates the project, and the reused
+    /// project has the password the operator kept (it wrote it before the
+    /// first attempt). On a first attempt the name must be free: a project
+    /// already holding it is someone else's ([`ProviderError::NameConflict`]).
     ///
     /// `region` is sent as `region`: the document marks it deprecated in
     /// favour of `region_selection`, but shows none of `region_selection`'s
@@ -428,6 +436,9 @@ impl SupabaseClient {
                 && p.in_organization(organization)
                 && !p.is_going_away()
         }) {
+            if !req.resumed {
+                return Err(name_conflict("project", &req.name));
+            }
             return Ok(existing.into());
         }
         let mut body = json!({
@@ -604,6 +615,9 @@ impl SupabaseClient {
             .into_iter()
             .find(|b| b.name == req.branch_name)
         {
+            if !req.resumed {
+                return Err(name_conflict("branch", &req.branch_name));
+            }
             return self.get_branch(&req.project_id, &existing.id).await;
         }
         let body = json!({ "branch_name": req.branch_name });

@@ -248,7 +248,20 @@ async fn create<K: VendorKind>(
     provider: &ProviderHandle,
     parent: Option<&ParentProject>,
 ) -> Result<Obtained<K::Vendor>, Error> {
-    match obj.create(api, previous, provider, parent, ctx).await? {
+    let before = previous.clone();
+    let created = match obj.create(api, previous, provider, parent, ctx).await {
+        Err(error) if error.is_name_conflict() => {
+            // Nothing was made: the next attempt is a first attempt again, and
+            // must not take the other object for its own.
+            apply_status(api, obj, &before)
+                .await
+                .map_err(KubeCall::Status)?;
+            *previous = before;
+            return Err(error);
+        }
+        created => created?,
+    };
+    match created {
         Created::New { vendor, note } => {
             tracing::info!(object = %K::OBJECT, id = %vendor.id(), "created at the vendor");
             ctx.publish(obj, EventType::Normal, "Created", "Create", note)
@@ -312,6 +325,12 @@ async fn read_existing<K: VendorKind>(
 /// before the first call, refuses a deleting provider or namespace, protects
 /// the provider and its Secret, and saves `createRequested` (with `message`)
 /// so a delete before the answer is saved can still find what was made.
+///
+/// Returns whether the create is *resumed*: an earlier reconcile already
+/// saved `createRequested`, so the vendor may hold what it made. The cache can
+/// lag behind that write, so when `previous` does not show it the object is
+/// read fresh first. Only a resumed create may take an object found under its
+/// name for its own.
 #[allow(clippy::too_many_arguments)]
 pub async fn begin_create<K: VendorKind>(
     obj: &K,
@@ -322,7 +341,7 @@ pub async fn begin_create<K: VendorKind>(
     previous: &mut K::Status,
     operation: Operation,
     message: String,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     if !provider.supports(operation) {
         return Err(Error::Unsupported {
             provider: provider.api().to_string(),
@@ -333,7 +352,16 @@ pub async fn begin_create<K: VendorKind>(
         });
     }
     if K::create_requested(previous) {
-        return Ok(());
+        return Ok(true);
+    }
+    let fresh = api
+        .get_opt(&obj.name_any())
+        .await
+        .map_err(KubeCall::Read)?
+        .map(|fresh| fresh.current_status());
+    if let Some(fresh) = fresh.filter(|s| K::create_requested(s)) {
+        *previous = fresh;
+        return Ok(true);
     }
     let namespace = obj.namespace().ok_or(Error::InvalidObject)?;
     ctx.prepare_create(provider, &namespace).await?;
@@ -344,7 +372,7 @@ pub async fn begin_create<K: VendorKind>(
         .await
         .map_err(KubeCall::Status)?;
     *previous = status;
-    Ok(())
+    Ok(false)
 }
 
 fn adopt_hint(object: Object) -> &'static str {
