@@ -118,6 +118,12 @@ struct EmulatorArgs {
         hide_env_values = true
     )]
     api_keys: Vec<(String, String)>,
+    /// Serve only what the vendor documents show: answers carry only
+    /// documented fields (plus the few the dbops clients are documented to
+    /// assume), undocumented request fields are refused and undocumented
+    /// endpoints answer 404. For checking a client against the contract.
+    #[arg(long = "emulator-strict", env = "DBOPS_EMULATOR_STRICT")]
+    strict: bool,
 }
 
 impl EmulatorArgs {
@@ -214,6 +220,10 @@ async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
         tracing::info!(path = %path.display(), "emulator state is kept in a file and survives restarts");
         emulator
     };
+    if args.strict {
+        emulator.set_strict(true);
+        tracing::info!("emulator serves only what the vendor documents show (strict mode)");
+    }
     let (addr, _) = emulator.spawn(&args.listen).await.map_err(|e| {
         format!(
             "cannot listen on {} for the emulator: {e} (use --emulator-listen or --emulator=false)",
@@ -350,6 +360,12 @@ mod tests {
             config.keys("infrai"),
             EmulatorConfig::default().keys("infrai")
         );
+    }
+
+    #[test]
+    fn strict_mode_is_off_unless_asked_for() {
+        assert!(!emulator_args(&[]).unwrap().strict);
+        assert!(emulator_args(&["--emulator-strict"]).unwrap().strict);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use dbops::api::v1alpha1::{
     ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot,
 };
-use dbops::controllers::Managed;
+use dbops::controllers::{Managed, conditions};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
@@ -965,19 +965,81 @@ async fn byok_credential_rotation_and_byok_project() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn supabase_and_db9_examples() {
-    let (_turn, _operator, env, dir) = started(
-        "vendors",
+    // The emulators serve only what the vendor documents show (and what the
+    // clients list as assumed): the whole flow must work on that alone.
+    let turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("vendors").await;
+    let _operator = Operator::start(&env, "1", &["--emulator-strict"]);
+    let dir = env.examples(
+        "m",
         &[
             "deploy/examples/vendors/supabase.yaml",
             "deploy/examples/vendors/db9.yaml",
         ],
-    )
-    .await;
+    );
+    kubectl(&["apply", "-f", dir.to_str().unwrap()]);
+    let _turn = turn;
     for name in ["supabase-app", "db9-app", "db9-app-restored"] {
         wait_ready::<DatabaseProject>(&env, name, Duration::from_secs(120)).await;
     }
     wait_ready::<DatabaseBranch>(&env, "supabase-app-preview", Duration::from_secs(120)).await;
     let before = secret_value(&env, "supabase-app-db", "password").await;
+    // Supabase's pooled (Supavisor) connection, with the same password.
+    let pooled = secret_value(&env, "supabase-app-db", "pooledUri").await;
+    assert!(pooled.contains(".pooler.supabase.com:6543/"), "{pooled}");
+    let pooled_url = url::Url::parse(&pooled).unwrap();
+    let password = percent_encoding::percent_decode_str(pooled_url.password().unwrap())
+        .decode_utf8()
+        .unwrap();
+    assert_eq!(password, before);
+
+    // A second resource naming the first one's vendor database is refused
+    // (Stalled/NameConflict): nothing is adopted, and deleting it leaves the
+    // database alone.
+    let projects: Api<DatabaseProject> = Api::namespaced(env.client.clone(), &env.ns);
+    let owner = projects.get("db9-app").await.unwrap();
+    let taken = owner.status.as_ref().unwrap().project_name.clone().unwrap();
+    let squatter: DatabaseProject = serde_json::from_value(json!({
+        "apiVersion": "dbops.dev/v1alpha1",
+        "kind": "DatabaseProject",
+        "metadata": { "name": "db9-squatter", "namespace": env.ns },
+        "spec": {
+            "providerRef": owner.spec.provider_ref,
+            "projectName": taken,
+            "deletionPolicy": "Delete",
+        },
+    }))
+    .unwrap();
+    projects
+        .create(&PostParams::default(), &squatter)
+        .await
+        .unwrap();
+    wait_until(
+        "the squatter stalls on the name",
+        Duration::from_secs(60),
+        || async {
+            let p = projects.get("db9-squatter").await.ok()?;
+            let stalled = p.status.as_ref()?.conditions.get(conditions::STALLED)?;
+            (stalled.status == "True" && stalled.reason == "NameConflict").then_some(())
+        },
+    )
+    .await;
+    let p = projects.get("db9-squatter").await.unwrap();
+    assert!(p.status.unwrap().project_id.is_none());
+    kubectl(&[
+        "delete",
+        "databaseproject",
+        "db9-squatter",
+        "-n",
+        &env.ns,
+        "--timeout=60s",
+    ]);
+    wait_ready::<DatabaseProject>(&env, "db9-app", Duration::from_secs(30)).await;
+    let still = projects.get("db9-app").await.unwrap();
+    assert_eq!(
+        still.status.unwrap().project_id,
+        owner.status.unwrap().project_id
+    );
     kubectl(&[
         "annotate",
         "--overwrite",
