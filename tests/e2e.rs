@@ -829,6 +829,9 @@ async fn an_immutable_field_edit_is_refused_by_the_api_server() {
     assert!(changed.contains("region is immutable"), "{changed}");
     let removed = edit("json", r#"[{"op":"remove","path":"/spec/region"}]"#).unwrap_err();
     assert!(removed.contains("region is immutable"), "{removed}");
+    // The plan is set at create only, and the refusal says where to resize.
+    let plan = edit("merge", r#"{"spec":{"plan":"large"}}"#).unwrap_err();
+    assert!(plan.contains("resize it at the vendor"), "{plan}");
     let provider = edit("merge", r#"{"spec":{"providerRef":{"name":"other"}}}"#).unwrap_err();
     assert!(provider.contains("providerRef is immutable"), "{provider}");
     // A mutable field may change.

@@ -536,3 +536,87 @@ async fn over_budget_the_first_call_of_a_reconcile_fails_fast_and_later_calls_wa
     reconcile_scope(budgeted.get_project(&id)).await.unwrap();
     assert_eq!(emu.infrai.projects().len(), 1);
 }
+
+#[tokio::test]
+async fn a_resumed_create_finds_what_it_made_even_when_infrai_forgot_the_key() {
+    use dbops::providers::{BranchLifecycle, ProjectLifecycle, RestoreApi, RestoreProgress};
+    let (emu, endpoint) = start().await;
+    let c = client(&endpoint, KEY);
+    let first = ProjectLifecycle::create_project(&c, &project("kept"), "key-1")
+        .await
+        .unwrap();
+    // Resumed with a key infrai no longer knows: found by name, not made again.
+    let resumed = ProjectRequest {
+        resumed: true,
+        ..project("kept")
+    };
+    let again = ProjectLifecycle::create_project(&c, &resumed, "key-forgotten")
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(emu.infrai.projects().len(), 1);
+    // Resumed but never made: it is made now.
+    let fresh = ProjectRequest {
+        resumed: true,
+        ..project("never-made")
+    };
+    let made = ProjectLifecycle::create_project(&c, &fresh, "key-2")
+        .await
+        .unwrap();
+    assert_ne!(made.id, first.id);
+    assert_eq!(emu.infrai.projects().len(), 2);
+
+    let branch = BranchRequest {
+        project_id: first.id.clone(),
+        branch_name: "preview".into(),
+        ..Default::default()
+    };
+    let b = BranchLifecycle::create_branch(&c, &branch, "kb-1")
+        .await
+        .unwrap();
+    let branches = emu.infrai.branch_count();
+    let resumed_branch = BranchRequest {
+        resumed: true,
+        ..branch.clone()
+    };
+    let b2 = BranchLifecycle::create_branch(&c, &resumed_branch, "kb-forgotten")
+        .await
+        .unwrap();
+    assert_eq!(b2.id, b.id);
+    assert_eq!(emu.infrai.branch_count(), branches);
+
+    let snapshot = c
+        .create_snapshot(
+            &SnapshotRequest {
+                project_id: first.id.clone(),
+                label: None,
+            },
+            "ks",
+        )
+        .await
+        .unwrap();
+    let restore = RestoreRequest {
+        snapshot_id: snapshot.id.clone(),
+        new_name: Some("kept-copy".into()),
+        resumed: false,
+    };
+    let RestoreProgress::Done(copy) = RestoreApi::restore_snapshot(&c, &restore, "kr-1")
+        .await
+        .unwrap()
+    else {
+        panic!("infrai restores at once")
+    };
+    let resumed_restore = RestoreRequest {
+        resumed: true,
+        ..restore
+    };
+    let RestoreProgress::Done(again) =
+        RestoreApi::restore_snapshot(&c, &resumed_restore, "kr-forgotten")
+            .await
+            .unwrap()
+    else {
+        panic!("infrai restores at once")
+    };
+    assert_eq!(again.id, copy.id);
+    assert_eq!(emu.infrai.projects().len(), 3);
+}

@@ -236,6 +236,34 @@ impl InfraiClient {
         })
     }
 
+    /// The first object of `resource` (of `project_id`, when set) that
+    /// `wanted` picks, over the pages of `db.<resource>.list` (at most
+    /// [`MAX_SEARCH_PAGES`] of them).
+    async fn find<W, T>(
+        &self,
+        resource: &str,
+        project_id: Option<&str>,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<Option<T>, ProviderError>
+    where
+        W: serde::de::DeserializeOwned + Into<T>,
+    {
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_SEARCH_PAGES {
+            let page = self
+                .list::<W, T>(resource, project_id, cursor.as_deref(), Some(SEARCH_PAGE))
+                .await?;
+            if let Some(found) = page.items.into_iter().find(|item| wanted(item)) {
+                return Ok(Some(found));
+            }
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(None)
+    }
+
     /// `db.<resource>.delete`, which answers `{"ok": true}` when done.
     async fn delete(&self, resource: &str, id: &str) -> Result<(), ProviderError> {
         let operation = format!("db.{resource}.delete");
@@ -392,6 +420,17 @@ impl ProjectApi for InfraiClient {
     }
 }
 
+/// Pages a resumed create looks through for what a lost create made, and
+/// their size.
+const MAX_SEARCH_PAGES: usize = 50;
+const SEARCH_PAGE: u32 = 100;
+
+/// Creates are sent with an idempotency key, but the document does not say
+/// how long infrai keeps one. So a *resumed* create (one that may have
+/// reached infrai before, see [`ProjectRequest::resumed`]) first looks for
+/// what it made, by name, in the documented list; only a first attempt, or a
+/// resumed one that finds nothing, is sent. Nothing is ever adopted by name
+/// on a first attempt.
 #[async_trait]
 impl ProjectLifecycle for InfraiClient {
     async fn create_project(
@@ -399,6 +438,13 @@ impl ProjectLifecycle for InfraiClient {
         req: &ProjectRequest,
         idempotency_key: &str,
     ) -> Result<VendorProject, ProviderError> {
+        if req.resumed
+            && let Some(made) = self
+                .find::<ProjectWire, VendorProject>("project", None, |p| p.name == req.name)
+                .await?
+        {
+            return Ok(made);
+        }
         InfraiClient::create_project(self, req, idempotency_key).await
     }
     async fn delete_project(&self, id: &str) -> Result<(), ProviderError> {
@@ -414,6 +460,14 @@ impl RestoreApi for InfraiClient {
         req: &RestoreRequest,
         idempotency_key: &str,
     ) -> Result<RestoreProgress, ProviderError> {
+        if req.resumed
+            && let Some(name) = &req.new_name
+            && let Some(made) = self
+                .find::<ProjectWire, VendorProject>("project", None, |p| &p.name == name)
+                .await?
+        {
+            return Ok(RestoreProgress::Done(made));
+        }
         InfraiClient::restore_snapshot(self, req, idempotency_key)
             .await
             .map(RestoreProgress::Done)
@@ -442,6 +496,15 @@ impl BranchLifecycle for InfraiClient {
         req: &BranchRequest,
         idempotency_key: &str,
     ) -> Result<VendorBranch, ProviderError> {
+        if req.resumed
+            && let Some(made) = self
+                .find::<BranchWire, VendorBranch>("branch", Some(&req.project_id), |b| {
+                    b.name == req.branch_name
+                })
+                .await?
+        {
+            return Ok(made);
+        }
         InfraiClient::create_branch(self, req, idempotency_key).await
     }
     async fn delete_branch(&self, _project_id: &str, id: &str) -> Result<(), ProviderError> {
@@ -495,4 +558,25 @@ impl Provider for InfraiClient {
 
 /// Where the document is silent and this client reads or relies on something
 /// anyway (see [`super::contract`]).
-pub const ASSUMED: &[super::contract::Assumption] = &[];
+pub const ASSUMED: &[super::contract::Assumption] = &[
+    Assumption {
+        method: "POST",
+        path: "/v1/db/project/create",
+        reads: &[],
+        why: "the document does not say how long an idempotency key is kept: a resumed create looks for its project by name in the list before sending it again, so nothing depends on the key outliving a crash. Snapshots have no name to look for, so a snapshot create resumed after infrai forgot its key would take a second snapshot",
+    },
+    Assumption {
+        method: "POST",
+        path: "/v1/db/branch/create",
+        reads: &[],
+        why: "the document does not say whether `from_branch` is a branch name or an id: the client sends spec.fromBranch exactly as written and never converts one into the other",
+    },
+    Assumption {
+        method: "POST",
+        path: "/v1/db/snapshot/restore/{id}",
+        reads: &[],
+        why: "the document's curl example sends `snapshot_id` in the body although the path already carries the id; the client sends both, as the example does",
+    },
+];
+
+use super::contract::Assumption;

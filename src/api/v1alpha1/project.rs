@@ -54,7 +54,7 @@ use super::common::{
     validation = Rule::new("has(self.projectName) == has(oldSelf.projectName)").message("projectName is immutable"),
     validation = Rule::new("has(self.vendor) == has(oldSelf.vendor)").message("vendor is immutable"),
     validation = Rule::new("has(self.region) == has(oldSelf.region)").message("region is immutable"),
-    validation = Rule::new("has(self.plan) == has(oldSelf.plan)").message("plan is immutable"),
+    validation = Rule::new("has(self.plan) == has(oldSelf.plan)").message("plan is immutable: dbops sets the size only when it creates the project; resize it at the vendor (for Supabase, its billing add-ons) and leave spec.plan as it was"),
     validation = Rule::new("has(self.postgresVersion) == has(oldSelf.postgresVersion)").message("postgresVersion is immutable"),
     validation = Rule::new("(has(self.mode) ? self.mode : 'managed') == (has(oldSelf.mode) ? oldSelf.mode : 'managed')").message("mode is immutable"),
     validation = Rule::new("has(self.restoreFrom) == has(oldSelf.restoreFrom)").message("restoreFrom is immutable"),
@@ -89,10 +89,13 @@ pub struct DatabaseProjectSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("region is immutable"))]
     pub region: Option<String>,
 
-    /// Provisioning plan or size, as the vendor names it. Immutable.
+    /// Provisioning plan or size, as the vendor names it, used when the
+    /// project is created. Immutable: no vendor document shows a resize dbops
+    /// could make without guessing (Supabase's billing add-on endpoint lists
+    /// no add-on variants), so resize at the vendor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("plan is immutable"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("plan is immutable: dbops sets the size only when it creates the project; resize it at the vendor (for Supabase, its billing add-ons) and leave spec.plan as it was"))]
     pub plan: Option<String>,
 
     /// Postgres major version, e.g. `"16"`. Immutable.
