@@ -106,6 +106,36 @@ async fn project_create_get_delete() {
     assert!(!gone.is_transient());
     let again = c.delete_project(&created.id).await.unwrap_err();
     assert!(again.is_not_found());
+    // "Database disabled": the delete is soft. The database is still listed
+    // and read, as disabled, and the client takes that for gone; its name is
+    // free for a first attempt again.
+    let listed = emu.db9.databases();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "disabled");
+    let reused = c
+        .create_project(&project("team-a-shop"), "key-2")
+        .await
+        .unwrap();
+    assert_ne!(reused.id, created.id);
+}
+
+#[tokio::test]
+async fn a_deleted_projects_branches_stay_until_their_own_delete() {
+    let (emu, endpoint) = start().await;
+    let c = client(&endpoint, KEY);
+    let p = c.create_project(&project("app"), "k").await.unwrap();
+    let b = c
+        .create_branch(&branch(&p.id, "app-dev"), "kb")
+        .await
+        .unwrap();
+    c.delete_project(&p.id).await.unwrap();
+    // The document does not say a database's branches go with it; in the
+    // emulator they stay, and each is deleted by its own resource.
+    assert_eq!(emu.db9.database_count(), 1);
+    let kept = c.get_branch(&p.id, &b.id).await.unwrap();
+    assert_eq!(kept.state, ResourceState::Ready);
+    c.delete_branch(&p.id, &b.id).await.unwrap();
+    assert_eq!(emu.db9.database_count(), 0);
 }
 
 #[tokio::test]

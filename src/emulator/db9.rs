@@ -162,9 +162,14 @@ impl Db9Emulator {
             .collect()
     }
 
-    /// Number of databases (branches and restored ones included).
+    /// Number of databases not disabled (branches and restored ones included).
     pub fn database_count(&self) -> usize {
-        self.state.lock().databases.len()
+        let state = self.state.lock();
+        state
+            .databases
+            .values()
+            .filter(|d| d.state != DISABLED)
+            .count()
     }
 
     /// Number of `POST /customer/databases` calls that created a database.
@@ -238,14 +243,27 @@ impl Db9State {
         self.next_seq.next()
     }
 
+    /// A database that is not disabled.
     fn database(&self, id: &str) -> Result<&DatabaseRecord, Db9Error> {
+        self.databases
+            .get(id)
+            .filter(|d| d.state != DISABLED)
+            .ok_or_else(|| Db9Error::not_found("database", id))
+    }
+
+    /// A database, disabled or not (reads show a disabled one as it is).
+    fn any_database(&self, id: &str) -> Result<&DatabaseRecord, Db9Error> {
         self.databases
             .get(id)
             .ok_or_else(|| Db9Error::not_found("database", id))
     }
 
     fn ensure_name_free(&self, name: &str) -> Result<(), Db9Error> {
-        if self.databases.values().any(|d| d.name == name) {
+        if self
+            .databases
+            .values()
+            .any(|d| d.name == name && d.state != DISABLED)
+        {
             return Err(Db9Error::conflict(format!(
                 "a database named {name:?} already exists"
             )));
@@ -312,11 +330,22 @@ impl Db9State {
     }
 }
 
-/// Removes a database and its backups; its branches stay (they are databases of their own).
+/// The state a deleted database is left in: the document answers a delete
+/// with "Database disabled", so the emulator deletes softly. A disabled
+/// database is still listed and read (with this state), frees its name, and
+/// answers 404 to everything else.
+const DISABLED: &str = "disabled";
+
+/// Disables a live database and removes its backups; its branches stay (they
+/// are databases of their own, and the document does not say they go).
 fn remove_database(state: &mut Db9State, id: &str) -> bool {
-    let existed = state.databases.remove(id).is_some();
+    let Some(database) = state.databases.get_mut(id).filter(|d| d.state != DISABLED) else {
+        return false;
+    };
+    database.state = DISABLED.to_string();
+    database.data.clear();
     state.backups.retain(|_, b| b.database_id != id);
-    existed
+    true
 }
 
 fn host(d: &DatabaseRecord) -> String {
@@ -536,7 +565,7 @@ async fn database_list(State(emu): State<Shared>) -> Answer {
 
 async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     let state = emu.state.lock();
-    let mut answer = database_json(state.database(&id)?);
+    let mut answer = database_json(state.any_database(&id)?);
     if emu.is_strict()
         && let Some(fields) = answer.as_object_mut()
     {
@@ -566,6 +595,7 @@ async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> An
     let database = state
         .databases
         .get_mut(&id)
+        .filter(|d| d.state != DISABLED)
         .ok_or_else(|| Db9Error::not_found("database", &id))?;
     database.admin_password = random_token(24);
     Ok(Json(credentials_json(database)))

@@ -255,8 +255,13 @@ impl Db9Client {
     }
 
     /// `GET /customer/databases/{id}`.
+    /// `GET /customer/databases/{id}`. A database the read shows `disabled`
+    /// (or `deleted`) is gone: the document calls a delete permanent and
+    /// answers it "Database disabled", so a soft-deleted database is reported
+    /// as not found, never as a failure to fix.
     async fn get_database(&self, id: &str) -> Result<DatabaseWire, ProviderError> {
-        self.http
+        let database: DatabaseWire = self
+            .http
             .call(
                 "databases.get",
                 Method::GET,
@@ -264,7 +269,18 @@ impl Db9Client {
                 &[],
                 None,
             )
-            .await
+            .await?;
+        if is_gone(database.state.as_deref()) {
+            return Err(ProviderError::Http {
+                api: ProviderApi::Db9,
+                operation: "databases.get".to_string(),
+                status: 404,
+                code: Some("DATABASE_DISABLED".to_string()),
+                message: format!("database {id} is disabled (deleted)"),
+                retry_after: None,
+            });
+        }
+        Ok(database)
     }
 
     /// Database `id` with its connection string from `GET
