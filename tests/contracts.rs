@@ -477,6 +477,8 @@ async fn against_the_strict_emulator(
     let p = walk::provider(api, &format!("http://{addr}/{api}"), key);
     let outcomes = walk::walk(&*p, &existing, true).await;
     eprintln!("{api} against its strict emulator:\n{}", show(&outcomes));
+    // The emulator serves every field its document shows.
+    assert_eq!(emulator.documented_gaps(), Vec::<String>::new(), "{api}");
     outcomes
 }
 
@@ -959,4 +961,5 @@ async fn byok_works_end_to_end_against_the_strict_emulator() {
     let errors: Vec<&String> = outcomes.iter().filter(|o| o.ends_with("error")).collect();
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(outcomes.len(), 15);
+    assert_eq!(emulator.documented_gaps(), Vec::<String>::new());
 }

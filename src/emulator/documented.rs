@@ -181,6 +181,30 @@ impl Shape {
         }
     }
 
+    /// The fields this shape has that `value` lacks, as dotted paths
+    /// (`[]` for the items of an array).
+    pub fn missing(&self, value: &Value) -> Vec<String> {
+        match (self, value) {
+            (Shape::Object(fields), Value::Object(map)) => fields
+                .iter()
+                .flat_map(|(key, shape)| match map.get(key) {
+                    None => vec![key.clone()],
+                    Some(inner) => shape
+                        .missing(inner)
+                        .into_iter()
+                        .map(|path| format!("{key}.{path}"))
+                        .collect(),
+                })
+                .collect(),
+            (Shape::Array(item), Value::Array(items)) => items
+                .iter()
+                .flat_map(|v| item.missing(v))
+                .map(|path| format!("[].{path}"))
+                .collect(),
+            _ => vec![],
+        }
+    }
+
     /// `value` with only the fields this shape allows.
     pub fn prune(&self, value: Value) -> Value {
         match (self, value) {
@@ -249,6 +273,26 @@ impl Contract {
         fields.keys().find(|name| !documented(name)).cloned()
     }
 
+    /// The fields every documented answer of `method path` shows (the ones
+    /// it marks optional left out), if the document shows one.
+    pub fn documented_fields(&self, method: &str, path: &str) -> Option<Shape> {
+        let endpoint = self.endpoint(method, path)?;
+        self.endpoints
+            .iter()
+            .filter(|e| e.path == endpoint.path && e.matches(method, path))
+            .flat_map(|e| &e.responses)
+            .map(|example| {
+                let mut body = example.body.clone();
+                if let Some(map) = body.as_object_mut() {
+                    for optional in &example.optional {
+                        map.remove(optional);
+                    }
+                }
+                Shape::of(&body)
+            })
+            .reduce(Shape::merge)
+    }
+
     /// What strict mode serves for a success answer to `method path`.
     pub fn served(&self, method: &str, path: &str) -> Served {
         let Some(endpoint) = self.endpoint(method, path) else {
@@ -280,6 +324,8 @@ impl Contract {
 pub struct Strict {
     on: AtomicBool,
     contract: Contract,
+    /// Documented fields the emulator's own answers lacked, while on.
+    gaps: std::sync::Mutex<Vec<String>>,
     /// The API's error body, for the 404 of an undocumented endpoint.
     error_body: super::scaffold::ErrorBody,
 }
@@ -289,6 +335,7 @@ impl Strict {
         Arc::new(Self {
             on: AtomicBool::new(false),
             contract,
+            gaps: Default::default(),
             error_body,
         })
     }
@@ -299,6 +346,27 @@ impl Strict {
 
     pub fn is_on(&self) -> bool {
         self.on.load(Ordering::SeqCst)
+    }
+
+    /// Where the emulator's answers lacked a documented field, while strict
+    /// mode was on: `METHOD path: field`. Empty for a faithful emulator.
+    pub fn gaps(&self) -> Vec<String> {
+        self.gaps.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn note_gaps(&self, method: &Method, path: &str, value: &Value) {
+        let Some(documented) = self.contract.documented_fields(method.as_str(), path) else {
+            return;
+        };
+        let missing = documented.missing(value);
+        if !missing.is_empty() {
+            let mut gaps = self.gaps.lock().unwrap_or_else(|p| p.into_inner());
+            gaps.extend(
+                missing
+                    .into_iter()
+                    .map(|field| format!("{method} {path}: {field}")),
+            );
+        }
     }
 }
 
@@ -348,7 +416,10 @@ pub async fn enforce(State(strict): State<Arc<Strict>>, request: Request, next: 
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let pruned = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(value) => serde_json::to_vec(&shape.prune(value)).unwrap_or_default(),
+        Ok(value) => {
+            strict.note_gaps(&method, &path, &value);
+            serde_json::to_vec(&shape.prune(value)).unwrap_or_default()
+        }
         Err(_) => bytes.to_vec(),
     };
     Response::from_parts(parts, Body::from(pruned))
@@ -445,6 +516,34 @@ mod tests {
             Served::NoBody
         );
         assert_eq!(contract.served("GET", "/nope"), Served::Undocumented);
+    }
+
+    #[test]
+    fn documented_fields_an_answer_lacks_are_found_and_optional_ones_are_not() {
+        let contract = Contract::new(&[DB9, INFRAI_DB], vec![]);
+        let shown = contract
+            .documented_fields("GET", "/customer/databases/db_1")
+            .unwrap();
+        let answer = json!({"id": "db_1", "name": "n", "state": "ready",
+            "connection_string": "postgresql://x", "created_at": "t"});
+        assert_eq!(shown.missing(&answer), ["region"]);
+        // infrai's list marks `next_cursor` optional.
+        let list = contract
+            .documented_fields("GET", "/v1/db/project/list")
+            .unwrap();
+        let page = json!({"items": [{"id": "p", "name": "n", "region": "r",
+            "connection_uri": "u", "created_at": "t"}]});
+        assert!(list.missing(&page).is_empty(), "{:?}", list.missing(&page));
+        let short = json!({"items": [{"id": "p"}]});
+        assert_eq!(
+            list.missing(&short),
+            [
+                "items.[].connection_uri",
+                "items.[].created_at",
+                "items.[].name",
+                "items.[].region"
+            ]
+        );
     }
 
     #[test]

@@ -201,6 +201,20 @@ impl Emulator {
         self
     }
 
+    /// Documented fields the emulated APIs' answers lacked while in strict
+    /// mode, as `api: METHOD path: field`. Empty for faithful emulators.
+    pub fn documented_gaps(&self) -> Vec<String> {
+        self.strict
+            .iter()
+            .flat_map(|(api, strict)| {
+                strict
+                    .gaps()
+                    .into_iter()
+                    .map(move |gap| format!("{api}: {gap}"))
+            })
+            .collect()
+    }
+
     /// Switches strict mode on or off for every API: each answer carries only
     /// the fields its document shows (plus the documented assumptions of the
     /// dbops clients), and endpoints the documents do not list answer 404.
