@@ -64,8 +64,9 @@ mod walk {
     use dbops::emulator::documented::Contract;
     use dbops::providers::http::VendorHttp;
     use dbops::providers::{
-        BranchRequest, Operation, Password, ProjectRequest, Provider, RestoreProgress,
-        RestoreRequest, RotationProgress, RotationTarget, SnapshotRequest,
+        BranchRequest, Operation, Password, ProjectRequest, Provider, ProviderError, ResourceState,
+        RestoreProgress, RestoreRequest, RotationProgress, RotationTarget, SnapshotRequest,
+        VendorObject,
     };
     use secrecy::SecretString;
     use serde_json::{Map, Value};
@@ -223,16 +224,7 @@ mod walk {
         } else {
             existing.to_string()
         };
-        let mut got = p.get_project(&project).await;
-        for _ in 0..polls {
-            match &got {
-                Ok(v) if v.state != dbops::providers::ResourceState::Ready => {
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                    got = p.get_project(&project).await;
-                }
-                _ => break,
-            }
-        }
+        let got = ready_after(polls, || p.get_project(&project)).await;
         out.push((
             "project.get",
             summary(got, |v| {
@@ -253,16 +245,7 @@ mod walk {
                 summary(created, |v| format!("{} {:?}", v.id, v.state)),
             ));
             if let Some(id) = id {
-                let mut got = p.get_branch(&project, &id).await;
-                for _ in 0..polls {
-                    match &got {
-                        Ok(v) if v.state != dbops::providers::ResourceState::Ready => {
-                            tokio::time::sleep(Duration::from_millis(25)).await;
-                            got = p.get_branch(&project, &id).await;
-                        }
-                        _ => break,
-                    }
-                }
+                let got = ready_after(polls, || p.get_branch(&project, &id)).await;
                 out.push((
                     "branch.get",
                     summary(got, |v| {
@@ -303,16 +286,7 @@ mod walk {
                 summary(created, |v| format!("{} {:?}", v.id, v.state)),
             ));
             if let Some(id) = id {
-                let mut got = p.get_snapshot(&project, &id).await;
-                for _ in 0..polls {
-                    match &got {
-                        Ok(v) if v.state != dbops::providers::ResourceState::Ready => {
-                            tokio::time::sleep(Duration::from_millis(25)).await;
-                            got = p.get_snapshot(&project, &id).await;
-                        }
-                        _ => break,
-                    }
-                }
+                let got = ready_after(polls, || p.get_snapshot(&project, &id)).await;
                 out.push((
                     "snapshot.get",
                     summary(got, |v| format!("{} {:?}", v.id, v.state)),
@@ -341,6 +315,26 @@ mod walk {
             ));
         }
         out
+    }
+
+    /// `read` until what it reads is Ready (at most `polls` more times).
+    async fn ready_after<T, F, Fut>(polls: usize, read: F) -> Result<T, ProviderError>
+    where
+        T: VendorObject,
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut got = read().await;
+        for _ in 0..polls {
+            match &got {
+                Ok(v) if *v.state() != ResourceState::Ready => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    got = read().await;
+                }
+                _ => break,
+            }
+        }
+        got
     }
 
     async fn restore(p: &dyn Provider, snapshot: &str, polls: usize) -> Result<String, String> {
@@ -783,13 +777,20 @@ fn every_assumption_is_about_a_documented_endpoint() {
     assert!(count >= 15, "{count}");
 }
 
+/// A call that answers nothing worth showing, as `ok`.
+fn ok<T>(
+    result: Result<T, dbops::providers::ProviderError>,
+) -> Result<String, dbops::providers::ProviderError> {
+    result.map(|_| "ok".to_string())
+}
+
 /// Every BYOK call the operator makes, in order; the outcome of each.
 async fn byok_walk(p: &dyn dbops::providers::Provider) -> Vec<String> {
     use dbops::providers::byok::{Binding, Credentials, Quota, RoutingPolicy};
     use secrecy::SecretString;
     let byok = p.byok().unwrap();
     let mut out = vec![];
-    let mut note = |step: &str, result: Result<String, String>| {
+    let mut note = |step: &str, result: Result<String, dbops::providers::ProviderError>| {
         out.push(match result {
             Ok(summary) => format!("{step}: {summary}"),
             Err(e) => {
@@ -809,82 +810,29 @@ async fn byok_walk(p: &dyn dbops::providers::Provider) -> Vec<String> {
         .as_ref()
         .map(|r| r.id.clone())
         .unwrap_or_else(|_| "byok_1".into());
-    note(
-        "register",
-        registered.map(|r| r.id).map_err(|e| e.to_string()),
-    );
-    note(
-        "get",
-        byok.get_credential(&id)
-            .await
-            .map(|c| format!("{} bindings", c.bindings.len()))
-            .map_err(|e| e.to_string()),
-    );
+    note("register", registered.map(|r| r.id));
+    let got = byok.get_credential(&id).await;
+    note("get", got.map(|c| format!("{} bindings", c.bindings.len())));
     note(
         "label",
-        byok.set_credential_label(&id, "contract")
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
+        ok(byok.set_credential_label(&id, "contract").await),
     );
-    note(
-        "disable",
-        byok.set_credential_enabled(&id, false)
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
-    note(
-        "enable",
-        byok.set_credential_enabled(&id, true)
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
+    note("disable", ok(byok.set_credential_enabled(&id, false).await));
+    note("enable", ok(byok.set_credential_enabled(&id, true).await));
     let binding = Binding {
         capability: Some("llm".to_string()),
         ..Default::default()
     };
-    note(
-        "bind",
-        byok.bind_credential(&id, &binding)
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
-    note(
-        "unbind",
-        byok.unbind_credential(&id, &binding)
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
+    note("bind", ok(byok.bind_credential(&id, &binding).await));
+    note("unbind", ok(byok.unbind_credential(&id, &binding).await));
     let quota = Quota {
         spend_limit_usd: Some(5.0),
         ..Default::default()
     };
-    note(
-        "quota",
-        byok.set_credential_quota(&id, &quota)
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
-    note(
-        "test",
-        byok.test_credential(&id)
-            .await
-            .map(|r| format!("ok={}", r.ok))
-            .map_err(|e| e.to_string()),
-    );
-    note(
-        "usage",
-        byok.credential_usage(&id)
-            .await
-            .map(|u| u.period)
-            .map_err(|e| e.to_string())
-            .map(|_| "ok".into()),
-    );
+    note("quota", ok(byok.set_credential_quota(&id, &quota).await));
+    let tested = byok.test_credential(&id).await;
+    note("test", tested.map(|r| format!("ok={}", r.ok)));
+    note("usage", ok(byok.credential_usage(&id).await));
     let staged = byok
         .stage_rotation(
             &id,
@@ -896,42 +844,18 @@ async fn byok_walk(p: &dyn dbops::providers::Provider) -> Vec<String> {
         .as_ref()
         .map(|s| s.stage_id.clone())
         .unwrap_or_default();
-    note(
-        "stage",
-        staged.map(|_| "ok".into()).map_err(|e| e.to_string()),
-    );
+    note("stage", ok(staged));
     note(
         "commit",
-        byok.commit_rotation(&id, &stage, "byok-key-3")
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
+        ok(byok.commit_rotation(&id, &stage, "byok-key-3").await),
     );
-    note(
-        "policy.get",
-        byok.routing_policy()
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
+    note("policy.get", ok(byok.routing_policy().await));
     let policy = RoutingPolicy {
         mode: dbops::api::v1alpha1::ByokPolicyMode::ByokOnly,
         scope: None,
     };
-    note(
-        "policy.set",
-        byok.set_routing_policy(&policy)
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
-    note(
-        "revoke",
-        byok.revoke_credential(&id)
-            .await
-            .map(|_| "ok".into())
-            .map_err(|e| e.to_string()),
-    );
+    note("policy.set", ok(byok.set_routing_policy(&policy).await));
+    note("revoke", ok(byok.revoke_credential(&id).await));
     out
 }
 

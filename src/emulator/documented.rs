@@ -84,6 +84,21 @@ pub struct Example {
 }
 
 impl Endpoint {
+    /// An endpoint with nothing documented yet.
+    pub fn new(line: usize, method: &str, path: &str) -> Self {
+        Self {
+            line,
+            method: method.to_string(),
+            path: path.to_string(),
+            title: String::new(),
+            parameters: vec![],
+            requests: vec![],
+            responses: vec![],
+            errors: vec![],
+            codes: vec![],
+        }
+    }
+
     /// Whether `method` and `path` (without the API's prefix) are this endpoint.
     /// `{placeholder}` segments match any one segment.
     pub fn matches(&self, method: &str, path: &str) -> bool {
@@ -475,17 +490,7 @@ mod tests {
 
     #[test]
     fn the_most_specific_endpoint_wins_and_placeholders_match_one_segment() {
-        let endpoint = |method: &str, path: &str| Endpoint {
-            line: 1,
-            method: method.to_string(),
-            path: path.to_string(),
-            title: String::new(),
-            parameters: vec![],
-            requests: vec![],
-            responses: vec![],
-            errors: vec![],
-            codes: vec![],
-        };
+        let endpoint = |method: &str, path: &str| Endpoint::new(1, method, path);
         let contract = Contract {
             endpoints: vec![
                 endpoint("GET", "/customer/databases/{database_id}"),

@@ -25,17 +25,7 @@ pub fn extract(name: &str, text: &str) -> Document {
 }
 
 fn endpoint(line: usize, method: &str, path: &str) -> Endpoint {
-    Endpoint {
-        line,
-        method: method.to_string(),
-        path: path.to_string(),
-        title: String::new(),
-        parameters: vec![],
-        requests: vec![],
-        responses: vec![],
-        errors: vec![],
-        codes: vec![],
-    }
+    Endpoint::new(line, method, path)
 }
 
 /// The JSON value that starts on line `start` (0-based) and may run over
