@@ -400,37 +400,7 @@ impl SupabaseClient {
         req: &ProjectRequest,
     ) -> Result<VendorProject, ProviderError> {
         const OPERATION: &str = "projects.create";
-        let Some(organization) = self.organization.as_deref() else {
-            return Err(rejected(
-                OPERATION,
-                "ORGANIZATION_REQUIRED",
-                "spec.supabase.organizationSlug is required on the DatabaseProvider",
-            ));
-        };
-        let Some(password) = req.db_password.as_ref() else {
-            return Err(rejected(
-                OPERATION,
-                "DB_PASSWORD_REQUIRED",
-                "Supabase needs the database password (db_pass) chosen by the operator",
-            ));
-        };
-        if req.mode.as_deref() == Some("byok") {
-            return Err(rejected(
-                OPERATION,
-                "MODE_UNSUPPORTED",
-                "mode: byok is not available on the Supabase Management API",
-            ));
-        }
-        if req.postgres_version.is_some() {
-            // The create body's only engine field, `postgres_engine`, is
-            // deprecated and the document lists none of its values: sending a
-            // version would be a guess, and dropping it would hide the request.
-            return Err(rejected(
-                OPERATION,
-                "POSTGRES_VERSION_UNSUPPORTED",
-                "Supabase picks the Postgres version of a new project and its Management API takes none; remove spec.postgresVersion",
-            ));
-        }
+        let (organization, password) = self.creatable(req)?;
         if let Some(existing) = self.list_project_wires().await?.into_iter().find(|p| {
             p.name.as_deref() == Some(req.name.as_str())
                 && p.in_organization(organization)
@@ -468,6 +438,47 @@ impl SupabaseClient {
             return self.get_project(&project.id).await;
         }
         Ok(project)
+    }
+
+    /// The organization and the password of a create of `req`, or why
+    /// Supabase cannot make it.
+    fn creatable<'a>(
+        &'a self,
+        req: &'a ProjectRequest,
+    ) -> Result<(&'a str, &'a Password), ProviderError> {
+        const OPERATION: &str = "projects.create";
+        let Some(organization) = self.organization.as_deref() else {
+            return Err(rejected(
+                OPERATION,
+                "ORGANIZATION_REQUIRED",
+                "spec.supabase.organizationSlug is required on the DatabaseProvider",
+            ));
+        };
+        let Some(password) = req.db_password.as_ref() else {
+            return Err(rejected(
+                OPERATION,
+                "DB_PASSWORD_REQUIRED",
+                "Supabase needs the database password (db_pass) chosen by the operator",
+            ));
+        };
+        if req.mode.as_deref() == Some("byok") {
+            return Err(rejected(
+                OPERATION,
+                "MODE_UNSUPPORTED",
+                "mode: byok is not available on the Supabase Management API",
+            ));
+        }
+        if req.postgres_version.is_some() {
+            // The create body's only engine field, `postgres_engine`, is
+            // deprecated and the document lists none of its values: sending a
+            // version would be a guess, and dropping it would hide the request.
+            return Err(rejected(
+                OPERATION,
+                "POSTGRES_VERSION_UNSUPPORTED",
+                "Supabase picks the Postgres version of a new project and its Management API takes none; remove spec.postgresVersion",
+            ));
+        }
+        Ok((organization, password))
     }
 
     /// Reads a project; its connection URIs have no password. A ready
