@@ -142,7 +142,10 @@ fn micro_benchmarks() {
     let started = Instant::now();
     for _ in 0..rounds {
         let details = ConnectionDetails::parse(Some(&uri), None).unwrap();
-        std::hint::black_box(details.to_data());
+        std::hint::black_box(
+            dbops::controllers::secret::SecretContent::connection(&details, None, "infrai")
+                .unwrap(),
+        );
     }
     let secret = started.elapsed() / rounds;
     println!(

@@ -143,6 +143,35 @@ fn project_byok_needs_a_vendor_and_a_credential() {
 }
 
 #[test]
+fn connection_secret_keys_are_secret_keys_and_go_templates_are_explained() {
+    let with_keys = |keys: Value| {
+        project_defaults(json!({ "writeConnectionSecretTo": { "name": "db", "keys": keys } }))
+    };
+    assert!(create_ok(
+        "DatabaseProject",
+        with_keys(json!({ "DB_URL": "{{ pooledUri }}", "x.y-z_1": "{{host}}" }))
+    ));
+    assert!(!create_ok(
+        "DatabaseProject",
+        with_keys(json!({ "bad key": "{{ uri }}" }))
+    ));
+    assert!(!create_ok(
+        "DatabaseProject",
+        with_keys(json!({ "DB_URL": "{{ .pooledUri }}" }))
+    ));
+    assert!(!create_ok(
+        "DatabaseProject",
+        with_keys(json!({ "DB_URL": "{{- .uri }}" }))
+    ));
+    let preset = |name: &str| {
+        project_defaults(json!({ "writeConnectionSecretTo": { "name": "db", "preset": name } }))
+    };
+    for name in ["default", "libpq", "prisma", "servicebinding", "jdbc"] {
+        assert!(create_ok("DatabaseProject", preset(name)), "{name}");
+    }
+}
+
+#[test]
 fn project_restore_source_is_one_of_ref_or_id() {
     let both = json!({ "restoreFrom": { "snapshotRef": { "name": "s" }, "snapshotId": "snap_1" } });
     assert!(!create_ok("DatabaseProject", project_defaults(both)));
@@ -328,6 +357,10 @@ fn reads(rule: &str) -> Vec<Vec<String>> {
             let mut end = start;
             while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
                 end += 1;
+            }
+            if bytes.get(end) == Some(&b'(') {
+                // `self.all(...)`, `self.matches(...)`: a call on what came before.
+                break;
             }
             path.push(rule[start..end].to_string());
             j = end;

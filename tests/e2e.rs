@@ -23,6 +23,7 @@ use dbops::api::v1alpha1::{
 use dbops::controllers::{Managed, conditions};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -963,6 +964,167 @@ async fn byok_credential_rotation_and_byok_project() {
         body.contains("\"revoked\""),
         "credential revoked at the vendor: {body}"
     );
+}
+
+/// The keys of Secret `name`, its type, and the whole object.
+async fn secret_keys(env: &TestEnv, name: &str) -> (Vec<String>, String, Secret) {
+    let secret = env.api::<Secret>().get(name).await.expect("Secret written");
+    let keys = secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_keys()
+        .collect();
+    (keys, secret.type_.clone().unwrap_or_default(), secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn connection_secret_presets_templates_and_service_binding() {
+    let (_turn, _operator, env, _dir) = started(
+        "secrets",
+        &[&QUICKSTART[..2], &["deploy/examples/apps/preview-app.yaml"]].concat(),
+    )
+    .await;
+    let branch =
+        wait_ready::<DatabaseBranch>(&env, "quickstart-app-preview", Duration::from_secs(90)).await;
+    let secret = "quickstart-app-preview-db";
+    assert_eq!(
+        branch
+            .status
+            .as_ref()
+            .unwrap()
+            .binding
+            .as_ref()
+            .unwrap()
+            .name,
+        secret,
+        ".status.binding.name points at the Secret"
+    );
+    let (keys, type_, object) = secret_keys(&env, secret).await;
+    assert_eq!(
+        keys,
+        [
+            "DATABASE_URL",
+            "PGDATABASE",
+            "PGHOST",
+            "PGPASSWORD",
+            "PGPORT",
+            "PGSSLMODE",
+            "PGUSER",
+            "POOLED_DATABASE_URL",
+        ]
+    );
+    assert_eq!(type_, "Opaque");
+    assert_eq!(object.annotations()["reloader.stakater.com/match"], "true");
+    assert_eq!(object.annotations()["dbops.dev/password-key"], "PGPASSWORD");
+    let password = secret_value(&env, secret, "PGPASSWORD").await;
+    assert!(
+        secret_value(&env, secret, "DATABASE_URL")
+            .await
+            .contains(&format!(":{password}@"))
+    );
+    // The example's Deployment is accepted as it is.
+    kubectl(&["get", "deployment", "preview-app", "-n", &env.ns]);
+
+    // Someone else adds a key; it survives the operator's writes.
+    kubectl(&[
+        "patch",
+        "secret",
+        secret,
+        "-n",
+        &env.ns,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"stringData":{"ADDED_BY_SOMEONE":"keep-me"}}"#,
+    ]);
+    let patch_spec = |patch: &str| {
+        kubectl(&[
+            "patch",
+            "databasebranch",
+            "quickstart-app-preview",
+            "-n",
+            &env.ns,
+            "--type",
+            "merge",
+            "-p",
+            patch,
+        ])
+    };
+    // Preset libpq -> prisma: one write, the PG* keys gone, the other key kept.
+    patch_spec(
+        r#"{"spec":{"writeConnectionSecretTo":{"preset":"prisma","keys":null,"labels":{"team":"a"}}}}"#,
+    );
+    let keys = wait_until("the prisma keys", Duration::from_secs(30), || async {
+        let (keys, _, object) = secret_keys(&env, secret).await;
+        (keys.contains(&"DIRECT_URL".to_string()) && object.labels().get("team").is_some())
+            .then_some(keys)
+    })
+    .await;
+    assert_eq!(keys, ["ADDED_BY_SOMEONE", "DATABASE_URL", "DIRECT_URL"]);
+    let b: DatabaseBranch = env.api().get("quickstart-app-preview").await.unwrap();
+    let ready = b
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .get(conditions::READY)
+        .unwrap()
+        .clone();
+    assert!(
+        ready.message.contains("no connection pooler"),
+        "{}",
+        ready.message
+    );
+
+    // A bad template stalls with the template's error, and the Secret stays whole.
+    patch_spec(r#"{"spec":{"writeConnectionSecretTo":{"keys":{"BROKEN":"{{ nosuchfield }}"}}}}"#);
+    let message = wait_until(
+        "the bad template stalls",
+        Duration::from_secs(30),
+        || async {
+            let b: DatabaseBranch = env.api().get("quickstart-app-preview").await.ok()?;
+            let stalled = b
+                .status
+                .as_ref()?
+                .conditions
+                .get(conditions::STALLED)?
+                .clone();
+            (stalled.status == "True" && stalled.reason == "InvalidConnectionTemplate")
+                .then_some(stalled.message)
+        },
+    )
+    .await;
+    assert!(
+        message.contains("BROKEN") && message.contains("undefined"),
+        "{message}"
+    );
+    let (keys, _, _) = secret_keys(&env, secret).await;
+    assert_eq!(keys, ["ADDED_BY_SOMEONE", "DATABASE_URL", "DIRECT_URL"]);
+
+    // The Service Binding preset: the spec's keys and Secret type.
+    patch_spec(r#"{"spec":{"writeConnectionSecretTo":{"preset":"servicebinding","keys":null}}}"#);
+    let (keys, type_) = wait_until(
+        "the servicebinding Secret",
+        Duration::from_secs(30),
+        || async {
+            let (keys, type_, _) = secret_keys(&env, secret).await;
+            (type_ == "servicebinding.io/postgresql").then_some((keys, type_))
+        },
+    )
+    .await;
+    assert_eq!(type_, "servicebinding.io/postgresql");
+    assert_eq!(
+        keys,
+        [
+            "database", "host", "password", "port", "provider", "type", "uri", "username"
+        ]
+    );
+    assert_eq!(secret_value(&env, secret, "type").await, "postgresql");
+    assert_eq!(secret_value(&env, secret, "provider").await, "infrai");
+    wait_ready::<DatabaseBranch>(&env, "quickstart-app-preview", Duration::from_secs(30)).await;
+    env.assert_messages_are_for_people();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

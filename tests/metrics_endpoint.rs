@@ -71,6 +71,7 @@ async fn metrics_health_and_readiness_over_http() {
     let spec = DatabaseProjectSpec {
         write_connection_secret_to: Some(ConnectionSecretTarget {
             name: format!("{PROJECT}-db"),
+            ..Default::default()
         }),
         ..Default::default()
     };

@@ -23,6 +23,7 @@ fn spec() -> DatabaseProjectSpec {
     DatabaseProjectSpec {
         write_connection_secret_to: Some(ConnectionSecretTarget {
             name: "shop-db".into(),
+            ..Default::default()
         }),
         region: Some("eu-central-1".into()),
         ..Default::default()

@@ -165,6 +165,57 @@ async fn supabase_project_waits_through_provisioning_and_keeps_the_password_it_c
 }
 
 #[tokio::test]
+async fn a_supabase_password_is_kept_under_whatever_key_the_layout_puts_it() {
+    let h = Harness::bare().await;
+    supabase_provider(&h).await;
+    let mut value = project("app", "supa");
+    value["spec"]["writeConnectionSecretTo"] = json!({ "name": "app-db", "preset": "libpq" });
+    create::<DatabaseProject>(&h, value).await;
+    let p = reconcile_until_ready::<DatabaseProject>(&h, "app", 6).await;
+    let status = p.status.unwrap();
+    assert_eq!(status.binding.unwrap().name, "app-db");
+    let id = status.project_id.unwrap();
+    let data = secret_data(&h, "app-db").await;
+    let vendor_password = h.emulator.supabase.db_password(&id).unwrap();
+    assert_eq!(data["PGPASSWORD"], vendor_password);
+    assert!(data["DATABASE_URL"].contains(&format!(":{vendor_password}@")));
+    // Read back from PGPASSWORD on every pass: a rotation still works.
+    request_rotation(&h, "projects", "app", "r1").await;
+    reconcile::<DatabaseProject>(&h, "app").await.unwrap();
+    let rotated = h.emulator.supabase.db_password(&id).unwrap();
+    assert_ne!(rotated, vendor_password);
+    assert_eq!(secret_data(&h, "app-db").await["PGPASSWORD"], rotated);
+    reconcile::<DatabaseProject>(&h, "app").await.unwrap();
+    assert_eq!(secret_data(&h, "app-db").await["PGPASSWORD"], rotated);
+
+    // Switching to prisma: the password moves into the URLs, and is read
+    // back from there (the Secret's annotation says where).
+    let api: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    let patch = json!({ "spec": { "writeConnectionSecretTo": { "preset": "prisma" } } });
+    api.patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    reconcile::<DatabaseProject>(&h, "app").await.unwrap();
+    let secret = Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get("app-db")
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.metadata.annotations.unwrap()["dbops.dev/password-key"],
+        "uri:DATABASE_URL"
+    );
+    let data = secret_data(&h, "app-db").await;
+    assert!(data["DIRECT_URL"].contains(&format!(":{rotated}@")));
+    reconcile::<DatabaseProject>(&h, "app").await.unwrap();
+    let data = secret_data(&h, "app-db").await;
+    assert!(
+        data["DATABASE_URL"].contains(&format!(":{rotated}@")),
+        "still the kept password"
+    );
+    assert_eq!(h.emulator.supabase.db_password(&id).unwrap(), rotated);
+}
+
+#[tokio::test]
 async fn a_vendor_state_dbops_does_not_know_is_waited_on_then_stalls_without_flapping() {
     let h = Harness::bare().await;
     supabase_provider(&h).await;

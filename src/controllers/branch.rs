@@ -212,6 +212,12 @@ impl Connected for DatabaseBranch {
     }
     fn set_secret(status: &mut DatabaseBranchStatus, name: &str) {
         status.connection_secret_name = Some(name.to_string());
+        status.binding = Some(crate::api::v1alpha1::Binding {
+            name: name.to_string(),
+        });
+    }
+    fn connection_target(&self) -> Option<&crate::api::v1alpha1::ConnectionSecretTarget> {
+        self.spec.write_connection_secret_to.as_ref()
     }
     fn rotation_spec(&self) -> Option<&CredentialRotationSpec> {
         self.spec.credential_rotation.as_ref()

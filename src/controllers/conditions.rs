@@ -42,6 +42,9 @@ pub mod reason {
     pub const SECRET_CONFLICT: &str = "SecretConflict";
     pub const UNSUPPORTED_BY_PROVIDER: &str = "UnsupportedByProvider";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// A `writeConnectionSecretTo` template that cannot be rendered, or a
+    /// layout that leaves out a password only the Secret keeps.
+    pub const INVALID_CONNECTION_TEMPLATE: &str = "InvalidConnectionTemplate";
     pub const IDLE: &str = "Idle";
 }
 

@@ -144,6 +144,12 @@ pub enum Error {
     },
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
+    #[error(transparent)]
+    Template(#[from] super::connection_keys::TemplateError),
+    #[error(
+        "the connection Secret must hold the database password: {provider} never returns it and dbops keeps it only there; add a key with {{{{ password }}}} or use a preset that has one"
+    )]
+    PasswordNotInSecret { provider: String },
 }
 
 impl Error {
@@ -179,6 +185,9 @@ impl ReconcileError for Error {
             Error::RestoreInProgress { .. } => reason::WAITING_FOR_VENDOR,
             Error::CredentialsMissing { .. } => reason::CREDENTIALS_MISSING,
             Error::Revoked { .. } => "Revoked",
+            Error::Template(_)
+            | Error::Rotation(RotationError::Template(_))
+            | Error::PasswordNotInSecret { .. } => reason::INVALID_CONNECTION_TEMPLATE,
         }
     }
 

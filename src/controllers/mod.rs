@@ -4,6 +4,7 @@
 pub mod branch;
 pub mod byok;
 pub mod conditions;
+pub mod connection_keys;
 pub mod decode;
 pub mod error;
 pub mod kube_error;

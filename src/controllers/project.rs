@@ -294,6 +294,12 @@ impl Connected for DatabaseProject {
     }
     fn set_secret(status: &mut DatabaseProjectStatus, name: &str) {
         status.connection_secret_name = Some(name.to_string());
+        status.binding = Some(crate::api::v1alpha1::Binding {
+            name: name.to_string(),
+        });
+    }
+    fn connection_target(&self) -> Option<&crate::api::v1alpha1::ConnectionSecretTarget> {
+        self.spec.write_connection_secret_to.as_ref()
     }
     fn rotation_spec(&self) -> Option<&CredentialRotationSpec> {
         self.spec.credential_rotation.as_ref()
@@ -435,9 +441,7 @@ impl DatabaseProject {
             return Ok(None);
         }
         let name = connection_secret_name(self);
-        if let Some(existing) =
-            secret::read_owned_key(&ctx.client, self, &name, secret::keys::PASSWORD).await?
-        {
+        if let Some(existing) = secret::read_kept_password(&ctx.client, self, &name).await? {
             return Ok(Some(Password::new(existing)));
         }
         let password = Password::generate();
@@ -448,7 +452,13 @@ impl DatabaseProject {
             secret::keys::PASSWORD.to_string(),
             k8s_openapi::ByteString(password.expose().as_bytes().to_vec()),
         )]);
-        secret::ensure_secret(&ctx.client, self, &name, data).await?;
+        secret::ensure_secret(
+            &ctx.client,
+            self,
+            &name,
+            secret::SecretContent::opaque(data),
+        )
+        .await?;
         Ok(Some(password))
     }
 

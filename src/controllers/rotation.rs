@@ -50,6 +50,8 @@ pub enum RotationError {
     Secret(#[from] SecretWriteError),
     #[error("the vendor's new connection URI is unusable: {0}")]
     Connection(#[from] secret::ConnectionError),
+    #[error(transparent)]
+    Template(super::connection_keys::TemplateError),
 }
 
 /// The request to act on now, if any (pure): a new annotation value, or the
@@ -121,6 +123,9 @@ fn short_hash(text: &str) -> String {
 pub struct Input<'a> {
     pub target: RotationTarget,
     pub secret_name: &'a str,
+    /// How the connection Secret is laid out, and for which API.
+    pub layout: Option<&'a crate::api::v1alpha1::ConnectionSecretTarget>,
+    pub provider_api: &'a str,
     /// The complete connection details now in the Secret.
     pub details: &'a ConnectionDetails,
     pub spec: Option<&'a CredentialRotationSpec>,
@@ -239,7 +244,13 @@ where
         secret::keys::PASSWORD.to_string(),
         ByteString(fresh.expose().as_bytes().to_vec()),
     )]);
-    secret::ensure_secret(&ctx.client, owner, name, data).await?;
+    secret::ensure_secret(
+        &ctx.client,
+        owner,
+        name,
+        secret::SecretContent::opaque(data),
+    )
+    .await?;
     Ok(fresh)
 }
 
@@ -281,7 +292,10 @@ where
             password,
         } => {
             let details = confirmed_details(input.details, connection_uri, pooled_uri, password)?;
-            secret::ensure_secret(&ctx.client, owner, input.secret_name, details.to_data()).await?;
+            let (content, _) =
+                secret::SecretContent::connection(&details, input.layout, input.provider_api)
+                    .map_err(RotationError::Template)?;
+            secret::ensure_secret(&ctx.client, owner, input.secret_name, content).await?;
             secret::delete_owned_secret(&ctx.client, owner, pending_name).await?;
             state.pending_job = None;
             state.pending_since = None;

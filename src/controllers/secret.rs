@@ -9,6 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 
+use super::connection_keys;
+use crate::api::v1alpha1::ConnectionSecretTarget;
 use crate::providers::ConnectionUri;
 
 /// Field manager of every write the operator makes.
@@ -117,24 +119,6 @@ impl ConnectionDetails {
         self.password = password.to_string();
         self
     }
-
-    /// The Secret's `data`.
-    pub fn to_data(&self) -> BTreeMap<String, ByteString> {
-        let mut data = BTreeMap::new();
-        let mut put = |k: &str, v: &str| {
-            data.insert(k.to_string(), ByteString(v.as_bytes().to_vec()));
-        };
-        put(keys::URI, &self.uri);
-        put(keys::HOST, &self.host);
-        put(keys::PORT, &self.port.to_string());
-        put(keys::DATABASE, &self.database);
-        put(keys::USERNAME, &self.username);
-        put(keys::PASSWORD, &self.password);
-        if let Some(pooled) = &self.pooled_uri {
-            put(keys::POOLED_URI, pooled);
-        }
-        data
-    }
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -145,28 +129,88 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// The Secret for `owner`, owned by it (controller reference) and labelled.
-pub fn build_secret<K>(owner: &K, name: &str, data: BTreeMap<String, ByteString>) -> Option<Secret>
+pub fn build_secret<K>(owner: &K, name: &str, content: SecretContent) -> Option<Secret>
 where
     K: Resource<DynamicType = ()>,
 {
     let owner_ref: OwnerReference = owner.controller_owner_ref(&())?;
-    let labels = BTreeMap::from([
+    // The user's labels and annotations first; the operator's own win.
+    let mut labels = content.labels;
+    labels.extend([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
         (OWNER_KIND_LABEL.to_string(), K::kind(&()).to_lowercase()),
         (OWNER_NAME_LABEL.to_string(), owner.meta().name.clone()?),
     ]);
+    let mut annotations = content.annotations;
+    annotations.remove(PASSWORD_AT_ANNOTATION);
+    if let Some(at) = content.password_at {
+        annotations.insert(PASSWORD_AT_ANNOTATION.to_string(), at);
+    }
     Some(Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             namespace: owner.meta().namespace.clone(),
             labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
             owner_references: Some(vec![owner_ref]),
             ..Default::default()
         },
-        type_: Some("Opaque".to_string()),
-        data: Some(data),
+        type_: Some(content.type_.to_string()),
+        data: Some(content.data),
         ..Default::default()
     })
+}
+
+/// Annotation naming where in the Secret the password is
+/// ([`connection_keys::Rendered::password_at`]); absent means `password`.
+pub const PASSWORD_AT_ANNOTATION: &str = "dbops.dev/password-key";
+
+/// What a Secret the operator writes holds.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretContent {
+    pub data: BTreeMap<String, ByteString>,
+    pub type_: &'static str,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Where the password is, when it is not under `password`.
+    pub password_at: Option<String>,
+}
+
+impl SecretContent {
+    /// An `Opaque` Secret with `data` and nothing else.
+    pub fn opaque(data: BTreeMap<String, ByteString>) -> Self {
+        Self {
+            data,
+            type_: connection_keys::OPAQUE,
+            ..Default::default()
+        }
+    }
+
+    /// The connection Secret for `details` as `target` lays it out, for a
+    /// provider of API `provider`.
+    pub fn connection(
+        details: &ConnectionDetails,
+        target: Option<&ConnectionSecretTarget>,
+        provider: &str,
+    ) -> Result<(Self, connection_keys::Rendered), connection_keys::TemplateError> {
+        let rendered = connection_keys::render(details, target, provider)?;
+        let content = Self {
+            data: rendered
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+            type_: rendered.type_,
+            labels: target.map(|t| t.labels.clone()).unwrap_or_default(),
+            annotations: target.map(|t| t.annotations.clone()).unwrap_or_default(),
+            // `password` is where a reader looks without the annotation.
+            password_at: rendered
+                .password_at
+                .clone()
+                .filter(|at| at != keys::PASSWORD),
+        };
+        Ok((content, rendered))
+    }
 }
 
 /// Why a connection Secret was not written.
@@ -203,7 +247,7 @@ pub async fn ensure_secret<K>(
     client: &Client,
     owner: &K,
     name: &str,
-    data: BTreeMap<String, ByteString>,
+    content: SecretContent,
 ) -> Result<SecretWrite, SecretWriteError>
 where
     K: Resource<DynamicType = ()>,
@@ -223,7 +267,7 @@ where
         name: name.to_string(),
         source,
     };
-    let desired = build_secret(owner, name, data).ok_or(SecretWriteError::NoOwnerIdentity)?;
+    let desired = build_secret(owner, name, content).ok_or(SecretWriteError::NoOwnerIdentity)?;
     if let Some(existing) = api.get_opt(name).await.map_err(kube_err)? {
         if !existing
             .owner_references()
@@ -234,11 +278,24 @@ where
                 name: name.to_string(),
             });
         }
-        if existing.data == desired.data
-            && existing.labels() == desired.labels()
-            && existing.type_ == desired.type_
-        {
+        if holds(&existing, &desired) {
             return Ok(SecretWrite::Unchanged);
+        }
+        if existing.type_ != desired.type_ {
+            // Kubernetes does not let a Secret's type change: this one change
+            // replaces the Secret (the only moment it is missing).
+            let precondition = kube::api::DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: existing.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match api.delete(name, &precondition).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(source) => return Err(kube_err(source)),
+            }
         }
     }
     let mut body =
@@ -255,13 +312,133 @@ where
     Ok(SecretWrite::Written)
 }
 
-/// The value of `key` in Secret `name`, if `owner` owns that Secret and it has the key.
-pub async fn read_owned_key<K>(
+/// Whether `existing` already holds what the operator wants in it: the same
+/// type, every desired key, label and annotation with its value, and none of
+/// the keys, labels or annotations the operator wrote before and no longer
+/// wants. What others added is not the operator's business.
+fn holds(existing: &Secret, desired: &Secret) -> bool {
+    let owned = owned_fields(existing);
+    let subset = |want: Option<&BTreeMap<String, String>>,
+                  have: Option<&BTreeMap<String, String>>| {
+        want.into_iter()
+            .flatten()
+            .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+    };
+    let no_leftovers = |section: &str, want: Vec<&String>| {
+        owned
+            .get(section)
+            .into_iter()
+            .flatten()
+            .all(|k| want.contains(&k))
+    };
+    let want_data = desired.data.as_ref();
+    let have_data = existing.data.as_ref();
+    existing.type_ == desired.type_
+        && want_data
+            .into_iter()
+            .flatten()
+            .all(|(k, v)| have_data.and_then(|h| h.get(k)) == Some(v))
+        && subset(
+            desired.metadata.labels.as_ref(),
+            existing.metadata.labels.as_ref(),
+        )
+        && subset(
+            desired.metadata.annotations.as_ref(),
+            existing.metadata.annotations.as_ref(),
+        )
+        && no_leftovers(
+            "data",
+            want_data.into_iter().flatten().map(|(k, _)| k).collect(),
+        )
+        && no_leftovers(
+            "labels",
+            desired
+                .metadata
+                .labels
+                .iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .collect(),
+        )
+        && no_leftovers(
+            "annotations",
+            desired
+                .metadata
+                .annotations
+                .iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .collect(),
+        )
+}
+
+/// The data keys, labels and annotations the operator's field manager owns
+/// in `secret` (from its managed fields), by section.
+fn owned_fields(secret: &Secret) -> BTreeMap<&'static str, Vec<String>> {
+    let mut owned: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let entries = secret.metadata.managed_fields.iter().flatten();
+    for entry in entries.filter(|e| e.manager.as_deref() == Some(FIELD_MANAGER)) {
+        let Some(fields) = entry.fields_v1.as_ref().map(|f| &f.0) else {
+            continue;
+        };
+        let keys_of = |value: Option<&serde_json::Value>| -> Vec<String> {
+            value
+                .and_then(|v| v.as_object())
+                .map(|map| {
+                    map.keys()
+                        .filter_map(|k| k.strip_prefix("f:").map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let metadata = fields.get("f:metadata");
+        for (section, found) in [
+            ("data", keys_of(fields.get("f:data"))),
+            ("labels", keys_of(metadata.and_then(|m| m.get("f:labels")))),
+            (
+                "annotations",
+                keys_of(metadata.and_then(|m| m.get("f:annotations"))),
+            ),
+        ] {
+            owned.entry(section).or_default().extend(found);
+        }
+    }
+    owned
+}
+
+/// The password kept in connection Secret `name` (see
+/// [`PASSWORD_AT_ANNOTATION`]), if `owner` owns that Secret and it holds one.
+pub async fn read_kept_password<K>(
     client: &Client,
     owner: &K,
     name: &str,
-    key: &str,
 ) -> Result<Option<String>, SecretWriteError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let Some(secret) = read_owned(client, owner, name).await? else {
+        return Ok(None);
+    };
+    let at = secret
+        .annotations()
+        .get(PASSWORD_AT_ANNOTATION)
+        .cloned()
+        .unwrap_or_else(|| keys::PASSWORD.to_string());
+    let data: BTreeMap<String, String> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v)))
+        .collect();
+    Ok(connection_keys::read_password(&data, &at).filter(|p| !p.is_empty()))
+}
+
+/// Secret `name`, if `owner` owns it.
+async fn read_owned<K>(
+    client: &Client,
+    owner: &K,
+    name: &str,
+) -> Result<Option<Secret>, SecretWriteError>
 where
     K: Resource<DynamicType = ()>,
 {
@@ -283,8 +460,21 @@ where
             name: name.to_string(),
             source,
         })?;
-    Ok(existing
-        .filter(|s| s.owner_references().iter().any(|r| r.uid == owner_uid))
+    Ok(existing.filter(|s| s.owner_references().iter().any(|r| r.uid == owner_uid)))
+}
+
+/// The value of `key` in Secret `name`, if `owner` owns that Secret and it has the key.
+pub async fn read_owned_key<K>(
+    client: &Client,
+    owner: &K,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, SecretWriteError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    Ok(read_owned(client, owner, name)
+        .await?
         .and_then(|s| s.data?.remove(key))
         .and_then(|v| String::from_utf8(v.0).ok())
         .filter(|v| !v.is_empty()))
@@ -334,6 +524,55 @@ mod tests {
     use super::*;
     use crate::api::v1alpha1::{DatabaseProject, DatabaseProjectSpec};
 
+    fn secret_with(data: &[(&str, &str)], owned: &[&str], type_: &str) -> Secret {
+        let fields: serde_json::Map<String, serde_json::Value> = owned
+            .iter()
+            .map(|k| (format!("f:{k}"), serde_json::json!({})))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "s",
+                "managedFields": [
+                    { "manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1",
+                      "fieldsV1": { "f:data": fields } },
+                    { "manager": "kubectl-patch", "operation": "Update", "fieldsType": "FieldsV1",
+                      "fieldsV1": { "f:data": { "f:theirs": {} } } },
+                ],
+            },
+            "type": type_,
+            "data": data.iter().map(|(k, v)| (k.to_string(), base64_of(v))).collect::<serde_json::Map<_, _>>(),
+        }))
+        .unwrap()
+    }
+
+    fn base64_of(v: &str) -> serde_json::Value {
+        serde_json::to_value(ByteString(v.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn a_secret_holds_what_is_wanted_whatever_others_added_but_not_what_the_operator_dropped() {
+        let desired = secret_with(&[("PGHOST", "h")], &[], "Opaque");
+        // Someone else's key does not make a write.
+        let existing = secret_with(&[("PGHOST", "h"), ("theirs", "x")], &["PGHOST"], "Opaque");
+        assert!(holds(&existing, &desired));
+        // A key the operator wrote before and no longer wants does.
+        let existing = secret_with(
+            &[("PGHOST", "h"), ("host", "h")],
+            &["PGHOST", "host"],
+            "Opaque",
+        );
+        assert!(!holds(&existing, &desired));
+        // So do a changed value and a changed type.
+        let existing = secret_with(&[("PGHOST", "other")], &["PGHOST"], "Opaque");
+        assert!(!holds(&existing, &desired));
+        let existing = secret_with(
+            &[("PGHOST", "h")],
+            &["PGHOST"],
+            "servicebinding.io/postgresql",
+        );
+        assert!(!holds(&existing, &desired));
+    }
+
     #[test]
     fn the_kept_password_goes_into_the_direct_and_the_pooled_uri() {
         let direct = ConnectionUri::new("postgresql://postgres@db.x.supabase.co:5432/postgres");
@@ -375,19 +614,25 @@ mod tests {
         assert_eq!(d.database, "shop");
         assert_eq!(d.username, "app@owner");
         assert_eq!(d.password, "p/ss");
-        let data = d.to_data();
+        let (content, _) = SecretContent::connection(&d, None, "infrai").unwrap();
+        let data = content.data;
         let s = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
         assert_eq!(s(keys::URI), u.expose());
         assert_eq!(s(keys::PORT), "6543");
         assert_eq!(s(keys::POOLED_URI), "postgresql://x:y@pool:6432/shop");
         assert_eq!(data.len(), 7);
+        assert_eq!(
+            content.password_at, None,
+            "under `password`, needing no annotation"
+        );
     }
 
     #[test]
     fn the_port_defaults_to_5432_and_pooled_uri_is_optional() {
         let d = ConnectionDetails::parse(Some(&uri("postgres://u:p@h/db")), None).unwrap();
         assert_eq!(d.port, 5432);
-        assert!(!d.to_data().contains_key(keys::POOLED_URI));
+        let (content, _) = SecretContent::connection(&d, None, "infrai").unwrap();
+        assert!(!content.data.contains_key(keys::POOLED_URI));
     }
 
     #[test]
@@ -417,7 +662,8 @@ mod tests {
         let mut owner = DatabaseProject::new("shop", DatabaseProjectSpec::default());
         owner.metadata.namespace = Some("team-a".into());
         owner.metadata.uid = Some("uid-1".into());
-        let secret = build_secret(&owner, "shop-db", BTreeMap::new()).unwrap();
+        let secret =
+            build_secret(&owner, "shop-db", SecretContent::opaque(BTreeMap::new())).unwrap();
         assert_eq!(secret.metadata.namespace.as_deref(), Some("team-a"));
         let refs = secret.metadata.owner_references.unwrap();
         assert_eq!(refs.len(), 1);
@@ -429,6 +675,6 @@ mod tests {
         assert_eq!(labels[OWNER_NAME_LABEL], "shop");
         // No uid: no owner reference can be built, so no Secret.
         owner.metadata.uid = None;
-        assert!(build_secret(&owner, "x", BTreeMap::new()).is_none());
+        assert!(build_secret(&owner, "x", SecretContent::opaque(BTreeMap::new())).is_none());
     }
 }

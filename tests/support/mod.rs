@@ -317,6 +317,7 @@ pub fn branch(name: &str, project: &str) -> dbops::api::v1alpha1::DatabaseBranch
             deletion_policy: DeletionPolicy::Delete,
             write_connection_secret_to: Some(ConnectionSecretTarget {
                 name: format!("{name}-db"),
+                ..Default::default()
             }),
             credential_rotation: None,
         },

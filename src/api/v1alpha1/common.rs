@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use schemars::JsonSchema;
@@ -91,14 +93,66 @@ pub enum DeletionPolicy {
     Retain,
 }
 
-/// Where the connection Secret is written.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+/// Where the connection Secret is written, and what it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, kube::KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionSecretTarget {
     /// Name of the Secret, in the same namespace as this resource. The operator
-    /// owns it (ownerReference) and writes the keys `uri`, `host`, `port`,
-    /// `database`, `username`, `password` and, where the vendor offers one, `pooledUri`.
+    /// owns it (ownerReference) and writes the keys of `preset` and `keys`.
     #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The set of keys to write (default `default`): `default` (`uri`, `host`,
+    /// `port`, `database`, `username`, `password`, and `pooledUri` where the
+    /// vendor pools), `libpq` (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+    /// `PGDATABASE`, `PGSSLMODE`, `DATABASE_URL`), `prisma` (`DATABASE_URL`,
+    /// pooled where the vendor pools, and `DIRECT_URL`), `servicebinding`
+    /// (the Service Binding spec's keys, Secret type
+    /// `servicebinding.io/postgresql`), `jdbc` (`default` plus `jdbc-uri`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<SecretPreset>,
+    /// More keys, or the preset's keys written differently: a key name to a
+    /// template over the connection fields, in Jinja syntax, e.g.
+    /// `DB_URL: "{{ pooledUri }}"`. The fields are `uri`, `directUri`,
+    /// `pooledUri` (the direct URI where the vendor has no pooler),
+    /// `hasPooler`, `host`, `port`, `database`, `username`, `password`,
+    /// `sslmode`, `provider` and `jdbcUri`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[-._a-zA-Z0-9]{1,253}$'))").message("keys: a Secret key has only letters, digits, '-', '_' and '.' (at most 253)"))]
+    #[x_kube(validation = Rule::new("self.all(k, !self[k].matches('[{][{]-?\\\\s*[.]'))").message("keys: templates use Jinja syntax, {{ pooledUri }}, not Go's {{ .pooledUri }}"))]
+    pub keys: BTreeMap<String, String>,
+    /// Labels for the Secret (for example for a config reloader), kept in sync.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations for the Secret (for example `reloader.stakater.com/match`), kept in sync.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A set of keys for the connection Secret.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretPreset {
+    /// `uri`, `host`, `port`, `database`, `username`, `password`, `pooledUri`.
+    #[default]
+    Default,
+    /// libpq's environment: `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`,
+    /// `PGDATABASE`, `PGSSLMODE`, and `DATABASE_URL`.
+    Libpq,
+    /// Prisma: `DATABASE_URL` (pooled where the vendor pools) and `DIRECT_URL`.
+    Prisma,
+    /// The Service Binding spec's `postgresql` type.
+    #[serde(rename = "servicebinding")]
+    ServiceBinding,
+    /// `default` plus `jdbc-uri`.
+    Jdbc,
+}
+
+/// Where a resource's connection Secret is, as the Service Binding spec reads
+/// it (`.status.binding.name`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct Binding {
+    /// The Secret's name.
     pub name: String,
 }
 

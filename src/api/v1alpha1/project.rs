@@ -2,7 +2,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    Conditions, ConnectionSecretTarget, CredentialRotationSpec, CredentialRotationStatus,
+    Binding, Conditions, ConnectionSecretTarget, CredentialRotationSpec, CredentialRotationStatus,
     DeletionPolicy, LocalObjectRef, ProviderRef,
 };
 
@@ -188,6 +188,9 @@ pub struct DatabaseProjectStatus {
     /// Name of the Secret holding the connection details, once written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_secret_name: Option<String>,
+    /// The connection Secret, where the Service Binding spec looks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Binding>,
     /// Set just before the vendor create call is sent, so that deleting the resource
     /// before its id was saved still finds (through the idempotency key) and removes
     /// the vendor project instead of orphaning it.

@@ -163,6 +163,8 @@ pub trait Connected: VendorKind {
     fn secret_name(&self) -> String;
     fn recorded_secret(status: &Self::Status) -> Option<&str>;
     fn set_secret(status: &mut Self::Status, name: &str);
+    /// How the connection Secret is laid out (`writeConnectionSecretTo`).
+    fn connection_target(&self) -> Option<&crate::api::v1alpha1::ConnectionSecretTarget>;
     fn rotation_spec(&self) -> Option<&CredentialRotationSpec>;
     fn rotation(status: &Self::Status) -> Option<&CredentialRotationStatus>;
     fn rotation_mut(status: &mut Self::Status) -> &mut Option<CredentialRotationStatus>;
@@ -409,13 +411,18 @@ pub async fn connect<K: Connected>(
     vendor: &K::Vendor,
 ) -> Result<Action, Error> {
     let secret_name = obj.secret_name();
-    let (details, written) = write_connection(obj, ctx, vendor, &secret_name).await?;
+    let (details, written, note) =
+        write_connection(obj, ctx, provider, vendor, &secret_name).await?;
     if let Some(old) = plan::stale_secret(K::recorded_secret(previous), &secret_name) {
         secret::delete_owned_secret(&ctx.client, obj, old).await?;
     }
     let mut status = obj.with_vendor(previous, parent, vendor);
     K::set_secret(&mut status, &secret_name);
-    let health = Health::ready(K::ready_message(vendor, parent, &secret_name));
+    let mut message = K::ready_message(vendor, parent, &secret_name);
+    if let Some(note) = note {
+        message = format!("{message}; {note}");
+    }
+    let health = Health::ready(message);
     let mut status = obj.status_with_health(&status, &health);
     let target = K::rotation_target(vendor, parent);
     let poll = rotate(
@@ -448,14 +455,17 @@ pub async fn connect<K: Connected>(
     )))
 }
 
-/// Writes the connection Secret from what the vendor reports. Vendors that
-/// never return the password (the operator chose it) keep the one in the Secret.
+/// Writes the connection Secret from what the vendor reports, laid out as
+/// `writeConnectionSecretTo` asks. Vendors that never return the password
+/// (the operator chose it) keep the one in the Secret. Also returns what the
+/// layout says to the user, if anything.
 async fn write_connection<K: Connected>(
     obj: &K,
     ctx: &Context,
+    provider: &dyn Provider,
     vendor: &K::Vendor,
     secret_name: &str,
-) -> Result<(ConnectionDetails, SecretWrite), Error> {
+) -> Result<(ConnectionDetails, SecretWrite, Option<String>), Error> {
     let details = ConnectionDetails::parse(vendor.connection_uri(), vendor.pooled_uri()).map_err(
         |source| Error::Connection {
             object: K::OBJECT,
@@ -464,15 +474,25 @@ async fn write_connection<K: Connected>(
         },
     )?;
     let details = if details.password.is_empty() {
-        match secret::read_owned_key(&ctx.client, obj, secret_name, secret::keys::PASSWORD).await? {
+        match secret::read_kept_password(&ctx.client, obj, secret_name).await? {
             Some(password) => details.with_password(&password),
             None => details,
         }
     } else {
         details
     };
-    let written = secret::ensure_secret(&ctx.client, obj, secret_name, details.to_data()).await?;
-    Ok((details, written))
+    let (content, rendered) = secret::SecretContent::connection(
+        &details,
+        obj.connection_target(),
+        provider.api().as_str(),
+    )?;
+    if provider.needs_operator_password() && rendered.password_at.is_none() {
+        return Err(Error::PasswordNotInSecret {
+            provider: provider.api().to_string(),
+        });
+    }
+    let written = secret::ensure_secret(&ctx.client, obj, secret_name, content).await?;
+    Ok((details, written, rendered.note))
 }
 
 /// Carries a credential rotation forward and folds it into `status`. Returns
@@ -490,6 +510,8 @@ async fn rotate<K: Connected>(
     let input = rotation::Input {
         target,
         secret_name,
+        layout: obj.connection_target(),
+        provider_api: provider.api().as_str(),
         details,
         spec: obj.rotation_spec(),
         state: K::rotation(status),
