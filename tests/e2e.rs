@@ -1124,6 +1124,36 @@ async fn connection_secret_presets_templates_and_service_binding() {
     assert_eq!(secret_value(&env, secret, "type").await, "postgresql");
     assert_eq!(secret_value(&env, secret, "provider").await, "infrai");
     wait_ready::<DatabaseBranch>(&env, "quickstart-app-preview", Duration::from_secs(30)).await;
+
+    // jdbc, then default: each preset's keys, back to an Opaque Secret.
+    patch_spec(r#"{"spec":{"writeConnectionSecretTo":{"preset":"jdbc"}}}"#);
+    let keys = wait_until("the jdbc Secret", Duration::from_secs(30), || async {
+        let (keys, type_, _) = secret_keys(&env, secret).await;
+        (type_ == "Opaque" && keys.contains(&"jdbc-uri".to_string())).then_some(keys)
+    })
+    .await;
+    assert_eq!(
+        keys,
+        [
+            "database", "host", "jdbc-uri", "password", "port", "uri", "username"
+        ]
+    );
+    assert!(
+        secret_value(&env, secret, "jdbc-uri")
+            .await
+            .starts_with("jdbc:postgresql://")
+    );
+    patch_spec(r#"{"spec":{"writeConnectionSecretTo":{"preset":"default"}}}"#);
+    let keys = wait_until("the default Secret", Duration::from_secs(30), || async {
+        let (keys, _, _) = secret_keys(&env, secret).await;
+        (!keys.contains(&"jdbc-uri".to_string())).then_some(keys)
+    })
+    .await;
+    assert_eq!(
+        keys,
+        ["database", "host", "password", "port", "uri", "username"]
+    );
+    wait_ready::<DatabaseBranch>(&env, "quickstart-app-preview", Duration::from_secs(30)).await;
     env.assert_messages_are_for_people();
 }
 
