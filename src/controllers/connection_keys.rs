@@ -106,7 +106,7 @@ fn jdbc_uri(details: &ConnectionDetails) -> String {
     )
 }
 
-/// The keys of `preset`, as templates over [`fields`].
+/// The keys of `preset`, each with the field of [`fields`] it holds.
 fn preset_keys(preset: SecretPreset, has_pooler: bool) -> Vec<(&'static str, &'static str)> {
     let mut keys = match preset {
         SecretPreset::Default | SecretPreset::Jdbc => vec![
@@ -128,7 +128,7 @@ fn preset_keys(preset: SecretPreset, has_pooler: bool) -> Vec<(&'static str, &'s
         ],
         SecretPreset::Prisma => vec![("DATABASE_URL", "pooledUri"), ("DIRECT_URL", "directUri")],
         SecretPreset::ServiceBinding => vec![
-            ("type", "'postgresql'"),
+            ("type", "type"),
             ("provider", "provider"),
             ("host", "host"),
             ("port", "port"),
@@ -157,22 +157,27 @@ pub fn render(
     let preset = target.and_then(|t| t.preset).unwrap_or_default();
     let context = fields(details, provider);
     let has_pooler = details.pooled_uri.is_some();
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    // Values are written as they are: no HTML escaping.
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     let mut data = BTreeMap::new();
     for (key, field) in preset_keys(preset, has_pooler) {
-        let value = env
-            .render_str(&format!("{{{{ {field} }}}}"), &context)
-            .map_err(|e| template_error(key, &e))?;
+        let value = match field {
+            // The Service Binding spec's type, not a connection field.
+            "type" => "postgresql".to_string(),
+            field => context.get(field).map(Value::to_string).unwrap_or_default(),
+        };
         data.insert(key.to_string(), value);
     }
-    for (key, template) in target.map(|t| &t.keys).into_iter().flatten() {
-        let value = env
-            .render_str(template, &context)
-            .map_err(|e| template_error(key, &e))?;
-        data.insert(key.clone(), value);
+    let templates = target.map(|t| &t.keys).filter(|keys| !keys.is_empty());
+    if let Some(templates) = templates {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Values are written as they are: no HTML escaping.
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        for (key, template) in templates {
+            let value = env
+                .render_str(template, &context)
+                .map_err(|e| template_error(key, &e))?;
+            data.insert(key.clone(), value);
+        }
     }
     let note = (preset == SecretPreset::Prisma && !has_pooler).then(|| {
         "the vendor has no connection pooler, so DATABASE_URL is the direct connection, like DIRECT_URL".to_string()

@@ -252,17 +252,7 @@ pub async fn ensure_secret<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    let namespace = owner
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(SecretWriteError::NoOwnerIdentity)?;
-    let owner_uid = owner
-        .meta()
-        .uid
-        .clone()
-        .ok_or(SecretWriteError::NoOwnerIdentity)?;
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let (api, owner_uid) = secrets_of(client, owner)?;
     let kube_err = |source| SecretWriteError::Kube {
         name: name.to_string(),
         source,
@@ -406,6 +396,19 @@ fn owned_fields(secret: &Secret) -> BTreeMap<&'static str, Vec<String>> {
     owned
 }
 
+/// The Secrets of `owner`'s namespace, and its UID (what its Secrets'
+/// ownerReferences carry).
+fn secrets_of<K>(client: &Client, owner: &K) -> Result<(Api<Secret>, String), SecretWriteError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let meta = owner.meta();
+    let (Some(namespace), Some(uid)) = (meta.namespace.as_deref(), meta.uid.clone()) else {
+        return Err(SecretWriteError::NoOwnerIdentity);
+    };
+    Ok((Api::namespaced(client.clone(), namespace), uid))
+}
+
 /// The password kept in connection Secret `name` (see
 /// [`PASSWORD_AT_ANNOTATION`]), if `owner` owns that Secret and it holds one.
 pub async fn read_kept_password<K>(
@@ -442,17 +445,7 @@ async fn read_owned<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    let namespace = owner
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(SecretWriteError::NoOwnerIdentity)?;
-    let owner_uid = owner
-        .meta()
-        .uid
-        .clone()
-        .ok_or(SecretWriteError::NoOwnerIdentity)?;
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let (api, owner_uid) = secrets_of(client, owner)?;
     let existing = api
         .get_opt(name)
         .await
@@ -489,17 +482,7 @@ pub async fn delete_owned_secret<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    let namespace = owner
-        .meta()
-        .namespace
-        .clone()
-        .ok_or(SecretWriteError::NoOwnerIdentity)?;
-    let owner_uid = owner
-        .meta()
-        .uid
-        .clone()
-        .ok_or(SecretWriteError::NoOwnerIdentity)?;
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let (api, owner_uid) = secrets_of(client, owner)?;
     let kube_err = |source| SecretWriteError::Kube {
         name: name.to_string(),
         source,
