@@ -214,23 +214,17 @@ mod walk {
                 db_password: p.needs_operator_password().then(Password::generate),
                 ..Default::default()
             };
-            let created = p.create_project(&req, "contract-key-1").await;
-            let id = created.as_ref().map(|v| v.id.clone()).ok();
-            out.push((
+            let id = note_created(
+                &mut out,
                 "project.create",
-                summary(created, |v| format!("{} {:?}", v.id, v.state)),
-            ));
+                p.create_project(&req, "contract-key-1").await,
+            );
             id.unwrap_or_else(|| existing.to_string())
         } else {
             existing.to_string()
         };
         let got = ready_after(polls, || p.get_project(&project)).await;
-        out.push((
-            "project.get",
-            summary(got, |v| {
-                format!("{} {:?} uri={}", v.id, v.state, v.connection_uri.is_some())
-            }),
-        ));
+        note_read(&mut out, "project.get", got);
         if p.supports(Operation::BranchCreate) {
             let req = BranchRequest {
                 resumed: false,
@@ -238,20 +232,14 @@ mod walk {
                 branch_name: "contract-branch".to_string(),
                 from_branch: None,
             };
-            let created = p.create_branch(&req, "contract-key-2").await;
-            let id = created.as_ref().map(|v| v.id.clone()).ok();
-            out.push((
+            let id = note_created(
+                &mut out,
                 "branch.create",
-                summary(created, |v| format!("{} {:?}", v.id, v.state)),
-            ));
+                p.create_branch(&req, "contract-key-2").await,
+            );
             if let Some(id) = id {
                 let got = ready_after(polls, || p.get_branch(&project, &id)).await;
-                out.push((
-                    "branch.get",
-                    summary(got, |v| {
-                        format!("{} {:?} uri={}", v.id, v.state, v.connection_uri.is_some())
-                    }),
-                ));
+                note_read(&mut out, "branch.get", got);
                 if p.supports(Operation::BranchCredentialRotate) {
                     let target = RotationTarget::Branch {
                         project_id: project.clone(),
@@ -279,18 +267,14 @@ mod walk {
                 project_id: project.clone(),
                 label: None,
             };
-            let created = p.create_snapshot(&req, "contract-key-3").await;
-            let id = created.as_ref().map(|v| v.id.clone()).ok();
-            out.push((
+            let id = note_created(
+                &mut out,
                 "snapshot.create",
-                summary(created, |v| format!("{} {:?}", v.id, v.state)),
-            ));
+                p.create_snapshot(&req, "contract-key-3").await,
+            );
             if let Some(id) = id {
                 let got = ready_after(polls, || p.get_snapshot(&project, &id)).await;
-                out.push((
-                    "snapshot.get",
-                    summary(got, |v| format!("{} {:?}", v.id, v.state)),
-                ));
+                note_read(&mut out, "snapshot.get", got);
                 if p.supports(Operation::SnapshotRestore) {
                     out.push(("snapshot.restore", restore(p, &id, polls).await));
                 }
@@ -315,6 +299,37 @@ mod walk {
             ));
         }
         out
+    }
+
+    /// Notes a create's outcome; the new object's id, if it was made.
+    fn note_created<T: VendorObject>(
+        out: &mut Outcomes,
+        step: &'static str,
+        created: Result<T, ProviderError>,
+    ) -> Option<String> {
+        let id = created.as_ref().ok().map(|v| v.id().to_string());
+        out.push((
+            step,
+            summary(created, |v| format!("{} {:?}", v.id(), v.state())),
+        ));
+        id
+    }
+
+    /// Notes a read's outcome: id, state and whether it has a connection URI.
+    fn note_read<T: VendorObject>(
+        out: &mut Outcomes,
+        step: &'static str,
+        got: Result<T, ProviderError>,
+    ) {
+        let summary = summary(got, |v| {
+            format!(
+                "{} {:?} uri={}",
+                v.id(),
+                v.state(),
+                v.connection_uri().is_some()
+            )
+        });
+        out.push((step, summary));
     }
 
     /// `read` until what it reads is Ready (at most `polls` more times).
@@ -545,7 +560,7 @@ async fn infrai_reads_every_documented_answer() {
             "branch.get: id-1 Ready uri=true",
             "branch.delete: ok",
             "snapshot.create: id-1 Ready",
-            "snapshot.get: id-1 Ready",
+            "snapshot.get: id-1 Ready uri=false",
             "snapshot.restore: done id-1 uri=true",
             "project.delete: ok",
         ]
