@@ -675,35 +675,34 @@ async fn the_strict_emulator_refuses_undocumented_endpoints_and_fields_and_prune
     emulator.set_strict(true);
     let (addr, _server) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
     let http = reqwest::Client::new();
-    let db9 = |path: &str| format!("http://{addr}/db9{path}");
     let auth = format!("Bearer {}", dbops::emulator::DEFAULT_DB9_API_KEY);
+    // One DB9 call: its status and its JSON answer (null when it has none).
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = http
+            .request(method, format!("http://{addr}/db9{path}"))
+            .header("authorization", &auth);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+            )
+        }
+    };
+    use reqwest::Method;
     // An undocumented request field is refused, in DB9's error body.
-    let refused = http
-        .post(db9("/customer/databases"))
-        .header("authorization", &auth)
-        .json(&serde_json::json!({"name": "x", "colour": "blue"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status().as_u16(), 400);
-    assert!(refused.text().await.unwrap().contains("colour"));
+    let body = serde_json::json!({"name": "x", "colour": "blue"});
+    let (status, refused) = call(Method::POST, "/customer/databases", Some(body)).await;
+    assert_eq!(status, 400);
+    assert!(refused.to_string().contains("colour"), "{refused}");
     // A documented create answers only the documented fields.
-    let created: serde_json::Value = http
-        .post(db9("/customer/databases"))
-        .header("authorization", &auth)
-        .json(&serde_json::json!({"name": "strict-db"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let keys: Vec<&str> = created
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let body = serde_json::json!({"name": "strict-db"});
+    let (_, created) = call(Method::POST, "/customer/databases", Some(body)).await;
     let documented = [
         "admin_password",
         "admin_user",
@@ -714,56 +713,27 @@ async fn the_strict_emulator_refuses_undocumented_endpoints_and_fields_and_prune
         "region",
         "state",
     ];
-    assert!(keys.iter().all(|k| documented.contains(k)), "{keys:?}");
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert!(
+        keys.iter().all(|k| documented.contains(&k.as_str())),
+        "{keys:?}"
+    );
     // The branch create answer shows `parent_database_id`; the database read does not.
     let id = created["id"].as_str().unwrap();
-    let branch: serde_json::Value = http
-        .post(db9(&format!("/customer/databases/{id}/branch")))
-        .header("authorization", &auth)
-        .json(&serde_json::json!({"name": "strict-branch"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = serde_json::json!({"name": "strict-branch"});
+    let path = format!("/customer/databases/{id}/branch");
+    let (_, branch) = call(Method::POST, &path, Some(body)).await;
     assert_eq!(branch["parent_database_id"], id);
-    let read: serde_json::Value = http
-        .get(db9(&format!(
-            "/customer/databases/{}",
-            branch["id"].as_str().unwrap()
-        )))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read_path = format!("/customer/databases/{}", branch["id"].as_str().unwrap());
+    let (_, read) = call(Method::GET, &read_path, None).await;
     assert!(read.get("parent_database_id").is_none(), "{read}");
     assert_eq!(read["name"], "strict-branch");
     // An endpoint no document lists answers 404.
-    let missing = http
-        .get(db9("/customer/databases/x/not-documented"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status().as_u16(), 404);
+    let (status, _) = call(Method::GET, "/customer/databases/x/not-documented", None).await;
+    assert_eq!(status, 404);
     // Strict mode off: the emulator's own fields come back.
     emulator.set_strict(false);
-    let loose: serde_json::Value = http
-        .get(db9(&format!(
-            "/customer/databases/{}",
-            branch["id"].as_str().unwrap()
-        )))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, loose) = call(Method::GET, &read_path, None).await;
     assert_eq!(loose["parent_database_id"], id);
 }
 
