@@ -153,6 +153,82 @@ fn micro_benchmarks() {
     );
 }
 
+/// The writes the operator needs per new project on the happy path.
+const WRITES_PER_OBJECT: usize = 4;
+/// The concurrency of the floor's plain client: the operator's per-controller default.
+const FLOOR_CONCURRENCY: usize = 16;
+/// Finalizer the floor adds (and takes off again) instead of the operator's.
+const FLOOR_FINALIZER: &str = "bench.dbops.dev/floor";
+
+/// How long a plain client takes to make the writes a cold start needs, for
+/// every project in `names`, `concurrency` at a time: add a finalizer, write
+/// status, create a Secret, write status again. What it wrote is undone
+/// afterwards (not timed), so the operator then starts from fresh projects.
+async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize) -> Duration {
+    use futures::StreamExt;
+    let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), NS);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let merge = kube::api::PatchParams::default();
+    let started = Instant::now();
+    futures::stream::iter(names.iter().map(|name| {
+        let (projects, secrets, merge) = (projects.clone(), secrets.clone(), merge.clone());
+        async move {
+            let finalizer = json!({ "metadata": { "finalizers": [FLOOR_FINALIZER] } });
+            projects
+                .patch(name, &merge, &kube::api::Patch::Merge(&finalizer))
+                .await
+                .unwrap();
+            let status = json!({ "status": { "projectName": "floor" } });
+            projects
+                .patch_status(name, &merge, &kube::api::Patch::Merge(&status))
+                .await
+                .unwrap();
+            let secret: Secret = serde_json::from_value(json!({
+                "metadata": { "name": format!("floor-{name}") },
+                "stringData": { "uri": "postgresql://u:p@h:5432/d", "host": "h", "port": "5432",
+                    "database": "d", "username": "u", "password": "p" },
+            }))
+            .unwrap();
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .unwrap();
+            let status = json!({ "status": { "projectName": "floor", "projectId": "floor" } });
+            projects
+                .patch_status(name, &merge, &kube::api::Patch::Merge(&status))
+                .await
+                .unwrap();
+        }
+    }))
+    .buffer_unordered(concurrency)
+    .collect::<Vec<()>>()
+    .await;
+    let floor = started.elapsed();
+    futures::stream::iter(names.iter().map(|name| {
+        let (projects, secrets, merge) = (projects.clone(), secrets.clone(), merge.clone());
+        async move {
+            let clear = json!({ "status": null });
+            projects
+                .patch_status(name, &merge, &kube::api::Patch::Merge(&clear))
+                .await
+                .unwrap();
+            let finalizer = json!({ "metadata": { "finalizers": null } });
+            projects
+                .patch(name, &merge, &kube::api::Patch::Merge(&finalizer))
+                .await
+                .unwrap();
+            secrets
+                .delete(&format!("floor-{name}"), &Default::default())
+                .await
+                .unwrap();
+        }
+    }))
+    .buffer_unordered(concurrency)
+    .collect::<Vec<()>>()
+    .await;
+    floor
+}
+
 #[tokio::main]
 async fn main() {
     dbops::providers::http::ensure_crypto_provider();
@@ -239,6 +315,13 @@ async fn main() {
         created.elapsed()
     );
 
+    let floor = write_floor(&client, &names, FLOOR_CONCURRENCY).await;
+    println!(
+        "floor: a plain client makes the {} writes of a cold start ({WRITES_PER_OBJECT} per project: finalizer, status, Secret, status) at concurrency {FLOOR_CONCURRENCY} in {floor:?} ({:.0} writes/s)",
+        names.len() * WRITES_PER_OBJECT,
+        (names.len() * WRITES_PER_OBJECT) as f64 / floor.as_secs_f64()
+    );
+
     let kubeconfig = match &fake {
         Some(fake) => {
             let path =
@@ -289,6 +372,10 @@ async fn main() {
     println!(
         "result: {} projects Ready {:?} after operator start",
         args.projects, all_ready
+    );
+    println!(
+        "result: cold start is {:.1}x the API server's write floor ({all_ready:?} / {floor:?})",
+        all_ready.as_secs_f64() / floor.as_secs_f64()
     );
 
     // Apply-to-Ready latency of new objects while N exist.
