@@ -175,7 +175,7 @@ pub fn render(
         for (key, template) in templates {
             let value = env
                 .render_str(template, &context)
-                .map_err(|e| template_error(key, &e))?;
+                .map_err(|e| template_error(key, &e, details))?;
             data.insert(key.clone(), value);
         }
     }
@@ -193,15 +193,28 @@ pub fn render(
     })
 }
 
-/// One line of a template error, without the template's source listing.
-fn template_error(key: &str, error: &minijinja::Error) -> TemplateError {
-    let message = match error.detail() {
+/// One line of a template error, without the template's source listing,
+/// and with nothing of the credentials, should the engine ever quote a value.
+fn template_error(
+    key: &str,
+    error: &minijinja::Error,
+    details: &ConnectionDetails,
+) -> TemplateError {
+    let mut message = match error.detail() {
         Some(detail) => format!("{} ({detail})", error.kind()),
         None => error.kind().to_string(),
     };
+    let secrets = [
+        Some(&details.password),
+        Some(&details.uri),
+        details.pooled_uri.as_ref(),
+    ];
+    for secret in secrets.into_iter().flatten().filter(|s| !s.is_empty()) {
+        message = message.replace(secret.as_str(), "(hidden)");
+    }
     TemplateError {
         key: key.to_string(),
-        message,
+        message: message.replace('\n', " "),
     }
 }
 
@@ -392,6 +405,9 @@ mod tests {
     #[test]
     fn a_bad_template_names_its_key_and_the_problem_and_never_a_value() {
         for (template, problem) in [
+            ("{{ password | int }}", "invalid operation"),
+            ("{{ password + 1 }}", "invalid operation"),
+            ("{{ password[99] }}", "undefined"),
             ("{{ pooledUri ", "syntax error"),
             ("{{ nosuchfield }}", "undefined value"),
             ("{% if %}", "syntax error"),
@@ -403,6 +419,19 @@ mod tests {
             assert!(text.contains(problem), "{text}");
             assert!(!text.contains("p@ss") && !text.contains('\n'), "{text}");
         }
+    }
+
+    #[test]
+    fn an_engine_error_quoting_a_credential_is_scrubbed() {
+        let d = details(true);
+        let quoting = minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("cannot use {} or {}\nat all", d.password, d.uri),
+        );
+        let error = template_error("K", &quoting, &d);
+        assert!(!error.message.contains("p@ss") && !error.message.contains("db.example"));
+        assert!(!error.message.contains('\n'), "{}", error.message);
+        assert!(error.message.contains("(hidden)"), "{}", error.message);
     }
 
     #[test]
