@@ -114,6 +114,77 @@ fn metric(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// The samples of `metric` summed by the value of `label`, from an OpenMetrics text.
+fn by_label(text: &str, metric: &str, label: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let prefix = format!("{metric}{{");
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some((labels, value)) = line[prefix.len()..].split_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let key = labels
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == label)
+            .map(|(_, v)| v.trim_matches('"').to_string())
+            .unwrap_or_default();
+        *out.entry(key).or_default() += value;
+    }
+    out
+}
+
+/// `after - before` per key, divided by `objects`, as `key=value` pairs.
+fn per_object(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    objects: f64,
+) -> String {
+    let parts: Vec<String> = after
+        .iter()
+        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(k, v)| format!("{k} {:.2}", v / objects))
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Kubernetes requests by `verb resource`, from the operator's client metrics.
+fn kube_requests(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("dbops_kube_requests_total{"))
+    {
+        let verb = by_label(line, "dbops_kube_requests_total", "verb");
+        let resource = by_label(line, "dbops_kube_requests_total", "resource");
+        if let (Some((verb, value)), Some((resource, _))) =
+            (verb.into_iter().next(), resource.into_iter().next())
+        {
+            *out.entry(format!("{verb} {resource}")).or_default() += value;
+        }
+    }
+    out
+}
+
+/// The verbs of `requests` (`verb resource` keys) summed.
+fn by_verb(
+    requests: &std::collections::BTreeMap<String, f64>,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, value) in requests {
+        let verb = key.split(' ').next().unwrap_or_default().to_string();
+        *out.entry(verb).or_default() += value;
+    }
+    out
+}
+
 fn micro_benchmarks() {
     use dbops::api::v1alpha1::Conditions;
     use dbops::controllers::conditions::{Health, conditions_for};
@@ -377,6 +448,34 @@ async fn main() {
         "result: cold start is {:.1}x the API server's write floor ({all_ready:?} / {floor:?})",
         all_ready.as_secs_f64() / floor.as_secs_f64()
     );
+    let scrape = || async {
+        reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let cold = scrape().await;
+    let none = std::collections::BTreeMap::new();
+    let cold_requests = kube_requests(&cold);
+    let n = args.projects as f64;
+    println!(
+        "result: cold start, Kubernetes requests per project by verb: {}",
+        per_object(&none, &by_verb(&cold_requests), n)
+    );
+    println!(
+        "result: cold start, Kubernetes requests per project by verb and resource: {}",
+        per_object(&none, &cold_requests, n)
+    );
+    println!(
+        "result: cold start, vendor calls per project by operation: {}",
+        per_object(
+            &none,
+            &by_label(&cold, "dbops_vendor_requests_total", "operation"),
+            n
+        )
+    );
 
     // Apply-to-Ready latency of new objects while N exist.
     let mut latencies = Vec::new();
@@ -420,14 +519,6 @@ async fn main() {
     );
 
     // Steady state over one full resync period (jittered +-10%).
-    let scrape = || async {
-        reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     // Let the last creations settle before measuring steady state.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = scrape().await;
@@ -440,15 +531,26 @@ async fn main() {
     .await;
     let after = scrape().await;
     let objects = (args.projects + args.new) as f64;
-    let requests = fake.as_ref().map(|f| f.requests()).unwrap_or_default();
-    let write_paths: Vec<String> = requests
+    // Requests as the operator counted them (its client metrics), so the same
+    // figures come from a real API server and the in-memory one.
+    let steady = {
+        let (before, after) = (kube_requests(&before), kube_requests(&after));
+        let mut delta = std::collections::BTreeMap::new();
+        for (key, value) in &after {
+            let d = value - before.get(key).copied().unwrap_or(0.0);
+            if d > 0.0 {
+                delta.insert(key.clone(), d);
+            }
+        }
+        delta
+    };
+    let writes: f64 = by_verb(&steady)
         .iter()
-        .filter(|r| r.method != axum::http::Method::GET && !r.path.contains("/events"))
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
-    let writes = write_paths.len();
-    if !write_paths.is_empty() {
-        println!("steady-state writes: {write_paths:?}");
+        .filter(|(verb, _)| !matches!(verb.as_str(), "get" | "list" | "watch"))
+        .map(|(_, v)| v)
+        .sum();
+    if writes > 0.0 {
+        println!("steady-state writes: {steady:?}");
     }
     let reconciles = metric(
         &after,
@@ -467,16 +569,13 @@ async fn main() {
     // The window is the interval plus its 10% jitter and a margin; scale to one interval.
     let window = (args.resync_seconds + args.resync_seconds / 10 + 2) as f64;
     let per_interval = args.resync_seconds as f64 / window;
+    let none = std::collections::BTreeMap::new();
     println!(
-        "result: steady state, per object per resync interval ({}s): {:.2} reconciles, {} Kubernetes requests, {:.2} vendor reads; {} Kubernetes writes in total",
+        "result: steady state, per object per resync interval ({}s): {:.2} reconciles, {:.2} vendor reads, Kubernetes requests by verb and resource: {}; {} Kubernetes writes in total",
         args.resync_seconds,
         reconciles / objects * per_interval,
-        if fake.is_some() {
-            format!("{:.2}", requests.len() as f64 / objects * per_interval)
-        } else {
-            "n/a (counted only on the in-memory API)".to_string()
-        },
         reads / objects * per_interval,
+        per_object(&none, &steady, objects / per_interval),
         writes,
     );
     println!(

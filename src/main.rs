@@ -242,8 +242,11 @@ async fn run(args: RunArgs) -> Result<(), String> {
     if args.emulator {
         start_emulator(&args.emulator_args).await?;
     }
-    let client = kube::Client::try_default()
+    let metrics = std::sync::Arc::new(dbops::metrics::Metrics::default());
+    let config = kube::Config::infer()
         .await
+        .map_err(|e| format!("cannot find Kubernetes (kubeconfig or in-cluster config): {e}"))?;
+    let client = dbops::operator::counted_client(config, metrics.clone())
         .map_err(|e| format!("cannot reach Kubernetes (kubeconfig or in-cluster config): {e}"))?;
     let version = client
         .apiserver_version()
@@ -278,6 +281,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         own_namespace: Some(args.lease_namespace.clone()),
         leader_election,
         shutdown_grace: Some(args.shutdown_grace),
+        metrics: Some(metrics),
     };
     dbops::operator::run(client, options, shutdown_signal()).await;
     Ok(())

@@ -37,6 +37,12 @@ struct ObjectLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KubeRequestLabels {
+    verb: &'static str,
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VendorLatencyLabels {
     api: String,
     operation: String,
@@ -55,6 +61,7 @@ pub struct Metrics {
     reconcile_duration: Family<ControllerLabels, Histogram, fn() -> Histogram>,
     vendor_requests: Family<VendorRequestLabels, Counter>,
     vendor_latency: Family<VendorLatencyLabels, Histogram, fn() -> Histogram>,
+    kube_requests: Family<KubeRequestLabels, Counter>,
     objects: Family<ObjectLabels, Gauge>,
     /// The condition each object was last counted under: (controller, object key) -> condition.
     object_states: std::sync::Mutex<std::collections::HashMap<(String, String), &'static str>>,
@@ -99,6 +106,12 @@ impl Default for Metrics {
             "Latency of vendor API requests, by API and operation",
             vendor_latency.clone(),
         );
+        let kube_requests = Family::<KubeRequestLabels, Counter>::default();
+        registry.register(
+            "kube_requests",
+            "Requests sent to the Kubernetes API server, by verb (get, list, watch, create, update, patch, delete) and resource (with its subresource)",
+            kube_requests.clone(),
+        );
         let objects = Family::<ObjectLabels, Gauge>::default();
         registry.register(
             "objects",
@@ -114,7 +127,60 @@ impl Default for Metrics {
             reconcile_duration,
             vendor_requests,
             vendor_latency,
+            kube_requests,
         }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The verb and resource of a request to the Kubernetes API, from its method
+/// and path: `("list", "secrets")`, `("patch", "databaseprojects/status")`.
+/// Paths that are not resource paths (`/version`) count as their first segment.
+pub fn kube_request_kind(method: &http::Method, uri: &http::Uri) -> (&'static str, String) {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    // /api/v1/... or /apis/<group>/<version>/...
+    let rest = match segments.as_slice() {
+        ["api", _, rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        [first, ..] => return (verb_of(method, true, false), (*first).to_string()),
+        [] => return (verb_of(method, true, false), String::new()),
+    };
+    // namespaces/<ns>/<resource>/...: the namespace is only a scope.
+    let rest = match rest {
+        ["namespaces", _, resource, tail @ ..] => {
+            let mut v = vec![*resource];
+            v.extend_from_slice(tail);
+            v
+        }
+        other => other.to_vec(),
+    };
+    let named = rest.len() >= 2;
+    let resource = match rest.as_slice() {
+        [resource, _, subresource, ..] => format!("{resource}/{subresource}"),
+        [resource, ..] => (*resource).to_string(),
+        [] => String::new(),
+    };
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    (verb_of(method, named, watch), resource)
+}
+
+fn verb_of(method: &http::Method, named: bool, watch: bool) -> &'static str {
+    match *method {
+        http::Method::GET if watch => "watch",
+        http::Method::GET if named => "get",
+        http::Method::GET => "list",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
     }
 }
 
@@ -163,6 +229,14 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// One request to the Kubernetes API server.
+    pub fn observe_kube_request(&self, method: &http::Method, uri: &http::Uri) {
+        let (verb, resource) = kube_request_kind(method, uri);
+        self.kube_requests
+            .get_or_create(&KubeRequestLabels { verb, resource })
+            .inc();
+    }
+
     /// Counts object `key` of `controller` under `condition` (`None`: it is gone).
     pub fn observe_object(&self, controller: &str, key: &str, condition: Option<&'static str>) {
         let mut states = self.object_states.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,5 +268,80 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kube_request_kind;
+    use http::{Method, Uri};
+
+    fn kind(method: Method, uri: &str) -> (&'static str, String) {
+        kube_request_kind(&method, &uri.parse::<Uri>().unwrap())
+    }
+
+    #[test]
+    fn requests_are_named_by_verb_and_resource() {
+        let cases = [
+            (
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/s",
+                "get",
+                "secrets",
+            ),
+            (
+                Method::GET,
+                "/api/v1/secrets?labelSelector=x",
+                "list",
+                "secrets",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/a/secrets?watch=true&resourceVersion=5",
+                "watch",
+                "secrets",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/a/secrets?fieldManager=dbops",
+                "create",
+                "secrets",
+            ),
+            (
+                Method::PATCH,
+                "/apis/dbops.dev/v1alpha1/namespaces/a/databaseprojects/p/status",
+                "patch",
+                "databaseprojects/status",
+            ),
+            (
+                Method::PATCH,
+                "/apis/dbops.dev/v1alpha1/namespaces/a/databaseprojects/p",
+                "patch",
+                "databaseprojects",
+            ),
+            (
+                Method::PUT,
+                "/apis/dbops.dev/v1alpha1/databaseproviders/d",
+                "update",
+                "databaseproviders",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/a",
+                "delete",
+                "namespaces",
+            ),
+            (Method::GET, "/api/v1/namespaces", "list", "namespaces"),
+            (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/a/events",
+                "create",
+                "events",
+            ),
+            (Method::GET, "/version", "get", "version"),
+        ];
+        for (method, uri, verb, resource) in cases {
+            assert_eq!(kind(method, uri), (verb, resource.to_string()), "{uri}");
+        }
     }
 }

@@ -55,6 +55,9 @@ pub struct Options {
     /// then they are abandoned (every reconcile is safe to cut off: the next
     /// start resumes it). `None`: [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Option<Duration>,
+    /// The process's metrics, when the client was made with [`counted_client`]
+    /// on them; `None`: fresh ones.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Default of [`Options::shutdown_grace`]: well inside a pod's termination
@@ -265,6 +268,19 @@ where
     manager.release().await
 }
 
+/// A client for `config` that counts every request it sends in `metrics`
+/// (`dbops_kube_requests_total`, by verb and resource).
+pub fn counted_client(config: kube::Config, metrics: Arc<Metrics>) -> Result<Client, kube::Error> {
+    let count =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            metrics.observe_kube_request(request.method(), request.uri());
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
+        .build())
+}
+
 /// Runs the operator until `shutdown` resolves. With leader election, only the
 /// Lease holder runs controllers; a standby waits, and takes over when the
 /// Lease is released (at once, on a graceful shutdown) or expires.
@@ -273,7 +289,7 @@ pub async fn run(
     options: Options,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = options.metrics.clone().unwrap_or_default();
     let health = Arc::new(ProbeState::default());
     let shutdown: Stop = shutdown.boxed().shared();
     let grace = options.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
