@@ -134,7 +134,8 @@ async fn a_branch_waits_for_its_project_then_becomes_ready() {
     assert!(branch_uri.starts_with("postgresql://"));
     assert_ne!(branch_uri, project_uri);
     assert!(branch_uri.contains(&branch_id));
-    assert!(h.event_reasons("preview").contains(&"Ready".to_string()));
+    // Made and ready in one pass: one Event says both.
+    assert!(h.event_reasons("preview").contains(&"Created".to_string()));
 }
 
 #[tokio::test]
@@ -164,7 +165,6 @@ async fn branch_crash_after_vendor_create_does_not_duplicate() {
     reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
     let branches_before = h.emulator.infrai.branch_count();
     create(&h, branch("preview", "shop")).await;
-    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
     h.kube
         .fail_after(Method::PATCH, "/databasebranches/preview/status", 1, 500, 1);
     let err = reconcile::<DatabaseBranch>(&h, "preview")
@@ -235,7 +235,6 @@ async fn a_branch_is_adopted_by_external_id_and_deleted_at_the_vendor() {
     let mut wrong = branch("wrong", "shop");
     wrong.spec.external_id = Some(other_main);
     create(&h, wrong).await;
-    reconcile::<DatabaseBranch>(&h, "wrong").await.unwrap();
     let err = reconcile::<DatabaseBranch>(&h, "wrong").await.unwrap_err();
     assert_eq!(err.category(), "InvalidSpec");
 }
@@ -296,7 +295,6 @@ async fn snapshot_crash_after_vendor_create_does_not_duplicate() {
     create(&h, project("shop")).await;
     reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
     create(&h, snapshot("nightly", "shop")).await;
-    reconcile::<DatabaseSnapshot>(&h, "nightly").await.unwrap();
     h.kube.fail_after(
         Method::PATCH,
         "/databasesnapshots/nightly/status",
@@ -405,7 +403,6 @@ async fn restore_by_raw_snapshot_id_survives_a_crash_without_duplicating() {
         },
     );
     create(&h, restored).await;
-    reconcile::<DatabaseProject>(&h, "copy").await.unwrap();
     h.kube
         .fail_after(Method::PATCH, "/databaseprojects/copy/status", 1, 500, 1);
     reconcile::<DatabaseProject>(&h, "copy").await.unwrap_err();

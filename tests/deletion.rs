@@ -190,12 +190,8 @@ async fn a_provider_being_deleted_takes_no_new_dependents() {
         .await
         .unwrap();
     let stalled = wait_for("new Stalled", || async {
-        projects
-            .get("new")
-            .await
-            .unwrap()
-            .status
-            .filter(|s| s.conditions.is_true("Stalled"))
+        let p = projects.get("new").await.unwrap();
+        p.status.filter(|s| s.conditions.is_true("Stalled"))
     })
     .await;
     let stalled_reason = stalled.conditions.get("Stalled").unwrap();
@@ -246,15 +242,18 @@ async fn a_resource_in_a_terminating_namespace_makes_nothing_at_the_vendor() {
         .await
         .unwrap();
 
-    // The first pass only adds the finalizer (allowed: the object exists).
-    support::reconcile::<DatabaseProject>(&h, "late")
-        .await
-        .unwrap();
+    // Refused before anything is written or sent.
     let error = support::reconcile::<DatabaseProject>(&h, "late")
         .await
         .unwrap_err();
     assert!(error.namespace_terminating(), "{error}");
     assert!(h.emulator.infrai.projects().is_empty(), "nothing created");
+    let late = projects.get("late").await.unwrap();
+    assert!(
+        late.metadata.finalizers.is_none(),
+        "nothing to clean up, so no finalizer: {:?}",
+        late.metadata.finalizers
+    );
     // Quiet: no Warning, nothing for a person to act on.
     assert!(
         h.event_reasons("late").is_empty(),

@@ -15,6 +15,7 @@ use dbops::controllers::conditions::{READY, RECONCILING, STALLED};
 use dbops::controllers::{FINALIZER, ReconcileError};
 use dbops::providers::ProjectRequest;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
 use support::{Harness, NS};
@@ -77,17 +78,40 @@ async fn creates_the_project_writes_the_secret_and_becomes_ready() {
     let h = Harness::new().await;
     create(&h, "shop", spec()).await;
 
-    // First pass only adds the finalizer.
-    assert_eq!(reconcile(&h, "shop").await.unwrap(), Action::await_change());
+    // One pass does it all, in the fewest writes: the in-use protection of
+    // the provider and its Secret (once, for their first dependent), the
+    // finalizer and the create mark in one metadata write before the vendor
+    // call, then the Secret, then status once, and one Event.
+    h.kube.clear_log();
+    reconcile(&h, "shop").await.unwrap();
+    let writes: Vec<String> = h
+        .kube
+        .requests()
+        .iter()
+        .filter(|r| r.method != Method::GET)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "PATCH /apis/dbops.dev/v1alpha1/databaseproviders/default".to_string(),
+            "PATCH /api/v1/namespaces/dbops-system/secrets/infrai-credentials".to_string(),
+            format!("PATCH /apis/dbops.dev/v1alpha1/namespaces/{NS}/databaseprojects/shop"),
+            format!("PATCH /api/v1/namespaces/{NS}/secrets/shop-db"),
+            format!("PATCH /apis/dbops.dev/v1alpha1/namespaces/{NS}/databaseprojects/shop/status"),
+            format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events"),
+        ]
+    );
     let p = get(&h, "shop").await.unwrap();
     assert_eq!(
         p.metadata.finalizers.as_deref(),
         Some(&[FINALIZER.to_string()][..])
     );
-    assert!(h.emulator.infrai.projects().is_empty());
-
-    reconcile(&h, "shop").await.unwrap();
-    let p = get(&h, "shop").await.unwrap();
+    assert_eq!(
+        p.annotations().get("dbops.dev/create-requested"),
+        p.metadata.uid.as_ref(),
+        "the create mark names this object"
+    );
     let status = p.status.clone().unwrap();
     let vendor = h.emulator.infrai.projects();
     assert_eq!(vendor.len(), 1);
@@ -126,8 +150,16 @@ async fn creates_the_project_writes_the_secret_and_becomes_ready() {
     );
 
     let reasons = h.event_reasons("shop");
-    assert!(reasons.contains(&"Created".to_string()), "{reasons:?}");
-    assert!(reasons.contains(&"Ready".to_string()), "{reasons:?}");
+    assert_eq!(
+        reasons,
+        ["Created"],
+        "made and ready in one pass: one Event"
+    );
+    assert!(
+        h.event_notes("shop")[0].contains("is ready"),
+        "{:?}",
+        h.event_notes("shop")
+    );
     // No Event or status message carries the password.
     let password = secret_str(&s, "password");
     for note in h.event_notes("shop") {
@@ -211,7 +243,6 @@ async fn a_secret_owned_by_someone_else_is_never_overwritten() {
     .unwrap();
     api.create(&PostParams::default(), &mine).await.unwrap();
     create(&h, "shop", spec()).await;
-    reconcile(&h, "shop").await.unwrap();
     let err = reconcile(&h, "shop").await.unwrap_err();
     assert_eq!(err.category(), "SecretConflict");
     assert_eq!(
@@ -291,7 +322,6 @@ async fn adopts_an_existing_vendor_project_by_external_id() {
         },
     )
     .await;
-    reconcile(&h, "ghost").await.unwrap();
     let err = reconcile(&h, "ghost").await.unwrap_err();
     assert!(!err.is_transient());
     let p = get(&h, "ghost").await.unwrap();
@@ -452,7 +482,6 @@ async fn a_project_deleted_at_the_vendor_is_reported_not_recreated() {
 async fn a_missing_provider_or_secret_stalls_then_recovers() {
     let h = Harness::bare().await;
     create(&h, "shop", spec()).await;
-    reconcile(&h, "shop").await.unwrap();
     let err = reconcile(&h, "shop").await.unwrap_err();
     assert!(!err.is_transient());
     let p = get(&h, "shop").await.unwrap();
@@ -487,7 +516,6 @@ async fn a_wrong_api_key_stalls_with_the_vendor_reason() {
     h.create_provider_secret("ifr_pk_proj_wrong").await;
     h.create_provider("default", &h.emulator_url).await;
     create(&h, "shop", spec()).await;
-    reconcile(&h, "shop").await.unwrap();
     let err = reconcile(&h, "shop").await.unwrap_err();
     assert_eq!(err.category(), "VendorUnauthorized");
     let p = get(&h, "shop").await.unwrap();
@@ -507,10 +535,10 @@ async fn a_wrong_api_key_stalls_with_the_vendor_reason() {
 async fn crash_after_vendor_create_does_not_make_a_second_project() {
     let h = Harness::new().await;
     create(&h, "shop", spec()).await;
-    reconcile(&h, "shop").await.unwrap(); // finalizer
-    // Let `createRequested` be written, then fail the write that would save the id.
+    // Fail the one write that would save the id (the Ready status), as a
+    // crash right after the vendor create would lose it.
     h.kube
-        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 1, 500, 1);
+        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 0, 500, 1);
     let err = reconcile(&h, "shop").await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert_eq!(
@@ -520,7 +548,7 @@ async fn crash_after_vendor_create_does_not_make_a_second_project() {
     );
     let p = get(&h, "shop").await.unwrap();
     assert!(
-        p.status.as_ref().unwrap().project_id.is_none(),
+        p.status.and_then(|s| s.project_id).is_none(),
         "the id was never saved"
     );
 
@@ -543,10 +571,14 @@ async fn crash_after_vendor_create_does_not_make_a_second_project() {
 async fn delete_after_a_crash_before_the_id_was_saved_leaves_no_orphan() {
     let h = Harness::new().await;
     create(&h, "shop", spec()).await;
-    reconcile(&h, "shop").await.unwrap();
     h.kube
-        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 1, 500, 1);
+        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 0, 500, 1);
     reconcile(&h, "shop").await.unwrap_err();
+    let p = get(&h, "shop").await.unwrap();
+    assert!(
+        p.status.and_then(|s| s.project_id).is_none(),
+        "the id was never saved"
+    );
     assert_eq!(h.emulator.infrai.projects().len(), 1);
 
     delete_and_reconcile(&h, "shop").await;
@@ -564,7 +596,6 @@ async fn a_transient_vendor_outage_backs_off_and_shows_reconciling() {
     h.create_provider("default", "http://127.0.0.1:9/infrai")
         .await;
     create(&h, "shop", spec()).await;
-    reconcile(&h, "shop").await.unwrap();
     let err = reconcile(&h, "shop").await.unwrap_err();
     assert!(err.is_transient());
     assert_eq!(err.category(), "VendorUnreachable");
@@ -585,7 +616,6 @@ async fn an_account_out_of_credit_stalls_with_a_reason_and_recovers_after_a_top_
     let h = Harness::new().await;
     h.emulator.infrai.set_out_of_credit(true);
     create(&h, "broke", spec()).await;
-    // The first pass adds the finalizer; the next one calls the vendor.
     let mut error = None;
     for _ in 0..3 {
         if let Err(e) = reconcile(&h, "broke").await {

@@ -75,6 +75,10 @@ pub fn branch_request(
 impl Lifecycle for DatabaseBranch {
     type Error = Error;
 
+    fn defer_finalizer(&self) -> bool {
+        pipeline::defers_finalizer(self)
+    }
+
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
         let parent = match dereference(self, api, ctx).await? {
             Dereferenced::Parent(parent) => parent,
@@ -87,8 +91,11 @@ impl Lifecycle for DatabaseBranch {
         let mut previous = self.current_status();
         let parent = Some(&parent);
         match pipeline::obtain(self, api, ctx, &mut previous, &provider, parent).await? {
-            Obtained::Usable(vendor) => {
-                pipeline::connect(self, api, ctx, &*provider, &previous, parent, &vendor).await
+            Obtained::Usable(vendor, created) => {
+                pipeline::connect(
+                    self, api, ctx, &*provider, &previous, parent, &vendor, created,
+                )
+                .await
             }
             Obtained::Requeue(action) => Ok(action),
         }
@@ -133,8 +140,7 @@ impl VendorKind for DatabaseBranch {
         record_parent(&mut status.provider_name, &mut status.project_id, parent);
         status
     }
-    fn mark_create_requested(status: &mut DatabaseBranchStatus, parent: Option<&ParentProject>) {
-        status.create_requested = true;
+    fn record_for_create(status: &mut DatabaseBranchStatus, parent: Option<&ParentProject>) {
         record_parent(&mut status.provider_name, &mut status.project_id, parent);
     }
 

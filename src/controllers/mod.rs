@@ -7,13 +7,14 @@ pub mod conditions;
 pub mod connection_keys;
 pub mod decode;
 pub mod error;
+pub mod freshness;
 pub mod kube_error;
 mod parent;
 pub mod pipeline;
 pub mod project;
 pub mod protection;
 pub mod provider;
-mod provider_lookup;
+pub(crate) mod provider_lookup;
 pub mod reconciler;
 pub mod rotation;
 pub mod secret;
@@ -223,6 +224,13 @@ pub struct Context {
     /// Wakes the in-use protection loop ([`protection::run`]).
     pub protection_poke: Arc<tokio::sync::Notify>,
     failures: Mutex<HashMap<String, u32>>,
+    /// This process's last write of each object, until the cache shows it.
+    pub writes: freshness::Writes,
+    /// Watch caches of providers and in-use credential Secrets, once the
+    /// protection loop has them ([`provider_lookup`] reads them first).
+    pub(crate) caches: std::sync::RwLock<Option<provider_lookup::Caches>>,
+    /// Namespaces recently seen not terminating, and when.
+    pub(crate) live_namespaces: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Context {
@@ -245,6 +253,9 @@ impl Context {
             readiness: Arc::default(),
             protection_poke: Arc::default(),
             failures: Mutex::default(),
+            writes: freshness::Writes::default(),
+            caches: std::sync::RwLock::default(),
+            live_namespaces: Mutex::default(),
         }
     }
 

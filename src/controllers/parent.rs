@@ -172,7 +172,8 @@ pub async fn dereference<K: VendorKind>(
     let namespace = obj.namespace().ok_or(Error::InvalidObject)?;
     let status = obj.current_status();
     let recorded = obj.recorded_parent(&status).ok_or(Error::InvalidObject)?;
-    let created_before = K::recorded_id(&status).is_some() || K::create_requested(&status);
+    let created_before =
+        K::recorded_id(&status).is_some() || super::pipeline::create_sent(obj, &status);
     let recorded_id = Some(recorded.project_id.as_str()).filter(|id| !id.is_empty());
     let found = parent_project(ctx, &namespace, &recorded.name)
         .await

@@ -121,12 +121,19 @@ enum SnapshotToRestore {
 impl Lifecycle for DatabaseProject {
     type Error = Error;
 
+    fn defer_finalizer(&self) -> bool {
+        pipeline::defers_finalizer(self)
+    }
+
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
         let provider = ctx.provider(&self.spec.provider_ref).await?;
         let mut previous = self.current_status();
         match pipeline::obtain(self, api, ctx, &mut previous, &provider, None).await? {
-            Obtained::Usable(vendor) => {
-                pipeline::connect(self, api, ctx, &*provider, &previous, None, &vendor).await
+            Obtained::Usable(vendor, created) => {
+                pipeline::connect(
+                    self, api, ctx, &*provider, &previous, None, &vendor, created,
+                )
+                .await
             }
             Obtained::Requeue(action) => Ok(action),
         }
@@ -162,9 +169,6 @@ impl VendorKind for DatabaseProject {
         vendor: &VendorProject,
     ) -> DatabaseProjectStatus {
         status_with_vendor(status, vendor)
-    }
-    fn mark_create_requested(status: &mut DatabaseProjectStatus, _parent: Option<&ParentProject>) {
-        status.create_requested = true;
     }
 
     async fn read(
@@ -216,7 +220,7 @@ impl VendorKind for DatabaseProject {
                 format!("creating the project at {}", provider.api()),
             ),
         };
-        if !previous.create_requested {
+        if !pipeline::create_sent(self, previous) {
             // Saved with createRequested, so a replay restores the same snapshot.
             previous.restored_from_snapshot_id = snapshot_id.clone();
         }

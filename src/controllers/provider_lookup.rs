@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
 use secrecy::SecretString;
 
 use super::Context;
@@ -106,6 +107,20 @@ impl LookupError {
     }
 }
 
+/// Watch caches the lookups read before asking the API server: every
+/// `DatabaseProvider`, and the credential Secrets in-use protection labels
+/// (so a provider's Secret is cached from its first dependent on).
+#[derive(Clone)]
+pub struct Caches {
+    pub providers: Store<DeserializeGuard<DatabaseProvider>>,
+    pub secrets: Vec<Store<Secret>>,
+}
+
+/// How long a namespace seen not terminating is taken to be so without
+/// another read. A create in a namespace that began terminating meanwhile is
+/// refused by Kubernetes at its first write, and cleaned up by the finalizer.
+const LIVE_NAMESPACE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What [`Context::protect_dependency`] found.
 enum Protection {
     Protected,
@@ -116,6 +131,22 @@ enum Protection {
 impl Context {
     /// The `DatabaseProvider` named by `provider_ref`.
     pub async fn provider_object(
+        &self,
+        provider_ref: &ProviderRef,
+    ) -> Result<DatabaseProvider, LookupError> {
+        let cached = self.cached(|c| {
+            c.providers
+                .get(&ObjectRef::new(&provider_ref.name))
+                .and_then(|g| g.0.as_ref().ok().cloned())
+        });
+        if let Some(provider) = cached {
+            return Ok(provider);
+        }
+        self.fetch_provider(provider_ref).await
+    }
+
+    /// The `DatabaseProvider` named by `provider_ref`, read from the API server.
+    async fn fetch_provider(
         &self,
         provider_ref: &ProviderRef,
     ) -> Result<DatabaseProvider, LookupError> {
@@ -154,7 +185,13 @@ impl Context {
             });
         }
         let name = provider.name.clone();
-        if provider.provider.deleting {
+        // Read afresh, not from the watch cache: a provider deleted a moment
+        // ago must not take a new dependent (once per object, before its
+        // first vendor call).
+        let fresh = self
+            .fetch_provider(&ProviderRef { name: name.clone() })
+            .await?;
+        if provider.provider.deleting || fresh.metadata.deletion_timestamp.is_some() {
             return Err(LookupError::ProviderDeleting { name });
         }
         let (secret_namespace, secret_name) = &provider.secret_key;
@@ -228,14 +265,50 @@ impl Context {
     /// Whether namespace `namespace` is being deleted. Unknown (not allowed to
     /// read it, or an error) counts as no: the writes that follow then say so.
     pub async fn namespace_terminating(&self, namespace: &str) -> bool {
+        let recently_live = {
+            let live = self
+                .live_namespaces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            live.get(namespace)
+                .is_some_and(|at| at.elapsed() < LIVE_NAMESPACE_FOR)
+        };
+        if recently_live {
+            return false;
+        }
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        match api.get_opt(namespace).await {
+        let terminating = match api.get_opt(namespace).await {
             Ok(Some(ns)) => {
                 ns.metadata.deletion_timestamp.is_some()
                     || ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating")
             }
             _ => false,
+        };
+        let mut live = self
+            .live_namespaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if terminating {
+            live.remove(namespace);
+        } else {
+            live.retain(|_, at| at.elapsed() < LIVE_NAMESPACE_FOR);
+            live.insert(namespace.to_string(), std::time::Instant::now());
         }
+        terminating
+    }
+
+    /// Gives the lookups the protection loop's watch caches.
+    pub fn set_caches(&self, caches: Option<Caches>) {
+        *self.caches.write().unwrap_or_else(|p| p.into_inner()) = caches;
+    }
+
+    /// `read` applied to the watch caches, if they are there.
+    fn cached<T>(&self, read: impl FnOnce(&Caches) -> Option<T>) -> Option<T> {
+        self.caches
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(read)
     }
 
     /// The client of the `DatabaseProvider` named by `provider_ref`, built from
@@ -291,19 +364,29 @@ impl Context {
         provider: &str,
         selector: &crate::api::v1alpha1::SecretKeySelector,
     ) -> Result<(Secret, String), LookupError> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &selector.namespace);
-        let secret = secrets
-            .get_opt(&selector.name)
-            .await
-            .map_err(|source| LookupError::Kube {
-                provider: provider.to_string(),
-                source,
-            })?
-            .ok_or_else(|| LookupError::SecretNotFound {
-                provider: provider.to_string(),
-                namespace: selector.namespace.clone(),
-                secret: selector.name.clone(),
-            })?;
+        let cached = self.cached(|c| {
+            let key = ObjectRef::new(&selector.name).within(&selector.namespace);
+            c.secrets.iter().find_map(|store| store.get(&key))
+        });
+        let secret = match cached {
+            Some(secret) => Some((*secret).clone()),
+            None => {
+                let secrets: Api<Secret> =
+                    Api::namespaced(self.client.clone(), &selector.namespace);
+                secrets
+                    .get_opt(&selector.name)
+                    .await
+                    .map_err(|source| LookupError::Kube {
+                        provider: provider.to_string(),
+                        source,
+                    })?
+            }
+        };
+        let secret = secret.ok_or_else(|| LookupError::SecretNotFound {
+            provider: provider.to_string(),
+            namespace: selector.namespace.clone(),
+            secret: selector.name.clone(),
+        })?;
         let key = secret
             .data
             .as_ref()

@@ -11,10 +11,9 @@ use async_trait::async_trait;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, ObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,7 +22,7 @@ use tracing::Instrument;
 use super::conditions::{self, Health};
 use super::secret::FIELD_MANAGER;
 use super::{Context, FINALIZER, ReconcileError, object_key};
-use super::{decode, kube_error};
+use super::{decode, freshness, kube_error};
 use crate::api::v1alpha1::Conditions;
 
 /// A namespaced dbops kind whose status carries kstatus conditions.
@@ -119,11 +118,20 @@ pub trait Lifecycle: Managed {
 
     /// Release vendor state before the finalizer is removed (idempotent, "not found" is done).
     async fn cleanup(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Self::Error>;
+
+    /// Whether `apply` may run without [`FINALIZER`] because it adds it
+    /// itself with its first write, before anything exists at the vendor
+    /// (saving the cold start a write). By default it is added first.
+    fn defer_finalizer(&self) -> bool {
+        false
+    }
 }
 
 /// Reconciles one object of kind `K`: finalizer, span, metrics, failure
 /// reporting. An object that cannot be decoded is reported on its own
-/// ([`decode::handle_invalid`]) and never reaches the kind's logic.
+/// ([`decode::handle_invalid`]) and never reaches the kind's logic. An object
+/// whose cached copy predates this process's last write to it is put off
+/// until the cache catches up ([`freshness`]).
 pub async fn reconcile<K: Lifecycle>(
     guard: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
@@ -134,44 +142,156 @@ pub async fn reconcile<K: Lifecycle>(
             return Ok(decode::handle_invalid(&*guard, invalid, K::CONTROLLER, &ctx).await);
         }
     };
+    let key = object_key(&*obj);
+    if ctx
+        .writes
+        .is_stale(&key, obj.meta().resource_version.as_deref())
+    {
+        return Ok(Action::requeue(freshness::CATCH_UP_RETRY));
+    }
     let started = Instant::now();
     let namespace = obj.namespace().ok_or_else(K::Error::invalid_object)?;
     let span = tracing::info_span!("reconcile", controller = K::CONTROLLER, namespace = %namespace, name = %obj.name_any());
-    let result = crate::providers::http::reconcile_scope(async {
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-        let outcome = finalizer::finalizer(&api, FINALIZER, obj.clone(), |event| async {
-            match event {
-                FinalizerEvent::Apply(o) => o.apply(&api, &ctx).await,
-                FinalizerEvent::Cleanup(o) => o.cleanup(&api, &ctx).await,
+    // Boxed: a reconcile's future is large, and debug builds move it on the stack.
+    let (result, last_write) =
+        freshness::scope(Box::pin(crate::providers::http::reconcile_scope(async {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+            let outcome = Box::pin(with_finalizer(&*obj, &api, &ctx)).await;
+            match &outcome {
+                Ok(_) => ctx.reset_failures(&key),
+                Err(error) => report_failure(&*obj, &api, error, &ctx).await,
             }
-        })
-        .await
-        .map_err(|e| match e {
-            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
-                K::Error::finalizer(e)
+            if obj.meta().deletion_timestamp.is_some() {
+                // A dependent is going away: the in-use protection may release its
+                // provider and Secret (the loop debounces bursts of these).
+                ctx.protection_poke.notify_one();
             }
-            finalizer::Error::UnnamedObject | finalizer::Error::InvalidFinalizer => {
-                K::Error::invalid_object()
-            }
-        });
-        match &outcome {
-            Ok(_) => ctx.reset_failures(&object_key(&*obj)),
-            Err(error) => report_failure(&*obj, &api, error, &ctx).await,
-        }
-        if obj.meta().deletion_timestamp.is_some() {
-            // A dependent is going away: the in-use protection may release its
-            // provider and Secret (the loop debounces bursts of these).
-            ctx.protection_poke.notify_one();
-        }
-        observe::<K>(&ctx, &obj, outcome.is_ok());
-        outcome
-    })
-    .instrument(span)
-    .await;
+            observe::<K>(&ctx, &obj, outcome.is_ok());
+            outcome
+        })))
+        .instrument(span)
+        .await;
+    if let Some(rv) = last_write {
+        ctx.writes.record(&key, rv);
+    }
     ctx.metrics
         .observe_reconcile(K::CONTROLLER, started.elapsed());
     result
+}
+
+/// Runs the kind's `apply` with [`FINALIZER`] in place, or its `cleanup` before
+/// taking the finalizer off. The finalizer is added in this same pass (the
+/// pass goes on with the object the write returned), or, when the kind defers
+/// it ([`Lifecycle::defer_finalizer`]), by the kind's own first write.
+async fn with_finalizer<K: Lifecycle>(
+    obj: &K,
+    api: &Api<K>,
+    ctx: &Context,
+) -> Result<Action, K::Error> {
+    let held = has_finalizer(obj.meta());
+    if obj.meta().deletion_timestamp.is_some() {
+        if !held {
+            return Ok(Action::await_change());
+        }
+        let action = obj.cleanup(api, ctx).await?;
+        remove_finalizer(api, obj)
+            .await
+            .map_err(K::Error::finalizer)?;
+        return Ok(action);
+    }
+    if held || obj.defer_finalizer() {
+        return obj.apply(api, ctx).await;
+    }
+    let patch = metadata_patch(obj.meta(), Some(true), &[]);
+    let updated = patch_metadata(api, obj, &patch)
+        .await
+        .map_err(K::Error::finalizer)?;
+    updated.apply(api, ctx).await
+}
+
+/// Takes [`FINALIZER`] off once cleanup is done. Another controller taking
+/// its own finalizer off meanwhile is no reason to run cleanup again: on a
+/// conflict the object is read afresh and the removal retried.
+async fn remove_finalizer<K: Managed>(api: &Api<K>, obj: &K) -> Result<(), kube::Error> {
+    let mut current = obj.clone();
+    for _ in 0..REMOVE_ATTEMPTS {
+        let patch = metadata_patch(current.meta(), Some(false), &[]);
+        match patch_metadata(api, &current, &patch).await {
+            Ok(_) => return Ok(()),
+            Err(error) if kube_error::conflict(&error, false) => {
+                match api.get_opt(&obj.name_any()).await? {
+                    Some(fresh) if has_finalizer(fresh.meta()) => current = fresh,
+                    _ => return Ok(()),
+                }
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+    let patch = metadata_patch(current.meta(), Some(false), &[]);
+    patch_metadata(api, &current, &patch).await.map(|_| ())
+}
+
+const REMOVE_ATTEMPTS: usize = 3;
+
+/// Whether `meta` holds [`FINALIZER`].
+pub fn has_finalizer(meta: &ObjectMeta) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
+}
+
+/// A merge patch of `meta`'s object that adds (`Some(true)`) or removes
+/// (`Some(false)`) [`FINALIZER`] and sets (`Some`) or removes (`None`) the
+/// given annotations. It carries the resourceVersion it was computed from, so
+/// it fails with a conflict, rather than lose a change, if the object moved on
+/// (the finalizer list is replaced whole).
+pub fn metadata_patch(
+    meta: &ObjectMeta,
+    finalizer: Option<bool>,
+    annotations: &[(&str, Option<&str>)],
+) -> serde_json::Value {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert(
+        "resourceVersion".into(),
+        meta.resource_version.clone().into(),
+    );
+    if let Some(add) = finalizer {
+        let mut finalizers: Vec<String> = meta
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        if add {
+            finalizers.push(FINALIZER.to_string());
+        }
+        metadata.insert("finalizers".into(), finalizers.into());
+    }
+    if !annotations.is_empty() {
+        let values: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string).into()))
+            .collect();
+        metadata.insert("annotations".into(), values.into());
+    }
+    serde_json::json!({ "metadata": metadata })
+}
+
+/// Sends a [`metadata_patch`] of `obj`, and records the write ([`freshness`]).
+pub async fn patch_metadata<K: Managed>(
+    api: &Api<K>,
+    obj: &K,
+    patch: &serde_json::Value,
+) -> Result<K, kube::Error> {
+    let updated = api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+    freshness::wrote(updated.meta().resource_version.as_deref());
+    Ok(updated)
 }
 
 /// Counts `obj` in the per-condition gauge, or drops it once its deletion
@@ -197,24 +317,27 @@ fn observe<K: Managed>(ctx: &Context, obj: &K, succeeded: bool) {
         .observe_object(K::CONTROLLER, &object_key(obj), condition);
 }
 
-/// Writes `status` through the status subresource (server-side apply, field manager `dbops`).
+/// Writes `status` through the status subresource (server-side apply, field
+/// manager `dbops`); returns the object as written.
 pub async fn apply_status<K: Managed>(
     api: &Api<K>,
     obj: &K,
     status: &K::Status,
-) -> Result<(), kube::Error> {
+) -> Result<K, kube::Error> {
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map(|_| ())
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await?;
+    freshness::wrote(written.meta().resource_version.as_deref());
+    Ok(written)
 }
 
 /// Writes `status` only if it differs from `previous`: steady state makes no writes.

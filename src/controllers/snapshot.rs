@@ -65,6 +65,10 @@ pub fn ready_message(
 impl Lifecycle for DatabaseSnapshot {
     type Error = Error;
 
+    fn defer_finalizer(&self) -> bool {
+        pipeline::defers_finalizer(self)
+    }
+
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
         let parent = match dereference(self, api, ctx).await? {
             Dereferenced::Parent(parent) => parent,
@@ -78,7 +82,12 @@ impl Lifecycle for DatabaseSnapshot {
         let vendor = match pipeline::obtain(self, api, ctx, &mut previous, &provider, Some(&parent))
             .await?
         {
-            Obtained::Usable(vendor) => vendor,
+            Obtained::Usable(vendor, created) => {
+                if let Some(note) = created {
+                    pipeline::publish_created(self, ctx, note).await;
+                }
+                vendor
+            }
             Obtained::Requeue(action) => return Ok(action),
         };
         let message = ready_message(
@@ -112,7 +121,6 @@ impl VendorKind for DatabaseSnapshot {
     const OBJECT: Object = Object::Snapshot;
     const DELETE: Operation = Operation::SnapshotDelete;
     /// A snapshot has no step between usable and Ready: the Ready write saves the id.
-    const SAVE_ID_FIRST: bool = false;
     type Vendor = VendorSnapshot;
 
     fn recorded_id(status: &DatabaseSnapshotStatus) -> Option<&str> {
@@ -144,8 +152,7 @@ impl VendorKind for DatabaseSnapshot {
         record_parent(&mut status.provider_name, &mut status.project_id, parent);
         status
     }
-    fn mark_create_requested(status: &mut DatabaseSnapshotStatus, parent: Option<&ParentProject>) {
-        status.create_requested = true;
+    fn record_for_create(status: &mut DatabaseSnapshotStatus, parent: Option<&ParentProject>) {
         record_parent(&mut status.provider_name, &mut status.project_id, parent);
     }
 

@@ -57,8 +57,10 @@ pub enum Created<V> {
 
 /// What the shared read-adopt-create step came to.
 pub enum Obtained<V> {
-    /// The vendor object is usable and its id saved.
-    Usable(V),
+    /// The vendor object is usable (its id is saved by the step that
+    /// follows). When this pass created it, the `Created` Event's note,
+    /// published together with the one that says it is ready.
+    Usable(V, Option<String>),
     /// Not usable yet: status says why; look again then.
     Requeue(Action),
 }
@@ -70,9 +72,11 @@ pub trait VendorKind: Managed {
     const OBJECT: Object;
     /// The operation that deletes it.
     const DELETE: Operation;
-    /// Whether the id is saved, in its own status write, before the steps
-    /// that follow (a Secret write) can fail.
-    const SAVE_ID_FIRST: bool = true;
+    /// Whether the id is saved in its own status write before the steps that
+    /// follow. No kind needs it: a [`Connected`] kind saves the id with its one
+    /// status write, and [`connect`] saves it alone when a step before that
+    /// write fails, so nothing made at the vendor is forgotten.
+    const SAVE_ID_FIRST: bool = false;
     /// The vendor object as the provider reports it.
     type Vendor: VendorObject + Send + Sync;
 
@@ -92,8 +96,9 @@ pub trait VendorKind: Managed {
         parent: Option<&ParentProject>,
         vendor: &Self::Vendor,
     ) -> Self::Status;
-    /// Records in `status` that a create is about to be sent.
-    fn mark_create_requested(status: &mut Self::Status, parent: Option<&ParentProject>);
+    /// Records in `status` what a replay or cleanup of a create about to be
+    /// sent needs to know (a branch's or snapshot's parent); nothing by default.
+    fn record_for_create(_status: &mut Self::Status, _parent: Option<&ParentProject>) {}
 
     /// Reads vendor object `id`.
     async fn read(
@@ -185,12 +190,15 @@ pub async fn obtain<K: VendorKind>(
     parent: Option<&ParentProject>,
 ) -> Result<Obtained<K::Vendor>, Error> {
     let recorded = K::recorded_id(previous).map(str::to_string);
-    let vendor = match plan::source(recorded.as_deref(), obj.external_id()) {
+    let (vendor, created) = match plan::source(recorded.as_deref(), obj.external_id()) {
         Source::Create => match create(obj, api, ctx, previous, provider, parent).await? {
-            Obtained::Usable(vendor) => vendor,
+            Obtained::Usable(vendor, created) => (vendor, created),
             requeue => return Ok(requeue),
         },
-        source => read_existing(obj, ctx, &**provider, parent, &source).await?,
+        source => (
+            read_existing(obj, ctx, &**provider, parent, &source).await?,
+            None,
+        ),
     };
     let recorded = K::recorded_id(previous);
     let waited = waited_for_vendor(K::conditions(previous));
@@ -206,6 +214,9 @@ pub async fn obtain<K: VendorKind>(
             let status =
                 obj.status_with_health(&obj.with_vendor(previous, parent, &vendor), &health);
             write_if_changed(api, obj, previous, &status).await?;
+            if let Some(note) = created {
+                publish_created(obj, ctx, note).await;
+            }
             Ok(Obtained::Requeue(Action::requeue(
                 ctx.settings.provisioning_poll,
             )))
@@ -221,9 +232,9 @@ pub async fn obtain<K: VendorKind>(
                 .await
                 .map_err(KubeCall::Status)?;
             *previous = status;
-            Ok(Obtained::Usable(vendor))
+            Ok(Obtained::Usable(vendor, created))
         }
-        Settle::Proceed => Ok(Obtained::Usable(vendor)),
+        Settle::Proceed => Ok(Obtained::Usable(vendor, created)),
     }
 }
 
@@ -255,9 +266,12 @@ async fn create<K: VendorKind>(
         Err(error) if error.is_name_conflict() => {
             // Nothing was made: the next attempt is a first attempt again, and
             // must not take the other object for its own.
-            apply_status(api, obj, &before)
-                .await
-                .map_err(KubeCall::Status)?;
+            unmark_create(api, obj).await?;
+            if before != obj.current_status() {
+                apply_status(api, obj, &before)
+                    .await
+                    .map_err(KubeCall::Status)?;
+            }
             *previous = before;
             return Err(error);
         }
@@ -266,9 +280,7 @@ async fn create<K: VendorKind>(
     match created {
         Created::New { vendor, note } => {
             tracing::info!(object = %K::OBJECT, id = %vendor.id(), "created at the vendor");
-            ctx.publish(obj, EventType::Normal, "Created", "Create", note)
-                .await;
-            Ok(Obtained::Usable(vendor))
+            Ok(Obtained::Usable(vendor, Some(note)))
         }
         Created::Waiting { health, poll } => {
             let status = obj.status_with_health(previous, &health);
@@ -281,6 +293,12 @@ async fn create<K: VendorKind>(
             Ok(Obtained::Requeue(Action::requeue(delay)))
         }
     }
+}
+
+/// Says that this pass created the vendor object (a `Created` Event).
+pub async fn publish_created<K: Resource<DynamicType = ()>>(obj: &K, ctx: &Context, note: String) {
+    ctx.publish(obj, EventType::Normal, "Created", "Create", note)
+        .await;
 }
 
 /// Reads the saved or the adopted vendor object.
@@ -323,16 +341,51 @@ async fn read_existing<K: VendorKind>(
     Ok(vendor)
 }
 
+/// The annotation that says a create was sent for this object: its value is
+/// the object's UID, so a copy of the object (same annotations, new UID) does
+/// not count. It is written together with [`super::FINALIZER`], in one
+/// metadata write, before the first vendor call.
+pub const CREATE_REQUESTED: &str = "dbops.dev/create-requested";
+
+/// Whether `meta` carries [`CREATE_REQUESTED`] for its own UID.
+pub fn create_marked(meta: &kube::core::ObjectMeta) -> bool {
+    let marked = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CREATE_REQUESTED));
+    marked.is_some() && marked == meta.uid.as_ref()
+}
+
+/// Whether a create was ever sent for `obj`: the annotation, or (objects made
+/// by earlier versions) `createRequested` in status.
+pub fn create_sent<K: VendorKind>(obj: &K, status: &K::Status) -> bool {
+    K::create_requested(status) || create_marked(obj.meta())
+}
+
+/// Whether `obj` may go without the cleanup finalizer for now: nothing has
+/// been sent to the vendor for it, and it adopts nothing. [`begin_create`]
+/// adds the finalizer with its marker.
+pub fn defers_finalizer<K: VendorKind>(obj: &K) -> bool {
+    let status = obj.current_status();
+    matches!(
+        plan::source(K::recorded_id(&status), obj.external_id()),
+        Source::Create
+    ) && !create_sent(obj, &status)
+}
+
 /// The common start of every create: refuses an operation the provider lacks;
 /// before the first call, refuses a deleting provider or namespace, protects
-/// the provider and its Secret, and saves `createRequested` (with `message`)
-/// so a delete before the answer is saved can still find what was made.
+/// the provider and its Secret, and marks the object ([`CREATE_REQUESTED`],
+/// with the cleanup finalizer, in one write) so a delete before the answer is
+/// saved can still find what was made. Status is written first only when the
+/// kind records something a replay needs (a branch's parent, the snapshot a
+/// restore starts from).
 ///
-/// Returns whether the create is *resumed*: an earlier reconcile already
-/// saved `createRequested`, so the vendor may hold what it made. The cache can
-/// lag behind that write, so when `previous` does not show it the object is
-/// read fresh first. Only a resumed create may take an object found under its
-/// name for its own.
+/// Returns whether the create is *resumed*: an earlier reconcile already sent
+/// it, so the vendor may hold what it made. The cached object is never older
+/// than this process's last write to it ([`super::freshness`]), and a new
+/// leader starts from a fresh list, so the mark is seen when it was made.
+/// Only a resumed create may take an object found under its name for its own.
 #[allow(clippy::too_many_arguments)]
 pub async fn begin_create<K: VendorKind>(
     obj: &K,
@@ -353,28 +406,45 @@ pub async fn begin_create<K: VendorKind>(
                 .unwrap_or(adopt_hint(K::OBJECT)),
         });
     }
-    if K::create_requested(previous) {
-        return Ok(true);
-    }
-    let fresh = api
-        .get_opt(&obj.name_any())
-        .await
-        .map_err(KubeCall::Read)?
-        .map(|fresh| fresh.current_status());
-    if let Some(fresh) = fresh.filter(|s| K::create_requested(s)) {
-        *previous = fresh;
+    if create_sent(obj, previous) {
         return Ok(true);
     }
     let namespace = obj.namespace().ok_or(Error::InvalidObject)?;
     ctx.prepare_create(provider, &namespace).await?;
-    let mut status =
-        obj.status_with_health(previous, &Health::progressing(reason::CREATING, message));
-    K::mark_create_requested(&mut status, parent);
-    apply_status(api, obj, &status)
+    let mut recorded = previous.clone();
+    K::record_for_create(&mut recorded, parent);
+    let mut meta = obj.meta().clone();
+    if recorded != obj.current_status() {
+        let status =
+            obj.status_with_health(&recorded, &Health::progressing(reason::CREATING, message));
+        let written = apply_status(api, obj, &status)
+            .await
+            .map_err(KubeCall::Status)?;
+        meta.resource_version = written.meta().resource_version.clone();
+        recorded = status;
+    }
+    let uid = obj.meta().uid.as_deref().ok_or(Error::InvalidObject)?;
+    let patch =
+        super::reconciler::metadata_patch(&meta, Some(true), &[(CREATE_REQUESTED, Some(uid))]);
+    super::reconciler::patch_metadata(api, obj, &patch)
         .await
-        .map_err(KubeCall::Status)?;
-    *previous = status;
+        .map_err(KubeCall::Finalizer)?;
+    *previous = recorded;
     Ok(false)
+}
+
+/// Takes [`CREATE_REQUESTED`] off again: the create made nothing, and the
+/// next attempt is a first attempt.
+async fn unmark_create<K: VendorKind>(api: &Api<K>, obj: &K) -> Result<(), Error> {
+    let fresh = api.get_opt(&obj.name_any()).await.map_err(KubeCall::Read)?;
+    let Some(fresh) = fresh.filter(|f| create_marked(f.meta())) else {
+        return Ok(());
+    };
+    let patch = super::reconciler::metadata_patch(fresh.meta(), None, &[(CREATE_REQUESTED, None)]);
+    super::reconciler::patch_metadata(api, &fresh, &patch)
+        .await
+        .map_err(KubeCall::Finalizer)?;
+    Ok(())
 }
 
 fn adopt_hint(object: Object) -> &'static str {
@@ -401,6 +471,7 @@ pub fn idempotency_key<K: Resource>(obj: &K, operation: &str) -> Result<String, 
 /// The last steps of a kind with a connection Secret, once its vendor object
 /// is usable: writes the Secret, carries a credential rotation forward, writes
 /// status, says what changed, and picks the next pass.
+#[allow(clippy::too_many_arguments)]
 pub async fn connect<K: Connected>(
     obj: &K,
     api: &Api<K>,
@@ -409,38 +480,62 @@ pub async fn connect<K: Connected>(
     previous: &K::Status,
     parent: Option<&ParentProject>,
     vendor: &K::Vendor,
+    created: Option<String>,
 ) -> Result<Action, Error> {
     let secret_name = obj.secret_name();
-    let (details, written, note) =
-        write_connection(obj, ctx, provider, vendor, &secret_name).await?;
-    if let Some(old) = plan::stale_secret(K::recorded_secret(previous), &secret_name) {
-        secret::delete_owned_secret(&ctx.client, obj, old).await?;
-    }
-    let mut status = obj.with_vendor(previous, parent, vendor);
-    K::set_secret(&mut status, &secret_name);
-    let mut message = K::ready_message(vendor, parent, &secret_name);
-    if let Some(note) = note {
-        message = format!("{message}; {note}");
-    }
-    let health = Health::ready(message);
-    let mut status = obj.status_with_health(&status, &health);
-    let target = K::rotation_target(vendor, parent);
-    let poll = rotate(
-        obj,
-        ctx,
-        provider,
-        &mut status,
-        target,
-        &secret_name,
-        &details,
-    )
-    .await?;
+    let steps = async {
+        let (details, written, note) =
+            write_connection(obj, ctx, provider, vendor, &secret_name).await?;
+        if let Some(old) = plan::stale_secret(K::recorded_secret(previous), &secret_name) {
+            secret::delete_owned_secret(&ctx.client, obj, old).await?;
+        }
+        let mut status = obj.with_vendor(previous, parent, vendor);
+        K::set_secret(&mut status, &secret_name);
+        let mut message = K::ready_message(vendor, parent, &secret_name);
+        if let Some(note) = note {
+            message = format!("{message}; {note}");
+        }
+        let health = Health::ready(message);
+        let mut status = obj.status_with_health(&status, &health);
+        let target = K::rotation_target(vendor, parent);
+        let poll = rotate(
+            obj,
+            ctx,
+            provider,
+            &mut status,
+            target,
+            &secret_name,
+            &details,
+        )
+        .await?;
+        Ok::<_, Error>((status, written, poll))
+    };
+    // Boxed: the steps' future is large, and debug builds poll it on the stack.
+    let (status, written, poll) = match Box::pin(steps).await {
+        Ok(done) => done,
+        Err(error) => {
+            save_vendor_id(obj, api, previous, parent, vendor).await;
+            if let Some(note) = created {
+                publish_created(obj, ctx, note).await;
+            }
+            return Err(error);
+        }
+    };
     let was_ready = K::conditions(previous).is_true(conditions::READY);
     write_if_changed(api, obj, previous, &status).await?;
     let secret = Some((secret_name.as_str(), written == SecretWrite::Written));
-    if let Some((reason, note)) = plan::ready_event(K::OBJECT, vendor.id(), was_ready, secret) {
-        ctx.publish(obj, EventType::Normal, reason, "Reconcile", note)
-            .await;
+    let ready = plan::ready_event(K::OBJECT, vendor.id(), was_ready, secret);
+    match (created, ready) {
+        // Made and ready in one pass: one Event says both.
+        (Some(note), Some((_, ready))) => {
+            publish_created(obj, ctx, format!("{note}; {ready}")).await
+        }
+        (Some(note), None) => publish_created(obj, ctx, note).await,
+        (None, Some((reason, note))) => {
+            ctx.publish(obj, EventType::Normal, reason, "Reconcile", note)
+                .await
+        }
+        (None, None) => {}
     }
     let due = rotation::next_due(
         obj.rotation_spec(),
@@ -453,6 +548,31 @@ pub async fn connect<K: Connected>(
         poll,
         due,
     )))
+}
+
+/// Saves the vendor object's id (with what else the vendor reports) when a
+/// step after it was made failed before status was written: what was made is
+/// never forgotten. Best effort: the failure that led here is what is
+/// reported, and a create resumed later finds the object again anyway.
+async fn save_vendor_id<K: VendorKind>(
+    obj: &K,
+    api: &Api<K>,
+    previous: &K::Status,
+    parent: Option<&ParentProject>,
+    vendor: &K::Vendor,
+) {
+    let status = obj.with_vendor(previous, parent, vendor);
+    if K::recorded_id(previous) == K::recorded_id(&status) {
+        return;
+    }
+    let health = Health::progressing(
+        reason::CREATING,
+        format!("{} exists at the vendor; finishing its setup", K::OBJECT),
+    );
+    let status = obj.status_with_health(&status, &health);
+    if let Err(error) = apply_status(api, obj, &status).await {
+        tracing::warn!(error = %super::kube_error::describe(&error), "could not save the vendor id");
+    }
 }
 
 /// Writes the connection Secret from what the vendor reports, laid out as
@@ -546,7 +666,7 @@ pub async fn cleanup<K: VendorKind>(obj: &K, ctx: &Context) -> Result<Action, Er
         obj.deletion_policy(),
         K::recorded_id(&status),
         obj.external_id(),
-        K::create_requested(&status),
+        create_sent(obj, &status),
     );
     let left = plan::left_behind(K::OBJECT, &plan);
     let id = match plan {

@@ -468,6 +468,10 @@ pub async fn run(
         secret_stores.push(store);
         triggers.push(events.boxed());
     }
+    ctx.set_caches(Some(super::provider_lookup::Caches {
+        providers: providers.clone(),
+        secrets: secret_stores.clone(),
+    }));
     let watched = Watched {
         providers,
         secrets: secret_stores,
@@ -478,6 +482,7 @@ pub async fn run(
         _ = keep_protected(&ctx, &reach, &watched, triggers) => {}
         _ = stop => {}
     }
+    ctx.set_caches(None);
 }
 
 /// A stream that yields every `period`.

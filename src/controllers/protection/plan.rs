@@ -32,6 +32,7 @@ use crate::api::v1alpha1::{
 };
 use crate::controllers::FINALIZER;
 use crate::controllers::conditions::{STALLED, reason};
+use crate::controllers::pipeline::create_marked;
 
 /// A Secret, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,6 +120,7 @@ fn make_use<K: kube::Resource<DynamicType = ()>>(
 pub fn project_use(p: &DatabaseProject) -> Use {
     let status = p.status.as_ref();
     let vendor_state = p.spec.external_id.is_some()
+        || create_marked(p.meta())
         || status.is_some_and(|s| s.project_id.is_some() || s.create_requested);
     make_use(
         p,
@@ -134,6 +136,7 @@ pub fn project_use(p: &DatabaseProject) -> Use {
 pub fn branch_use(b: &DatabaseBranch) -> Use {
     let status = b.status.as_ref();
     let vendor_state = b.spec.external_id.is_some()
+        || create_marked(b.meta())
         || status.is_some_and(|s| s.branch_id.is_some() || s.create_requested);
     make_use(
         b,
@@ -148,6 +151,7 @@ pub fn branch_use(b: &DatabaseBranch) -> Use {
 pub fn snapshot_use(s: &DatabaseSnapshot) -> Use {
     let status = s.status.as_ref();
     let vendor_state = s.spec.external_id.is_some()
+        || create_marked(s.meta())
         || status.is_some_and(|st| st.snapshot_id.is_some() || st.create_requested);
     make_use(
         s,
