@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod connection_keys;
 pub mod decode;
 pub mod error;
+pub mod events;
 pub mod freshness;
 pub mod kube_error;
 mod parent;
@@ -24,9 +25,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use events::{EventType, Note, Recorder};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::metrics::Metrics;
@@ -240,12 +241,8 @@ impl Context {
         settings: Settings,
         instance: Option<String>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "dbops".to_string(),
-            instance,
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), "dbops", instance),
             providers: ProviderRegistry::new(Some(metrics.clone())),
             client,
             metrics,
@@ -293,12 +290,11 @@ impl Context {
     ) where
         K: Resource<DynamicType = ()>,
     {
-        let event = Event {
+        let event = Note {
             type_,
-            reason: reason.to_string(),
-            note: Some(note),
-            action: action.to_string(),
-            secondary: None,
+            reason,
+            action,
+            note: &note,
         };
         if let Err(error) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             let error_text = kube_error::describe(&error);
@@ -339,6 +335,52 @@ pub async fn drive<K>(
         })
         .await;
     tracing::info!(controller = K::CONTROLLER, "controller stopped");
+}
+
+/// The controller of kind `K` over `api`, with a lean cache and few wake-ups:
+///
+/// - objects are stored without `managedFields` (often the larger half of an
+///   object, and never read by a reconcile);
+/// - an object wakes its reconcile when it is first seen, when its spec
+///   changes (`generation`), and when its deletion starts or its finalizers
+///   change; not for its own status writes, which only echo what the last
+///   reconcile already did. Resyncs, retries and related objects (Secrets,
+///   providers, parents) wake it as before.
+pub fn lean_controller<K>(
+    api: kube::Api<DeserializeGuard<K>>,
+    config: kube::runtime::watcher::Config,
+) -> kube::runtime::Controller<DeserializeGuard<K>>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|guard: &mut DeserializeGuard<K>| {
+            guard.meta_mut().managed_fields = None;
+        })
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(wake_on, Default::default());
+    kube::runtime::Controller::for_stream(stream, reader)
+}
+
+/// What must change for an object to wake its own reconcile ([`lean_controller`]).
+pub fn wake_on<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// A watch mapper: a change of a `P` wakes every `K` in `store` that names it
@@ -525,6 +567,29 @@ pub fn failure_delay<E: ReconcileError>(error: &E, attempt: u32, settings: &Sett
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_wakes_itself_on_spec_deletion_and_finalizers_not_on_status() {
+        use crate::api::v1alpha1::DatabaseProject;
+        let mut p = DatabaseProject::new("p", Default::default());
+        p.metadata.generation = Some(1);
+        let first = wake_on(&p);
+        p.status = Some(Default::default());
+        p.metadata.resource_version = Some("2".into());
+        p.metadata.managed_fields = Some(vec![Default::default()]);
+        p.metadata.annotations = Some([("x".to_string(), "y".to_string())].into());
+        assert_eq!(wake_on(&p), first, "status and bookkeeping are echoes");
+        p.metadata.generation = Some(2);
+        let spec = wake_on(&p);
+        assert_ne!(spec, first);
+        p.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+        let finalizer = wake_on(&p);
+        assert_ne!(finalizer, spec);
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        assert_ne!(wake_on(&p), finalizer);
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_honours_retry_after() {
