@@ -224,7 +224,8 @@ fn micro_benchmarks() {
     );
 }
 
-/// The writes the operator needs per new project on the happy path.
+/// The writes the operator needs per new project on the happy path: the
+/// finalizer (with the create mark), the Secret, the status, one Event.
 const WRITES_PER_OBJECT: usize = 4;
 /// The concurrency of the floor's plain client: the operator's per-controller default.
 const FLOOR_CONCURRENCY: usize = 16;
@@ -232,26 +233,29 @@ const FLOOR_CONCURRENCY: usize = 16;
 const FLOOR_FINALIZER: &str = "bench.dbops.dev/floor";
 
 /// How long a plain client takes to make the writes a cold start needs, for
-/// every project in `names`, `concurrency` at a time: add a finalizer, write
-/// status, create a Secret, write status again. What it wrote is undone
-/// afterwards (not timed), so the operator then starts from fresh projects.
+/// every project in `names`, `concurrency` at a time: the same number and
+/// kinds of writes as the operator makes (a finalizer, a Secret, a status, an
+/// Event). What it wrote is undone afterwards (not timed), so the operator
+/// then starts from fresh projects.
 async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize) -> Duration {
     use futures::StreamExt;
+    use k8s_openapi::api::events::v1::Event;
     let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), NS);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
     let merge = kube::api::PatchParams::default();
     let started = Instant::now();
     futures::stream::iter(names.iter().map(|name| {
-        let (projects, secrets, merge) = (projects.clone(), secrets.clone(), merge.clone());
+        let (projects, secrets, events, merge) = (
+            projects.clone(),
+            secrets.clone(),
+            events.clone(),
+            merge.clone(),
+        );
         async move {
             let finalizer = json!({ "metadata": { "finalizers": [FLOOR_FINALIZER] } });
             projects
                 .patch(name, &merge, &kube::api::Patch::Merge(&finalizer))
-                .await
-                .unwrap();
-            let status = json!({ "status": { "projectName": "floor" } });
-            projects
-                .patch_status(name, &merge, &kube::api::Patch::Merge(&status))
                 .await
                 .unwrap();
             let secret: Secret = serde_json::from_value(json!({
@@ -269,6 +273,18 @@ async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize
                 .patch_status(name, &merge, &kube::api::Patch::Merge(&status))
                 .await
                 .unwrap();
+            let event: Event = serde_json::from_value(json!({
+                "metadata": { "name": format!("floor-{name}") },
+                "eventTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now()),
+                "reportingController": "bench", "reportingInstance": "bench",
+                "action": "Create", "reason": "Created", "type": "Normal", "note": "floor",
+                "regarding": { "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject", "name": name, "namespace": NS },
+            }))
+            .unwrap();
+            events
+                .create(&PostParams::default(), &event)
+                .await
+                .unwrap();
         }
     }))
     .buffer_unordered(concurrency)
@@ -276,7 +292,12 @@ async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize
     .await;
     let floor = started.elapsed();
     futures::stream::iter(names.iter().map(|name| {
-        let (projects, secrets, merge) = (projects.clone(), secrets.clone(), merge.clone());
+        let (projects, secrets, events, merge) = (
+            projects.clone(),
+            secrets.clone(),
+            events.clone(),
+            merge.clone(),
+        );
         async move {
             let clear = json!({ "status": null });
             projects
@@ -288,8 +309,13 @@ async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize
                 .patch(name, &merge, &kube::api::Patch::Merge(&finalizer))
                 .await
                 .unwrap();
+            let floor_name = format!("floor-{name}");
             secrets
-                .delete(&format!("floor-{name}"), &Default::default())
+                .delete(&floor_name, &Default::default())
+                .await
+                .unwrap();
+            events
+                .delete(&floor_name, &Default::default())
                 .await
                 .unwrap();
         }
@@ -388,7 +414,7 @@ async fn main() {
 
     let floor = write_floor(&client, &names, FLOOR_CONCURRENCY).await;
     println!(
-        "floor: a plain client makes the {} writes of a cold start ({WRITES_PER_OBJECT} per project: finalizer, status, Secret, status) at concurrency {FLOOR_CONCURRENCY} in {floor:?} ({:.0} writes/s)",
+        "floor: a plain client makes the {} writes of a cold start ({WRITES_PER_OBJECT} per project: finalizer, Secret, status, Event) at concurrency {FLOOR_CONCURRENCY} in {floor:?} ({:.0} writes/s)",
         names.len() * WRITES_PER_OBJECT,
         (names.len() * WRITES_PER_OBJECT) as f64 / floor.as_secs_f64()
     );

@@ -261,7 +261,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<DatabaseBranch>> {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let controller = super::lean_controller(
         scope.api::<DeserializeGuard<DatabaseBranch>>(client.clone()),
         watcher_config.clone(),
     );

@@ -759,7 +759,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<ByokCredential>> {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let controller = super::lean_controller(
         scope.api::<DeserializeGuard<ByokCredential>>(client.clone()),
         watcher_config,
     );

@@ -574,7 +574,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<DatabaseProject>> {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let controller = super::lean_controller(
         scope.api::<DeserializeGuard<DatabaseProject>>(client.clone()),
         watcher_config.clone(),
     );

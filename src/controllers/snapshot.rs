@@ -241,7 +241,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<DatabaseSnapshot>> {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let controller = super::lean_controller(
         scope.api::<DeserializeGuard<DatabaseSnapshot>>(client.clone()),
         watcher_config.clone(),
     );
