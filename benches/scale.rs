@@ -1,4 +1,4 @@
-//! Scale benchmark: `cargo bench --bench scale -- [--projects N] [--new M] [--faults]`.
+//! Scale benchmark: `cargo bench --bench scale -- [--projects N] [--new M] [--concurrency C] [--faults]`.
 //!
 //! Runs the real `dbops` binary (without its embedded emulator) against an
 //! in-memory Kubernetes API (the test suite's fake API server, over HTTP) and
@@ -40,6 +40,8 @@ struct Args {
     new: usize,
     faults: bool,
     resync_seconds: u64,
+    /// The operator's `--concurrency`, and the floor client's.
+    concurrency: usize,
 }
 
 fn args() -> Args {
@@ -48,6 +50,7 @@ fn args() -> Args {
         new: 50,
         faults: false,
         resync_seconds: 30,
+        concurrency: 16,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -66,6 +69,12 @@ fn args() -> Args {
                     .unwrap_or(out.resync_seconds)
             }
             "--faults" => out.faults = true,
+            "--concurrency" => {
+                out.concurrency = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(out.concurrency)
+            }
             _ => {}
         }
     }
@@ -227,8 +236,6 @@ fn micro_benchmarks() {
 /// The writes the operator needs per new project on the happy path: the
 /// finalizer (with the create mark), the Secret, the status, one Event.
 const WRITES_PER_OBJECT: usize = 4;
-/// The concurrency of the floor's plain client: the operator's per-controller default.
-const FLOOR_CONCURRENCY: usize = 16;
 /// Finalizer the floor adds (and takes off again) instead of the operator's.
 const FLOOR_FINALIZER: &str = "bench.dbops.dev/floor";
 
@@ -412,10 +419,11 @@ async fn main() {
         created.elapsed()
     );
 
-    let floor = write_floor(&client, &names, FLOOR_CONCURRENCY).await;
+    let floor = write_floor(&client, &names, args.concurrency).await;
     println!(
-        "floor: a plain client makes the {} writes of a cold start ({WRITES_PER_OBJECT} per project: finalizer, Secret, status, Event) at concurrency {FLOOR_CONCURRENCY} in {floor:?} ({:.0} writes/s)",
+        "floor: a plain client makes the {} writes of a cold start ({WRITES_PER_OBJECT} per project: finalizer, Secret, status, Event) at concurrency {} in {floor:?} ({:.0} writes/s)",
         names.len() * WRITES_PER_OBJECT,
+        args.concurrency,
         (names.len() * WRITES_PER_OBJECT) as f64 / floor.as_secs_f64()
     );
 
@@ -446,6 +454,8 @@ async fn main() {
             &format!("127.0.0.1:{metrics_port}"),
             "--resync-interval",
             &format!("{}s", args.resync_seconds),
+            "--concurrency",
+            &args.concurrency.to_string(),
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "warn")

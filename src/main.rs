@@ -81,6 +81,11 @@ struct RunArgs {
     /// How often Ready objects are re-read from the vendor (jittered ±10%), e.g. 10m, 90s.
     #[arg(long, default_value = "10m", value_parser = parse_duration, env = "DBOPS_RESYNC_INTERVAL")]
     resync_interval: Duration,
+    /// Most reconciles each controller runs at once. Size it to the API
+    /// server: more helps a cold start until the API server's write rate is
+    /// the limit (see the README's scale figures).
+    #[arg(long, default_value_t = dbops::controllers::Settings::default().concurrency, env = "DBOPS_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
     /// On SIGTERM or SIGINT, how long in-flight reconciles may finish before
     /// they are abandoned (safely: the next start resumes them) and the leader
     /// Lease is released.
@@ -269,6 +274,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
     let options = dbops::operator::Options {
         settings: Settings {
             resync_interval: args.resync_interval,
+            concurrency: args.concurrency,
             ..Settings::default()
         },
         metrics_listen: Some(args.metrics_listen),

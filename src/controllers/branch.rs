@@ -3,7 +3,6 @@
 //! shared [`pipeline`]; this module says what is particular to branches.
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -269,10 +268,10 @@ pub fn controller(
         Some(k.spec.project_ref.name.as_str())
     });
     controller
-        .owns(
-            scope.api::<Secret>(client.clone()),
-            secret::owned_secrets_watch(),
-        )
+        .owns_stream(secret::owned_secret_triggers(
+            scope.api(client.clone()),
+            ctx.secret_echoes.clone(),
+        ))
         .watches(
             scope.api::<DeserializeGuard<DatabaseProject>>(client),
             watcher_config,

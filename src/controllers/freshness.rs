@@ -13,8 +13,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 tokio::task_local! {
-    /// The resourceVersion the current reconcile's last write returned.
-    static LAST_WRITE: RefCell<Option<String>>;
+    /// What the current reconcile wrote.
+    static LAST_WRITE: RefCell<Written>;
+}
+
+/// What one reconcile wrote: the resourceVersion its last write of its own
+/// object returned, and each Secret it wrote (`namespace/name`, resourceVersion).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub object: Option<String>,
+    pub secrets: Vec<(String, String)>,
 }
 
 /// How soon a reconcile put off for a lagging cache looks again.
@@ -28,14 +36,14 @@ const WRITE_MEMORY: Duration = Duration::from_secs(10);
 /// Above this many remembered writes, expired ones are dropped on insert.
 const PRUNE_ABOVE: usize = 256;
 
-/// Runs one reconcile, returning its output and the resourceVersion of the
-/// last write it made to its object (recorded with [`wrote`]).
-pub async fn scope<F: Future>(reconcile: F) -> (F::Output, Option<String>) {
+/// Runs one reconcile, returning its output and what it wrote (recorded
+/// with [`wrote`] and [`wrote_secret`]).
+pub async fn scope<F: Future>(reconcile: F) -> (F::Output, Written) {
     LAST_WRITE
-        .scope(RefCell::new(None), async {
+        .scope(RefCell::new(Written::default()), async {
             let out = reconcile.await;
-            let last = LAST_WRITE.with(|w| w.borrow_mut().take());
-            (out, last)
+            let written = LAST_WRITE.with(|w| std::mem::take(&mut *w.borrow_mut()));
+            (out, written)
         })
         .await
 }
@@ -44,7 +52,15 @@ pub async fn scope<F: Future>(reconcile: F) -> (F::Output, Option<String>) {
 /// `resource_version`. Outside a reconcile scope it does nothing.
 pub fn wrote(resource_version: Option<&str>) {
     if let Some(rv) = resource_version {
-        let _ = LAST_WRITE.try_with(|w| *w.borrow_mut() = Some(rv.to_string()));
+        let _ = LAST_WRITE.try_with(|w| w.borrow_mut().object = Some(rv.to_string()));
+    }
+}
+
+/// Records that the current reconcile wrote Secret `namespace/name`, which
+/// now has `resource_version`, so its watch event is known as an echo.
+pub fn wrote_secret(key: String, resource_version: Option<&str>) {
+    if let Some(rv) = resource_version {
+        let _ = LAST_WRITE.try_with(|w| w.borrow_mut().secrets.push((key, rv.to_string())));
     }
 }
 
@@ -97,6 +113,20 @@ impl Writes {
         stale
     }
 
+    /// Whether a watch event of `key` at `resource_version` is the echo of
+    /// this process's own last write (forgotten once seen).
+    pub fn is_echo(&self, key: &str, resource_version: Option<&str>) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let echo = matches!(
+            (last.get(key), resource_version),
+            (Some((written, _)), Some(rv)) if written == rv
+        );
+        if echo {
+            last.remove(key);
+        }
+        echo
+    }
+
     /// How many writes are remembered (for tests and the memory budget).
     pub fn len(&self) -> usize {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -137,17 +167,36 @@ mod tests {
         assert!(!writes.is_stale("uid-1", Some("9")));
     }
 
+    #[test]
+    fn only_the_echo_of_the_last_write_is_an_echo() {
+        let writes = Writes::default();
+        writes.record("a/s", "5".to_string());
+        assert!(
+            !writes.is_echo("a/s", Some("4")),
+            "someone else's older change"
+        );
+        assert!(!writes.is_echo("a/t", Some("5")), "another Secret");
+        assert!(writes.is_echo("a/s", Some("5")));
+        assert!(
+            !writes.is_echo("a/s", Some("5")),
+            "seen once, then forgotten"
+        );
+        assert!(!writes.is_echo("a/s", Some("6")), "a later change is news");
+    }
+
     #[tokio::test]
     async fn a_reconcile_scope_returns_its_last_write() {
-        let ((), last) = scope(async {
+        let ((), written) = scope(async {
             wrote(Some("7"));
             wrote(None);
+            wrote_secret("a/s".into(), Some("3"));
             wrote(Some("8"));
         })
         .await;
-        assert_eq!(last.as_deref(), Some("8"));
+        assert_eq!(written.object.as_deref(), Some("8"));
+        assert_eq!(written.secrets, [("a/s".to_string(), "3".to_string())]);
         let ((), none) = scope(async {}).await;
-        assert_eq!(none, None);
+        assert_eq!(none, Written::default());
         // Outside a scope nothing happens (and nothing panics).
         wrote(Some("9"));
     }

@@ -227,6 +227,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// This process's last write of each object, until the cache shows it.
     pub writes: freshness::Writes,
+    /// This process's last write of each connection Secret, so the watch
+    /// event it causes does not wake its owner again ([`secret::owned_secret_triggers`]).
+    pub secret_echoes: Arc<freshness::Writes>,
     /// Watch caches of providers and in-use credential Secrets, once the
     /// protection loop has them ([`provider_lookup`] reads them first).
     pub(crate) caches: std::sync::RwLock<Option<provider_lookup::Caches>>,
@@ -251,6 +254,7 @@ impl Context {
             protection_poke: Arc::default(),
             failures: Mutex::default(),
             writes: freshness::Writes::default(),
+            secret_echoes: Arc::default(),
             caches: std::sync::RwLock::default(),
             live_namespaces: Mutex::default(),
         }

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -593,10 +592,10 @@ pub fn controller(
         p.spec.byok_credential_ref.as_ref().map(|r| r.name.as_str())
     });
     controller
-        .owns(
-            scope.api::<Secret>(client.clone()),
-            secret::owned_secrets_watch(),
-        )
+        .owns_stream(secret::owned_secret_triggers(
+            scope.api(client.clone()),
+            ctx.secret_echoes.clone(),
+        ))
         .watches(
             Api::<DeserializeGuard<DatabaseProvider>>::all(client.clone()),
             watcher::Config::default(),

@@ -171,8 +171,11 @@ pub async fn reconcile<K: Lifecycle>(
         })))
         .instrument(span)
         .await;
-    if let Some(rv) = last_write {
+    if let Some(rv) = last_write.object {
         ctx.writes.record(&key, rv);
+    }
+    for (secret, rv) in last_write.secrets {
+        ctx.secret_echoes.record(&secret, rv);
     }
     ctx.metrics
         .observe_reconcile(K::CONTROLLER, started.elapsed());

@@ -28,6 +28,34 @@ pub fn owned_secrets_watch() -> kube::runtime::watcher::Config {
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
 }
 
+/// The Secrets the operator owns, as triggers of their owners: metadata only
+/// (a Secret's data is never decoded for this), and without the echo of the
+/// operator's own writes, which would only wake the owner that just wrote them.
+/// Changes by anyone else, and deletions, wake the owner.
+pub fn owned_secret_triggers(
+    api: Api<kube::core::PartialObjectMeta<Secret>>,
+    echoes: std::sync::Arc<super::freshness::Writes>,
+) -> impl futures::Stream<
+    Item = Result<kube::core::PartialObjectMeta<Secret>, kube::runtime::watcher::Error>,
+> + Send
++ 'static {
+    use futures::TryStreamExt;
+    use kube::runtime::WatchStreamExt;
+    kube::runtime::watcher(api, owned_secrets_watch())
+        .default_backoff()
+        .touched_objects()
+        .try_filter(move |secret| {
+            let key = format!(
+                "{}/{}",
+                secret.namespace().unwrap_or_default(),
+                secret.name_any()
+            );
+            let echo = secret.metadata.deletion_timestamp.is_none()
+                && echoes.is_echo(&key, secret.metadata.resource_version.as_deref());
+            std::future::ready(!echo)
+        })
+}
+
 /// The keys of a connection Secret.
 pub mod keys {
     pub const URI: &str = "uri";
@@ -292,13 +320,18 @@ where
         serde_json::to_value(&desired).map_err(|e| kube_err(kube::Error::SerdeError(e)))?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(kube_err)?;
+    let written = api
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kube_err)?;
+    super::freshness::wrote_secret(
+        format!("{}/{name}", owner.namespace().unwrap_or_default()),
+        written.metadata.resource_version.as_deref(),
+    );
     Ok(SecretWrite::Written)
 }
 
