@@ -8,7 +8,9 @@
 //! - the operator process's peak RSS (VmHWM of the child process);
 //! - per object over one full resync: reconciles, Kubernetes requests and writes,
 //!   vendor reads;
-//! - with `--faults`: the same with 50 ms vendor latency and 10% 429s.
+//! - with `--faults`: the same with 50 ms vendor latency and 10% 429s;
+//! - with an operator built with `--features dhat-heap`: where the heap went
+//!   at its peak, by component.
 //!
 //! Plus a micro-benchmark of the pure reconcile steps.
 //!
@@ -82,6 +84,88 @@ fn args() -> Args {
 }
 
 struct Operator(Child);
+
+impl Operator {
+    /// Stops the operator as Kubernetes would (SIGTERM), so a heap profile
+    /// is written; killed if it is not gone in 30 s.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Where a heap profile's bytes at its peak went, by component: each
+/// allocation site is put under the first component one of its frames names.
+fn heap_breakdown(profile: &serde_json::Value) -> Vec<(&'static str, u64)> {
+    const COMPONENTS: &[(&str, &[&str])] = &[
+        ("Event recorder", &["dbops::controllers::events"]),
+        (
+            "freshness and echo tables",
+            &["dbops::controllers::freshness"],
+        ),
+        ("metrics", &["dbops::metrics", "prometheus_client"]),
+        ("predicate caches", &["kube_runtime::utils::predicate"]),
+        (
+            "controller queues and scheduler",
+            &["kube_runtime::scheduler", "kube_runtime::controller"],
+        ),
+        (
+            "watched objects (decoded by watchers, held in the stores)",
+            &[
+                "kube_runtime::watcher",
+                "kube_runtime::reflector",
+                "kube_client::client::Client::request_events",
+            ],
+        ),
+        ("vendor clients", &["dbops::providers"]),
+        (
+            "HTTP and TLS (hyper, h2, rustls)",
+            &["hyper", "h2::", "rustls"],
+        ),
+        ("tokio runtime", &["tokio::"]),
+    ];
+    let frames: Vec<&str> = profile["ftbl"]
+        .as_array()
+        .map(|f| f.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let mut totals: Vec<(&'static str, u64)> = COMPONENTS
+        .iter()
+        .map(|(name, _)| (*name, 0))
+        .chain([("other", 0)])
+        .collect();
+    for pp in profile["pps"].as_array().into_iter().flatten() {
+        let bytes = pp["gb"].as_u64().unwrap_or(0);
+        if bytes == 0 {
+            continue;
+        }
+        let names: Vec<&str> = pp["fs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| frames.get(i.as_u64()? as usize).copied())
+            .collect();
+        let component = COMPONENTS
+            .iter()
+            .position(|(_, patterns)| {
+                names
+                    .iter()
+                    .any(|frame| patterns.iter().any(|p| frame.contains(p)))
+            })
+            .unwrap_or(COMPONENTS.len());
+        totals[component].1 += bytes;
+    }
+    totals.sort_by_key(|t| std::cmp::Reverse(t.1));
+    totals
+}
+
 impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -445,8 +529,16 @@ async fn main() {
     };
     let metrics_port = 18000 + (std::process::id() % 1000) as u16;
     let binary = std::env::var("DBOPS_BIN").unwrap_or_else(|_| "target/release/dbops".to_string());
+    let binary = std::fs::canonicalize(&binary)
+        .unwrap_or_else(|e| panic!("run `cargo build --release` first ({binary}): {e}"));
+    let kubeconfig = std::fs::canonicalize(&kubeconfig).unwrap_or(kubeconfig);
+    // The operator's working directory: a heap profile (a build with
+    // `--features dhat-heap`) is written there.
+    let workdir = std::env::temp_dir().join(format!("dbops-bench-run-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).unwrap();
     let started = Instant::now();
     let child = Command::new(&binary)
+        .current_dir(&workdir)
         .args([
             "run",
             "--emulator=false",
@@ -462,9 +554,9 @@ async fn main() {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("run `cargo build --release` first ({binary}): {e}"));
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
     let pid = child.id();
-    let _operator = Operator(child);
+    let mut operator = Operator(child);
     loop {
         if ready_count(&projects).await == args.projects {
             break;
@@ -607,7 +699,7 @@ async fn main() {
     let per_interval = args.resync_seconds as f64 / window;
     let none = std::collections::BTreeMap::new();
     println!(
-        "result: steady state, per object per resync interval ({}s): {:.2} reconciles, {:.2} vendor reads, Kubernetes requests by verb and resource: {}; {} Kubernetes writes in total",
+        "result: steady state, per object per resync interval ({}s): {:.2} reconciles, {:.2} vendor reads, Kubernetes requests by verb and resource: {}; {:.0} Kubernetes writes in total",
         args.resync_seconds,
         reconciles / objects * per_interval,
         reads / objects * per_interval,
@@ -649,12 +741,16 @@ async fn main() {
         .delete("default", &Default::default())
         .await
         .unwrap();
+    let mut projects_gone = None;
     loop {
         let projects_left = projects
             .list(&Default::default())
             .await
             .map(|l| l.items.len())
             .unwrap_or(0);
+        if projects_left == 0 && projects_gone.is_none() {
+            projects_gone = Some(deleting.elapsed());
+        }
         let namespace_left = real_cluster && namespaces.get_opt(NS).await.ok().flatten().is_some();
         let provider_left = providers.get_opt("default").await.ok().flatten().is_some();
         if projects_left == 0 && !namespace_left && !provider_left {
@@ -667,11 +763,33 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!(
-        "result: deleting the {} projects, their provider and its Secret at once took {:?}; vendor projects left: {}",
+        "result: deleting the {} projects, their provider and its Secret at once took {:?} (the projects were gone after {:?}; the rest is the namespace controller's pace); vendor projects left: {}",
         args.projects + args.new,
         deleting.elapsed(),
+        projects_gone.unwrap_or_default(),
         emulator.infrai.projects().len()
     );
+    operator.stop();
+    let profile_path = workdir.join("dhat-heap.json");
+    if let Ok(text) = std::fs::read_to_string(&profile_path) {
+        let profile: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let breakdown = heap_breakdown(&profile);
+        let total: u64 = breakdown.iter().map(|(_, b)| b).sum();
+        println!(
+            "heap at its peak: {:.1} MiB in all (dhat; {})",
+            total as f64 / 1048576.0,
+            profile_path.display()
+        );
+        for (component, bytes) in breakdown.iter().filter(|(_, b)| *b > 0) {
+            println!(
+                "heap:   {:>7.2} MiB  {:>4.1}%  {component}",
+                *bytes as f64 / 1048576.0,
+                *bytes as f64 * 100.0 / total.max(1) as f64
+            );
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(&workdir);
+    }
     if fake.is_some() {
         let _ = std::fs::remove_file(kubeconfig);
     }

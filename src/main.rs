@@ -316,8 +316,16 @@ async fn emulator(args: EmulatorArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// With `--features dhat-heap`, every allocation is profiled, and
+/// `dhat-heap.json` is written to the working directory on a clean exit.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {

@@ -18,11 +18,12 @@ tokio::task_local! {
 }
 
 /// What one reconcile wrote: the resourceVersion its last write of its own
-/// object returned, and each Secret it wrote (`namespace/name`, resourceVersion).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Written {
-    pub object: Option<String>,
-    pub secrets: Vec<(String, String)>,
+/// object returned. Secrets it writes go straight into `echoes`, before
+/// their watch events can arrive.
+#[derive(Default)]
+struct Written {
+    object: Option<String>,
+    echoes: Option<std::sync::Arc<Writes>>,
 }
 
 /// How soon a reconcile put off for a lagging cache looks again.
@@ -36,14 +37,22 @@ const WRITE_MEMORY: Duration = Duration::from_secs(10);
 /// Above this many remembered writes, expired ones are dropped on insert.
 const PRUNE_ABOVE: usize = 256;
 
-/// Runs one reconcile, returning its output and what it wrote (recorded
-/// with [`wrote`] and [`wrote_secret`]).
-pub async fn scope<F: Future>(reconcile: F) -> (F::Output, Written) {
+/// Runs one reconcile, returning its output and the resourceVersion of the
+/// last write it made to its own object (recorded with [`wrote`]). Secrets it
+/// writes are recorded in `echoes` at once ([`wrote_secret`]).
+pub async fn scope<F: Future>(
+    echoes: std::sync::Arc<Writes>,
+    reconcile: F,
+) -> (F::Output, Option<String>) {
+    let written = Written {
+        object: None,
+        echoes: Some(echoes),
+    };
     LAST_WRITE
-        .scope(RefCell::new(Written::default()), async {
+        .scope(RefCell::new(written), async {
             let out = reconcile.await;
-            let written = LAST_WRITE.with(|w| std::mem::take(&mut *w.borrow_mut()));
-            (out, written)
+            let last = LAST_WRITE.with(|w| w.borrow_mut().object.take());
+            (out, last)
         })
         .await
 }
@@ -59,8 +68,13 @@ pub fn wrote(resource_version: Option<&str>) {
 /// Records that the current reconcile wrote Secret `namespace/name`, which
 /// now has `resource_version`, so its watch event is known as an echo.
 pub fn wrote_secret(key: String, resource_version: Option<&str>) {
-    if let Some(rv) = resource_version {
-        let _ = LAST_WRITE.try_with(|w| w.borrow_mut().secrets.push((key, rv.to_string())));
+    let Some(rv) = resource_version else { return };
+    let echoes = LAST_WRITE
+        .try_with(|w| w.borrow().echoes.clone())
+        .ok()
+        .flatten();
+    if let Some(echoes) = echoes {
+        echoes.record(&key, rv.to_string());
     }
 }
 
@@ -186,17 +200,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_reconcile_scope_returns_its_last_write() {
-        let ((), written) = scope(async {
+        let echoes = std::sync::Arc::new(Writes::default());
+        let ((), last) = scope(echoes.clone(), async {
             wrote(Some("7"));
             wrote(None);
             wrote_secret("a/s".into(), Some("3"));
+            assert!(echoes.is_echo("a/s", Some("3")), "recorded at once");
             wrote(Some("8"));
         })
         .await;
-        assert_eq!(written.object.as_deref(), Some("8"));
-        assert_eq!(written.secrets, [("a/s".to_string(), "3".to_string())]);
-        let ((), none) = scope(async {}).await;
-        assert_eq!(none, Written::default());
+        assert_eq!(last.as_deref(), Some("8"));
+        let ((), none) = scope(echoes, async {}).await;
+        assert_eq!(none, None);
         // Outside a scope nothing happens (and nothing panics).
         wrote(Some("9"));
     }

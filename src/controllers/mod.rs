@@ -346,10 +346,11 @@ pub async fn drive<K>(
 /// - objects are stored without `managedFields` (often the larger half of an
 ///   object, and never read by a reconcile);
 /// - an object wakes its reconcile when it is first seen, when its spec
-///   changes (`generation`), and when its deletion starts or its finalizers
-///   change; not for its own status writes, which only echo what the last
-///   reconcile already did. Resyncs, retries and related objects (Secrets,
-///   providers, parents) wake it as before.
+///   changes (`generation`), and when its deletion starts; not for the echo
+///   of its own writes (status, the finalizer and create mark), which only
+///   repeat what the last reconcile did. A finalizer someone else removed is
+///   put back at the next resync. Resyncs, retries and related objects
+///   (Secrets, providers, parents) wake it as before.
 pub fn lean_controller<K>(
     api: kube::Api<DeserializeGuard<K>>,
     config: kube::runtime::watcher::Config,
@@ -383,7 +384,6 @@ pub fn wake_on<K: Resource>(obj: &K) -> Option<u64> {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     meta.generation.hash(&mut hasher);
     meta.deletion_timestamp.is_some().hash(&mut hasher);
-    meta.finalizers.hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -573,7 +573,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_object_wakes_itself_on_spec_deletion_and_finalizers_not_on_status() {
+    fn an_object_wakes_itself_on_spec_and_deletion_not_on_its_own_writes() {
         use crate::api::v1alpha1::DatabaseProject;
         let mut p = DatabaseProject::new("p", Default::default());
         p.metadata.generation = Some(1);
@@ -582,17 +582,15 @@ mod tests {
         p.metadata.resource_version = Some("2".into());
         p.metadata.managed_fields = Some(vec![Default::default()]);
         p.metadata.annotations = Some([("x".to_string(), "y".to_string())].into());
-        assert_eq!(wake_on(&p), first, "status and bookkeeping are echoes");
+        p.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+        assert_eq!(wake_on(&p), first, "status, finalizer and marks are echoes");
         p.metadata.generation = Some(2);
         let spec = wake_on(&p);
         assert_ne!(spec, first);
-        p.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
-        let finalizer = wake_on(&p);
-        assert_ne!(finalizer, spec);
         p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             k8s_openapi::jiff::Timestamp::now(),
         ));
-        assert_ne!(wake_on(&p), finalizer);
+        assert_ne!(wake_on(&p), spec);
     }
 
     #[test]

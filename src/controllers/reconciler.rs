@@ -153,8 +153,9 @@ pub async fn reconcile<K: Lifecycle>(
     let namespace = obj.namespace().ok_or_else(K::Error::invalid_object)?;
     let span = tracing::info_span!("reconcile", controller = K::CONTROLLER, namespace = %namespace, name = %obj.name_any());
     // Boxed: a reconcile's future is large, and debug builds move it on the stack.
-    let (result, last_write) =
-        freshness::scope(Box::pin(crate::providers::http::reconcile_scope(async {
+    let (result, last_write) = freshness::scope(
+        ctx.secret_echoes.clone(),
+        Box::pin(crate::providers::http::reconcile_scope(async {
             let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
             let outcome = Box::pin(with_finalizer(&*obj, &api, &ctx)).await;
             match &outcome {
@@ -168,14 +169,12 @@ pub async fn reconcile<K: Lifecycle>(
             }
             observe::<K>(&ctx, &obj, outcome.is_ok());
             outcome
-        })))
-        .instrument(span)
-        .await;
-    if let Some(rv) = last_write.object {
+        })),
+    )
+    .instrument(span)
+    .await;
+    if let Some(rv) = last_write {
         ctx.writes.record(&key, rv);
-    }
-    for (secret, rv) in last_write.secrets {
-        ctx.secret_echoes.record(&secret, rv);
     }
     ctx.metrics
         .observe_reconcile(K::CONTROLLER, started.elapsed());
