@@ -704,7 +704,7 @@ async fn main() {
         reconciles / objects * per_interval,
         reads / objects * per_interval,
         per_object(&none, &steady, objects / per_interval),
-        writes,
+        writes.max(0.0),
     );
     println!(
         "result: operator peak RSS {} MiB with {} projects and their Secrets",

@@ -65,16 +65,30 @@ pub fn wrote(resource_version: Option<&str>) {
     }
 }
 
-/// Records that the current reconcile wrote Secret `namespace/name`, which
-/// now has `resource_version`, so its watch event is known as an echo.
-pub fn wrote_secret(key: String, resource_version: Option<&str>) {
-    let Some(rv) = resource_version else { return };
-    let echoes = LAST_WRITE
+/// The current reconcile's table of Secret echoes, if it has one.
+fn echoes() -> Option<std::sync::Arc<Writes>> {
+    LAST_WRITE
         .try_with(|w| w.borrow().echoes.clone())
         .ok()
-        .flatten();
-    if let Some(echoes) = echoes {
-        echoes.record(&key, rv.to_string());
+        .flatten()
+}
+
+/// Says the current reconcile is about to write Secret `namespace/name`: its
+/// watch event can arrive before the answer does, and is an echo too.
+pub fn writing_secret(key: &str) {
+    if let Some(echoes) = echoes() {
+        echoes.record(key, String::new());
+    }
+}
+
+/// Records that the current reconcile wrote Secret `namespace/name`, which
+/// now has `resource_version` (`None`: the write failed, nothing to echo).
+pub fn wrote_secret(key: &str, resource_version: Option<&str>) {
+    if let Some(echoes) = echoes() {
+        match resource_version {
+            Some(rv) => echoes.record(key, rv.to_string()),
+            None => echoes.forget(key),
+        }
     }
 }
 
@@ -128,17 +142,27 @@ impl Writes {
     }
 
     /// Whether a watch event of `key` at `resource_version` is the echo of
-    /// this process's own last write (forgotten once seen).
+    /// this process's own last write (forgotten once seen), or arrives while
+    /// that write is still in flight (recorded with an empty version).
     pub fn is_echo(&self, key: &str, resource_version: Option<&str>) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let echo = matches!(
-            (last.get(key), resource_version),
-            (Some((written, _)), Some(rv)) if written == rv
-        );
-        if echo {
+        let Some((written, at)) = last.get(key) else {
+            return false;
+        };
+        let in_flight = written.is_empty() && at.elapsed() < WRITE_MEMORY;
+        let echo = in_flight || Some(written.as_str()) == resource_version;
+        if echo && !in_flight {
             last.remove(key);
         }
         echo
+    }
+
+    /// Forgets `key` (a write that failed).
+    pub fn forget(&self, key: &str) {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// How many writes are remembered (for tests and the memory budget).
@@ -204,8 +228,16 @@ mod tests {
         let ((), last) = scope(echoes.clone(), async {
             wrote(Some("7"));
             wrote(None);
-            wrote_secret("a/s".into(), Some("3"));
+            writing_secret("a/s");
+            assert!(echoes.is_echo("a/s", Some("3")), "in flight");
+            wrote_secret("a/s", Some("3"));
             assert!(echoes.is_echo("a/s", Some("3")), "recorded at once");
+            writing_secret("a/t");
+            wrote_secret("a/t", None);
+            assert!(
+                !echoes.is_echo("a/t", Some("4")),
+                "a failed write echoes nothing"
+            );
             wrote(Some("8"));
         })
         .await;

@@ -320,18 +320,23 @@ where
         serde_json::to_value(&desired).map_err(|e| kube_err(kube::Error::SerdeError(e)))?;
     body["apiVersion"] = "v1".into();
     body["kind"] = "Secret".into();
+    let echo_key = format!("{}/{name}", owner.namespace().unwrap_or_default());
+    super::freshness::writing_secret(&echo_key);
     let written = api
         .patch(
             name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&body),
         )
-        .await
-        .map_err(kube_err)?;
+        .await;
     super::freshness::wrote_secret(
-        format!("{}/{name}", owner.namespace().unwrap_or_default()),
-        written.metadata.resource_version.as_deref(),
+        &echo_key,
+        written
+            .as_ref()
+            .ok()
+            .and_then(|s| s.metadata.resource_version.as_deref()),
     );
+    written.map_err(kube_err)?;
     Ok(SecretWrite::Written)
 }
 
