@@ -41,6 +41,10 @@ struct Args {
     projects: usize,
     new: usize,
     faults: bool,
+    /// Skip the timed teardown: stop the operator, take its finalizers off,
+    /// and delete the namespace (for large runs, where only the figures
+    /// before teardown are wanted).
+    no_teardown: bool,
     resync_seconds: u64,
     /// The operator's `--concurrency`, and the floor client's.
     concurrency: usize,
@@ -51,6 +55,7 @@ fn args() -> Args {
         projects: 1000,
         new: 50,
         faults: false,
+        no_teardown: false,
         resync_seconds: 30,
         concurrency: 16,
     };
@@ -71,6 +76,7 @@ fn args() -> Args {
                     .unwrap_or(out.resync_seconds)
             }
             "--faults" => out.faults = true,
+            "--no-teardown" => out.no_teardown = true,
             "--concurrency" => {
                 out.concurrency = it
                     .next()
@@ -417,6 +423,40 @@ async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize
     floor
 }
 
+/// Removes what the run made without the operator: every finalizer in the
+/// bench namespace and on the provider comes off, then the namespace goes.
+async fn untimed_teardown(client: &kube::Client) {
+    use futures::StreamExt;
+    let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), NS);
+    let strip = kube::api::Patch::Merge(json!({ "metadata": { "finalizers": null } }));
+    let names: Vec<String> = projects
+        .list(&Default::default())
+        .await
+        .map(|l| l.items.iter().map(kube::ResourceExt::name_any).collect())
+        .unwrap_or_default();
+    futures::stream::iter(names.iter().map(|name| {
+        let (projects, strip) = (projects.clone(), strip.clone());
+        async move {
+            let _ = projects.patch(name, &Default::default(), &strip).await;
+        }
+    }))
+    .buffer_unordered(64)
+    .collect::<Vec<()>>()
+    .await;
+    let _ = Api::<Secret>::namespaced(client.clone(), NS)
+        .patch("infrai", &Default::default(), &strip)
+        .await;
+    let providers: Api<DatabaseProvider> = Api::all(client.clone());
+    let _ = providers
+        .patch("default", &Default::default(), &strip)
+        .await;
+    let _ = providers.delete("default", &Default::default()).await;
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .delete(NS, &Default::default())
+        .await;
+    println!("teardown: skipped (--no-teardown); finalizers taken off and namespace {NS} deleted");
+}
+
 #[tokio::main]
 async fn main() {
     dbops::providers::http::ensure_crypto_provider();
@@ -717,6 +757,11 @@ async fn main() {
             faults.injected(),
             faults.requests()
         );
+    }
+    if args.no_teardown && real_cluster {
+        operator.stop();
+        untimed_teardown(&client).await;
+        return;
     }
     // Delete everything at once, as `kubectl delete namespace` does, while the
     // operator and the emulator still run: every vendor project is deleted and

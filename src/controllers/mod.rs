@@ -377,11 +377,32 @@ where
     kube::runtime::Controller::for_stream(stream, reader)
 }
 
+/// The `DatabaseProvider`s as triggers of their dependents: only a new
+/// provider, a spec change or a deletion wakes them. Its status, labels and
+/// finalizers (the in-use protection) change nothing a dependent reads, and
+/// each such change would otherwise wake every dependent at once.
+pub fn provider_triggers(
+    client: Client,
+) -> impl futures::Stream<
+    Item = Result<
+        DeserializeGuard<crate::api::v1alpha1::DatabaseProvider>,
+        kube::runtime::watcher::Error,
+    >,
+> + Send
++ 'static {
+    use kube::runtime::{WatchStreamExt, watcher};
+    watcher(kube::Api::all(client), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(wake_on, Default::default())
+}
+
 /// What must change for an object to wake its own reconcile ([`lean_controller`]).
 pub fn wake_on<K: Resource>(obj: &K) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let meta = obj.meta();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.uid.hash(&mut hasher);
     meta.generation.hash(&mut hasher);
     meta.deletion_timestamp.is_some().hash(&mut hasher);
     Some(hasher.finish())
@@ -584,6 +605,9 @@ mod tests {
         p.metadata.annotations = Some([("x".to_string(), "y".to_string())].into());
         p.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
         assert_eq!(wake_on(&p), first, "status, finalizer and marks are echoes");
+        let mut copy = p.clone();
+        copy.metadata.uid = Some("another".into());
+        assert_ne!(wake_on(&copy), first, "a new object under the same name");
         p.metadata.generation = Some(2);
         let spec = wake_on(&p);
         assert_ne!(spec, first);

@@ -21,8 +21,7 @@ use super::secret;
 use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokCredential, CredentialRotationSpec, CredentialRotationStatus, DatabaseProject,
-    DatabaseProjectStatus, DatabaseProvider, DatabaseSnapshot, DeletionPolicy, ProjectMode,
-    RestoreSource,
+    DatabaseProjectStatus, DatabaseSnapshot, DeletionPolicy, ProjectMode, RestoreSource,
 };
 use crate::providers::{
     Operation, Password, ProjectRequest, Provider, ProviderError, RestoreProgress, RestoreRequest,
@@ -596,11 +595,7 @@ pub fn controller(
             scope.api(client.clone()),
             ctx.secret_echoes.clone(),
         ))
-        .watches(
-            Api::<DeserializeGuard<DatabaseProvider>>::all(client.clone()),
-            watcher::Config::default(),
-            by_provider,
-        )
+        .watches_stream(super::provider_triggers(client.clone()), by_provider)
         .watches(
             scope.api::<DeserializeGuard<DatabaseSnapshot>>(client.clone()),
             watcher_config.clone(),
