@@ -423,6 +423,31 @@ async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize
     floor
 }
 
+/// Prints the heap breakdown when the operator wrote a profile into `workdir`
+/// (built with `--features dhat-heap`); else removes `workdir`.
+fn report_heap(workdir: &std::path::Path) {
+    let profile_path = workdir.join("dhat-heap.json");
+    if let Ok(text) = std::fs::read_to_string(&profile_path) {
+        let profile: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let breakdown = heap_breakdown(&profile);
+        let total: u64 = breakdown.iter().map(|(_, b)| b).sum();
+        println!(
+            "heap at its peak: {:.1} MiB in all (dhat; {})",
+            total as f64 / 1048576.0,
+            profile_path.display()
+        );
+        for (component, bytes) in breakdown.iter().filter(|(_, b)| *b > 0) {
+            println!(
+                "heap:   {:>7.2} MiB  {:>4.1}%  {component}",
+                *bytes as f64 / 1048576.0,
+                *bytes as f64 * 100.0 / total.max(1) as f64
+            );
+        }
+    } else {
+        let _ = std::fs::remove_dir_all(workdir);
+    }
+}
+
 /// Removes what the run made without the operator: every finalizer in the
 /// bench namespace and on the provider comes off, then the namespace goes.
 async fn untimed_teardown(client: &kube::Client) {
@@ -760,6 +785,7 @@ async fn main() {
     }
     if args.no_teardown && real_cluster {
         operator.stop();
+        report_heap(&workdir);
         untimed_teardown(&client).await;
         return;
     }
@@ -815,26 +841,7 @@ async fn main() {
         emulator.infrai.projects().len()
     );
     operator.stop();
-    let profile_path = workdir.join("dhat-heap.json");
-    if let Ok(text) = std::fs::read_to_string(&profile_path) {
-        let profile: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let breakdown = heap_breakdown(&profile);
-        let total: u64 = breakdown.iter().map(|(_, b)| b).sum();
-        println!(
-            "heap at its peak: {:.1} MiB in all (dhat; {})",
-            total as f64 / 1048576.0,
-            profile_path.display()
-        );
-        for (component, bytes) in breakdown.iter().filter(|(_, b)| *b > 0) {
-            println!(
-                "heap:   {:>7.2} MiB  {:>4.1}%  {component}",
-                *bytes as f64 / 1048576.0,
-                *bytes as f64 * 100.0 / total.max(1) as f64
-            );
-        }
-    } else {
-        let _ = std::fs::remove_dir_all(&workdir);
-    }
+    report_heap(&workdir);
     if fake.is_some() {
         let _ = std::fs::remove_file(kubeconfig);
     }
