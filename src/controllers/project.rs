@@ -124,7 +124,12 @@ impl Lifecycle for DatabaseProject {
     }
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
-        let provider = ctx.provider(&self.spec.provider_ref).await?;
+        // A pass that may send a first create reads the provider fresh.
+        let provider = if pipeline::defers_finalizer(self) {
+            ctx.provider_fresh(&self.spec.provider_ref).await?
+        } else {
+            ctx.provider(&self.spec.provider_ref).await?
+        };
         let mut previous = self.current_status();
         match pipeline::obtain(self, api, ctx, &mut previous, &provider, None).await? {
             Obtained::Usable(vendor, created) => {

@@ -185,13 +185,8 @@ impl Context {
             });
         }
         let name = provider.name.clone();
-        // Read afresh, not from the watch cache: a provider deleted a moment
-        // ago must not take a new dependent (once per object, before its
-        // first vendor call).
-        let fresh = self
-            .fetch_provider(&ProviderRef { name: name.clone() })
-            .await?;
-        if provider.provider.deleting || fresh.metadata.deletion_timestamp.is_some() {
+        // `provider` was read afresh for this pass ([`Context::provider_fresh`]).
+        if provider.provider.deleting {
             return Err(LookupError::ProviderDeleting { name });
         }
         let (secret_namespace, secret_name) = &provider.secret_key;
@@ -319,6 +314,23 @@ impl Context {
         provider_ref: &ProviderRef,
     ) -> Result<ProviderHandle, LookupError> {
         let provider = self.provider_object(provider_ref).await?;
+        self.handle(provider).await
+    }
+
+    /// As [`Context::provider`], but the `DatabaseProvider` is read from the
+    /// API server, not the watch cache: for a pass that may send a first
+    /// create, which must use the provider as it is now (and must not miss
+    /// that it is being deleted).
+    pub async fn provider_fresh(
+        &self,
+        provider_ref: &ProviderRef,
+    ) -> Result<ProviderHandle, LookupError> {
+        let provider = self.fetch_provider(provider_ref).await?;
+        self.handle(provider).await
+    }
+
+    /// The handle of `provider`: its credentials and its (cached) client.
+    async fn handle(&self, provider: DatabaseProvider) -> Result<ProviderHandle, LookupError> {
         let name = provider.name_any();
         let selector = &provider.spec.credentials_secret_ref;
         let (secret, key) = self.api_key(&name, selector).await?;

@@ -77,7 +77,12 @@ impl Lifecycle for DatabaseSnapshot {
         let provider_ref = ProviderRef {
             name: parent.provider_name.clone(),
         };
-        let provider = ctx.provider(&provider_ref).await?;
+        // A pass that may send a first create reads the provider fresh.
+        let provider = if pipeline::defers_finalizer(self) {
+            ctx.provider_fresh(&provider_ref).await?
+        } else {
+            ctx.provider(&provider_ref).await?
+        };
         let mut previous = self.current_status();
         let vendor = match pipeline::obtain(self, api, ctx, &mut previous, &provider, Some(&parent))
             .await?
