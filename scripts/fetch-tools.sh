@@ -29,3 +29,19 @@ if ! command -v lua5.4 >/dev/null 2>&1 && ! command -v lua >/dev/null 2>&1; then
     echo "fetch-tools: install lua5.4 (Debian: apt-get install lua5.4) for the Argo CD health-check tests" >&2
   fi
 fi
+# PostgreSQL server binaries for the postgres provider's tests (tests start a
+# private server of their own in a temporary directory; see
+# tests/support/postgres.rs). Debian's package puts them under
+# /usr/lib/postgresql/<version>/bin.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null 2>&1 \
+      || echo "fetch-tools: could not install postgresql" >&2
+  else
+    echo "fetch-tools: install the PostgreSQL server (Debian: apt-get install postgresql) for the postgres provider tests" >&2
+  fi
+fi
+# initdb refuses to run as root: the tests run the server as user postgres.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres
+fi

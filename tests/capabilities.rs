@@ -48,6 +48,7 @@ async fn declarations_match_behaviour() {
                 Operation::BranchCreate => p
                     .create_branch(
                         &BranchRequest {
+                            db_password: None,
                             resumed: false,
                             project_id: "p".into(),
                             branch_name: "b".into(),
@@ -74,6 +75,7 @@ async fn declarations_match_behaviour() {
                 Operation::SnapshotRestore => p
                     .restore_snapshot(
                         &RestoreRequest {
+                            db_password: None,
                             resumed: false,
                             snapshot_id: "s".into(),
                             new_name: None,

@@ -445,6 +445,7 @@ async fn what_the_api_lacks_is_unsupported() {
     assert_unsupported(p.create_project(&req, "k").await, Operation::ProjectCreate);
     assert_unsupported(p.delete_project("prj_shop").await, Operation::ProjectDelete);
     let restore = RestoreRequest {
+        db_password: None,
         resumed: false,
         snapshot_id: "s".into(),
         new_name: None,
@@ -454,6 +455,7 @@ async fn what_the_api_lacks_is_unsupported() {
         Operation::SnapshotRestore,
     );
     let breq = BranchRequest {
+        db_password: None,
         resumed: false,
         project_id: "prj_shop".into(),
         branch_name: "dev".into(),

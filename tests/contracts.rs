@@ -191,7 +191,10 @@ mod walk {
             .unwrap()
         };
         let vendor = dbops::providers::vendors::vendor(api).unwrap();
-        (vendor.build)(http, &spec)
+        let dbops::providers::vendors::Build::Http(build) = vendor.build else {
+            panic!("{api} has no HTTP API document");
+        };
+        build(http, &spec)
     }
 
     /// What each step of a walk came to: `Ok(summary)` or the error's text.
@@ -227,6 +230,7 @@ mod walk {
         note_read(&mut out, "project.get", got);
         if p.supports(Operation::BranchCreate) {
             let req = BranchRequest {
+                db_password: None,
                 resumed: false,
                 project_id: project.clone(),
                 branch_name: "contract-branch".to_string(),
@@ -354,6 +358,7 @@ mod walk {
 
     async fn restore(p: &dyn Provider, snapshot: &str, polls: usize) -> Result<String, String> {
         let req = RestoreRequest {
+            db_password: None,
             resumed: false,
             snapshot_id: snapshot.to_string(),
             new_name: None,
@@ -482,6 +487,7 @@ async fn against_the_strict_emulator(
         ProviderApi::Supabase => dbops::emulator::DEFAULT_SUPABASE_API_KEY,
         ProviderApi::Db9 => dbops::emulator::DEFAULT_DB9_API_KEY,
         ProviderApi::Capydb => dbops::emulator::DEFAULT_CAPYDB_API_KEY,
+        ProviderApi::Postgres => unreachable!("postgres has no HTTP emulator"),
     };
     let p = walk::provider(api, &format!("http://{addr}/{api}"), key);
     let outcomes = walk::walk(&*p, &existing, true).await;
@@ -664,6 +670,7 @@ async fn every_client_works_end_to_end_against_its_strict_emulator() {
                 "snapshot.restore",
                 "project.delete",
             ],
+            ProviderApi::Postgres => unreachable!("not in the list above"),
         };
         assert_eq!(steps, expected, "{api}");
     }

@@ -43,6 +43,7 @@ fn project(name: &str) -> ProjectRequest {
 
 fn branch(project_id: &str, name: &str) -> BranchRequest {
     BranchRequest {
+        db_password: None,
         resumed: false,
         project_id: project_id.to_string(),
         branch_name: name.to_string(),
@@ -418,6 +419,7 @@ async fn restore_is_pending_then_done_and_the_key_makes_one_restore() {
         .unwrap();
 
     let req = RestoreRequest {
+        db_password: None,
         resumed: false,
         snapshot_id: s.id.clone(),
         new_name: Some("app-restored".into()),

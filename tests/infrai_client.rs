@@ -113,6 +113,7 @@ async fn the_idempotency_key_is_sent_on_every_create() {
     let c = client(&endpoint, KEY);
     let p = c.create_project(&project("p"), "k-p").await.unwrap();
     let breq = BranchRequest {
+        db_password: None,
         resumed: false,
         project_id: p.id.clone(),
         branch_name: "preview".into(),
@@ -132,6 +133,7 @@ async fn the_idempotency_key_is_sent_on_every_create() {
     let s2 = c.create_snapshot(&sreq, "k-s").await.unwrap();
     assert_eq!(s1.id, s2.id);
     let rreq = RestoreRequest {
+        db_password: None,
         resumed: false,
         snapshot_id: s1.id.clone(),
         new_name: None,
@@ -154,6 +156,7 @@ async fn branches_are_copies_of_their_parent() {
     let dev = c
         .create_branch(
             &BranchRequest {
+                db_password: None,
                 resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
@@ -174,6 +177,7 @@ async fn branches_are_copies_of_their_parent() {
     let feature = c
         .create_branch(
             &BranchRequest {
+                db_password: None,
                 resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "feature".into(),
@@ -202,6 +206,7 @@ async fn branches_are_copies_of_their_parent() {
     let dup = c
         .create_branch(
             &BranchRequest {
+                db_password: None,
                 resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
@@ -215,6 +220,7 @@ async fn branches_are_copies_of_their_parent() {
     let orphan = c
         .create_branch(
             &BranchRequest {
+                db_password: None,
                 resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "x".into(),
@@ -258,6 +264,7 @@ async fn snapshots_and_restore_into_a_new_project() {
     let restored = c
         .restore_snapshot(
             &RestoreRequest {
+                db_password: None,
                 resumed: false,
                 snapshot_id: snap.id.clone(),
                 new_name: None,
@@ -280,6 +287,7 @@ async fn snapshots_and_restore_into_a_new_project() {
     let named = c
         .restore_snapshot(
             &RestoreRequest {
+                db_password: None,
                 resumed: false,
                 snapshot_id: snap.id.clone(),
                 new_name: Some("orders-copy".into()),
@@ -293,6 +301,7 @@ async fn snapshots_and_restore_into_a_new_project() {
     let missing = c
         .restore_snapshot(
             &RestoreRequest {
+                db_password: None,
                 resumed: false,
                 snapshot_id: "snap_missing".into(),
                 new_name: None,
@@ -312,6 +321,7 @@ async fn deleting_a_project_removes_its_branches_and_snapshots() {
     let b = c
         .create_branch(
             &BranchRequest {
+                db_password: None,
                 resumed: false,
                 project_id: p.id.clone(),
                 branch_name: "b".into(),
@@ -596,6 +606,7 @@ async fn a_resumed_create_finds_what_it_made_even_when_infrai_forgot_the_key() {
         .await
         .unwrap();
     let restore = RestoreRequest {
+        db_password: None,
         snapshot_id: snapshot.id.clone(),
         new_name: Some("kept-copy".into()),
         resumed: false,

@@ -55,6 +55,7 @@ fn project(name: &str) -> ProjectRequest {
 
 fn branch(project_id: &str, name: &str) -> BranchRequest {
     BranchRequest {
+        db_password: None,
         resumed: false,
         project_id: project_id.to_string(),
         branch_name: name.to_string(),
@@ -671,6 +672,7 @@ async fn snapshots_restores_and_byok_are_unsupported() {
         Operation::SnapshotDelete,
     );
     let restore = RestoreRequest {
+        db_password: None,
         resumed: false,
         snapshot_id: "s".into(),
         new_name: None,

@@ -66,6 +66,7 @@ pub fn branch_request(
         project_id: project_id.to_string(),
         branch_name: vendor_branch_name(branch, provider),
         from_branch: branch.spec.from_branch.clone(),
+        db_password: None,
         resumed,
     }
 }
@@ -177,7 +178,15 @@ impl VendorKind for DatabaseBranch {
         )
         .await?;
         let key = idempotency_key(self, "branch-create")?;
-        let request = branch_request(self, &**provider, project_id(parent), resumed);
+        let mut request = branch_request(self, &**provider, project_id(parent), resumed);
+        request.db_password = pipeline::operator_password(
+            self,
+            &connection_secret_name(self),
+            &**provider,
+            ctx,
+            false,
+        )
+        .await?;
         let vendor = provider
             .create_branch(&request, &key)
             .await
@@ -194,11 +203,15 @@ impl VendorKind for DatabaseBranch {
         _status: &DatabaseBranchStatus,
         provider: &dyn Provider,
         parent: Option<&ParentProject>,
-        _ctx: &Context,
+        ctx: &Context,
     ) -> Result<Option<String>, Error> {
         let key = idempotency_key(self, "branch-create")?;
+        let password =
+            pipeline::operator_password(self, &connection_secret_name(self), provider, ctx, true)
+                .await?;
         replay_child_create(Object::Branch, parent, |project_id| async move {
-            let request = branch_request(self, provider, &project_id, true);
+            let mut request = branch_request(self, provider, &project_id, true);
+            request.db_password = password;
             provider.create_branch(&request, &key).await
         })
         .await

@@ -89,6 +89,7 @@ pub fn restore_request(
     RestoreRequest {
         snapshot_id: snapshot_id.to_string(),
         new_name: Some(vendor_project_name(project, provider)),
+        db_password: None,
         resumed,
     }
 }
@@ -408,7 +409,14 @@ impl DatabaseProject {
         match snapshot_id {
             None => {
                 let key = idempotency_key(self, "project-create")?;
-                let password = self.operator_password(provider, ctx, call.replay).await?;
+                let password = pipeline::operator_password(
+                    self,
+                    &connection_secret_name(self),
+                    provider,
+                    ctx,
+                    call.replay,
+                )
+                .await?;
                 let request = project_request(self, provider, password, call.resumed);
                 provider
                     .create_project(&request, &key)
@@ -418,7 +426,16 @@ impl DatabaseProject {
             }
             Some(snapshot_id) => {
                 let key = idempotency_key(self, "project-restore")?;
-                let request = restore_request(self, provider, snapshot_id, call.resumed);
+                let password = pipeline::operator_password(
+                    self,
+                    &connection_secret_name(self),
+                    provider,
+                    ctx,
+                    call.replay,
+                )
+                .await?;
+                let mut request = restore_request(self, provider, snapshot_id, call.resumed);
+                request.db_password = password;
                 provider
                     .restore_snapshot(&request, &key)
                     .await
@@ -428,45 +445,6 @@ impl DatabaseProject {
                     })
             }
         }
-    }
-
-    /// The password the operator chose for providers that take one on create. It
-    /// lives only in the connection Secret, written before the create call so a
-    /// crash never loses it; a retry reads it back from there.
-    ///
-    /// A `replay` during cleanup only learns the id of what a lost create made
-    /// (by idempotency key or name), which is deleted right after: it never
-    /// writes the Secret (in a namespace being deleted it could not), and a
-    /// throwaway password does when there is none to read.
-    async fn operator_password(
-        &self,
-        provider: &dyn Provider,
-        ctx: &Context,
-        replay: bool,
-    ) -> Result<Option<Password>, Error> {
-        if !provider.needs_operator_password() {
-            return Ok(None);
-        }
-        let name = connection_secret_name(self);
-        if let Some(existing) = secret::read_kept_password(&ctx.client, self, &name).await? {
-            return Ok(Some(Password::new(existing)));
-        }
-        let password = Password::generate();
-        if replay {
-            return Ok(Some(password));
-        }
-        let data = std::collections::BTreeMap::from([(
-            secret::keys::PASSWORD.to_string(),
-            k8s_openapi::ByteString(password.expose().as_bytes().to_vec()),
-        )]);
-        secret::ensure_secret(
-            &ctx.client,
-            self,
-            &name,
-            secret::SecretContent::opaque(data),
-        )
-        .await?;
-        Ok(Some(password))
     }
 
     /// With `mode: byok`, the reason to wait until the named `ByokCredential` is

@@ -35,7 +35,7 @@ use crate::api::v1alpha1::ProviderApi;
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Capydb,
     default_endpoint: None,
-    build: |http, _spec| std::sync::Arc::new(CapyDbClient::new(http)),
+    build: super::vendors::Build::Http(|http, _spec| std::sync::Arc::new(CapyDbClient::new(http))),
 };
 
 const OP_PROJECT_CONNECTIONS: &str = "projects.connections.get";

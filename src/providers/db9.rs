@@ -42,7 +42,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.db9.ai";
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Db9,
     default_endpoint: Some(DEFAULT_ENDPOINT),
-    build: |http, _spec| std::sync::Arc::new(Db9Client::new(http)),
+    build: super::vendors::Build::Http(|http, _spec| std::sync::Arc::new(Db9Client::new(http))),
 };
 
 const CUSTOMER: &str = "customer";

@@ -56,6 +56,25 @@ pub enum ProviderError {
         object: &'static str,
         name: String,
     },
+    /// A database server (the `postgres` API) refused or failed a statement.
+    /// `code` is the SQLSTATE when the server sent one; `message` is the
+    /// server's primary message, which names objects but never a password
+    /// (passwords are sent as SCRAM verifiers, never in statement text).
+    #[error("{api} {operation} failed: {message}")]
+    Database {
+        api: ProviderApi,
+        operation: String,
+        code: Option<String>,
+        message: String,
+        transient: bool,
+    },
+    /// The object does not exist (APIs that answer without HTTP statuses).
+    #[error("{api} has no {object} {id:?}")]
+    NotFound {
+        api: ProviderApi,
+        object: &'static str,
+        id: String,
+    },
     /// The provider has no such operation.
     #[error("{api} does not support {operation}")]
     Unsupported {
@@ -70,9 +89,11 @@ impl ProviderError {
         match self {
             Self::Http { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             Self::Transport { .. } | Self::NotConfirmed { .. } | Self::Throttled { .. } => true,
-            Self::InvalidResponse { .. } | Self::Unsupported { .. } | Self::NameConflict { .. } => {
-                false
-            }
+            Self::Database { transient, .. } => *transient,
+            Self::InvalidResponse { .. }
+            | Self::Unsupported { .. }
+            | Self::NameConflict { .. }
+            | Self::NotFound { .. } => false,
         }
     }
 
@@ -83,7 +104,7 @@ impl ProviderError {
 
     /// The vendor says the object does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Http { status: 404, .. })
+        matches!(self, Self::Http { status: 404, .. } | Self::NotFound { .. })
     }
 
     /// How long the vendor asked us to wait (`Retry-After`), if it did.
@@ -145,6 +166,22 @@ impl ProviderError {
             Self::Throttled { .. } => "RequestBudgetExhausted",
             Self::Unsupported { .. } => "UnsupportedByProvider",
             Self::NameConflict { .. } => "NameConflict",
+            Self::NotFound { .. } => "VendorNotFound",
+            Self::Database {
+                code: None,
+                transient: true,
+                ..
+            } => "VendorUnreachable",
+            Self::Database { code, .. } => match code.as_deref().map(|c| c.get(..2).unwrap_or(c)) {
+                // Class 28: invalid authorization; 42501: insufficient privilege.
+                Some("28") => "VendorUnauthorized",
+                _ if code.as_deref() == Some("42501") => "VendorForbidden",
+                // Class 08: connection exceptions; 53: insufficient resources;
+                // 57: operator intervention (shutdown, admin_shutdown).
+                Some("08" | "53" | "57") => "VendorUnavailable",
+                Some("55") => "VendorConflict",
+                _ => "VendorRejected",
+            },
         }
     }
 }

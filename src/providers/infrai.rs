@@ -22,7 +22,7 @@ pub const DEFAULT_ENDPOINT: &str = "https://api.infrai.cc";
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Infrai,
     default_endpoint: Some(DEFAULT_ENDPOINT),
-    build: |http, _spec| std::sync::Arc::new(InfraiClient::new(http)),
+    build: super::vendors::Build::Http(|http, _spec| std::sync::Arc::new(InfraiClient::new(http))),
 };
 
 /// A page of a list call: `{ items, next_cursor? }`.

@@ -13,7 +13,7 @@ use super::vendors::Vendor;
 pub fn capabilities(vendor: &Vendor) -> Vec<Operation> {
     let config = ProviderConfig::new(
         vendor.api,
-        Some("http://127.0.0.1:9".to_string()),
+        Some(vendor.unreachable_endpoint().to_string()),
         secrecy::SecretString::from("unused".to_string()),
     );
     super::build(&config, None)

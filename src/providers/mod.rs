@@ -17,6 +17,7 @@ pub mod http;
 pub mod infrai;
 pub mod infrai_byok;
 pub mod matrix;
+pub mod postgres;
 mod registry;
 pub mod supabase;
 pub mod vendors;
@@ -28,6 +29,7 @@ pub static VENDORS: &[vendors::Vendor] = &[
     supabase::VENDOR,
     db9::VENDOR,
     capydb::VENDOR,
+    postgres::VENDOR,
 ];
 
 use std::fmt;
@@ -218,6 +220,9 @@ pub enum RotationProgress {
 pub struct RestoreRequest {
     pub snapshot_id: String,
     pub new_name: Option<String>,
+    /// The new project's database password, for APIs where the operator
+    /// chooses it ([`Provider::needs_operator_password`]).
+    pub db_password: Option<Password>,
     /// Whether this create may already have reached the vendor: the resource
     /// recorded `createRequested` in an earlier reconcile. Only then may an
     /// object found under the requested name be taken for this resource's
@@ -365,6 +370,9 @@ pub struct BranchRequest {
     pub project_id: String,
     pub branch_name: String,
     pub from_branch: Option<String>,
+    /// The branch's database password, for APIs where the operator chooses
+    /// it ([`Provider::needs_operator_password`]).
+    pub db_password: Option<Password>,
     /// Whether this create may already have reached the vendor: the resource
     /// recorded `createRequested` in an earlier reconcile. Only then may an
     /// object found under the requested name be taken for this resource's

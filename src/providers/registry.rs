@@ -38,6 +38,7 @@ impl ProviderConfig {
                 },
                 request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
                 supabase: None,
+                postgres: None,
                 byok_policy: None,
                 request_budget: None,
             },
@@ -73,6 +74,9 @@ pub enum BuildError {
         "spec.endpoint is required: the {0} API document gives no public endpoint to default to"
     )]
     EndpointRequired(ProviderApi),
+    /// A configuration a non-HTTP client cannot use (one clear sentence).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Provider clients by `DatabaseProvider` name, rebuilt when the provider or its
@@ -126,6 +130,10 @@ pub fn build(
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
     let vendor = vendors::vendor(config.spec.api)?;
+    let build_http = match vendor.build {
+        vendors::Build::Http(build_http) => build_http,
+        vendors::Build::Direct(build_direct) => return build_direct(config),
+    };
     let http = VendorHttp::new(
         config.spec.api,
         config.effective_endpoint()?,
@@ -140,7 +148,7 @@ pub fn build(
         ),
         None => http,
     };
-    Ok((vendor.build)(http, &config.spec))
+    Ok(build_http(http, &config.spec))
 }
 
 #[cfg(test)]

@@ -36,12 +36,12 @@ use crate::api::v1alpha1::ProviderApi;
 pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
     api: ProviderApi::Supabase,
     default_endpoint: None,
-    build: |http, spec| {
+    build: super::vendors::Build::Http(|http, spec| {
         std::sync::Arc::new(SupabaseClient::new(
             http,
             spec.supabase.as_ref().map(|s| s.organization_slug.clone()),
         ))
-    },
+    }),
 };
 
 /// The database role, port and database name of every Supabase project's direct

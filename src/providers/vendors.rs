@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::http::VendorHttp;
-use super::registry::BuildError;
+use super::registry::{BuildError, ProviderConfig};
 use super::{Provider, VENDORS};
 use crate::api::v1alpha1::{DatabaseProviderSpec, ProviderApi};
 
@@ -18,9 +18,36 @@ pub struct Vendor {
     /// public endpoint the vendor's document gives. `None` when it gives none;
     /// then `endpoint` is required (admission refuses a provider without it).
     pub default_endpoint: Option<&'static str>,
-    /// The client for one account: an authenticated HTTP client plus the
-    /// provider's spec, for settings only this vendor reads.
-    pub build: fn(VendorHttp, &DatabaseProviderSpec) -> Arc<dyn Provider>,
+    /// How the client for one account is built.
+    pub build: Build,
+}
+
+/// How a vendor's client is built.
+pub enum Build {
+    /// An HTTP API: the client gets an authenticated HTTP client plus the
+    /// provider's spec, for settings only this vendor reads. Each has an
+    /// emulator under its name.
+    Http(fn(VendorHttp, &DatabaseProviderSpec) -> Arc<dyn Provider>),
+    /// Anything else (a database server's own protocol): the client is built
+    /// from the whole configuration. There is no emulator: the real thing
+    /// runs anywhere.
+    Direct(fn(&ProviderConfig) -> Result<Arc<dyn Provider>, BuildError>),
+}
+
+impl Vendor {
+    /// Whether this vendor is an HTTP API (and so has an emulator).
+    pub fn is_http(&self) -> bool {
+        matches!(self.build, Build::Http(_))
+    }
+
+    /// An endpoint a client can be built for without reaching anything (the
+    /// capability matrix builds one to ask it what it offers).
+    pub fn unreachable_endpoint(&self) -> &'static str {
+        match self.build {
+            Build::Http(_) => "http://127.0.0.1:9",
+            Build::Direct(_) => "postgres://dbops@127.0.0.1:9/postgres",
+        }
+    }
 }
 
 /// The registration of `api`.
@@ -67,7 +94,11 @@ mod tests {
 
     #[test]
     fn every_registered_vendor_has_its_emulator_under_its_name() {
-        let registered: Vec<String> = VENDORS.iter().map(|v| v.api.to_string()).collect();
+        let registered: Vec<String> = VENDORS
+            .iter()
+            .filter(|v| v.is_http())
+            .map(|v| v.api.to_string())
+            .collect();
         assert_eq!(crate::emulator::api_names(), registered);
     }
 }

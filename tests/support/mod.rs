@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod postgres;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +107,7 @@ impl Harness {
                 },
                 request_timeout_seconds: 5,
                 supabase: None,
+                postgres: None,
                 byok_policy: None,
                 request_budget: None,
             },
@@ -154,6 +156,53 @@ impl Harness {
                 request_timeout_seconds: 5,
                 supabase: supabase_org.map(|org| dbops::api::v1alpha1::SupabaseSettings {
                     organization_slug: org.to_string(),
+                }),
+                postgres: None,
+                byok_policy: None,
+                request_budget: None,
+            },
+        );
+        providers
+            .create(&PostParams::default(), &provider)
+            .await
+            .unwrap();
+    }
+
+    /// A `postgres` `DatabaseProvider` `name` on the test server, copying
+    /// with `strategy`, with its own Secret holding the admin password.
+    pub async fn create_postgres_provider(
+        &self,
+        name: &str,
+        server: &postgres::TestServer,
+        strategy: dbops::api::v1alpha1::CopyStrategy,
+    ) {
+        let secret_name = format!("{name}-credentials");
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), PROVIDER_NAMESPACE);
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": secret_name, "namespace": PROVIDER_NAMESPACE },
+            "data": { "password": k8s_openapi::ByteString(server.password.as_bytes().to_vec()) },
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+        let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
+        let provider = DatabaseProvider::new(
+            name,
+            DatabaseProviderSpec {
+                api: ProviderApi::Postgres,
+                endpoint: Some(server.endpoint.clone()),
+                credentials_secret_ref: SecretKeySelector {
+                    name: secret_name,
+                    namespace: PROVIDER_NAMESPACE.into(),
+                    key: "password".into(),
+                },
+                request_timeout_seconds: 10,
+                supabase: None,
+                postgres: Some(dbops::api::v1alpha1::PostgresSettings {
+                    copy_strategy: strategy,
+                    connection_host: None,
                 }),
                 byok_policy: None,
                 request_budget: None,

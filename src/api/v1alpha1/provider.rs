@@ -51,6 +51,10 @@ pub struct DatabaseProviderSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supabase: Option<SupabaseSettings>,
 
+    /// Settings only the `postgres` API uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSettings>,
+
     /// Account-level BYOK routing policy (infrai only), reconciled by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub byok_policy: Option<ByokPolicySpec>,
@@ -82,6 +86,10 @@ pub enum ProviderApi {
     Db9,
     /// CapyDB API (connections and credential rotation).
     Capydb,
+    /// A PostgreSQL server of your own: databases and roles on it, with
+    /// branches and snapshots as copies (`spec.endpoint` is its
+    /// `postgres://` admin URL, the admin password is in the Secret).
+    Postgres,
 }
 
 impl ProviderApi {
@@ -92,6 +100,7 @@ impl ProviderApi {
             Self::Supabase => "supabase",
             Self::Db9 => "db9",
             Self::Capydb => "capydb",
+            Self::Postgres => "postgres",
         }
     }
 }
@@ -129,6 +138,40 @@ pub struct SupabaseSettings {
     /// The organization slug new projects are created in.
     #[schemars(length(min = 1, max = 128))]
     pub organization_slug: String,
+}
+
+/// `postgres` API settings.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSettings {
+    /// How branches and snapshots copy their source database.
+    #[serde(default)]
+    pub copy_strategy: CopyStrategy,
+    /// `host:port` the connection Secrets name, when applications reach the
+    /// server at another address than the operator does (e.g. the operator
+    /// runs outside the cluster). Defaults to the endpoint's host and port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 261),
+        regex(pattern = r"^[^\s:/@]+(:[0-9]{1,5})?$")
+    )]
+    pub connection_host: Option<String>,
+}
+
+/// How a branch or snapshot copies its source database.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CopyStrategy {
+    /// `CREATE DATABASE … TEMPLATE source`: a file-level copy, fast and
+    /// complete, but PostgreSQL allows it only while nobody else is connected
+    /// to the source, so the operator ends the source's other sessions
+    /// first. Its clients are disconnected once per copy and must reconnect.
+    #[default]
+    Template,
+    /// A logical copy inside one repeatable-read transaction on the source
+    /// (schemas, types, sequences, tables, data through `COPY`, constraints,
+    /// indexes, views, functions, triggers). Never disconnects anyone; slower,
+    /// and limited to those object kinds.
+    Logical,
 }
 
 /// infrai BYOK routing policy for the whole account (or a scope of it).

@@ -458,6 +458,50 @@ fn adopt_hint(object: Object) -> &'static str {
     }
 }
 
+/// The password the operator chose for providers that take one on create
+/// ([`Provider::needs_operator_password`]), for `obj`'s connection Secret
+/// `secret_name`. It lives only in that Secret, written before the create
+/// call so a crash never loses it; a retry reads it back from there.
+///
+/// A `replay` during cleanup only learns the id of what a lost create made
+/// (by idempotency key or name), which is deleted right after: it never
+/// writes the Secret (in a namespace being deleted it could not), and a
+/// throwaway password does when there is none to read.
+pub async fn operator_password<K>(
+    obj: &K,
+    secret_name: &str,
+    provider: &dyn Provider,
+    ctx: &Context,
+    replay: bool,
+) -> Result<Option<crate::providers::Password>, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    use crate::providers::Password;
+    if !provider.needs_operator_password() {
+        return Ok(None);
+    }
+    if let Some(existing) = secret::read_kept_password(&ctx.client, obj, secret_name).await? {
+        return Ok(Some(Password::new(existing)));
+    }
+    let password = Password::generate();
+    if replay {
+        return Ok(Some(password));
+    }
+    let data = std::collections::BTreeMap::from([(
+        secret::keys::PASSWORD.to_string(),
+        k8s_openapi::ByteString(password.expose().as_bytes().to_vec()),
+    )]);
+    secret::ensure_secret(
+        &ctx.client,
+        obj,
+        secret_name,
+        secret::SecretContent::opaque(data),
+    )
+    .await?;
+    Ok(Some(password))
+}
+
 /// The idempotency key of one of `obj`'s create calls: derived from its UID,
 /// so a retry after a crash returns what the first call made.
 pub fn idempotency_key<K: Resource>(obj: &K, operation: &str) -> Result<String, Error> {

@@ -1,0 +1,591 @@
+//! The `postgres` provider against a real PostgreSQL server (see
+//! `tests/support/postgres.rs`): every URI it hands out is connected to, and
+//! every claim about data (branches, snapshots, restores), passwords and
+//! deletion is checked on the server itself.
+
+mod support;
+
+use std::time::Duration;
+
+use dbops::api::v1alpha1::{CopyStrategy, PostgresSettings, ProviderApi};
+use dbops::providers::{
+    BranchRequest, Password, ProjectRequest, Provider, ProviderConfig, ProviderError,
+    RestoreProgress, RestoreRequest, RotationProgress, RotationTarget, SnapshotRequest, build,
+};
+use secrecy::SecretString;
+use support::postgres::{TestServer, server};
+use tokio_postgres::{Client, NoTls};
+
+fn provider(server: &TestServer, strategy: CopyStrategy) -> std::sync::Arc<dyn Provider> {
+    let mut config = ProviderConfig::new(
+        ProviderApi::Postgres,
+        Some(server.endpoint.clone()),
+        SecretString::from(server.password.clone()),
+    );
+    config.spec.postgres = Some(PostgresSettings {
+        copy_strategy: strategy,
+        connection_host: None,
+    });
+    build(&config, None).expect("a postgres provider builds")
+}
+
+/// A unique name per test run, as the operator generates them.
+fn name(what: &str) -> String {
+    format!("t-{what}-{:08x}", rand::random::<u32>())
+}
+
+async fn connect(uri: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(uri, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn admin(server: &TestServer) -> Client {
+    connect(&server.admin_url()).await.expect("admin connects")
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+async fn exists(admin: &Client, catalog: &str, column: &str, name: &str) -> bool {
+    let sql = format!("SELECT count(*) FROM {catalog} WHERE {column} = $1");
+    let row = admin.query_one(&sql, &[&name]).await.expect("catalog read");
+    row.get::<_, i64>(0) == 1
+}
+
+async fn new_project(
+    provider: &dyn Provider,
+    name: &str,
+) -> (dbops::providers::VendorProject, Password) {
+    let password = Password::generate();
+    let request = ProjectRequest {
+        name: name.to_string(),
+        db_password: Some(password.clone()),
+        ..ProjectRequest::default()
+    };
+    let project = provider
+        .create_project(&request, &format!("dbops-{name}-project-create"))
+        .await
+        .expect("project created");
+    (project, password)
+}
+
+async fn new_branch(
+    provider: &dyn Provider,
+    project: &str,
+    name: &str,
+) -> Result<(dbops::providers::VendorBranch, Password), ProviderError> {
+    let password = Password::generate();
+    let request = BranchRequest {
+        project_id: project.to_string(),
+        branch_name: name.to_string(),
+        db_password: Some(password.clone()),
+        ..BranchRequest::default()
+    };
+    let branch = provider
+        .create_branch(&request, &format!("dbops-{name}-branch-create"))
+        .await?;
+    Ok((branch, password))
+}
+
+fn uri(object: &impl dbops::providers::VendorObject) -> String {
+    object
+        .connection_uri()
+        .expect("a connection URI")
+        .expose()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_project_uri_connects_and_can_create_a_table_and_reads_leave_the_password_out() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let name = name("proj");
+    let (project, password) = new_project(&*provider, &name).await;
+    assert_eq!(project.id, name);
+    let app = connect(&uri(&project))
+        .await
+        .expect("the project URI connects");
+    app.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')")
+        .await
+        .expect("the owner can create a table");
+    assert_eq!(count(&app, "SELECT count(*) FROM t").await, 1);
+    let who: String = app
+        .query_one("SELECT current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, name, "the project's own role, not the admin");
+
+    // A read names the role but carries no password: the Secret keeps it.
+    let read = provider.get_project(&name).await.unwrap();
+    let read_uri = uri(&read);
+    assert!(!read_uri.contains(password.expose()));
+    assert!(read_uri.starts_with(&format!("postgresql://{name}@127.0.0.1:")));
+
+    // The password never reached the server as text.
+    let admin = admin(server).await;
+    let stored: String = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$"));
+    provider.delete_project(&name).await.unwrap();
+}
+
+async fn seeded_project(provider: &dyn Provider, what: &str) -> (String, Client) {
+    let name = name(what);
+    let (project, _) = new_project(provider, &name).await;
+    let parent = connect(&uri(&project)).await.unwrap();
+    parent
+        .batch_execute(
+            "CREATE TYPE mood AS ENUM ('happy', 'sad');
+             CREATE TABLE customers (id serial PRIMARY KEY, email text UNIQUE NOT NULL, m mood DEFAULT 'happy');
+             CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                                  customer int NOT NULL REFERENCES customers(id),
+                                  cents int CHECK (cents > 0),
+                                  doubled int GENERATED ALWAYS AS (cents * 2) STORED);
+             CREATE INDEX orders_by_customer ON orders (customer);
+             CREATE FUNCTION total(c int) RETURNS bigint LANGUAGE sql AS $$ SELECT sum(cents) FROM public.orders WHERE customer = c $$;
+             CREATE VIEW big AS SELECT * FROM orders WHERE cents > 100;
+             CREATE MATERIALIZED VIEW per_customer AS SELECT customer, count(*) AS n FROM orders GROUP BY customer;
+             CREATE UNIQUE INDEX per_customer_key ON per_customer (customer);
+             CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.email := lower(NEW.email); RETURN NEW; END $$;
+             CREATE TRIGGER lower_email BEFORE INSERT ON customers FOR EACH ROW EXECUTE FUNCTION stamp();
+             INSERT INTO customers (email) VALUES ('A@x'), ('B@x');
+             INSERT INTO orders (customer, cents) VALUES (1, 50), (1, 150), (2, 200);
+             REFRESH MATERIALIZED VIEW per_customer;",
+        )
+        .await
+        .expect("seed the parent");
+    (name, parent)
+}
+
+async fn branch_copies_the_parent(strategy: CopyStrategy) {
+    let server = server();
+    let provider = provider(server, strategy);
+    let (project, parent) = seeded_project(&*provider, "par").await;
+    let branch_name = name("br");
+    let (branch, _) = new_branch(&*provider, &project, &branch_name)
+        .await
+        .expect("branch created");
+    let copy = connect(&uri(&branch))
+        .await
+        .expect("the branch URI connects");
+
+    // Everything is there, owned by the branch's role.
+    assert_eq!(count(&copy, "SELECT count(*) FROM customers").await, 2);
+    assert_eq!(count(&copy, "SELECT count(*) FROM orders").await, 3);
+    assert_eq!(count(&copy, "SELECT count(*) FROM big").await, 2);
+    assert_eq!(count(&copy, "SELECT total(1)").await, 200);
+    assert_eq!(
+        count(&copy, "SELECT n FROM per_customer WHERE customer = 1").await,
+        2
+    );
+    assert_eq!(count(&copy, "SELECT sum(doubled) FROM orders").await, 800);
+    // Sequences continue where the parent's were; the trigger, the enum and
+    // the constraints work.
+    copy.batch_execute("INSERT INTO customers (email) VALUES ('C@X')")
+        .await
+        .expect("the branch's role owns its tables");
+    assert_eq!(
+        count(
+            &copy,
+            "SELECT id::bigint FROM customers WHERE email = 'c@x'"
+        )
+        .await,
+        3
+    );
+    copy.batch_execute("INSERT INTO orders (customer, cents) VALUES (3, 10)")
+        .await
+        .unwrap();
+    assert_eq!(count(&copy, "SELECT max(id) FROM orders").await, 4);
+    assert!(
+        copy.batch_execute("INSERT INTO orders (customer, cents) VALUES (99, 10)")
+            .await
+            .is_err(),
+        "the foreign key was copied"
+    );
+    assert!(
+        copy.batch_execute("INSERT INTO orders (customer, cents) VALUES (1, -1)")
+            .await
+            .is_err(),
+        "the check was copied"
+    );
+    assert!(
+        copy.batch_execute("INSERT INTO customers (email) VALUES ('a@x')")
+            .await
+            .is_err(),
+        "the unique constraint was copied"
+    );
+    let owners: Vec<String> = copy
+        .query(
+            "SELECT DISTINCT pg_get_userbyid(relowner)::text FROM pg_class \
+             WHERE relnamespace = 'public'::regnamespace",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(owners, vec![branch_name.clone()]);
+
+    // A template copy ends the parent's other sessions (they reconnect); a
+    // logical copy leaves them be.
+    let parent_alive = parent.simple_query("SELECT 1").await.is_ok();
+    assert_eq!(parent_alive, strategy == CopyStrategy::Logical);
+
+    // The branch's writes do not reach the parent.
+    let admin = admin(server).await;
+    let admin_parent = connect(
+        &server
+            .admin_url()
+            .replace("/postgres?", &format!("/{project}?")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        count(&admin_parent, "SELECT count(*) FROM customers").await,
+        2
+    );
+    assert_eq!(count(&admin_parent, "SELECT count(*) FROM orders").await, 3);
+    drop(admin_parent);
+
+    // Both roles can still be dropped: nothing in the copy ties to the parent's.
+    provider.delete_project(&project).await.unwrap();
+    assert!(!exists(&admin, "pg_roles", "rolname", &project).await);
+    provider
+        .delete_branch(&project, &branch_name)
+        .await
+        .unwrap();
+    assert!(!exists(&admin, "pg_database", "datname", &branch_name).await);
+    assert!(!exists(&admin, "pg_roles", "rolname", &branch_name).await);
+}
+
+#[tokio::test]
+async fn a_template_branch_sees_the_parents_rows_and_its_writes_stay_its_own() {
+    branch_copies_the_parent(CopyStrategy::Template).await;
+}
+
+#[tokio::test]
+async fn a_logical_branch_copies_everything_without_disconnecting_the_parent() {
+    branch_copies_the_parent(CopyStrategy::Logical).await;
+}
+
+#[tokio::test]
+async fn a_restore_has_the_snapshots_rows_and_not_later_ones() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Logical);
+    let name = name("snap");
+    let (project, _) = new_project(&*provider, &name).await;
+    let app = connect(&uri(&project)).await.unwrap();
+    app.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+    let key = format!("dbops-{name}-snapshot-create");
+    let request = SnapshotRequest {
+        project_id: name.clone(),
+        label: None,
+    };
+    let snapshot = provider.create_snapshot(&request, &key).await.unwrap();
+    // A retried create is the same snapshot.
+    assert_eq!(
+        provider.create_snapshot(&request, &key).await.unwrap().id,
+        snapshot.id
+    );
+    app.batch_execute("INSERT INTO t VALUES (3)").await.unwrap();
+
+    // The snapshot cannot be connected to, even by its owner's name.
+    let admin = admin(server).await;
+    let allows: bool = admin
+        .query_one(
+            "SELECT datallowconn FROM pg_database WHERE datname = $1",
+            &[&snapshot.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!allows);
+
+    let restored_name = format!("{name}-r");
+    let password = Password::generate();
+    let restore = RestoreRequest {
+        snapshot_id: snapshot.id.clone(),
+        new_name: Some(restored_name.clone()),
+        db_password: Some(password),
+        resumed: false,
+    };
+    let RestoreProgress::Done(restored) = provider
+        .restore_snapshot(&restore, &format!("dbops-{name}-project-restore"))
+        .await
+        .unwrap()
+    else {
+        panic!("a postgres restore finishes at once");
+    };
+    let copy = connect(&uri(&restored))
+        .await
+        .expect("the restored URI connects");
+    assert_eq!(count(&copy, "SELECT count(*) FROM t").await, 2);
+    assert_eq!(count(&copy, "SELECT max(v)::bigint FROM t").await, 2);
+    copy.batch_execute("INSERT INTO t VALUES (9)")
+        .await
+        .expect("the new role owns it");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM t").await,
+        3,
+        "the project went on"
+    );
+
+    for id in [&restored_name, &snapshot.id] {
+        provider.delete_project(id).await.unwrap();
+        assert!(!exists(&admin, "pg_database", "datname", id).await);
+        assert!(!exists(&admin, "pg_roles", "rolname", id).await);
+    }
+    provider.delete_project(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn rotation_makes_the_old_password_fail_and_the_new_one_work() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let name = name("rot");
+    let (project, old) = new_project(&*provider, &name).await;
+    let old_uri = uri(&project);
+    connect(&old_uri)
+        .await
+        .expect("the old password works first");
+    let new = Password::generate();
+    let progress = provider
+        .credentials_for(&RotationTarget::Project { id: name.clone() })
+        .unwrap()
+        .rotate_credentials(&RotationTarget::Project { id: name.clone() }, &new, "k")
+        .await
+        .unwrap();
+    assert_eq!(
+        progress,
+        RotationProgress::Done {
+            connection_uri: None,
+            pooled_uri: None,
+            password: Some(new.clone()),
+        }
+    );
+    let Err(error) = connect(&old_uri).await else {
+        panic!("the old password still works");
+    };
+    assert_eq!(
+        error.as_db_error().map(|e| e.code().code()),
+        Some("28P01"),
+        "invalid_password"
+    );
+    connect(&old_uri.replace(old.expose(), new.expose()))
+        .await
+        .expect("the new password works");
+    provider.delete_project(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn deletion_drops_database_and_role_even_with_sessions_open() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let name = name("del");
+    let (project, _) = new_project(&*provider, &name).await;
+    let session = connect(&uri(&project)).await.unwrap();
+    provider
+        .delete_project(&name)
+        .await
+        .expect("dropped with a session open");
+    let admin = admin(server).await;
+    assert!(!exists(&admin, "pg_database", "datname", &name).await);
+    assert!(!exists(&admin, "pg_roles", "rolname", &name).await);
+    assert!(
+        session.simple_query("SELECT 1").await.is_err(),
+        "its session was ended"
+    );
+    // Gone already is fine; reads say not found.
+    provider.delete_project(&name).await.unwrap();
+    assert!(
+        provider
+            .get_project(&name)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_database_or_role_of_the_same_name_is_never_adopted_or_dropped() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let admin = admin(server).await;
+
+    // A database someone else made.
+    let taken = name("foreign");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{taken}\""))
+        .await
+        .unwrap();
+    let request = ProjectRequest {
+        name: taken.clone(),
+        db_password: Some(Password::generate()),
+        resumed: true,
+        ..ProjectRequest::default()
+    };
+    let error = provider
+        .create_project(&request, "dbops-someone-project-create")
+        .await
+        .unwrap_err();
+    assert!(error.is_name_conflict(), "{error}");
+    assert!(
+        exists(&admin, "pg_database", "datname", &taken).await,
+        "left alone"
+    );
+
+    // A role someone else made: neither its password nor the role is touched.
+    let role = name("role");
+    admin
+        .batch_execute(&format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'theirs'"))
+        .await
+        .unwrap();
+    let request = ProjectRequest {
+        name: role.clone(),
+        db_password: Some(Password::generate()),
+        ..ProjectRequest::default()
+    };
+    let error = provider
+        .create_project(&request, "dbops-someone-project-create")
+        .await
+        .unwrap_err();
+    assert_eq!(error.category(), "NameConflict");
+    assert!(!exists(&admin, "pg_database", "datname", &role).await);
+    provider.delete_project(&role).await.unwrap();
+    assert!(
+        exists(&admin, "pg_roles", "rolname", &role).await,
+        "an unmarked role is never dropped"
+    );
+    admin
+        .batch_execute(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{taken}\""))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_create_finds_its_own_work_and_redoes_a_cut_short_copy() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Logical);
+    let admin = admin(server).await;
+    let (project, _) = seeded_project(&*provider, "crash").await;
+
+    // A branch copy cut short: the role and an unmarked, empty database.
+    let branch = name("cut");
+    let key = format!("dbops-{branch}-branch-create");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{branch}\" LOGIN; COMMENT ON ROLE \"{branch}\" IS '{key}'"
+        ))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{branch}\" OWNER \"{branch}\""))
+        .await
+        .unwrap();
+    let (made, password) = new_branch(&*provider, &project, &branch)
+        .await
+        .expect("the retry completes the branch");
+    let copy = connect(&uri(&made)).await.unwrap();
+    assert_eq!(count(&copy, "SELECT count(*) FROM orders").await, 3);
+
+    // Retried again after it finished (the answer was lost): the same
+    // branch, with the password the resource keeps now.
+    let request = BranchRequest {
+        project_id: project.clone(),
+        branch_name: branch.clone(),
+        db_password: Some(password.clone()),
+        resumed: true,
+        ..BranchRequest::default()
+    };
+    let again = provider.create_branch(&request, &key).await.unwrap();
+    assert_eq!(again.id, made.id);
+    connect(&uri(&again))
+        .await
+        .expect("same password still works");
+    assert_eq!(
+        count(&copy, "SELECT count(*) FROM customers").await,
+        2,
+        "not copied twice"
+    );
+
+    // Another resource's create of the same name conflicts.
+    let error = provider
+        .create_branch(&request, "dbops-other-branch-create")
+        .await
+        .unwrap_err();
+    assert!(error.is_name_conflict());
+
+    provider.delete_branch(&project, &branch).await.unwrap();
+    provider.delete_project(&project).await.unwrap();
+}
+
+#[tokio::test]
+async fn unsupported_project_fields_are_refused_with_a_reason() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let request = ProjectRequest {
+        name: name("bad"),
+        region: Some("us-east-1".into()),
+        db_password: Some(Password::generate()),
+        ..ProjectRequest::default()
+    };
+    let error = provider
+        .create_project(&request, "dbops-x-project-create")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "postgres project.create failed: a postgres provider has no regions: remove spec.region"
+    );
+    let request = ProjectRequest {
+        name: name("ver"),
+        postgres_version: Some("9".into()),
+        db_password: Some(Password::generate()),
+        ..ProjectRequest::default()
+    };
+    let error = provider
+        .create_project(&request, "dbops-y-project-create")
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("not 9: change or remove spec.postgresVersion"),
+        "{error}"
+    );
+    assert!(!error.is_transient());
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_transient_error_without_secrets() {
+    let mut config = ProviderConfig::new(
+        ProviderApi::Postgres,
+        Some("postgres://admin@127.0.0.1:9/postgres?sslmode=disable".into()),
+        SecretString::from("hunter2".to_string()),
+    );
+    config.spec.request_timeout_seconds = 2;
+    let provider = build(&config, None).unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(10), provider.get_project("x"))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(error.is_transient());
+    assert_eq!(error.category(), "VendorUnreachable");
+    assert!(!error.to_string().contains("hunter2"));
+}
