@@ -589,3 +589,167 @@ async fn an_unreachable_server_is_a_transient_error_without_secrets() {
     assert_eq!(error.category(), "VendorUnreachable");
     assert!(!error.to_string().contains("hunter2"));
 }
+
+mod through_the_operator {
+    //! The whole operator (on the in-memory Kubernetes API) with a `postgres`
+    //! provider: the URIs in the Secrets it writes connect, and deleting the
+    //! resources drops what they made.
+
+    use super::*;
+    use dbops::api::v1alpha1::{
+        DatabaseBranch, DatabaseProject, DatabaseProjectSpec, DatabaseSnapshot,
+        DatabaseSnapshotSpec, DeletionPolicy, LocalObjectRef, RestoreSource,
+    };
+    use dbops::controllers::Managed;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use support::{Harness, NS, wait_for};
+
+    async fn ready<K>(h: &Harness, name: &str) -> K
+    where
+        K: Managed
+            + kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(h.client.clone(), NS);
+        wait_for(&format!("{name} Ready"), || {
+            let api = api.clone();
+            async move {
+                api.get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|o| o.is_ready())
+            }
+        })
+        .await
+    }
+
+    async fn secret_uri(h: &Harness, name: &str) -> String {
+        let api: Api<Secret> = Api::namespaced(h.client.clone(), NS);
+        let secret = api.get(name).await.unwrap();
+        String::from_utf8(secret.data.unwrap()["uri"].0.clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn project_branch_snapshot_restore_and_delete() {
+        let server = server();
+        let h = Harness::bare().await;
+        h.create_postgres_provider("default", server, CopyStrategy::Logical)
+            .await;
+        let (stop, operator) = support::start_operator(&h);
+
+        let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+        projects
+            .create(
+                &PostParams::default(),
+                &DatabaseProject::new("shop", DatabaseProjectSpec::default()),
+            )
+            .await
+            .unwrap();
+        let project: DatabaseProject = ready(&h, "shop").await;
+        let project_db = project.status.unwrap().project_id.unwrap();
+        let app = connect(&secret_uri(&h, "shop-connection").await)
+            .await
+            .expect("the project's Secret URI connects");
+        app.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+
+        let branches: Api<DatabaseBranch> = Api::namespaced(h.client.clone(), NS);
+        branches
+            .create(&PostParams::default(), &support::branch("preview", "shop"))
+            .await
+            .unwrap();
+        let branch: DatabaseBranch = ready(&h, "preview").await;
+        let branch_db = branch.status.unwrap().branch_id.unwrap();
+        assert_ne!(branch_db, project_db);
+        let copy = connect(&secret_uri(&h, "preview-db").await)
+            .await
+            .expect("the branch's Secret URI connects");
+        assert_eq!(count(&copy, "SELECT count(*) FROM t").await, 1);
+        copy.batch_execute("INSERT INTO t VALUES (2)")
+            .await
+            .unwrap();
+        assert_eq!(count(&app, "SELECT count(*) FROM t").await, 1);
+
+        let snapshots: Api<DatabaseSnapshot> = Api::namespaced(h.client.clone(), NS);
+        snapshots
+            .create(
+                &PostParams::default(),
+                &DatabaseSnapshot::new(
+                    "nightly",
+                    DatabaseSnapshotSpec {
+                        project_ref: LocalObjectRef {
+                            name: "shop".into(),
+                        },
+                        label: None,
+                        external_id: None,
+                        deletion_policy: DeletionPolicy::Delete,
+                    },
+                ),
+            )
+            .await
+            .unwrap();
+        let snapshot: DatabaseSnapshot = ready(&h, "nightly").await;
+        let snapshot_db = snapshot.status.unwrap().snapshot_id.unwrap();
+        app.batch_execute("INSERT INTO t VALUES (3)").await.unwrap();
+        projects
+            .create(
+                &PostParams::default(),
+                &DatabaseProject::new(
+                    "shop-restored",
+                    DatabaseProjectSpec {
+                        restore_from: Some(RestoreSource {
+                            snapshot_ref: Some(LocalObjectRef {
+                                name: "nightly".into(),
+                            }),
+                            snapshot_id: None,
+                        }),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await
+            .unwrap();
+        let restored: DatabaseProject = ready(&h, "shop-restored").await;
+        let restored_db = restored.status.unwrap().project_id.unwrap();
+        let back = connect(&secret_uri(&h, "shop-restored-connection").await)
+            .await
+            .expect("the restored project's Secret URI connects");
+        assert_eq!(count(&back, "SELECT count(*) FROM t").await, 1);
+
+        // Deleting the resources drops every database and role they made.
+        drop((app, copy, back));
+        branches
+            .delete("preview", &DeleteParams::default())
+            .await
+            .unwrap();
+        snapshots
+            .delete("nightly", &DeleteParams::default())
+            .await
+            .unwrap();
+        for name in ["shop", "shop-restored"] {
+            projects
+                .delete(name, &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+        let admin = admin(server).await;
+        for db in [&project_db, &branch_db, &snapshot_db, &restored_db] {
+            wait_for(&format!("{db} dropped"), || {
+                let admin = &admin;
+                async move {
+                    (!exists(admin, "pg_database", "datname", db).await
+                        && !exists(admin, "pg_roles", "rolname", db).await)
+                        .then_some(())
+                }
+            })
+            .await;
+        }
+        let _ = stop.send(());
+        let _ = operator.await;
+    }
+}
