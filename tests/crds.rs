@@ -533,3 +533,122 @@ fn every_duration_the_api_server_admits_is_one_the_operator_decodes() {
     }
     assert!(admitted("1h") && !admitted("59s") && !admitted("99999999999999999999h"));
 }
+
+fn branch_spec(expire_after: &str) -> Value {
+    json!({
+        "projectRef": { "name": "p" }, "deletionPolicy": "Delete", "expireAfter": expire_after,
+    })
+}
+
+/// Why the API server refuses `expireAfter` (the failed rules' messages), or
+/// `None` when it admits it (kube-cel runs the same rules).
+fn expire_after_refused(expire_after: &str) -> Option<String> {
+    let spec = branch_spec(expire_after);
+    let errors = Validator::new()
+        .validate(
+            &schema("DatabaseBranch"),
+            &object("DatabaseBranch", spec),
+            None,
+        )
+        .err()?;
+    Some(format!("{errors:?}"))
+}
+
+#[test]
+fn a_branch_expire_after_is_a_duration_up_to_365_days() {
+    for admitted in [
+        "30m",
+        "72h",
+        "1h30m",
+        "90s",
+        "7d",
+        "1d12h",
+        "365d",
+        "8760h",
+        "525600m",
+        "31536000s",
+        "1s",
+    ] {
+        assert_eq!(expire_after_refused(admitted), None, "{admitted}");
+    }
+    for (refused, says) in [
+        ("0s", "expireAfter must be longer than 0s"),
+        ("0d0h", "expireAfter must be longer than 0s"),
+        ("366d", "expireAfter must be at most 365d"),
+        ("365d1s", "expireAfter must be at most 365d"),
+        ("8761h", "expireAfter must be at most 365d"),
+        (
+            "3 days",
+            "expireAfter is not a duration such as 30m, 72h, 1h30m or 7d",
+        ),
+        ("1w", "expireAfter is not a duration"),
+        ("1.5h", "expireAfter is not a duration"),
+        ("30m1h", "expireAfter is not a duration"),
+        ("-1h", "expireAfter is not a duration"),
+        ("", "expireAfter is not a duration"),
+        ("1000d", "expireAfter is not a duration"),
+    ] {
+        let why = expire_after_refused(refused).unwrap_or_else(|| panic!("{refused:?} admitted"));
+        assert!(why.contains(says), "{refused:?}: {why}");
+    }
+    // It may change: the expiry moves with it (no transition rule).
+    let old = branch_spec("72h");
+    assert!(update_ok("DatabaseBranch", old.clone(), branch_spec("96h")));
+    let mut removed = old.clone();
+    removed.as_object_mut().unwrap().remove("expireAfter");
+    assert!(update_ok("DatabaseBranch", old, removed));
+    let status = &schema("DatabaseBranch")["properties"]["status"]["properties"]["expiresAt"];
+    assert_eq!(status["format"], "date-time");
+}
+
+#[test]
+fn every_expire_after_the_api_server_admits_is_one_the_operator_parses() {
+    let max =
+        schema("DatabaseBranch")["properties"]["spec"]["properties"]["expireAfter"]["maxLength"]
+            .as_u64()
+            .unwrap() as usize;
+    for sample in [
+        "1s",
+        "59s",
+        "0s",
+        "00s",
+        "1m",
+        "1h",
+        "1d",
+        "007d",
+        "1d0h0m0s",
+        "1d1h1m1s",
+        "999d",
+        "364d23h59m59s",
+        "365d",
+        "365d0s",
+        "365d1s",
+        "366d",
+        "9999h",
+        "99999h",
+        "999999m",
+        "99999999s",
+        "999d9999h999999m99999999s",
+        "1ms",
+        "1µs",
+        "1h1h",
+        "h",
+        "d",
+        "1",
+        "1D",
+        " 1h",
+        "1h ",
+        "+1h",
+        "P1D",
+        "1 day",
+        "1.5d",
+        "",
+    ] {
+        let admitted = sample.chars().count() <= max && expire_after_refused(sample).is_none();
+        let parsed = dbops::api::v1alpha1::expire_after::parse(sample).is_ok();
+        assert_eq!(
+            admitted, parsed,
+            "{sample:?}: admitted and parsed must agree"
+        );
+    }
+}

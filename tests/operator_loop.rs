@@ -150,6 +150,7 @@ async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
             deletion_policy: DeletionPolicy::Delete,
             write_connection_secret_to: None,
             credential_rotation: None,
+            expire_after: None,
         },
     );
     branches.create(&pp, &branch).await.unwrap();

@@ -369,6 +369,7 @@ pub fn branch(name: &str, project: &str) -> dbops::api::v1alpha1::DatabaseBranch
                 ..Default::default()
             }),
             credential_rotation: None,
+            expire_after: None,
         },
     )
 }

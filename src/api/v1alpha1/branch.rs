@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     Binding, Conditions, ConnectionSecretTarget, CredentialRotationSpec, CredentialRotationStatus,
-    DeletionPolicy, LocalObjectRef,
+    DeletionPolicy, LocalObjectRef, Rfc3339,
 };
 
 /// A copy-on-write branch of a `DatabaseProject` in the same namespace.
@@ -36,6 +36,8 @@ use super::common::{
         json_path = ".spec.projectRef.name"
     ),
     printcolumn(name = "Branch ID", type_ = "string", json_path = ".status.branchId"),
+    // A string, not a date: kubectl shows a `date` column in the future as `<invalid>`.
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -85,6 +87,146 @@ pub struct DatabaseBranchSpec {
     /// annotation `dbops.dev/rotate-credentials`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_rotation: Option<CredentialRotationSpec>,
+
+    /// Delete this branch this long after it was created: a duration such as
+    /// `30m`, `72h`, `1h30m`, `90s` or `7d` (whole numbers of `d` (24 hours),
+    /// `h`, `m` and `s`, largest first), at most `365d`. dbops then deletes
+    /// this resource itself, and the vendor branch with it as
+    /// `deletionPolicy` says. It may be changed: the expiry moves with it
+    /// (`status.expiresAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = expire_after::MAX_LENGTH))]
+    #[x_kube(
+        validation = expire_after::syntax_rule(),
+        validation = expire_after::minimum_rule(),
+        validation = expire_after::maximum_rule()
+    )]
+    pub expire_after: Option<String>,
+}
+
+/// `spec.expireAfter`: its syntax, its bounds, and the same checks at
+/// admission (CEL) and in the operator ([`parse`]), which must agree.
+pub mod expire_after {
+    use k8s_openapi::jiff::{SignedDuration, Span, SpanRelativeTo};
+    use kube::core::{Message, Rule};
+
+    /// What admission accepts: whole numbers of days, hours, minutes and
+    /// seconds, largest first, each at most once (`1d12h`, `90m`). Every
+    /// duration up to [`LONGEST`] can be written in any one unit.
+    pub const PATTERN: &str = "^([0-9]{1,3}d)?([0-9]{1,4}h)?([0-9]{1,6}m)?([0-9]{1,8}s)?$";
+    /// The longest expiry.
+    pub const LONGEST: SignedDuration = SignedDuration::from_hours(365 * 24);
+    /// Longest value accepted (the schema's `maxLength`).
+    pub const MAX_LENGTH: usize = 32;
+
+    /// What is wrong with a value that does not parse.
+    pub const NOT_A_DURATION: &str = "is not a duration such as 30m, 72h, 1h30m or 7d (whole numbers of d, h, m and s, largest first)";
+    /// What is wrong with a zero duration.
+    pub const NOT_POSITIVE: &str = "must be longer than 0s";
+    /// What is wrong with a duration beyond [`LONGEST`].
+    pub const TOO_LONG: &str = "must be at most 365d";
+
+    static SYNTAX: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(PATTERN).ok());
+
+    /// Parses `text` as an expiry: jiff reads the units (`d` as 24 hours);
+    /// [`PATTERN`] and the bounds keep to what admission accepts. The error
+    /// says what is wrong with it, after the words `spec.expireAfter`.
+    pub fn parse(text: &str) -> Result<SignedDuration, &'static str> {
+        let well_formed = !text.is_empty()
+            && text.len() <= MAX_LENGTH
+            && SYNTAX.as_ref().is_some_and(|p| p.is_match(text));
+        if !well_formed {
+            return Err(NOT_A_DURATION);
+        }
+        let span: Span = text.parse().map_err(|_| NOT_A_DURATION)?;
+        let duration = span
+            .to_duration(SpanRelativeTo::days_are_24_hours())
+            .map_err(|_| TOO_LONG)?;
+        if duration <= SignedDuration::ZERO {
+            return Err(NOT_POSITIVE);
+        }
+        if duration > LONGEST {
+            return Err(TOO_LONG);
+        }
+        Ok(duration)
+    }
+
+    /// The value's length in seconds, in CEL, for a value that matches
+    /// [`PATTERN`]: the days before `d`, plus what follows them as a Go
+    /// duration (CEL's `duration()` has no days).
+    const SECONDS: &str = "((self.contains('d') ? int(self.substring(0, self.indexOf('d'))) * 86400 : 0) \
+         + (self.endsWith('d') ? 0 : duration(self.substring(self.indexOf('d') + 1)).getSeconds()))";
+
+    /// The bound rules apply only to a value of the right syntax (the syntax
+    /// rule reports the others).
+    fn well_formed() -> String {
+        format!("self.size() > 0 && self.matches('{PATTERN}')")
+    }
+
+    /// Admission: the syntax.
+    pub fn syntax_rule() -> Rule {
+        Rule::new(well_formed()).message(Message::Message(format!("expireAfter {NOT_A_DURATION}")))
+    }
+
+    /// Admission: longer than zero.
+    pub fn minimum_rule() -> Rule {
+        Rule::new(format!("!({}) || {SECONDS} > 0", well_formed()))
+            .message(Message::Message(format!("expireAfter {NOT_POSITIVE}")))
+    }
+
+    /// Admission: at most [`LONGEST`].
+    pub fn maximum_rule() -> Rule {
+        Rule::new(format!(
+            "!({}) || {SECONDS} <= {}",
+            well_formed(),
+            LONGEST.as_secs()
+        ))
+        .message(Message::Message(format!("expireAfter {TOO_LONG}")))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn go_durations_and_days_parse_to_their_length() {
+            let h = |n: i64| SignedDuration::from_hours(n);
+            for (text, expected) in [
+                ("30m", SignedDuration::from_mins(30)),
+                ("72h", h(72)),
+                ("1h30m", SignedDuration::from_mins(90)),
+                ("90s", SignedDuration::from_secs(90)),
+                ("7d", h(7 * 24)),
+                ("1d12h", h(36)),
+                ("1d0h0m1s", h(24) + SignedDuration::from_secs(1)),
+                ("365d", LONGEST),
+                ("8760h", LONGEST),
+                ("525600m", LONGEST),
+                ("31536000s", LONGEST),
+                ("1s", SignedDuration::from_secs(1)),
+                ("007d", h(7 * 24)),
+            ] {
+                assert_eq!(parse(text), Ok(expected), "{text}");
+            }
+        }
+
+        #[test]
+        fn anything_else_says_what_is_wrong() {
+            for text in [
+                "", "7", "d", "1w", "1y", "1mo", "1.5h", "-1h", "+1h", "1h 30m", " 1h", "1H",
+                "30m1h", "1h1h", "1ms", "1µs", "P1D", "1 day", "1000d", "99999h",
+            ] {
+                assert_eq!(parse(text), Err(NOT_A_DURATION), "{text:?}");
+            }
+            assert_eq!(parse("0s"), Err(NOT_POSITIVE));
+            assert_eq!(parse("0d0h0m0s"), Err(NOT_POSITIVE));
+            assert_eq!(parse("366d"), Err(TOO_LONG));
+            assert_eq!(parse("365d1s"), Err(TOO_LONG));
+            assert_eq!(parse("8761h"), Err(TOO_LONG));
+            assert_eq!(parse("999d9999h999999m99999999s"), Err(TOO_LONG));
+        }
+    }
 }
 
 /// Observed state of a `DatabaseBranch`.
@@ -119,4 +261,8 @@ pub struct DatabaseBranchStatus {
     /// Credential rotation state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_rotation: Option<CredentialRotationStatus>,
+    /// When this branch expires (RFC 3339): `metadata.creationTimestamp`
+    /// plus `spec.expireAfter`. dbops deletes the resource then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Rfc3339>,
 }
