@@ -8,10 +8,12 @@ use dbops::api::v1alpha1::{
     DatabaseBranch, DatabaseProject, DatabaseProjectSpec, DatabaseSnapshot, DatabaseSnapshotSpec,
     DeletionPolicy, LocalObjectRef, RestoreSource,
 };
-use dbops::controllers::ReconcileError;
 use dbops::controllers::conditions::{READY, RECONCILING, STALLED};
+use dbops::controllers::{Managed, ReconcileError};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::DeserializeGuard;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use support::{Harness, NS, condition, reconcile, reconcile_until_ready};
@@ -487,4 +489,293 @@ async fn children_of_a_retained_project_are_still_deleted_through_the_recorded_p
         h.emulator.infrai.branch_data(&branch_id).is_none(),
         "vendor branch deleted through status.providerName"
     );
+}
+
+/// A branch of `project` that expires `expire_after` after its creation.
+fn expiring_branch(name: &str, project: &str, expire_after: &str) -> DatabaseBranch {
+    let mut b = branch(name, project);
+    b.spec.expire_after = Some(expire_after.to_string());
+    b
+}
+
+async fn set_expire_after(h: &Harness, name: &str, expire_after: &str) {
+    let api: Api<DatabaseBranch> = Api::namespaced(h.client.clone(), NS);
+    let patch = serde_json::json!({ "spec": { "expireAfter": expire_after } });
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+fn created(b: &DatabaseBranch) -> Timestamp {
+    b.metadata.creation_timestamp.as_ref().unwrap().0
+}
+
+fn expires_at(b: &DatabaseBranch) -> Option<Timestamp> {
+    b.status.as_ref()?.expires_at.map(|t| t.0)
+}
+
+/// Shortens `name`'s expireAfter to one second and waits until that second
+/// since its creation has passed: the branch has expired.
+async fn let_expire(h: &Harness, name: &str) {
+    set_expire_after(h, name, "1s").await;
+    let b: DatabaseBranch = get(h, name).await.unwrap();
+    let expiry = created(&b) + SignedDuration::from_secs(1);
+    let left = Timestamp::now().duration_until(expiry);
+    if left.is_positive() {
+        tokio::time::sleep(std::time::Duration::try_from(left).unwrap()).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+}
+
+/// Ready, made at the vendor, with an expiry three days out; returns the branch and its vendor id.
+async fn ready_expiring_branch(h: &Harness, policy: DeletionPolicy) -> (DatabaseBranch, String) {
+    create(h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(h, "shop", 3).await;
+    let mut b = expiring_branch("preview", "shop", "72h");
+    b.spec.deletion_policy = policy;
+    create(h, b).await;
+    let b = reconcile_until_ready::<DatabaseBranch>(h, "preview", 3).await;
+    let id = b.status.as_ref().unwrap().branch_id.clone().unwrap();
+    assert!(h.emulator.infrai.branch_data(&id).is_some());
+    (b, id)
+}
+
+#[tokio::test]
+async fn an_expiring_branch_shows_its_expiry_and_is_left_alone_until_then() {
+    let h = Harness::new().await;
+    let (b, id) = ready_expiring_branch(&h, DeletionPolicy::Delete).await;
+    assert_eq!(
+        expires_at(&b),
+        Some(created(&b) + SignedDuration::from_hours(72)),
+        "creationTimestamp + expireAfter, written with Ready"
+    );
+
+    // Steady state: no write, nothing deleted, no Event.
+    h.kube.clear_log();
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    assert_eq!(h.kube.writes(), 0, "{:?}", h.kube.requests());
+    let still: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert!(still.metadata.deletion_timestamp.is_none());
+    assert!(still.is_ready());
+    assert!(h.emulator.infrai.branch_data(&id).is_some());
+    assert!(!h.event_reasons("preview").contains(&"Expired".to_string()));
+
+    // expireAfter may change: the expiry moves, in the one status write of the pass.
+    set_expire_after(&h, "preview", "7d").await;
+    h.kube.clear_log();
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    assert_eq!(h.kube.writes(), 1);
+    let moved: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert_eq!(
+        expires_at(&moved),
+        Some(created(&b) + SignedDuration::from_hours(7 * 24))
+    );
+    assert!(moved.is_ready());
+}
+
+#[tokio::test]
+async fn an_expired_branch_deletes_its_resource_then_its_vendor_branch() {
+    let h = Harness::new().await;
+    let (_, id) = ready_expiring_branch(&h, DeletionPolicy::Delete).await;
+    let_expire(&h, "preview").await;
+
+    // The pass that finds it expired deletes the resource itself.
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    let deleting: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert!(
+        deleting.metadata.deletion_timestamp.is_some(),
+        "the DatabaseBranch is being deleted"
+    );
+    assert!(
+        h.kube
+            .requests()
+            .iter()
+            .any(|r| r.method == Method::DELETE && r.path.ends_with("/databasebranches/preview")),
+        "deleted through the API, where GitOps tools see it go"
+    );
+    let notes = h.event_notes("preview");
+    let note = notes
+        .iter()
+        .find(|n| n.starts_with("expired at "))
+        .unwrap_or_else(|| panic!("an Expired Event: {notes:?}"));
+    assert!(
+        note.contains(&format!(
+            "vendor branch {id} is deleted with it (deletionPolicy Delete)"
+        )),
+        "{note}"
+    );
+    assert!(h.event_reasons("preview").contains(&"Expired".to_string()));
+
+    // The finalizer then deletes the vendor branch, and the resource goes.
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "preview").await.is_none());
+    assert!(h.emulator.infrai.branch_data(&id).is_none());
+    assert!(h.event_reasons("preview").contains(&"Deleted".to_string()));
+}
+
+#[tokio::test]
+async fn an_expired_branch_with_retain_keeps_its_vendor_branch() {
+    let h = Harness::new().await;
+    let (_, id) = ready_expiring_branch(&h, DeletionPolicy::Retain).await;
+    let_expire(&h, "preview").await;
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    reconcile::<DatabaseBranch>(&h, "preview").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "preview").await.is_none());
+    assert!(
+        h.emulator.infrai.branch_data(&id).is_some(),
+        "Retain keeps the vendor branch"
+    );
+    let reasons = h.event_reasons("preview");
+    assert!(reasons.contains(&"Expired".to_string()), "{reasons:?}");
+    assert!(reasons.contains(&"Retained".to_string()), "{reasons:?}");
+    assert!(h.event_notes("preview").iter().any(|n| n.contains(&format!(
+        "vendor branch {id} is kept (deletionPolicy Retain)"
+    ))));
+}
+
+#[tokio::test]
+async fn a_branch_that_is_not_ready_still_expires() {
+    let h = Harness::new().await;
+    // Waiting for a project that does not exist: nothing at the vendor, no finalizer.
+    create(&h, expiring_branch("waiting", "nowhere", "72h")).await;
+    reconcile::<DatabaseBranch>(&h, "waiting").await.unwrap();
+    let waiting: DatabaseBranch = get(&h, "waiting").await.unwrap();
+    assert_eq!(condition(&waiting, RECONCILING).1, "WaitingForProject");
+    assert!(expires_at(&waiting).is_some(), "shown while waiting too");
+    let_expire(&h, "waiting").await;
+    reconcile::<DatabaseBranch>(&h, "waiting").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "waiting").await.is_none());
+
+    // Stalled on an adopted id that does not exist.
+    create(&h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    let mut stalled = expiring_branch("stalled", "shop", "72h");
+    stalled.spec.external_id = Some("br_nope".into());
+    create(&h, stalled).await;
+    let err = reconcile::<DatabaseBranch>(&h, "stalled")
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), "ExternalNotFound");
+    let stalled: DatabaseBranch = get(&h, "stalled").await.unwrap();
+    assert_eq!(condition(&stalled, STALLED).0, "True");
+    assert!(expires_at(&stalled).is_some(), "shown while stalled too");
+    let_expire(&h, "stalled").await;
+    reconcile::<DatabaseBranch>(&h, "stalled").await.unwrap();
+    reconcile::<DatabaseBranch>(&h, "stalled").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "stalled").await.is_none());
+    assert!(h.event_reasons("stalled").contains(&"Expired".to_string()));
+}
+
+#[tokio::test]
+async fn an_expired_copy_never_deletes_a_new_branch_of_the_same_name() {
+    let h = Harness::new().await;
+    create(&h, expiring_branch("preview", "nowhere", "1s")).await;
+    let old: DatabaseBranch = get(&h, "preview").await.unwrap();
+    // The old object goes and a new one takes its name, while a reconcile
+    // still holds the old, expired copy (a lagging cache).
+    delete::<DatabaseBranch>(&h, "preview").await;
+    create(&h, expiring_branch("preview", "nowhere", "72h")).await;
+    let new: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert_ne!(new.metadata.uid, old.metadata.uid);
+    let left = Timestamp::now().duration_until(created(&old) + SignedDuration::from_secs(1));
+    if left.is_positive() {
+        tokio::time::sleep(std::time::Duration::try_from(left).unwrap()).await;
+    }
+    h.kube.clear_log();
+    dbops::controllers::reconcile(
+        std::sync::Arc::new(DeserializeGuard(Ok(old))),
+        h.ctx.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        h.kube.requests().iter().any(|r| r.method == Method::DELETE),
+        "the expired copy asked for its delete"
+    );
+    let survivor: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert_eq!(survivor.metadata.uid, new.metadata.uid);
+    assert!(
+        survivor.metadata.deletion_timestamp.is_none(),
+        "the UID precondition kept the new branch"
+    );
+    assert!(!h.event_reasons("preview").contains(&"Expired".to_string()));
+}
+
+#[tokio::test]
+async fn an_expire_after_admission_should_have_refused_stalls_the_branch_in_one_sentence() {
+    let h = Harness::new().await;
+    create(&h, project("shop")).await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
+    let branches = h.emulator.infrai.branch_count();
+    // The in-memory API server runs no CEL: as if the CRD lacked the rules.
+    create(&h, expiring_branch("preview", "shop", "3 days")).await;
+    let err = reconcile::<DatabaseBranch>(&h, "preview")
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), "InvalidSpec");
+    assert!(!err.is_transient());
+    let b: DatabaseBranch = get(&h, "preview").await.unwrap();
+    assert_eq!(
+        condition(&b, STALLED),
+        ("True".into(), "InvalidSpec".into())
+    );
+    let message = b
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .get(STALLED)
+        .unwrap()
+        .message
+        .clone();
+    assert_eq!(
+        message,
+        "spec.expireAfter is not a duration such as 30m, 72h, 1h30m or 7d (whole numbers of d, h, m and s, largest first); this branch is left as it is until that is fixed"
+    );
+    assert_eq!(expires_at(&b), None);
+    assert_eq!(h.emulator.infrai.branch_count(), branches, "nothing made");
+    assert!(h.event_notes("preview").contains(&message));
+
+    // Fixed: the branch carries on, with its expiry.
+    set_expire_after(&h, "preview", "72h").await;
+    let b = reconcile_until_ready::<DatabaseBranch>(&h, "preview", 3).await;
+    assert_eq!(
+        expires_at(&b),
+        Some(created(&b) + SignedDuration::from_hours(72))
+    );
+}
+
+/// The whole operator: nothing but the expiry wakes the branch (the resync
+/// is ten minutes away), and it goes on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_running_operator_deletes_a_branch_when_it_expires() {
+    let h = Harness::new().await;
+    let (stop, task) = support::start_operator(&h);
+    let branches: Api<DatabaseBranch> = Api::namespaced(h.client.clone(), NS);
+    create(&h, project("shop")).await;
+    create(&h, expiring_branch("preview", "shop", "4s")).await;
+    let ready = support::wait_for("the branch Ready with its expiry", || async {
+        branches
+            .get_opt("preview")
+            .await
+            .unwrap()
+            .filter(|b| b.is_ready() && expires_at(b).is_some())
+    })
+    .await;
+    let expiry = expires_at(&ready).unwrap();
+    let id = ready.status.unwrap().branch_id.unwrap();
+    assert!(Timestamp::now() < expiry, "Ready before it expired");
+    support::wait_gone(&branches, "preview").await;
+    let gone_at = Timestamp::now();
+    assert!(gone_at >= expiry);
+    assert!(
+        gone_at.duration_since(expiry) < SignedDuration::from_secs(5),
+        "gone {} after its expiry",
+        gone_at.duration_since(expiry)
+    );
+    assert!(h.emulator.infrai.branch_data(&id).is_none());
+    assert!(h.event_reasons("preview").contains(&"Expired".to_string()));
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
 }

@@ -176,6 +176,14 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
         )
         .await
         .unwrap();
+    // A branch that expires: the operator deletes the resource itself.
+    branches
+        .create(
+            &pp,
+            &object(json!({ "metadata": { "name": "e" }, "spec": { "projectRef": { "name": "p" }, "expireAfter": "1s" } })),
+        )
+        .await
+        .unwrap();
     snapshots
         .create(
             &pp,
@@ -224,6 +232,10 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
                 .get("default")
                 .await
                 .is_ok_and(|p| p.status.is_some_and(|s| s.conditions.is_true("Ready")))
+    })
+    .await;
+    wait("the expired branch gone", || async {
+        branches.get_opt("e").await.unwrap().is_none()
     })
     .await;
     projects

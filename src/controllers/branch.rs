@@ -17,7 +17,7 @@ use super::pipeline::{
 };
 use super::reconciler::{Lifecycle, Managed};
 use super::secret;
-use super::{Context, ProviderHandle, Scope, VendorCall, dependents};
+use super::{Context, ProviderHandle, Scope, VendorCall, dependents, expiry};
 use crate::api::v1alpha1::{
     CredentialRotationSpec, CredentialRotationStatus, DatabaseBranch, DatabaseBranchStatus,
     DatabaseProject, DeletionPolicy, ProviderRef,
@@ -31,7 +31,14 @@ pub const CONTROLLER: &str = "databasebranch";
 
 pub use super::error::{Error, Object};
 
-crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER);
+crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER, {
+    fn derive_status(&self, status: &mut DatabaseBranchStatus) {
+        expiry::derive_status(self, status);
+    }
+    fn due_by(&self) -> Option<k8s_openapi::jiff::Timestamp> {
+        expiry::of(self).ok().flatten()
+    }
+});
 
 /// Name of the branch at the vendor: `spec.branchName`, else the provider's
 /// default for this resource (its name, or a unique name where branch names
@@ -80,6 +87,12 @@ impl Lifecycle for DatabaseBranch {
     }
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        // An expired branch goes, whatever state it is in.
+        if let Some(at) = expiry::of(self)?
+            && expiry::expired(at, k8s_openapi::jiff::Timestamp::now())
+        {
+            return expiry::expire(self, api, ctx, at).await;
+        }
         let parent = match dereference(self, api, ctx).await? {
             Dereferenced::Parent(parent) => parent,
             Dereferenced::Requeue(action) => return Ok(action),

@@ -144,6 +144,8 @@ pub enum Error {
     },
     #[error("the resource has no namespace, name or uid")]
     InvalidObject,
+    #[error("spec.expireAfter {problem}; this branch is left as it is until that is fixed")]
+    InvalidExpireAfter { problem: &'static str },
     #[error(transparent)]
     Template(#[from] super::connection_keys::TemplateError),
     #[error(
@@ -181,6 +183,7 @@ impl ReconcileError for Error {
             Error::ExternalMismatch { .. }
             | Error::SnapshotProviderMismatch { .. }
             | Error::ByokMismatch { .. }
+            | Error::InvalidExpireAfter { .. }
             | Error::InvalidObject => reason::INVALID_SPEC,
             Error::RestoreInProgress { .. } => reason::WAITING_FOR_VENDOR,
             Error::CredentialsMissing { .. } => reason::CREDENTIALS_MISSING,

@@ -8,6 +8,7 @@ pub mod connection_keys;
 pub mod decode;
 pub mod error;
 pub mod events;
+pub mod expiry;
 pub mod freshness;
 pub mod kube_error;
 mod parent;
@@ -312,8 +313,9 @@ impl Context {
     }
 }
 
-/// Runs `controller` with the shared [`reconcile`] and [`error_policy`] until
-/// `shutdown` resolves; in-flight reconciles finish first.
+/// Runs `controller` with the shared [`reconcile`] and [`error_policy`]
+/// (requeueing sooner when the object is due earlier, [`Managed::due_by`])
+/// until `shutdown` resolves; in-flight reconciles finish first.
 pub async fn drive<K>(
     controller: kube::runtime::Controller<DeserializeGuard<K>>,
     ctx: Arc<Context>,
@@ -329,7 +331,16 @@ pub async fn drive<K>(
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile::<K>,
-            |obj, error, ctx| error_policy(K::CONTROLLER, &*obj, error, &ctx),
+            |guard, error, ctx| {
+                // A failing object still runs again by when it is due.
+                let delay = error_delay(K::CONTROLLER, &*guard, error, &ctx);
+                let due = guard.0.as_ref().ok().and_then(Managed::due_by);
+                Action::requeue(reconciler::sooner(
+                    delay,
+                    due,
+                    k8s_openapi::jiff::Timestamp::now(),
+                ))
+            },
             ctx,
         )
         .for_each(|result| async move {
@@ -532,19 +543,28 @@ where
     K: Resource,
     E: ReconcileError,
 {
+    Action::requeue(error_delay(controller, obj, error, ctx))
+}
+
+/// The wait [`error_policy`] requeues after (and counts the failure).
+pub fn error_delay<K, E>(controller: &'static str, obj: &K, error: &E, ctx: &Context) -> Duration
+where
+    K: Resource,
+    E: ReconcileError,
+{
     let key = object_key(obj);
     if error.is_conflict() {
         // Lost a race with another writer (often our own cache lagging our own
         // write): read again and retry at once.
         ctx.metrics.observe_failure(controller, "Conflict");
         tracing::debug!(controller, error = %error, "conflict, retrying");
-        return Action::requeue(failure_delay(error, 0, &ctx.settings));
+        return failure_delay(error, 0, &ctx.settings);
     }
     if error.throttled().is_some() {
         // Nothing was sent: the provider's budget is spent for now.
         ctx.metrics.observe_failure(controller, "Throttled");
         tracing::debug!(controller, error = %error, "request budget spent, requeued");
-        return Action::requeue(failure_delay(error, 0, &ctx.settings));
+        return failure_delay(error, 0, &ctx.settings);
     }
     if error.namespace_terminating() {
         // The namespace controller is about to delete this object; its
@@ -555,7 +575,7 @@ where
             controller,
             "namespace is being deleted, waiting for the deletion"
         );
-        return Action::requeue(failure_delay(error, 0, &ctx.settings));
+        return failure_delay(error, 0, &ctx.settings);
     }
     ctx.metrics.observe_failure(controller, error.category());
     let attempt = ctx.record_failure(&key);
@@ -565,7 +585,7 @@ where
     } else {
         tracing::warn!(controller, error = %error, "permanent failure, waiting for a change");
     }
-    Action::requeue(delay)
+    delay
 }
 
 /// How long to wait after the `attempt`-th consecutive failure (1-based) with `error`.

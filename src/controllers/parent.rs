@@ -8,7 +8,7 @@ use kube::{Resource, ResourceExt};
 
 use super::error::Error;
 use super::pipeline::{ParentProject, VendorKind};
-use super::reconciler::{Managed, report_progress};
+use super::reconciler::{Managed, report_progress, requeue};
 use super::{Context, KubeCall};
 use crate::api::v1alpha1::DatabaseProject;
 use crate::providers::Provider;
@@ -191,9 +191,7 @@ pub async fn dereference<K: VendorKind>(
             report_progress(api, obj, &health)
                 .await
                 .map_err(KubeCall::Status)?;
-            Ok(Dereferenced::Requeue(Action::requeue(
-                ctx.jittered_resync(),
-            )))
+            Ok(Dereferenced::Requeue(requeue(obj, ctx.jittered_resync())))
         }
         Gate::ParentGone => Err(Error::ProjectDeleted {
             object: K::OBJECT,

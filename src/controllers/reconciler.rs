@@ -5,7 +5,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::NamespaceResourceScope;
@@ -68,18 +68,51 @@ pub trait Managed:
             Self::conditions(previous),
             Timestamp::now(),
         );
+        self.derive_status(&mut status);
         status
+    }
+
+    /// Sets the fields of `status` that follow from the object itself, not
+    /// from what a pass found (a branch's `expiresAt`). Every status the
+    /// object is given goes through here, so they are written with whatever
+    /// else changes, and on their own only when they change. Nothing by default.
+    fn derive_status(&self, _status: &mut Self::Status) {}
+
+    /// When a pass must run again at the latest, whatever it returns or fails
+    /// with (a branch's expiry): see [`requeue`]. `None` by default.
+    fn due_by(&self) -> Option<Timestamp> {
+        None
+    }
+}
+
+/// A requeue after `delay`, or sooner if `obj` is due by then ([`Managed::due_by`]).
+pub fn requeue<K: Managed>(obj: &K, delay: Duration) -> Action {
+    Action::requeue(sooner(delay, obj.due_by(), Timestamp::now()))
+}
+
+/// `delay`, or the time from `now` until `due` when that is shorter (pure).
+/// A `due` already past changes nothing: the pass that found it due acted on
+/// it, and a failure to act backs off as usual instead of spinning.
+pub fn sooner(delay: Duration, due: Option<Timestamp>, now: Timestamp) -> Duration {
+    let left = due
+        .filter(|due| *due > now)
+        .and_then(|due| Duration::try_from(due.duration_since(now)).ok());
+    match left {
+        Some(left) => delay.min(left),
+        None => delay,
     }
 }
 
 /// Implements [`Managed`] for a kind whose status has `conditions` and
-/// `observed_generation` fields.
+/// `observed_generation` fields. Methods given in a trailing block
+/// (`{ fn due_by(&self) ... }`) go into the impl as well.
 #[macro_export]
 macro_rules! impl_managed {
-    ($kind:ty, $status:ty, $controller:expr) => {
+    ($kind:ty, $status:ty, $controller:expr $(, { $($extra:tt)* })?) => {
         impl $crate::controllers::reconciler::Managed for $kind {
             type Status = $status;
             const CONTROLLER: &'static str = $controller;
+            $($($extra)*)?
 
             fn status(&self) -> Option<&$status> {
                 self.status.as_ref()
@@ -422,4 +455,33 @@ pub async fn report_progress<K: Managed>(
     apply_status_if_changed(api, obj, &previous, &status)
         .await
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_runs_again_by_when_the_object_is_due() {
+        let now: Timestamp = "2025-03-01T10:00:00Z".parse().unwrap();
+        let resync = Duration::from_secs(600);
+        assert_eq!(sooner(resync, None, now), resync, "nothing due");
+        let in_a_minute: Timestamp = "2025-03-01T10:01:00Z".parse().unwrap();
+        assert_eq!(
+            sooner(resync, Some(in_a_minute), now),
+            Duration::from_secs(60)
+        );
+        let tomorrow: Timestamp = "2025-03-02T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            sooner(resync, Some(tomorrow), now),
+            resync,
+            "due later: the usual wait"
+        );
+        let poll = Duration::from_millis(100);
+        assert_eq!(sooner(poll, Some(in_a_minute), now), poll);
+        // Due already: the pass acted on it; a failure backs off as usual.
+        let past: Timestamp = "2025-03-01T09:00:00Z".parse().unwrap();
+        assert_eq!(sooner(resync, Some(past), now), resync);
+        assert_eq!(sooner(resync, Some(now), now), resync);
+    }
 }

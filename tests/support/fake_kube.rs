@@ -5,7 +5,8 @@
 //! resourceVersion), create, replace, delete with finalizers and
 //! `deletionTimestamp`, merge / JSON / server-side-apply patches, the `status`
 //! subresource, `metadata.generation`, owner-reference garbage collection,
-//! `resourceVersion` preconditions on patches, JSON-patch `test` failures (422),
+//! `resourceVersion` preconditions on patches, `uid` and `resourceVersion`
+//! preconditions on deletes, JSON-patch `test` failures (422),
 //! and namespaces that terminate as the namespace controller does them
 //! (creates refused with 403 `NamespaceTerminating`, contents deleted, the
 //! namespace gone once empty). Objects are stored as sent, without schema
@@ -536,6 +537,25 @@ async fn handle(
                 namespace: parsed.namespace.clone(),
                 name: name.clone(),
             };
+            // DeleteOptions' preconditions, as the API server checks them.
+            let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if let Some(current) = state.objects.get(&key) {
+                for (field, at) in [("uid", "uid"), ("resourceVersion", "resourceVersion")] {
+                    let wanted = options["preconditions"][field].as_str();
+                    let actual = current["metadata"][at].as_str();
+                    if wanted.is_some() && wanted != actual {
+                        return error(
+                            409,
+                            "Conflict",
+                            format!(
+                                "Precondition failed: {field} in precondition: {}, {field} in object meta: {}",
+                                wanted.unwrap_or_default(),
+                                actual.unwrap_or_default()
+                            ),
+                        );
+                    }
+                }
+            }
             match inner.delete(&mut state, &key) {
                 Some(v) => axum::Json(v).into_response(),
                 None => error(404, "NotFound", format!("{name} not found")),

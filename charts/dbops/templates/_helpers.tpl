@@ -35,6 +35,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["dbops.dev"]
   resources: [databaseprojects/status, databasebranches/status, databasesnapshots/status, byokcredentials/status]
   verbs: [patch]
+# A DatabaseBranch past its spec.expireAfter: the operator deletes it.
+- apiGroups: ["dbops.dev"]
+  resources: [databasebranches]
+  verbs: [delete]
 # Secrets: the operator reads the Secrets resources name (credentials), writes
 # the connection Secrets it owns, and watches only Secrets carrying its labels
 # (label selectors cannot be expressed in RBAC; see the chart README).

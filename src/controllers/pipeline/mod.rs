@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Health, reason};
 use super::error::{Error, Object};
-use super::reconciler::{Managed, apply_status, apply_status_if_changed};
+use super::reconciler::{Managed, apply_status, apply_status_if_changed, requeue};
 use super::rotation;
 use super::secret::{self, ConnectionDetails, SecretWrite};
 use super::{Context, KubeCall, ProviderHandle, VendorCall};
@@ -217,7 +217,8 @@ pub async fn obtain<K: VendorKind>(
             if let Some(note) = created {
                 publish_created(obj, ctx, note).await;
             }
-            Ok(Obtained::Requeue(Action::requeue(
+            Ok(Obtained::Requeue(requeue(
+                obj,
                 ctx.settings.provisioning_poll,
             )))
         }
@@ -290,7 +291,7 @@ async fn create<K: VendorKind>(
             } else {
                 ctx.jittered_resync()
             };
-            Ok(Obtained::Requeue(Action::requeue(delay)))
+            Ok(Obtained::Requeue(requeue(obj, delay)))
         }
     }
 }
@@ -587,11 +588,10 @@ pub async fn connect<K: Connected>(
         created_at(obj),
         k8s_openapi::jiff::Timestamp::now(),
     );
-    Ok(Action::requeue(plan::next_pass(
-        ctx.jittered_resync(),
-        poll,
-        due,
-    )))
+    Ok(requeue(
+        obj,
+        plan::next_pass(ctx.jittered_resync(), poll, due),
+    ))
 }
 
 /// Saves the vendor object's id (with what else the vendor reports) when a
