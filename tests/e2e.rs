@@ -589,6 +589,88 @@ async fn quickstart_project_becomes_ready_and_is_deleted_at_the_vendor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn an_expiring_branch_deletes_itself_and_its_vendor_branch() {
+    let (_turn, _operator, env, _dir) = started("expire", &QUICKSTART[..2]).await;
+    wait_ready::<DatabaseProject>(&env, "quickstart", Duration::from_secs(60)).await;
+
+    // The preview branch example, expiring ten seconds after its creation.
+    let file = env
+        .examples("expiring", &["deploy/examples/20-preview-branch.yaml"])
+        .join("20-preview-branch.yaml");
+    let mut branch: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    branch["spec"]["expireAfter"] = json!("10s");
+    std::fs::write(&file, serde_yaml_ng::to_string(&branch).unwrap()).unwrap();
+    kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    let ready: DatabaseBranch =
+        wait_ready(&env, "quickstart-preview", Duration::from_secs(10)).await;
+    let created = ready.metadata.creation_timestamp.as_ref().unwrap().0;
+    let status = ready.status.clone().unwrap();
+    let expires_at = status.expires_at.expect("status.expiresAt").0;
+    assert_eq!(
+        expires_at,
+        created + k8s_openapi::jiff::SignedDuration::from_secs(10)
+    );
+    let id = status.branch_id.unwrap();
+    let vendor_branch = format!("/infrai/v1/db/branch/get/{id}");
+    assert_eq!(
+        vendor_status(&env.emulator(), &vendor_branch, INFRAI_KEY).await,
+        200
+    );
+    // kubectl shows when it expires (a string column: a date one would say <invalid>).
+    let table = kubectl(&["get", "databasebranch", "quickstart-preview", "-n", &env.ns]);
+    assert!(table.contains("EXPIRES"), "{table}");
+    assert!(table.contains(&expires_at.to_string()), "{table}");
+    assert!(!table.contains("<invalid>"), "{table}");
+
+    // Nobody touches it: it goes by itself, then its vendor branch.
+    let branches = env.api::<DatabaseBranch>();
+    wait_until(
+        "the branch gone by itself",
+        Duration::from_secs(40),
+        || async {
+            branches
+                .get_opt("quickstart-preview")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let gone = k8s_openapi::jiff::Timestamp::now();
+    assert!(gone >= expires_at, "not before its expiry");
+    println!(
+        "e2e: the expiring branch was gone {:?} after its expiry",
+        Duration::try_from(gone.duration_since(expires_at)).unwrap_or_default()
+    );
+    assert_eq!(
+        vendor_status(&env.emulator(), &vendor_branch, INFRAI_KEY).await,
+        404
+    );
+    let events: Value = serde_json::from_str(&kubectl(&[
+        "get",
+        "events.events.k8s.io",
+        "-n",
+        &env.ns,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let reasons: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["regarding"]["name"] == "quickstart-preview")
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"Expired"), "{reasons:?}");
+    assert!(reasons.contains(&"Deleted"), "{reasons:?}");
+    env.assert_messages_are_for_people();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
 async fn every_example_then_delete_the_directory_at_once() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let _operator;
