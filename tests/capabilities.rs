@@ -20,7 +20,7 @@ async fn declarations_match_behaviour() {
         // on a local check), an undeclared one answers Unsupported at once.
         let mut config = ProviderConfig::new(
             api,
-            Some("http://127.0.0.1:9/".into()),
+            Some(vendor.unreachable_endpoint().into()),
             SecretString::from("k".to_string()),
         );
         config.spec.request_timeout_seconds = 2;
