@@ -19,6 +19,14 @@
 //!   ([`CapyDbEmulator::advance_job`]), as a real worker would between two
 //!   polls. (Clients must not depend on this pace; the dbops client does not.)
 //! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
+//!
+//! With real databases ([`super::real`]), projects and previews seeded with
+//! [`CapyDbEmulator::seed_project`] and [`CapyDbEmulator::seed_preview`] are
+//! real databases on that server (a preview starts as a copy of its
+//! project's data), owned by a role of the same name (the `username`), and
+//! their `direct_url` and `pooled_url` both name the server (there is no
+//! pooler). A rotation job that succeeds sets the real role's new password
+//! before the project's connections show it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,8 +38,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::real::{self, Contents, Make, RealDatabases, Step, Work};
 use super::scaffold::{ApiKeys, Persistent, Refusal, Store, Vendor};
 use super::wire::{ApiError, now_rfc3339, random_token};
+use crate::providers::Password;
 
 /// The documented form of CapyDB API keys.
 pub const API_KEY_PREFIX: &str = "capy_live_";
@@ -40,6 +50,10 @@ const CLUSTER_ID: &str = "cluster-emulator-1";
 const WORKER: &str = "emulator-worker";
 const JOB_TYPE: &str = "rotate_credentials";
 const MAX_ATTEMPTS: u64 = 3;
+/// The API's name among the emulated ones (in real database names).
+const API: &str = "capydb";
+/// Preview databases' (in real database names, apart from projects').
+const PREVIEW_API: &str = "capydbpv";
 
 /// Database credentials of a project or preview database. No `Debug`: it holds a password.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -48,6 +62,9 @@ struct Credentials {
     password: String,
     host: String,
     database: String,
+    /// Backed by a real database ([`real`]) named `database`, whose role is `username`.
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    real: bool,
 }
 
 impl Credentials {
@@ -57,10 +74,42 @@ impl Credentials {
             password: random_token(24),
             host,
             database: "capydb".to_string(),
+            real: false,
         }
     }
 
-    fn connections_json(&self) -> Value {
+    /// Credentials of the real database `name` on `real` (not yet made).
+    fn real(name: String, real: &RealDatabases) -> Self {
+        Self {
+            username: name.clone(),
+            password: random_token(24),
+            host: real.host().to_string(),
+            database: name,
+            real: true,
+        }
+    }
+
+    /// The real database to make for these credentials.
+    fn make(&self, contents: Contents) -> Work {
+        Work::Make(Make {
+            name: self.database.clone(),
+            password: Some(Password::new(self.password.clone())),
+            contents,
+        })
+    }
+
+    fn connections_json(&self, real: Option<&RealDatabases>) -> Value {
+        if let Some(real) = real.filter(|_| self.real) {
+            // No pooler in front of a real database: both URLs name the server.
+            let url = real.uri(&self.database, &self.password);
+            return json!({
+                "connections": {
+                    "direct_url": url,
+                    "pooled_url": url,
+                    "username": self.username,
+                }
+            });
+        }
         json!({
             "connections": {
                 "direct_url": format!(
@@ -171,10 +220,18 @@ struct CapyState {
 }
 
 impl CapyState {
+    /// Whether the job's next step is its success.
+    fn succeeds_next(&self, job_id: &str) -> bool {
+        self.jobs
+            .get(job_id)
+            .is_some_and(|job| job.state == JobState::Running && job.fail_with.is_none())
+    }
+
     /// Moves a job one step: pending -> running -> succeeded (or failed, when a
-    /// failure was asked for). Success gives the project a new password and
-    /// releases its lock; failure only releases the lock. Finished jobs stay put.
-    fn advance(&mut self, job_id: &str) -> Option<JobState> {
+    /// failure was asked for). Success gives the project a new password
+    /// (`password`, or a random one) and releases its lock; failure only
+    /// releases the lock. Finished jobs stay put.
+    fn advance(&mut self, job_id: &str, password: Option<String>) -> Option<JobState> {
         let job = self.jobs.get_mut(job_id)?;
         let now = now_rfc3339();
         let next = match job.state {
@@ -206,7 +263,7 @@ impl CapyState {
             let project_id = job.project_id.clone();
             if let Some(project) = self.projects.get_mut(&project_id) {
                 if next == JobState::Succeeded {
-                    project.credentials.password = random_token(24);
+                    project.credentials.password = password.unwrap_or_else(|| random_token(24));
                 }
                 if project.locked_by.as_deref() == Some(job_id) {
                     project.locked_by = None;
@@ -221,6 +278,8 @@ impl CapyState {
 pub struct CapyDbEmulator {
     api_keys: ApiKeys,
     state: Store<CapyState>,
+    /// The server seeded projects and previews are real databases on, if any.
+    real: Option<Arc<RealDatabases>>,
 }
 
 impl CapyDbEmulator {
@@ -235,21 +294,116 @@ impl CapyDbEmulator {
         Self {
             api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
+            real: None,
         }
     }
 
+    /// `self` making a real database on `real` for every project and preview
+    /// seeded with [`CapyDbEmulator::seed_project`] and [`CapyDbEmulator::seed_preview`].
+    pub fn with_real(mut self, real: Option<Arc<RealDatabases>>) -> Self {
+        self.real = real;
+        self
+    }
+
+    /// The real database (and role) of project `id`.
+    pub fn real_project_database(id: &str) -> String {
+        real::name(API, id)
+    }
+
+    /// The real database (and role) of preview database `id`.
+    pub fn real_preview_database(id: &str) -> String {
+        real::name(PREVIEW_API, id)
+    }
+
+    /// Seeds a project, as [`CapyDbEmulator::add_project`] does, and with
+    /// real databases makes its real database: the way to seed then.
+    pub async fn seed_project(&self, id: &str) -> Result<String, String> {
+        let real = self.real.as_deref();
+        real::staged(
+            &self.state,
+            self.real.as_ref(),
+            |state| {
+                if let Some(project) = state.projects.get(id) {
+                    return Ok(Step::Answer(project.credentials.password.clone()));
+                }
+                let credentials = match real {
+                    Some(real) => Credentials::real(Self::real_project_database(id), real),
+                    None => new_project_credentials(),
+                };
+                let work = credentials.make(Contents::Empty);
+                Ok(Step::Go(credentials, work))
+            },
+            |state, credentials, _| {
+                let project =
+                    state
+                        .projects
+                        .entry(id.to_string())
+                        .or_insert_with(|| ProjectRecord {
+                            credentials,
+                            locked_by: None,
+                        });
+                Ok(project.credentials.password.clone())
+            },
+        )
+        .await
+        .map_err(|e: CapyError| e.message)
+    }
+
+    /// Seeds a preview database, as [`CapyDbEmulator::add_preview`] does, and
+    /// with real databases makes its real database, a copy of its project's.
+    pub async fn seed_preview(
+        &self,
+        project_id: &str,
+        preview_id: &str,
+    ) -> Result<Option<String>, String> {
+        let real = self.real.as_deref();
+        real::staged(
+            &self.state,
+            self.real.as_ref(),
+            |state| {
+                let Some(project) = state.projects.get(project_id) else {
+                    return Ok(Step::Answer(None));
+                };
+                if let Some(preview) = state.previews.get(preview_id) {
+                    return Ok(Step::Answer(Some(preview.credentials.password.clone())));
+                }
+                let credentials = match real {
+                    Some(real) => Credentials::real(Self::real_preview_database(preview_id), real),
+                    None => new_preview_credentials(),
+                };
+                let contents = if project.credentials.real {
+                    Contents::Copy(project.credentials.database.clone())
+                } else {
+                    Contents::Empty
+                };
+                let work = credentials.make(contents);
+                Ok(Step::Go(credentials, work))
+            },
+            |state, credentials, _| {
+                let preview = state
+                    .previews
+                    .entry(preview_id.to_string())
+                    .or_insert_with(|| PreviewRecord {
+                        project_id: project_id.to_string(),
+                        credentials,
+                    });
+                Ok(Some(preview.credentials.password.clone()))
+            },
+        )
+        .await
+        .map_err(|e: CapyError| e.message)
+    }
+
     /// Seeds a project (the API has no create) and returns its database password.
-    /// An existing project is kept as it is.
+    /// An existing project is kept as it is. It has no real database, even
+    /// when the emulator makes them: [`CapyDbEmulator::seed_project`] makes one.
     pub fn add_project(&self, id: &str) -> String {
         let mut state = self.state.lock();
         let project = state
             .projects
             .entry(id.to_string())
             .or_insert_with(|| ProjectRecord {
-                credentials: Credentials::new(
-                    format!("capy_{}", random_token(8)),
-                    format!("{}.db.capydb.emulator.invalid", random_token(10)),
-                ),
+                credentials: new_project_credentials(),
                 locked_by: None,
             });
         project.credentials.password.clone()
@@ -257,6 +411,7 @@ impl CapyDbEmulator {
 
     /// Seeds a preview database of `project_id` and returns its password; `None`
     /// when the project does not exist. An existing preview is kept as it is.
+    /// It has no real database ([`CapyDbEmulator::seed_preview`] makes one).
     pub fn add_preview(&self, project_id: &str, preview_id: &str) -> Option<String> {
         let mut state = self.state.lock();
         if !state.projects.contains_key(project_id) {
@@ -267,10 +422,7 @@ impl CapyDbEmulator {
             .entry(preview_id.to_string())
             .or_insert_with(|| PreviewRecord {
                 project_id: project_id.to_string(),
-                credentials: Credentials::new(
-                    format!("capy_preview_{}", random_token(8)),
-                    format!("{}.preview.capydb.emulator.invalid", random_token(10)),
-                ),
+                credentials: new_preview_credentials(),
             });
         Some(preview.credentials.password.clone())
     }
@@ -313,9 +465,21 @@ impl CapyDbEmulator {
     }
 
     /// Moves a job one step without anyone observing it, as CapyDB's worker
-    /// would between two polls; returns the new state.
+    /// would between two polls; returns the new state. The step that would
+    /// make a job succeed on a project with a real database is left to the
+    /// next read of the project's connections (it must set the real password
+    /// first, which this cannot wait for): the state is then unchanged.
     pub fn advance_job(&self, job_id: &str) -> Option<&'static str> {
-        self.state.lock().advance(job_id).map(JobState::as_str)
+        let mut state = self.state.lock();
+        let real_project = state
+            .jobs
+            .get(job_id)
+            .and_then(|job| state.projects.get(&job.project_id))
+            .is_some_and(|project| project.credentials.real);
+        if self.real.is_some() && real_project && state.succeeds_next(job_id) {
+            return state.jobs.get(job_id).map(|job| job.state.as_str());
+        }
+        state.advance(job_id, None).map(JobState::as_str)
     }
 
     /// Makes the job's completing step fail with `error` instead of succeeding
@@ -329,6 +493,20 @@ impl CapyDbEmulator {
             _ => false,
         }
     }
+}
+
+fn new_project_credentials() -> Credentials {
+    Credentials::new(
+        format!("capy_{}", random_token(8)),
+        format!("{}.db.capydb.emulator.invalid", random_token(10)),
+    )
+}
+
+fn new_preview_credentials() -> Credentials {
+    Credentials::new(
+        format!("capy_preview_{}", random_token(8)),
+        format!("{}.preview.capydb.emulator.invalid", random_token(10)),
+    )
 }
 
 /// An error answer in CapyDB's shape: `{"error": "..."}`.
@@ -369,20 +547,47 @@ impl Vendor for CapyDbEmulator {
     }
 }
 
+/// A read of a project's connections moves its rotation job (if any) one
+/// step; a step that succeeds sets the real password first.
 async fn project_connections(
     State(emu): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, CapyError> {
-    let mut state = emu.state.lock();
-    let locked_by = state.projects.get(&id).and_then(|p| p.locked_by.clone());
-    if let Some(job_id) = locked_by {
-        state.advance(&job_id);
-    }
-    let project = state
-        .projects
-        .get(&id)
-        .ok_or_else(|| CapyError::not_found("project", &id))?;
-    Ok(Json(project.credentials.connections_json()))
+    let real = emu.real.as_deref();
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            let project = state.projects.get(&id);
+            let locked_by = project.and_then(|p| p.locked_by.clone());
+            let Some(job_id) = locked_by else {
+                return Ok(Step::Go((None, None), Work::Nothing));
+            };
+            if !state.succeeds_next(&job_id) {
+                return Ok(Step::Go((Some(job_id), None), Work::Nothing));
+            }
+            let password = random_token(24);
+            let work = match project.map(|p| &p.credentials) {
+                Some(credentials) if credentials.real => Work::SetPassword {
+                    name: credentials.username.clone(),
+                    password: Password::new(password.clone()),
+                },
+                _ => Work::Nothing,
+            };
+            Ok(Step::Go((Some(job_id), Some(password)), work))
+        },
+        |state, (job_id, password), _| {
+            if let Some(job_id) = job_id {
+                state.advance(&job_id, password);
+            }
+            let project = state
+                .projects
+                .get(&id)
+                .ok_or_else(|| CapyError::not_found("project", &id))?;
+            Ok(Json(project.credentials.connections_json(real)))
+        },
+    )
+    .await
 }
 
 async fn preview_connections(
@@ -394,7 +599,9 @@ async fn preview_connections(
         .previews
         .get(&id)
         .ok_or_else(|| CapyError::not_found("preview database", &id))?;
-    Ok(Json(preview.credentials.connections_json()))
+    Ok(Json(
+        preview.credentials.connections_json(emu.real.as_deref()),
+    ))
 }
 
 /// `POST /v1/projects/{projectID}/credentials/rotate`.

@@ -21,6 +21,17 @@
 //! - an `idempotency_key` reused with a different restore request is a `409`;
 //! - deleting a database removes it (later reads are `404`) and its backups;
 //!   its branches are databases of their own and stay.
+//!
+//! With real databases ([`super::real`]), every database (branches and
+//! restored ones too) is a real database on that server, owned by a role of
+//! the same name (the `admin_user` of its answers) whose password is the
+//! admin password (the one the create request chose, if any); its connection
+//! string names the server. A branch starts as a copy of its parent's data
+//! (`snapshot_at` is checked, but the copy is of now), a backup is a frozen
+//! copy made when it is created, and a restore is a copy of the backup made
+//! when the restore completes (it fails if the backup was deleted by then).
+//! Reset-password changes the real role's password; deleting a database drops
+//! it and its backups.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,6 +44,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::real::{self, Contents, Make, RealDatabases, Step, Work};
 use super::scaffold::{
     ApiKeys, IdempotencyCache, Persistent, Refusal, Sequence, Store, Vendor, oldest_first, replay,
     take_idempotency_key,
@@ -40,9 +52,12 @@ use super::scaffold::{
 use super::wire::{
     ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
+use crate::providers::Password;
 
 const DEFAULT_REGION: &str = "us-east-1";
 const ADMIN_USER: &str = "admin";
+/// The API's name among the emulated ones (in real database names).
+const API: &str = "db9";
 const MAX_NAME_CHARS: usize = 63;
 /// Reads of a backup that still show it `creating` (the create answer not counted).
 const BACKUP_CREATING_READS: u32 = 1;
@@ -63,6 +78,9 @@ struct DatabaseRecord {
     created_at: String,
     /// The emulator's stand-in for the database's contents.
     data: BTreeMap<String, String>,
+    /// Backed by a real database ([`real`]).
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    real: bool,
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -75,6 +93,9 @@ struct BackupRecord {
     reads: u32,
     created_at: String,
     data: BTreeMap<String, String>,
+    /// Backed by a real (frozen) database ([`real`]).
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    real: bool,
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -90,6 +111,9 @@ struct RestoreRecord {
     error: Option<String>,
     created_at: String,
     data: BTreeMap<String, String>,
+    /// The backup has a real database to restore from.
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    backup_real: bool,
 }
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -114,6 +138,8 @@ pub struct Db9Emulator {
     /// then leaves out `parent_database_id` (shown only on the branch create
     /// answer in the document), so tests prove the client needs no more.
     strict: std::sync::atomic::AtomicBool,
+    /// The server databases and backups are real databases on, if any.
+    real: Option<Arc<RealDatabases>>,
 }
 
 impl Db9Emulator {
@@ -144,7 +170,20 @@ impl Db9Emulator {
             api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
             strict: Default::default(),
+            real: None,
         }
+    }
+
+    /// `self` making a real database on `real` for every database, branch,
+    /// backup and restore.
+    pub fn with_real(mut self, real: Option<Arc<RealDatabases>>) -> Self {
+        self.real = real;
+        self
+    }
+
+    /// The real database (and role) of the database or backup `id`.
+    pub fn real_database(id: &str) -> String {
+        real::name(API, id)
     }
 
     /// Every database (branches and restored ones included), oldest first.
@@ -209,7 +248,13 @@ impl Db9Emulator {
 
     /// Deletes a database as if someone did it in the vendor's console.
     pub fn delete_database_out_of_band(&self, database_id: &str) -> bool {
-        remove_database(&mut self.state.lock(), database_id)
+        let mut state = self.state.lock();
+        let databases = state.real_databases_of(database_id);
+        let removed = remove_database(&mut state, database_id);
+        if let Some(real) = &self.real {
+            real.drop_later(databases);
+        }
+        removed
     }
 
     /// Writes a row into a database (the emulator's stand-in for SQL).
@@ -271,6 +316,15 @@ impl Db9State {
         Ok(())
     }
 
+    /// Numbers and records a planned database.
+    fn add_database(&mut self, mut database: DatabaseRecord, real: bool) -> DatabaseRecord {
+        database.seq = self.seq();
+        database.real = real;
+        self.databases.insert(database.id.clone(), database.clone());
+        database
+    }
+
+    #[cfg(test)]
     fn new_database(
         &mut self,
         name: String,
@@ -279,24 +333,69 @@ impl Db9State {
         parent_database_id: Option<String>,
         data: BTreeMap<String, String>,
     ) -> DatabaseRecord {
-        let seq = self.seq();
-        let database = DatabaseRecord {
-            seq,
-            id: format!("db_{}", random_token(20)),
-            name,
-            region,
-            state: "ready".to_string(),
-            admin_password: admin_password.unwrap_or_else(|| random_token(24)),
-            parent_database_id,
-            created_at: now_rfc3339(),
-            data,
-        };
-        self.databases.insert(database.id.clone(), database.clone());
-        database
+        let planned = planned_database(name, region, admin_password, parent_database_id, data);
+        self.add_database(planned, false)
     }
 
-    /// Moves a restore along by one read; the second read finishes it.
-    fn advance_restore(&mut self, id: &str) {
+    /// The real databases of database `id`: its own and its backups'.
+    fn real_databases_of(&self, id: &str) -> Vec<String> {
+        let own = self
+            .databases
+            .get(id)
+            .filter(|d| d.real && d.state != DISABLED)
+            .map(|d| &d.id);
+        let backups = self
+            .backups
+            .values()
+            .filter(|b| b.database_id == id && b.real)
+            .map(|b| &b.id);
+        own.into_iter()
+            .chain(backups)
+            .map(|id| Db9Emulator::real_database(id))
+            .collect()
+    }
+
+    /// What the next read of restore `id` ends in, when it ends it: the
+    /// database it makes (planned, with the real database to make), or why
+    /// it fails. `None` while the restore runs on (or is over).
+    fn restore_ending(&self, id: &str) -> Option<(Ending, Work)> {
+        let restore = self.restores.get(id)?;
+        if matches!(restore.state.as_str(), "completed" | "failed")
+            || restore.reads + 1 < RESTORE_READS_UNTIL_DONE
+            || self.ensure_name_free(&restore.target_name).is_err()
+        {
+            return None;
+        }
+        let contents = if restore.backup_real {
+            match self.backups.get(&restore.backup_id).filter(|b| b.real) {
+                Some(backup) => Contents::Snapshot(Db9Emulator::real_database(&backup.id)),
+                None => {
+                    let why = format!(
+                        "backup {} was deleted before the restore finished",
+                        restore.backup_id
+                    );
+                    return Some((Ending::Fail(why), Work::Nothing));
+                }
+            }
+        } else {
+            Contents::Empty
+        };
+        let database = planned_database(
+            restore.target_name.clone(),
+            restore.region.clone(),
+            None,
+            None,
+            restore.data.clone(),
+        );
+        let work = make_database(&database, contents);
+        Some((Ending::Into(database), work))
+    }
+
+    /// Moves a restore along by one read; the second read finishes it: into
+    /// the database `ending` planned (backed by a real one when `real`), or
+    /// failed as it says. Without an `ending`, into a new database that has
+    /// no real one.
+    fn advance_restore(&mut self, id: &str, ending: Option<Ending>, real: bool) {
         let Some(restore) = self.restores.get_mut(id) else {
             return;
         };
@@ -309,18 +408,26 @@ impl Db9State {
             return;
         }
         let restore = restore.clone();
-        let finished = match self.ensure_name_free(&restore.target_name) {
-            Ok(()) => {
-                let database = self.new_database(
-                    restore.target_name.clone(),
-                    restore.region.clone(),
-                    None,
-                    None,
-                    restore.data.clone(),
-                );
+        let finished = match (self.ensure_name_free(&restore.target_name), ending) {
+            (Err(e), _) => ("failed", None, Some(e.message)),
+            (Ok(()), Some(Ending::Fail(why))) => ("failed", None, Some(why)),
+            (Ok(()), ending) => {
+                let (planned, real) = match ending {
+                    Some(Ending::Into(planned)) => (planned, real),
+                    _ => (
+                        planned_database(
+                            restore.target_name.clone(),
+                            restore.region.clone(),
+                            None,
+                            None,
+                            restore.data.clone(),
+                        ),
+                        false,
+                    ),
+                };
+                let database = self.add_database(planned, real);
                 ("completed", Some(database.id), None)
             }
-            Err(e) => ("failed", None, Some(e.message)),
         };
         if let Some(restore) = self.restores.get_mut(id) {
             restore.state = finished.0.to_string();
@@ -328,6 +435,46 @@ impl Db9State {
             restore.error = finished.2;
         }
     }
+}
+
+/// How a restore ends ([`Db9State::restore_ending`]).
+enum Ending {
+    /// In this new database (planned, not yet recorded).
+    Into(DatabaseRecord),
+    Fail(String),
+}
+
+/// A database about to be made: its id and password are chosen;
+/// [`Db9State::add_database`] numbers and records it.
+fn planned_database(
+    name: String,
+    region: String,
+    admin_password: Option<String>,
+    parent_database_id: Option<String>,
+    data: BTreeMap<String, String>,
+) -> DatabaseRecord {
+    DatabaseRecord {
+        seq: 0,
+        id: format!("db_{}", random_token(20)),
+        name,
+        region,
+        state: "ready".to_string(),
+        admin_password: admin_password.unwrap_or_else(|| random_token(24)),
+        parent_database_id,
+        created_at: now_rfc3339(),
+        data,
+        real: false,
+    }
+}
+
+/// The real database of a planned database: made from `contents`, its role
+/// logging in with the admin password.
+fn make_database(database: &DatabaseRecord, contents: Contents) -> Work {
+    Work::Make(Make {
+        name: Db9Emulator::real_database(&database.id),
+        password: Some(Password::new(database.admin_password.clone())),
+        contents,
+    })
 }
 
 /// The state a deleted database is left in: the document answers a delete
@@ -356,7 +503,23 @@ fn host(d: &DatabaseRecord) -> String {
     )
 }
 
-fn connection_string(d: &DatabaseRecord) -> String {
+/// The real server of a record backed by a real database.
+fn real_of<'a>(real: Option<&'a RealDatabases>, d: &DatabaseRecord) -> Option<&'a RealDatabases> {
+    real.filter(|_| d.real)
+}
+
+/// The user of a database's connection string: its own role when it is real.
+fn admin_user(d: &DatabaseRecord, real: Option<&RealDatabases>) -> String {
+    match real_of(real, d) {
+        Some(_) => Db9Emulator::real_database(&d.id),
+        None => ADMIN_USER.to_string(),
+    }
+}
+
+fn connection_string(d: &DatabaseRecord, real: Option<&RealDatabases>) -> String {
+    if let Some(real) = real_of(real, d) {
+        return real.uri(&Db9Emulator::real_database(&d.id), &d.admin_password);
+    }
     format!(
         "postgresql://{ADMIN_USER}:{}@{}:5433/{}",
         d.admin_password,
@@ -378,9 +541,9 @@ fn database_summary_json(d: &DatabaseRecord) -> Value {
 
 /// A database as `GET /customer/databases/{id}` shows it (`parent_database_id`
 /// for branches only).
-fn database_json(d: &DatabaseRecord) -> Value {
+fn database_json(d: &DatabaseRecord, real: Option<&RealDatabases>) -> Value {
     let mut v = database_summary_json(d);
-    v["connection_string"] = json!(connection_string(d));
+    v["connection_string"] = json!(connection_string(d, real));
     set_optional(
         &mut v,
         "parent_database_id",
@@ -390,18 +553,18 @@ fn database_json(d: &DatabaseRecord) -> Value {
 }
 
 /// A database as its create answer shows it: with the admin credentials.
-fn database_created_json(d: &DatabaseRecord) -> Value {
-    let mut v = database_json(d);
-    v["admin_user"] = json!(ADMIN_USER);
+fn database_created_json(d: &DatabaseRecord, real: Option<&RealDatabases>) -> Value {
+    let mut v = database_json(d, real);
+    v["admin_user"] = json!(admin_user(d, real));
     v["admin_password"] = json!(d.admin_password);
     v
 }
 
-fn credentials_json(d: &DatabaseRecord) -> Value {
+fn credentials_json(d: &DatabaseRecord, real: Option<&RealDatabases>) -> Value {
     json!({
-        "admin_user": ADMIN_USER,
+        "admin_user": admin_user(d, real),
         "admin_password": d.admin_password,
-        "connection_string": connection_string(d),
+        "connection_string": connection_string(d, real),
     })
 }
 
@@ -548,11 +711,26 @@ async fn database_create(State(emu): State<Shared>, body: Bytes) -> Created {
     }
     // Accepted and not modelled: the document's grouping of databases under a project.
     optional_str(&body, "project_id")?;
-    let mut state = emu.state.lock();
-    state.ensure_name_free(&name)?;
-    let database = state.new_database(name, region, admin_password, None, BTreeMap::new());
-    state.database_creates += 1;
-    Ok((StatusCode::CREATED, Json(database_created_json(&database))))
+    let real = emu.real.as_deref();
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            state.ensure_name_free(&name)?;
+            let database = planned_database(name, region, admin_password, None, BTreeMap::new());
+            let work = make_database(&database, Contents::Empty);
+            Ok(Step::Go(database, work))
+        },
+        |state, database, on| {
+            let database = state.add_database(database, on);
+            state.database_creates += 1;
+            Ok((
+                StatusCode::CREATED,
+                Json(database_created_json(&database, real)),
+            ))
+        },
+    )
+    .await
 }
 
 async fn database_list(State(emu): State<Shared>) -> Answer {
@@ -565,7 +743,7 @@ async fn database_list(State(emu): State<Shared>) -> Answer {
 
 async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     let state = emu.state.lock();
-    let mut answer = database_json(state.any_database(&id)?);
+    let mut answer = database_json(state.any_database(&id)?, emu.real.as_deref());
     if emu.is_strict()
         && let Some(fields) = answer.as_object_mut()
     {
@@ -584,26 +762,58 @@ async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answ
 }
 
 async fn database_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state.lock();
-    state.database(&id)?;
-    remove_database(&mut state, &id);
-    Ok(Json(json!({ "message": "Database disabled" })))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            state.database(&id)?;
+            Ok(Step::Go((), Work::Drop(state.real_databases_of(&id))))
+        },
+        |state, (), _| {
+            remove_database(state, &id);
+            Ok(Json(json!({ "message": "Database disabled" })))
+        },
+    )
+    .await
 }
 
 async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state.lock();
-    let database = state
-        .databases
-        .get_mut(&id)
-        .filter(|d| d.state != DISABLED)
-        .ok_or_else(|| Db9Error::not_found("database", &id))?;
-    database.admin_password = random_token(24);
-    Ok(Json(credentials_json(database)))
+    let real = emu.real.as_deref();
+    let password = random_token(24);
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            let database = state.database(&id)?;
+            let work = if database.real {
+                Work::SetPassword {
+                    name: Db9Emulator::real_database(&id),
+                    password: Password::new(password.clone()),
+                }
+            } else {
+                Work::Nothing
+            };
+            Ok(Step::Go((), work))
+        },
+        |state, (), _| {
+            let database = state
+                .databases
+                .get_mut(&id)
+                .filter(|d| d.state != DISABLED)
+                .ok_or_else(|| Db9Error::not_found("database", &id))?;
+            database.admin_password = password.clone();
+            Ok(Json(credentials_json(database, real)))
+        },
+    )
+    .await
 }
 
 async fn credentials(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     let state = emu.state.lock();
-    Ok(Json(credentials_json(state.database(&id)?)))
+    Ok(Json(credentials_json(
+        state.database(&id)?,
+        emu.real.as_deref(),
+    )))
 }
 
 async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
@@ -611,8 +821,28 @@ async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: 
     let name = required_str(&body, "name")?;
     validate_name(&name)?;
     let snapshot_at = optional_str(&body, "snapshot_at")?;
-    let mut state = emu.state.lock();
-    let parent = state.database(&id)?.clone();
+    let real = emu.real.as_deref();
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| plan_branch(state, &id, name, snapshot_at),
+        |state, branch, on| {
+            let branch = state.add_database(branch, on);
+            Ok((StatusCode::CREATED, Json(database_json(&branch, real))))
+        },
+    )
+    .await
+}
+
+/// A branch of database `id` named `name`, and its real database: a copy of
+/// its parent's.
+fn plan_branch(
+    state: &mut Db9State,
+    id: &str,
+    name: String,
+    snapshot_at: Option<String>,
+) -> Result<Step<DatabaseRecord, (StatusCode, Json<Value>)>, Db9Error> {
+    let parent = state.database(id)?.clone();
     if let Some(at) = snapshot_at {
         let at: jiff::Timestamp = at
             .parse()
@@ -629,34 +859,61 @@ async fn branch_create(State(emu): State<Shared>, Path(id): Path<String>, body: 
         // The emulator keeps no history: a point-in-time branch copies the current data.
     }
     state.ensure_name_free(&name)?;
-    let branch = state.new_database(
+    let branch = planned_database(
         name,
         parent.region.clone(),
         None,
         Some(parent.id.clone()),
         parent.data.clone(),
     );
-    Ok((StatusCode::CREATED, Json(database_json(&branch))))
+    let work = make_database(&branch, copy_of(&parent));
+    Ok(Step::Go(branch, work))
+}
+
+/// A copy of `database`'s real database (empty when it has none).
+fn copy_of(database: &DatabaseRecord) -> Contents {
+    if database.real {
+        Contents::Copy(Db9Emulator::real_database(&database.id))
+    } else {
+        Contents::Empty
+    }
 }
 
 async fn backup_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
     let body = json_object(&body)?;
     let label = optional_str(&body, "label")?;
-    let mut state = emu.state.lock();
-    let data = state.database(&id)?.data.clone();
-    let seq = state.seq();
-    let backup = BackupRecord {
-        seq,
-        id: format!("bkp_{}", random_token(20)),
-        database_id: id,
-        label,
-        state: "creating".to_string(),
-        reads: 0,
-        created_at: now_rfc3339(),
-        data,
-    };
-    state.backups.insert(backup.id.clone(), backup.clone());
-    Ok((StatusCode::CREATED, Json(backup_json(&backup))))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            let database = state.database(&id)?;
+            let backup = BackupRecord {
+                seq: 0,
+                id: format!("bkp_{}", random_token(20)),
+                database_id: id.clone(),
+                label,
+                state: "creating".to_string(),
+                reads: 0,
+                created_at: now_rfc3339(),
+                data: database.data.clone(),
+                real: false,
+            };
+            // A frozen copy of the database as it is now.
+            let work = Work::Make(Make {
+                name: Db9Emulator::real_database(&backup.id),
+                password: None,
+                contents: copy_of(database),
+            });
+            Ok(Step::Go(backup, work))
+        },
+        |state, mut backup, on| {
+            backup.seq = state.seq();
+            backup.real = on;
+            state.backups.insert(backup.id.clone(), backup.clone());
+            Ok((StatusCode::CREATED, Json(backup_json(&backup))))
+        },
+    )
+    .await
 }
 
 /// A read of a backup: it completes after [`BACKUP_CREATING_READS`] reads.
@@ -708,10 +965,24 @@ async fn backup_delete(
     State(emu): State<Shared>,
     Path((id, backup_id)): Path<(String, String)>,
 ) -> Answer {
-    let mut state = emu.state.lock();
-    backup_of(&mut state, &id, &backup_id)?;
-    state.backups.remove(&backup_id);
-    Ok(Json(json!({ "message": "Backup deleted" })))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            let backup = backup_of(state, &id, &backup_id)?;
+            let databases = if backup.real {
+                vec![Db9Emulator::real_database(&backup_id)]
+            } else {
+                Vec::new()
+            };
+            Ok(Step::Go((), Work::Drop(databases)))
+        },
+        |state, (), _| {
+            state.backups.remove(&backup_id);
+            Ok(Json(json!({ "message": "Backup deleted" })))
+        },
+    )
+    .await
 }
 
 async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Response, Db9Error> {
@@ -761,6 +1032,7 @@ async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Respon
         error: None,
         created_at: now_rfc3339(),
         data: backup.data,
+        backup_real: backup.real,
     };
     state.restores.insert(restore.id.clone(), restore.clone());
     if let Some(key) = key {
@@ -771,17 +1043,31 @@ async fn restore_create(State(emu): State<Shared>, body: Bytes) -> Result<Respon
     Ok((StatusCode::ACCEPTED, Json(restore_json(&restore))).into_response())
 }
 
+/// A read of a restore moves it along; the read that completes it makes the
+/// new database (and its real one).
 async fn restore_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut state = emu.state.lock();
-    if !state.restores.contains_key(&id) {
-        return Err(Db9Error::not_found("restore", &id));
-    }
-    state.advance_restore(&id);
-    let restore = state
-        .restores
-        .get(&id)
-        .ok_or_else(|| Db9Error::not_found("restore", &id))?;
-    Ok(Json(restore_json(restore)))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            if !state.restores.contains_key(&id) {
+                return Err(Db9Error::not_found("restore", &id));
+            }
+            Ok(match state.restore_ending(&id) {
+                Some((ending, work)) => Step::Go(Some(ending), work),
+                None => Step::Go(None, Work::Nothing),
+            })
+        },
+        |state, ending, on| {
+            state.advance_restore(&id, ending, on);
+            let restore = state
+                .restores
+                .get(&id)
+                .ok_or_else(|| Db9Error::not_found("restore", &id))?;
+            Ok(Json(restore_json(restore)))
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -808,6 +1094,7 @@ mod tests {
             reads: 0,
             created_at: now_rfc3339(),
             data: BTreeMap::new(),
+            real: false,
         };
         assert_eq!(observe_backup(&mut backup)["state"], "creating");
         assert_eq!(observe_backup(&mut backup)["state"], "completed");
@@ -832,6 +1119,7 @@ mod tests {
                     error: None,
                     created_at: now_rfc3339(),
                     data: BTreeMap::new(),
+                    backup_real: false,
                 },
             );
         }
@@ -842,16 +1130,16 @@ mod tests {
             None,
             BTreeMap::new(),
         );
-        state.advance_restore("rst_a");
+        state.advance_restore("rst_a", None, false);
         assert_eq!(state.restores["rst_a"].state, "running");
-        state.advance_restore("rst_a");
+        state.advance_restore("rst_a", None, false);
         let done = &state.restores["rst_a"];
         assert_eq!(done.state, "completed");
         let target = done.target_database_id.clone().unwrap();
         assert_eq!(state.databases[&target].name, "fresh");
 
-        state.advance_restore("rst_b");
-        state.advance_restore("rst_b");
+        state.advance_restore("rst_b", None, false);
+        state.advance_restore("rst_b", None, false);
         assert_eq!(state.restores["rst_b"].state, "failed");
         assert!(state.restores["rst_b"].error.is_some());
     }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::infrai_byok::{self, ByokState};
+use super::real::{self, Contents, Make, RealDatabases, Step, Work};
 use super::scaffold::{
     ApiKeys, HasIdempotency, IdempotencyCache, PageQuery, Paging, Persistent, Sequence, Store,
     Vendor, oldest_first,
@@ -25,12 +26,15 @@ use super::scaffold::{
 use super::wire::{
     ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
+use crate::providers::Password;
 
 /// Vendors infrai routes to (its discovery endpoint's answer for `db.project.create`).
 pub const VENDORS: &[&str] = &["neon", "supabase", "planetscale"];
 const DEFAULT_VENDOR: &str = "neon";
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_BRANCH: &str = "main";
+/// The API's name among the emulated ones (in real database names).
+const API: &str = "infrai";
 /// Page sizes of the lists (the document gives none).
 const PAGING: Paging = Paging {
     default_size: 20,
@@ -61,6 +65,9 @@ struct BranchRecord {
     role: String,
     password: String,
     host: String,
+    /// Backed by a real database ([`real`]).
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    real: bool,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -72,6 +79,9 @@ struct SnapshotRecord {
     created_at: String,
     /// The default branch's data at the time of the snapshot.
     data: BTreeMap<String, String>,
+    /// Backed by a real (frozen) database ([`real`]).
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    real: bool,
 }
 
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -98,6 +108,8 @@ pub struct InfraiEmulator {
     out_of_credit: std::sync::atomic::AtomicBool,
     /// The `/v1/byok` module's state.
     pub byok: ByokState,
+    /// The server branches and snapshots are real databases on, if any.
+    real: Option<Arc<RealDatabases>>,
 }
 
 /// What a test can see of the emulator's model without going through HTTP.
@@ -116,7 +128,20 @@ impl InfraiEmulator {
             state: Store::default(),
             out_of_credit: Default::default(),
             byok: ByokState::default(),
+            real: None,
         }
+    }
+
+    /// `self` making a real database on `real` for every branch (a project's
+    /// default branch included) and snapshot.
+    pub fn with_real(mut self, real: Option<Arc<RealDatabases>>) -> Self {
+        self.real = real;
+        self
+    }
+
+    /// The real database of the branch or snapshot `id`.
+    pub fn real_database(id: &str) -> String {
+        real::name(API, id)
     }
 
     /// Every project, oldest first.
@@ -155,7 +180,11 @@ impl InfraiEmulator {
     pub fn delete_project_out_of_band(&self, id: &str) -> bool {
         let mut state = self.state.lock();
         let existed = state.projects.contains_key(id);
+        let databases = state.real_databases_of(id);
         remove_project(&mut state, id);
+        if let Some(real) = &self.real {
+            real.drop_later(databases);
+        }
         existed
     }
 
@@ -197,11 +226,11 @@ impl InfraiState {
         self.next_seq.next()
     }
 
-    fn project_json(&self, p: &ProjectRecord) -> Value {
+    fn project_json(&self, p: &ProjectRecord, real: Option<&RealDatabases>) -> Value {
         let uri = self
             .branches
             .get(&p.default_branch_id)
-            .map(connection_uri)
+            .map(|b| connection_uri(b, real))
             .unwrap_or_default();
         json!({
             "id": p.id,
@@ -212,72 +241,126 @@ impl InfraiState {
         })
     }
 
-    fn new_branch(
-        &mut self,
-        project: &ProjectRecord,
-        branch_name: &str,
-        parent: Option<&BranchRecord>,
-    ) -> BranchRecord {
-        let seq = self.seq();
-        let id = format!("br_{}", random_token(12));
-        let branch = BranchRecord {
-            seq,
-            host: format!(
-                "{id}.{}.{}.emulator.invalid",
-                project.region, project.vendor
-            ),
-            id,
-            project_id: project.id.clone(),
-            branch_name: branch_name.to_string(),
-            parent_branch_id: parent.map(|p| p.id.clone()),
-            data: parent.map(|p| p.data.clone()).unwrap_or_default(),
-            role: "app_owner".to_string(),
-            password: random_token(24),
-        };
+    /// The real databases of project `id`: its branches' and snapshots'.
+    fn real_databases_of(&self, id: &str) -> Vec<String> {
+        let branches = self
+            .branches
+            .values()
+            .filter(|b| b.project_id == id && b.real)
+            .map(|b| &b.id);
+        let snapshots = self
+            .snapshots
+            .values()
+            .filter(|s| s.project_id == id && s.real)
+            .map(|s| &s.id);
+        branches
+            .chain(snapshots)
+            .map(|id| InfraiEmulator::real_database(id))
+            .collect()
+    }
+
+    /// Numbers and records a planned branch.
+    fn add_branch(&mut self, mut branch: BranchRecord, real: bool) -> BranchRecord {
+        branch.seq = self.seq();
+        branch.real = real;
         self.branches.insert(branch.id.clone(), branch.clone());
         branch
     }
 
-    /// A new project with its default branch, optionally seeded with data.
-    fn new_project(
+    /// Numbers and records a planned project and its default branch, holding `data`.
+    fn add_project(
         &mut self,
-        name: String,
-        vendor: String,
-        region: String,
+        mut project: ProjectRecord,
+        mut branch: BranchRecord,
         data: BTreeMap<String, String>,
+        real: bool,
     ) -> ProjectRecord {
-        let seq = self.seq();
-        let mut project = ProjectRecord {
-            seq,
-            id: format!("prj_{}", random_token(12)),
-            name,
-            vendor,
-            region,
-            created_at: now_rfc3339(),
-            default_branch_id: String::new(),
-        };
-        let mut branch = self.new_branch(&project, DEFAULT_BRANCH, None);
+        project.seq = self.seq();
         branch.data = data;
-        self.branches.insert(branch.id.clone(), branch.clone());
+        let branch = self.add_branch(branch, real);
         project.default_branch_id = branch.id;
         self.projects.insert(project.id.clone(), project.clone());
         project
     }
 }
 
-fn connection_uri(b: &BranchRecord) -> String {
+/// A branch about to be made: its id and password are chosen; [`InfraiState::add_branch`]
+/// numbers and records it.
+fn planned_branch(
+    project: &ProjectRecord,
+    branch_name: &str,
+    parent: Option<&BranchRecord>,
+) -> BranchRecord {
+    let id = format!("br_{}", random_token(12));
+    BranchRecord {
+        seq: 0,
+        host: format!(
+            "{id}.{}.{}.emulator.invalid",
+            project.region, project.vendor
+        ),
+        id,
+        project_id: project.id.clone(),
+        branch_name: branch_name.to_string(),
+        parent_branch_id: parent.map(|p| p.id.clone()),
+        data: parent.map(|p| p.data.clone()).unwrap_or_default(),
+        role: "app_owner".to_string(),
+        password: random_token(24),
+        real: false,
+    }
+}
+
+/// A project about to be made, with its default branch; [`InfraiState::add_project`]
+/// numbers and records them.
+fn planned_project(name: String, vendor: String, region: String) -> (ProjectRecord, BranchRecord) {
+    let mut project = ProjectRecord {
+        seq: 0,
+        id: format!("prj_{}", random_token(12)),
+        name,
+        vendor,
+        region,
+        created_at: now_rfc3339(),
+        default_branch_id: String::new(),
+    };
+    let branch = planned_branch(&project, DEFAULT_BRANCH, None);
+    project.default_branch_id = branch.id.clone();
+    (project, branch)
+}
+
+/// The real database of a planned branch: made from `contents`, its role
+/// logging in with the branch's password.
+fn make_branch(branch: &BranchRecord, contents: Contents) -> Work {
+    Work::Make(Make {
+        name: InfraiEmulator::real_database(&branch.id),
+        password: Some(Password::new(branch.password.clone())),
+        contents,
+    })
+}
+
+/// A copy of `branch`'s real database (empty when it has none).
+fn copy_of(branch: &BranchRecord) -> Contents {
+    if branch.real {
+        Contents::Copy(InfraiEmulator::real_database(&branch.id))
+    } else {
+        Contents::Empty
+    }
+}
+
+fn connection_uri(b: &BranchRecord, real: Option<&RealDatabases>) -> String {
+    if let Some(real) = real.filter(|_| b.real) {
+        return real.uri(&InfraiEmulator::real_database(&b.id), &b.password);
+    }
     format!(
         "postgresql://{}:{}@{}:5432/{}?sslmode=require",
         b.role, b.password, b.host, "appdb"
     )
 }
 
-fn branch_json(b: &BranchRecord) -> Value {
+fn branch_json(b: &BranchRecord, real: Option<&RealDatabases>) -> Value {
     json!({
         "id": b.id,
         "branch_name": b.branch_name,
         "project_id": b.project_id,
-        "connection_uri": connection_uri(b),
+        "connection_uri": connection_uri(b, real),
     })
 }
 
@@ -354,8 +437,13 @@ impl Vendor for InfraiEmulator {
 async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     billed(&emu)?;
     let body = json_object(&body)?;
-    emu.state
-        .idempotent("db.project.create", body, |state, body| {
+    let real = emu.real.as_deref();
+    real::idempotent(
+        &emu.state,
+        emu.real.as_ref(),
+        "db.project.create",
+        body,
+        |_, body| {
             let name = required_str(body, "name")?;
             let mode = optional_str(body, "mode")?.unwrap_or_else(|| "managed".to_string());
             if mode != "managed" && mode != "byok" {
@@ -384,9 +472,16 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Answer {
             }
             let region =
                 optional_str(body, "region")?.unwrap_or_else(|| DEFAULT_REGION.to_string());
-            let project = state.new_project(name, vendor, region, BTreeMap::new());
-            Ok(state.project_json(&project))
-        })
+            let (project, branch) = planned_project(name, vendor, region);
+            let work = make_branch(&branch, Contents::Empty);
+            Ok(((project, branch), work))
+        },
+        |state, _, (project, branch), on| {
+            let project = state.add_project(project, branch, BTreeMap::new(), on);
+            Ok(state.project_json(&project, real))
+        },
+    )
+    .await
 }
 
 async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -396,7 +491,7 @@ async fn project_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answe
         .projects
         .get(&id)
         .ok_or_else(|| InfraiError::not_found("project", &id))?;
-    Ok(Json(state.project_json(project)))
+    Ok(Json(state.project_json(project, emu.real.as_deref())))
 }
 
 /// The `project_id` filter of the branch and snapshot lists.
@@ -427,26 +522,40 @@ async fn project_list(State(emu): State<Shared>, Query(query): Query<PageQuery>)
     let items = state
         .projects
         .values()
-        .map(|p| (p.seq, state.project_json(p)))
+        .map(|p| (p.seq, state.project_json(p, emu.real.as_deref())))
         .collect();
     page(items, &query)
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     billed(&emu)?;
-    let mut state = emu.state.lock();
-    if !state.projects.contains_key(&id) {
-        return Err(InfraiError::not_found("project", &id));
-    }
-    remove_project(&mut state, &id);
-    Ok(Json(json!({ "ok": true })))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            if !state.projects.contains_key(&id) {
+                return Err(InfraiError::not_found("project", &id));
+            }
+            Ok(Step::Go((), Work::Drop(state.real_databases_of(&id))))
+        },
+        |state, (), _| {
+            remove_project(state, &id);
+            Ok(Json(json!({ "ok": true })))
+        },
+    )
+    .await
 }
 
 async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     billed(&emu)?;
     let body = json_object(&body)?;
-    emu.state
-        .idempotent("db.branch.create", body, |state, body| {
+    let real = emu.real.as_deref();
+    real::idempotent(
+        &emu.state,
+        emu.real.as_ref(),
+        "db.branch.create",
+        body,
+        |state, body| {
             let project_id = required_str(body, "project_id")?;
             let branch_name = required_str(body, "branch_name")?;
             let from =
@@ -476,9 +585,16 @@ async fn branch_create(State(emu): State<Shared>, body: Bytes) -> Answer {
                 .find(|b| b.branch_name == from)
                 .cloned()
                 .ok_or_else(|| InfraiError::not_found("branch", &from))?;
-            let branch = state.new_branch(&project, &branch_name, Some(&parent));
-            Ok(branch_json(&branch))
-        })
+            let branch = planned_branch(&project, &branch_name, Some(&parent));
+            let work = make_branch(&branch, copy_of(&parent));
+            Ok((branch, work))
+        },
+        |state, _, branch, on| {
+            let branch = state.add_branch(branch, on);
+            Ok(branch_json(&branch, real))
+        },
+    )
+    .await
 }
 
 async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -488,7 +604,7 @@ async fn branch_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer
         .branches
         .get(&id)
         .ok_or_else(|| InfraiError::not_found("branch", &id))?;
-    Ok(Json(branch_json(branch)))
+    Ok(Json(branch_json(branch, emu.real.as_deref())))
 }
 
 async fn branch_list(
@@ -502,34 +618,52 @@ async fn branch_list(
         .branches
         .values()
         .filter(|b| filter.admits(&b.project_id))
-        .map(|b| (b.seq, branch_json(b)))
+        .map(|b| (b.seq, branch_json(b, emu.real.as_deref())))
         .collect();
     page(items, &query)
 }
 
 async fn branch_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     billed(&emu)?;
-    let mut state = emu.state.lock();
-    let branch = state
-        .branches
-        .get(&id)
-        .ok_or_else(|| InfraiError::not_found("branch", &id))?;
-    if branch.parent_branch_id.is_none() {
-        return Err(InfraiError::coded(
-            StatusCode::CONFLICT,
-            "DEFAULT_BRANCH",
-            "the default branch is deleted with its project",
-        ));
-    }
-    state.branches.remove(&id);
-    Ok(Json(json!({ "ok": true })))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            let branch = state
+                .branches
+                .get(&id)
+                .ok_or_else(|| InfraiError::not_found("branch", &id))?;
+            if branch.parent_branch_id.is_none() {
+                return Err(InfraiError::coded(
+                    StatusCode::CONFLICT,
+                    "DEFAULT_BRANCH",
+                    "the default branch is deleted with its project",
+                ));
+            }
+            let databases = if branch.real {
+                vec![InfraiEmulator::real_database(&id)]
+            } else {
+                Vec::new()
+            };
+            Ok(Step::Go((), Work::Drop(databases)))
+        },
+        |state, (), _| {
+            state.branches.remove(&id);
+            Ok(Json(json!({ "ok": true })))
+        },
+    )
+    .await
 }
 
 async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
     billed(&emu)?;
     let body = json_object(&body)?;
-    emu.state
-        .idempotent("db.snapshot.create", body, |state, body| {
+    real::idempotent(
+        &emu.state,
+        emu.real.as_ref(),
+        "db.snapshot.create",
+        body,
+        |state, body| {
             let project_id = required_str(body, "project_id")?;
             let label = optional_str(body, "label")?;
             let project = state
@@ -537,25 +671,35 @@ async fn snapshot_create(State(emu): State<Shared>, body: Bytes) -> Answer {
                 .get(&project_id)
                 .cloned()
                 .ok_or_else(|| InfraiError::not_found("project", &project_id))?;
-            let data = state
-                .branches
-                .get(&project.default_branch_id)
-                .map(|b| b.data.clone())
-                .unwrap_or_default();
-            let seq = state.seq();
+            let branch = state.branches.get(&project.default_branch_id);
+            let data = branch.map(|b| b.data.clone()).unwrap_or_default();
             let snapshot = SnapshotRecord {
-                seq,
+                seq: 0,
                 id: format!("snap_{}", random_token(12)),
                 project_id,
                 label,
                 created_at: now_rfc3339(),
                 data,
+                real: false,
             };
+            // A frozen copy of the default branch as it is now.
+            let work = Work::Make(Make {
+                name: InfraiEmulator::real_database(&snapshot.id),
+                password: None,
+                contents: branch.map(copy_of).unwrap_or(Contents::Empty),
+            });
+            Ok((snapshot, work))
+        },
+        |state, _, mut snapshot, on| {
+            snapshot.seq = state.seq();
+            snapshot.real = on;
             state
                 .snapshots
                 .insert(snapshot.id.clone(), snapshot.clone());
             Ok(snapshot_json(&snapshot))
-        })
+        },
+    )
+    .await
 }
 
 async fn snapshot_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
@@ -602,7 +746,13 @@ async fn snapshot_restore(
             body.insert("snapshot_id".to_string(), json!(id));
         }
     }
-    emu.state.idempotent("db.snapshot.restore", body, |state, body| {
+    let real = emu.real.as_deref();
+    real::idempotent(
+        &emu.state,
+        emu.real.as_ref(),
+        "db.snapshot.restore",
+        body,
+        |state, body| {
         let snapshot_id = required_str(body, "snapshot_id")?;
         let snapshot = state
             .snapshots
@@ -616,16 +766,23 @@ async fn snapshot_restore(
             .ok_or_else(|| InfraiError::not_found("project", &snapshot.project_id))?;
         let name =
             optional_str(body, "new_name")?.unwrap_or_else(|| format!("{}-restored", source.name));
-        let project = state.new_project(
-            name,
-            source.vendor.clone(),
-            source.region.clone(),
-            snapshot.data.clone(),
-        );
-        let full = state.project_json(&project);
+        let (project, branch) = planned_project(name, source.vendor.clone(), source.region.clone());
+        // The new default branch is a copy of the snapshot's frozen database.
+        let contents = if snapshot.real {
+            Contents::Snapshot(InfraiEmulator::real_database(&snapshot.id))
+        } else {
+            Contents::Empty
+        };
+        let work = make_branch(&branch, contents);
+        Ok(((project, branch, snapshot.data), work))
+    },
+    |state, _, (project, branch, data), on| {
+        let project = state.add_project(project, branch, data, on);
+        let full = state.project_json(&project, real);
         // `db.snapshot.restore` returns `Project { id, name, connection_uri }`.
         Ok(
             json!({ "id": full["id"], "name": full["name"], "connection_uri": full["connection_uri"] }),
         )
     })
+    .await
 }

@@ -7,6 +7,11 @@
 //!
 //! State lives in memory and, when served with a state file
 //! ([`Emulator::with_state_file`]), survives restarts ([`persist`]).
+//!
+//! With a PostgreSQL server ([`EmulatorConfig::with_real_databases`], the
+//! `--emulator-postgres` flag), every emulated project, branch and restore is
+//! also a real database on it, and the URIs the emulators hand out connect
+//! ([`real`]).
 
 pub mod capydb;
 pub mod db9;
@@ -15,6 +20,7 @@ pub mod faults;
 pub mod infrai;
 pub mod infrai_byok;
 pub mod persist;
+pub mod real;
 mod scaffold;
 pub mod supabase;
 mod wire;
@@ -38,10 +44,12 @@ pub const DEFAULT_CAPYDB_API_KEY: &str = "capy_live_dbops_emulator";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 
 /// Settings of an emulator instance: the bearer keys each API accepts, by
-/// API name (`infrai`, `supabase`, `db9`, `capydb`).
+/// API name (`infrai`, `supabase`, `db9`, `capydb`), and the PostgreSQL server
+/// the emulated vendors make real databases on, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmulatorConfig {
     api_keys: BTreeMap<&'static str, Vec<String>>,
+    real: Option<Arc<real::RealDatabases>>,
 }
 
 impl Default for EmulatorConfig {
@@ -52,6 +60,7 @@ impl Default for EmulatorConfig {
                 .iter()
                 .map(|api| (api.name, vec![api.default_key.to_string()]))
                 .collect(),
+            real: None,
         }
     }
 }
@@ -86,6 +95,18 @@ impl EmulatorConfig {
         self.api_keys
             .insert(name, keys.into_iter().map(Into::into).collect());
         Ok(self)
+    }
+
+    /// `self` with every emulated vendor making real databases on `server`
+    /// for its projects, branches and restores (see [`real`]).
+    pub fn with_real_databases(mut self, server: Arc<real::RealDatabases>) -> Self {
+        self.real = Some(server);
+        self
+    }
+
+    /// The server the emulated vendors make real databases on, if any.
+    pub fn real_databases(&self) -> Option<&Arc<real::RealDatabases>> {
+        self.real.as_ref()
     }
 }
 
@@ -172,10 +193,17 @@ impl Emulator {
                     .collect(),
             ),
             strict: Arc::new(BTreeMap::new()),
-            infrai: Arc::new(infrai::InfraiEmulator::new(config.keys("infrai"))),
-            supabase: Arc::new(supabase::SupabaseEmulator::new(config.keys("supabase"))),
-            db9: Arc::new(db9::Db9Emulator::new(config.keys("db9"))),
-            capydb: Arc::new(capydb::CapyDbEmulator::new(config.keys("capydb"))),
+            infrai: Arc::new(
+                infrai::InfraiEmulator::new(config.keys("infrai")).with_real(config.real.clone()),
+            ),
+            supabase: Arc::new(
+                supabase::SupabaseEmulator::new(config.keys("supabase"))
+                    .with_real(config.real.clone()),
+            ),
+            db9: Arc::new(db9::Db9Emulator::new(config.keys("db9")).with_real(config.real.clone())),
+            capydb: Arc::new(
+                capydb::CapyDbEmulator::new(config.keys("capydb")).with_real(config.real.clone()),
+            ),
             persister: None,
         }
         .with_contracts()

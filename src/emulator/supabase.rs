@@ -50,6 +50,16 @@
 //!   not create a default branch record;
 //! - every project has point-in-time recovery enabled, a recovery window from
 //!   its creation until now, and one completed physical backup.
+//!
+//! With real databases ([`super::real`]), every project and branch is a real
+//! database on that server, owned by a role of the same name whose password
+//! is the project's `db_pass` (the branch's, for a branch): project reads
+//! show the server as `database.host`, the pooler entry names the server,
+//! role and database, and a branch's config its server, port, role and
+//! password. A branch starts as a copy of its parent project's data (whatever
+//! `with_data` says). The password endpoint changes the real role's password;
+//! deleting a project drops its database and its branches'. A PITR restore
+//! leaves the data as it is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,11 +71,13 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use super::real::{self, Contents, Make, RealDatabases, Step, Work};
 use super::scaffold::{ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first};
 use super::wire::{
     ApiError, json_object, now_rfc3339, optional_bool, optional_str, random_token, required_str,
     set_optional,
 };
+use crate::providers::Password;
 
 /// Reads of a new (or restoring) project or branch that still report it as transitional.
 pub const DEFAULT_PROVISIONING_POLLS: u32 = 2;
@@ -77,6 +89,8 @@ const POSTGRES_ENGINE: &str = "17";
 const RELEASE_CHANNEL: &str = "ga";
 const DB_PORT: u16 = 5432;
 const DB_USER: &str = "postgres";
+/// The API's name among the emulated ones (in real database names).
+const API: &str = "supabase";
 
 const COMING_UP: &str = "COMING_UP";
 const RESTORING: &str = "RESTORING";
@@ -158,6 +172,9 @@ struct ProjectRecord {
     pitr_enabled: bool,
     /// `recovery_time_target_unix` of every accepted PITR restore, oldest first.
     restores: Vec<i64>,
+    /// Backed by a real database ([`real`]).
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    real: bool,
 }
 
 /// No `Debug`: it holds the branch's database password.
@@ -175,6 +192,9 @@ struct BranchRecord {
     created_at: String,
     db_pass: String,
     lifecycle: Lifecycle,
+    /// Backed by a real database ([`real`]).
+    #[serde(default, skip_serializing_if = "real::is_false")]
+    real: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -201,6 +221,8 @@ impl Default for SupabaseState {
 pub struct SupabaseEmulator {
     api_keys: ApiKeys,
     state: Store<SupabaseState>,
+    /// The server projects and branches are real databases on, if any.
+    real: Option<Arc<RealDatabases>>,
 }
 
 /// What a test can see of an emulated project without going through HTTP.
@@ -218,7 +240,19 @@ impl SupabaseEmulator {
         Self {
             api_keys: ApiKeys::new(api_keys),
             state: Store::default(),
+            real: None,
         }
+    }
+
+    /// `self` making a real database on `real` for every project and branch.
+    pub fn with_real(mut self, real: Option<Arc<RealDatabases>>) -> Self {
+        self.real = real;
+        self
+    }
+
+    /// The real database (and role) of the project or branch with ref `reference`.
+    pub fn real_database(reference: &str) -> String {
+        real::name(API, reference)
     }
 
     /// Every project, oldest first (reading them does not count as a poll).
@@ -310,7 +344,13 @@ impl SupabaseEmulator {
 
     /// Deletes a project (and its branches) as if someone did it in the dashboard.
     pub fn delete_project_out_of_band(&self, reference: &str) -> bool {
-        self.state.lock().remove_project(reference).is_some()
+        let mut state = self.state.lock();
+        let databases = state.real_databases_of(reference);
+        let removed = state.remove_project(reference).is_some();
+        if let Some(real) = &self.real {
+            real.drop_later(databases);
+        }
+        removed
     }
 }
 
@@ -339,6 +379,24 @@ impl SupabaseState {
             .values()
             .find(|b| b.id == id_or_ref || b.project_ref == id_or_ref)
             .map(|b| &b.id)
+    }
+
+    /// The real databases of project `reference`: its own and its branches'.
+    fn real_databases_of(&self, reference: &str) -> Vec<String> {
+        let own = self
+            .projects
+            .get(reference)
+            .filter(|p| p.real)
+            .map(|p| &p.reference);
+        let branches = self
+            .branches
+            .values()
+            .filter(|b| b.parent_project_ref == reference && b.real)
+            .map(|b| &b.project_ref);
+        own.into_iter()
+            .chain(branches)
+            .map(|r| SupabaseEmulator::real_database(r))
+            .collect()
     }
 
     fn remove_project(&mut self, reference: &str) -> Option<ProjectRecord> {
@@ -395,11 +453,24 @@ fn project_json(p: &ProjectRecord, status: &str) -> Value {
     })
 }
 
+/// The real server of a record backed by a real database.
+fn real_of(real: Option<&RealDatabases>, backed: bool) -> Option<&RealDatabases> {
+    real.filter(|_| backed)
+}
+
 /// `V1ProjectWithDatabaseResponse` (get, list): adds `database`, never the password.
-fn project_with_database_json(p: &ProjectRecord, status: &str) -> Value {
+fn project_with_database_json(
+    p: &ProjectRecord,
+    status: &str,
+    real: Option<&RealDatabases>,
+) -> Value {
+    let host = match real_of(real, p.real) {
+        Some(real) => real.host().to_string(),
+        None => db_host(&p.reference),
+    };
     let mut v = project_json(p, status);
     v["database"] = json!({
-        "host": db_host(&p.reference),
+        "host": host,
         "version": POSTGRES_VERSION,
         "postgres_engine": POSTGRES_ENGINE,
         "release_channel": RELEASE_CHANNEL,
@@ -430,16 +501,24 @@ fn branch_json(b: &BranchRecord) -> Value {
 }
 
 /// `BranchDetailResponse`: the branch database and its credentials.
-fn branch_config_json(b: &BranchRecord, status: &str) -> Value {
+fn branch_config_json(b: &BranchRecord, status: &str, real: Option<&RealDatabases>) -> Value {
+    let (host, port, user) = match real_of(real, b.real) {
+        Some(real) => (
+            real.host().to_string(),
+            real.port(),
+            SupabaseEmulator::real_database(&b.project_ref),
+        ),
+        None => (db_host(&b.project_ref), DB_PORT, DB_USER.to_string()),
+    };
     json!({
         "ref": b.project_ref,
         "postgres_version": POSTGRES_VERSION,
         "postgres_engine": POSTGRES_ENGINE,
         "release_channel": RELEASE_CHANNEL,
         "status": status,
-        "db_host": db_host(&b.project_ref),
-        "db_port": DB_PORT,
-        "db_user": DB_USER,
+        "db_host": host,
+        "db_port": port,
+        "db_user": user,
         "db_pass": b.db_pass,
     })
 }
@@ -532,26 +611,43 @@ async fn project_create(State(emu): State<Shared>, body: Bytes) -> Created {
     for field in ["organization_id", "desired_instance_size", "template_url"] {
         optional_str(&body, field)?;
     }
-    let mut state = emu.state.lock();
-    let seq = state.seq();
-    let project = ProjectRecord {
-        seq,
-        reference: state.new_ref(),
-        name,
-        organization_slug,
-        region,
-        created_at: now_rfc3339(),
-        created_unix: unix_now(),
-        db_pass,
-        lifecycle: Lifecycle::transitional(COMING_UP, state.provisioning_polls),
-        pitr_enabled: true,
-        restores: Vec::new(),
-    };
-    state
-        .projects
-        .insert(project.reference.clone(), project.clone());
-    // The create answer is the state at creation time: the project is coming up.
-    Ok((StatusCode::CREATED, Json(project_json(&project, COMING_UP))))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            let project = ProjectRecord {
+                seq: 0,
+                reference: state.new_ref(),
+                name,
+                organization_slug,
+                region,
+                created_at: now_rfc3339(),
+                created_unix: unix_now(),
+                db_pass,
+                lifecycle: Lifecycle::transitional(COMING_UP, state.provisioning_polls),
+                pitr_enabled: true,
+                restores: Vec::new(),
+                real: false,
+            };
+            // The role's password is the one the client chose.
+            let work = Work::Make(Make {
+                name: SupabaseEmulator::real_database(&project.reference),
+                password: Some(Password::new(project.db_pass.clone())),
+                contents: Contents::Empty,
+            });
+            Ok(Step::Go(project, work))
+        },
+        |state, mut project, on| {
+            project.seq = state.seq();
+            project.real = on;
+            state
+                .projects
+                .insert(project.reference.clone(), project.clone());
+            // The create answer is the state at creation time: the project is coming up.
+            Ok((StatusCode::CREATED, Json(project_json(&project, COMING_UP))))
+        },
+    )
+    .await
 }
 
 async fn project_list(State(emu): State<Shared>) -> Answer {
@@ -559,7 +655,7 @@ async fn project_list(State(emu): State<Shared>) -> Answer {
     Ok(Json(Value::Array(
         oldest_first(state.projects.values(), |p| p.seq)
             .into_iter()
-            .map(|p| project_with_database_json(p, p.lifecycle.current()))
+            .map(|p| project_with_database_json(p, p.lifecycle.current(), emu.real.as_deref()))
             .collect(),
     )))
 }
@@ -568,7 +664,11 @@ async fn project_get(State(emu): State<Shared>, Path(reference): Path<String>) -
     let mut state = emu.state.lock();
     let project = state.project_mut(&reference)?;
     let status = project.lifecycle.poll();
-    Ok(Json(project_with_database_json(project, status)))
+    Ok(Json(project_with_database_json(
+        project,
+        status,
+        emu.real.as_deref(),
+    )))
 }
 
 /// `GET /v1/projects/{ref}/config/database/pooler`: the project's Supavisor
@@ -577,17 +677,33 @@ async fn project_get(State(emu): State<Shared>, Path(reference): Path<String>) -
 async fn pooler_get(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
     let mut state = emu.state.lock();
     let project = state.project_mut(&reference)?;
-    let host = format!("aws-0-{}.pooler.supabase.com", project.region);
-    let user = format!("{DB_USER}.{reference}");
+    // With a real database there is no pooler: the entry names the server.
+    let (user, host, port, database) = match real_of(emu.real.as_deref(), project.real) {
+        Some(real) => {
+            let name = SupabaseEmulator::real_database(&reference);
+            (name.clone(), real.host().to_string(), real.port(), name)
+        }
+        None => (
+            format!("{DB_USER}.{reference}"),
+            format!("aws-0-{}.pooler.supabase.com", project.region),
+            POOLER_PORT,
+            "postgres".to_string(),
+        ),
+    };
+    let address = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
     Ok(Json(json!([{
         "identifier": reference,
         "database_type": "PRIMARY",
         "is_using_scram_auth": true,
         "db_user": user,
         "db_host": host,
-        "db_port": POOLER_PORT,
-        "db_name": "postgres",
-        "connection_string": format!("postgresql://{user}:[YOUR-PASSWORD]@{host}:{POOLER_PORT}/postgres"),
+        "db_port": port,
+        "db_name": database,
+        "connection_string": format!("postgresql://{user}:[YOUR-PASSWORD]@{address}:{port}/{database}"),
         "default_pool_size": 15,
         "max_client_conn": 200,
         "pool_mode": "transaction",
@@ -595,15 +711,28 @@ async fn pooler_get(State(emu): State<Shared>, Path(reference): Path<String>) ->
 }
 
 async fn project_delete(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
-    let mut state = emu.state.lock();
-    let project = state
-        .remove_project(&reference)
-        .ok_or_else(|| SupabaseError::not_found("project", &reference))?;
-    Ok(Json(json!({
-        "id": project.seq,
-        "ref": project.reference,
-        "name": project.name,
-    })))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            state.project_mut(&reference)?;
+            Ok(Step::Go(
+                (),
+                Work::Drop(state.real_databases_of(&reference)),
+            ))
+        },
+        |state, (), _| {
+            let project = state
+                .remove_project(&reference)
+                .ok_or_else(|| SupabaseError::not_found("project", &reference))?;
+            Ok(Json(json!({
+                "id": project.seq,
+                "ref": project.reference,
+                "name": project.name,
+            })))
+        },
+    )
+    .await
 }
 
 async fn branch_create(
@@ -612,19 +741,39 @@ async fn branch_create(
     body: Bytes,
 ) -> Created {
     let body = json_object(&body)?;
-    let mut state = emu.state.lock();
-    state.project_mut(&reference)?;
-    let name = required_str(&body, "branch_name")?;
-    let git_branch = optional_str(&body, "git_branch")?;
-    let persistent = optional_bool(&body, "persistent")?.unwrap_or(false);
-    let with_data = optional_bool(&body, "with_data")?.unwrap_or(false);
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| plan_branch(state, reference, &body),
+        |state, mut branch: BranchRecord, on| {
+            branch.seq = state.seq();
+            branch.real = on;
+            state.branches.insert(branch.id.clone(), branch.clone());
+            Ok((StatusCode::CREATED, Json(branch_json(&branch))))
+        },
+    )
+    .await
+}
+
+/// A branch of project `reference` as `body` asks for, and its real
+/// database: a copy of the project's.
+fn plan_branch(
+    state: &mut SupabaseState,
+    reference: String,
+    body: &Map<String, Value>,
+) -> Result<Step<BranchRecord, (StatusCode, Json<Value>)>, SupabaseError> {
+    let parent_real = state.project_mut(&reference)?.real;
+    let name = required_str(body, "branch_name")?;
+    let git_branch = optional_str(body, "git_branch")?;
+    let persistent = optional_bool(body, "persistent")?.unwrap_or(false);
+    let with_data = optional_bool(body, "with_data")?.unwrap_or(false);
     for field in [
         "region",
         "desired_instance_size",
         "release_channel",
         "notify_url",
     ] {
-        optional_str(&body, field)?;
+        optional_str(body, field)?;
     }
     if state
         .branches
@@ -636,9 +785,8 @@ async fn branch_create(
             format!("branch {name} already exists in project {reference}"),
         ));
     }
-    let seq = state.seq();
     let branch = BranchRecord {
-        seq,
+        seq: 0,
         id: uuid_v4(),
         name,
         project_ref: state.new_ref(),
@@ -649,9 +797,19 @@ async fn branch_create(
         created_at: now_rfc3339(),
         db_pass: random_token(32),
         lifecycle: Lifecycle::transitional(COMING_UP, state.provisioning_polls),
+        real: false,
     };
-    state.branches.insert(branch.id.clone(), branch.clone());
-    Ok((StatusCode::CREATED, Json(branch_json(&branch))))
+    let contents = if parent_real {
+        Contents::Copy(SupabaseEmulator::real_database(&branch.parent_project_ref))
+    } else {
+        Contents::Empty
+    };
+    let work = Work::Make(Make {
+        name: SupabaseEmulator::real_database(&branch.project_ref),
+        password: Some(Password::new(branch.db_pass.clone())),
+        contents,
+    });
+    Ok(Step::Go(branch, work))
 }
 
 async fn branch_list(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
@@ -694,17 +852,35 @@ async fn branch_config(State(emu): State<Shared>, Path(id_or_ref): Path<String>)
         .get_mut(&id)
         .ok_or_else(|| SupabaseError::not_found("branch", &id_or_ref))?;
     let status = branch.lifecycle.poll();
-    Ok(Json(branch_config_json(branch, status)))
+    Ok(Json(branch_config_json(
+        branch,
+        status,
+        emu.real.as_deref(),
+    )))
 }
 
 async fn branch_delete(State(emu): State<Shared>, Path(id_or_ref): Path<String>) -> Answer {
-    let mut state = emu.state.lock();
-    let id = state
-        .find_branch(&id_or_ref)
-        .cloned()
-        .ok_or_else(|| SupabaseError::not_found("branch", &id_or_ref))?;
-    state.branches.remove(&id);
-    Ok(Json(json!({ "message": "ok" })))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            let branch = state
+                .find_branch(&id_or_ref)
+                .and_then(|id| state.branches.get(id))
+                .ok_or_else(|| SupabaseError::not_found("branch", &id_or_ref))?;
+            let databases = if branch.real {
+                vec![SupabaseEmulator::real_database(&branch.project_ref)]
+            } else {
+                Vec::new()
+            };
+            Ok(Step::Go(branch.id.clone(), Work::Drop(databases)))
+        },
+        |state, id, _| {
+            state.branches.remove(&id);
+            Ok(Json(json!({ "message": "ok" })))
+        },
+    )
+    .await
 }
 
 async fn backups_list(State(emu): State<Shared>, Path(reference): Path<String>) -> Answer {
@@ -778,20 +954,47 @@ async fn update_password(
 ) -> Answer {
     let body = json_object(&body)?;
     let password = required_str(&body, "password")?;
-    let mut state = emu.state.lock();
-    // A branch is a project of its own: its ref works here too.
-    if let Some(project) = state.projects.get_mut(&reference) {
-        project.db_pass = password;
-    } else {
-        let id = state
-            .find_branch(&reference)
-            .cloned()
-            .ok_or_else(|| SupabaseError::not_found("project", &reference))?;
-        if let Some(branch) = state.branches.get_mut(&id) {
-            branch.db_pass = password;
-        }
-    }
-    Ok(Json(json!({ "message": "Database password updated" })))
+    real::staged(
+        &emu.state,
+        emu.real.as_ref(),
+        |state| {
+            // A branch is a project of its own: its ref works here too.
+            let (backed, own_ref) = match state.projects.get(&reference) {
+                Some(project) => (project.real, project.reference.clone()),
+                None => {
+                    let branch = state
+                        .find_branch(&reference)
+                        .and_then(|id| state.branches.get(id))
+                        .ok_or_else(|| SupabaseError::not_found("project", &reference))?;
+                    (branch.real, branch.project_ref.clone())
+                }
+            };
+            let work = if backed {
+                Work::SetPassword {
+                    name: SupabaseEmulator::real_database(&own_ref),
+                    password: Password::new(password.clone()),
+                }
+            } else {
+                Work::Nothing
+            };
+            Ok(Step::Go((), work))
+        },
+        |state, (), _| {
+            if let Some(project) = state.projects.get_mut(&reference) {
+                project.db_pass = password.clone();
+            } else {
+                let id = state
+                    .find_branch(&reference)
+                    .cloned()
+                    .ok_or_else(|| SupabaseError::not_found("project", &reference))?;
+                if let Some(branch) = state.branches.get_mut(&id) {
+                    branch.db_pass = password.clone();
+                }
+            }
+            Ok(Json(json!({ "message": "Database password updated" })))
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
