@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dbops::controllers::Settings;
+use dbops::emulator::real::RealDatabases;
 use dbops::emulator::{DEFAULT_LISTEN, Emulator, EmulatorConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -129,6 +130,18 @@ struct EmulatorArgs {
     /// endpoints answer 404. For checking a client against the contract.
     #[arg(long = "emulator-strict", env = "DBOPS_EMULATOR_STRICT")]
     strict: bool,
+    /// PostgreSQL server (`postgres://admin:password@host:5432/postgres`, as
+    /// a role that may create roles and databases) on which the emulated
+    /// vendors create a real database and role for every project, branch and
+    /// restore, so the connection URIs they hand out connect (without it they
+    /// name hosts that do not exist).
+    #[arg(
+        long = "emulator-postgres",
+        value_name = "URL",
+        env = "DBOPS_EMULATOR_POSTGRES",
+        hide_env_values = true
+    )]
+    postgres: Option<String>,
 }
 
 impl EmulatorArgs {
@@ -139,12 +152,19 @@ impl EmulatorArgs {
         for (api, key) in &self.api_keys {
             by_api.entry(api).or_default().push(key);
         }
-        by_api
+        let config = by_api
             .into_iter()
             .try_fold(EmulatorConfig::default(), |config, (api, keys)| {
                 config.with_keys(api, keys)
             })
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        match &self.postgres {
+            Some(url) => {
+                let real = RealDatabases::new(url, dbops::emulator::real::CONNECT_TIMEOUT)?;
+                Ok(config.with_real_databases(std::sync::Arc::new(real)))
+            }
+            None => Ok(config),
+        }
     }
 }
 
@@ -213,6 +233,14 @@ async fn wait_for_signal() {
 
 async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
     let config = args.config()?;
+    if let Some(real) = config.real_databases() {
+        real.check().await?;
+        tracing::info!(
+            host = real.host(),
+            port = real.port(),
+            "emulated vendors make real databases on this PostgreSQL server"
+        );
+    }
     let emulator = if args.in_memory {
         tracing::info!("emulator state is kept in memory only");
         Emulator::new(&config)
@@ -378,6 +406,24 @@ mod tests {
             config.keys("infrai"),
             EmulatorConfig::default().keys("infrai")
         );
+    }
+
+    #[test]
+    fn real_databases_are_off_unless_a_server_is_given() {
+        let config = emulator_args(&[]).unwrap().config().unwrap();
+        assert!(config.real_databases().is_none());
+        let args = emulator_args(&[
+            "--emulator-postgres",
+            "postgres://admin:s3cret@127.0.0.1:5432/postgres?sslmode=disable",
+        ])
+        .unwrap();
+        let config = args.config().unwrap();
+        let real = config.real_databases().unwrap();
+        assert_eq!((real.host(), real.port()), ("127.0.0.1", 5432));
+        let bad = emulator_args(&["--emulator-postgres", "https://admin:s3cret@db"]).unwrap();
+        let error = bad.config().unwrap_err();
+        assert!(error.contains("--emulator-postgres"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
     }
 
     #[test]
