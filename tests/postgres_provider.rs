@@ -280,8 +280,17 @@ async fn a_logical_branch_copies_everything_without_disconnecting_the_parent() {
 
 #[tokio::test]
 async fn a_restore_has_the_snapshots_rows_and_not_later_ones() {
+    restore_has_the_snapshots_rows(CopyStrategy::Logical).await;
+}
+
+#[tokio::test]
+async fn a_template_snapshot_and_its_restore() {
+    restore_has_the_snapshots_rows(CopyStrategy::Template).await;
+}
+
+async fn restore_has_the_snapshots_rows(strategy: CopyStrategy) {
     let server = server();
-    let provider = provider(server, CopyStrategy::Logical);
+    let provider = provider(server, strategy);
     let name = name("snap");
     let (project, _) = new_project(&*provider, &name).await;
     let app = connect(&uri(&project)).await.unwrap();
@@ -299,6 +308,8 @@ async fn a_restore_has_the_snapshots_rows_and_not_later_ones() {
         provider.create_snapshot(&request, &key).await.unwrap().id,
         snapshot.id
     );
+    // A template copy ended the project's sessions.
+    let app = connect(&uri(&project)).await.unwrap();
     app.batch_execute("INSERT INTO t VALUES (3)").await.unwrap();
 
     // The snapshot cannot be connected to, even by its owner's name.
@@ -752,4 +763,43 @@ mod through_the_operator {
         let _ = stop.send(());
         let _ = operator.await;
     }
+}
+
+#[tokio::test]
+async fn a_branch_and_a_snapshot_copied_at_once_from_one_parent_both_finish() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let (project, parent) = seeded_project(&*provider, "pair").await;
+    drop(parent);
+    let branch_name = name("pairb");
+    let snapshot = SnapshotRequest {
+        project_id: project.clone(),
+        label: None,
+    };
+    let snapshot_key = format!("dbops-{project}-snapshot-create");
+    let (branch, snap) = tokio::join!(
+        new_branch(&*provider, &project, &branch_name),
+        provider.create_snapshot(&snapshot, &snapshot_key)
+    );
+    let (branch, _) = branch.expect("the branch finishes");
+    let snap = snap.expect("the snapshot finishes");
+    let copy = connect(&uri(&branch)).await.unwrap();
+    assert_eq!(count(&copy, "SELECT count(*) FROM orders").await, 3);
+    drop(copy);
+    let admin = admin(server).await;
+    let owner: String = admin
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&project],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, project, "the parent keeps its owner");
+    provider
+        .delete_branch(&project, &branch_name)
+        .await
+        .unwrap();
+    provider.delete_snapshot(&project, &snap.id).await.unwrap();
+    provider.delete_project(&project).await.unwrap();
 }

@@ -35,6 +35,10 @@ use crate::providers::{ConnectionUri, Password};
 /// idempotency key). Roles without it are never dropped.
 pub const MARKER_PREFIX: &str = "dbops-";
 
+/// The advisory lock (in the admin database) that makes ownership hand-overs
+/// take turns.
+const OWNERSHIP_LOCK: i64 = 0x6462_6f70_735f_6f77; // "dbops_ow"
+
 /// How many times a template copy ends the source's sessions and tries again
 /// before it gives up (clients that reconnect at once can win every race).
 const TEMPLATE_ATTEMPTS: u32 = 6;
@@ -67,8 +71,11 @@ impl From<tokio_postgres::Error> for SqlError {
                 // 08: connection exception; 40: rollback (serialization,
                 // deadlock); 53: insufficient resources; 57: operator
                 // intervention; 55006: object in use (a template copy's source).
-                let transient =
-                    matches!(code.get(..2), Some("08" | "40" | "53" | "57")) || code == "55006";
+                // "tuple concurrently updated" (XX000) is two catalog
+                // writers racing on one row; the next attempt goes through.
+                let transient = matches!(code.get(..2), Some("08" | "40" | "53" | "57"))
+                    || code == "55006"
+                    || db.message() == "tuple concurrently updated";
                 Self::Server {
                     code: Some(code),
                     message: db.message().to_string(),
@@ -506,8 +513,17 @@ impl Server {
             ));
         }
         sql.push_str(&format!(" DROP OWNED BY {};", ident(from_owner)));
+        // Two copies of one source (a branch and a snapshot made together)
+        // would both rewrite the source database's catalog row: one at a
+        // time, server-wide. The lock is held by a session of its own in the
+        // admin database (advisory locks are per database, and re-entrant
+        // within one session), released when that session closes.
+        let lock = self.connect(&self.admin).await?;
+        lock.execute("SELECT pg_advisory_lock($1)", &[&OWNERSHIP_LOCK])
+            .await?;
         let copy = self.connect_to(name).await?;
         copy.batch_execute(&sql).await?;
+        drop(lock);
         Ok(())
     }
 
