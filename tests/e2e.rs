@@ -1478,3 +1478,241 @@ async fn leader_failover_hands_over_and_keeps_reconciling() {
     );
     drop(third);
 }
+
+/// The tests' PostgreSQL server (a private one unless
+/// `DBOPS_TEST_POSTGRES_URL` names one): the operator runs on this machine,
+/// so it reaches the server on loopback as the tests do.
+#[path = "support/postgres.rs"]
+#[allow(dead_code)]
+mod pg_support;
+
+async fn pg_connect(uri: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn pg_count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn postgres_provider_example_hands_out_databases_that_connect() {
+    let server = pg_support::server();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("postgres").await;
+    let _operator = Operator::start(&env, "1", &[]);
+
+    // The example, less its demo server (this cluster need not run pods):
+    // the provider points at the tests' server instead.
+    let dir = env.examples("pg", &["deploy/examples/vendors/postgres.yaml"]);
+    let file = dir.join("postgres.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut docs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let mut value = Value::deserialize(doc).unwrap();
+        match value["kind"].as_str().unwrap_or_default() {
+            "Namespace" | "Deployment" | "Service" => continue,
+            "Secret" => value["stringData"]["password"] = json!(server.password),
+            "DatabaseProvider" => {
+                value["spec"]["endpoint"] = json!(server.endpoint);
+                value["spec"]["postgres"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("connectionHost");
+            }
+            _ => {}
+        }
+        docs.push(serde_yaml_ng::to_string(&value).unwrap());
+    }
+    std::fs::write(&file, docs.join("---\n")).unwrap();
+    // The project first, alone, so that the branch and snapshot copy rows.
+    let first = dir.join("first.yaml");
+    let project_only: Vec<&String> = docs
+        .iter()
+        .filter(|doc| {
+            !doc.contains("kind: DatabaseBranch")
+                && !doc.contains("kind: DatabaseSnapshot")
+                && !doc.contains("pg-app-restored")
+        })
+        .collect();
+    std::fs::write(
+        &first,
+        project_only
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join("---\n"),
+    )
+    .unwrap();
+    let applied = Instant::now();
+    kubectl(&["apply", "-f", first.to_str().unwrap()]);
+
+    let project: DatabaseProject = wait_ready(&env, "pg-app", Duration::from_secs(60)).await;
+    println!(
+        "e2e: postgres project Ready {:?} after apply",
+        applied.elapsed()
+    );
+    let project_db = project.status.unwrap().project_id.unwrap();
+    // The libpq preset's DATABASE_URL connects as it is.
+    let url = secret_value(&env, "pg-app-db", "DATABASE_URL").await;
+    let app = pg_connect(&url)
+        .await
+        .expect("the project's DATABASE_URL connects");
+    app.batch_execute("CREATE TABLE orders (id serial PRIMARY KEY, cents int); INSERT INTO orders (cents) VALUES (100), (250)")
+        .await
+        .expect("the project's role can create a table");
+
+    // Then the whole example: a branch, a snapshot and a restore of it.
+    kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    let branch: DatabaseBranch = wait_ready(&env, "pg-app-preview", Duration::from_secs(60)).await;
+    let branch_db = branch.status.unwrap().branch_id.unwrap();
+    let preview = pg_connect(&secret_value(&env, "pg-app-preview-db", "DATABASE_URL").await)
+        .await
+        .expect("the branch's DATABASE_URL connects");
+    assert_eq!(pg_count(&preview, "SELECT count(*) FROM orders").await, 2);
+    preview
+        .batch_execute("INSERT INTO orders (cents) VALUES (1)")
+        .await
+        .unwrap();
+    let app = pg_connect(&url)
+        .await
+        .expect("the parent reconnects after a template copy");
+    assert_eq!(
+        pg_count(&app, "SELECT count(*) FROM orders").await,
+        2,
+        "the branch's write stays in the branch"
+    );
+
+    let snapshot: DatabaseSnapshot =
+        wait_ready(&env, "pg-app-nightly", Duration::from_secs(60)).await;
+    let snapshot_db = snapshot.status.unwrap().snapshot_id.unwrap();
+    let restored: DatabaseProject =
+        wait_ready(&env, "pg-app-restored", Duration::from_secs(60)).await;
+    let restored_db = restored.status.unwrap().project_id.unwrap();
+    let back = pg_connect(&secret_value(&env, "pg-app-restored-db", "DATABASE_URL").await)
+        .await
+        .expect("the restored project's DATABASE_URL connects");
+    assert_eq!(pg_count(&back, "SELECT count(*) FROM orders").await, 2);
+
+    // Rotation: the old password stops working, the Secret's new one works.
+    let old_password = secret_value(&env, "pg-app-db", "PGPASSWORD").await;
+    kubectl(&[
+        "annotate",
+        "--overwrite",
+        "databaseproject",
+        "pg-app",
+        "-n",
+        &env.ns,
+        "dbops.dev/rotate-credentials=e2e-1",
+    ]);
+    let new_url = wait_until(
+        "the Secret to hold a new password",
+        Duration::from_secs(60),
+        || async {
+            let password = secret_value(&env, "pg-app-db", "PGPASSWORD").await;
+            (password != old_password).then_some(())?;
+            Some(secret_value(&env, "pg-app-db", "DATABASE_URL").await)
+        },
+    )
+    .await;
+    pg_connect(&new_url).await.expect("the new password works");
+    let Err(refused) = pg_connect(&url).await else {
+        panic!("the old password still works after rotation");
+    };
+    assert_eq!(
+        refused.as_db_error().map(|e| e.code().code()),
+        Some("28P01")
+    );
+
+    // Deleting the example drops every database and role it made.
+    drop((app, preview, back));
+    kubectl(&["delete", "-f", file.to_str().unwrap(), "--timeout=120s"]);
+    let admin = pg_connect(&server.admin_url()).await.unwrap();
+    for db in [&project_db, &branch_db, &snapshot_db, &restored_db] {
+        let left: i64 = admin
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_database WHERE datname = $1) + (SELECT count(*) FROM pg_roles WHERE rolname = $1)",
+                &[db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "{db} and its role are dropped");
+    }
+    env.assert_messages_are_for_people();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn the_quickstart_with_emulator_postgres_hands_out_uris_that_connect() {
+    let server = pg_support::server();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new("emupg").await;
+    let admin_url = server.admin_url();
+    let _operator = Operator::start(&env, "1", &["--emulator-postgres", &admin_url]);
+    let dir = env.examples("m", &QUICKSTART[..3]);
+    kubectl(&[
+        "apply",
+        "-f",
+        dir.join("00-provider.yaml").to_str().unwrap(),
+    ]);
+    kubectl(&["apply", "-f", dir.join("10-project.yaml").to_str().unwrap()]);
+    wait_ready::<DatabaseProject>(&env, "quickstart", Duration::from_secs(60)).await;
+    let uri = secret_value(&env, "quickstart-db", "uri").await;
+    let app = pg_connect(&uri)
+        .await
+        .expect("the quick start's URI connects to a real database");
+    app.batch_execute("CREATE TABLE notes (body text); INSERT INTO notes VALUES ('from main')")
+        .await
+        .unwrap();
+
+    // The preview branch copies the project's data at the (emulated) vendor.
+    kubectl(&[
+        "apply",
+        "-f",
+        dir.join("20-preview-branch.yaml").to_str().unwrap(),
+    ]);
+    let branch: DatabaseBranch =
+        wait_ready(&env, "quickstart-preview", Duration::from_secs(60)).await;
+    let secret = branch
+        .status
+        .unwrap()
+        .connection_secret_name
+        .expect("the branch's Secret");
+    let preview = pg_connect(&secret_value(&env, &secret, "uri").await)
+        .await
+        .expect("the branch's URI connects");
+    assert_eq!(pg_count(&preview, "SELECT count(*) FROM notes").await, 1);
+    preview
+        .batch_execute("INSERT INTO notes VALUES ('from the preview')")
+        .await
+        .unwrap();
+    assert_eq!(pg_count(&app, "SELECT count(*) FROM notes").await, 1);
+
+    // Deleting drops them at the emulated vendor, and so on the server.
+    let database = |uri: &str| {
+        url::Url::parse(uri)
+            .unwrap()
+            .path()
+            .trim_start_matches('/')
+            .to_string()
+    };
+    let databases = [
+        database(&uri),
+        database(&secret_value(&env, &secret, "uri").await),
+    ];
+    drop((app, preview));
+    kubectl(&["delete", "-f", dir.to_str().unwrap(), "--timeout=120s"]);
+    let admin = pg_connect(&admin_url).await.unwrap();
+    for db in &databases {
+        let left: i64 = admin
+            .query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[db])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "{db} is dropped");
+    }
+    env.assert_messages_are_for_people();
+}
