@@ -152,8 +152,16 @@ async fn main() {
 
     for (label, strategy, sessions) in [
         ("Template, parent idle", CopyStrategy::Template, 0),
-        ("Template, parent in use", CopyStrategy::Template, args.sessions),
-        ("Logical, parent in use", CopyStrategy::Logical, args.sessions),
+        (
+            "Template, parent in use",
+            CopyStrategy::Template,
+            args.sessions,
+        ),
+        (
+            "Logical, parent in use",
+            CopyStrategy::Logical,
+            args.sessions,
+        ),
     ] {
         let mut times = Vec::new();
         let mut disconnected = 0;
@@ -218,7 +226,10 @@ async fn main() {
             started.elapsed().as_secs_f64()
         );
         provider.delete_project(&restored).await.expect("drop");
-        provider.delete_snapshot(&project, &snapshot.id).await.expect("drop");
+        provider
+            .delete_snapshot(&project, &snapshot.id)
+            .await
+            .expect("drop");
     }
     template.delete_project(&project).await.expect("drop");
 }
