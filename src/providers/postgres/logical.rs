@@ -23,7 +23,7 @@
 use futures::{SinkExt, StreamExt, pin_mut};
 use tokio_postgres::Client;
 
-use super::server::{SqlError, ident};
+use super::server::{SqlError, ident, literal};
 
 /// Objects that belong to an extension (the extension makes them) are left out.
 const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e \
@@ -69,33 +69,28 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
     }
 
     // Schemas (owned by the owner role) and extensions, as the admin role.
-    let mut ddl = strings(
+    let owner_literal = literal(owner)?;
+    let mut ddl = statements(
         &read,
-        &format!(
-            "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', n.nspname, $1::text) \
-             FROM pg_catalog.pg_namespace n WHERE {USER_SCHEMA} AND NOT EXISTS \
-             (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.objid = n.oid AND e.deptype = 'e') \
-             ORDER BY n.oid"
-        ),
-        &[&owner],
+        &[
+            &format!(
+                "SELECT format('CREATE SCHEMA IF NOT EXISTS %I AUTHORIZATION %I', n.nspname, {owner_literal}::text) \
+                 FROM pg_catalog.pg_namespace n WHERE {USER_SCHEMA} AND NOT EXISTS \
+                 (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.objid = n.oid AND e.deptype = 'e') \
+                 ORDER BY n.oid"
+            ),
+            "SELECT format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I', x.extname, n.nspname) \
+                 FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace \
+                 WHERE x.extname <> 'plpgsql' ORDER BY x.oid",
+        ],
     )
     .await?;
-    ddl.extend(
-        strings(
-            &read,
-            "SELECT format('CREATE EXTENSION IF NOT EXISTS %I WITH SCHEMA %I', x.extname, n.nspname) \
-             FROM pg_catalog.pg_extension x JOIN pg_catalog.pg_namespace n ON n.oid = x.extnamespace \
-             WHERE x.extname <> 'plpgsql' ORDER BY x.oid",
-            &[],
-        )
-        .await?,
-    );
     ddl.push(format!("SET LOCAL ROLE {}", ident(owner)));
 
     // Types and functions, which tables may use.
-    ddl.extend(
-        strings(
-            &read,
+    ddl.extend(statements(
+        &read,
+        &[
             &format!(
                 "SELECT format('CREATE TYPE %I.%I AS ENUM (%s)', n.nspname, t.typname, \
                    (SELECT string_agg(quote_literal(e.enumlabel), ', ' ORDER BY e.enumsortorder) \
@@ -104,13 +99,6 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
                  WHERE t.typtype = 'e' AND {USER_SCHEMA} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e \
                    WHERE e.objid = t.oid AND e.deptype = 'e') ORDER BY t.oid"
             ),
-            &[],
-        )
-        .await?,
-    );
-    ddl.extend(
-        strings(
-            &read,
             &format!(
                 "SELECT pg_catalog.pg_get_functiondef(p.oid) FROM pg_catalog.pg_proc p \
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
@@ -118,15 +106,7 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
                  (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.objid = p.oid AND e.deptype = 'e') \
                  ORDER BY p.oid"
             ),
-            &[],
-        )
-        .await?,
-    );
-
-    // Free-standing sequences (identity sequences come with their column).
-    ddl.extend(
-        strings(
-            &read,
+            // Free-standing sequences (identity sequences come with their column).
             &format!(
                 "SELECT format('CREATE SEQUENCE %I.%I AS %s INCREMENT %s MINVALUE %s MAXVALUE %s START %s CACHE %s %s', \
                    n.nspname, c.relname, pg_catalog.format_type(s.seqtypid, NULL), s.seqincrement, \
@@ -136,10 +116,9 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
                  WHERE {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
                    WHERE d.objid = c.oid AND d.deptype = 'i') ORDER BY c.oid"
             ),
-            &[],
-        )
-        .await?,
-    );
+        ],
+    )
+    .await?);
 
     // Tables: columns with their types, defaults, identity and generation.
     let tables = read
@@ -195,23 +174,18 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
 
     // Sequence positions, sequence ownership, then constraints (foreign keys
     // last), indexes, views, materialized views (filled) and triggers.
-    let mut after = strings(
+    let mut after = statements(
         &read,
-        &format!(
-            "SELECT format('SELECT pg_catalog.setval(%L, %s, %L)', format('%I.%I', n.nspname, c.relname), \
-               COALESCE(pg_catalog.pg_sequence_last_value(c.oid), s.seqstart), \
-               pg_catalog.pg_sequence_last_value(c.oid) IS NOT NULL) \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
-             WHERE {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER} AND NOT EXISTS \
-               (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i') ORDER BY c.oid"
-        ),
-        &[],
-    )
-    .await?;
-    after.extend(
-        strings(
-            &read,
+        &[
+            &format!(
+                "SELECT format('SELECT pg_catalog.setval(%L, %s, %L)', format('%I.%I', n.nspname, c.relname), \
+                   COALESCE(pg_catalog.pg_sequence_last_value(c.oid), s.seqstart), \
+                   pg_catalog.pg_sequence_last_value(c.oid) IS NOT NULL) \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_sequence s ON s.seqrelid = c.oid \
+                 WHERE {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER} AND NOT EXISTS \
+                   (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.objid = c.oid AND d.deptype = 'i') ORDER BY c.oid"
+            ),
             &format!(
                 "SELECT format('SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence(%L, %L), %s, %L)', \
                    format('%I.%I', tn.nspname, t.relname), a.attname, \
@@ -226,13 +200,7 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
                  WHERE {USER_SCHEMA} ORDER BY c.oid"
             ),
-            &[],
-        )
-        .await?,
-    );
-    after.extend(
-        strings(
-            &read,
+
             &format!(
                 "SELECT format('ALTER SEQUENCE %I.%I OWNED BY %I.%I.%I', n.nspname, c.relname, tn.nspname, t.relname, a.attname) \
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -243,13 +211,6 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
                  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
                  WHERE c.relkind = 'S' AND {USER_SCHEMA} ORDER BY c.oid"
             ),
-            &[],
-        )
-        .await?,
-    );
-    after.extend(
-        strings(
-            &read,
             &format!(
                 "SELECT format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', n.nspname, c.relname, k.conname, \
                    pg_catalog.pg_get_constraintdef(k.oid)) \
@@ -258,13 +219,7 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
                  WHERE k.contype IN ('p', 'u', 'x', 'c', 'f') AND c.relkind = 'r' AND {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER} \
                  ORDER BY k.contype = 'f', k.oid"
             ),
-            &[],
-        )
-        .await?,
-    );
-    after.extend(
-        strings(
-            &read,
+
             &format!(
                 "SELECT pg_catalog.pg_get_indexdef(i.indexrelid) FROM pg_catalog.pg_index i \
                  JOIN pg_catalog.pg_class c ON c.oid = i.indrelid \
@@ -273,19 +228,19 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
                    (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = c.oid) \
                  ORDER BY c.relkind = 'm', i.indexrelid"
             ),
-            &[],
-        )
-        .await?,
-    );
-    let views = strings(
+        ],
+    )
+    .await?;
+    let views = statements(
         &read,
-        &format!(
-            "SELECT format('CREATE %sVIEW %I.%I AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED ' ELSE '' END, \
-               n.nspname, c.relname, rtrim(pg_catalog.pg_get_viewdef(c.oid), ';')) \
-             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind IN ('v', 'm') AND {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER} ORDER BY c.oid"
-        ),
-        &[],
+        &[
+            &format!(
+                "SELECT format('CREATE %sVIEW %I.%I AS %s', CASE c.relkind WHEN 'm' THEN 'MATERIALIZED ' ELSE '' END, \
+                   n.nspname, c.relname, rtrim(pg_catalog.pg_get_viewdef(c.oid), ';')) \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relkind IN ('v', 'm') AND {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER} ORDER BY c.oid"
+            ),
+        ],
     )
     .await?;
     // Views go before the indexes of materialized views, which need them.
@@ -296,19 +251,18 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
     let mut last = table_indexes;
     last.extend(views);
     last.extend(view_indexes);
-    last.extend(
-        strings(
-            &read,
+    last.extend(statements(
+        &read,
+        &[
             &format!(
                 "SELECT pg_catalog.pg_get_triggerdef(g.oid) FROM pg_catalog.pg_trigger g \
                  JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE NOT g.tgisinternal AND {USER_SCHEMA} AND {NOT_EXTENSION_MEMBER} ORDER BY g.oid"
             ),
-            &[],
-        )
-        .await?,
-    );
+        ],
+    )
+    .await?);
     run(&write, &last).await?;
     read.commit().await?;
     write.commit().await?;
@@ -331,17 +285,18 @@ fn views_contain_index_target(views: &[String], sql: &str) -> bool {
     })
 }
 
-async fn strings(
+/// The statements the source generates with `queries`, in order: each
+/// query answers one statement per row.
+async fn statements(
     client: &tokio_postgres::Transaction<'_>,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    queries: &[&str],
 ) -> Result<Vec<String>, SqlError> {
-    Ok(client
-        .query(sql, params)
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect())
+    let mut statements = Vec::new();
+    for query in queries {
+        let rows = client.query(*query, &[]).await?;
+        statements.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    }
+    Ok(statements)
 }
 
 async fn run(
