@@ -766,26 +766,58 @@ mod through_the_operator {
 }
 
 #[tokio::test]
-async fn a_branch_and_a_snapshot_copied_at_once_from_one_parent_both_finish() {
+async fn branches_and_snapshots_copied_at_once_from_one_parent_all_finish() {
+    // Template copies of one parent made together: each ends the others'
+    // sessions and hands its objects over from the parent's role, which
+    // rewrites the parent database's catalog row; none may fail for it.
     let server = server();
     let provider = provider(server, CopyStrategy::Template);
-    let (project, parent) = seeded_project(&*provider, "pair").await;
+    let (project, parent) = seeded_project(&*provider, "many").await;
     drop(parent);
-    let branch_name = name("pairb");
+    let branches: Vec<String> = (0..4).map(|i| name(&format!("many{i}"))).collect();
+    let snapshot_keys: Vec<String> = (0..4)
+        .map(|i| format!("dbops-{project}-{i}-snapshot-create"))
+        .collect();
     let snapshot = SnapshotRequest {
         project_id: project.clone(),
         label: None,
     };
-    let snapshot_key = format!("dbops-{project}-snapshot-create");
-    let (branch, snap) = tokio::join!(
-        new_branch(&*provider, &project, &branch_name),
-        provider.create_snapshot(&snapshot, &snapshot_key)
+    // As the controllers do, a transient error (the parent still busy
+    // after every retry) is tried again; anything else fails the test.
+    async fn retried<T, F, Fut>(mut call: F) -> Result<T, ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ProviderError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            match call().await {
+                Err(e) if e.is_transient() && attempts < 10 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+    let (made, snaps) = tokio::join!(
+        futures::future::join_all(
+            branches
+                .iter()
+                .map(|branch| retried(|| new_branch(&*provider, &project, branch)))
+        ),
+        futures::future::join_all(
+            snapshot_keys
+                .iter()
+                .map(|key| retried(|| provider.create_snapshot(&snapshot, key)))
+        )
     );
-    let (branch, _) = branch.expect("the branch finishes");
-    let snap = snap.expect("the snapshot finishes");
-    let copy = connect(&uri(&branch)).await.unwrap();
-    assert_eq!(count(&copy, "SELECT count(*) FROM orders").await, 3);
-    drop(copy);
+    for branch in made {
+        let (branch, _) = branch.expect("every branch finishes");
+        let copy = connect(&uri(&branch)).await.unwrap();
+        assert_eq!(count(&copy, "SELECT count(*) FROM orders").await, 3);
+    }
+    let snaps: Vec<_> = snaps
+        .into_iter()
+        .map(|s| s.expect("every snapshot finishes"))
+        .collect();
     let admin = admin(server).await;
     let owner: String = admin
         .query_one(
@@ -796,10 +828,11 @@ async fn a_branch_and_a_snapshot_copied_at_once_from_one_parent_both_finish() {
         .unwrap()
         .get(0);
     assert_eq!(owner, project, "the parent keeps its owner");
-    provider
-        .delete_branch(&project, &branch_name)
-        .await
-        .unwrap();
-    provider.delete_snapshot(&project, &snap.id).await.unwrap();
+    for branch in &branches {
+        provider.delete_branch(&project, branch).await.unwrap();
+    }
+    for snap in &snaps {
+        provider.delete_snapshot(&project, &snap.id).await.unwrap();
+    }
     provider.delete_project(&project).await.unwrap();
 }

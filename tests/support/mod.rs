@@ -131,41 +131,12 @@ impl Harness {
         key: &str,
         supabase_org: Option<&str>,
     ) {
-        let secret_name = format!("{name}-credentials");
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), PROVIDER_NAMESPACE);
-        let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": secret_name, "namespace": PROVIDER_NAMESPACE },
-            "data": { "apiKey": k8s_openapi::ByteString(key.as_bytes().to_vec()) },
-        }))
-        .unwrap();
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
-        let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
-        let provider = DatabaseProvider::new(
-            name,
-            DatabaseProviderSpec {
-                api,
-                endpoint: Some(self.endpoint(api.as_str())),
-                credentials_secret_ref: SecretKeySelector {
-                    name: secret_name,
-                    namespace: PROVIDER_NAMESPACE.into(),
-                    key: "apiKey".into(),
-                },
-                request_timeout_seconds: 5,
-                supabase: supabase_org.map(|org| dbops::api::v1alpha1::SupabaseSettings {
-                    organization_slug: org.to_string(),
-                }),
-                postgres: None,
-                byok_policy: None,
-                request_budget: None,
-            },
-        );
-        providers
-            .create(&PostParams::default(), &provider)
-            .await
-            .unwrap();
+        let mut spec = provider_spec(api, self.endpoint(api.as_str()), name, "apiKey");
+        spec.supabase = supabase_org.map(|org| dbops::api::v1alpha1::SupabaseSettings {
+            organization_slug: org.to_string(),
+        });
+        self.create_provider_with_secret(name, "apiKey", key, spec)
+            .await;
     }
 
     /// A `postgres` `DatabaseProvider` `name` on the test server, copying
@@ -176,11 +147,34 @@ impl Harness {
         server: &postgres::TestServer,
         strategy: dbops::api::v1alpha1::CopyStrategy,
     ) {
-        let secret_name = format!("{name}-credentials");
+        let mut spec = provider_spec(
+            ProviderApi::Postgres,
+            server.endpoint.clone(),
+            name,
+            "password",
+        );
+        spec.request_timeout_seconds = 10;
+        spec.postgres = Some(dbops::api::v1alpha1::PostgresSettings {
+            copy_strategy: strategy,
+            connection_host: None,
+        });
+        self.create_provider_with_secret(name, "password", &server.password, spec)
+            .await;
+    }
+
+    /// Secret `<name>-credentials` holding `value` under `key`, then
+    /// `DatabaseProvider` `name` with `spec`.
+    async fn create_provider_with_secret(
+        &self,
+        name: &str,
+        key: &str,
+        value: &str,
+        spec: DatabaseProviderSpec,
+    ) {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), PROVIDER_NAMESPACE);
         let secret: Secret = serde_json::from_value(serde_json::json!({
-            "metadata": { "name": secret_name, "namespace": PROVIDER_NAMESPACE },
-            "data": { "password": k8s_openapi::ByteString(server.password.as_bytes().to_vec()) },
+            "metadata": { "name": format!("{name}-credentials"), "namespace": PROVIDER_NAMESPACE },
+            "data": { key: k8s_openapi::ByteString(value.as_bytes().to_vec()) },
         }))
         .unwrap();
         secrets
@@ -188,28 +182,8 @@ impl Harness {
             .await
             .unwrap();
         let providers: Api<DatabaseProvider> = Api::all(self.client.clone());
-        let provider = DatabaseProvider::new(
-            name,
-            DatabaseProviderSpec {
-                api: ProviderApi::Postgres,
-                endpoint: Some(server.endpoint.clone()),
-                credentials_secret_ref: SecretKeySelector {
-                    name: secret_name,
-                    namespace: PROVIDER_NAMESPACE.into(),
-                    key: "password".into(),
-                },
-                request_timeout_seconds: 10,
-                supabase: None,
-                postgres: Some(dbops::api::v1alpha1::PostgresSettings {
-                    copy_strategy: strategy,
-                    connection_host: None,
-                }),
-                byok_policy: None,
-                request_budget: None,
-            },
-        );
         providers
-            .create(&PostParams::default(), &provider)
+            .create(&PostParams::default(), &DatabaseProvider::new(name, spec))
             .await
             .unwrap();
     }
@@ -232,6 +206,30 @@ impl Harness {
             .filter(|e| e["regarding"]["name"].as_str() == Some(name))
             .filter_map(|e| e["note"].as_str().map(str::to_string))
             .collect()
+    }
+}
+
+/// The spec of provider `name` for `api` at `endpoint`, whose credentials are
+/// `key` of Secret `<name>-credentials` (every other setting at its default).
+fn provider_spec(
+    api: ProviderApi,
+    endpoint: String,
+    name: &str,
+    key: &str,
+) -> DatabaseProviderSpec {
+    DatabaseProviderSpec {
+        api,
+        endpoint: Some(endpoint),
+        credentials_secret_ref: SecretKeySelector {
+            name: format!("{name}-credentials"),
+            namespace: PROVIDER_NAMESPACE.into(),
+            key: key.into(),
+        },
+        request_timeout_seconds: 5,
+        supabase: None,
+        postgres: None,
+        byok_policy: None,
+        request_budget: None,
     }
 }
 
