@@ -1492,6 +1492,22 @@ async fn pg_connect(uri: &str) -> Result<tokio_postgres::Client, tokio_postgres:
     Ok(client)
 }
 
+/// Operator log "1" holds none of `secrets`, and no connection URI.
+fn assert_log_holds_none(env: &TestEnv, secrets: &[String]) {
+    let log = Operator::log_of(env, "1");
+    assert!(!log.is_empty(), "the operator logged something");
+    for secret in secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a password is in the operator's log"
+        );
+    }
+    assert!(
+        !log.contains("postgresql://") && !log.contains("postgres://"),
+        "a connection URI is in the operator's log"
+    );
+}
+
 async fn pg_count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect(sql).get(0)
 }
@@ -1626,6 +1642,13 @@ async fn postgres_provider_example_hands_out_databases_that_connect() {
         Some("28P01")
     );
 
+    // No password or connection URI ever reached the operator's log.
+    let mut secrets = vec![server.password.clone(), old_password];
+    for secret in ["pg-app-db", "pg-app-preview-db", "pg-app-restored-db"] {
+        secrets.push(secret_value(&env, secret, "PGPASSWORD").await);
+    }
+    assert_log_holds_none(&env, &secrets);
+
     // Deleting the example drops every database and role it made.
     drop((app, preview, back));
     kubectl(&["delete", "-f", file.to_str().unwrap(), "--timeout=120s"]);
@@ -1690,6 +1713,13 @@ async fn the_quickstart_with_emulator_postgres_hands_out_uris_that_connect() {
         .await
         .unwrap();
     assert_eq!(pg_count(&app, "SELECT count(*) FROM notes").await, 1);
+
+    let passwords: Vec<String> = [uri.as_str(), &secret_value(&env, &secret, "uri").await]
+        .iter()
+        .map(|u| url::Url::parse(u).unwrap().password().unwrap().to_string())
+        .chain([server.password.clone()])
+        .collect();
+    assert_log_holds_none(&env, &passwords);
 
     // Deleting drops them at the emulated vendor, and so on the server.
     let database = |uri: &str| {
