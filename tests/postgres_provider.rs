@@ -836,3 +836,51 @@ async fn branches_and_snapshots_copied_at_once_from_one_parent_all_finish() {
     }
     provider.delete_project(&project).await.unwrap();
 }
+
+#[tokio::test]
+async fn drop_own_drops_only_what_carries_the_marker() {
+    use dbops::providers::postgres::{Server, Source};
+    let server = server();
+    let pg = Server::new(
+        &server.endpoint,
+        Some(&SecretString::from(server.password.clone())),
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let admin = admin(server).await;
+    // Someone else's database and role under the name.
+    let foreign = name("notours");
+    admin
+        .batch_execute(&format!("CREATE ROLE \"{foreign}\" LOGIN"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE \"{foreign}\" OWNER \"{foreign}\""
+        ))
+        .await
+        .unwrap();
+    pg.drop_own(&foreign, "dbops-emulator-x").await.unwrap();
+    assert!(exists(&admin, "pg_database", "datname", &foreign).await);
+    assert!(exists(&admin, "pg_roles", "rolname", &foreign).await);
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{foreign}\""))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("DROP ROLE \"{foreign}\""))
+        .await
+        .unwrap();
+
+    // Its own: dropped, database and role.
+    let own = name("ours");
+    let marker = format!("dbops-emulator-{own}");
+    pg.ensure_role(&own, &marker, None).await.unwrap();
+    pg.ensure_database(&own, &own, &marker, Source::Empty, true)
+        .await
+        .unwrap();
+    pg.drop_own(&own, &marker).await.unwrap();
+    assert!(!exists(&admin, "pg_database", "datname", &own).await);
+    assert!(!exists(&admin, "pg_roles", "rolname", &own).await);
+}

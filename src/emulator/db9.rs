@@ -491,6 +491,8 @@ fn remove_database(state: &mut Db9State, id: &str) -> bool {
     };
     database.state = DISABLED.to_string();
     database.data.clear();
+    // Its real database is dropped: reads must not hand out its URI.
+    database.real = false;
     state.backups.retain(|_, b| b.database_id != id);
     true
 }

@@ -753,36 +753,40 @@ async fn snapshot_restore(
         "db.snapshot.restore",
         body,
         |state, body| {
-        let snapshot_id = required_str(body, "snapshot_id")?;
-        let snapshot = state
-            .snapshots
-            .get(&snapshot_id)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("snapshot", &snapshot_id))?;
-        let source = state
-            .projects
-            .get(&snapshot.project_id)
-            .cloned()
-            .ok_or_else(|| InfraiError::not_found("project", &snapshot.project_id))?;
-        let name =
-            optional_str(body, "new_name")?.unwrap_or_else(|| format!("{}-restored", source.name));
-        let (project, branch) = planned_project(name, source.vendor.clone(), source.region.clone());
-        // The new default branch is a copy of the snapshot's frozen database.
-        let contents = if snapshot.real {
-            Contents::Snapshot(InfraiEmulator::real_database(&snapshot.id))
-        } else {
-            Contents::Empty
-        };
-        let work = make_branch(&branch, contents);
-        Ok(((project, branch, snapshot.data), work))
-    },
-    |state, _, (project, branch, data), on| {
-        let project = state.add_project(project, branch, data, on);
-        let full = state.project_json(&project, real);
-        // `db.snapshot.restore` returns `Project { id, name, connection_uri }`.
-        Ok(
-            json!({ "id": full["id"], "name": full["name"], "connection_uri": full["connection_uri"] }),
-        )
-    })
+            let snapshot_id = required_str(body, "snapshot_id")?;
+            let snapshot = state
+                .snapshots
+                .get(&snapshot_id)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("snapshot", &snapshot_id))?;
+            let source = state
+                .projects
+                .get(&snapshot.project_id)
+                .cloned()
+                .ok_or_else(|| InfraiError::not_found("project", &snapshot.project_id))?;
+            let name = optional_str(body, "new_name")?
+                .unwrap_or_else(|| format!("{}-restored", source.name));
+            let (project, branch) =
+                planned_project(name, source.vendor.clone(), source.region.clone());
+            // The new default branch is a copy of the snapshot's frozen database.
+            let contents = if snapshot.real {
+                Contents::Snapshot(InfraiEmulator::real_database(&snapshot.id))
+            } else {
+                Contents::Empty
+            };
+            let work = make_branch(&branch, contents);
+            Ok(((project, branch, snapshot.data), work))
+        },
+        |state, _, (project, branch, data), on| {
+            let project = state.add_project(project, branch, data, on);
+            let full = state.project_json(&project, real);
+            // `db.snapshot.restore` returns `Project { id, name, connection_uri }`.
+            Ok(json!({
+                "id": full["id"],
+                "name": full["name"],
+                "connection_uri": full["connection_uri"],
+            }))
+        },
+    )
     .await
 }

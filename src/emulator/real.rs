@@ -266,11 +266,12 @@ impl RealDatabases {
             .await
     }
 
-    /// Drops database `name` (ending its sessions) and its role. Gone already
-    /// is fine.
+    /// Drops database `name` (ending its sessions) and its role, if the
+    /// emulator made them: a database or role of that name made by anyone
+    /// else (a create that failed on the name, say) is left alone. Gone
+    /// already is fine.
     pub async fn remove(&self, name: &str) -> Result<(), SqlError> {
-        self.server.drop_database(name).await?;
-        self.server.drop_marked_role(name).await
+        self.server.drop_own(name, &marker(name)).await
     }
 
     /// Sets the password of the role of database `name`.

@@ -548,6 +548,27 @@ impl Server {
         }
     }
 
+    /// Drops database `name` and role `name` only where they are `marker`'s:
+    /// the role carries the marker, and the database carries it too or, a
+    /// copy cut short, is unmarked and owned by that role (the rule
+    /// [`Server::ensure_database`] adopts by). Anything else under the name
+    /// is left alone; gone already is fine.
+    pub async fn drop_own(&self, name: &str, marker: &str) -> Result<()> {
+        let role_is_ours = self.role(name).await?.flatten().as_deref() == Some(marker);
+        if let Some(db) = self.database(name).await? {
+            let ours = db.comment.as_deref() == Some(marker)
+                || (db.comment.is_none() && db.owner == name && role_is_ours);
+            if ours {
+                self.drop_database(name).await?;
+            }
+        }
+        if role_is_ours {
+            let sql = format!("DROP ROLE IF EXISTS {}", ident(name));
+            self.admin().await?.batch_execute(&sql).await?;
+        }
+        Ok(())
+    }
+
     /// Sets role `name`'s password, if dbops made the role.
     pub async fn set_password(&self, name: &str, password: &Password) -> Result<()> {
         match self.role(name).await? {
