@@ -6,7 +6,7 @@ mod tools;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use tools::{documents, helm, kubectl, render, repo, run, try_run};
+use tools::{documents, helm, kubectl, render, repo, roles_bound_to_operator, run, try_run};
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
@@ -66,11 +66,184 @@ fn the_plain_manifests_are_the_charts_default_install() {
         checked_in, rendered,
         "deploy/dbops.yaml differs from the chart's default render: run ./scripts/generate.sh"
     );
+    // The tenants' roles are part of the plain install too.
+    let cluster_roles: BTreeSet<&str> = of_kind(&checked_in, "ClusterRole")
+        .iter()
+        .filter_map(|r| r["metadata"]["name"].as_str())
+        .collect();
+    for name in tenant_role_names() {
+        assert!(
+            cluster_roles.contains(name),
+            "deploy/dbops.yaml lacks {name}"
+        );
+    }
     // And kustomize assembles namespace, CRDs and the install.
     let built = documents(&run(&kubectl(), &["kustomize", "deploy"]));
     assert_eq!(of_kind(&built, "Namespace").len(), 1);
     assert_eq!(of_kind(&built, "CustomResourceDefinition").len(), 5);
     assert_eq!(of_kind(&built, "Deployment").len(), 1);
+}
+
+/// The tenants' aggregated ClusterRoles in the default install (release `dbops`).
+fn tenant_role_names() -> [&'static str; 2] {
+    ["dbops-edit", "dbops-view"]
+}
+
+/// The plurals of the chart's dbops CRDs of one scope (`Namespaced` or `Cluster`).
+fn crd_plurals(scope: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(repo().join("charts/dbops/crds")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for crd in documents(&text) {
+            assert_eq!(crd["spec"]["group"], "dbops.dev");
+            if crd["spec"]["scope"] == scope {
+                out.insert(crd["spec"]["names"]["plural"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    out
+}
+
+fn strings(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("{value} is a list"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn tenant_roles_aggregate_into_edit_admin_and_view_for_the_namespaced_kinds_only() {
+    let namespaced = crd_plurals("Namespaced");
+    let cluster_scoped = crd_plurals("Cluster");
+    assert_eq!(
+        namespaced,
+        BTreeSet::from(
+            [
+                "byokcredentials",
+                "databasebranches",
+                "databaseprojects",
+                "databasesnapshots"
+            ]
+            .map(String::from)
+        )
+    );
+    assert!(cluster_scoped.contains("databaseproviders"));
+    let docs = render(&[]);
+    let role = |name: &str| -> &Value {
+        of_kind(&docs, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no ClusterRole {name}"))
+    };
+    let aggregation_labels = |role: &Value| -> BTreeSet<String> {
+        role["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+            .map(|(k, v)| {
+                assert_eq!(v, "true", "{k}");
+                k.trim_start_matches("rbac.authorization.k8s.io/aggregate-to-")
+                    .to_string()
+            })
+            .collect()
+    };
+    let edit = role("dbops-edit");
+    let view = role("dbops-view");
+    assert_eq!(
+        aggregation_labels(edit),
+        BTreeSet::from(["admin".to_string(), "edit".to_string()])
+    );
+    assert_eq!(
+        aggregation_labels(view),
+        BTreeSet::from(["view".to_string()])
+    );
+    for (role, verbs) in [
+        (
+            edit,
+            BTreeSet::from([
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+            ]),
+        ),
+        (view, BTreeSet::from(["get", "list", "watch"])),
+    ] {
+        let name = role["metadata"]["name"].as_str().unwrap();
+        let rules = role["rules"].as_array().unwrap();
+        assert!(!rules.is_empty(), "{name}");
+        let mut resources = BTreeSet::new();
+        for rule in rules {
+            assert_eq!(
+                strings(&rule["apiGroups"]),
+                BTreeSet::from(["dbops.dev"]),
+                "{name}"
+            );
+            assert_eq!(strings(&rule["verbs"]), verbs, "{name}");
+            assert!(rule.get("resourceNames").is_none(), "{name}");
+            for resource in strings(&rule["resources"]) {
+                assert!(
+                    !resource.contains('/') && resource != "*",
+                    "{name} grants {resource}: tenants never write (or need) a subresource"
+                );
+                assert!(
+                    !cluster_scoped.contains(resource),
+                    "{name} grants the cluster-scoped {resource}"
+                );
+                resources.insert(resource.to_string());
+            }
+        }
+        assert_eq!(
+            resources, namespaced,
+            "{name} covers exactly the namespaced kinds"
+        );
+        assert!(!role.to_string().contains("databaseproviders"), "{name}");
+        // Nothing in the chart binds it: it reaches users only through
+        // edit/admin/view, and never the operator.
+        for binding in of_kind(&docs, "ClusterRoleBinding")
+            .into_iter()
+            .chain(of_kind(&docs, "RoleBinding"))
+        {
+            assert_ne!(binding["roleRef"]["name"], name);
+        }
+    }
+    // Named after the release's full name.
+    let other = documents(&run(
+        &helm(),
+        &[
+            "template",
+            "platform",
+            "charts/dbops",
+            "--namespace",
+            "dbops-system",
+            "--kube-version",
+            "1.33.0",
+        ],
+    ));
+    let names: BTreeSet<&str> = of_kind(&other, "ClusterRole")
+        .iter()
+        .filter_map(|r| r["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains("platform-dbops-edit") && names.contains("platform-dbops-view"),
+        "{names:?}"
+    );
+    // And off with tenantRoles.enabled=false.
+    let docs = render(&["--set", "tenantRoles.enabled=false"]);
+    for role in of_kind(&docs, "ClusterRole") {
+        assert!(
+            !tenant_role_names().contains(&role["metadata"]["name"].as_str().unwrap()),
+            "{}",
+            role["metadata"]["name"]
+        );
+    }
 }
 
 #[test]
@@ -184,10 +357,30 @@ fn namespace_scoped_mode_uses_roles_only_where_it_watches() {
             .map(String::from)
             .into()
     );
-    // Only the provider ClusterRole stays cluster-wide; it grants nothing on Secrets.
-    let cluster_roles = of_kind(&docs, "ClusterRole");
-    assert_eq!(cluster_roles.len(), 1);
-    assert!(!cluster_roles[0]["rules"].to_string().contains("secrets"));
+    // Of the operator's roles only the provider ClusterRole stays cluster-wide;
+    // it grants nothing on Secrets.
+    let bound = roles_bound_to_operator(&docs);
+    let cluster_wide: Vec<&Value> = bound
+        .iter()
+        .filter(|(_, scope)| scope == "*")
+        .map(|(role, _)| *role)
+        .collect();
+    assert_eq!(cluster_wide.len(), 1, "{cluster_wide:#?}");
+    assert_eq!(cluster_wide[0]["metadata"]["name"], "dbops-providers");
+    assert!(!cluster_wide[0]["rules"].to_string().contains("secrets"));
+    let scopes: BTreeSet<&str> = bound.iter().map(|(_, scope)| scope.as_str()).collect();
+    assert_eq!(
+        scopes,
+        BTreeSet::from(["*", "dbops-system", "team-a", "team-b"])
+    );
+    // The other ClusterRoles are the tenants' (bound to nobody), and their
+    // rules hold no Secrets either.
+    for role in of_kind(&docs, "ClusterRole") {
+        if role["metadata"]["name"] != "dbops-providers" {
+            assert!(tenant_role_names().contains(&role["metadata"]["name"].as_str().unwrap()));
+            assert!(!role["rules"].to_string().contains("secrets"));
+        }
+    }
     let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
         .to_string();
     assert!(args.contains("--namespace=team-a") && args.contains("--namespace=team-b"));
