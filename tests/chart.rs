@@ -500,6 +500,13 @@ fn the_emulator_is_its_own_deployment_and_never_inside_an_operator_pod() {
         "{endpoint}"
     );
 
+    // A demo provider: every namespace may use it and adopt through it.
+    assert_eq!(provider["spec"]["allowedNamespaces"]["from"], "All");
+    assert_eq!(
+        provider["spec"]["adoption"]["allowedNamespaces"]["from"],
+        "All"
+    );
+
     // Without persistence, an emptyDir and no claim.
     let docs = render(&[
         "--set",
@@ -508,4 +515,245 @@ fn the_emulator_is_its_own_deployment_and_never_inside_an_operator_pod() {
         "emulator.persistence.enabled=false",
     ]);
     assert!(of_kind(&docs, "PersistentVolumeClaim").is_empty());
+}
+
+/// The emulator's and the operator's Deployments of a render.
+fn emulator_and_operator(docs: &[Value]) -> (&Value, &Value) {
+    let deployments = of_kind(docs, "Deployment");
+    let find = |first: &str| {
+        *deployments
+            .iter()
+            .find(|d| args_of(d).first().map(String::as_str) == Some(first))
+            .unwrap_or_else(|| panic!("no Deployment running `dbops {first}`"))
+    };
+    (find("emulator"), find("run"))
+}
+
+#[test]
+fn only_the_operator_pods_reach_the_emulator() {
+    // No emulator, no policy; an emulator comes with one unless turned off.
+    assert!(of_kind(&render(&[]), "NetworkPolicy").is_empty());
+    let off = render(&[
+        "--set",
+        "emulator.enabled=true",
+        "--set",
+        "emulator.networkPolicy.enabled=false",
+    ]);
+    assert!(of_kind(&off, "NetworkPolicy").is_empty());
+
+    let docs = render(&["--set", "emulator.enabled=true"]);
+    let (emulator, operator) = emulator_and_operator(&docs);
+    let emulator_labels = &emulator["spec"]["template"]["metadata"]["labels"];
+    let operator_labels = &operator["spec"]["template"]["metadata"]["labels"];
+    let policies = of_kind(&docs, "NetworkPolicy");
+    assert_eq!(policies.len(), 1);
+    let policy = policies[0];
+    assert_eq!(
+        policy["metadata"]["namespace"],
+        emulator["metadata"]["namespace"]
+    );
+    assert_eq!(
+        policy["metadata"]["namespace"], operator["metadata"]["namespace"],
+        "a podSelector peer selects pods in the policy's own namespace"
+    );
+    // It isolates the emulator pod (and not the operator's) for ingress ...
+    let selected = &policy["spec"]["podSelector"]["matchLabels"];
+    assert!(labels_match(selected, emulator_labels));
+    assert!(!labels_match(selected, operator_labels));
+    assert!(
+        policy["spec"]["podSelector"]
+            .get("matchExpressions")
+            .is_none()
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    // ... and lets in exactly one peer: the operator's pods, on the emulator's port.
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{rules:#?}");
+    let peers = rules[0]["from"].as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{peers:#?}");
+    let peer = peers[0].as_object().unwrap();
+    assert_eq!(
+        peer.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["podSelector"],
+        "no namespaceSelector or ipBlock widens it"
+    );
+    let from = &peer["podSelector"]["matchLabels"];
+    assert!(!from.as_object().unwrap().is_empty());
+    assert!(labels_match(from, operator_labels));
+    assert!(!labels_match(from, emulator_labels));
+    assert_eq!(from, &operator["spec"]["selector"]["matchLabels"]);
+    let container_port =
+        &emulator["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"];
+    assert_eq!(
+        rules[0]["ports"],
+        serde_json::json!([{ "port": container_port, "protocol": "TCP" }])
+    );
+}
+
+/// A `PUT` with a fault configuration to `http://addr{path}`, with `Bearer
+/// key` if given; the answer's status.
+fn put_fault(addr: std::net::SocketAddr, path: &str, key: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let body = r#"{"latencyMs":1}"#;
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// The chart's emulator container, run as the chart runs it (its args, its
+/// env with `env` for what Kubernetes would fill in), on a free loopback port.
+struct ChartEmulator {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _state: tempfile::TempDir,
+}
+
+impl Drop for ChartEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_chart_emulator(emulator: &Value, env: &[(&str, &str)]) -> ChartEmulator {
+    let state = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let args: Vec<String> = args_of(emulator)
+        .into_iter()
+        .map(|arg| {
+            if arg.starts_with("--emulator-listen=") {
+                format!("--emulator-listen={addr}")
+            } else if arg.starts_with("--emulator-state=") {
+                format!(
+                    "--emulator-state={}",
+                    state.path().join("state.json").display()
+                )
+            } else {
+                arg
+            }
+        })
+        .collect();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dbops"));
+    command
+        .args(&args)
+        .env_remove("DBOPS_EMULATOR_FAULTS_KEY")
+        .env_remove("DBOPS_EMULATOR_LISTEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    // Only the env the chart sets; its Secret references are filled in by `env`.
+    let chart_env = emulator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    for var in chart_env {
+        let name = var["name"].as_str().unwrap();
+        if let Some(value) = var["value"].as_str() {
+            command.env(name, value);
+        } else {
+            let (_, value) = env
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("the test gives no value for {name}"));
+            command.env(name, value);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().unwrap();
+    let running = ChartEmulator {
+        child,
+        addr,
+        _state: state,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the emulator never listened on {addr} (args {args:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    running
+}
+
+#[test]
+fn the_charts_emulator_sets_faults_only_with_a_key() {
+    let docs = render(&["--set", "emulator.enabled=true"]);
+    let (emulator, _) = emulator_and_operator(&docs);
+    let args = args_of(emulator);
+    assert!(
+        args.contains(&"--emulator-allow-faults=false".to_string()),
+        "{args:?}"
+    );
+    let demo_key = of_kind(&docs, "Secret")
+        .into_iter()
+        .find_map(|s| s["stringData"]["apiKey"].as_str())
+        .expect("the provider's Secret holds the demo key");
+    // Even with the environment asking for open faults, the chart's explicit
+    // flag wins: no key, 401; the infrai API's own key sets infrai's faults.
+    let running = run_chart_emulator(emulator, &[("DBOPS_EMULATOR_ALLOW_FAULTS", "true")]);
+    assert_eq!(put_fault(running.addr, "/_faults/infrai", None), 401);
+    assert_eq!(
+        put_fault(running.addr, "/_faults/infrai", Some("guess")),
+        403
+    );
+    assert_eq!(put_fault(running.addr, "/_faults/db9", Some(demo_key)), 403);
+    assert_eq!(
+        put_fault(running.addr, "/_faults/infrai", Some(demo_key)),
+        204
+    );
+    drop(running);
+
+    // With a faults key from a Secret, only that key.
+    let docs = render(&[
+        "--set",
+        "emulator.enabled=true",
+        "--set",
+        "emulator.faultsKey.secretName=emulator-faults",
+    ]);
+    let (emulator, _) = emulator_and_operator(&docs);
+    let env = &emulator["spec"]["template"]["spec"]["containers"][0]["env"];
+    let from_secret = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "DBOPS_EMULATOR_FAULTS_KEY")
+        .expect("the faults key is passed in the environment");
+    assert_eq!(
+        from_secret["valueFrom"]["secretKeyRef"],
+        serde_json::json!({ "name": "emulator-faults", "key": "faultsKey" })
+    );
+    let running = run_chart_emulator(emulator, &[("DBOPS_EMULATOR_FAULTS_KEY", "k-faults")]);
+    assert_eq!(put_fault(running.addr, "/_faults/infrai", None), 401);
+    assert_eq!(
+        put_fault(running.addr, "/_faults/infrai", Some(demo_key)),
+        403
+    );
+    assert_eq!(
+        put_fault(running.addr, "/_faults/capydb", Some("k-faults")),
+        204
+    );
 }
