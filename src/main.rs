@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dbops::controllers::Settings;
+use dbops::emulator::faults::FaultsAccess;
 use dbops::emulator::real::RealDatabases;
 use dbops::emulator::{DEFAULT_LISTEN, Emulator, EmulatorConfig};
 use tracing_subscriber::EnvFilter;
@@ -142,9 +143,50 @@ struct EmulatorArgs {
         hide_env_values = true
     )]
     postgres: Option<String>,
+    /// Key that `PUT /_faults/<api>` (fault injection) must carry, as
+    /// `Authorization: Bearer <KEY>`, instead of the emulated API's own key;
+    /// repeat for several (comma-separated in the variable).
+    #[arg(
+        long = "emulator-faults-key",
+        value_name = "KEY",
+        env = "DBOPS_EMULATOR_FAULTS_KEY",
+        value_delimiter = ',',
+        value_parser = parse_faults_key,
+        hide_env_values = true
+    )]
+    faults_keys: Vec<String>,
+    /// Let anyone who reaches the emulator set faults (`PUT /_faults/<api>`)
+    /// without a key. Without this flag a fault request must carry the key of
+    /// the API it sets faults for (or a --emulator-faults-key). Default: false
+    /// for `dbops emulator`; for `dbops run`, true while the emulator listens
+    /// on loopback only.
+    #[arg(
+        long = "emulator-allow-faults",
+        env = "DBOPS_EMULATOR_ALLOW_FAULTS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    allow_faults: Option<bool>,
 }
 
 impl EmulatorArgs {
+    /// Who may set faults: the flags, else anyone when `open_by_default`
+    /// (`dbops run` on loopback), else whoever has the API's key.
+    fn faults_access(&self, open_by_default: bool) -> Result<FaultsAccess, String> {
+        match (self.allow_faults, self.faults_keys.is_empty()) {
+            (Some(true), false) => Err(
+                "--emulator-allow-faults and --emulator-faults-key exclude each other".to_string(),
+            ),
+            (_, false) => Ok(FaultsAccess::Keys(self.faults_keys.clone())),
+            (Some(true), true) => Ok(FaultsAccess::Open),
+            (Some(false), true) => Ok(FaultsAccess::ApiKeys),
+            (None, true) if open_by_default => Ok(FaultsAccess::Open),
+            (None, true) => Ok(FaultsAccess::ApiKeys),
+        }
+    }
+
     /// The emulator's settings: the default key of every API, replaced by
     /// the keys given for it.
     fn config(&self) -> Result<EmulatorConfig, String> {
@@ -174,6 +216,14 @@ fn parse_api_key(s: &str) -> Result<(String, String), String> {
             Ok((api.to_string(), key.to_string()))
         }
         _ => Err("expected API=KEY, e.g. infrai=ifr_pk_proj_mykey".to_string()),
+    }
+}
+
+fn parse_faults_key(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("the faults key must not be empty".to_string())
+    } else {
+        Ok(s.to_string())
     }
 }
 
@@ -231,8 +281,30 @@ async fn wait_for_signal() {
     }
 }
 
-async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
-    let config = args.config()?;
+/// Starts the emulators on `args.listen`. `open_faults_on_loopback`: with
+/// neither faults flag, let anyone set faults while the listener is on a
+/// loopback address (`dbops run`'s built-in emulator).
+async fn start_emulator(
+    args: &EmulatorArgs,
+    open_faults_on_loopback: bool,
+) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} for the emulator: {e} (use --emulator-listen or --emulator=false)",
+                args.listen
+            )
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen on {} for the emulator: {e}", args.listen))?;
+    let faults_access = args.faults_access(open_faults_on_loopback && addr.ip().is_loopback())?;
+    tracing::info!(
+        "fault injection (PUT /_faults/<api>) {}",
+        faults_access.describe()
+    );
+    let config = args.config()?.with_faults_access(faults_access);
     if let Some(real) = config.real_databases() {
         real.check().await?;
         tracing::info!(
@@ -257,12 +329,11 @@ async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
         emulator.set_strict(true);
         tracing::info!("emulator serves only what the vendor documents show (strict mode)");
     }
-    let (addr, _) = emulator.spawn(&args.listen).await.map_err(|e| {
-        format!(
-            "cannot listen on {} for the emulator: {e} (use --emulator-listen or --emulator=false)",
-            args.listen
-        )
-    })?;
+    tokio::spawn(async move {
+        if let Err(error) = emulator.serve(listener).await {
+            tracing::error!(%error, "emulator stopped");
+        }
+    });
     tracing::info!(
         %addr,
         "vendor API emulators serving http://{addr}/infrai, /supabase, /db9 and /capydb"
@@ -273,7 +344,7 @@ async fn start_emulator(args: &EmulatorArgs) -> Result<SocketAddr, String> {
 async fn run(args: RunArgs) -> Result<(), String> {
     dbops::providers::http::ensure_crypto_provider();
     if args.emulator {
-        start_emulator(&args.emulator_args).await?;
+        start_emulator(&args.emulator_args, true).await?;
     }
     let metrics = std::sync::Arc::new(dbops::metrics::Metrics::default());
     let config = kube::Config::infer()
@@ -339,7 +410,7 @@ fn crdgen(out_dir: Option<PathBuf>) -> Result<(), String> {
 }
 
 async fn emulator(args: EmulatorArgs) -> Result<(), String> {
-    start_emulator(&args).await?;
+    start_emulator(&args, false).await?;
     shutdown_signal().await;
     Ok(())
 }
@@ -430,6 +501,59 @@ mod tests {
     fn strict_mode_is_off_unless_asked_for() {
         assert!(!emulator_args(&[]).unwrap().strict);
         assert!(emulator_args(&["--emulator-strict"]).unwrap().strict);
+    }
+
+    #[test]
+    fn faults_need_a_key_unless_opened_on_purpose() {
+        use FaultsAccess::*;
+        let access = |args: &[&str], open_by_default: bool| {
+            emulator_args(args).unwrap().faults_access(open_by_default)
+        };
+        // `dbops emulator` (never open by default), and the chart's flag.
+        assert_eq!(access(&[], false), Ok(ApiKeys));
+        assert_eq!(
+            access(&["--emulator-allow-faults=false"], false),
+            Ok(ApiKeys)
+        );
+        assert_eq!(access(&["--emulator-allow-faults"], false), Ok(Open));
+        assert_eq!(access(&["--emulator-allow-faults=true"], false), Ok(Open));
+        assert_eq!(
+            access(
+                &["--emulator-faults-key", "k1", "--emulator-faults-key", "k2"],
+                false
+            ),
+            Ok(Keys(vec!["k1".into(), "k2".into()]))
+        );
+        // `dbops run` on loopback is open unless told otherwise.
+        assert_eq!(access(&[], true), Ok(Open));
+        assert_eq!(
+            access(&["--emulator-allow-faults=false"], true),
+            Ok(ApiKeys)
+        );
+        assert_eq!(
+            access(&["--emulator-faults-key", "k"], true),
+            Ok(Keys(vec!["k".into()]))
+        );
+        // A key with the chart's explicit `=false` is the key.
+        assert_eq!(
+            access(
+                &[
+                    "--emulator-allow-faults=false",
+                    "--emulator-faults-key",
+                    "k"
+                ],
+                false
+            ),
+            Ok(Keys(vec!["k".into()]))
+        );
+        let both = access(
+            &["--emulator-allow-faults", "--emulator-faults-key", "k"],
+            false,
+        );
+        assert!(both.unwrap_err().contains("exclude each other"));
+        assert!(emulator_args(&["--emulator-faults-key", " "]).is_err());
+        // `--emulator-allow-faults false` (no `=`) is not a way to pass false.
+        assert!(emulator_args(&["--emulator-allow-faults", "false"]).is_err());
     }
 
     #[test]

@@ -250,6 +250,15 @@ async fn dbops_run_with_defaults_brings_every_example_to_ready() {
             .as_u16()
     };
     assert_eq!(vendor(id.clone()).await, 200);
+    // `dbops run`'s built-in emulator listens on loopback only, so its fault
+    // injection is open there (no key), for local experiments.
+    let faults = reqwest::Client::new()
+        .put("http://127.0.0.1:8470/_faults/infrai")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status().as_u16(), 204);
 
     projects
         .delete("quickstart", &DeleteParams::default())

@@ -6,7 +6,7 @@ mod tools;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use tools::{documents, helm, kubectl, render, repo, run, try_run};
+use tools::{documents, helm, kubectl, render, repo, roles_bound_to_operator, run, try_run};
 
 fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
     docs.iter().filter(|d| d["kind"] == kind).collect()
@@ -66,11 +66,184 @@ fn the_plain_manifests_are_the_charts_default_install() {
         checked_in, rendered,
         "deploy/dbops.yaml differs from the chart's default render: run ./scripts/generate.sh"
     );
+    // The tenants' roles are part of the plain install too.
+    let cluster_roles: BTreeSet<&str> = of_kind(&checked_in, "ClusterRole")
+        .iter()
+        .filter_map(|r| r["metadata"]["name"].as_str())
+        .collect();
+    for name in tenant_role_names() {
+        assert!(
+            cluster_roles.contains(name),
+            "deploy/dbops.yaml lacks {name}"
+        );
+    }
     // And kustomize assembles namespace, CRDs and the install.
     let built = documents(&run(&kubectl(), &["kustomize", "deploy"]));
     assert_eq!(of_kind(&built, "Namespace").len(), 1);
     assert_eq!(of_kind(&built, "CustomResourceDefinition").len(), 5);
     assert_eq!(of_kind(&built, "Deployment").len(), 1);
+}
+
+/// The tenants' aggregated ClusterRoles in the default install (release `dbops`).
+fn tenant_role_names() -> [&'static str; 2] {
+    ["dbops-edit", "dbops-view"]
+}
+
+/// The plurals of the chart's dbops CRDs of one scope (`Namespaced` or `Cluster`).
+fn crd_plurals(scope: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(repo().join("charts/dbops/crds")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for crd in documents(&text) {
+            assert_eq!(crd["spec"]["group"], "dbops.dev");
+            if crd["spec"]["scope"] == scope {
+                out.insert(crd["spec"]["names"]["plural"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    out
+}
+
+fn strings(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("{value} is a list"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn tenant_roles_aggregate_into_edit_admin_and_view_for_the_namespaced_kinds_only() {
+    let namespaced = crd_plurals("Namespaced");
+    let cluster_scoped = crd_plurals("Cluster");
+    assert_eq!(
+        namespaced,
+        BTreeSet::from(
+            [
+                "byokcredentials",
+                "databasebranches",
+                "databaseprojects",
+                "databasesnapshots"
+            ]
+            .map(String::from)
+        )
+    );
+    assert!(cluster_scoped.contains("databaseproviders"));
+    let docs = render(&[]);
+    let role = |name: &str| -> &Value {
+        of_kind(&docs, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no ClusterRole {name}"))
+    };
+    let aggregation_labels = |role: &Value| -> BTreeSet<String> {
+        role["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+            .map(|(k, v)| {
+                assert_eq!(v, "true", "{k}");
+                k.trim_start_matches("rbac.authorization.k8s.io/aggregate-to-")
+                    .to_string()
+            })
+            .collect()
+    };
+    let edit = role("dbops-edit");
+    let view = role("dbops-view");
+    assert_eq!(
+        aggregation_labels(edit),
+        BTreeSet::from(["admin".to_string(), "edit".to_string()])
+    );
+    assert_eq!(
+        aggregation_labels(view),
+        BTreeSet::from(["view".to_string()])
+    );
+    for (role, verbs) in [
+        (
+            edit,
+            BTreeSet::from([
+                "get",
+                "list",
+                "watch",
+                "create",
+                "update",
+                "patch",
+                "delete",
+                "deletecollection",
+            ]),
+        ),
+        (view, BTreeSet::from(["get", "list", "watch"])),
+    ] {
+        let name = role["metadata"]["name"].as_str().unwrap();
+        let rules = role["rules"].as_array().unwrap();
+        assert!(!rules.is_empty(), "{name}");
+        let mut resources = BTreeSet::new();
+        for rule in rules {
+            assert_eq!(
+                strings(&rule["apiGroups"]),
+                BTreeSet::from(["dbops.dev"]),
+                "{name}"
+            );
+            assert_eq!(strings(&rule["verbs"]), verbs, "{name}");
+            assert!(rule.get("resourceNames").is_none(), "{name}");
+            for resource in strings(&rule["resources"]) {
+                assert!(
+                    !resource.contains('/') && resource != "*",
+                    "{name} grants {resource}: tenants never write (or need) a subresource"
+                );
+                assert!(
+                    !cluster_scoped.contains(resource),
+                    "{name} grants the cluster-scoped {resource}"
+                );
+                resources.insert(resource.to_string());
+            }
+        }
+        assert_eq!(
+            resources, namespaced,
+            "{name} covers exactly the namespaced kinds"
+        );
+        assert!(!role.to_string().contains("databaseproviders"), "{name}");
+        // Nothing in the chart binds it: it reaches users only through
+        // edit/admin/view, and never the operator.
+        for binding in of_kind(&docs, "ClusterRoleBinding")
+            .into_iter()
+            .chain(of_kind(&docs, "RoleBinding"))
+        {
+            assert_ne!(binding["roleRef"]["name"], name);
+        }
+    }
+    // Named after the release's full name.
+    let other = documents(&run(
+        &helm(),
+        &[
+            "template",
+            "platform",
+            "charts/dbops",
+            "--namespace",
+            "dbops-system",
+            "--kube-version",
+            "1.33.0",
+        ],
+    ));
+    let names: BTreeSet<&str> = of_kind(&other, "ClusterRole")
+        .iter()
+        .filter_map(|r| r["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains("platform-dbops-edit") && names.contains("platform-dbops-view"),
+        "{names:?}"
+    );
+    // And off with tenantRoles.enabled=false.
+    let docs = render(&["--set", "tenantRoles.enabled=false"]);
+    for role in of_kind(&docs, "ClusterRole") {
+        assert!(
+            !tenant_role_names().contains(&role["metadata"]["name"].as_str().unwrap()),
+            "{}",
+            role["metadata"]["name"]
+        );
+    }
 }
 
 #[test]
@@ -184,10 +357,30 @@ fn namespace_scoped_mode_uses_roles_only_where_it_watches() {
             .map(String::from)
             .into()
     );
-    // Only the provider ClusterRole stays cluster-wide; it grants nothing on Secrets.
-    let cluster_roles = of_kind(&docs, "ClusterRole");
-    assert_eq!(cluster_roles.len(), 1);
-    assert!(!cluster_roles[0]["rules"].to_string().contains("secrets"));
+    // Of the operator's roles only the provider ClusterRole stays cluster-wide;
+    // it grants nothing on Secrets.
+    let bound = roles_bound_to_operator(&docs);
+    let cluster_wide: Vec<&Value> = bound
+        .iter()
+        .filter(|(_, scope)| scope == "*")
+        .map(|(role, _)| *role)
+        .collect();
+    assert_eq!(cluster_wide.len(), 1, "{cluster_wide:#?}");
+    assert_eq!(cluster_wide[0]["metadata"]["name"], "dbops-providers");
+    assert!(!cluster_wide[0]["rules"].to_string().contains("secrets"));
+    let scopes: BTreeSet<&str> = bound.iter().map(|(_, scope)| scope.as_str()).collect();
+    assert_eq!(
+        scopes,
+        BTreeSet::from(["*", "dbops-system", "team-a", "team-b"])
+    );
+    // The other ClusterRoles are the tenants' (bound to nobody), and their
+    // rules hold no Secrets either.
+    for role in of_kind(&docs, "ClusterRole") {
+        if role["metadata"]["name"] != "dbops-providers" {
+            assert!(tenant_role_names().contains(&role["metadata"]["name"].as_str().unwrap()));
+            assert!(!role["rules"].to_string().contains("secrets"));
+        }
+    }
     let args = of_kind(&docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
         .to_string();
     assert!(args.contains("--namespace=team-a") && args.contains("--namespace=team-b"));
@@ -307,6 +500,13 @@ fn the_emulator_is_its_own_deployment_and_never_inside_an_operator_pod() {
         "{endpoint}"
     );
 
+    // A demo provider: every namespace may use it and adopt through it.
+    assert_eq!(provider["spec"]["allowedNamespaces"]["from"], "All");
+    assert_eq!(
+        provider["spec"]["adoption"]["allowedNamespaces"]["from"],
+        "All"
+    );
+
     // Without persistence, an emptyDir and no claim.
     let docs = render(&[
         "--set",
@@ -315,4 +515,245 @@ fn the_emulator_is_its_own_deployment_and_never_inside_an_operator_pod() {
         "emulator.persistence.enabled=false",
     ]);
     assert!(of_kind(&docs, "PersistentVolumeClaim").is_empty());
+}
+
+/// The emulator's and the operator's Deployments of a render.
+fn emulator_and_operator(docs: &[Value]) -> (&Value, &Value) {
+    let deployments = of_kind(docs, "Deployment");
+    let find = |first: &str| {
+        *deployments
+            .iter()
+            .find(|d| args_of(d).first().map(String::as_str) == Some(first))
+            .unwrap_or_else(|| panic!("no Deployment running `dbops {first}`"))
+    };
+    (find("emulator"), find("run"))
+}
+
+#[test]
+fn only_the_operator_pods_reach_the_emulator() {
+    // No emulator, no policy; an emulator comes with one unless turned off.
+    assert!(of_kind(&render(&[]), "NetworkPolicy").is_empty());
+    let off = render(&[
+        "--set",
+        "emulator.enabled=true",
+        "--set",
+        "emulator.networkPolicy.enabled=false",
+    ]);
+    assert!(of_kind(&off, "NetworkPolicy").is_empty());
+
+    let docs = render(&["--set", "emulator.enabled=true"]);
+    let (emulator, operator) = emulator_and_operator(&docs);
+    let emulator_labels = &emulator["spec"]["template"]["metadata"]["labels"];
+    let operator_labels = &operator["spec"]["template"]["metadata"]["labels"];
+    let policies = of_kind(&docs, "NetworkPolicy");
+    assert_eq!(policies.len(), 1);
+    let policy = policies[0];
+    assert_eq!(
+        policy["metadata"]["namespace"],
+        emulator["metadata"]["namespace"]
+    );
+    assert_eq!(
+        policy["metadata"]["namespace"], operator["metadata"]["namespace"],
+        "a podSelector peer selects pods in the policy's own namespace"
+    );
+    // It isolates the emulator pod (and not the operator's) for ingress ...
+    let selected = &policy["spec"]["podSelector"]["matchLabels"];
+    assert!(labels_match(selected, emulator_labels));
+    assert!(!labels_match(selected, operator_labels));
+    assert!(
+        policy["spec"]["podSelector"]
+            .get("matchExpressions")
+            .is_none()
+    );
+    assert_eq!(
+        policy["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"])
+    );
+    // ... and lets in exactly one peer: the operator's pods, on the emulator's port.
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{rules:#?}");
+    let peers = rules[0]["from"].as_array().unwrap();
+    assert_eq!(peers.len(), 1, "{peers:#?}");
+    let peer = peers[0].as_object().unwrap();
+    assert_eq!(
+        peer.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["podSelector"],
+        "no namespaceSelector or ipBlock widens it"
+    );
+    let from = &peer["podSelector"]["matchLabels"];
+    assert!(!from.as_object().unwrap().is_empty());
+    assert!(labels_match(from, operator_labels));
+    assert!(!labels_match(from, emulator_labels));
+    assert_eq!(from, &operator["spec"]["selector"]["matchLabels"]);
+    let container_port =
+        &emulator["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"];
+    assert_eq!(
+        rules[0]["ports"],
+        serde_json::json!([{ "port": container_port, "protocol": "TCP" }])
+    );
+}
+
+/// A `PUT` with a fault configuration to `http://addr{path}`, with `Bearer
+/// key` if given; the answer's status.
+fn put_fault(addr: std::net::SocketAddr, path: &str, key: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let body = r#"{"latencyMs":1}"#;
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// The chart's emulator container, run as the chart runs it (its args, its
+/// env with `env` for what Kubernetes would fill in), on a free loopback port.
+struct ChartEmulator {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _state: tempfile::TempDir,
+}
+
+impl Drop for ChartEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_chart_emulator(emulator: &Value, env: &[(&str, &str)]) -> ChartEmulator {
+    let state = tempfile::tempdir().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let args: Vec<String> = args_of(emulator)
+        .into_iter()
+        .map(|arg| {
+            if arg.starts_with("--emulator-listen=") {
+                format!("--emulator-listen={addr}")
+            } else if arg.starts_with("--emulator-state=") {
+                format!(
+                    "--emulator-state={}",
+                    state.path().join("state.json").display()
+                )
+            } else {
+                arg
+            }
+        })
+        .collect();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dbops"));
+    command
+        .args(&args)
+        .env_remove("DBOPS_EMULATOR_FAULTS_KEY")
+        .env_remove("DBOPS_EMULATOR_LISTEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    // Only the env the chart sets; its Secret references are filled in by `env`.
+    let chart_env = emulator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    for var in chart_env {
+        let name = var["name"].as_str().unwrap();
+        if let Some(value) = var["value"].as_str() {
+            command.env(name, value);
+        } else {
+            let (_, value) = env
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("the test gives no value for {name}"));
+            command.env(name, value);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().unwrap();
+    let running = ChartEmulator {
+        child,
+        addr,
+        _state: state,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the emulator never listened on {addr} (args {args:?})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    running
+}
+
+#[test]
+fn the_charts_emulator_sets_faults_only_with_a_key() {
+    let docs = render(&["--set", "emulator.enabled=true"]);
+    let (emulator, _) = emulator_and_operator(&docs);
+    let args = args_of(emulator);
+    assert!(
+        args.contains(&"--emulator-allow-faults=false".to_string()),
+        "{args:?}"
+    );
+    let demo_key = of_kind(&docs, "Secret")
+        .into_iter()
+        .find_map(|s| s["stringData"]["apiKey"].as_str())
+        .expect("the provider's Secret holds the demo key");
+    // Even with the environment asking for open faults, the chart's explicit
+    // flag wins: no key, 401; the infrai API's own key sets infrai's faults.
+    let running = run_chart_emulator(emulator, &[("DBOPS_EMULATOR_ALLOW_FAULTS", "true")]);
+    assert_eq!(put_fault(running.addr, "/_faults/infrai", None), 401);
+    assert_eq!(
+        put_fault(running.addr, "/_faults/infrai", Some("guess")),
+        403
+    );
+    assert_eq!(put_fault(running.addr, "/_faults/db9", Some(demo_key)), 403);
+    assert_eq!(
+        put_fault(running.addr, "/_faults/infrai", Some(demo_key)),
+        204
+    );
+    drop(running);
+
+    // With a faults key from a Secret, only that key.
+    let docs = render(&[
+        "--set",
+        "emulator.enabled=true",
+        "--set",
+        "emulator.faultsKey.secretName=emulator-faults",
+    ]);
+    let (emulator, _) = emulator_and_operator(&docs);
+    let env = &emulator["spec"]["template"]["spec"]["containers"][0]["env"];
+    let from_secret = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "DBOPS_EMULATOR_FAULTS_KEY")
+        .expect("the faults key is passed in the environment");
+    assert_eq!(
+        from_secret["valueFrom"]["secretKeyRef"],
+        serde_json::json!({ "name": "emulator-faults", "key": "faultsKey" })
+    );
+    let running = run_chart_emulator(emulator, &[("DBOPS_EMULATOR_FAULTS_KEY", "k-faults")]);
+    assert_eq!(put_fault(running.addr, "/_faults/infrai", None), 401);
+    assert_eq!(
+        put_fault(running.addr, "/_faults/infrai", Some(demo_key)),
+        403
+    );
+    assert_eq!(
+        put_fault(running.addr, "/_faults/capydb", Some("k-faults")),
+        204
+    );
 }

@@ -167,13 +167,35 @@ async fn faults_can_be_set_over_http_and_429_carries_retry_after() {
     let h = Harness::new().await;
     let base = h.emulator_url.trim_end_matches("/infrai").to_string();
     let http = reqwest::Client::new();
+    let faults = h.emulator.faults_of("infrai").unwrap();
+    let fault = json!({ "rateLimit": 1.0, "retryAfterSeconds": 7 });
+    // Without a key, or with a key that is not infrai's, nothing is set.
+    let unauthenticated = http
+        .put(format!("{base}/_faults/infrai"))
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let other_api = http
+        .put(format!("{base}/_faults/infrai"))
+        .bearer_auth(support::DB9_KEY)
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_api.status(), 403);
+    assert_eq!(faults.config(), FaultConfig::default(), "nothing was set");
+    // With infrai's key (the same Bearer header the API asks for), it is.
     let set = http
         .put(format!("{base}/_faults/infrai"))
-        .json(&json!({ "rateLimit": 1.0, "retryAfterSeconds": 7 }))
+        .bearer_auth(support::API_KEY)
+        .json(&fault)
         .send()
         .await
         .unwrap();
     assert_eq!(set.status(), 204);
+    assert_eq!(faults.config().rate_limit, 1.0);
     let response = http
         .get(format!("{}/v1/db/project/list", h.emulator_url))
         .bearer_auth(support::API_KEY)
@@ -184,6 +206,7 @@ async fn faults_can_be_set_over_http_and_429_carries_retry_after() {
     assert_eq!(response.headers()["retry-after"], "7");
     assert_eq!(
         http.put(format!("{base}/_faults/nope"))
+            .bearer_auth(support::API_KEY)
             .json(&json!({}))
             .send()
             .await

@@ -3,14 +3,22 @@
 //! HTTP 429 with `Retry-After`, 500/503, added latency, timeouts (the answer
 //! is held far longer than any client waits), and "apply the change, then
 //! drop the response" (the request is served, the client gets a 502 instead).
+//!
+//! Who may send `PUT /_faults/<api>` is [`FaultsAccess`]: by default only a
+//! request carrying one of that API's own keys (`Authorization: Bearer`, as
+//! the API itself asks), or only a dedicated faults key, or (for local
+//! development and tests) anyone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use axum::Json;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -167,4 +175,141 @@ pub async fn inject(State(injection): State<Injection>, request: Request, next: 
         );
     }
     response
+}
+
+/// Who may set faults with `PUT /_faults/<api>`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FaultsAccess {
+    /// A request with one of the keys of the API whose faults it sets, sent
+    /// as that API asks for it (`Authorization: Bearer <key>`): whoever may
+    /// use an emulated API may make it misbehave, nobody else. The default.
+    #[default]
+    ApiKeys,
+    /// A request with one of these keys (`Authorization: Bearer <key>`), for
+    /// every API; the APIs' own keys are refused. For an emulator whose
+    /// clients hold the API keys but must not inject faults.
+    Keys(Vec<String>),
+    /// Anyone who reaches the emulator, without a key: for local development
+    /// and tests on loopback only.
+    Open,
+}
+
+impl FaultsAccess {
+    /// How it reads in a log line.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::ApiKeys => "needs the key of the API whose faults it sets",
+            Self::Keys(_) => "needs the faults key",
+            Self::Open => "open to anyone who reaches the emulator",
+        }
+    }
+}
+
+/// The `PUT /_faults/<api>` route's state: every API's faults, and the keys
+/// that may set them (`None`: anyone).
+#[derive(Clone)]
+pub struct FaultsRoute {
+    faults: Arc<BTreeMap<&'static str, Arc<Faults>>>,
+    keys: Option<Arc<BTreeMap<&'static str, Vec<String>>>>,
+}
+
+impl FaultsRoute {
+    /// `access` resolved against each API's own keys (`api_keys`, by name).
+    pub fn new(
+        faults: Arc<BTreeMap<&'static str, Arc<Faults>>>,
+        access: &FaultsAccess,
+        api_keys: impl Fn(&str) -> Vec<String>,
+    ) -> Self {
+        let keys = match access {
+            FaultsAccess::Open => None,
+            FaultsAccess::ApiKeys => Some(faults.keys().map(|api| (*api, api_keys(api))).collect()),
+            FaultsAccess::Keys(keys) => {
+                Some(faults.keys().map(|api| (*api, keys.clone())).collect())
+            }
+        };
+        Self {
+            faults,
+            keys: keys.map(Arc::new),
+        }
+    }
+
+    /// Why a request with `headers` may not set the faults of `api`, if it may not.
+    fn refused(&self, api: &str, headers: &HeaderMap) -> Option<Response> {
+        let keys = self.keys.as_ref()?;
+        let Some(token) = super::scaffold::bearer_token(headers) else {
+            let mut response = refusal(
+                StatusCode::UNAUTHORIZED,
+                "setting faults needs Authorization: Bearer <key>",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"dbops-emulator-faults\""),
+            );
+            return Some(response);
+        };
+        let accepted = keys
+            .get(api)
+            .is_some_and(|keys| keys.iter().any(|key| same_key(key, token)));
+        (!accepted).then(|| {
+            refusal(
+                StatusCode::FORBIDDEN,
+                "this key may not set the faults of this API",
+            )
+        })
+    }
+}
+
+fn refusal(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Key comparison whose time does not depend on where the keys differ.
+fn same_key(expected: &str, given: &str) -> bool {
+    let (expected, given) = (expected.as_bytes(), given.as_bytes());
+    expected.len() == given.len()
+        && expected
+            .iter()
+            .zip(given)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// `PUT /_faults/<api>` with a [`FaultConfig`] body: 204 once set, 404 for
+/// an API the emulator does not serve, 401 without a key, 403 with a key
+/// that may not, 400 for a body that is not a fault configuration.
+pub async fn set(
+    State(route): State<FaultsRoute>,
+    Path(api): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(faults) = route.faults.get(api.as_str()) else {
+        return refusal(StatusCode::NOT_FOUND, "the emulator serves no such API");
+    };
+    if let Some(refused) = route.refused(&api, &headers) {
+        return refused;
+    }
+    match serde_json::from_slice::<FaultConfig>(&body) {
+        Ok(config) => {
+            faults.set(config);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(error) => refusal(
+            StatusCode::BAD_REQUEST,
+            &format!("not a fault configuration: {error}"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_equal_only_when_equal() {
+        assert!(same_key("k1", "k1"));
+        assert!(!same_key("k1", "k2"));
+        assert!(!same_key("k1", "k10"));
+        assert!(!same_key("k1", ""));
+    }
 }

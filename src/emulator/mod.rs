@@ -50,10 +50,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 pub struct EmulatorConfig {
     api_keys: BTreeMap<&'static str, Vec<String>>,
     real: Option<Arc<real::RealDatabases>>,
+    faults_access: faults::FaultsAccess,
 }
 
 impl Default for EmulatorConfig {
-    /// Every API accepts its documented-form default key.
+    /// Every API accepts its documented-form default key, and its faults
+    /// are set only with that key ([`faults::FaultsAccess::ApiKeys`]).
     fn default() -> Self {
         Self {
             api_keys: APIS
@@ -61,6 +63,7 @@ impl Default for EmulatorConfig {
                 .map(|api| (api.name, vec![api.default_key.to_string()]))
                 .collect(),
             real: None,
+            faults_access: faults::FaultsAccess::default(),
         }
     }
 }
@@ -107,6 +110,17 @@ impl EmulatorConfig {
     /// The server the emulated vendors make real databases on, if any.
     pub fn real_databases(&self) -> Option<&Arc<real::RealDatabases>> {
         self.real.as_ref()
+    }
+
+    /// `self` with `PUT /_faults/<api>` open to whom `access` says.
+    pub fn with_faults_access(mut self, access: faults::FaultsAccess) -> Self {
+        self.faults_access = access;
+        self
+    }
+
+    /// Who may set faults with `PUT /_faults/<api>`.
+    pub fn faults_access(&self) -> &faults::FaultsAccess {
+        &self.faults_access
     }
 }
 
@@ -180,18 +194,26 @@ pub struct Emulator {
     pub supabase: Arc<supabase::SupabaseEmulator>,
     pub db9: Arc<db9::Db9Emulator>,
     pub capydb: Arc<capydb::CapyDbEmulator>,
+    /// The `PUT /_faults/<api>` route: every API's faults and who may set them.
+    faults_route: faults::FaultsRoute,
     /// Saves the state after every change, when the emulator has a state file.
     persister: Option<Arc<persist::Persister>>,
 }
 
 impl Emulator {
     pub fn new(config: &EmulatorConfig) -> Self {
+        let all_faults: Arc<BTreeMap<_, _>> = Arc::new(
+            APIS.iter()
+                .map(|api| (api.name, Arc::new(faults::Faults::default())))
+                .collect(),
+        );
         Self {
-            faults: Arc::new(
-                APIS.iter()
-                    .map(|api| (api.name, Arc::new(faults::Faults::default())))
-                    .collect(),
+            faults_route: faults::FaultsRoute::new(
+                all_faults.clone(),
+                &config.faults_access,
+                |api| config.keys(api),
             ),
+            faults: all_faults,
             strict: Arc::new(BTreeMap::new()),
             infrai: Arc::new(
                 infrai::InfraiEmulator::new(config.keys("infrai")).with_real(config.real.clone()),
@@ -299,24 +321,9 @@ impl Emulator {
             }
             router = router.nest(&format!("/{name}"), routes);
         }
-        let all_faults = self.faults.clone();
         let router = router.route(
             "/_faults/{api}",
-            axum::routing::put(
-                move |axum::extract::Path(api): axum::extract::Path<String>,
-                      axum::Json(config): axum::Json<faults::FaultConfig>| {
-                    let all_faults = all_faults.clone();
-                    async move {
-                        match all_faults.get(api.as_str()) {
-                            Some(faults) => {
-                                faults.set(config);
-                                axum::http::StatusCode::NO_CONTENT
-                            }
-                            None => axum::http::StatusCode::NOT_FOUND,
-                        }
-                    }
-                },
-            ),
+            axum::routing::put(faults::set).with_state(self.faults_route.clone()),
         );
         match &self.persister {
             Some(persister) => router.layer(axum::middleware::from_fn_with_state(
@@ -429,9 +436,10 @@ mod tests {
             assert_eq!(response.status().as_u16(), 401, "{prefix}");
             assert_eq!(response.text().await.unwrap(), body, "{prefix}");
         }
-        // Faults are set per API, and only for APIs the emulator has.
+        // Faults are set per API (with its key), and only for APIs the emulator has.
         let set = |api: &str| {
             http.put(format!("http://{addr}/_faults/{api}"))
+                .bearer_auth(DEFAULT_DB9_API_KEY)
                 .json(&serde_json::json!({ "latencyMs": 1 }))
                 .send()
         };
@@ -443,6 +451,105 @@ mod tests {
         // Requests are counted by the faults of their own API.
         assert_eq!(db9.requests(), 1);
         assert_eq!(emulator.faults_of("capydb").unwrap().requests(), 1);
+        server.abort();
+    }
+
+    /// `PUT /_faults/<api>` on an emulator with `access`: the status of an
+    /// unauthenticated request, and of one with each of `keys`, then the
+    /// latency each left on that API (0: not set).
+    async fn faults_put(
+        access: faults::FaultsAccess,
+        api: &str,
+        keys: &[Option<&str>],
+    ) -> Vec<(u16, u64)> {
+        crate::providers::http::ensure_crypto_provider();
+        let emulator = Emulator::new(&EmulatorConfig::default().with_faults_access(access));
+        let (addr, server) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        for key in keys {
+            emulator.faults_of(api).unwrap().clear();
+            let mut request = http
+                .put(format!("http://{addr}/_faults/{api}"))
+                .json(&serde_json::json!({ "latencyMs": 3 }));
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            out.push((status, emulator.faults_of(api).unwrap().config().latency_ms));
+        }
+        server.abort();
+        out
+    }
+
+    #[tokio::test]
+    async fn faults_are_set_only_with_the_apis_key_by_default() {
+        assert_eq!(
+            EmulatorConfig::default().faults_access(),
+            &faults::FaultsAccess::ApiKeys
+        );
+        let results = faults_put(
+            faults::FaultsAccess::ApiKeys,
+            "infrai",
+            &[
+                None,
+                Some("wrong"),
+                Some(DEFAULT_DB9_API_KEY), // another API's key
+                Some(DEFAULT_INFRAI_API_KEY),
+            ],
+        )
+        .await;
+        assert_eq!(results, [(401, 0), (403, 0), (403, 0), (204, 3)]);
+    }
+
+    #[tokio::test]
+    async fn a_faults_key_replaces_the_api_keys() {
+        let results = faults_put(
+            faults::FaultsAccess::Keys(vec!["faults-secret".into()]),
+            "capydb",
+            &[
+                None,
+                Some(DEFAULT_CAPYDB_API_KEY),
+                Some("faults-secre"),
+                Some("faults-secret"),
+            ],
+        )
+        .await;
+        assert_eq!(results, [(401, 0), (403, 0), (403, 0), (204, 3)]);
+    }
+
+    #[tokio::test]
+    async fn open_faults_need_no_key() {
+        let results = faults_put(faults::FaultsAccess::Open, "supabase", &[None]).await;
+        assert_eq!(results, [(204, 3)]);
+    }
+
+    #[tokio::test]
+    async fn an_unauthenticated_faults_request_says_how_to_authenticate() {
+        crate::providers::http::ensure_crypto_provider();
+        let (_, addr, server, http) = serving().await;
+        let response = http
+            .put(format!("http://{addr}/_faults/infrai"))
+            .body("not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        assert!(
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+        // Authenticated, the body is checked.
+        let response = http
+            .put(format!("http://{addr}/_faults/infrai"))
+            .bearer_auth(DEFAULT_INFRAI_API_KEY)
+            .body("not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
         server.abort();
     }
 

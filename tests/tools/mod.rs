@@ -95,3 +95,80 @@ pub fn render(extra: &[&str]) -> Vec<serde_json::Value> {
     args.extend_from_slice(extra);
     documents(&run(&helm, &args))
 }
+
+/// The ServiceAccount the operator's pods run as in a render: (namespace, name),
+/// from the Deployment running `dbops run`.
+pub fn operator_service_account(docs: &[serde_json::Value]) -> (String, String) {
+    let operator = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "Deployment"
+                && d["spec"]["template"]["spec"]["containers"][0]["args"][0] == "run"
+        })
+        .expect("the render has the operator's Deployment");
+    let namespace = operator["metadata"]["namespace"]
+        .as_str()
+        .expect("the Deployment has a namespace");
+    let name = operator["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .expect("the operator runs as a named ServiceAccount");
+    (namespace.to_string(), name.to_string())
+}
+
+/// The Roles and ClusterRoles of a render that its bindings give the
+/// operator's ServiceAccount, each with the scope it is granted in: `*` for
+/// a ClusterRole bound by a ClusterRoleBinding, else the namespace of the
+/// RoleBinding. Roles bound to nobody (the tenants' aggregated roles) grant
+/// the operator nothing and are left out. A binding of the operator to a
+/// role the render does not hold fails the test (its grants would be unseen).
+pub fn roles_bound_to_operator(docs: &[serde_json::Value]) -> Vec<(&serde_json::Value, String)> {
+    let (sa_namespace, sa_name) = operator_service_account(docs);
+    let mut out = Vec::new();
+    for binding in docs {
+        let cluster_wide = match binding["kind"].as_str() {
+            Some("ClusterRoleBinding") => true,
+            Some("RoleBinding") => false,
+            _ => continue,
+        };
+        let to_operator = binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| {
+                s["kind"] == "ServiceAccount"
+                    && s["name"] == sa_name
+                    && s["namespace"] == sa_namespace
+            });
+        if !to_operator {
+            continue;
+        }
+        let scope = if cluster_wide {
+            "*".to_string()
+        } else {
+            binding["metadata"]["namespace"]
+                .as_str()
+                .expect("a RoleBinding has a namespace")
+                .to_string()
+        };
+        let role_ref = &binding["roleRef"];
+        let role = docs
+            .iter()
+            .find(|r| {
+                r["kind"] == role_ref["kind"]
+                    && r["metadata"]["name"] == role_ref["name"]
+                    && (r["kind"] == "ClusterRole"
+                        || r["metadata"]["namespace"].as_str() == Some(&scope))
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} {} binds the operator to {} {}, which the chart does not render",
+                    binding["kind"],
+                    binding["metadata"]["name"],
+                    role_ref["kind"],
+                    role_ref["name"]
+                )
+            });
+        out.push((role, scope));
+    }
+    out
+}
