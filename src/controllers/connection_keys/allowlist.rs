@@ -11,12 +11,14 @@
 //! small factor per filter.
 //!
 //! This is the only user of minijinja's unstable parser API (feature
-//! `unstable_machinery`): [`parse`] and the walk over its AST. The matches on
-//! the AST are exhaustive, so a new kind of node fails to compile here, and
-//! the tests below fail if a construct comes to parse differently.
+//! `unstable_machinery`): [`parse`], [`parser_would_nest_too_deep`] (over
+//! its tokens) and the walk over its AST. The matches on the AST are
+//! exhaustive, so a new kind of node fails to compile here, and the tests
+//! below fail if a construct comes to parse differently.
 
 use std::collections::BTreeMap;
 
+use minijinja::machinery::Token;
 use minijinja::machinery::ast::{self, BinOpKind, CallArg, CallType, Expr, Stmt, UnaryOpKind};
 
 /// Filters a template may use: each one's output is at most three times its
@@ -47,11 +49,20 @@ pub const TESTS: [&str; 9] = [
 /// The most a boolean takes once written (`false`).
 const BOOL: usize = 5;
 
-/// How deep expressions may nest. The parser limits parentheses, but not a
-/// chain of `~` or filters, which nests one level per step; the engine
-/// compiles and runs them recursively and overflows the stack (aborting the
-/// process) at about 2,000 steps in a debug build.
+/// How deep a template may nest. The parser limits parentheses and blocks,
+/// but not a chain of `~` or filters, which nests one level per step: the
+/// engine compiles and runs it recursively, and overflowed the stack
+/// (aborting the process) at 2,000 steps in a debug build. The parser itself
+/// recurses without a limit over `-` or `not` in a row and over `elif`s,
+/// which overflowed the stack at 4,000 `-`.
 pub const MAX_DEPTH: usize = 100;
+
+/// The refusal when [`MAX_DEPTH`] is passed.
+fn too_deep() -> String {
+    format!(
+        "the template nests more than {MAX_DEPTH} deep (each `if`, `elif`, `-`, `not`, or `~` or filter of a chain is a level)"
+    )
+}
 
 /// Why a template is refused before it is rendered.
 #[derive(Debug)]
@@ -69,6 +80,33 @@ fn parse(source: &str) -> Result<Stmt<'_>, minijinja::Error> {
     minijinja::machinery::parse(source, "<string>", Default::default(), Default::default())
 }
 
+/// Whether the parser would recurse more than [`MAX_DEPTH`] deep where it
+/// has no limit of its own: over `-` or `not` in a row, and over `elif`s
+/// (counted in the whole template). Lexing is a loop; a lexer error is left
+/// to [`parse`] to report.
+fn parser_would_nest_too_deep(source: &str) -> bool {
+    let tokens =
+        minijinja::machinery::tokenize(source, false, Default::default(), Default::default());
+    let (mut in_a_row, mut elifs) = (0usize, 0usize);
+    for token in tokens {
+        let Ok((token, _)) = token else {
+            return false;
+        };
+        match token {
+            Token::Minus | Token::Ident("not") => in_a_row += 1,
+            Token::Ident("elif") => {
+                elifs += 1;
+                in_a_row = 0;
+            }
+            _ => in_a_row = 0,
+        }
+        if in_a_row > MAX_DEPTH || elifs > MAX_DEPTH {
+            return true;
+        }
+    }
+    false
+}
+
 /// Checks `source` against the allowed subset, with `fields` the length of
 /// each connection field once written, and `max_value` the most bytes any one
 /// value may have. Returns how many bytes its expressions could build in all,
@@ -78,6 +116,9 @@ pub fn check(
     fields: &BTreeMap<&str, usize>,
     max_value: usize,
 ) -> Result<usize, Refusal> {
+    if parser_would_nest_too_deep(source) {
+        return Err(Refusal::Construct(too_deep()));
+    }
     let ast = parse(source).map_err(|e| match unknown_block(&e) {
         Some(name) => Refusal::Construct(format!(
             "`{{% {name} %}}` is not allowed in connection templates, only `if`, `elif`, `else` and `raw` blocks are"
@@ -126,6 +167,24 @@ impl Walk<'_> {
     }
 
     fn stmt(&mut self, stmt: &Stmt<'_>) -> Result<(), String> {
+        self.nested(|walk| walk.stmt_at_depth(stmt))
+    }
+
+    /// Runs `check` one level deeper, if the template may nest that deep.
+    fn nested<T>(
+        &mut self,
+        check: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<T, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(too_deep());
+        }
+        self.depth += 1;
+        let result = check(self);
+        self.depth -= 1;
+        result
+    }
+
+    fn stmt_at_depth(&mut self, stmt: &Stmt<'_>) -> Result<(), String> {
         match stmt {
             Stmt::Template(t) => self.stmts(&t.children),
             Stmt::EmitRaw(_) => Ok(()),
@@ -146,15 +205,7 @@ impl Walk<'_> {
 
     /// Checks `expr`; returns the most bytes its value can take once written.
     fn expr(&mut self, expr: &Expr<'_>) -> Result<usize, String> {
-        if self.depth >= MAX_DEPTH {
-            return Err(format!(
-                "an expression nests more than {MAX_DEPTH} deep (each `~` or filter in a chain is a level)"
-            ));
-        }
-        self.depth += 1;
-        let bound = self.expr_at_depth(expr);
-        self.depth -= 1;
-        bound
+        self.nested(|walk| walk.expr_at_depth(expr))
     }
 
     fn expr_at_depth(&mut self, expr: &Expr<'_>) -> Result<usize, String> {
@@ -512,33 +563,60 @@ mod tests {
         ));
     }
 
-    /// A chain of `~` or filters is not limited by the parser, and the engine
-    /// recurses over it: 2,000 steps (4,096 characters allow 2,047) overflowed
-    /// the stack of a test thread, aborting the process.
+    /// Chains the parser does not limit, and the engine recurses over: 2,000
+    /// `~` (4,096 characters allow 2,047) overflowed the stack of a test
+    /// thread, aborting the process, in the engine; 4,000 `-` in the parser.
+    /// Each is refused before either runs (this test would abort otherwise).
     #[test]
     fn long_chains_are_refused_before_the_engine_recurses_over_them() {
-        let depth = "an expression nests more than 100 deep";
+        let elifs = "{% elif port %}".repeat(MAX_DEPTH);
         for chain in [
             format!("{{{{ 1{} }}}}", "~1".repeat(2046)),
+            format!("{{{{ {}1 }}}}", "-".repeat(4090)),
+            format!("{{{{ {}1 }}}}", "not ".repeat(1020)),
+            format!("{{% if port %}}{elifs}{{% elif 1 %}}{{% endif %}}"),
             format!("{{{{ port{} }}}}", " ~ port".repeat(MAX_DEPTH)),
             format!("{{{{ port{} }}}}", "|trim".repeat(MAX_DEPTH)),
+            format!("{{{{ port{} }}}}", " is defined".repeat(MAX_DEPTH)),
+            format!("{{{{ port{} }}}}", " if 1 else port".repeat(MAX_DEPTH)),
         ] {
-            assert!(refusal(&chain).starts_with(depth), "{}", refusal(&chain));
+            assert_eq!(
+                refusal(&chain),
+                "the template nests more than 100 deep (each `if`, `elif`, `-`, `not`, or `~` or filter of a chain is a level)",
+                "{}",
+                &chain[..30]
+            );
         }
-        // 99 steps, and 100 levels of nested `if`s, are fine.
-        assert!(
-            check(
-                &format!("{{{{ port{} }}}}", " ~ port".repeat(MAX_DEPTH - 1)),
-                &fields(),
-                1 << 16
-            )
-            .is_ok()
-        );
-        let ifs = format!(
-            "{}x{}",
-            "{% if port %}".repeat(100),
-            "{% endif %}".repeat(100)
-        );
-        assert!(check(&ifs, &fields(), 1 << 16).is_ok());
+        // The parser's own limit on blocks and parentheses.
+        for deep in [
+            format!("{}x", "{% if 1 %}".repeat(400)),
+            format!("{{{{ {}1 }}}}", "(".repeat(2000)),
+        ] {
+            assert!(matches!(
+                check(&deep, &fields(), 1 << 16),
+                Err(Refusal::Syntax(_))
+            ));
+        }
+        // Up to the limit (counting the template and the `{{ }}`) is fine.
+        let fine = [
+            format!("{{{{ port{} }}}}", " ~ port".repeat(MAX_DEPTH - 5)),
+            format!("{{{{ {}1 }}}}", "-".repeat(MAX_DEPTH - 5)),
+            format!(
+                "{}x{}",
+                "{% if port %}".repeat(45),
+                "{% endif %}".repeat(45)
+            ),
+            format!(
+                "{{% if port %}}{}{{% endif %}}",
+                "{% elif port %}".repeat(45)
+            ),
+        ];
+        for source in fine {
+            assert!(
+                check(&source, &fields(), 1 << 16).is_ok(),
+                "{}",
+                refusal(&source)
+            );
+        }
     }
 }
