@@ -294,6 +294,7 @@ where
             let details = confirmed_details(input.details, connection_uri, pooled_uri, password)?;
             let (content, _) =
                 secret::SecretContent::connection(&details, input.layout, input.provider_api)
+                    .await
                     .map_err(RotationError::Template)?;
             secret::ensure_secret(&ctx.client, owner, input.secret_name, content).await?;
             secret::delete_owned_secret(&ctx.client, owner, pending_name).await?;

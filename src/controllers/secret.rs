@@ -215,13 +215,14 @@ impl SecretContent {
     }
 
     /// The connection Secret for `details` as `target` lays it out, for a
-    /// provider of API `provider`.
-    pub fn connection(
+    /// provider of API `provider` (its templates rendered off the async
+    /// workers, within a time bound: [`connection_keys::render_bounded`]).
+    pub async fn connection(
         details: &ConnectionDetails,
         target: Option<&ConnectionSecretTarget>,
         provider: &str,
     ) -> Result<(Self, connection_keys::Rendered), connection_keys::TemplateError> {
-        let rendered = connection_keys::render(details, target, provider)?;
+        let rendered = connection_keys::render_bounded(details, target, provider).await?;
         let content = Self {
             data: rendered
                 .data
@@ -625,8 +626,8 @@ mod tests {
         ConnectionUri::new(s)
     }
 
-    #[test]
-    fn a_full_uri_is_split_into_the_secret_keys() {
+    #[tokio::test]
+    async fn a_full_uri_is_split_into_the_secret_keys() {
         let u = uri("postgresql://app%40owner:p%2Fss@db.example.com:6543/shop?sslmode=require");
         let d = ConnectionDetails::parse(Some(&u), Some(&uri("postgresql://x:y@pool:6432/shop")))
             .unwrap();
@@ -635,7 +636,7 @@ mod tests {
         assert_eq!(d.database, "shop");
         assert_eq!(d.username, "app@owner");
         assert_eq!(d.password, "p/ss");
-        let (content, _) = SecretContent::connection(&d, None, "infrai").unwrap();
+        let (content, _) = SecretContent::connection(&d, None, "infrai").await.unwrap();
         let data = content.data;
         let s = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
         assert_eq!(s(keys::URI), u.expose());
@@ -648,11 +649,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_port_defaults_to_5432_and_pooled_uri_is_optional() {
+    #[tokio::test]
+    async fn the_port_defaults_to_5432_and_pooled_uri_is_optional() {
         let d = ConnectionDetails::parse(Some(&uri("postgres://u:p@h/db")), None).unwrap();
         assert_eq!(d.port, 5432);
-        let (content, _) = SecretContent::connection(&d, None, "infrai").unwrap();
+        let (content, _) = SecretContent::connection(&d, None, "infrai").await.unwrap();
         assert!(!content.data.contains_key(keys::POOLED_URI));
     }
 

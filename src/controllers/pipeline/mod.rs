@@ -649,7 +649,8 @@ async fn write_connection<K: Connected>(
         &details,
         obj.connection_target(),
         provider.api().as_str(),
-    )?;
+    )
+    .await?;
     if provider.needs_operator_password() && rendered.password_at.is_none() {
         return Err(Error::PasswordNotInSecret {
             provider: provider.api().to_string(),
