@@ -49,6 +49,8 @@ use super::common::{
 #[x_kube(
     validation = Rule::new("has(self.branchName) == has(oldSelf.branchName)").message("branchName is immutable"),
     validation = Rule::new("has(self.fromBranch) == has(oldSelf.fromBranch)").message("fromBranch is immutable"),
+    validation = Rule::new("has(self.fromBranchRef) == has(oldSelf.fromBranchRef)").message("fromBranchRef is immutable"),
+    validation = Rule::new("!(has(self.fromBranch) && has(self.fromBranchRef))").message("set at most one of fromBranch and fromBranchRef"),
     validation = Rule::new("has(self.externalId) == has(oldSelf.externalId)").message("externalId is immutable")
 )]
 pub struct DatabaseBranchSpec {
@@ -63,21 +65,38 @@ pub struct DatabaseBranchSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("branchName is immutable"))]
     pub branch_name: Option<String>,
 
-    /// Vendor name of the branch to copy from; the project's default branch when left out. Immutable.
+    /// A `DatabaseBranch` in the same namespace, of the same project, to
+    /// copy from instead of the project's default branch. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("fromBranchRef is immutable"))]
+    pub from_branch_ref: Option<LocalObjectRef>,
+
+    /// The vendor's own name of a branch to copy from, for branches no
+    /// `DatabaseBranch` manages; the project's default branch when left out.
+    /// Naming a vendor object directly is adoption: allowed only in
+    /// namespaces the provider's `spec.adoption.allowedNamespaces` admits
+    /// (prefer `fromBranchRef`). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("fromBranch is immutable"))]
     pub from_branch: Option<String>,
 
-    /// Adopt an existing vendor branch by its id instead of creating one. Immutable.
+    /// Adopt an existing vendor branch of this project by its id instead of
+    /// creating one: allowed only in namespaces the provider admits for
+    /// adoption, and only while no other dbops resource holds the branch.
+    /// Kept at the vendor on deletion unless `deletionPolicy` says `Delete`.
+    /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("externalId is immutable"))]
     pub external_id: Option<String>,
 
-    /// What happens at the vendor when this resource is deleted: `Delete` (default) or `Retain`.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens at the vendor when this resource is deleted: `Delete` or
+    /// `Retain`. Defaults to `Delete`, or to `Retain` when `externalId`
+    /// adopts an existing object (dbops did not make it); `status.deletionPolicy`
+    /// shows the policy in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// The Secret to write the branch's connection details into. Defaults to `<name>-connection`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -254,6 +273,15 @@ pub struct DatabaseBranchStatus {
     /// Set just before the vendor create call is sent (see `DatabaseProject`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_requested: bool,
+    /// Whether the vendor object was adopted (`spec.externalId`) rather
+    /// than created by dbops. An adopted object is kept at the vendor on
+    /// deletion unless `spec.deletionPolicy` says `Delete`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+    /// The deletion policy in force (`spec.deletionPolicy`, or its default:
+    /// `Retain` for an adopted object, `Delete` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
     /// The `DatabaseProvider` the vendor object was made through, so that it can
     /// still be deleted after its `DatabaseProject` resource is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,4 +293,11 @@ pub struct DatabaseBranchStatus {
     /// plus `spec.expireAfter`. dbops deletes the resource then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Rfc3339>,
+}
+
+impl DatabaseBranchSpec {
+    /// The deletion policy in force ([`super::common::effective_deletion_policy`]).
+    pub fn effective_deletion_policy(&self) -> DeletionPolicy {
+        super::common::effective_deletion_policy(self.deletion_policy, self.external_id.is_some())
+    }
 }

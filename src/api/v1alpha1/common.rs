@@ -93,6 +93,18 @@ pub enum DeletionPolicy {
     Retain,
 }
 
+/// The deletion policy in force: `spec.deletionPolicy` where it is set, else
+/// `Retain` for a resource that adopts an existing vendor object
+/// (`spec.externalId`: dbops did not make it, so it does not delete it unless
+/// told to) and `Delete` for one that creates its own.
+pub fn effective_deletion_policy(spec: Option<DeletionPolicy>, adopts: bool) -> DeletionPolicy {
+    match (spec, adopts) {
+        (Some(policy), _) => policy,
+        (None, true) => DeletionPolicy::Retain,
+        (None, false) => DeletionPolicy::Delete,
+    }
+}
+
 /// Where the connection Secret is written, and what it holds.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, kube::KubeSchema)]
 #[serde(rename_all = "camelCase")]

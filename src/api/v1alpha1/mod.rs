@@ -9,6 +9,7 @@
 
 mod branch;
 mod byok;
+mod claim;
 mod common;
 mod project;
 mod provider;
@@ -16,6 +17,7 @@ mod snapshot;
 
 pub use branch::*;
 pub use byok::*;
+pub use claim::*;
 pub use common::*;
 pub use project::*;
 pub use provider::*;
@@ -43,6 +45,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         DatabaseBranch::crd(),
         DatabaseSnapshot::crd(),
         ByokCredential::crd(),
+        VendorClaim::crd(),
     ];
     for crd in &mut crds {
         for version in &mut crd.spec.versions {

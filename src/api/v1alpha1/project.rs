@@ -118,16 +118,23 @@ pub struct DatabaseProjectSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("restoreFrom is immutable"))]
     pub restore_from: Option<RestoreSource>,
 
-    /// Adopt an existing vendor project by its id instead of creating one. Immutable.
-    /// With `deletionPolicy: Delete` an adopted project is deleted with this resource.
+    /// Adopt an existing vendor project by its id instead of creating one:
+    /// allowed only in namespaces the provider admits for adoption
+    /// (`spec.adoption.allowedNamespaces`), and only while no other dbops
+    /// resource holds the project. An adopted project is kept at the vendor
+    /// when this resource is deleted, unless `deletionPolicy` says `Delete`.
+    /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("externalId is immutable"))]
     pub external_id: Option<String>,
 
-    /// What happens at the vendor when this resource is deleted: `Delete` (default) or `Retain`.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens at the vendor when this resource is deleted: `Delete` or
+    /// `Retain`. Defaults to `Delete`, or to `Retain` when `externalId`
+    /// adopts an existing object (dbops did not make it); `status.deletionPolicy`
+    /// shows the policy in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// The Secret to write the connection details into. Defaults to `<name>-connection`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,7 +164,10 @@ pub struct RestoreSource {
     /// A `DatabaseSnapshot` in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_ref: Option<LocalObjectRef>,
-    /// A vendor snapshot id, for snapshots not managed by a `DatabaseSnapshot`.
+    /// A vendor snapshot id, for snapshots not managed by a `DatabaseSnapshot`:
+    /// naming a vendor object directly is adoption, allowed only in namespaces
+    /// the provider admits for it, and never a snapshot that a resource of
+    /// another namespace holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub snapshot_id: Option<String>,
@@ -191,11 +201,22 @@ pub struct DatabaseProjectStatus {
     /// The connection Secret, where the Service Binding spec looks for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
-    /// Set just before the vendor create call is sent, so that deleting the resource
-    /// before its id was saved still finds (through the idempotency key) and removes
-    /// the vendor project instead of orphaning it.
+    /// Set (in status, which only the operator writes) just before the
+    /// vendor create call is sent, so that deleting the resource before its
+    /// id was saved still finds (through the idempotency key) and removes
+    /// the vendor project instead of orphaning it. A resumed create takes
+    /// over only what it can prove it made.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_requested: bool,
+    /// Whether the vendor object was adopted (`spec.externalId`) rather
+    /// than created by dbops. An adopted object is kept at the vendor on
+    /// deletion unless `spec.deletionPolicy` says `Delete`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+    /// The deletion policy in force (`spec.deletionPolicy`, or its default:
+    /// `Retain` for an adopted object, `Delete` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
     /// The vendor snapshot id this project was restored from (saved before the restore call).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from_snapshot_id: Option<String>,
@@ -205,4 +226,11 @@ pub struct DatabaseProjectStatus {
     /// Credential rotation state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_rotation: Option<CredentialRotationStatus>,
+}
+
+impl DatabaseProjectSpec {
+    /// The deletion policy in force ([`super::common::effective_deletion_policy`]).
+    pub fn effective_deletion_policy(&self) -> DeletionPolicy {
+        super::common::effective_deletion_policy(self.deletion_policy, self.external_id.is_some())
+    }
 }

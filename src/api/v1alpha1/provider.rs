@@ -62,6 +62,63 @@ pub struct DatabaseProviderSpec {
     /// Upper bound on the request rate the operator sends to this provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_budget: Option<RequestBudget>,
+
+    /// Which namespaces may use this provider: `Same` (the default) admits
+    /// only the namespace of `credentialsSecretRef`, `All` every namespace,
+    /// `Selector` the namespaces whose labels match `selector`. A resource
+    /// in any other namespace goes `Stalled` with reason `ProviderNotAllowed`
+    /// and nothing is sent to the vendor for it.
+    #[serde(default)]
+    pub allowed_namespaces: AllowedNamespaces,
+
+    /// Who may take over existing vendor objects through this provider
+    /// (`spec.externalId`, `restoreFrom.snapshotId`, a raw `fromBranch`).
+    #[serde(default)]
+    pub adoption: AdoptionPolicy,
+}
+
+/// A set of namespaces, in the shape of Gateway API's `allowedRoutes.namespaces`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.from != 'Selector' || has(self.selector)").message("selector is required with from: Selector"),
+    validation = Rule::new("self.from == 'Selector' || !has(self.selector)").message("selector is read only with from: Selector; set from: Selector or remove selector")
+)]
+pub struct AllowedNamespaces {
+    /// `Same` (default): only the namespace of the provider's
+    /// `credentialsSecretRef`. `All`: every namespace. `Selector`: the
+    /// namespaces whose labels match `selector`.
+    #[serde(default)]
+    pub from: NamespacesFrom,
+    /// A label selector on namespaces; required with `from: Selector`
+    /// (`{}` matches every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+}
+
+/// Where the admitted namespaces come from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum NamespacesFrom {
+    /// Only the namespace of the provider's `credentialsSecretRef`.
+    #[default]
+    Same,
+    /// Every namespace.
+    All,
+    /// The namespaces whose labels match `selector`.
+    Selector,
+}
+
+/// Who may adopt existing vendor objects through a provider.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptionPolicy {
+    /// The namespaces whose resources may name existing vendor objects
+    /// (`spec.externalId`, `restoreFrom.snapshotId`, a raw `fromBranch`).
+    /// Same shape and default (`Same`) as `spec.allowedNamespaces`; a
+    /// namespace must be admitted by both. Elsewhere such a resource goes
+    /// `Stalled` with reason `AdoptionNotAllowed`.
+    #[serde(default)]
+    pub allowed_namespaces: AllowedNamespaces,
 }
 
 /// The CEL rule that requires `endpoint` for every API without a documented

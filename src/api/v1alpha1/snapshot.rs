@@ -54,16 +54,20 @@ pub struct DatabaseSnapshotSpec {
     #[schemars(length(max = 128))]
     pub label: Option<String>,
 
-    /// Adopt an existing vendor snapshot by its id instead of taking a new one.
+    /// Adopt an existing vendor snapshot of this project by its id instead of
+    /// taking a new one: allowed only in namespaces the provider admits for
+    /// adoption, and only while no other dbops resource holds the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub external_id: Option<String>,
 
-    /// What happens at the vendor when this resource is deleted. Providers without a
-    /// snapshot delete operation (infrai) keep the snapshot until its project is
-    /// deleted, and say so in an Event.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens at the vendor when this resource is deleted: `Delete` or
+    /// `Retain`. Defaults to `Delete`, or to `Retain` when `externalId` adopts
+    /// an existing snapshot. Providers without a snapshot delete operation
+    /// (infrai) keep the snapshot until its project is deleted, and say so in
+    /// an Event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 }
 
 /// Observed state of a `DatabaseSnapshot`.
@@ -88,8 +92,24 @@ pub struct DatabaseSnapshotStatus {
     /// Set just before the vendor create call is sent (see `DatabaseProject`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_requested: bool,
+    /// Whether the vendor object was adopted (`spec.externalId`) rather
+    /// than created by dbops. An adopted object is kept at the vendor on
+    /// deletion unless `spec.deletionPolicy` says `Delete`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
+    /// The deletion policy in force (`spec.deletionPolicy`, or its default:
+    /// `Retain` for an adopted object, `Delete` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
     /// The `DatabaseProvider` the vendor object was made through, so that it can
     /// still be deleted after its `DatabaseProject` resource is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_name: Option<String>,
+}
+
+impl DatabaseSnapshotSpec {
+    /// The deletion policy in force ([`super::common::effective_deletion_policy`]).
+    pub fn effective_deletion_policy(&self) -> DeletionPolicy {
+        super::common::effective_deletion_policy(self.deletion_policy, self.external_id.is_some())
+    }
 }
