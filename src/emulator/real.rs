@@ -262,7 +262,14 @@ impl RealDatabases {
             },
         };
         self.server
-            .ensure_database(&make.name, &make.name, &marker, source, password.is_some())
+            .ensure_database(
+                &make.name,
+                &make.name,
+                &marker,
+                None,
+                source,
+                password.is_some(),
+            )
             .await
     }
 
@@ -276,7 +283,15 @@ impl RealDatabases {
 
     /// Sets the password of the role of database `name`.
     pub async fn set_password(&self, name: &str, password: &Password) -> Result<(), SqlError> {
-        self.server.set_password(name, password).await
+        let db = self
+            .server
+            .database(name)
+            .await?
+            .ok_or_else(|| SqlError::Missing {
+                object: "database",
+                name: name.to_string(),
+            })?;
+        self.server.set_password(&db, password).await
     }
 
     async fn run(&self, work: &Work) -> Result<(), SqlError> {

@@ -332,13 +332,15 @@ impl ProjectApi for CapyDbClient {
 #[async_trait]
 impl BranchApi for CapyDbClient {
     /// The preview database's connections. The API does not say which project a
-    /// preview database belongs to, so `project_id` is taken as given.
-    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+    /// preview database belongs to, and the client does not guess: the branch
+    /// is reported under no project, so it cannot be adopted as a branch of
+    /// one (a child adopts only what its vendor shows to be its parent's).
+    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
         let connections = self.preview_connections(id).await?;
         Ok(VendorBranch {
             id: id.to_string(),
             name: id.to_string(),
-            project_id: project_id.to_string(),
+            project_id: String::new(),
             state: ResourceState::Ready,
             connection_uri: connections.direct(),
             pooled_uri: connections.pooled(),

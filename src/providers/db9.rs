@@ -17,8 +17,9 @@
 //! shows `parent_database_id` there) and kept in the resource's status. The
 //! document does not show the field on `GET /customer/databases/{id}`: where
 //! a read shows it anyway, a branch delete or reset checks it; where it does
-//! not, the parent the caller kept is used, and the project's own database is
-//! never taken for a branch.
+//! not, a delete or reset uses the parent the caller kept, and a read reports
+//! no parent, so a database is adopted as a branch only where DB9 shows it is
+//! one. The project's own database is never taken for a branch.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -429,16 +430,6 @@ impl std::fmt::Display for RestoreHandle {
     }
 }
 
-/// Another live database holds `name`, and this create is not resumed: it
-/// is someone else's (see [`ProjectRequest::resumed`]).
-fn name_conflict(object: &'static str, name: &str) -> ProviderError {
-    ProviderError::NameConflict {
-        api: ProviderApi::Db9,
-        object,
-        name: name.to_string(),
-    }
-}
-
 /// A body that may be absent or of any shape: read as `T` when it can be.
 fn tolerant<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
     serde_json::from_slice(body).ok()
@@ -461,9 +452,7 @@ impl ProjectLifecycle for Db9Client {
         _idempotency_key: &str,
     ) -> Result<VendorProject, ProviderError> {
         if let Some(id) = self.find_database(&req.name).await? {
-            if !req.resumed {
-                return Err(name_conflict("database", &req.name));
-            }
+            req.resumed.found(ProviderApi::Db9, "database", &req.name)?;
             let existing = self.get_database(&id).await?;
             if existing.parent_database_id.is_none() {
                 return Ok(existing.into_project());
@@ -524,10 +513,12 @@ impl RestoreApi for Db9Client {
                 .take(MAX_GENERATED_NAME_CHARS)
                 .collect()
         });
-        if !req.resumed && self.find_database(&target_name).await?.is_some() {
+        if self.find_database(&target_name).await?.is_some() {
             // A restore is followed by the database of its name: another one
-            // would be taken for it.
-            return Err(name_conflict("database", &target_name));
+            // would be taken for it, unless the name proves it is this
+            // resource's (a resumed restore whose answer was lost).
+            req.resumed
+                .found(ProviderApi::Db9, "database", &target_name)?;
         }
         let body = json!({
             "backup_id": req.snapshot_id,
@@ -604,9 +595,8 @@ impl BranchLifecycle for Db9Client {
             ));
         }
         if let Some(id) = self.find_database(&req.branch_name).await? {
-            if !req.resumed {
-                return Err(name_conflict("database", &req.branch_name));
-            }
+            req.resumed
+                .found(ProviderApi::Db9, "database", &req.branch_name)?;
             let existing = self.get_database(&id).await?;
             // Ours when the read shows our project as its parent, or shows no
             // parent at all (the document does not promise the field).
@@ -642,14 +632,14 @@ impl BranchLifecycle for Db9Client {
 
 #[async_trait]
 impl BranchApi for Db9Client {
-    /// `GET /customer/databases/{id}`. Where the answer shows the branch's
-    /// `parent_database_id`, the branch is reported under it, so a mismatch
-    /// with `project_id` shows to the caller; else under `project_id`.
-    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
-        // The project's own database is no branch of it.
-        let kept_parent = if id == project_id { "" } else { project_id };
+    /// `GET /customer/databases/{id}`. The branch is reported under the
+    /// `parent_database_id` the answer shows, and under no project when it
+    /// shows none (the document does not promise the field on a read): the
+    /// caller learns only what DB9 says, so a database that is nobody's
+    /// branch is never taken for a branch of `project_id`.
+    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
         let database = self.get_database_with_credentials(id).await?;
-        Ok(database.into_branch(kept_parent))
+        Ok(database.into_branch(""))
     }
 }
 

@@ -56,6 +56,17 @@ pub enum ProviderError {
         object: &'static str,
         name: String,
     },
+    /// A resumed create found an object under its name but cannot prove the
+    /// earlier attempt made it (the name is the user's own choice): it is
+    /// neither adopted nor touched.
+    #[error(
+        "{api} has a {object} named {name:?}, and dbops cannot prove that this resource's earlier create made it; nothing was adopted"
+    )]
+    CreateUncertain {
+        api: ProviderApi,
+        object: &'static str,
+        name: String,
+    },
     /// A database server (the `postgres` API) refused or failed a statement.
     /// `code` is the SQLSTATE when the server sent one; `message` is the
     /// server's primary message, which names objects but never a password
@@ -93,6 +104,7 @@ impl ProviderError {
             Self::InvalidResponse { .. }
             | Self::Unsupported { .. }
             | Self::NameConflict { .. }
+            | Self::CreateUncertain { .. }
             | Self::NotFound { .. } => false,
         }
     }
@@ -100,6 +112,29 @@ impl ProviderError {
     /// Another object holds the requested name ([`ProviderError::NameConflict`]).
     pub fn is_name_conflict(&self) -> bool {
         matches!(self, Self::NameConflict { .. })
+    }
+
+    /// A resumed create cannot prove an object under its name is its own
+    /// ([`ProviderError::CreateUncertain`]).
+    pub fn is_create_uncertain(&self) -> bool {
+        matches!(self, Self::CreateUncertain { .. })
+    }
+
+    /// Whether the vendor's answer shows the call made nothing: it was
+    /// refused outright (a 4xx other than a timeout, a conflict the vendor
+    /// may have caused itself, or a rate limit; a local refusal; a name held
+    /// by someone else). A first create that failed so can start over as a
+    /// first attempt. (A call the request budget held back made nothing
+    /// either, but is not counted: it is retried at once, and undoing the
+    /// create mark each time would only add writes.)
+    pub fn made_nothing(&self) -> bool {
+        match self {
+            Self::Http { status, .. } => {
+                (400..500).contains(status) && !matches!(status, 408 | 409 | 429)
+            }
+            Self::Unsupported { .. } | Self::NameConflict { .. } => true,
+            _ => false,
+        }
     }
 
     /// The vendor says the object does not exist.
@@ -142,6 +177,9 @@ impl ProviderError {
             Self::NameConflict { .. } => Some(
                 "choose another name, or adopt the existing one with spec.externalId; nothing was changed at the vendor",
             ),
+            Self::CreateUncertain { .. } => Some(
+                "if it is this resource's, adopt it on purpose with spec.externalId (where the provider allows adoption); otherwise delete it at the vendor or give this resource another name",
+            ),
             _ => None,
         }
     }
@@ -166,6 +204,7 @@ impl ProviderError {
             Self::Throttled { .. } => "RequestBudgetExhausted",
             Self::Unsupported { .. } => "UnsupportedByProvider",
             Self::NameConflict { .. } => "NameConflict",
+            Self::CreateUncertain { .. } => "CreateUncertain",
             Self::NotFound { .. } => "VendorNotFound",
             Self::Database {
                 code: None,

@@ -429,8 +429,14 @@ const SEARCH_PAGE: u32 = 100;
 /// how long infrai keeps one. So a *resumed* create (one that may have
 /// reached infrai before, see [`ProjectRequest::resumed`]) first looks for
 /// what it made, by name, in the documented list; only a first attempt, or a
-/// resumed one that finds nothing, is sent. Nothing is ever adopted by name
-/// on a first attempt.
+/// resumed one that finds nothing, is sent. A project is searched for only
+/// under a name that carries the resource's UID ([`Resume::OwnName`]): under
+/// a name the user chose, a project found may be anyone's, so such a resumed
+/// create is sent again with its idempotency key instead, and what infrai
+/// answers to that key is this resource's own (the earlier project, replayed,
+/// or a new one). A branch found under its name is taken only where its
+/// request says so ([`Resume::found`]). Nothing is ever adopted by name on a
+/// first attempt.
 #[async_trait]
 impl ProjectLifecycle for InfraiClient {
     async fn create_project(
@@ -438,7 +444,7 @@ impl ProjectLifecycle for InfraiClient {
         req: &ProjectRequest,
         idempotency_key: &str,
     ) -> Result<VendorProject, ProviderError> {
-        if req.resumed
+        if req.resumed == Resume::OwnName
             && let Some(made) = self
                 .find::<ProjectWire, VendorProject>("project", None, |p| p.name == req.name)
                 .await?
@@ -460,7 +466,7 @@ impl RestoreApi for InfraiClient {
         req: &RestoreRequest,
         idempotency_key: &str,
     ) -> Result<RestoreProgress, ProviderError> {
-        if req.resumed
+        if req.resumed == Resume::OwnName
             && let Some(name) = &req.new_name
             && let Some(made) = self
                 .find::<ProjectWire, VendorProject>("project", None, |p| &p.name == name)
@@ -496,13 +502,15 @@ impl BranchLifecycle for InfraiClient {
         req: &BranchRequest,
         idempotency_key: &str,
     ) -> Result<VendorBranch, ProviderError> {
-        if req.resumed
+        if req.resumed.is_resumed()
             && let Some(made) = self
                 .find::<BranchWire, VendorBranch>("branch", Some(&req.project_id), |b| {
                     b.name == req.branch_name
                 })
                 .await?
         {
+            req.resumed
+                .found(ProviderApi::Infrai, "branch", &req.branch_name)?;
             return Ok(made);
         }
         InfraiClient::create_branch(self, req, idempotency_key).await
@@ -563,7 +571,7 @@ pub const ASSUMED: &[super::contract::Assumption] = &[
         method: "POST",
         path: "/v1/db/project/create",
         reads: &[],
-        why: "the document does not say how long an idempotency key is kept: a resumed create looks for its project by name in the list before sending it again, so nothing depends on the key outliving a crash. Snapshots have no name to look for, so a snapshot create resumed after infrai forgot its key would take a second snapshot",
+        why: "the document does not say how long an idempotency key is kept: a resumed create of a project whose name carries the resource's UID looks for it by name in the list before sending it again, so nothing depends on the key outliving a crash. Under a name the user chose, a project found by name proves nothing, so the create is sent again with its key: were the key forgotten, that makes a second project of this resource's own, never takes someone else's. Snapshots have no name to look for, so a snapshot create resumed after infrai forgot its key would take a second snapshot",
     },
     Assumption {
         method: "POST",
@@ -579,4 +587,5 @@ pub const ASSUMED: &[super::contract::Assumption] = &[
     },
 ];
 
+use super::Resume;
 use super::contract::Assumption;

@@ -159,6 +159,66 @@ impl PartialEq for Password {
 
 impl Eq for Password {}
 
+/// Whether a create may already have reached the vendor, and what an object
+/// found under the name it asks for is to it.
+///
+/// A create that was marked in status (`createRequested`, which only the
+/// operator writes) and is sent again is *resumed*: the vendor may hold what
+/// the earlier attempt made. It takes an object found under its name for its
+/// own only with proof: the name carries the resource's UID
+/// ([`name_is_own`]), or the vendor stores a marker of the resource (the
+/// `postgres` API), or the vendor replays the idempotency key. Without proof
+/// it stops ([`ProviderError::CreateUncertain`]): no failure after the mark
+/// ever turns someone else's object into this resource's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing was sent before: an object under the name is someone else's
+    /// ([`ProviderError::NameConflict`]).
+    #[default]
+    First,
+    /// Sent before, and the name carries the resource's UID: an object under
+    /// it is the earlier attempt's.
+    OwnName,
+    /// Sent before, but the name (the user's own choice) proves nothing: an
+    /// object under it may be anyone's ([`ProviderError::CreateUncertain`]).
+    Unproven,
+}
+
+impl Resume {
+    /// How a create of `name` for a resource with UID `uid` resumes, if it
+    /// was sent before (`sent`).
+    pub fn of(sent: bool, name: &str, uid: &str) -> Self {
+        match (sent, name_is_own(name, uid)) {
+            (false, _) => Self::First,
+            (true, true) => Self::OwnName,
+            (true, false) => Self::Unproven,
+        }
+    }
+
+    /// Whether the create may have reached the vendor before.
+    pub fn is_resumed(self) -> bool {
+        self != Self::First
+    }
+
+    /// What a create does about `object` found under `name` at `api`:
+    /// `Ok(())` takes it as the earlier attempt's, an error refuses it.
+    pub fn found(self, api: ProviderApi, object: &'static str, name: &str) -> Result<()> {
+        match self {
+            Self::OwnName => Ok(()),
+            Self::First => Err(ProviderError::NameConflict {
+                api,
+                object,
+                name: name.to_string(),
+            }),
+            Self::Unproven => Err(ProviderError::CreateUncertain {
+                api,
+                object,
+                name: name.to_string(),
+            }),
+        }
+    }
+}
+
 /// What the operator asks for when it creates a project.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProjectRequest {
@@ -172,12 +232,10 @@ pub struct ProjectRequest {
     /// create (Supabase's `db_pass`, DB9's `admin_password`). The operator keeps
     /// it only in the connection Secret.
     pub db_password: Option<Password>,
-    /// Whether this create may already have reached the vendor: the resource
-    /// recorded `createRequested` in an earlier reconcile. Only then may an
-    /// object found under the requested name be taken for this resource's
-    /// own; on a first attempt it belongs to someone else
-    /// ([`ProviderError::NameConflict`]).
-    pub resumed: bool,
+    /// Whether this create may already have reached the vendor, and what
+    /// proves that an object found under the requested name is this
+    /// resource's own ([`Resume`]).
+    pub resumed: Resume,
 }
 
 /// Where a restore into a new project is.
@@ -223,12 +281,10 @@ pub struct RestoreRequest {
     /// The new project's database password, for APIs where the operator
     /// chooses it ([`Provider::needs_operator_password`]).
     pub db_password: Option<Password>,
-    /// Whether this create may already have reached the vendor: the resource
-    /// recorded `createRequested` in an earlier reconcile. Only then may an
-    /// object found under the requested name be taken for this resource's
-    /// own; on a first attempt it belongs to someone else
-    /// ([`ProviderError::NameConflict`]).
-    pub resumed: bool,
+    /// Whether this create may already have reached the vendor, and what
+    /// proves that an object found under the requested name is this
+    /// resource's own ([`Resume`]).
+    pub resumed: Resume,
 }
 
 /// A project as the vendor reports it.
@@ -251,6 +307,8 @@ pub struct VendorProject {
 pub struct VendorBranch {
     pub id: String,
     pub name: String,
+    /// The project the vendor shows it belongs to (empty: the vendor does
+    /// not say; never filled in from what the caller asked for).
     pub project_id: String,
     pub state: ResourceState,
     pub connection_uri: Option<ConnectionUri>,
@@ -279,19 +337,32 @@ pub const MAX_GENERATED_NAME: usize = 63;
 /// prefix), and it marks the object as this resource's own: finding it by
 /// name after a lost answer can only find what this resource made.
 pub fn generated_name(namespace: &str, name: &str, uid: &str) -> String {
+    let readable = format!("{namespace}-{name}").replace('.', "-");
+    let Some(suffix) = uid_suffix(uid) else {
+        // Only objects never stored have no UID.
+        return readable.chars().take(MAX_GENERATED_NAME).collect();
+    };
+    let room = MAX_GENERATED_NAME - suffix.len() - 1;
+    let readable: String = readable.chars().take(room).collect();
+    format!("{}-{suffix}", readable.trim_end_matches('-'))
+}
+
+/// The suffix [`generated_name`] gives a resource with UID `uid`: `-` and the
+/// last 8 hex digits of the UID (`None` for a UID without hex digits).
+fn uid_suffix(uid: &str) -> Option<String> {
     let hex: Vec<char> = uid.chars().filter(char::is_ascii_hexdigit).collect();
     let suffix: String = hex[hex.len().saturating_sub(8)..]
         .iter()
         .collect::<String>()
         .to_ascii_lowercase();
-    let readable = format!("{namespace}-{name}").replace('.', "-");
-    if suffix.is_empty() {
-        // Only objects never stored have no UID.
-        return readable.chars().take(MAX_GENERATED_NAME).collect();
-    }
-    let room = MAX_GENERATED_NAME - suffix.len() - 1;
-    let readable: String = readable.chars().take(room).collect();
-    format!("{}-{suffix}", readable.trim_end_matches('-'))
+    (!suffix.is_empty()).then_some(suffix)
+}
+
+/// Whether vendor name `name` carries the UID of the resource with `uid`,
+/// as every name dbops generates does ([`generated_name`]): an object under
+/// it can only be that resource's.
+pub fn name_is_own(name: &str, uid: &str) -> bool {
+    uid_suffix(uid).is_some_and(|suffix| name.ends_with(&format!("-{suffix}")))
 }
 
 /// What the pipeline reads of every vendor object: its id, its life-cycle
@@ -338,15 +409,17 @@ impl VendorObject for VendorProject {
 
 impl VendorObject for VendorBranch {
     vendor_object_fields!(connectable);
+    /// The project the vendor reports, `None` where it reports none.
     fn project_id(&self) -> Option<&str> {
-        Some(&self.project_id)
+        Some(self.project_id.as_str()).filter(|p| !p.is_empty())
     }
 }
 
 impl VendorObject for VendorSnapshot {
     vendor_object_fields!();
+    /// The project the vendor reports, `None` where it reports none.
     fn project_id(&self) -> Option<&str> {
-        Some(&self.project_id)
+        Some(self.project_id.as_str()).filter(|p| !p.is_empty())
     }
 }
 
@@ -373,12 +446,10 @@ pub struct BranchRequest {
     /// The branch's database password, for APIs where the operator chooses
     /// it ([`Provider::needs_operator_password`]).
     pub db_password: Option<Password>,
-    /// Whether this create may already have reached the vendor: the resource
-    /// recorded `createRequested` in an earlier reconcile. Only then may an
-    /// object found under the requested name be taken for this resource's
-    /// own; on a first attempt it belongs to someone else
-    /// ([`ProviderError::NameConflict`]).
-    pub resumed: bool,
+    /// Whether this create may already have reached the vendor, and what
+    /// proves that an object found under the requested name is this
+    /// resource's own ([`Resume`]).
+    pub resumed: Resume,
 }
 
 /// A create call's snapshot request.
@@ -702,6 +773,32 @@ mod generated_name_tests {
         let two = generated_name("ns", &format!("{long}2"), UID_B);
         assert_ne!(one, two);
         assert!(one.len() <= MAX_GENERATED_NAME && two.len() <= MAX_GENERATED_NAME);
+    }
+
+    #[test]
+    fn only_a_name_with_the_resources_uid_is_its_own() {
+        let name = generated_name("team-a", "shop", UID_A);
+        assert!(name_is_own(&name, UID_A));
+        assert!(!name_is_own(&name, UID_B), "another resource's name");
+        assert!(!name_is_own("shop", UID_A), "a name the user chose");
+        assert!(!name_is_own("shop-7e4f1a0", UID_A), "part of the suffix");
+        assert!(!name_is_own("anything", ""), "no UID, no proof");
+        assert_eq!(Resume::of(false, &name, UID_A), Resume::First);
+        assert_eq!(Resume::of(true, &name, UID_A), Resume::OwnName);
+        assert_eq!(Resume::of(true, "shop", UID_A), Resume::Unproven);
+        assert!(
+            Resume::OwnName
+                .found(ProviderApi::Infrai, "project", "x")
+                .is_ok()
+        );
+        assert!(matches!(
+            Resume::First.found(ProviderApi::Infrai, "project", "x"),
+            Err(ProviderError::NameConflict { .. })
+        ));
+        assert!(matches!(
+            Resume::Unproven.found(ProviderApi::Infrai, "project", "x"),
+            Err(ProviderError::CreateUncertain { .. })
+        ));
     }
 
     #[test]

@@ -41,6 +41,8 @@ impl ProviderConfig {
                 postgres: None,
                 byok_policy: None,
                 request_budget: None,
+                allowed_namespaces: Default::default(),
+                adoption: Default::default(),
             },
             api_key,
         }

@@ -237,16 +237,6 @@ pub fn project_state(status: Option<&str>) -> ResourceState {
 
 /// `postgresql://user[:password]@host:port/postgres`, with user and password
 /// percent-encoded; `None` when the host is not a valid host name.
-/// Another object holds `name`, and this create is not resumed: it is
-/// someone else's (see [`ProjectRequest::resumed`]).
-fn name_conflict(object: &'static str, name: &str) -> ProviderError {
-    ProviderError::NameConflict {
-        api: ProviderApi::Supabase,
-        object,
-        name: name.to_string(),
-    }
-}
-
 /// A not-found the client concluded from a list (the document lists no 404).
 fn not_found(operation: &str, message: String) -> ProviderError {
     ProviderError::Http {
@@ -406,9 +396,8 @@ impl SupabaseClient {
                 && p.in_organization(organization)
                 && !p.is_going_away()
         }) {
-            if !req.resumed {
-                return Err(name_conflict("project", &req.name));
-            }
+            req.resumed
+                .found(ProviderApi::Supabase, "project", &req.name)?;
             return Ok(existing.into());
         }
         let mut body = json!({
@@ -626,9 +615,8 @@ impl SupabaseClient {
             .into_iter()
             .find(|b| b.name == req.branch_name)
         {
-            if !req.resumed {
-                return Err(name_conflict("branch", &req.branch_name));
-            }
+            req.resumed
+                .found(ProviderApi::Supabase, "branch", &req.branch_name)?;
             return self.get_branch(&req.project_id, &existing.id).await;
         }
         let body = json!({ "branch_name": req.branch_name });

@@ -9,8 +9,13 @@
 //! `format('%I')`), with an empty `search_path` so that every name comes out
 //! schema-qualified, as `pg_dump` does. Rows move as binary `COPY`, streamed.
 //!
-//! Objects are created as the target's owner role (`SET ROLE`), so the copy
-//! belongs to it; extensions and schemas are created by the admin role first.
+//! Nothing runs as the admin role inside a tenant's database: the source is
+//! read as its owner (`SET LOCAL ROLE`), and everything on the target,
+//! schemas and extensions included, is created as the target's owner, so the
+//! copy belongs to it and any code the copy runs (an extension's script, a
+//! default, an index expression) runs with no more than the tenant's own
+//! rights. An extension the owner may not create itself (not trusted) is
+//! refused with a clear error: use the `Template` strategy.
 //!
 //! Copied: extensions (by name), schemas, enum types, functions and
 //! procedures, sequences and their positions, tables with defaults,
@@ -32,19 +37,31 @@ const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depe
 /// Schemas that hold user objects.
 const USER_SCHEMA: &str = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'";
 
-/// Copies database `source` into the empty database `target` (both admin
-/// connections), owned by `owner`.
-pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Result<(), SqlError> {
+/// Copies database `source` (owned by `source_owner`) into the empty
+/// database `target` (both admin connections), owned by `owner`.
+pub async fn copy(
+    source: &mut Client,
+    target: &mut Client,
+    source_owner: &str,
+    owner: &str,
+) -> Result<(), SqlError> {
     let read = source
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await?;
-    read.batch_execute("SET LOCAL search_path = ''").await?;
+    read.batch_execute(&format!(
+        "SET LOCAL search_path = ''; SET LOCAL ROLE {}",
+        ident(source_owner)
+    ))
+    .await?;
     let write = target.transaction().await?;
     write
-        .batch_execute("SET LOCAL search_path = ''; SET LOCAL check_function_bodies = false")
+        .batch_execute(&format!(
+            "SET LOCAL search_path = ''; SET LOCAL check_function_bodies = false; SET LOCAL ROLE {}",
+            ident(owner)
+        ))
         .await?;
 
     let partitioned = read
@@ -68,7 +85,7 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
         });
     }
 
-    // Schemas (owned by the owner role) and extensions, as the admin role.
+    // Schemas and extensions, as the owner role like everything else.
     let owner_literal = literal(owner)?;
     let mut ddl = statements(
         &read,
@@ -85,7 +102,6 @@ pub async fn copy(source: &mut Client, target: &mut Client, owner: &str) -> Resu
         ],
     )
     .await?;
-    ddl.push(format!("SET LOCAL ROLE {}", ident(owner)));
 
     // Types and functions, which tables may use.
     ddl.extend(statements(

@@ -164,11 +164,13 @@ impl PostgresProvider {
 
     /// Makes `name` (role and database, marked with `key`) hold what `source`
     /// says; the role logs in with `password` (`None`: cannot log in).
+    #[allow(clippy::too_many_arguments)]
     async fn make(
         &self,
         operation: &str,
         name: &str,
         key: &str,
+        parent: Option<&str>,
         password: Option<&Password>,
         source: Source<'_>,
     ) -> Result<server::DatabaseInfo, ProviderError> {
@@ -178,15 +180,17 @@ impl PostgresProvider {
             .await
             .map_err(fail)?;
         self.server
-            .ensure_database(name, name, key, source, password.is_some())
+            .ensure_database(name, name, key, parent, source, password.is_some())
             .await
             .map_err(fail)?;
         self.read(operation, name).await
     }
 
-    /// Drops database `id` and the role dbops made for it.
+    /// Drops database `id` (the caller holds its claim: made or adopted by
+    /// this resource) and the role dbops made together with it, never
+    /// another role: an adopted database's owner stays.
     async fn drop(&self, operation: &str, id: &str) -> Result<(), ProviderError> {
-        let owner = self
+        let db = self
             .server
             .database(id)
             .await
@@ -195,13 +199,41 @@ impl PostgresProvider {
             .drop_database(id)
             .await
             .map_err(|e| failed(operation, e))?;
-        // The role is named after the database; an adopted database's owner
-        // is dropped only if dbops made it.
-        let role = owner.map(|db| db.owner).unwrap_or_else(|| id.to_string());
+        let Some(db) = db else {
+            return Ok(());
+        };
+        let Some(marker) = db.marker() else {
+            return Ok(());
+        };
         self.server
-            .drop_marked_role(&role)
+            .drop_role_made_with(&db.owner, marker)
             .await
             .map_err(|e| failed(operation, e))
+    }
+
+    /// The database a branch of project `project_id` is copied from: the
+    /// project's own, or `from`, which must be a branch dbops made of the
+    /// same project (its comment says so). Never any other database of the
+    /// server.
+    async fn branch_source<'a>(
+        &self,
+        project_id: &'a str,
+        from: Option<&'a str>,
+    ) -> Result<&'a str, ProviderError> {
+        const OPERATION: &str = "branch.create";
+        let Some(from) = from.filter(|f| *f != project_id) else {
+            return Ok(project_id);
+        };
+        let source = self.read(OPERATION, from).await?;
+        if source.parent() != Some(project_id) || !source.allows_connections {
+            return Err(refused(
+                OPERATION,
+                format!(
+                    "database {from:?} is not a branch of this project; fromBranch names a branch of the same project only"
+                ),
+            ));
+        }
+        Ok(from)
     }
 }
 
@@ -218,8 +250,16 @@ fn connectable_state(db: &server::DatabaseInfo) -> ResourceState {
 
 #[async_trait]
 impl ProjectApi for PostgresProvider {
+    /// A database as a project. One made by an earlier version of dbops,
+    /// still open to `PUBLIC`, is closed on the way.
     async fn get_project(&self, id: &str) -> Result<VendorProject, ProviderError> {
         let db = self.read("project.get", id).await?;
+        if db.marker().is_some() {
+            self.server
+                .close_to_public(id)
+                .await
+                .map_err(|e| failed("project.get", e))?;
+        }
         Ok(self.project(&db, None))
     }
 }
@@ -272,6 +312,7 @@ impl ProjectLifecycle for PostgresProvider {
                 OPERATION,
                 &req.name,
                 idempotency_key,
+                None,
                 Some(password),
                 Source::Empty,
             )
@@ -306,7 +347,14 @@ impl RestoreApi for PostgresProvider {
             strategy: CopyStrategy::Template,
         };
         let db = self
-            .make(OPERATION, name, idempotency_key, Some(password), source)
+            .make(
+                OPERATION,
+                name,
+                idempotency_key,
+                None,
+                Some(password),
+                source,
+            )
             .await?;
         Ok(RestoreProgress::Done(self.project(&db, Some(password))))
     }
@@ -322,13 +370,23 @@ impl RestoreApi for PostgresProvider {
 
 #[async_trait]
 impl BranchApi for PostgresProvider {
-    async fn get_branch(&self, project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
+    /// A database as a branch, under the project dbops recorded in its
+    /// comment (none for a database dbops did not make as a branch, so it
+    /// cannot be adopted as one).
+    async fn get_branch(&self, _project_id: &str, id: &str) -> Result<VendorBranch, ProviderError> {
         let db = self.read("branch.get", id).await?;
+        if db.marker().is_some() {
+            self.server
+                .close_to_public(id)
+                .await
+                .map_err(|e| failed("branch.get", e))?;
+        }
+        let parent = db.parent().unwrap_or_default().to_string();
         let project = self.project(&db, None);
         Ok(VendorBranch {
             id: project.id,
             name: project.name,
-            project_id: project_id.to_string(),
+            project_id: parent,
             state: project.state,
             connection_uri: project.connection_uri,
             pooled_uri: None,
@@ -345,7 +403,9 @@ impl BranchLifecycle for PostgresProvider {
     ) -> Result<VendorBranch, ProviderError> {
         const OPERATION: &str = "branch.create";
         let password = required_password(OPERATION, req.db_password.as_ref())?;
-        let from = req.from_branch.as_deref().unwrap_or(&req.project_id);
+        let from = self
+            .branch_source(&req.project_id, req.from_branch.as_deref())
+            .await?;
         let source = Source::Copy {
             from,
             strategy: self.strategy,
@@ -355,6 +415,7 @@ impl BranchLifecycle for PostgresProvider {
                 OPERATION,
                 &req.branch_name,
                 idempotency_key,
+                Some(&req.project_id),
                 Some(password),
                 source,
             )
@@ -387,8 +448,15 @@ impl SnapshotApi for PostgresProvider {
             from: &req.project_id,
             strategy: self.strategy,
         };
-        self.make("snapshot.create", &name, idempotency_key, None, source)
-            .await?;
+        self.make(
+            "snapshot.create",
+            &name,
+            idempotency_key,
+            Some(&req.project_id),
+            None,
+            source,
+        )
+        .await?;
         Ok(VendorSnapshot {
             id: name,
             project_id: req.project_id.clone(),
@@ -398,15 +466,16 @@ impl SnapshotApi for PostgresProvider {
         })
     }
 
+    /// A snapshot database, under the project dbops recorded in its comment.
     async fn get_snapshot(
         &self,
-        project_id: &str,
+        _project_id: &str,
         id: &str,
     ) -> Result<VendorSnapshot, ProviderError> {
-        self.read("snapshot.get", id).await?;
+        let db = self.read("snapshot.get", id).await?;
         Ok(VendorSnapshot {
             id: id.to_string(),
-            project_id: project_id.to_string(),
+            project_id: db.parent().unwrap_or_default().to_string(),
             label: None,
             created_at: None,
             state: ResourceState::Ready,
@@ -437,7 +506,7 @@ impl CredentialApi for PostgresProvider {
         };
         let db = self.read(OPERATION, id).await?;
         self.server
-            .set_password(&db.owner, proposed)
+            .set_password(&db, proposed)
             .await
             .map_err(|e| failed(OPERATION, e))?;
         Ok(RotationProgress::Done {

@@ -95,6 +95,31 @@ impl From<tokio_postgres::Error> for SqlError {
 
 type Result<T> = std::result::Result<T, SqlError>;
 
+/// The comment dbops writes on a database it made: the marker, and for a
+/// branch or snapshot its parent project's database (`<marker>;parent=<id>`),
+/// so that a copy can be told to belong to its project without a guess.
+pub fn database_comment(marker: &str, parent: Option<&str>) -> String {
+    match parent {
+        Some(parent) => format!("{marker};parent={parent}"),
+        None => marker.to_string(),
+    }
+}
+
+/// The marker in a database's comment ([`database_comment`]).
+pub fn comment_marker(comment: &str) -> &str {
+    comment
+        .split_once(";parent=")
+        .map_or(comment, |(marker, _)| marker)
+}
+
+/// The parent project in a database's comment, if dbops wrote one.
+pub fn comment_parent(comment: &str) -> Option<&str> {
+    comment
+        .strip_prefix(MARKER_PREFIX)
+        .and_then(|_| comment.split_once(";parent="))
+        .map(|(_, parent)| parent)
+}
+
 /// What a database is, as `pg_database` says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatabaseInfo {
@@ -103,6 +128,21 @@ pub struct DatabaseInfo {
     /// Its comment: a dbops marker, or anything a person wrote.
     pub comment: Option<String>,
     pub allows_connections: bool,
+}
+
+impl DatabaseInfo {
+    /// The dbops marker it carries, if any.
+    pub fn marker(&self) -> Option<&str> {
+        self.comment
+            .as_deref()
+            .map(comment_marker)
+            .filter(|m| m.starts_with(MARKER_PREFIX))
+    }
+
+    /// The project it is a branch or snapshot of, as dbops recorded it.
+    pub fn parent(&self) -> Option<&str> {
+        self.comment.as_deref().and_then(comment_parent)
+    }
 }
 
 /// Where a new database's contents come from.
@@ -255,10 +295,14 @@ impl Server {
         Ok(client)
     }
 
-    /// A new admin connection to database `name`.
+    /// A new admin connection to database `name`. Its `search_path` is set
+    /// at connection start, which overrides what the database's owner may
+    /// have set with `ALTER DATABASE … SET`: nothing the admin runs there
+    /// resolves a name to an object a tenant made.
     async fn connect_to(&self, name: &str) -> Result<Client> {
         let mut config = self.admin.clone();
         config.dbname(name);
+        config.options("-c search_path=pg_catalog,pg_temp");
         self.connect(&config).await
     }
 
@@ -349,16 +393,22 @@ impl Server {
     /// [`Server::ensure_role`] made with the same `marker`), holding what
     /// `source` says, connectable or not. Returns once it is complete and
     /// marked.
+    ///
+    /// Every database made here is closed to `PUBLIC` (`REVOKE CONNECT,
+    /// TEMPORARY`): only its owner (and the admin) may connect, so one
+    /// tenant's role never reaches another tenant's database.
+    #[allow(clippy::too_many_arguments)]
     pub async fn ensure_database(
         &self,
         name: &str,
         owner: &str,
         marker: &str,
+        parent: Option<&str>,
         source: Source<'_>,
         connectable: bool,
     ) -> Result<()> {
         match self.database(name).await? {
-            Some(db) if db.comment.as_deref() == Some(marker) => return Ok(()),
+            Some(db) if db.marker() == Some(marker) => return Ok(()),
             // Made by an earlier attempt that stopped before it was complete.
             Some(db) if db.comment.is_none() && db.owner == owner => {
                 self.drop_database(name).await?;
@@ -388,25 +438,57 @@ impl Server {
                 from,
                 strategy: CopyStrategy::Logical,
             } => {
-                self.owner_of(from).await?;
+                let from_owner = self.owner_of(from).await?;
                 let sql = format!("CREATE DATABASE {} OWNER {}", ident(name), ident(owner));
                 self.admin().await?.batch_execute(&sql).await?;
                 let mut source = self.connect_to(from).await?;
                 let mut target = self.connect_to(name).await?;
-                logical::copy(&mut source, &mut target, owner).await?;
+                logical::copy(&mut source, &mut target, &from_owner, owner).await?;
             }
         }
         let admin = self.admin().await?;
-        if !connectable {
-            let sql = format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", ident(name));
-            admin.batch_execute(&sql).await?;
-        }
-        let sql = format!(
-            "COMMENT ON DATABASE {} IS {}",
-            ident(name),
-            literal(marker)?
+        let mut sql = format!(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC; \
+             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {owner};",
+            name = ident(name),
+            owner = ident(owner)
         );
+        if !connectable {
+            sql.push_str(&format!(
+                " ALTER DATABASE {} ALLOW_CONNECTIONS false;",
+                ident(name)
+            ));
+        }
+        sql.push_str(&format!(
+            " COMMENT ON DATABASE {} IS {}",
+            ident(name),
+            literal(&database_comment(marker, parent))?
+        ));
         admin.batch_execute(&sql).await?;
+        Ok(())
+    }
+
+    /// Closes database `name` to `PUBLIC` if it is still open (made by an
+    /// earlier version of dbops, before every database was closed).
+    pub async fn close_to_public(&self, name: &str) -> Result<()> {
+        let open = self
+            .admin()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_database d, \
+                 pg_catalog.aclexplode(COALESCE(d.datacl, pg_catalog.acldefault('d', d.datdba))) a \
+                 WHERE d.datname = $1 AND a.grantee = 0 AND a.privilege_type = 'CONNECT'",
+                &[&name],
+            )
+            .await?
+            .is_some();
+        if open {
+            let sql = format!(
+                "REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC",
+                ident(name)
+            );
+            self.admin().await?.batch_execute(&sql).await?;
+        }
         Ok(())
     }
 
@@ -535,11 +617,12 @@ impl Server {
         Ok(())
     }
 
-    /// Drops role `name` if dbops made it (its comment is a dbops marker).
-    /// Gone already, or someone else's, is left alone.
-    pub async fn drop_marked_role(&self, name: &str) -> Result<()> {
+    /// Drops role `name` if dbops made it together with a database marked
+    /// `marker` (the role carries the same marker). Gone already, or anyone
+    /// else's, is left alone.
+    pub async fn drop_role_made_with(&self, name: &str, marker: &str) -> Result<()> {
         match self.role(name).await? {
-            Some(Some(comment)) if comment.starts_with(MARKER_PREFIX) => {
+            Some(Some(comment)) if comment.starts_with(MARKER_PREFIX) && comment == marker => {
                 let sql = format!("DROP ROLE IF EXISTS {}", ident(name));
                 self.admin().await?.batch_execute(&sql).await?;
                 Ok(())
@@ -556,7 +639,7 @@ impl Server {
     pub async fn drop_own(&self, name: &str, marker: &str) -> Result<()> {
         let role_is_ours = self.role(name).await?.flatten().as_deref() == Some(marker);
         if let Some(db) = self.database(name).await? {
-            let ours = db.comment.as_deref() == Some(marker)
+            let ours = db.marker() == Some(marker)
                 || (db.comment.is_none() && db.owner == name && role_is_ours);
             if ours {
                 self.drop_database(name).await?;
@@ -569,10 +652,13 @@ impl Server {
         Ok(())
     }
 
-    /// Sets role `name`'s password, if dbops made the role.
-    pub async fn set_password(&self, name: &str, password: &Password) -> Result<()> {
-        match self.role(name).await? {
-            Some(Some(comment)) if comment.starts_with(MARKER_PREFIX) => {
+    /// Sets the password of `db`'s owner, if dbops made that role together
+    /// with the database (the same marker): never the password of a role
+    /// someone else made, or of a database that was adopted.
+    pub async fn set_password(&self, db: &DatabaseInfo, password: &Password) -> Result<()> {
+        let name = &db.owner;
+        match (self.role(name).await?, db.marker()) {
+            (Some(Some(comment)), Some(marker)) if comment == marker => {
                 let sql = format!(
                     "ALTER ROLE {} PASSWORD {}",
                     ident(name),
@@ -581,11 +667,11 @@ impl Server {
                 self.admin().await?.batch_execute(&sql).await?;
                 Ok(())
             }
-            Some(_) => Err(SqlError::Conflict {
+            (Some(_), _) => Err(SqlError::Conflict {
                 object: "role",
                 name: name.to_string(),
             }),
-            None => Err(SqlError::Missing {
+            (None, _) => Err(SqlError::Missing {
                 object: "role",
                 name: name.to_string(),
             }),
@@ -735,6 +821,27 @@ mod tests {
             plain.uri("r", None, "d").expose(),
             "postgresql://r@db:5432/d"
         );
+    }
+
+    #[test]
+    fn database_comments_carry_the_marker_and_a_copys_project() {
+        let project = database_comment("dbops-u1-project-create", None);
+        assert_eq!(project, "dbops-u1-project-create");
+        assert_eq!(comment_marker(&project), "dbops-u1-project-create");
+        assert_eq!(comment_parent(&project), None);
+        let branch = database_comment("dbops-u2-branch-create", Some("team-a-shop-1234"));
+        assert_eq!(comment_marker(&branch), "dbops-u2-branch-create");
+        assert_eq!(comment_parent(&branch), Some("team-a-shop-1234"));
+        // A comment someone else wrote names no parent, even in that form.
+        assert_eq!(comment_parent("mine;parent=team-a-shop-1234"), None);
+        let info = |comment: &str| DatabaseInfo {
+            name: "d".into(),
+            owner: "d".into(),
+            comment: Some(comment.to_string()),
+            allows_connections: true,
+        };
+        assert_eq!(info(&branch).marker(), Some("dbops-u2-branch-create"));
+        assert_eq!(info("hand-made").marker(), None);
     }
 
     #[test]
