@@ -9,21 +9,23 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
+use super::conditions::{Health, reason};
 use super::parent::{
     Dereferenced, dereference, record_parent, recorded_parent, replay_child_create,
 };
 use super::pipeline::{
     self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
+use super::protection::tenancy::{self, Adoption};
 use super::reconciler::{Lifecycle, Managed};
 use super::secret;
 use super::{Context, ProviderHandle, Scope, VendorCall, dependents, expiry};
 use crate::api::v1alpha1::{
-    CredentialRotationSpec, CredentialRotationStatus, DatabaseBranch, DatabaseBranchStatus,
-    DatabaseProject, DeletionPolicy, ProviderRef,
+    ClaimedObject, CredentialRotationSpec, CredentialRotationStatus, DatabaseBranch,
+    DatabaseBranchStatus, DatabaseProject, DeletionPolicy, ProviderRef,
 };
 use crate::providers::{
-    BranchRequest, Operation, Provider, ProviderError, RotationTarget, VendorBranch,
+    BranchRequest, Operation, Provider, ProviderError, Resume, RotationTarget, VendorBranch,
 };
 
 /// Name of this controller in metrics and logs.
@@ -34,6 +36,7 @@ pub use super::error::{Error, Object};
 crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER, {
     fn derive_status(&self, status: &mut DatabaseBranchStatus) {
         expiry::derive_status(self, status);
+        status.deletion_policy = Some(self.spec.effective_deletion_policy());
     }
     fn due_by(&self) -> Option<k8s_openapi::jiff::Timestamp> {
         expiry::of(self).ok().flatten()
@@ -62,19 +65,90 @@ pub fn connection_secret_name(branch: &DatabaseBranch) -> String {
     }
 }
 
-/// The vendor create request for this branch of vendor project `project_id`.
+/// The vendor create request for this branch of vendor project `project_id`,
+/// copied from vendor branch `from_branch` (the project's default when `None`).
 pub fn branch_request(
     branch: &DatabaseBranch,
     provider: &dyn Provider,
     project_id: &str,
+    from_branch: Option<String>,
     resumed: bool,
 ) -> BranchRequest {
+    let branch_name = vendor_branch_name(branch, provider);
+    // A branch is made inside its project, which a resource of this same
+    // namespace holds the claim of: nobody of another namespace can have made
+    // anything under this name in it through dbops, and a second branch of
+    // this namespace taking the same vendor branch is stopped by its claim.
+    // So a resumed branch create may take what it finds under its name.
+    let resumed = if resumed {
+        Resume::OwnName
+    } else {
+        Resume::First
+    };
     BranchRequest {
         project_id: project_id.to_string(),
-        branch_name: vendor_branch_name(branch, provider),
-        from_branch: branch.spec.from_branch.clone(),
-        db_password: None,
         resumed,
+        branch_name,
+        from_branch,
+        db_password: None,
+    }
+}
+
+/// What [`DatabaseBranch::source_branch`] found.
+pub enum SourceBranch {
+    /// Copy from this vendor branch (`None`: the project's default).
+    Found(Option<String>),
+    /// The branch named in `fromBranchRef` is not Ready yet.
+    Waiting(String),
+}
+
+impl DatabaseBranch {
+    /// The vendor branch to copy from: `spec.fromBranch` as written (an
+    /// adoption, allowed only where the provider admits it: checked before),
+    /// or the vendor name of the `DatabaseBranch` `spec.fromBranchRef` names,
+    /// which must be a branch of the same project, in this namespace.
+    async fn source_branch(
+        &self,
+        ctx: &Context,
+        provider: &dyn Provider,
+        parent: Option<&ParentProject>,
+    ) -> Result<SourceBranch, Error> {
+        if let Some(raw) = &self.spec.from_branch {
+            return Ok(SourceBranch::Found(Some(raw.clone())));
+        }
+        let Some(reference) = &self.spec.from_branch_ref else {
+            return Ok(SourceBranch::Found(None));
+        };
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let api: Api<DatabaseBranch> = Api::namespaced(ctx.client.clone(), &namespace);
+        let name = &reference.name;
+        let problem = |problem: &str| Error::FromBranchRef {
+            name: name.clone(),
+            problem: problem.to_string(),
+        };
+        let Some(source) = api.get_opt(name).await.map_err(super::KubeCall::Read)? else {
+            return Ok(SourceBranch::Waiting(format!(
+                "DatabaseBranch {name} named in spec.fromBranchRef does not exist yet"
+            )));
+        };
+        if source.spec.project_ref != self.spec.project_ref {
+            return Err(problem(
+                "is a branch of another DatabaseProject; a branch can only be copied from a branch of its own project",
+            ));
+        }
+        if source.metadata.uid == self.metadata.uid {
+            return Err(problem("is this branch itself"));
+        }
+        let status = source.status.clone().unwrap_or_default();
+        let same_project = status.project_id.as_deref() == parent.map(|p| p.project_id.as_str());
+        if !source.is_ready() || status.branch_id.is_none() || !same_project {
+            return Ok(SourceBranch::Waiting(format!(
+                "waiting for DatabaseBranch {name} named in spec.fromBranchRef to be Ready"
+            )));
+        }
+        Ok(SourceBranch::Found(Some(vendor_branch_name(
+            &source, provider,
+        ))))
     }
 }
 
@@ -101,11 +175,9 @@ impl Lifecycle for DatabaseBranch {
             name: parent.provider_name.clone(),
         };
         // A pass that may send a first create reads the provider fresh.
-        let provider = if pipeline::defers_finalizer(self) {
-            ctx.provider_fresh(&provider_ref).await?
-        } else {
-            ctx.provider(&provider_ref).await?
-        };
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let fresh = pipeline::defers_finalizer(self);
+        let provider = ctx.provider_in(&namespace, &provider_ref, fresh).await?;
         let mut previous = self.current_status();
         let parent = Some(&parent);
         match pipeline::obtain(self, api, ctx, &mut previous, &provider, parent).await? {
@@ -128,6 +200,7 @@ impl Lifecycle for DatabaseBranch {
 impl VendorKind for DatabaseBranch {
     const OBJECT: Object = Object::Branch;
     const DELETE: Operation = Operation::BranchDelete;
+    const CLAIM: ClaimedObject = ClaimedObject::Branch;
     type Vendor = VendorBranch;
 
     fn recorded_id(status: &DatabaseBranchStatus) -> Option<&str> {
@@ -136,11 +209,23 @@ impl VendorKind for DatabaseBranch {
     fn create_requested(status: &DatabaseBranchStatus) -> bool {
         status.create_requested
     }
+    fn set_create_requested(status: &mut DatabaseBranchStatus, requested: bool) {
+        status.create_requested = requested;
+    }
+    fn adopted(status: &DatabaseBranchStatus) -> bool {
+        status.adopted
+    }
+    fn set_adopted(status: &mut DatabaseBranchStatus, adopted: bool) {
+        status.adopted = adopted;
+    }
     fn external_id(&self) -> Option<&str> {
         self.spec.external_id.as_deref()
     }
+    fn adoption(&self) -> Option<Adoption> {
+        tenancy::branch_adoption(self)
+    }
     fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy
+        self.spec.effective_deletion_policy()
     }
     fn recorded_parent(&self, status: &DatabaseBranchStatus) -> Option<ParentProject> {
         let project = &self.spec.project_ref.name;
@@ -178,6 +263,15 @@ impl VendorKind for DatabaseBranch {
         parent: Option<&ParentProject>,
         ctx: &Context,
     ) -> Result<Created<VendorBranch>, Error> {
+        let from_branch = match self.source_branch(ctx, &**provider, parent).await? {
+            SourceBranch::Found(from) => from,
+            SourceBranch::Waiting(message) => {
+                return Ok(Created::Waiting {
+                    health: Health::progressing(reason::WAITING_FOR_BRANCH, message),
+                    poll: false,
+                });
+            }
+        };
         let message = format!("creating the branch at {}", provider.api());
         let resumed = pipeline::begin_create(
             self,
@@ -191,7 +285,8 @@ impl VendorKind for DatabaseBranch {
         )
         .await?;
         let key = idempotency_key(self, "branch-create")?;
-        let mut request = branch_request(self, &**provider, project_id(parent), resumed);
+        let mut request =
+            branch_request(self, &**provider, project_id(parent), from_branch, resumed);
         request.db_password = pipeline::operator_password(
             self,
             &connection_secret_name(self),
@@ -222,8 +317,10 @@ impl VendorKind for DatabaseBranch {
         let password =
             pipeline::operator_password(self, &connection_secret_name(self), provider, ctx, true)
                 .await?;
+        // The source made no difference to what was made under this name.
+        let from_branch = self.spec.from_branch.clone();
         replay_child_create(Object::Branch, parent, |project_id| async move {
-            let mut request = branch_request(self, provider, &project_id, true);
+            let mut request = branch_request(self, provider, &project_id, from_branch, true);
             request.db_password = password;
             provider.create_branch(&request, &key).await
         })
@@ -298,11 +395,21 @@ pub fn controller(
     let by_project = dependents(controller.store(), |k: &DatabaseBranch| {
         Some(k.spec.project_ref.name.as_str())
     });
+    // Branches not made yet follow their project, which watches providers.
+    let by_provider = dependents(controller.store(), |k: &DatabaseBranch| {
+        k.status.as_ref()?.provider_name.as_deref()
+    });
+    let by_namespace = super::in_namespace(controller.store());
     controller
         .owns_stream(secret::owned_secret_triggers(
             scope.api(client.clone()),
             ctx.secret_echoes.clone(),
         ))
+        .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(
+            super::namespace_triggers(client.clone(), scope),
+            by_namespace,
+        )
         .watches(
             scope.api::<DeserializeGuard<DatabaseProject>>(client),
             watcher_config,

@@ -31,7 +31,7 @@ use super::reconciler::{Lifecycle, Managed, apply_status, apply_status_if_change
 use super::{Context, KubeCall, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
-    Conditions, Rfc3339,
+    ClaimedObject, Conditions, Rfc3339,
 };
 use crate::providers::byok::{
     Binding, ByokApi, CredentialConfig, CredentialState, Credentials, Quota,
@@ -332,7 +332,10 @@ impl Lifecycle for ByokCredential {
         let mut previous = self.current_status();
         let registered = previous.byok_id.is_none();
         let id = match previous.byok_id.clone() {
-            Some(id) => id,
+            Some(id) => {
+                self.claim(ctx, &found.provider, &id).await?;
+                id
+            }
             None => self.register(api, ctx, &found, &mut previous).await?,
         };
         let config = match byok.get_credential(&id).await {
@@ -374,12 +377,10 @@ impl Lifecycle for ByokCredential {
         let plan = pipeline::plan::cleanup(
             self.spec.deletion_policy,
             status.byok_id.as_deref(),
-            None,
             status.create_requested,
         );
-        let left = pipeline::plan::left_behind(Object::Credential, &plan);
-        let id = match plan {
-            Cleanup::NothingSent => return Ok(Action::await_change()),
+        match plan {
+            Cleanup::NothingSent => {}
             Cleanup::Retain(id) => {
                 let note = format!(
                     "deletionPolicy Retain: BYOK credential {} left registered",
@@ -387,38 +388,72 @@ impl Lifecycle for ByokCredential {
                 );
                 ctx.publish(self, EventType::Normal, "Retained", "Delete", note)
                     .await;
-                return Ok(Action::await_change());
             }
-            Cleanup::Delete(id) => Some(id.to_string()),
-            Cleanup::ReplayCreate => None,
-        };
+            Cleanup::Delete(_) | Cleanup::ReplayCreate => self.revoke(ctx, &plan).await?,
+        }
+        ctx.release_all(self).await.map_err(KubeCall::Write)?;
+        Ok(Action::await_change())
+    }
+}
+
+impl ByokCredential {
+    /// Claims BYOK credential `id` for this resource: the vendor's register
+    /// is idempotent, so another resource registering the same key gets the
+    /// same id, and must not take it over.
+    async fn claim(
+        &self,
+        ctx: &Context,
+        provider: &super::ProviderHandle,
+        id: &str,
+    ) -> Result<(), Error> {
+        let holder = super::protection::claims::holder_of(self).ok_or(Error::InvalidObject)?;
+        let key = provider.claim_key(ClaimedObject::ByokCredential, id);
+        ctx.claim(&key, &holder, provider.name()).await?;
+        Ok(())
+    }
+
+    /// Revokes the credential at the vendor, if this resource holds it.
+    async fn revoke(&self, ctx: &Context, plan: &Cleanup<'_>) -> Result<(), Error> {
+        let left = pipeline::plan::left_behind(Object::Credential, plan);
         let Some(provider) = ctx
             .provider_for_cleanup(self, &self.spec.provider_ref, &left)
             .await?
         else {
-            return Ok(Action::await_change());
+            return Ok(());
         };
         // A provider that lost its BYOK API since (its spec changed) cannot
         // revoke: report that instead of pretending.
         let byok = provider
             .byok_for(Operation::ByokRevoke)
             .map_err(|e| VendorCall::new("revoking the credential", e))?;
-        let id = match id {
-            Some(id) => Some(id),
-            None => self.replay_registration(ctx, byok).await?,
+        let id = match plan {
+            Cleanup::Delete(id) => id.to_string(),
+            _ => match self.replay_registration(ctx, byok).await? {
+                Some(id) => id,
+                None => return Ok(()),
+            },
         };
-        if let Some(id) = id {
-            match byok.revoke_credential(&id).await {
-                Ok(()) => {
-                    let note = format!("revoked BYOK credential {id}");
-                    ctx.publish(self, EventType::Normal, "Revoked", "Delete", note)
-                        .await;
-                }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(VendorCall::new(format!("revoking {id}"), e).into()),
+        match self.claim(ctx, &provider, &id).await {
+            Ok(()) => {}
+            Err(Error::Claim(super::protection::claims::ClaimError::Taken { .. })) => {
+                let note = format!(
+                    "BYOK credential {id} is held by another dbops resource, so it was not revoked"
+                );
+                ctx.cleanup_skipped(self, note).await;
+                return Ok(());
             }
+            Err(error) => return Err(error),
         }
-        Ok(Action::await_change())
+        match byok.revoke_credential(&id).await {
+            Ok(()) => {
+                let note = format!("revoked BYOK credential {id}");
+                ctx.publish(self, EventType::Normal, "Revoked", "Delete", note)
+                    .await;
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(VendorCall::new(format!("revoking {id}"), e).into()),
+        }
+        Ok(())
     }
 }
 
@@ -444,7 +479,9 @@ impl ByokCredential {
     async fn dereference(&self, ctx: &Context) -> Result<Found, Error> {
         let namespace = self.namespace().ok_or(Error::InvalidObject)?;
         let uid = self.metadata.uid.clone().ok_or(Error::InvalidObject)?;
-        let provider = ctx.provider(&self.spec.provider_ref).await?;
+        let provider = ctx
+            .provider_in(&namespace, &self.spec.provider_ref, false)
+            .await?;
         byok_of(&provider)?;
         let fields = self.credentials(ctx, &namespace).await?;
         let fingerprints = fingerprints(&uid, &fields);
@@ -484,6 +521,7 @@ impl ByokCredential {
             .register_credential(&self.spec.vendor, &self.spec.alias, &credentials, &key)
             .await
             .map_err(|e| found.vendor("registering the credential", e))?;
+        self.claim(ctx, &found.provider, &registered.id).await?;
         let mut status = previous.clone();
         status.byok_id = Some(registered.id.clone());
         status.credential_fingerprints = found.fingerprints.clone();
@@ -766,8 +804,15 @@ pub fn controller(
     let by_secret = dependents(controller.store(), |c: &ByokCredential| {
         Some(c.spec.credentials_secret_ref.name.as_str())
     });
+    let by_provider = dependents(controller.store(), |c: &ByokCredential| {
+        Some(c.spec.provider_ref.name.as_str())
+    });
+    let by_namespace = super::in_namespace(controller.store());
     let labelled = watcher::Config::default().labels(&format!("{WATCH_LABEL}=true"));
-    controller.watches(scope.api::<Secret>(client), labelled, by_secret)
+    controller
+        .watches(scope.api::<Secret>(client.clone()), labelled, by_secret)
+        .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(super::namespace_triggers(client, scope), by_namespace)
 }
 
 #[cfg(test)]

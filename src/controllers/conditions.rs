@@ -29,11 +29,16 @@ pub mod reason {
     pub const WAITING_FOR_VENDOR: &str = "WaitingForVendor";
     pub const VENDOR_STATE_UNKNOWN: &str = "VendorStateUnknown";
     pub const WAITING_FOR_PROJECT: &str = "WaitingForProject";
+    pub const WAITING_FOR_BRANCH: &str = "WaitingForBranch";
     pub const WAITING_FOR_SNAPSHOT: &str = "WaitingForSnapshot";
     pub const WAITING_FOR_CREDENTIAL: &str = "WaitingForCredential";
     pub const PROJECT_DELETED: &str = "ProjectDeleted";
     pub const PROVIDER_NOT_FOUND: &str = "ProviderNotFound";
     pub const PROVIDER_DELETING: &str = "ProviderDeleting";
+    pub const PROVIDER_NOT_ALLOWED: &str = "ProviderNotAllowed";
+    pub const ADOPTION_NOT_ALLOWED: &str = "AdoptionNotAllowed";
+    pub const ALREADY_CLAIMED: &str = "AlreadyClaimed";
+    pub const CREATE_UNCERTAIN: &str = "CreateUncertain";
     pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
     pub const PROVIDER_INVALID: &str = "ProviderInvalid";
     pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";

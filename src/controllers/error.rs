@@ -76,16 +76,29 @@ pub enum Error {
     #[error("{object} {id} named in spec.externalId does not exist at the vendor")]
     ExternalNotFound { object: Object, id: String },
     #[error(
-        "{object} {id} named in spec.externalId belongs to vendor project {actual}, not to {expected}{}",
-        project.as_deref().map(|p| format!(" (DatabaseProject {p:?})")).unwrap_or_default()
+        "{object} {id} named in spec.externalId {} DatabaseProject {project:?}; a {object} can only adopt an object of its own project, and nothing was adopted",
+        if *unverifiable { "cannot be shown to belong to the vendor project of" } else { "does not belong to the vendor project of" }
     )]
     ExternalMismatch {
         object: Object,
         id: String,
-        actual: String,
-        expected: String,
-        project: Option<String>,
+        project: String,
+        /// The vendor does not say which project the object belongs to.
+        unverifiable: bool,
     },
+    #[error(
+        "{} names an existing vendor object, and DatabaseProvider {provider:?} does not allow adoption in namespace {namespace}; create a new one instead, or ask an administrator of the provider to admit this namespace in spec.adoption.allowedNamespaces",
+        adoption.field()
+    )]
+    AdoptionNotAllowed {
+        adoption: super::protection::tenancy::Adoption,
+        provider: String,
+        namespace: String,
+    },
+    #[error("DatabaseBranch {name:?} named in spec.fromBranchRef {problem}")]
+    FromBranchRef { name: String, problem: String },
+    #[error(transparent)]
+    Claim(#[from] super::protection::claims::ClaimError),
     #[error("the vendor reports {object} {id} as failed: {state}")]
     VendorFailed {
         object: Object,
@@ -160,6 +173,17 @@ impl Error {
     pub fn is_name_conflict(&self) -> bool {
         matches!(self, Error::Vendor(e) if e.source.is_name_conflict())
     }
+
+    /// The vendor's answer shows the call made nothing
+    /// ([`crate::providers::ProviderError::made_nothing`]).
+    pub fn made_nothing(&self) -> bool {
+        matches!(self, Error::Vendor(e) if e.source.made_nothing())
+    }
+
+    /// A resumed create could not prove an object under its name is its own.
+    pub fn is_create_uncertain(&self) -> bool {
+        matches!(self, Error::Vendor(e) if e.source.is_create_uncertain())
+    }
 }
 
 impl ReconcileError for Error {
@@ -175,6 +199,11 @@ impl ReconcileError for Error {
                 "KubernetesApiError"
             }
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
+            Error::AdoptionNotAllowed { .. } => reason::ADOPTION_NOT_ALLOWED,
+            Error::Claim(super::protection::claims::ClaimError::Taken { .. }) => {
+                reason::ALREADY_CLAIMED
+            }
+            Error::Claim(_) => "KubernetesApiError",
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
             Error::VendorFailed { .. } => "VendorFailed",
             Error::VendorStateUnknown { .. } => reason::VENDOR_STATE_UNKNOWN,
@@ -184,6 +213,7 @@ impl ReconcileError for Error {
             | Error::SnapshotProviderMismatch { .. }
             | Error::ByokMismatch { .. }
             | Error::InvalidExpireAfter { .. }
+            | Error::FromBranchRef { .. }
             | Error::InvalidObject => reason::INVALID_SPEC,
             Error::RestoreInProgress { .. } => reason::WAITING_FOR_VENDOR,
             Error::CredentialsMissing { .. } => reason::CREDENTIALS_MISSING,
@@ -198,6 +228,7 @@ impl ReconcileError for Error {
         match self {
             Error::Provider(e) => e.is_transient(),
             Error::Vendor(e) | Error::Rotation(RotationError::Vendor(e)) => e.source.is_transient(),
+            Error::Claim(e) => e.is_transient(),
             Error::Kube(_)
             | Error::RestoreInProgress { .. }
             | Error::Secret(SecretWriteError::Kube { .. })
@@ -254,13 +285,12 @@ mod tests {
         let mismatch = Error::ExternalMismatch {
             object: Object::Snapshot,
             id: "s".into(),
-            actual: "a".into(),
-            expected: "b".into(),
-            project: None,
+            project: "shop".into(),
+            unverifiable: false,
         };
         assert_eq!(
             mismatch.to_string(),
-            "snapshot s named in spec.externalId belongs to vendor project a, not to b"
+            "snapshot s named in spec.externalId does not belong to the vendor project of DatabaseProject \"shop\"; a snapshot can only adopt an object of its own project, and nothing was adopted"
         );
         assert_eq!(mismatch.category(), reason::INVALID_SPEC);
         assert!(Error::RestoreInProgress { handle: "h".into() }.is_transient());

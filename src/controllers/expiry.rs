@@ -71,7 +71,7 @@ pub fn expired_note(branch: &DatabaseBranch, at: Timestamp) -> String {
         .and_then(|s| s.branch_id.as_deref())
         .map(|id| format!("vendor branch {id}"))
         .unwrap_or_else(|| "its vendor branch, if one was made,".to_string());
-    let fate = match branch.spec.deletion_policy {
+    let fate = match branch.spec.effective_deletion_policy() {
         DeletionPolicy::Delete => format!("{vendor} is deleted with it (deletionPolicy Delete)"),
         DeletionPolicy::Retain => format!("{vendor} is kept (deletionPolicy Retain)"),
     };
@@ -203,9 +203,10 @@ mod tests {
             DatabaseBranchSpec {
                 project_ref: crate::api::v1alpha1::LocalObjectRef { name: "app".into() },
                 branch_name: None,
+                from_branch_ref: None,
                 from_branch: None,
                 external_id: None,
-                deletion_policy: DeletionPolicy::Delete,
+                deletion_policy: Some(DeletionPolicy::Delete),
                 write_connection_secret_to: None,
                 credential_rotation: None,
                 expire_after: expire_after.map(str::to_string),
@@ -250,7 +251,7 @@ mod tests {
             branch_id: Some("br_1".into()),
             ..Default::default()
         });
-        b.spec.deletion_policy = DeletionPolicy::Retain;
+        b.spec.deletion_policy = Some(DeletionPolicy::Retain);
         assert_eq!(
             expired_note(&b, at),
             "expired at 2025-03-04T10:00:00Z (spec.expireAfter 72h after creation), so dbops deleted this DatabaseBranch; vendor branch br_1 is kept (deletionPolicy Retain)"

@@ -38,6 +38,11 @@ pub fn namespace_terminating(error: &kube::Error) -> bool {
             || status.message.contains("because it is being terminated"))
 }
 
+/// Whether a create found the name taken (409 `AlreadyExists`).
+pub fn already_exists(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
+}
+
 /// Whether the object was not found (404).
 pub fn not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404)

@@ -9,6 +9,7 @@ pub mod decode;
 pub mod error;
 pub mod events;
 pub mod expiry;
+pub mod fairness;
 pub mod freshness;
 pub mod kube_error;
 mod parent;
@@ -24,7 +25,7 @@ pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use events::{EventType, Note, Recorder};
 use kube::core::DeserializeGuard;
@@ -236,6 +237,10 @@ pub struct Context {
     pub(crate) caches: std::sync::RwLock<Option<provider_lookup::Caches>>,
     /// Namespaces recently seen not terminating, and when.
     pub(crate) live_namespaces: Mutex<HashMap<String, std::time::Instant>>,
+    /// Vendor claims this process took or found held, by claim name, with
+    /// the holder's UID: what [`protection::claims`] reads while it has no
+    /// watch cache of claims.
+    pub(crate) held_claims: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -258,6 +263,7 @@ impl Context {
             secret_echoes: Arc::default(),
             caches: std::sync::RwLock::default(),
             live_namespaces: Mutex::default(),
+            held_claims: Mutex::default(),
         }
     }
 
@@ -316,6 +322,12 @@ impl Context {
 /// Runs `controller` with the shared [`reconcile`] and [`error_policy`]
 /// (requeueing sooner when the object is due earlier, [`Managed::due_by`])
 /// until `shutdown` resolves; in-flight reconciles finish first.
+///
+/// At most `concurrency` reconciles run at once, shared fairly between
+/// namespaces ([`fairness`]): kube-runtime dispatches every due object, and
+/// each waits for its place in its namespace's turn. A reconcile that got
+/// its place after waiting runs on the object as the cache holds it then;
+/// one still waiting when shutdown starts gives up its place.
 pub async fn drive<K>(
     controller: kube::runtime::Controller<DeserializeGuard<K>>,
     ctx: Arc<Context>,
@@ -323,14 +335,38 @@ pub async fn drive<K>(
 ) where
     K: Lifecycle + Resource<DynamicType = ()> + Unpin,
 {
-    use futures::StreamExt;
-    ctx.readiness.track(controller.store());
-    let config = kube::runtime::controller::Config::default().concurrency(ctx.settings.concurrency);
+    use futures::{FutureExt, StreamExt};
+    let store = controller.store();
+    ctx.readiness.track(store.clone());
+    let shutdown = shutdown.boxed().shared();
+    let gate = fairness::FairGate::new(usize::from(ctx.settings.concurrency));
+    // kube-runtime's own limit is off: the gate is the limit.
+    let config = kube::runtime::controller::Config::default().concurrency(0);
     controller
         .with_config(config)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(
-            reconcile::<K>,
+            move |guard: Arc<DeserializeGuard<K>>, ctx: Arc<Context>| {
+                let (gate, store, shutdown) = (gate.clone(), store.clone(), shutdown.clone());
+                async move {
+                    let namespace = guard.namespace().unwrap_or_default();
+                    let waited = Instant::now();
+                    let _permit = tokio::select! {
+                        permit = gate.admit(&namespace) => permit,
+                        _ = shutdown => return Ok(Action::await_change()),
+                    };
+                    let guard = if waited.elapsed() > FAIRNESS_REREAD_AFTER {
+                        match store.get(&kube::runtime::reflector::ObjectRef::from_obj(&*guard)) {
+                            Some(latest) => latest,
+                            // Gone meanwhile: its deletion was the last word.
+                            None => return Ok(Action::await_change()),
+                        }
+                    } else {
+                        guard
+                    };
+                    reconcile::<K>(guard, ctx).await
+                }
+            },
             |guard, error, ctx| {
                 // A failing object still runs again by when it is due.
                 let delay = error_delay(K::CONTROLLER, &*guard, error, &ctx);
@@ -351,6 +387,10 @@ pub async fn drive<K>(
         .await;
     tracing::info!(controller = K::CONTROLLER, "controller stopped");
 }
+
+/// A reconcile that waited this long for its place reads its object again
+/// from the cache: the copy it was dispatched with may be behind.
+const FAIRNESS_REREAD_AFTER: Duration = Duration::from_millis(50);
 
 /// The controller of kind `K` over `api`, with a lean cache and few wake-ups:
 ///
@@ -406,6 +446,62 @@ pub fn provider_triggers(
         .default_backoff()
         .touched_objects()
         .predicate_filter(wake_on, Default::default())
+}
+
+/// Namespaces as triggers of the objects in them: a namespace that is new
+/// or whose labels change wakes them, so a provider's namespace selector
+/// (`spec.allowedNamespaces`) is enforced again at once.
+pub fn namespace_triggers(
+    client: Client,
+    scope: &Scope,
+) -> impl futures::Stream<
+    Item = Result<
+        kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>,
+        kube::runtime::watcher::Error,
+    >,
+> + Send
++ 'static {
+    use kube::runtime::{WatchStreamExt, watcher};
+    let config = match scope {
+        Scope::Cluster => watcher::Config::default(),
+        Scope::Namespace(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+    };
+    watcher(kube::Api::all(client), config)
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(labels_of, Default::default())
+}
+
+/// A hash of what of a namespace matters to the tenancy policy: its labels.
+fn labels_of<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.meta().uid.hash(&mut hasher);
+    obj.meta().labels.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// A watch mapper: a namespace wakes every `K` in it.
+pub fn in_namespace<K, N>(
+    store: kube::runtime::reflector::Store<DeserializeGuard<K>>,
+) -> impl Fn(N) -> Vec<kube::runtime::reflector::ObjectRef<DeserializeGuard<K>>>
++ Send
++ Sync
++ Clone
++ 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    N: Resource,
+{
+    move |namespace: N| {
+        let name = namespace.name_any();
+        store
+            .state()
+            .into_iter()
+            .filter(|k| k.namespace().as_deref() == Some(name.as_str()))
+            .map(|k| kube::runtime::reflector::ObjectRef::from_obj(&*k))
+            .collect()
+    }
 }
 
 /// What must change for an object to wake its own reconcile ([`lean_controller`]).

@@ -1,7 +1,5 @@
 //! The `DatabaseProject` a branch or snapshot belongs to.
 
-use std::sync::Arc;
-
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -11,7 +9,6 @@ use super::pipeline::{ParentProject, VendorKind};
 use super::reconciler::{Managed, report_progress, requeue};
 use super::{Context, KubeCall};
 use crate::api::v1alpha1::DatabaseProject;
-use crate::providers::Provider;
 
 /// Where the parent project of a branch or snapshot is in its life.
 #[derive(Debug)]
@@ -57,7 +54,7 @@ pub async fn parent_project(
 /// the provider recorded in the child's status when its vendor object was made.
 pub enum CleanupProvider {
     /// Delete through this provider.
-    Provider(std::sync::Arc<dyn crate::providers::Provider>),
+    Provider(super::ProviderHandle),
     /// The child never reached the vendor: nothing to delete.
     NeverCreated,
     /// The parent resource is gone and its provider cannot be used any more
@@ -93,8 +90,12 @@ pub async fn cleanup_provider(
         ),
         (Parent::Missing, None) => return Ok(CleanupProvider::NeverCreated),
     };
-    match ctx.provider(&provider_ref).await {
-        Ok(provider) => Ok(CleanupProvider::Provider(provider.client())),
+    match ctx.provider_in(namespace, &provider_ref, false).await {
+        Ok(provider) => Ok(CleanupProvider::Provider(provider)),
+        // The provider no longer admits this namespace: nothing is sent to it.
+        Err(e @ super::LookupError::NotAllowed { .. }) => {
+            Ok(CleanupProvider::Unreachable(e.to_string()))
+        }
         // Gone for good (in-use protection removed by hand), or the parent is
         // gone too and the provider cannot be used: nothing can be reached.
         Err(e) if e.is_gone() || (!parent_exists && !e.is_transient()) => {
@@ -255,7 +256,7 @@ pub async fn child_cleanup_target<K: VendorKind>(
     obj: &K,
     ctx: &Context,
     status: &K::Status,
-) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+) -> Result<Option<(super::ProviderHandle, Option<ParentProject>)>, Error> {
     let recorded = obj.recorded_parent(status).ok_or(Error::InvalidObject)?;
     let provider_name = Some(recorded.provider_name.as_str()).filter(|p| !p.is_empty());
     let provider =
@@ -272,7 +273,7 @@ async fn child_cleanup_provider<K>(
     project_name: &str,
     recorded_provider: Option<&str>,
     what: &str,
-) -> Result<Option<std::sync::Arc<dyn crate::providers::Provider>>, super::LookupError>
+) -> Result<Option<super::ProviderHandle>, super::LookupError>
 where
     K: kube::Resource<DynamicType = ()>,
 {

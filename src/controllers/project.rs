@@ -3,8 +3,6 @@
 //! or retain it. The steps are the shared [`pipeline`]; this module says what
 //! is particular to projects.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -16,12 +14,14 @@ use super::conditions::{Health, reason};
 use super::pipeline::{
     self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key,
 };
+use super::protection::tenancy::{self, Adoption};
 use super::reconciler::{Lifecycle, Managed, apply_status};
 use super::secret;
 use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
-    ByokCredential, CredentialRotationSpec, CredentialRotationStatus, DatabaseProject,
-    DatabaseProjectStatus, DatabaseSnapshot, DeletionPolicy, ProjectMode, RestoreSource,
+    ByokCredential, ClaimedObject, CredentialRotationSpec, CredentialRotationStatus,
+    DatabaseProject, DatabaseProjectStatus, DatabaseSnapshot, DeletionPolicy, ProjectMode,
+    RestoreSource,
 };
 use crate::providers::{
     Operation, Password, ProjectRequest, Provider, ProviderError, RestoreProgress, RestoreRequest,
@@ -33,7 +33,11 @@ pub const CONTROLLER: &str = "databaseproject";
 
 pub use super::error::{Error, Object};
 
-crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER);
+crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER, {
+    fn derive_status(&self, status: &mut DatabaseProjectStatus) {
+        status.deletion_policy = Some(self.spec.effective_deletion_policy());
+    }
+});
 
 /// Name of the project at the vendor: `spec.projectName`, else the provider's
 /// default for this resource (unique to it: see [`crate::providers::generated_name`]).
@@ -64,9 +68,11 @@ pub fn project_request(
     resumed: bool,
 ) -> ProjectRequest {
     let spec = &project.spec;
+    let name = vendor_project_name(project, provider);
     ProjectRequest {
         db_password,
-        name: vendor_project_name(project, provider),
+        resumed: pipeline::resume_of(project, resumed, &name),
+        name,
         vendor: spec.vendor.clone(),
         region: spec.region.clone(),
         plan: spec.plan.clone(),
@@ -75,7 +81,6 @@ pub fn project_request(
             ProjectMode::Byok => "byok".to_string(),
         }),
         postgres_version: spec.postgres_version.clone(),
-        resumed,
     }
 }
 
@@ -86,11 +91,12 @@ pub fn restore_request(
     snapshot_id: &str,
     resumed: bool,
 ) -> RestoreRequest {
+    let name = vendor_project_name(project, provider);
     RestoreRequest {
         snapshot_id: snapshot_id.to_string(),
-        new_name: Some(vendor_project_name(project, provider)),
+        resumed: pipeline::resume_of(project, resumed, &name),
+        new_name: Some(name),
         db_password: None,
-        resumed,
     }
 }
 
@@ -126,11 +132,11 @@ impl Lifecycle for DatabaseProject {
 
     async fn apply(&self, api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
         // A pass that may send a first create reads the provider fresh.
-        let provider = if pipeline::defers_finalizer(self) {
-            ctx.provider_fresh(&self.spec.provider_ref).await?
-        } else {
-            ctx.provider(&self.spec.provider_ref).await?
-        };
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let fresh = pipeline::defers_finalizer(self);
+        let provider = ctx
+            .provider_in(&namespace, &self.spec.provider_ref, fresh)
+            .await?;
         let mut previous = self.current_status();
         match pipeline::obtain(self, api, ctx, &mut previous, &provider, None).await? {
             Obtained::Usable(vendor, created) => {
@@ -152,6 +158,7 @@ impl Lifecycle for DatabaseProject {
 impl VendorKind for DatabaseProject {
     const OBJECT: Object = Object::Project;
     const DELETE: Operation = Operation::ProjectDelete;
+    const CLAIM: ClaimedObject = ClaimedObject::Project;
     type Vendor = VendorProject;
 
     fn recorded_id(status: &DatabaseProjectStatus) -> Option<&str> {
@@ -160,11 +167,23 @@ impl VendorKind for DatabaseProject {
     fn create_requested(status: &DatabaseProjectStatus) -> bool {
         status.create_requested
     }
+    fn set_create_requested(status: &mut DatabaseProjectStatus, requested: bool) {
+        status.create_requested = requested;
+    }
+    fn adopted(status: &DatabaseProjectStatus) -> bool {
+        status.adopted
+    }
+    fn set_adopted(status: &mut DatabaseProjectStatus, adopted: bool) {
+        status.adopted = adopted;
+    }
     fn external_id(&self) -> Option<&str> {
         self.spec.external_id.as_deref()
     }
+    fn adoption(&self) -> Option<Adoption> {
+        tenancy::project_adoption(self)
+    }
     fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy
+        self.spec.effective_deletion_policy()
     }
     fn with_vendor(
         &self,
@@ -201,7 +220,10 @@ impl VendorKind for DatabaseProject {
         }
         let snapshot_id = match &self.spec.restore_from {
             None => None,
-            Some(source) => match self.snapshot_to_restore(source, previous, ctx).await? {
+            Some(source) => match self
+                .snapshot_to_restore(source, previous, provider, ctx)
+                .await?
+            {
                 SnapshotToRestore::Found(id) => Some(id),
                 SnapshotToRestore::Waiting(health) => {
                     return Ok(Created::Waiting {
@@ -251,7 +273,7 @@ impl VendorKind for DatabaseProject {
         ctx: &Context,
         _status: &DatabaseProjectStatus,
         left: &str,
-    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+    ) -> Result<Option<(ProviderHandle, Option<ParentProject>)>, Error> {
         let provider = ctx
             .provider_for_cleanup(self, &self.spec.provider_ref, left)
             .await?;
@@ -506,13 +528,16 @@ impl DatabaseProject {
         &self,
         source: &RestoreSource,
         previous: &DatabaseProjectStatus,
+        provider: &ProviderHandle,
         ctx: &Context,
     ) -> Result<SnapshotToRestore, Error> {
-        if let Some(id) = previous
-            .restored_from_snapshot_id
-            .as_ref()
-            .or(source.snapshot_id.as_ref())
-        {
+        if let Some(id) = &previous.restored_from_snapshot_id {
+            return Ok(SnapshotToRestore::Found(id.clone()));
+        }
+        if let Some(id) = &source.snapshot_id {
+            // Adoption (checked with the provider before this): and even
+            // then, never a snapshot another namespace's resource holds.
+            self.check_foreign_snapshot(provider, id, ctx).await?;
             return Ok(SnapshotToRestore::Found(id.clone()));
         }
         let Some(snapshot_ref) = &source.snapshot_ref else {
@@ -543,6 +568,30 @@ impl DatabaseProject {
     }
 }
 
+impl DatabaseProject {
+    /// Refuses vendor snapshot `id` when a resource of another namespace
+    /// holds its claim: restoring it would copy that namespace's data.
+    async fn check_foreign_snapshot(
+        &self,
+        provider: &ProviderHandle,
+        id: &str,
+        ctx: &Context,
+    ) -> Result<(), Error> {
+        let key = provider.claim_key(ClaimedObject::Snapshot, id);
+        let holder = ctx.claim_holder(&key).await.map_err(KubeCall::Read)?;
+        match holder {
+            Some(holder) if Some(&holder.namespace) != self.metadata.namespace.as_ref() => {
+                Err(super::protection::claims::ClaimError::Taken {
+                    object: "snapshot",
+                    id: id.to_string(),
+                }
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 fn waiting_for_snapshot(message: String) -> SnapshotToRestore {
     SnapshotToRestore::Waiting(Health::progressing(reason::WAITING_FOR_SNAPSHOT, message))
 }
@@ -559,6 +608,7 @@ pub fn controller(
         scope.api::<DeserializeGuard<DatabaseProject>>(client.clone()),
         watcher_config.clone(),
     );
+    let controller_store = controller.store();
     let by_provider = dependents(controller.store(), |p: &DatabaseProject| {
         Some(p.spec.provider_ref.name.as_str())
     });
@@ -579,6 +629,10 @@ pub fn controller(
             ctx.secret_echoes.clone(),
         ))
         .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(
+            super::namespace_triggers(client.clone(), scope),
+            super::in_namespace(controller_store.clone()),
+        )
         .watches(
             scope.api::<DeserializeGuard<DatabaseSnapshot>>(client.clone()),
             watcher_config.clone(),

@@ -16,7 +16,9 @@ use super::decode::get_guarded;
 fn is_forbidden(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 403)
 }
-use crate::api::v1alpha1::{DatabaseProvider, ProviderRef};
+use super::protection::claims::{self, ClaimKey};
+use super::protection::tenancy::{self, Refusal};
+use crate::api::v1alpha1::{ClaimedObject, DatabaseProvider, ProviderRef, VendorClaim};
 use crate::providers::{BuildError, Provider, ProviderConfig};
 
 /// Why a provider could not be used. None of the messages carry the key.
@@ -30,6 +32,15 @@ pub enum LookupError {
     ProviderDeleting { name: String },
     #[error("namespace {namespace} is being deleted, so nothing is created at the vendor")]
     NamespaceTerminating { namespace: String },
+    #[error(
+        "DatabaseProvider {provider:?} does not admit namespace {namespace}{}; an administrator of the provider must admit this namespace in its spec.allowedNamespaces",
+        refusal_detail(.why)
+    )]
+    NotAllowed {
+        provider: String,
+        namespace: String,
+        why: Refusal,
+    },
     #[error("DatabaseProvider {name:?} cannot be read by the operator ({problem})")]
     ProviderUnreadable { name: String, problem: String },
     #[error(
@@ -91,6 +102,7 @@ impl LookupError {
                 reason::PROVIDER_INVALID
             }
             LookupError::NamespaceTerminating { .. } => reason::NAMESPACE_TERMINATING,
+            LookupError::NotAllowed { .. } => reason::PROVIDER_NOT_ALLOWED,
             LookupError::Kube { .. } => "KubernetesApiError",
         }
     }
@@ -107,13 +119,27 @@ impl LookupError {
     }
 }
 
+/// What a refused namespace's message adds: only a broken selector says more.
+fn refusal_detail(why: &Refusal) -> String {
+    match why {
+        Refusal::NotAdmitted => String::new(),
+        Refusal::InvalidSelector(problem) => {
+            format!(" (its namespace selector cannot be used: {problem})")
+        }
+    }
+}
+
 /// Watch caches the lookups read before asking the API server: every
-/// `DatabaseProvider`, and the credential Secrets in-use protection labels
-/// (so a provider's Secret is cached from its first dependent on).
+/// `DatabaseProvider`, the credential Secrets in-use protection labels (so a
+/// provider's Secret is cached from its first dependent on), the vendor
+/// claims and the namespaces' metadata.
 #[derive(Clone)]
 pub struct Caches {
     pub providers: Store<DeserializeGuard<DatabaseProvider>>,
     pub secrets: Vec<Store<Secret>>,
+    pub claims: Option<Store<VendorClaim>>,
+    pub namespaces:
+        Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>>,
 }
 
 /// How long a namespace seen not terminating is taken to be so without
@@ -298,7 +324,7 @@ impl Context {
     }
 
     /// `read` applied to the watch caches, if they are there.
-    fn cached<T>(&self, read: impl FnOnce(&Caches) -> Option<T>) -> Option<T> {
+    pub(crate) fn cached<T>(&self, read: impl FnOnce(&Caches) -> Option<T>) -> Option<T> {
         self.caches
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -308,29 +334,101 @@ impl Context {
 
     /// The client of the `DatabaseProvider` named by `provider_ref`, built from
     /// its current spec and Secret (cached while neither changes), with what
-    /// in-use protection needs to know of both.
+    /// in-use protection needs to know of both. For the provider's own
+    /// controller: resources use [`Context::provider_in`].
     pub async fn provider(
         &self,
         provider_ref: &ProviderRef,
     ) -> Result<ProviderHandle, LookupError> {
         let provider = self.provider_object(provider_ref).await?;
-        self.handle(provider).await
+        self.handle(provider, None).await
     }
 
-    /// As [`Context::provider`], but the `DatabaseProvider` is read from the
-    /// API server, not the watch cache: for a pass that may send a first
-    /// create, which must use the provider as it is now (and must not miss
-    /// that it is being deleted).
-    pub async fn provider_fresh(
+    /// The provider named by `provider_ref`, for a resource in `namespace`:
+    /// refused ([`LookupError::NotAllowed`]) unless the provider's
+    /// `spec.allowedNamespaces` admits the namespace, checked on every call
+    /// with the namespace's current labels. With `fresh`, the provider is read
+    /// from the API server, not the watch cache: for a pass that may send a
+    /// first create, which must use the provider as it is now (and must not
+    /// miss that it is being deleted).
+    pub async fn provider_in(
         &self,
+        namespace: &str,
         provider_ref: &ProviderRef,
+        fresh: bool,
     ) -> Result<ProviderHandle, LookupError> {
-        let provider = self.fetch_provider(provider_ref).await?;
-        self.handle(provider).await
+        let provider = if fresh {
+            self.fetch_provider(provider_ref).await?
+        } else {
+            self.provider_object(provider_ref).await?
+        };
+        self.handle(provider, Some(namespace)).await
     }
 
-    /// The handle of `provider`: its credentials and its (cached) client.
-    async fn handle(&self, provider: DatabaseProvider) -> Result<ProviderHandle, LookupError> {
+    /// The labels of namespace `name`, from the watch cache or else read;
+    /// `None` when it cannot be read (a selector then admits nothing that
+    /// needs a label).
+    pub async fn namespace_labels(
+        &self,
+        name: &str,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let cached = self.cached(|c| {
+            c.namespaces
+                .as_ref()
+                .and_then(|store| store.get(&ObjectRef::new(name)))
+        });
+        if let Some(ns) = cached {
+            return Some(ns.metadata.labels.clone().unwrap_or_default());
+        }
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        match api.get_metadata_opt(name).await {
+            Ok(Some(ns)) => Some(ns.metadata.labels.unwrap_or_default()),
+            _ => None,
+        }
+    }
+
+    /// Whether resources in `namespace` may use and adopt through `provider`.
+    async fn admission(
+        &self,
+        provider: &DatabaseProvider,
+        namespace: &str,
+    ) -> (Result<(), Refusal>, Result<(), Refusal>) {
+        use crate::api::v1alpha1::NamespacesFrom::Selector;
+        let spec = &provider.spec;
+        let needs_labels = spec.allowed_namespaces.from == Selector
+            || spec.adoption.allowed_namespaces.from == Selector;
+        let labels = if needs_labels {
+            self.namespace_labels(namespace).await
+        } else {
+            None
+        };
+        (
+            tenancy::may_use(spec, namespace, labels.as_ref()),
+            tenancy::may_adopt(spec, namespace, labels.as_ref()),
+        )
+    }
+
+    /// The handle of `provider`: its credentials and its (cached) client;
+    /// for a resource in `namespace`, once the provider admits it.
+    async fn handle(
+        &self,
+        provider: DatabaseProvider,
+        namespace: Option<&str>,
+    ) -> Result<ProviderHandle, LookupError> {
+        let adoption = match namespace {
+            Some(namespace) => {
+                let (usable, adoption) = self.admission(&provider, namespace).await;
+                if let Err(why) = usable {
+                    return Err(LookupError::NotAllowed {
+                        provider: provider.name_any(),
+                        namespace: namespace.to_string(),
+                        why,
+                    });
+                }
+                adoption
+            }
+            None => Ok(()),
+        };
         let name = provider.name_any();
         let selector = &provider.spec.credentials_secret_ref;
         let (secret, key) = self.api_key(&name, selector).await?;
@@ -349,6 +447,13 @@ impl Context {
         let secret_facts = facts(&secret.metadata);
         let secret_key = (selector.namespace.clone(), selector.name.clone());
         let spec = provider.spec.clone();
+        let account = ProviderConfig {
+            spec: spec.clone(),
+            api_key: SecretString::from(String::new()),
+        }
+        .effective_endpoint()
+        .map(|endpoint| claims::account(spec.api, endpoint))
+        .unwrap_or_default();
         let client = self
             .providers
             .get_or_build(&name, &fingerprint, move || ProviderConfig {
@@ -362,6 +467,8 @@ impl Context {
         Ok(ProviderHandle {
             client,
             name,
+            account,
+            adoption,
             provider: provider_facts,
             secret: secret_facts,
             secret_key,
@@ -428,6 +535,10 @@ struct Facts {
 pub struct ProviderHandle {
     client: Arc<dyn Provider>,
     name: String,
+    /// The vendor account the provider reaches ([`claims::account`]).
+    account: String,
+    /// Whether the namespace it was looked up for may adopt through it.
+    adoption: Result<(), Refusal>,
     provider: Facts,
     secret: Facts,
     secret_key: (String, String),
@@ -437,6 +548,27 @@ impl ProviderHandle {
     /// The client, shared.
     pub fn client(&self) -> Arc<dyn Provider> {
         self.client.clone()
+    }
+
+    /// The `DatabaseProvider`'s name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The claim of vendor object `id` of kind `object` in this provider's account.
+    pub fn claim_key(&self, object: ClaimedObject, id: &str) -> ClaimKey {
+        ClaimKey {
+            api: self.client.api(),
+            account: self.account.clone(),
+            object,
+            id: id.to_string(),
+        }
+    }
+
+    /// Whether the namespace the provider was looked up for may adopt
+    /// existing vendor objects through it (`spec.adoption.allowedNamespaces`).
+    pub fn adoption(&self) -> &Result<(), Refusal> {
+        &self.adoption
     }
 }
 
@@ -459,17 +591,32 @@ impl Context {
     /// Warning Event then says that `left` (e.g. "vendor project prj_1") may
     /// still exist at the vendor, and the cleanup finishes rather than waiting
     /// for something that will not come back.
+    ///
+    /// A provider that no longer admits the resource's namespace is not
+    /// called either: the cleanup finishes, and the Event says the vendor
+    /// object is left for the provider's owner.
     pub async fn provider_for_cleanup<K>(
         &self,
         owner: &K,
         provider_ref: &ProviderRef,
         left: &str,
-    ) -> Result<Option<Arc<dyn Provider>>, LookupError>
+    ) -> Result<Option<ProviderHandle>, LookupError>
     where
         K: kube::Resource<DynamicType = ()>,
     {
-        match self.provider(provider_ref).await {
-            Ok(provider) => Ok(Some(provider.client())),
+        let namespace = owner.meta().namespace.clone().unwrap_or_default();
+        match self.provider_in(&namespace, provider_ref, false).await {
+            Ok(provider) => Ok(Some(provider)),
+            Err(error @ LookupError::NotAllowed { .. }) => {
+                self.cleanup_skipped(
+                    owner,
+                    format!(
+                        "{error}, so {left} was not deleted; it is left at the vendor for the provider's owner"
+                    ),
+                )
+                .await;
+                Ok(None)
+            }
             Err(error) if error.is_gone() => {
                 self.cleanup_skipped(
                     owner,

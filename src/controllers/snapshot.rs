@@ -9,6 +9,7 @@
 //! on deletion say, and the resource is released without blocking.
 
 use async_trait::async_trait;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
@@ -22,10 +23,12 @@ use super::parent::{
 use super::pipeline::{
     self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
 };
+use super::protection::tenancy::{self, Adoption};
 use super::reconciler::{Lifecycle, Managed, apply_status_if_changed};
 use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
-    DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy, ProviderRef,
+    ClaimedObject, DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
+    ProviderRef,
 };
 use crate::providers::{Operation, Provider, ProviderError, SnapshotRequest, VendorSnapshot};
 
@@ -34,7 +37,11 @@ pub const CONTROLLER: &str = "databasesnapshot";
 
 pub use super::error::{Error, Object};
 
-crate::impl_managed!(DatabaseSnapshot, DatabaseSnapshotStatus, CONTROLLER);
+crate::impl_managed!(DatabaseSnapshot, DatabaseSnapshotStatus, CONTROLLER, {
+    fn derive_status(&self, status: &mut DatabaseSnapshotStatus) {
+        status.deletion_policy = Some(self.spec.effective_deletion_policy());
+    }
+});
 
 /// The vendor create request for a snapshot of vendor project `project_id`.
 pub fn snapshot_request(snapshot: &DatabaseSnapshot, project_id: &str) -> SnapshotRequest {
@@ -78,11 +85,9 @@ impl Lifecycle for DatabaseSnapshot {
             name: parent.provider_name.clone(),
         };
         // A pass that may send a first create reads the provider fresh.
-        let provider = if pipeline::defers_finalizer(self) {
-            ctx.provider_fresh(&provider_ref).await?
-        } else {
-            ctx.provider(&provider_ref).await?
-        };
+        let namespace = self.namespace().ok_or(Error::InvalidObject)?;
+        let fresh = pipeline::defers_finalizer(self);
+        let provider = ctx.provider_in(&namespace, &provider_ref, fresh).await?;
         let mut previous = self.current_status();
         let vendor = match pipeline::obtain(self, api, ctx, &mut previous, &provider, Some(&parent))
             .await?
@@ -95,12 +100,15 @@ impl Lifecycle for DatabaseSnapshot {
             }
             Obtained::Requeue(action) => return Ok(action),
         };
-        let message = ready_message(
+        let mut message = ready_message(
             &vendor.id,
             &parent.project_id,
             &*provider,
-            self.spec.deletion_policy,
+            self.spec.effective_deletion_policy(),
         );
+        if previous.adopted {
+            message = format!("{message}; {}", pipeline::adopted_note(self));
+        }
         let status = self.with_vendor(&previous, Some(&parent), &vendor);
         let status = self.status_with_health(&status, &Health::ready(message));
         apply_status_if_changed(api, self, &previous, &status)
@@ -125,6 +133,7 @@ impl Lifecycle for DatabaseSnapshot {
 impl VendorKind for DatabaseSnapshot {
     const OBJECT: Object = Object::Snapshot;
     const DELETE: Operation = Operation::SnapshotDelete;
+    const CLAIM: ClaimedObject = ClaimedObject::Snapshot;
     /// A snapshot has no step between usable and Ready: the Ready write saves the id.
     type Vendor = VendorSnapshot;
 
@@ -134,11 +143,23 @@ impl VendorKind for DatabaseSnapshot {
     fn create_requested(status: &DatabaseSnapshotStatus) -> bool {
         status.create_requested
     }
+    fn set_create_requested(status: &mut DatabaseSnapshotStatus, requested: bool) {
+        status.create_requested = requested;
+    }
+    fn adopted(status: &DatabaseSnapshotStatus) -> bool {
+        status.adopted
+    }
+    fn set_adopted(status: &mut DatabaseSnapshotStatus, adopted: bool) {
+        status.adopted = adopted;
+    }
     fn external_id(&self) -> Option<&str> {
         self.spec.external_id.as_deref()
     }
+    fn adoption(&self) -> Option<Adoption> {
+        tenancy::snapshot_adoption(self)
+    }
     fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.deletion_policy
+        self.spec.effective_deletion_policy()
     }
     fn recorded_parent(&self, status: &DatabaseSnapshotStatus) -> Option<ParentProject> {
         let project = &self.spec.project_ref.name;
@@ -253,9 +274,17 @@ pub fn controller(
     let by_project = dependents(controller.store(), |k: &DatabaseSnapshot| {
         Some(k.spec.project_ref.name.as_str())
     });
-    controller.watches(
-        scope.api::<DeserializeGuard<DatabaseProject>>(client),
-        watcher_config,
-        by_project,
-    )
+    // Snapshots not taken yet follow their project, which watches providers.
+    let by_provider = dependents(controller.store(), |k: &DatabaseSnapshot| {
+        k.status.as_ref()?.provider_name.as_deref()
+    });
+    let by_namespace = super::in_namespace(controller.store());
+    controller
+        .watches(
+            scope.api::<DeserializeGuard<DatabaseProject>>(client.clone()),
+            watcher_config,
+            by_project,
+        )
+        .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(super::namespace_triggers(client, scope), by_namespace)
 }

@@ -13,8 +13,6 @@
 
 pub mod plan;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use kube::api::Api;
 use kube::runtime::controller::Action;
@@ -23,11 +21,15 @@ use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Health, reason};
 use super::error::{Error, Object};
+use super::protection::claims::{ClaimError, holder_of};
+use super::protection::tenancy::Adoption;
 use super::reconciler::{Managed, apply_status, apply_status_if_changed, requeue};
 use super::rotation;
 use super::secret::{self, ConnectionDetails, SecretWrite};
 use super::{Context, KubeCall, ProviderHandle, VendorCall};
-use crate::api::v1alpha1::{CredentialRotationSpec, CredentialRotationStatus, DeletionPolicy};
+use crate::api::v1alpha1::{
+    ClaimedObject, CredentialRotationSpec, CredentialRotationStatus, DeletionPolicy,
+};
 use crate::providers::{Operation, Provider, ProviderError, RotationTarget, VendorObject};
 use plan::{Settle, Source};
 
@@ -72,6 +74,8 @@ pub trait VendorKind: Managed {
     const OBJECT: Object;
     /// The operation that deletes it.
     const DELETE: Operation;
+    /// What a claim of it names.
+    const CLAIM: ClaimedObject;
     /// Whether the id is saved in its own status write before the steps that
     /// follow. No kind needs it: a [`Connected`] kind saves the id with its one
     /// status write, and [`connect`] saves it alone when a step before that
@@ -81,8 +85,16 @@ pub trait VendorKind: Managed {
     type Vendor: VendorObject + Send + Sync;
 
     fn recorded_id(status: &Self::Status) -> Option<&str>;
+    /// The create mark: status, which only the operator writes.
     fn create_requested(status: &Self::Status) -> bool;
+    fn set_create_requested(status: &mut Self::Status, requested: bool);
+    /// Whether the vendor object was adopted rather than made by dbops.
+    fn adopted(status: &Self::Status) -> bool;
+    fn set_adopted(status: &mut Self::Status, adopted: bool);
     fn external_id(&self) -> Option<&str>;
+    /// The first field of the spec that names an existing vendor object
+    /// (adoption, a privilege the provider grants), if any.
+    fn adoption(&self) -> Option<Adoption>;
     fn deletion_policy(&self) -> DeletionPolicy;
     /// For a branch or snapshot: its parent as spec and status record it
     /// (ids empty until saved). `None` for a project.
@@ -125,7 +137,7 @@ pub trait VendorKind: Managed {
         ctx: &Context,
         status: &Self::Status,
         _left: &str,
-    ) -> Result<Option<(Arc<dyn Provider>, Option<ParentProject>)>, Error> {
+    ) -> Result<Option<(ProviderHandle, Option<ParentProject>)>, Error> {
         super::parent::child_cleanup_target(self, ctx, status).await
     }
 
@@ -181,6 +193,12 @@ pub trait Connected: VendorKind {
 
 /// Reads the saved vendor object, adopts `spec.externalId`, or creates one;
 /// then waits until the vendor reports it usable and saves its id.
+///
+/// Adoption is a privilege the provider grants ([`check_adoption`], on every
+/// pass), and every vendor object is claimed by this resource before
+/// anything of it is revealed or changed: the saved one on every pass (which
+/// the claims' watch cache makes free), an adopted one before it is read, a
+/// new one as soon as the vendor answers.
 pub async fn obtain<K: VendorKind>(
     obj: &K,
     api: &Api<K>,
@@ -189,16 +207,22 @@ pub async fn obtain<K: VendorKind>(
     provider: &ProviderHandle,
     parent: Option<&ParentProject>,
 ) -> Result<Obtained<K::Vendor>, Error> {
+    check_adoption(obj, provider)?;
     let recorded = K::recorded_id(previous).map(str::to_string);
     let (vendor, created) = match plan::source(recorded.as_deref(), obj.external_id()) {
         Source::Create => match create(obj, api, ctx, previous, provider, parent).await? {
             Obtained::Usable(vendor, created) => (vendor, created),
             requeue => return Ok(requeue),
         },
-        source => (
-            read_existing(obj, ctx, &**provider, parent, &source).await?,
-            None,
-        ),
+        Source::Recorded(id) => {
+            claim(obj, ctx, provider, id).await?;
+            (read_recorded::<K>(&**provider, parent, id).await?, None)
+        }
+        Source::Adopt(id) => {
+            let vendor = adopt(obj, ctx, provider, parent, id).await?;
+            K::set_adopted(previous, true);
+            (vendor, None)
+        }
     };
     let recorded = K::recorded_id(previous);
     let waited = waited_for_vendor(K::conditions(previous));
@@ -239,6 +263,75 @@ pub async fn obtain<K: VendorKind>(
     }
 }
 
+/// Refuses a spec that names an existing vendor object (`externalId`, a
+/// raw snapshot id or branch name) in a namespace the provider does not
+/// admit for adoption: nothing is sent to the vendor for it.
+pub fn check_adoption<K: VendorKind>(obj: &K, provider: &ProviderHandle) -> Result<(), Error> {
+    match (obj.adoption(), provider.adoption()) {
+        (Some(adoption), Err(_)) => Err(Error::AdoptionNotAllowed {
+            adoption,
+            provider: provider.name().to_string(),
+            namespace: obj.namespace().unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Claims vendor object `id` for `obj` ([`Context::claim`]).
+pub async fn claim<K: VendorKind>(
+    obj: &K,
+    ctx: &Context,
+    provider: &ProviderHandle,
+    id: &str,
+) -> Result<(), Error> {
+    let holder = holder_of(obj).ok_or(Error::InvalidObject)?;
+    ctx.claim(&provider.claim_key(K::CLAIM, id), &holder, provider.name())
+        .await?;
+    Ok(())
+}
+
+/// Takes over `spec.externalId`: claims it, reads it, and for a branch or
+/// snapshot checks that the vendor shows it to be a child of the parent's
+/// project. A claim that leads nowhere (gone, another project's) is released
+/// again at once, so it never keeps the object from its rightful owner.
+async fn adopt<K: VendorKind>(
+    obj: &K,
+    ctx: &Context,
+    provider: &ProviderHandle,
+    parent: Option<&ParentProject>,
+    id: &str,
+) -> Result<K::Vendor, Error> {
+    claim(obj, ctx, provider, id).await?;
+    let read = match K::read(&**provider, parent, id).await {
+        Ok(vendor) => match plan::adopted_elsewhere(K::OBJECT, id, parent, vendor.project_id()) {
+            None => Ok(vendor),
+            Some(error) => Err(error),
+        },
+        Err(e) if e.is_not_found() => Err(plan::not_found(K::OBJECT, id, true)),
+        Err(e) => return Err(VendorCall::new(format!("reading {} {id}", K::OBJECT), e).into()),
+    };
+    match read {
+        Ok(vendor) => {
+            ctx.publish(
+                obj,
+                EventType::Normal,
+                "Adopted",
+                "Adopt",
+                format!("adopted existing vendor {} {}", K::OBJECT, vendor.id()),
+            )
+            .await;
+            Ok(vendor)
+        }
+        Err(error) => {
+            let uid = obj.meta().uid.as_deref().unwrap_or_default();
+            ctx.release(&provider.claim_key(K::CLAIM, id), uid)
+                .await
+                .map_err(KubeCall::Write)?;
+            Err(error)
+        }
+    }
+}
+
 /// How long the resource has been waiting for its vendor ([`plan::waited`]).
 fn waited_for_vendor(conditions: &crate::api::v1alpha1::Conditions) -> std::time::Duration {
     let since = |type_: &str| {
@@ -253,7 +346,9 @@ fn waited_for_vendor(conditions: &crate::api::v1alpha1::Conditions) -> std::time
     plan::waited(reconciling, stalled, k8s_openapi::jiff::Timestamp::now())
 }
 
-/// Creates the vendor object, or shows why it waits.
+/// Creates the vendor object, or shows why it waits. What the vendor made is
+/// claimed at once; a first attempt the vendor refused outright is unmarked,
+/// so the next one is a first attempt again.
 async fn create<K: VendorKind>(
     obj: &K,
     api: &Api<K>,
@@ -263,13 +358,15 @@ async fn create<K: VendorKind>(
     parent: Option<&ParentProject>,
 ) -> Result<Obtained<K::Vendor>, Error> {
     let before = previous.clone();
+    let first = !K::create_requested(&before);
     let created = match obj.create(api, previous, provider, parent, ctx).await {
-        Err(error) if error.is_name_conflict() => {
+        Err(error) if first && error.made_nothing() => {
             // Nothing was made: the next attempt is a first attempt again, and
-            // must not take the other object for its own.
-            unmark_create(api, obj).await?;
-            if before != obj.current_status() {
-                apply_status(api, obj, &before)
+            // must not take another object for its own.
+            if before != obj.current_status() || K::create_requested(previous) {
+                let mut undone = before.clone();
+                K::set_create_requested(&mut undone, false);
+                apply_status(api, obj, &undone)
                     .await
                     .map_err(KubeCall::Status)?;
             }
@@ -281,6 +378,7 @@ async fn create<K: VendorKind>(
     match created {
         Created::New { vendor, note } => {
             tracing::info!(object = %K::OBJECT, id = %vendor.id(), "created at the vendor");
+            claim(obj, ctx, provider, vendor.id()).await?;
             Ok(Obtained::Usable(vendor, Some(note)))
         }
         Created::Waiting { health, poll } => {
@@ -302,65 +400,24 @@ pub async fn publish_created<K: Resource<DynamicType = ()>>(obj: &K, ctx: &Conte
         .await;
 }
 
-/// Reads the saved or the adopted vendor object.
-async fn read_existing<K: VendorKind>(
-    obj: &K,
-    ctx: &Context,
+/// Reads the saved vendor object; gone means deleted outside dbops.
+async fn read_recorded<K: VendorKind>(
     provider: &dyn Provider,
     parent: Option<&ParentProject>,
-    source: &Source<'_>,
+    id: &str,
 ) -> Result<K::Vendor, Error> {
-    let (Source::Recorded(id) | Source::Adopt(id)) = *source else {
-        return Err(Error::InvalidObject);
-    };
-    let vendor = match K::read(provider, parent, id).await {
-        Ok(vendor) => vendor,
-        Err(e) if e.is_not_found() => {
-            return Err(plan::not_found(
-                K::OBJECT,
-                id,
-                matches!(source, Source::Adopt(_)),
-            ));
-        }
-        Err(e) => {
-            return Err(VendorCall::new(format!("reading {} {id}", K::OBJECT), e).into());
-        }
-    };
-    if let Source::Adopt(id) = *source {
-        if let Some(error) = plan::adopted_elsewhere(K::OBJECT, id, parent, vendor.project_id()) {
-            return Err(error);
-        }
-        ctx.publish(
-            obj,
-            EventType::Normal,
-            "Adopted",
-            "Adopt",
-            format!("adopted existing vendor {} {}", K::OBJECT, vendor.id()),
-        )
-        .await;
+    match K::read(provider, parent, id).await {
+        Ok(vendor) => Ok(vendor),
+        Err(e) if e.is_not_found() => Err(plan::not_found(K::OBJECT, id, false)),
+        Err(e) => Err(VendorCall::new(format!("reading {} {id}", K::OBJECT), e).into()),
     }
-    Ok(vendor)
 }
 
-/// The annotation that says a create was sent for this object: its value is
-/// the object's UID, so a copy of the object (same annotations, new UID) does
-/// not count. It is written together with [`super::FINALIZER`], in one
-/// metadata write, before the first vendor call.
-pub const CREATE_REQUESTED: &str = "dbops.dev/create-requested";
-
-/// Whether `meta` carries [`CREATE_REQUESTED`] for its own UID.
-pub fn create_marked(meta: &kube::core::ObjectMeta) -> bool {
-    let marked = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CREATE_REQUESTED));
-    marked.is_some() && marked == meta.uid.as_ref()
-}
-
-/// Whether a create was ever sent for `obj`: the annotation, or (objects made
-/// by earlier versions) `createRequested` in status.
-pub fn create_sent<K: VendorKind>(obj: &K, status: &K::Status) -> bool {
-    K::create_requested(status) || create_marked(obj.meta())
+/// Whether a create was ever sent for `obj`: the mark in status, which only
+/// the operator writes (a namespace user who can edit the resource's
+/// metadata and spec cannot forge it).
+pub fn create_sent<K: VendorKind>(_obj: &K, status: &K::Status) -> bool {
+    K::create_requested(status)
 }
 
 /// Whether `obj` may go without the cleanup finalizer for now: nothing has
@@ -376,17 +433,17 @@ pub fn defers_finalizer<K: VendorKind>(obj: &K) -> bool {
 
 /// The common start of every create: refuses an operation the provider lacks;
 /// before the first call, refuses a deleting provider or namespace, protects
-/// the provider and its Secret, and marks the object ([`CREATE_REQUESTED`],
-/// with the cleanup finalizer, in one write) so a delete before the answer is
-/// saved can still find what was made. Status is written first only when the
-/// kind records something a replay needs (a branch's parent, the snapshot a
-/// restore starts from).
+/// the provider and its Secret, and marks the object: `createRequested` in
+/// status (with what a replay needs, such as a branch's parent), then the
+/// cleanup finalizer, so a delete before the answer is saved can still find
+/// what was made.
 ///
 /// Returns whether the create is *resumed*: an earlier reconcile already sent
 /// it, so the vendor may hold what it made. The cached object is never older
 /// than this process's last write to it ([`super::freshness`]), and a new
 /// leader starts from a fresh list, so the mark is seen when it was made.
-/// Only a resumed create may take an object found under its name for its own.
+/// Only a resumed create may take an object found under its name for its own,
+/// and only with proof ([`crate::providers::Resume`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn begin_create<K: VendorKind>(
     obj: &K,
@@ -414,38 +471,24 @@ pub async fn begin_create<K: VendorKind>(
     ctx.prepare_create(provider, &namespace).await?;
     let mut recorded = previous.clone();
     K::record_for_create(&mut recorded, parent);
-    let mut meta = obj.meta().clone();
-    if recorded != obj.current_status() {
-        let status =
-            obj.status_with_health(&recorded, &Health::progressing(reason::CREATING, message));
-        let written = apply_status(api, obj, &status)
-            .await
-            .map_err(KubeCall::Status)?;
-        meta.resource_version = written.meta().resource_version.clone();
-        recorded = status;
-    }
-    let uid = obj.meta().uid.as_deref().ok_or(Error::InvalidObject)?;
-    let patch =
-        super::reconciler::metadata_patch(&meta, Some(true), &[(CREATE_REQUESTED, Some(uid))]);
-    super::reconciler::patch_metadata(api, obj, &patch)
+    K::set_create_requested(&mut recorded, true);
+    let status = obj.status_with_health(&recorded, &Health::progressing(reason::CREATING, message));
+    let written = apply_status(api, obj, &status)
         .await
-        .map_err(KubeCall::Finalizer)?;
-    *previous = recorded;
+        .map_err(KubeCall::Status)?;
+    if !super::reconciler::has_finalizer(written.meta()) {
+        let patch = super::reconciler::metadata_patch(written.meta(), Some(true), &[]);
+        super::reconciler::patch_metadata(api, &written, &patch)
+            .await
+            .map_err(KubeCall::Finalizer)?;
+    }
+    *previous = status;
     Ok(false)
 }
 
-/// Takes [`CREATE_REQUESTED`] off again: the create made nothing, and the
-/// next attempt is a first attempt.
-async fn unmark_create<K: VendorKind>(api: &Api<K>, obj: &K) -> Result<(), Error> {
-    let fresh = api.get_opt(&obj.name_any()).await.map_err(KubeCall::Read)?;
-    let Some(fresh) = fresh.filter(|f| create_marked(f.meta())) else {
-        return Ok(());
-    };
-    let patch = super::reconciler::metadata_patch(fresh.meta(), None, &[(CREATE_REQUESTED, None)]);
-    super::reconciler::patch_metadata(api, &fresh, &patch)
-        .await
-        .map_err(KubeCall::Finalizer)?;
-    Ok(())
+/// How a create of vendor name `name` for `obj` resumes ([`crate::providers::Resume`]).
+pub fn resume_of<K: Resource>(obj: &K, resumed: bool, name: &str) -> crate::providers::Resume {
+    crate::providers::Resume::of(resumed, name, obj.meta().uid.as_deref().unwrap_or_default())
 }
 
 fn adopt_hint(object: Object) -> &'static str {
@@ -540,6 +583,9 @@ pub async fn connect<K: Connected>(
         if let Some(note) = note {
             message = format!("{message}; {note}");
         }
+        if K::adopted(previous) {
+            message = format!("{message}; {}", adopted_note::<K>(obj));
+        }
         let health = Health::ready(message);
         let mut status = obj.status_with_health(&status, &health);
         let target = K::rotation_target(vendor, parent);
@@ -592,6 +638,16 @@ pub async fn connect<K: Connected>(
         obj,
         plan::next_pass(ctx.jittered_resync(), poll, due),
     ))
+}
+
+/// What the Ready message says of an adopted object: it is kept at the
+/// vendor unless the spec says `Delete`.
+pub fn adopted_note<K: VendorKind>(obj: &K) -> String {
+    let kept = match obj.deletion_policy() {
+        DeletionPolicy::Retain => "it is kept at the vendor when this resource is deleted",
+        DeletionPolicy::Delete => "spec.deletionPolicy Delete: it is deleted with this resource",
+    };
+    format!("adopted {}: {kept}", K::OBJECT)
 }
 
 /// Saves the vendor object's id (with what else the vendor reports) when a
@@ -672,6 +728,10 @@ async fn rotate<K: Connected>(
     details: &ConnectionDetails,
 ) -> Result<Option<std::time::Duration>, Error> {
     let created_at = created_at(obj);
+    // An adopted object is rotated too: this resource holds its claim (no
+    // other dbops resource can use it), and adopting it was a privilege the
+    // provider's owner granted. The `postgres` API never changes the
+    // password of a role it did not make with the database.
     let input = rotation::Input {
         target,
         secret_name,
@@ -704,18 +764,23 @@ async fn write_if_changed<K: Managed>(
 
 /// Releases the vendor object before the finalizer goes: leaves it under
 /// `deletionPolicy: Retain`, else deletes it (learning the id of a create
-/// whose answer was lost by replaying it). Gone counts as deleted.
+/// whose answer was lost by replaying it). Gone counts as deleted. Either
+/// way, every claim the resource holds is released last.
+///
+/// Nothing is deleted that this resource cannot show is its own: it must
+/// hold (or be able to take) the object's claim, a child's object must
+/// still belong to its parent's project, and a replay must prove what it
+/// found ([`crate::providers::Resume`]). Where it cannot, the cleanup leaves
+/// the object, says so in a Warning Event, and finishes.
 pub async fn cleanup<K: VendorKind>(obj: &K, ctx: &Context) -> Result<Action, Error> {
     let status = obj.current_status();
     let plan = plan::cleanup(
         obj.deletion_policy(),
         K::recorded_id(&status),
-        obj.external_id(),
         create_sent(obj, &status),
     );
-    let left = plan::left_behind(K::OBJECT, &plan);
-    let id = match plan {
-        plan::Cleanup::NothingSent => return Ok(Action::await_change()),
+    match plan {
+        plan::Cleanup::NothingSent => {}
         plan::Cleanup::Retain(id) => {
             let note = format!(
                 "deletionPolicy Retain: vendor {} {} left in place",
@@ -724,28 +789,85 @@ pub async fn cleanup<K: VendorKind>(obj: &K, ctx: &Context) -> Result<Action, Er
             );
             ctx.publish(obj, EventType::Normal, "Retained", "Delete", note)
                 .await;
-            return Ok(Action::await_change());
         }
-        plan::Cleanup::Delete(id) => Some(id.to_string()),
-        plan::Cleanup::ReplayCreate => None,
-    };
-    let Some((provider, parent)) = obj.cleanup_target(ctx, &status, &left).await? else {
-        return Ok(Action::await_change());
+        plan::Cleanup::Delete(_) | plan::Cleanup::ReplayCreate => {
+            delete_at_vendor(obj, ctx, &status, &plan).await?;
+        }
+    }
+    ctx.release_all(obj).await.map_err(KubeCall::Write)?;
+    Ok(Action::await_change())
+}
+
+/// The vendor part of a cleanup with `deletionPolicy: Delete`.
+async fn delete_at_vendor<K: VendorKind>(
+    obj: &K,
+    ctx: &Context,
+    status: &K::Status,
+    plan: &plan::Cleanup<'_>,
+) -> Result<(), Error> {
+    let left = plan::left_behind(K::OBJECT, plan);
+    let Some((provider, parent)) = obj.cleanup_target(ctx, status, &left).await? else {
+        return Ok(());
     };
     let parent = parent.as_ref();
     if !provider.supports(K::DELETE) {
         let (type_, note) = K::not_deletable(&*provider, &left, parent);
         ctx.publish(obj, type_, "NotDeletedByProvider", "Delete", note)
             .await;
-        return Ok(Action::await_change());
+        return Ok(());
     }
-    let id = match id {
-        Some(id) => Some(id),
-        None => obj.replay_create(&status, &*provider, parent, ctx).await?,
+    let id = match plan {
+        plan::Cleanup::Delete(id) => id.to_string(),
+        _ => match obj.replay_create(status, &*provider, parent, ctx).await {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(()),
+            Err(error) if error.is_create_uncertain() => {
+                let note = format!("{error}, so it was not deleted");
+                ctx.cleanup_skipped(obj, note).await;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        },
     };
-    let Some(id) = id else {
-        return Ok(Action::await_change());
-    };
+    match claim(obj, ctx, &provider, &id).await {
+        Ok(()) => {}
+        Err(Error::Claim(ClaimError::Taken { .. })) => {
+            let note = format!(
+                "vendor {} {id} is held by another dbops resource, so it was not deleted",
+                K::OBJECT
+            );
+            ctx.cleanup_skipped(obj, note).await;
+            return Ok(());
+        }
+        Err(error) => return Err(error),
+    }
+    if let Some(parent) = parent {
+        let read = match K::read(&*provider, Some(parent), &id).await {
+            Ok(vendor) => Ok(vendor.project_id().map(str::to_string)),
+            Err(e) if e.is_not_found() => Err(()),
+            Err(e) => {
+                return Err(VendorCall::new(format!("reading {} {id}", K::OBJECT), e).into());
+            }
+        };
+        match plan::child_check(parent, read.as_ref().map(|p| p.as_deref()).map_err(|_| ())) {
+            plan::ChildCheck::Delete => {}
+            plan::ChildCheck::Gone => {
+                let note = format!("vendor {} {id} was already gone", K::OBJECT);
+                ctx.publish(obj, EventType::Normal, "Deleted", "Delete", note)
+                    .await;
+                return Ok(());
+            }
+            plan::ChildCheck::Foreign => {
+                let note = format!(
+                    "vendor {} {id} does not belong to the project of DatabaseProject {:?}, so it was not deleted",
+                    K::OBJECT,
+                    parent.name
+                );
+                ctx.cleanup_skipped(obj, note).await;
+                return Ok(());
+            }
+        }
+    }
     let note = match K::delete(&*provider, parent, &id).await {
         // What goes with it (a project's branches, snapshots) is the vendor's
         // business, and not every document says: the note claims nothing more.
@@ -757,5 +879,5 @@ pub async fn cleanup<K: VendorKind>(obj: &K, ctx: &Context) -> Result<Action, Er
     };
     ctx.publish(obj, EventType::Normal, "Deleted", "Delete", note)
         .await;
-    Ok(Action::await_change())
+    Ok(())
 }

@@ -45,22 +45,52 @@ pub fn not_found(object: Object, id: &str, adopting: bool) -> Error {
     }
 }
 
-/// The error for an adopted branch or snapshot that belongs to another vendor
-/// project than its `DatabaseProject`'s.
+/// The error for an adopted branch or snapshot that is not shown to belong
+/// to its `DatabaseProject`'s vendor project: another project's (`actual`),
+/// or one the vendor does not say (`None`). A child adopts only an object of
+/// its own parent, proved by what the vendor reports. The message never
+/// names the other project.
 pub fn adopted_elsewhere(
     object: Object,
     id: &str,
     parent: Option<&ParentProject>,
     actual: Option<&str>,
 ) -> Option<Error> {
-    let (parent, actual) = (parent?, actual?);
-    (actual != parent.project_id).then(|| Error::ExternalMismatch {
+    let parent = parent?;
+    let unverifiable = actual.is_none_or(str::is_empty);
+    (unverifiable || actual != Some(parent.project_id.as_str())).then(|| Error::ExternalMismatch {
         object,
         id: id.to_string(),
-        actual: actual.to_string(),
-        expected: parent.project_id.clone(),
-        project: Some(parent.name.clone()),
+        project: parent.name.clone(),
+        unverifiable,
     })
+}
+
+/// What a cleanup may do with child `object` `id` of `parent`, from what a
+/// read of it reports (`Ok(project)`, the project it says it belongs to, if
+/// it says) or that it is gone (`Err(())`): checked again before every
+/// delete, so a child only ever deletes an object of its own parent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChildCheck {
+    /// Delete it.
+    Delete,
+    /// It is gone already.
+    Gone,
+    /// It belongs to another project: leave it.
+    Foreign,
+}
+
+/// [`ChildCheck`] for a read that reported `read` of a child of `parent`.
+/// A vendor that does not say the project (`Ok(None)`) is taken at its word
+/// for an object this resource holds the claim of.
+pub fn child_check(parent: &ParentProject, read: Result<Option<&str>, ()>) -> ChildCheck {
+    match read {
+        Err(()) => ChildCheck::Gone,
+        Ok(Some(project)) if !project.is_empty() && project != parent.project_id => {
+            ChildCheck::Foreign
+        }
+        Ok(_) => ChildCheck::Delete,
+    }
 }
 
 /// What the vendor's report of the object means for this pass.
@@ -192,16 +222,15 @@ pub enum Cleanup<'a> {
     ReplayCreate,
 }
 
-/// What a cleanup does, from the policy, the saved id, `spec.externalId` and
-/// whether a create was ever sent.
-pub fn cleanup<'a>(
+/// What a cleanup does, from the policy, the saved id and whether a create
+/// was ever sent. `spec.externalId` alone is never deleted: only an id saved
+/// once the object was claimed and checked (adopted or made) is.
+pub fn cleanup(
     policy: DeletionPolicy,
-    recorded: Option<&'a str>,
-    external: Option<&'a str>,
+    recorded: Option<&str>,
     create_requested: bool,
-) -> Cleanup<'a> {
-    let id = recorded.or(external);
-    match (policy, id) {
+) -> Cleanup<'_> {
+    match (policy, recorded) {
         (DeletionPolicy::Retain, id) => Cleanup::Retain(id),
         (DeletionPolicy::Delete, Some(id)) => Cleanup::Delete(id),
         (DeletionPolicy::Delete, None) if create_requested => Cleanup::ReplayCreate,
@@ -240,23 +269,53 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn an_adopted_child_must_belong_to_its_parent_project() {
-        let parent = ParentProject {
+    fn parent() -> ParentProject {
+        ParentProject {
             name: "app".into(),
             provider_name: "default".into(),
             project_id: "prj_1".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn an_adopted_child_must_be_shown_to_belong_to_its_parent_project() {
+        let parent = parent();
         assert!(adopted_elsewhere(Object::Branch, "b", Some(&parent), Some("prj_1")).is_none());
         assert!(
             adopted_elsewhere(Object::Project, "p", None, None).is_none(),
             "a project has no parent"
         );
+        let foreign = adopted_elsewhere(Object::Snapshot, "s", Some(&parent), Some("prj_2"));
         assert!(matches!(
-            adopted_elsewhere(Object::Snapshot, "s", Some(&parent), Some("prj_2")),
-            Some(Error::ExternalMismatch { actual, expected, project: Some(p), .. })
-                if actual == "prj_2" && expected == "prj_1" && p == "app"
+            &foreign,
+            Some(Error::ExternalMismatch { project, unverifiable: false, .. }) if project == "app"
         ));
+        let text = foreign.unwrap().to_string();
+        assert!(
+            !text.contains("prj_2"),
+            "never names the other project: {text}"
+        );
+        for unknown in [None, Some("")] {
+            assert!(
+                matches!(
+                    adopted_elsewhere(Object::Branch, "b", Some(&parent), unknown),
+                    Some(Error::ExternalMismatch {
+                        unverifiable: true,
+                        ..
+                    })
+                ),
+                "a vendor that does not say the parent proves nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn a_child_deletes_only_an_object_of_its_own_parent() {
+        let parent = parent();
+        assert_eq!(child_check(&parent, Ok(Some("prj_1"))), ChildCheck::Delete);
+        assert_eq!(child_check(&parent, Ok(None)), ChildCheck::Delete);
+        assert_eq!(child_check(&parent, Ok(Some("prj_2"))), ChildCheck::Foreign);
+        assert_eq!(child_check(&parent, Err(())), ChildCheck::Gone);
     }
 
     #[test]
@@ -388,21 +447,15 @@ mod tests {
     #[test]
     fn cleanup_follows_policy_then_what_was_sent() {
         use DeletionPolicy::{Delete, Retain};
+        assert_eq!(cleanup(Retain, Some("a"), true), Cleanup::Retain(Some("a")));
+        assert_eq!(cleanup(Retain, None, false), Cleanup::Retain(None));
+        assert_eq!(cleanup(Delete, Some("a"), true), Cleanup::Delete("a"));
+        assert_eq!(cleanup(Delete, None, true), Cleanup::ReplayCreate);
         assert_eq!(
-            cleanup(Retain, Some("a"), None, true),
-            Cleanup::Retain(Some("a"))
+            cleanup(Delete, None, false),
+            Cleanup::NothingSent,
+            "an externalId never adopted (refused, foreign, missing) is never deleted"
         );
-        assert_eq!(cleanup(Retain, None, None, false), Cleanup::Retain(None));
-        assert_eq!(
-            cleanup(Delete, Some("a"), Some("b"), true),
-            Cleanup::Delete("a")
-        );
-        assert_eq!(
-            cleanup(Delete, None, Some("b"), false),
-            Cleanup::Delete("b")
-        );
-        assert_eq!(cleanup(Delete, None, None, true), Cleanup::ReplayCreate);
-        assert_eq!(cleanup(Delete, None, None, false), Cleanup::NothingSent);
     }
 
     #[test]

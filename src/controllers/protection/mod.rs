@@ -13,14 +13,16 @@
 //! A release is only made after a live list confirms that nothing uses the
 //! object any more: a lagging cache can delay protection, never drop it.
 
+pub mod claims;
 pub mod plan;
+pub mod tenancy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::events::EventType;
@@ -33,6 +35,7 @@ use tokio::sync::Notify;
 use super::{Context, Scope, kube_error};
 use crate::api::v1alpha1::{
     ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot,
+    VendorClaim,
 };
 use plan::{Change, Plan, ProviderFacts, SecretFacts, SecretKey, View};
 
@@ -239,6 +242,14 @@ pub struct Reach {
 }
 
 impl Reach {
+    /// Whether the controllers watch namespace `namespace`.
+    pub fn covers(&self, namespace: &str) -> bool {
+        self.scopes.iter().any(|scope| match scope {
+            Scope::Cluster => true,
+            Scope::Namespace(ns) => ns == namespace,
+        })
+    }
+
     fn secret_apis(&self, client: &Client) -> Vec<Api<Secret>> {
         match &self.secret_namespaces {
             None => vec![Api::all(client.clone())],
@@ -468,21 +479,62 @@ pub async fn run(
         secret_stores.push(store);
         triggers.push(events.boxed());
     }
+    let (claims, claim_events) = watched(
+        Api::<VendorClaim>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    triggers.push(claim_events.boxed());
+    // Namespace labels matter to the lookups only (read at the next
+    // reconcile; each controller watches them for its own wake-ups).
+    let (namespaces, namespace_events) = namespace_store(&client, &reach);
     ctx.set_caches(Some(super::provider_lookup::Caches {
         providers: providers.clone(),
         secrets: secret_stores.clone(),
+        claims: Some(claims.clone()),
+        namespaces: Some(namespaces),
     }));
     let watched = Watched {
         providers,
         secrets: secret_stores,
+        claims,
         stores,
     };
     let triggers = futures::stream::select_all(triggers);
+    let fill_namespaces = namespace_events.for_each(|_| async {});
     tokio::select! {
-        _ = keep_protected(&ctx, &reach, &watched, triggers) => {}
+        _ = futures::future::join(keep_protected(&ctx, &reach, &watched, triggers), fill_namespaces) => {}
         _ = stop => {}
     }
     ctx.set_caches(None);
+}
+
+/// A cache of the namespaces' metadata (for the providers' namespace
+/// selectors) and the events that fill it: every namespace, or the watched
+/// ones by name.
+fn namespace_store(
+    client: &Client,
+    reach: &Reach,
+) -> (
+    Store<kube::core::PartialObjectMeta<Namespace>>,
+    futures::stream::BoxStream<'static, ()>,
+) {
+    let (store, writer) = reflector::store();
+    let api: Api<kube::core::PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    let configs: Vec<watcher::Config> = match &reach.secret_namespaces {
+        None => vec![watcher::Config::default()],
+        Some(namespaces) => namespaces
+            .iter()
+            .map(|ns| watcher::Config::default().fields(&format!("metadata.name={ns}")))
+            .collect(),
+    };
+    let streams = configs
+        .into_iter()
+        .map(|config| watcher(api.clone(), config).boxed());
+    let events = reflector::reflector(writer, futures::stream::select_all(streams))
+        .default_backoff()
+        .map(|_| ())
+        .boxed();
+    (store, events)
 }
 
 /// A stream that yields every `period`.
@@ -497,12 +549,14 @@ fn every(period: Duration) -> impl futures::Stream<Item = ()> {
 struct Watched {
     providers: Store<DeserializeGuard<DatabaseProvider>>,
     secrets: Vec<Store<Secret>>,
+    claims: Store<VendorClaim>,
     stores: Stores,
 }
 
 impl Watched {
     async fn ready(&self) {
         super::store_ready(&self.providers).await;
+        super::store_ready(&self.claims).await;
         for s in &self.secrets {
             super::store_ready(s).await;
         }
@@ -515,6 +569,29 @@ impl Watched {
             provider.meta().deletion_timestamp.is_some()
                 && plan.provider_in_use(&provider.name_any())
         })
+    }
+
+    /// The claims whose holders the caches no longer have (candidates for
+    /// the sweep, confirmed live before anything is removed).
+    fn stale_claims(&self, reach: &Reach) -> Vec<VendorClaim> {
+        let stores = &self.stores;
+        let mut uids: Vec<String> = Vec::new();
+        fn collect<K>(uids: &mut Vec<String>, stores: &[Store<DeserializeGuard<K>>])
+        where
+            K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            for store in stores {
+                uids.extend(store.state().iter().filter_map(|g| g.meta().uid.clone()));
+            }
+        }
+        collect(&mut uids, &stores.projects);
+        collect(&mut uids, &stores.branches);
+        collect(&mut uids, &stores.snapshots);
+        collect(&mut uids, &stores.credentials);
+        let live: std::collections::HashSet<&str> = uids.iter().map(String::as_str).collect();
+        let claims = self.claims.state();
+        claims::stale_candidates(claims.iter().map(|c| &**c), |ns| reach.covers(ns), &live)
     }
 
     /// The plan for what the caches hold now.
@@ -569,6 +646,10 @@ async fn keep_protected(
         } else {
             apply(&ctx.client, reach, &plan, &finalizer).await
         };
+        let stale = watched.stale_claims(reach);
+        if !stale.is_empty() {
+            ctx.sweep_claims(&stale).await;
+        }
         if applied.retry {
             tokio::time::sleep(super::jitter(Duration::from_secs(1), 0.5)).await;
             continue;

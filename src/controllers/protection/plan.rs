@@ -32,7 +32,6 @@ use crate::api::v1alpha1::{
 };
 use crate::controllers::FINALIZER;
 use crate::controllers::conditions::{STALLED, reason};
-use crate::controllers::pipeline::create_marked;
 
 /// A Secret, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,13 +119,12 @@ fn make_use<K: kube::Resource<DynamicType = ()>>(
 pub fn project_use(p: &DatabaseProject) -> Use {
     let status = p.status.as_ref();
     let vendor_state = p.spec.external_id.is_some()
-        || create_marked(p.meta())
         || status.is_some_and(|s| s.project_id.is_some() || s.create_requested);
     make_use(
         p,
         Some(p.spec.provider_ref.name.clone()),
         vendor_state,
-        p.spec.deletion_policy,
+        p.spec.effective_deletion_policy(),
         status.map(|s| &s.conditions),
     )
 }
@@ -136,13 +134,12 @@ pub fn project_use(p: &DatabaseProject) -> Use {
 pub fn branch_use(b: &DatabaseBranch) -> Use {
     let status = b.status.as_ref();
     let vendor_state = b.spec.external_id.is_some()
-        || create_marked(b.meta())
         || status.is_some_and(|s| s.branch_id.is_some() || s.create_requested);
     make_use(
         b,
         status.and_then(|s| s.provider_name.clone()),
         vendor_state,
-        b.spec.deletion_policy,
+        b.spec.effective_deletion_policy(),
         status.map(|s| &s.conditions),
     )
 }
@@ -151,13 +148,12 @@ pub fn branch_use(b: &DatabaseBranch) -> Use {
 pub fn snapshot_use(s: &DatabaseSnapshot) -> Use {
     let status = s.status.as_ref();
     let vendor_state = s.spec.external_id.is_some()
-        || create_marked(s.meta())
         || status.is_some_and(|st| st.snapshot_id.is_some() || st.create_requested);
     make_use(
         s,
         status.and_then(|st| st.provider_name.clone()),
         vendor_state,
-        s.spec.deletion_policy,
+        s.spec.effective_deletion_policy(),
         status.map(|st| &st.conditions),
     )
 }
@@ -590,7 +586,7 @@ mod tests {
         );
         project.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
         assert!(project_use(&project).counts(true), "cleanup still to do");
-        project.spec.deletion_policy = DeletionPolicy::Retain;
+        project.spec.deletion_policy = Some(DeletionPolicy::Retain);
         assert!(
             !project_use(&project).counts(false),
             "Retain never calls the vendor"
