@@ -67,7 +67,7 @@ fn snapshot(name: &str, project: &str) -> DatabaseSnapshot {
             },
             label: Some("before-migration".into()),
             external_id: None,
-            deletion_policy: DeletionPolicy::Delete,
+            deletion_policy: Some(DeletionPolicy::Delete),
         },
     )
 }
@@ -183,62 +183,109 @@ async fn branch_crash_after_vendor_create_does_not_duplicate() {
 }
 
 #[tokio::test]
-async fn a_branch_is_adopted_by_external_id_and_deleted_at_the_vendor() {
+async fn a_branch_is_adopted_by_external_id_once_free_and_kept_unless_told_otherwise() {
     let h = Harness::new().await;
     create(&h, project("shop")).await;
     let p = reconcile_until_ready::<DatabaseProject>(&h, "shop", 3).await;
-    create(&h, branch("first", "shop")).await;
+    let mut first = branch("first", "shop");
+    first.spec.deletion_policy = Some(DeletionPolicy::Retain);
+    create(&h, first).await;
     let first = reconcile_until_ready::<DatabaseBranch>(&h, "first", 3).await;
     let first_id = first.status.unwrap().branch_id.unwrap();
 
-    // A second resource adopts the same vendor branch, with Retain.
+    // While "first" holds it, nobody else can adopt it, and is not told who has it.
+    let mut rival = branch("rival", "shop");
+    rival.spec.external_id = Some(first_id.clone());
+    create(&h, rival).await;
+    let err = reconcile::<DatabaseBranch>(&h, "rival").await.unwrap_err();
+    assert_eq!(err.category(), "AlreadyClaimed");
+    let rival = get::<DatabaseBranch>(&h, "rival").await.unwrap();
+    assert_eq!(
+        condition(&rival, "Stalled"),
+        ("True".into(), "AlreadyClaimed".into())
+    );
+    assert!(!err.to_string().contains("first"), "{err}");
+    assert!(rival.status.unwrap().branch_id.is_none());
+    delete::<DatabaseBranch>(&h, "rival").await;
+    reconcile::<DatabaseBranch>(&h, "rival").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "rival").await.is_none());
+    assert!(
+        h.emulator.infrai.branch_data(&first_id).is_some(),
+        "untouched"
+    );
+
+    // "first" goes (Retain): the vendor branch stays, free to adopt.
+    delete::<DatabaseBranch>(&h, "first").await;
+    reconcile::<DatabaseBranch>(&h, "first").await.unwrap();
+    assert!(h.emulator.infrai.branch_data(&first_id).is_some());
+
+    // Adopted without a policy: Retain by default, said in status.
     let mut adopter = branch("adopter", "shop");
     adopter.spec.external_id = Some(first_id.clone());
-    adopter.spec.deletion_policy = DeletionPolicy::Retain;
+    adopter.spec.deletion_policy = None;
     create(&h, adopter).await;
     let count = h.emulator.infrai.branch_count();
     let adopted = reconcile_until_ready::<DatabaseBranch>(&h, "adopter", 3).await;
-    assert_eq!(
-        adopted.status.unwrap().branch_id.as_deref(),
-        Some(first_id.as_str())
-    );
+    let status = adopted.status.clone().unwrap();
+    assert_eq!(status.branch_id.as_deref(), Some(first_id.as_str()));
+    assert!(status.adopted);
+    assert_eq!(status.deletion_policy, Some(DeletionPolicy::Retain));
+    let ready = &status.conditions.get("Ready").unwrap().message;
+    assert!(ready.contains("kept at the vendor"), "{ready}");
     assert_eq!(
         h.emulator.infrai.branch_count(),
         count,
         "adoption creates nothing"
     );
     assert!(h.event_reasons("adopter").contains(&"Adopted".to_string()));
-
-    // Retain: the vendor branch stays.
     delete::<DatabaseBranch>(&h, "adopter").await;
     reconcile::<DatabaseBranch>(&h, "adopter").await.unwrap();
     assert!(get::<DatabaseBranch>(&h, "adopter").await.is_none());
-    assert!(h.emulator.infrai.branch_data(&first_id).is_some());
+    assert!(h.emulator.infrai.branch_data(&first_id).is_some(), "kept");
 
-    // Delete: the vendor branch goes.
-    delete::<DatabaseBranch>(&h, "first").await;
-    reconcile::<DatabaseBranch>(&h, "first").await.unwrap();
-    assert!(get::<DatabaseBranch>(&h, "first").await.is_none());
+    // Adopted with an explicit Delete: the vendor branch goes with it.
+    let mut deleter = branch("deleter", "shop");
+    deleter.spec.external_id = Some(first_id.clone());
+    deleter.spec.deletion_policy = Some(DeletionPolicy::Delete);
+    create(&h, deleter).await;
+    reconcile_until_ready::<DatabaseBranch>(&h, "deleter", 3).await;
+    delete::<DatabaseBranch>(&h, "deleter").await;
+    reconcile::<DatabaseBranch>(&h, "deleter").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "deleter").await.is_none());
     assert!(h.emulator.infrai.branch_data(&first_id).is_none());
     let project_id = p.status.unwrap().project_id.unwrap();
     assert!(
         h.emulator.infrai.default_branch_id(&project_id).is_some(),
         "the project is untouched"
     );
+    assert!(
+        h.kube
+            .objects("apis/dbops.dev/v1alpha1/vendorclaims")
+            .iter()
+            .all(|c| { c["spec"]["id"] != serde_json::json!(first_id) }),
+        "every claim of the branch was released with its holder"
+    );
 
-    // An id from another project is refused.
+    // An id from another project is refused, without naming that project,
+    // and deleting the refused resource leaves that branch alone.
     create(&h, project("other")).await;
     let other = reconcile_until_ready::<DatabaseProject>(&h, "other", 3).await;
-    let other_main = h
-        .emulator
-        .infrai
-        .default_branch_id(&other.status.unwrap().project_id.unwrap())
-        .unwrap();
+    let other_project = other.status.unwrap().project_id.unwrap();
+    let other_main = h.emulator.infrai.default_branch_id(&other_project).unwrap();
     let mut wrong = branch("wrong", "shop");
-    wrong.spec.external_id = Some(other_main);
+    wrong.spec.external_id = Some(other_main.clone());
+    wrong.spec.deletion_policy = Some(DeletionPolicy::Delete);
     create(&h, wrong).await;
     let err = reconcile::<DatabaseBranch>(&h, "wrong").await.unwrap_err();
     assert_eq!(err.category(), "InvalidSpec");
+    assert!(!err.to_string().contains(&other_project), "{err}");
+    delete::<DatabaseBranch>(&h, "wrong").await;
+    reconcile::<DatabaseBranch>(&h, "wrong").await.unwrap();
+    assert!(get::<DatabaseBranch>(&h, "wrong").await.is_none());
+    assert!(
+        h.emulator.infrai.branch_data(&other_main).is_some(),
+        "a refused adoption never deletes what it named"
+    );
 }
 
 #[tokio::test]
@@ -467,7 +514,7 @@ async fn deleting_a_project_with_live_children_leaves_nothing_stuck() {
 async fn children_of_a_retained_project_are_still_deleted_through_the_recorded_provider() {
     let h = Harness::new().await;
     let mut keep = project("keep");
-    keep.spec.deletion_policy = DeletionPolicy::Retain;
+    keep.spec.deletion_policy = Some(DeletionPolicy::Retain);
     create(&h, keep).await;
     reconcile_until_ready::<DatabaseProject>(&h, "keep", 3).await;
     create(&h, branch("preview", "keep")).await;
@@ -532,7 +579,7 @@ async fn ready_expiring_branch(h: &Harness, policy: DeletionPolicy) -> (Database
     create(h, project("shop")).await;
     reconcile_until_ready::<DatabaseProject>(h, "shop", 3).await;
     let mut b = expiring_branch("preview", "shop", "72h");
-    b.spec.deletion_policy = policy;
+    b.spec.deletion_policy = Some(policy);
     create(h, b).await;
     let b = reconcile_until_ready::<DatabaseBranch>(h, "preview", 3).await;
     let id = b.status.as_ref().unwrap().branch_id.clone().unwrap();

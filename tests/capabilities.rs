@@ -49,7 +49,7 @@ async fn declarations_match_behaviour() {
                     .create_branch(
                         &BranchRequest {
                             db_password: None,
-                            resumed: false,
+                            resumed: dbops::providers::Resume::First,
                             project_id: "p".into(),
                             branch_name: "b".into(),
                             from_branch: None,
@@ -76,7 +76,7 @@ async fn declarations_match_behaviour() {
                     .restore_snapshot(
                         &RestoreRequest {
                             db_password: None,
-                            resumed: false,
+                            resumed: dbops::providers::Resume::First,
                             snapshot_id: "s".into(),
                             new_name: None,
                         },

@@ -111,7 +111,10 @@ async fn preview_database_connections_are_read_as_branches() {
     let b = c.get_branch("prj_shop", "pv_42").await.unwrap();
     assert_eq!(b.id, "pv_42");
     assert_eq!(b.name, "pv_42");
-    assert_eq!(b.project_id, "prj_shop");
+    assert_eq!(
+        b.project_id, "",
+        "the API does not say the project, and the client does not guess it"
+    );
     assert_eq!(b.state, ResourceState::Ready);
     let direct = b.connection_uri.unwrap();
     assert!(direct.expose().contains(&format!(":{preview_password}@")));
@@ -446,7 +449,7 @@ async fn what_the_api_lacks_is_unsupported() {
     assert_unsupported(p.delete_project("prj_shop").await, Operation::ProjectDelete);
     let restore = RestoreRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         snapshot_id: "s".into(),
         new_name: None,
     };
@@ -456,7 +459,7 @@ async fn what_the_api_lacks_is_unsupported() {
     );
     let breq = BranchRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         project_id: "prj_shop".into(),
         branch_name: "dev".into(),
         from_branch: None,

@@ -231,7 +231,7 @@ mod walk {
         if p.supports(Operation::BranchCreate) {
             let req = BranchRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 project_id: project.clone(),
                 branch_name: "contract-branch".to_string(),
                 from_branch: None,
@@ -359,7 +359,7 @@ mod walk {
     async fn restore(p: &dyn Provider, snapshot: &str, polls: usize) -> Result<String, String> {
         let req = RestoreRequest {
             db_password: None,
-            resumed: false,
+            resumed: dbops::providers::Resume::First,
             snapshot_id: snapshot.to_string(),
             new_name: None,
         };

@@ -44,7 +44,7 @@ fn project(name: &str) -> ProjectRequest {
 fn branch(project_id: &str, name: &str) -> BranchRequest {
     BranchRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         project_id: project_id.to_string(),
         branch_name: name.to_string(),
         from_branch: None,
@@ -146,7 +146,7 @@ async fn a_resumed_create_finds_its_database_and_a_first_attempt_never_takes_a_n
     let first = c.create_project(&project("shop"), "key-1").await.unwrap();
     // The first answer was lost; the resumed retry (same deterministic name) finds the database.
     let resumed = ProjectRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..project("shop")
     };
     let retry = c.create_project(&resumed, "key-1").await.unwrap();
@@ -232,7 +232,7 @@ async fn branch_create_get_delete() {
     // A resumed retry finds the branch instead of making another; a first
     // attempt is refused the taken name.
     let resumed = BranchRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..branch(&p.id, "app-preview")
     };
     let retry = c.create_branch(&resumed, "kb").await.unwrap();
@@ -310,16 +310,18 @@ async fn branches_work_when_reads_show_only_documented_fields() {
             .expose()
             .contains(&format!(":{branch_password}@"))
     );
+    // A read that does not show `parent_database_id` names no project: the
+    // client never fills in the one it was asked about.
     let got = c.get_branch(&p.id, &b.id).await.unwrap();
     assert_eq!(
         (got.id.as_str(), got.project_id.as_str()),
-        (b.id.as_str(), p.id.as_str())
+        (b.id.as_str(), "")
     );
     assert_eq!(c.get_branch(&p.id, &p.id).await.unwrap().project_id, "");
 
     // A crash-retried (resumed) create finds its branch by name.
     let resumed = BranchRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..branch(&p.id, "app-preview")
     };
     let retry = c.create_branch(&resumed, "kb").await.unwrap();
@@ -420,7 +422,7 @@ async fn restore_is_pending_then_done_and_the_key_makes_one_restore() {
 
     let req = RestoreRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         snapshot_id: s.id.clone(),
         new_name: Some("app-restored".into()),
     };
@@ -493,7 +495,7 @@ async fn restore_is_pending_then_done_and_the_key_makes_one_restore() {
             .is_name_conflict()
     );
     let resumed = RestoreRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..req.clone()
     };
     let RestoreProgress::Done(replayed) = c.restore_snapshot(&resumed, "kr").await.unwrap() else {
@@ -640,7 +642,7 @@ async fn message_bodies_become_errors() {
             .is_name_conflict()
     );
     let resumed = BranchRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..branch(&p.id, "app")
     };
     let dup = c.create_branch(&resumed, "kb").await.unwrap_err();
@@ -665,7 +667,7 @@ async fn message_bodies_become_errors() {
             .is_name_conflict()
     );
     let resumed = ProjectRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..project(&b.name)
     };
     let taken = c.create_project(&resumed, "k2").await.unwrap_err();

@@ -158,10 +158,27 @@ async fn an_object_that_cannot_be_decoded_is_reported_and_the_rest_carry_on() {
 async fn a_stale_finalizer_patch_is_a_quiet_prompt_retry() {
     let h = Harness::new().await;
     let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    // An adopting project: its finalizer goes on first, conditional on the
+    // copy the reconcile was handed (a create puts it on after its status
+    // write, with the version that write returned).
+    let made: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/db/project/create", h.emulator_url))
+        .bearer_auth(support::API_KEY)
+        .json(&json!({ "name": "made-elsewhere" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let adopting = DatabaseProjectSpec {
+        external_id: made["id"].as_str().map(str::to_string),
+        ..DatabaseProjectSpec::default()
+    };
     projects
         .create(
             &PostParams::default(),
-            &DatabaseProject::new("shop", DatabaseProjectSpec::default()),
+            &DatabaseProject::new("shop", adopting),
         )
         .await
         .unwrap();

@@ -47,7 +47,7 @@ async fn project_create_get_list_delete() {
     let (emu, endpoint) = start().await;
     let c = client(&endpoint, KEY);
     let req = ProjectRequest {
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         name: "shop".into(),
         vendor: Some("supabase".into()),
         region: Some("eu-west-1".into()),
@@ -114,7 +114,7 @@ async fn the_idempotency_key_is_sent_on_every_create() {
     let p = c.create_project(&project("p"), "k-p").await.unwrap();
     let breq = BranchRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         project_id: p.id.clone(),
         branch_name: "preview".into(),
         from_branch: None,
@@ -134,7 +134,7 @@ async fn the_idempotency_key_is_sent_on_every_create() {
     assert_eq!(s1.id, s2.id);
     let rreq = RestoreRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         snapshot_id: s1.id.clone(),
         new_name: None,
     };
@@ -157,7 +157,7 @@ async fn branches_are_copies_of_their_parent() {
         .create_branch(
             &BranchRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
                 from_branch: None,
@@ -178,7 +178,7 @@ async fn branches_are_copies_of_their_parent() {
         .create_branch(
             &BranchRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 project_id: p.id.clone(),
                 branch_name: "feature".into(),
                 from_branch: Some("dev".into()),
@@ -207,7 +207,7 @@ async fn branches_are_copies_of_their_parent() {
         .create_branch(
             &BranchRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
                 from_branch: None,
@@ -221,7 +221,7 @@ async fn branches_are_copies_of_their_parent() {
         .create_branch(
             &BranchRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 project_id: p.id.clone(),
                 branch_name: "x".into(),
                 from_branch: Some("nope".into()),
@@ -265,7 +265,7 @@ async fn snapshots_and_restore_into_a_new_project() {
         .restore_snapshot(
             &RestoreRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 snapshot_id: snap.id.clone(),
                 new_name: None,
             },
@@ -288,7 +288,7 @@ async fn snapshots_and_restore_into_a_new_project() {
         .restore_snapshot(
             &RestoreRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 snapshot_id: snap.id.clone(),
                 new_name: Some("orders-copy".into()),
             },
@@ -302,7 +302,7 @@ async fn snapshots_and_restore_into_a_new_project() {
         .restore_snapshot(
             &RestoreRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 snapshot_id: "snap_missing".into(),
                 new_name: None,
             },
@@ -322,7 +322,7 @@ async fn deleting_a_project_removes_its_branches_and_snapshots() {
         .create_branch(
             &BranchRequest {
                 db_password: None,
-                resumed: false,
+                resumed: dbops::providers::Resume::First,
                 project_id: p.id.clone(),
                 branch_name: "b".into(),
                 from_branch: None,
@@ -557,7 +557,7 @@ async fn a_resumed_create_finds_what_it_made_even_when_infrai_forgot_the_key() {
         .unwrap();
     // Resumed with a key infrai no longer knows: found by name, not made again.
     let resumed = ProjectRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..project("kept")
     };
     let again = ProjectLifecycle::create_project(&c, &resumed, "key-forgotten")
@@ -567,7 +567,7 @@ async fn a_resumed_create_finds_what_it_made_even_when_infrai_forgot_the_key() {
     assert_eq!(emu.infrai.projects().len(), 1);
     // Resumed but never made: it is made now.
     let fresh = ProjectRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..project("never-made")
     };
     let made = ProjectLifecycle::create_project(&c, &fresh, "key-2")
@@ -586,7 +586,7 @@ async fn a_resumed_create_finds_what_it_made_even_when_infrai_forgot_the_key() {
         .unwrap();
     let branches = emu.infrai.branch_count();
     let resumed_branch = BranchRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..branch.clone()
     };
     let b2 = BranchLifecycle::create_branch(&c, &resumed_branch, "kb-forgotten")
@@ -609,7 +609,7 @@ async fn a_resumed_create_finds_what_it_made_even_when_infrai_forgot_the_key() {
         db_password: None,
         snapshot_id: snapshot.id.clone(),
         new_name: Some("kept-copy".into()),
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
     };
     let RestoreProgress::Done(copy) = RestoreApi::restore_snapshot(&c, &restore, "kr-1")
         .await
@@ -618,7 +618,7 @@ async fn a_resumed_create_finds_what_it_made_even_when_infrai_forgot_the_key() {
         panic!("infrai restores at once")
     };
     let resumed_restore = RestoreRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..restore
     };
     let RestoreProgress::Done(again) =

@@ -145,9 +145,10 @@ async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
                 name: "shop".into(),
             },
             branch_name: None,
+            from_branch_ref: None,
             from_branch: None,
             external_id: None,
-            deletion_policy: DeletionPolicy::Delete,
+            deletion_policy: Some(DeletionPolicy::Delete),
             write_connection_secret_to: None,
             credential_rotation: None,
             expire_after: None,
@@ -162,7 +163,7 @@ async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
             },
             label: None,
             external_id: None,
-            deletion_policy: DeletionPolicy::Delete,
+            deletion_policy: Some(DeletionPolicy::Delete),
         },
     );
     snapshots.create(&pp, &snapshot).await.unwrap();

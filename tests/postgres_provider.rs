@@ -330,7 +330,7 @@ async fn restore_has_the_snapshots_rows(strategy: CopyStrategy) {
         snapshot_id: snapshot.id.clone(),
         new_name: Some(restored_name.clone()),
         db_password: Some(password),
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
     };
     let RestoreProgress::Done(restored) = provider
         .restore_snapshot(&restore, &format!("dbops-{name}-project-restore"))
@@ -444,7 +444,7 @@ async fn a_foreign_database_or_role_of_the_same_name_is_never_adopted_or_dropped
     let request = ProjectRequest {
         name: taken.clone(),
         db_password: Some(Password::generate()),
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..ProjectRequest::default()
     };
     let error = provider
@@ -521,7 +521,7 @@ async fn a_retried_create_finds_its_own_work_and_redoes_a_cut_short_copy() {
         project_id: project.clone(),
         branch_name: branch.clone(),
         db_password: Some(password.clone()),
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..BranchRequest::default()
     };
     let again = provider.create_branch(&request, &key).await.unwrap();
@@ -698,7 +698,7 @@ mod through_the_operator {
                         },
                         label: None,
                         external_id: None,
-                        deletion_policy: DeletionPolicy::Delete,
+                        deletion_policy: Some(DeletionPolicy::Delete),
                     },
                 ),
             )
@@ -877,7 +877,7 @@ async fn drop_own_drops_only_what_carries_the_marker() {
     let own = name("ours");
     let marker = format!("dbops-emulator-{own}");
     pg.ensure_role(&own, &marker, None).await.unwrap();
-    pg.ensure_database(&own, &own, &marker, Source::Empty, true)
+    pg.ensure_database(&own, &own, &marker, None, Source::Empty, true)
         .await
         .unwrap();
     pg.drop_own(&own, &marker).await.unwrap();

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::Action;
+use serde_json::json;
 use support::{Harness, NS};
 
 fn spec() -> DatabaseProjectSpec {
@@ -80,8 +81,9 @@ async fn creates_the_project_writes_the_secret_and_becomes_ready() {
 
     // One pass does it all, in the fewest writes: the in-use protection of
     // the provider and its Secret (once, for their first dependent), the
-    // finalizer and the create mark in one metadata write before the vendor
-    // call, then the Secret, then status once, and one Event.
+    // create mark in status (which a tenant cannot write) and the finalizer
+    // before the vendor call, the claim of what the vendor made, then the
+    // Secret, then status once, and one Event.
     h.kube.clear_log();
     reconcile(&h, "shop").await.unwrap();
     let writes: Vec<String> = h
@@ -96,7 +98,9 @@ async fn creates_the_project_writes_the_secret_and_becomes_ready() {
         [
             "PATCH /apis/dbops.dev/v1alpha1/databaseproviders/default".to_string(),
             "PATCH /api/v1/namespaces/dbops-system/secrets/infrai-credentials".to_string(),
+            format!("PATCH /apis/dbops.dev/v1alpha1/namespaces/{NS}/databaseprojects/shop/status"),
             format!("PATCH /apis/dbops.dev/v1alpha1/namespaces/{NS}/databaseprojects/shop"),
+            "POST /apis/dbops.dev/v1alpha1/vendorclaims".to_string(),
             format!("PATCH /api/v1/namespaces/{NS}/secrets/shop-db"),
             format!("PATCH /apis/dbops.dev/v1alpha1/namespaces/{NS}/databaseprojects/shop/status"),
             format!("POST /apis/events.k8s.io/v1/namespaces/{NS}/events"),
@@ -107,12 +111,16 @@ async fn creates_the_project_writes_the_secret_and_becomes_ready() {
         p.metadata.finalizers.as_deref(),
         Some(&[FINALIZER.to_string()][..])
     );
-    assert_eq!(
-        p.annotations().get("dbops.dev/create-requested"),
-        p.metadata.uid.as_ref(),
-        "the create mark names this object"
-    );
     let status = p.status.clone().unwrap();
+    assert!(status.create_requested, "the create mark is in status");
+    assert!(
+        p.annotations().get("dbops.dev/create-requested").is_none(),
+        "no mark a tenant could forge"
+    );
+    let claims = h.kube.objects("apis/dbops.dev/v1alpha1/vendorclaims");
+    assert_eq!(claims.len(), 1, "the new project is claimed");
+    assert_eq!(claims[0]["spec"]["holder"]["uid"], json!(p.metadata.uid));
+    assert_eq!(claims[0]["spec"]["id"], json!(status.project_id));
     let vendor = h.emulator.infrai.projects();
     assert_eq!(vendor.len(), 1);
     // `<namespace>-<name>-<last 8 hex of the UID>`: unique, and this resource's own.
@@ -430,7 +438,7 @@ async fn deletion_policy_retain_leaves_the_vendor_project() {
         &h,
         "keep",
         DatabaseProjectSpec {
-            deletion_policy: DeletionPolicy::Retain,
+            deletion_policy: Some(DeletionPolicy::Retain),
             ..spec()
         },
     )
@@ -535,10 +543,10 @@ async fn a_wrong_api_key_stalls_with_the_vendor_reason() {
 async fn crash_after_vendor_create_does_not_make_a_second_project() {
     let h = Harness::new().await;
     create(&h, "shop", spec()).await;
-    // Fail the one write that would save the id (the Ready status), as a
-    // crash right after the vendor create would lose it.
+    // Fail the one write that would save the id (the Ready status, after the
+    // create mark), as a crash right after the vendor create would lose it.
     h.kube
-        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 0, 500, 1);
+        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 1, 500, 1);
     let err = reconcile(&h, "shop").await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert_eq!(
@@ -572,7 +580,7 @@ async fn delete_after_a_crash_before_the_id_was_saved_leaves_no_orphan() {
     let h = Harness::new().await;
     create(&h, "shop", spec()).await;
     h.kube
-        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 0, 500, 1);
+        .fail_after(Method::PATCH, "/databaseprojects/shop/status", 1, 500, 1);
     reconcile(&h, "shop").await.unwrap_err();
     let p = get(&h, "shop").await.unwrap();
     assert!(

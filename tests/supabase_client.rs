@@ -56,7 +56,7 @@ fn project(name: &str) -> ProjectRequest {
 fn branch(project_id: &str, name: &str) -> BranchRequest {
     BranchRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         project_id: project_id.to_string(),
         branch_name: name.to_string(),
         from_branch: None,
@@ -198,7 +198,7 @@ async fn a_resumed_create_reuses_the_project_of_its_name_and_a_first_attempt_ref
     let first = c.create_project(&project("shop")).await.unwrap();
     // A retry after a crash (resumed): same name, same organization.
     let resumed = ProjectRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..project("shop")
     };
     let retry = ProjectLifecycle::create_project(&c, &resumed, "any-key")
@@ -353,7 +353,7 @@ async fn branches_come_up_with_their_own_database_and_credentials() {
             .is_name_conflict()
     );
     let resumed = BranchRequest {
-        resumed: true,
+        resumed: dbops::providers::Resume::OwnName,
         ..branch(&p.id, "preview")
     };
     let retry = c.create_branch(&resumed).await.unwrap();
@@ -673,7 +673,7 @@ async fn snapshots_restores_and_byok_are_unsupported() {
     );
     let restore = RestoreRequest {
         db_password: None,
-        resumed: false,
+        resumed: dbops::providers::Resume::First,
         snapshot_id: "s".into(),
         new_name: None,
     };

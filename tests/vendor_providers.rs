@@ -275,10 +275,10 @@ async fn supabase_crash_after_create_reuses_the_project_by_name() {
     let h = Harness::bare().await;
     supabase_provider(&h).await;
     create::<DatabaseProject>(&h, project("app", "supa")).await;
-    // The first status write is the one that saves the id: fail it, as a
-    // crash right after the vendor create would.
+    // The status write after the create mark is the one that saves the id:
+    // fail it, as a crash right after the vendor create would.
     h.kube
-        .fail_after(Method::PATCH, "/databaseprojects/app/status", 0, 500, 1);
+        .fail_after(Method::PATCH, "/databaseprojects/app/status", 1, 500, 1);
     reconcile::<DatabaseProject>(&h, "app").await.unwrap_err();
     assert_eq!(h.emulator.supabase.project_count(), 1);
     reconcile_until_ready::<DatabaseProject>(&h, "app", 5).await;
@@ -432,10 +432,10 @@ async fn db9_crash_after_create_finds_the_database_by_name() {
     h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
         .await;
     create::<DatabaseProject>(&h, project("app", "db9")).await;
-    // The first status write is the one that saves the id: fail it, as a
-    // crash right after the vendor create would.
+    // The status write after the create mark is the one that saves the id:
+    // fail it, as a crash right after the vendor create would.
     h.kube
-        .fail_after(Method::PATCH, "/databaseprojects/app/status", 0, 500, 1);
+        .fail_after(Method::PATCH, "/databaseprojects/app/status", 1, 500, 1);
     reconcile::<DatabaseProject>(&h, "app").await.unwrap_err();
     reconcile_until_ready::<DatabaseProject>(&h, "app", 3).await;
     assert_eq!(h.emulator.db9.database_count(), 1);
@@ -600,18 +600,27 @@ async fn capydb_adoption_and_rotation_through_a_job() {
     let before = h.emulator.capydb.project_password("prj_capy1").unwrap();
     assert_eq!(data["password"], before);
 
-    // Preview databases are adopted as branches.
+    // A preview database cannot be adopted as a branch: the API does not
+    // say which project it belongs to, and a branch adopts only what is
+    // shown to be its own project's. Deleting the refused resource leaves
+    // the preview database alone.
     create::<DatabaseBranch>(
         &h,
-        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseBranch", "metadata": { "name": "pr-1" }, "spec": { "projectRef": { "name": "app" }, "externalId": "pvw_1" } }),
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseBranch", "metadata": { "name": "pr-1" }, "spec": { "projectRef": { "name": "app" }, "externalId": "pvw_1", "deletionPolicy": "Delete" } }),
     )
     .await;
-    reconcile_until_ready::<DatabaseBranch>(&h, "pr-1", 3).await;
+    let err = reconcile::<DatabaseBranch>(&h, "pr-1").await.unwrap_err();
+    assert_eq!(err.category(), "InvalidSpec");
     assert!(
-        secret_data(&h, "pr-1-connection")
-            .await
-            .contains_key("pooledUri")
+        err.to_string().contains("cannot be shown to belong"),
+        "{err}"
     );
+    Api::<DatabaseBranch>::namespaced(h.client.clone(), NS)
+        .delete("pr-1", &Default::default())
+        .await
+        .unwrap();
+    reconcile::<DatabaseBranch>(&h, "pr-1").await.unwrap();
+    assert!(h.emulator.capydb.preview_project("pvw_1").is_some());
 
     // Rotation: a job moves through its states; the Secret changes only at the end.
     request_rotation(&h, "projects", "app", "r1").await;
@@ -649,13 +658,6 @@ async fn capydb_adoption_and_rotation_through_a_job() {
         "polling never started a second rotation"
     );
     assert!(get::<DatabaseProject>(&h, "app").await.is_ready());
-
-    // Preview databases cannot be rotated: refused clearly, still Ready.
-    request_rotation(&h, "branches", "pr-1", "r1").await;
-    reconcile::<DatabaseBranch>(&h, "pr-1").await.unwrap();
-    let b: DatabaseBranch = get(&h, "pr-1").await;
-    assert!(b.is_ready());
-    assert_eq!(condition(&b, "RotationFailed").1, "UnsupportedByProvider");
 
     // No delete in the API: deletion releases the resource and says so.
     Api::<DatabaseProject>::namespaced(h.client.clone(), NS)

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dbops::api::v1alpha1::{
-    DatabaseProvider, DatabaseProviderSpec, ProviderApi, SecretKeySelector,
+    AdoptionPolicy, AllowedNamespaces, DatabaseProvider, DatabaseProviderSpec, NamespacesFrom,
+    ProviderApi, SecretKeySelector,
 };
 use dbops::controllers::{Context, Settings};
 use dbops::emulator::{Emulator, EmulatorConfig};
@@ -70,6 +71,17 @@ impl Harness {
         }
     }
 
+    /// Another operator's context on the same API server (nothing shared in
+    /// memory with [`Harness::ctx`]).
+    pub fn second_context(&self) -> Arc<Context> {
+        Arc::new(Context::new(
+            self.client.clone(),
+            Arc::new(Metrics::default()),
+            self.ctx.settings.clone(),
+            None,
+        ))
+    }
+
     /// Everything running, with the `default` provider and its Secret in place.
     pub async fn new() -> Self {
         let h = Self::bare().await;
@@ -110,6 +122,10 @@ impl Harness {
                 postgres: None,
                 byok_policy: None,
                 request_budget: None,
+                allowed_namespaces: open_to_all(),
+                adoption: AdoptionPolicy {
+                    allowed_namespaces: open_to_all(),
+                },
             },
         );
         providers
@@ -230,6 +246,20 @@ fn provider_spec(
         postgres: None,
         byok_policy: None,
         request_budget: None,
+        allowed_namespaces: open_to_all(),
+        adoption: AdoptionPolicy {
+            allowed_namespaces: open_to_all(),
+        },
+    }
+}
+
+/// A namespace policy that admits every namespace: the tests' providers
+/// live in [`PROVIDER_NAMESPACE`] and their resources in [`NS`] and others,
+/// so they open use and adoption to all (the tenancy tests set their own).
+pub fn open_to_all() -> AllowedNamespaces {
+    AllowedNamespaces {
+        from: NamespacesFrom::All,
+        selector: None,
     }
 }
 
@@ -256,14 +286,17 @@ where
     K: dbops::controllers::Lifecycle,
 {
     let api: Api<K> = Api::namespaced(h.client.clone(), NS);
+    let mut last = String::new();
     for _ in 0..rounds {
-        let _ = reconcile::<K>(h, name).await;
+        if let Err(error) = reconcile::<K>(h, name).await {
+            last = error.to_string();
+        }
         let obj = api.get(name).await.unwrap();
         if obj.is_ready() {
             return obj;
         }
     }
-    panic!("{name} did not become Ready in {rounds} reconciles");
+    panic!("{name} did not become Ready in {rounds} reconciles (last error: {last})");
 }
 
 /// `(status, reason)` of condition `type_` of `obj`.
@@ -359,9 +392,10 @@ pub fn branch(name: &str, project: &str) -> dbops::api::v1alpha1::DatabaseBranch
                 name: project.into(),
             },
             branch_name: None,
+            from_branch_ref: None,
             from_branch: None,
             external_id: None,
-            deletion_policy: DeletionPolicy::Delete,
+            deletion_policy: Some(DeletionPolicy::Delete),
             write_connection_secret_to: Some(ConnectionSecretTarget {
                 name: format!("{name}-db"),
                 ..Default::default()
