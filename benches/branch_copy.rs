@@ -214,7 +214,7 @@ async fn main() {
                     snapshot_id: snapshot.id.clone(),
                     new_name: Some(restored.clone()),
                     db_password: Some(Password::generate()),
-                    resumed: false,
+                    resumed: dbops::providers::Resume::First,
                 },
                 &format!("dbops-{restored}-project-restore"),
             )
