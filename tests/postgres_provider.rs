@@ -884,3 +884,187 @@ async fn drop_own_drops_only_what_carries_the_marker() {
     assert!(!exists(&admin, "pg_database", "datname", &own).await);
     assert!(!exists(&admin, "pg_roles", "rolname", &own).await);
 }
+
+#[tokio::test]
+async fn a_tenants_role_can_connect_only_to_its_own_databases() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let (a, _) = new_project(&*provider, &name("tenant-a")).await;
+    let (b, b_password) = new_project(&*provider, &name("tenant-b")).await;
+    let (branch, _) = new_branch(&*provider, &a.id, &name("tenant-a-br"))
+        .await
+        .unwrap();
+    // B's role, with B's own password, against A's database and branch.
+    for foreign in [&a.id, &branch.id] {
+        let mut url = url::Url::parse(&uri(&b)).unwrap();
+        url.set_password(Some(b_password.expose())).unwrap();
+        url.set_path(&format!("/{foreign}"));
+        let refused = connect(url.as_str()).await.err().expect("refused");
+        let code = refused.as_db_error().map(|e| e.code().code().to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{refused}");
+    }
+    // Its own, still fine.
+    connect(&uri(&b)).await.expect("its own database");
+}
+
+#[tokio::test]
+async fn from_branch_names_only_a_branch_of_the_same_project() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let (a, _) = new_project(&*provider, &name("fb-a")).await;
+    let (a_branch, _) = new_branch(&*provider, &a.id, &name("fb-a-br"))
+        .await
+        .unwrap();
+    let (b, _) = new_project(&*provider, &name("fb-b")).await;
+    let admin = admin(server).await;
+    let hand_made = name("fb-hand");
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{hand_made}\""))
+        .await
+        .unwrap();
+    for from in [
+        a.id.clone(),
+        a_branch.id.clone(),
+        hand_made.clone(),
+        "postgres".into(),
+    ] {
+        let target = name("fb-steal");
+        let request = BranchRequest {
+            project_id: b.id.clone(),
+            branch_name: target.clone(),
+            from_branch: Some(from.clone()),
+            db_password: Some(Password::generate()),
+            ..BranchRequest::default()
+        };
+        let err = provider
+            .create_branch(&request, &format!("dbops-{target}-branch-create"))
+            .await
+            .expect_err("another project's or any other database is refused");
+        assert!(
+            err.to_string()
+                .contains("fromBranch names a branch of the same project only"),
+            "{err}"
+        );
+        assert!(!exists(&admin, "pg_database", "datname", &target).await);
+    }
+    // A branch of B's own project is a fine source.
+    let (b_branch, _) = new_branch(&*provider, &b.id, &name("fb-b-br"))
+        .await
+        .unwrap();
+    let target = name("fb-ok");
+    let request = BranchRequest {
+        project_id: b.id.clone(),
+        branch_name: target.clone(),
+        from_branch: Some(b_branch.id.clone()),
+        db_password: Some(Password::generate()),
+        ..BranchRequest::default()
+    };
+    let copy = provider
+        .create_branch(&request, &format!("dbops-{target}-branch-create"))
+        .await
+        .unwrap();
+    assert_eq!(copy.project_id, b.id);
+    // A read reports a branch under the project recorded at the vendor, and
+    // a database dbops did not make as a branch under none.
+    let read = provider.get_branch(&b.id, &b_branch.id).await.unwrap();
+    assert_eq!(read.project_id, b.id);
+    let read = provider.get_branch(&b.id, &hand_made).await.unwrap();
+    assert_eq!(read.project_id, "", "no project to adopt it under");
+    let read = provider.get_branch(&b.id, &a_branch.id).await.unwrap();
+    assert_eq!(read.project_id, a.id);
+}
+
+#[tokio::test]
+async fn rotation_never_changes_the_password_of_a_role_dbops_did_not_make_with_the_database() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Template);
+    let admin = admin(server).await;
+    let owner = name("someone");
+    let database = name("theirs");
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE \"{owner}\" LOGIN PASSWORD 'their-own'"
+        ))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{database}\" OWNER \"{owner}\""))
+        .await
+        .unwrap();
+    let err = provider
+        .credentials_for(&RotationTarget::Project {
+            id: database.clone(),
+        })
+        .unwrap()
+        .rotate_credentials(
+            &RotationTarget::Project {
+                id: database.clone(),
+            },
+            &Password::generate(),
+            "k",
+        )
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, ProviderError::NameConflict { .. }), "{err}");
+    let mut parsed = url::Url::parse(&server.admin_url()).unwrap();
+    parsed.set_username(&owner).unwrap();
+    parsed.set_password(Some("their-own")).unwrap();
+    parsed.set_path(&format!("/{database}"));
+    connect(parsed.as_str())
+        .await
+        .expect("the owner still logs in with their password");
+    // Deleting it (as an adopter with deletionPolicy Delete would) drops the
+    // database but never the role dbops did not make.
+    provider.delete_project(&database).await.unwrap();
+    assert!(!exists(&admin, "pg_database", "datname", &database).await);
+    assert!(exists(&admin, "pg_roles", "rolname", &owner).await);
+}
+
+#[tokio::test]
+async fn a_logical_copy_is_made_entirely_as_the_branchs_role() {
+    let server = server();
+    let provider = provider(server, CopyStrategy::Logical);
+    let (project, _) = new_project(&*provider, &name("asrole")).await;
+    let tenant = connect(&uri(&project)).await.unwrap();
+    // The tenant's own schema and objects, and a search_path of its own for
+    // every session in its database (the admin's sessions set theirs at
+    // connection start, which overrides it).
+    tenant
+        .batch_execute(&format!(
+            "CREATE SCHEMA app;
+             CREATE FUNCTION app.whoami() RETURNS text LANGUAGE sql AS $$ SELECT current_user::text $$;
+             CREATE TABLE app.t (id int, by text DEFAULT app.whoami());
+             INSERT INTO app.t (id) VALUES (1);
+             ALTER DATABASE \"{}\" SET search_path = app, pg_catalog;",
+            project.id
+        ))
+        .await
+        .unwrap();
+    let (branch, _) = new_branch(&*provider, &project.id, &name("asrole-br"))
+        .await
+        .unwrap();
+    let copy = connect(&uri(&branch)).await.unwrap();
+    let by: String = copy
+        .query_one("SELECT by FROM app.t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(by, project.id, "the row as the parent's owner wrote it");
+    // Every schema and relation of the copy is the branch role's: nothing
+    // in it was created by the admin.
+    let foreign = count(
+        &copy,
+        "SELECT count(*) FROM pg_namespace n WHERE n.nspname NOT LIKE 'pg\\_%' \
+         AND n.nspname NOT IN ('information_schema', 'public') \
+         AND pg_get_userbyid(n.nspowner) <> current_user",
+    )
+    .await;
+    assert_eq!(foreign, 0, "schemas made by another role");
+    let foreign = count(
+        &copy,
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'app' AND pg_get_userbyid(c.relowner) <> current_user",
+    )
+    .await;
+    assert_eq!(foreign, 0, "relations made by another role");
+}
