@@ -899,7 +899,7 @@ async fn a_tenants_role_can_connect_only_to_its_own_databases() {
         let mut url = url::Url::parse(&uri(&b)).unwrap();
         url.set_password(Some(b_password.expose())).unwrap();
         url.set_path(&format!("/{foreign}"));
-        let refused = connect(url.as_str()).await.err().expect("refused");
+        let refused = connect(url.as_str()).await.expect_err("refused");
         let code = refused.as_db_error().map(|e| e.code().code().to_string());
         assert_eq!(code.as_deref(), Some("42501"), "{refused}");
     }
