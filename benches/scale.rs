@@ -327,15 +327,60 @@ fn micro_benchmarks() {
 }
 
 /// The writes the operator needs per new project on the happy path: the
-/// finalizer (with the create mark), the Secret, the status, one Event.
-const WRITES_PER_OBJECT: usize = 4;
+/// create mark (status), the finalizer, the vendor claim, the Secret, the
+/// status, one Event.
+const WRITES_PER_OBJECT: usize = 6;
+/// The other namespace of the fairness probe.
+const OTHER_NS: &str = "bench-other";
+
+/// Once the operator has a backlog (a tenth of `total` Ready, so its queue
+/// is full of this namespace's work), applies one project in [`OTHER_NS`]
+/// and times it to Ready; with how many of [`NS`]'s were not Ready then.
+/// `None` when the backlog was gone before.
+async fn fairness_probe(
+    client: kube::Client,
+    projects: Api<DatabaseProject>,
+    total: usize,
+) -> Option<(usize, Duration)> {
+    let apply = kube::api::PatchParams::apply("dbops-bench").force();
+    let namespace =
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": OTHER_NS } });
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(OTHER_NS, &apply, &kube::api::Patch::Apply(&namespace))
+        .await
+        .ok()?;
+    while ready_count(&projects).await < total / 10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let backlog = total - ready_count(&projects).await;
+    if backlog == 0 {
+        return None;
+    }
+    let other: Api<DatabaseProject> = Api::namespaced(client, OTHER_NS);
+    let project: DatabaseProject =
+        serde_json::from_value(json!({ "metadata": { "name": "probe" }, "spec": {} })).ok()?;
+    let applied = Instant::now();
+    other.create(&PostParams::default(), &project).await.ok()?;
+    loop {
+        if other
+            .get("probe")
+            .await
+            .map(|p| p.is_ready())
+            .unwrap_or(false)
+        {
+            return Some((backlog, applied.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Finalizer the floor adds (and takes off again) instead of the operator's.
 const FLOOR_FINALIZER: &str = "bench.dbops.dev/floor";
 
 /// How long a plain client takes to make the writes a cold start needs, for
 /// every project in `names`, `concurrency` at a time: the same number and
-/// kinds of writes as the operator makes (a finalizer, a Secret, a status, an
-/// Event). What it wrote is undone afterwards (not timed), so the operator
+/// kinds of writes as the operator makes (a status, a finalizer, a claim, a
+/// Secret, a status, an Event). What it wrote is undone afterwards (not timed), so the operator
 /// then starts from fresh projects.
 async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize) -> Duration {
     use futures::StreamExt;
@@ -343,21 +388,36 @@ async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize
     let projects: Api<DatabaseProject> = Api::namespaced(client.clone(), NS);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    let claims: Api<dbops::api::v1alpha1::VendorClaim> = Api::all(client.clone());
     let merge = kube::api::PatchParams::default();
     let started = Instant::now();
     futures::stream::iter(names.iter().map(|name| {
-        let (projects, secrets, events, merge) = (
+        let (projects, secrets, events, claims, merge) = (
             projects.clone(),
             secrets.clone(),
             events.clone(),
+            claims.clone(),
             merge.clone(),
         );
         async move {
+            let mark = json!({ "status": { "createRequested": true } });
+            projects
+                .patch_status(name, &merge, &kube::api::Patch::Merge(&mark))
+                .await
+                .unwrap();
             let finalizer = json!({ "metadata": { "finalizers": [FLOOR_FINALIZER] } });
             projects
                 .patch(name, &merge, &kube::api::Patch::Merge(&finalizer))
                 .await
                 .unwrap();
+            let claim: dbops::api::v1alpha1::VendorClaim = serde_json::from_value(json!({
+                "metadata": { "name": format!("floor-{name}") },
+                "spec": { "api": "infrai", "account": "floor", "object": "Project", "id": name,
+                    "holder": { "kind": "DatabaseProject", "namespace": NS, "name": name, "uid": "floor" },
+                    "provider": "floor" },
+            }))
+            .unwrap();
+            claims.create(&PostParams::default(), &claim).await.unwrap();
             let secret: Secret = serde_json::from_value(json!({
                 "metadata": { "name": format!("floor-{name}") },
                 "stringData": { "uri": "postgresql://u:p@h:5432/d", "host": "h", "port": "5432",
@@ -392,13 +452,18 @@ async fn write_floor(client: &kube::Client, names: &[String], concurrency: usize
     .await;
     let floor = started.elapsed();
     futures::stream::iter(names.iter().map(|name| {
-        let (projects, secrets, events, merge) = (
+        let (projects, secrets, events, claims, merge) = (
             projects.clone(),
             secrets.clone(),
             events.clone(),
+            claims.clone(),
             merge.clone(),
         );
         async move {
+            claims
+                .delete(&format!("floor-{name}"), &Default::default())
+                .await
+                .unwrap();
             let clear = json!({ "status": null });
             projects
                 .patch_status(name, &merge, &kube::api::Patch::Merge(&clear))
@@ -532,7 +597,8 @@ async fn main() {
         .unwrap();
     let provider = json!({
         "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider", "metadata": { "name": "default" },
-        "spec": { "api": "infrai", "endpoint": format!("http://{addr}/infrai"), "credentialsSecretRef": { "name": "infrai", "namespace": NS, "key": "apiKey" } }
+        "spec": { "api": "infrai", "endpoint": format!("http://{addr}/infrai"), "credentialsSecretRef": { "name": "infrai", "namespace": NS, "key": "apiKey" },
+            "allowedNamespaces": { "from": "All" } }
     });
     Api::<DatabaseProvider>::all(client.clone())
         .patch("default", &apply, &kube::api::Patch::Apply(&provider))
@@ -573,7 +639,7 @@ async fn main() {
 
     let floor = write_floor(&client, &names, args.concurrency).await;
     println!(
-        "floor: a plain client makes the {} writes of a cold start ({WRITES_PER_OBJECT} per project: finalizer, Secret, status, Event) at concurrency {} in {floor:?} ({:.0} writes/s)",
+        "floor: a plain client makes the {} writes of a cold start ({WRITES_PER_OBJECT} per project: create mark, finalizer, claim, Secret, status, Event) at concurrency {} in {floor:?} ({:.0} writes/s)",
         names.len() * WRITES_PER_OBJECT,
         args.concurrency,
         (names.len() * WRITES_PER_OBJECT) as f64 / floor.as_secs_f64()
@@ -625,6 +691,13 @@ async fn main() {
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
     let pid = child.id();
     let mut operator = Operator(child);
+    // Fairness: while this namespace cold-starts, a new project of another
+    // namespace, applied once the backlog has built up.
+    let probe = tokio::spawn(fairness_probe(
+        client.clone(),
+        projects.clone(),
+        args.projects,
+    ));
     loop {
         if ready_count(&projects).await == args.projects {
             break;
@@ -640,6 +713,28 @@ async fn main() {
         "result: {} projects Ready {:?} after operator start",
         args.projects, all_ready
     );
+    match probe.await {
+        Ok(Some((backlog, took))) => println!(
+            "result: fairness: a project in namespace {OTHER_NS}, applied while {backlog} of {NS}'s {} were not Ready yet, went Ready in {took:?}",
+            args.projects
+        ),
+        Ok(None) => println!(
+            "result: fairness: not measured (the cold start was over before the probe was applied)"
+        ),
+        Err(e) => println!("result: fairness probe failed: {e}"),
+    }
+    // The probe goes again (its vendor project with it), out of the figures below.
+    let other: Api<DatabaseProject> = Api::namespaced(client.clone(), OTHER_NS);
+    if other.delete("probe", &Default::default()).await.is_ok() {
+        while other.get_opt("probe").await.ok().flatten().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    if real_cluster {
+        let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+            .delete(OTHER_NS, &Default::default())
+            .await;
+    }
     println!(
         "result: cold start is {:.1}x the API server's write floor ({all_ready:?} / {floor:?})",
         all_ready.as_secs_f64() / floor.as_secs_f64()

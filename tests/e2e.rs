@@ -186,12 +186,20 @@ impl TestEnv {
     /// Every Event and status message in the namespace: one sentence each,
     /// nothing that looks like Rust `Debug` output or a raw API error.
     fn assert_messages_are_for_people(&self) {
-        let mut messages = Vec::new();
+        assert_messages_are_for_people(&[&self.ns]);
+    }
+}
+
+/// Every Event and status message in `namespaces`: one sentence each,
+/// nothing that looks like Rust `Debug` output or a raw API error.
+fn assert_messages_are_for_people(namespaces: &[&str]) {
+    let mut messages = Vec::new();
+    for ns in namespaces {
         let events: Value = serde_json::from_str(&kubectl(&[
             "get",
             "events.events.k8s.io",
             "-n",
-            &self.ns,
+            ns,
             "-o",
             "json",
         ]))
@@ -206,8 +214,7 @@ impl TestEnv {
             "byokcredentials",
         ] {
             let list: Value =
-                serde_json::from_str(&kubectl(&["get", kind, "-n", &self.ns, "-o", "json"]))
-                    .unwrap();
+                serde_json::from_str(&kubectl(&["get", kind, "-n", ns, "-o", "json"])).unwrap();
             for item in list["items"].as_array().unwrap() {
                 for c in item["status"]["conditions"]
                     .as_array()
@@ -218,24 +225,26 @@ impl TestEnv {
                 }
             }
         }
-        assert!(!messages.is_empty());
-        for m in &messages {
-            for debug in [
-                "Status {",
-                "Some(",
-                "ApiError",
-                "ErrorResponse",
-                "{ ",
-                "\\n",
-                "Error(\"",
-            ] {
-                assert!(!m.contains(debug), "not for people ({debug:?}): {m}");
-            }
-            assert!(!m.contains('\n'), "one line: {m}");
-        }
-        println!("e2e: {} Event and status messages checked", messages.len());
     }
+    assert!(!messages.is_empty());
+    for m in &messages {
+        for debug in [
+            "Status {",
+            "Some(",
+            "ApiError",
+            "ErrorResponse",
+            "{ ",
+            "\\n",
+            "Error(\"",
+        ] {
+            assert!(!m.contains(debug), "not for people ({debug:?}): {m}");
+        }
+        assert!(!m.contains('\n'), "one line: {m}");
+    }
+    println!("e2e: {} Event and status messages checked", messages.len());
+}
 
+impl TestEnv {
     /// Deletes the namespace and the test's providers; true if all went
     /// within `timeout`.
     fn delete_all(&self, timeout: Duration) -> bool {
@@ -1745,4 +1754,863 @@ async fn the_quickstart_with_emulator_postgres_hands_out_uris_that_connect() {
         assert_eq!(left, 0, "{db} is dropped");
     }
     env.assert_messages_are_for_people();
+}
+
+// ---------------------------------------------------------------------------
+// Tenancy: one operator, two teams. The platform (this test, as cluster
+// admin) keeps the provider and its key in its own namespace and admits the
+// teams' namespaces by label; each team acts as a ServiceAccount with the
+// built-in `edit` role in its namespace (which aggregates `dbops-edit`) and
+// nothing else, through impersonation.
+// ---------------------------------------------------------------------------
+
+const TENANT_SA: &str = "dev";
+
+/// Two tenant namespaces next to the test's platform namespace.
+struct Tenancy {
+    env: TestEnv,
+    a: String,
+    b: String,
+}
+
+impl Tenancy {
+    async fn new(name: &str) -> Self {
+        let env = TestEnv::new(name).await;
+        apply_tenant_roles();
+        let a = format!("{}-a", env.ns);
+        let b = format!("{}-b", env.ns);
+        for ns in [&a, &b] {
+            kubectl(&["create", "namespace", ns]);
+            kubectl(&[
+                "label",
+                "namespace",
+                ns,
+                &format!("dbops.dev/tenant-of={}", env.ns),
+            ]);
+            kubectl(&["create", "serviceaccount", TENANT_SA, "-n", ns]);
+            kubectl(&[
+                "create",
+                "rolebinding",
+                "team-edit",
+                "--clusterrole=edit",
+                &format!("--serviceaccount={ns}:{TENANT_SA}"),
+                "-n",
+                ns,
+            ]);
+        }
+        // The platform's key, in the platform's namespace.
+        kubectl_stdin(
+            &["apply", "-f", "-"],
+            &json!({ "apiVersion": "v1", "kind": "Secret",
+                "metadata": { "name": "vendor-key", "namespace": env.ns },
+                "stringData": { "apiKey": INFRAI_KEY } }),
+            None,
+        )
+        .unwrap();
+        let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": env.ns } } });
+        let only_a = json!({ "from": "Selector", "selector": { "matchLabels": { "kubernetes.io/metadata.name": a } } });
+        let same = json!({ "from": "Same" });
+        // `shared`: every team may use it, none may adopt; `adopting`: every
+        // team may adopt (only claims stand between them); `team-a`: A's alone.
+        for (provider, allowed, adoption) in [
+            ("shared", &tenants, &same),
+            ("adopting", &tenants, &tenants),
+            ("team-a", &only_a, &same),
+        ] {
+            kubectl_stdin(
+                &["apply", "-f", "-"],
+                &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
+                    "metadata": { "name": env.provider(provider) },
+                    "spec": { "api": "infrai", "endpoint": format!("{}/infrai", env.emulator()),
+                        "credentialsSecretRef": { "name": "vendor-key", "namespace": env.ns, "key": "apiKey" },
+                        "allowedNamespaces": allowed,
+                        "adoption": { "allowedNamespaces": adoption } } }),
+                None,
+            )
+            .unwrap();
+        }
+        // Impersonation works, and a team has namespace rights only.
+        assert_eq!(
+            can_i(
+                &a,
+                &["auth", "can-i", "create", "databaseprojects", "-n", &a]
+            )
+            .trim(),
+            "yes"
+        );
+        for (verb, what, ns) in [
+            ("get", "secrets", Some(&a)),
+            ("patch", "databaseprojects --subresource=status", Some(&b)),
+            ("list", "vendorclaims", None),
+            ("create", "databaseproviders", None),
+        ] {
+            let mut args = vec!["auth", "can-i", verb];
+            args.extend(what.split(' '));
+            if let Some(ns) = ns {
+                args.extend(["-n", ns.as_str()]);
+            }
+            let answer = can_i(&b, &args);
+            assert!(answer.trim() == "no", "team B may {verb} {what}: {answer}");
+        }
+        Self { env, a, b }
+    }
+
+    fn provider(&self, name: &str) -> String {
+        self.env.provider(name)
+    }
+
+    /// Applies `object` in `ns`, as that namespace's team.
+    fn apply_as(&self, ns: &str, mut object: Value) {
+        object["metadata"]["namespace"] = json!(ns);
+        kubectl_stdin(&["apply", "-f", "-"], &object, Some(ns))
+            .unwrap_or_else(|e| panic!("team {ns} could not apply: {e}"));
+    }
+
+    async fn get<K>(&self, ns: &str, name: &str) -> Option<K>
+    where
+        K: Managed + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        Api::<K>::namespaced(self.env.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    async fn ready<K>(&self, ns: &str, name: &str) -> K
+    where
+        K: Managed + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let api: Api<K> = Api::namespaced(self.env.client.clone(), ns);
+        wait_until(
+            &format!("{ns}/{name} Ready"),
+            Duration::from_secs(60),
+            || async { api.get_opt(name).await.ok().flatten().filter(is_ready) },
+        )
+        .await
+    }
+
+    /// Waits until `K` `name` in `ns` is `Stalled` with `reason`; its message.
+    async fn stalled<K>(&self, ns: &str, name: &str, reason: &str) -> String
+    where
+        K: Managed + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let api: Api<K> = Api::namespaced(self.env.client.clone(), ns);
+        wait_until(
+            &format!("{ns}/{name} Stalled with {reason}"),
+            Duration::from_secs(60),
+            || async {
+                let obj = api.get_opt(name).await.ok().flatten()?;
+                let stalled = K::conditions(obj.status()?)
+                    .get(conditions::STALLED)?
+                    .clone();
+                (stalled.status == "True" && stalled.reason == reason).then_some(stalled.message)
+            },
+        )
+        .await
+    }
+
+    /// Deletes `kind` `name` as the team of `ns`; asserts it finished.
+    fn delete_as(&self, ns: &str, kind: &str, name: &str) -> Duration {
+        let started = Instant::now();
+        kubectl_as(ns, &["delete", kind, name, "-n", ns, "--timeout=30s"])
+            .unwrap_or_else(|e| panic!("deleting {kind} {name}: {e}"));
+        assert!(
+            kubectl_as(ns, &["get", kind, name, "-n", ns]).is_err(),
+            "{ns}/{name} is gone"
+        );
+        started.elapsed()
+    }
+
+    /// What team `ns` can read of its own namespace: its Secrets' values,
+    /// and its resources' status.
+    fn readable_by(&self, ns: &str) -> (String, String) {
+        let mut text = String::new();
+        let mut statuses = String::new();
+        for kind in [
+            "secrets",
+            "databaseprojects",
+            "databasebranches",
+            "databasesnapshots",
+        ] {
+            let list = kubectl_as(ns, &["get", kind, "-n", ns, "-o", "json"]).unwrap();
+            let list: Value = serde_json::from_str(&list).unwrap();
+            for item in list["items"].as_array().unwrap() {
+                if kind == "secrets" {
+                    for value in item["data"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(_, v)| v)
+                    {
+                        use base64::Engine;
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(value.as_str().unwrap_or_default())
+                            .unwrap_or_default();
+                        text.push_str(&String::from_utf8_lossy(&bytes));
+                        text.push('\n');
+                    }
+                } else {
+                    statuses.push_str(&item["status"].to_string());
+                }
+            }
+        }
+        (text, statuses)
+    }
+
+    async fn vendor_projects(&self) -> Vec<(String, String)> {
+        let body: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/infrai/v1/db/project/list?limit=100",
+                self.env.emulator()
+            ))
+            .bearer_auth(INFRAI_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_string(),
+                    p["name"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Team A's project `shop` (its branch `preview` and snapshot `nightly`),
+    /// Ready: the ids and password team B is after.
+    async fn team_a(&self) -> TeamA {
+        let a = &self.a;
+        self.apply_as(a, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+            "metadata": { "name": "shop" },
+            "spec": { "providerRef": { "name": self.provider("shared") }, "writeConnectionSecretTo": { "name": "shop-db" } } }));
+        self.apply_as(
+            a,
+            json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseBranch",
+            "metadata": { "name": "preview" }, "spec": { "projectRef": { "name": "shop" } } }),
+        );
+        self.apply_as(
+            a,
+            json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseSnapshot",
+            "metadata": { "name": "nightly" }, "spec": { "projectRef": { "name": "shop" } } }),
+        );
+        let project: DatabaseProject = self.ready(a, "shop").await;
+        let branch: DatabaseBranch = self.ready(a, "preview").await;
+        let snapshot: DatabaseSnapshot = self.ready(a, "nightly").await;
+        let project_id = project.status.unwrap().project_id.unwrap();
+        let secret = Api::<Secret>::namespaced(self.env.client.clone(), a)
+            .get("shop-db")
+            .await
+            .unwrap();
+        let password = String::from_utf8(secret.data.unwrap()["password"].0.clone()).unwrap();
+        let vendor_name = self
+            .vendor_projects()
+            .await
+            .into_iter()
+            .find(|(id, _)| *id == project_id)
+            .unwrap()
+            .1;
+        TeamA {
+            project_id,
+            vendor_name,
+            branch_id: branch.status.unwrap().branch_id.unwrap(),
+            snapshot_id: snapshot.status.unwrap().snapshot_id.unwrap(),
+            password,
+        }
+    }
+
+    /// Team A's objects are all still there, untouched, and its resources Ready.
+    async fn team_a_untouched(&self, team_a: &TeamA) {
+        let path = format!("/infrai/v1/db/project/get/{}", team_a.project_id);
+        assert_eq!(
+            vendor_status(&self.env.emulator(), &path, INFRAI_KEY).await,
+            200
+        );
+        let path = format!("/infrai/v1/db/branch/get/{}", team_a.branch_id);
+        assert_eq!(
+            vendor_status(&self.env.emulator(), &path, INFRAI_KEY).await,
+            200
+        );
+        let p: DatabaseProject = self.ready(&self.a, "shop").await;
+        assert_eq!(
+            p.status.unwrap().project_id.as_deref(),
+            Some(team_a.project_id.as_str())
+        );
+        self.ready::<DatabaseBranch>(&self.a, "preview").await;
+        self.ready::<DatabaseSnapshot>(&self.a, "nightly").await;
+    }
+
+    /// Team B got nothing of team A's: no id, name or password of A's in
+    /// its Secrets, and no password of A's in what it can read of its
+    /// resources (their status may repeat an id or name B wrote in a spec).
+    fn team_b_has_nothing_of(&self, team_a: &TeamA) {
+        let (secrets, statuses) = self.readable_by(&self.b);
+        for (what, value) in [
+            ("project id", &team_a.project_id),
+            ("vendor name", &team_a.vendor_name),
+            ("branch id", &team_a.branch_id),
+            ("snapshot id", &team_a.snapshot_id),
+            ("password", &team_a.password),
+        ] {
+            assert!(
+                !secrets.contains(value.as_str()),
+                "team B's Secrets hold team A's {what}"
+            );
+        }
+        assert!(
+            !statuses.contains(&team_a.password),
+            "team B reads team A's password"
+        );
+    }
+}
+
+struct TeamA {
+    project_id: String,
+    vendor_name: String,
+    branch_id: String,
+    snapshot_id: String,
+    password: String,
+}
+
+impl Drop for Tenancy {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = try_kubectl(&["delete", "namespace", ns, "--wait=false"]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && [&self.a, &self.b]
+                .iter()
+                .any(|ns| try_kubectl(&["get", "namespace", ns]).is_ok())
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        for ns in [&self.a, &self.b] {
+            if try_kubectl(&["get", "namespace", ns]).is_ok() {
+                eprintln!("e2e cleanup: {ns} did not finish deleting; removing finalizers");
+                for kind in ["databaseprojects", "databasebranches", "databasesnapshots"] {
+                    for name in try_kubectl(&["get", kind, "-n", ns, "-o", "name"])
+                        .unwrap_or_default()
+                        .lines()
+                    {
+                        let _ = try_kubectl(&[
+                            "patch",
+                            name,
+                            "-n",
+                            ns,
+                            "--type",
+                            "merge",
+                            "-p",
+                            r#"{"metadata":{"finalizers":null}}"#,
+                        ]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The aggregated tenant roles of the default install (`dbops-edit`,
+/// `dbops-view`), from `deploy/dbops.yaml`.
+fn apply_tenant_roles() {
+    let text = std::fs::read_to_string(repo().join("deploy/dbops.yaml")).unwrap();
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = Value::deserialize(doc).unwrap();
+        let name = value["metadata"]["name"].as_str().unwrap_or_default();
+        if value["kind"] == "ClusterRole" && matches!(name, "dbops-edit" | "dbops-view") {
+            kubectl_stdin(&["apply", "-f", "-"], &value, None).unwrap();
+        }
+    }
+}
+
+/// kubectl with `object` on stdin, as the team of namespace `as_team` when given.
+fn kubectl_stdin(args: &[&str], object: &Value, as_team: Option<&str>) -> Result<String, String> {
+    use std::io::Write;
+    let mut command = Command::new(kubectl_bin());
+    command.args(args).current_dir(repo());
+    if let Some(ns) = as_team {
+        command.arg(format!("--as=system:serviceaccount:{ns}:{TENANT_SA}"));
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(object.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `kubectl auth can-i` as the team of namespace `ns`: its answer (it exits
+/// non-zero on "no").
+fn can_i(ns: &str, args: &[&str]) -> String {
+    let out = Command::new(kubectl_bin())
+        .args(args)
+        .arg(format!("--as=system:serviceaccount:{ns}:{TENANT_SA}"))
+        .output()
+        .expect("kubectl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// kubectl as the team of namespace `ns`.
+fn kubectl_as(ns: &str, args: &[&str]) -> Result<String, String> {
+    let who = format!("--as=system:serviceaccount:{ns}:{TENANT_SA}");
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(&who);
+    try_kubectl(&all)
+}
+
+fn project_as_b(name: &str, provider: &str, extra: Value) -> Value {
+    let mut spec = json!({ "providerRef": { "name": provider }, "writeConnectionSecretTo": { "name": format!("{name}-db") } });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject", "metadata": { "name": name }, "spec": spec })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn tenant_adoption_of_another_teams_objects_is_refused_and_its_deletion_harms_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Declared first, dropped last: the teams are cleaned up while it runs.
+    let _operator;
+    let t = Tenancy::new("adopt").await;
+    _operator = Operator::start(&t.env, "1", &[]);
+    let team_a = t.team_a().await;
+    let b = t.b.clone();
+
+    // externalId of A's project: not a privilege of B's namespace...
+    t.apply_as(
+        &b,
+        project_as_b(
+            "stolen",
+            &t.provider("shared"),
+            json!({ "externalId": team_a.project_id, "deletionPolicy": "Delete" }),
+        ),
+    );
+    let message = t
+        .stalled::<DatabaseProject>(&b, "stolen", "AdoptionNotAllowed")
+        .await;
+    assert!(
+        message.contains("spec.externalId") && message.contains("administrator"),
+        "{message}"
+    );
+    // ...and where adoption is allowed, A holds the project: refused, without naming A.
+    t.apply_as(
+        &b,
+        project_as_b(
+            "stolen2",
+            &t.provider("adopting"),
+            json!({ "externalId": team_a.project_id, "deletionPolicy": "Delete" }),
+        ),
+    );
+    let message = t
+        .stalled::<DatabaseProject>(&b, "stolen2", "AlreadyClaimed")
+        .await;
+    assert!(
+        !message.contains(&t.a) && !message.contains("shop"),
+        "{message}"
+    );
+    // restoreFrom.snapshotId of A's snapshot, both ways.
+    t.apply_as(
+        &b,
+        project_as_b(
+            "restored",
+            &t.provider("shared"),
+            json!({ "restoreFrom": { "snapshotId": team_a.snapshot_id } }),
+        ),
+    );
+    t.stalled::<DatabaseProject>(&b, "restored", "AdoptionNotAllowed")
+        .await;
+    t.apply_as(
+        &b,
+        project_as_b(
+            "restored2",
+            &t.provider("adopting"),
+            json!({ "restoreFrom": { "snapshotId": team_a.snapshot_id } }),
+        ),
+    );
+    t.stalled::<DatabaseProject>(&b, "restored2", "AlreadyClaimed")
+        .await;
+    // A branch adopting A's branch, under a project of B's own.
+    t.apply_as(&b, project_as_b("own", &t.provider("adopting"), json!({})));
+    t.ready::<DatabaseProject>(&b, "own").await;
+    t.apply_as(&b, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseBranch",
+        "metadata": { "name": "br-stolen" },
+        "spec": { "projectRef": { "name": "own" }, "externalId": team_a.branch_id, "deletionPolicy": "Delete" } }));
+    t.stalled::<DatabaseBranch>(&b, "br-stolen", "AlreadyClaimed")
+        .await;
+    // A snapshot adopting A's snapshot.
+    t.apply_as(&b, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseSnapshot",
+        "metadata": { "name": "snap-stolen" },
+        "spec": { "projectRef": { "name": "own" }, "externalId": team_a.snapshot_id, "deletionPolicy": "Delete" } }));
+    t.stalled::<DatabaseSnapshot>(&b, "snap-stolen", "AlreadyClaimed")
+        .await;
+    // A raw fromBranch, where adoption is not allowed.
+    t.apply_as(
+        &b,
+        project_as_b("own-shared", &t.provider("shared"), json!({})),
+    );
+    t.ready::<DatabaseProject>(&b, "own-shared").await;
+    t.apply_as(
+        &b,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseBranch",
+        "metadata": { "name": "br-raw" },
+        "spec": { "projectRef": { "name": "own-shared" }, "fromBranch": "main" } }),
+    );
+    t.stalled::<DatabaseBranch>(&b, "br-raw", "AdoptionNotAllowed")
+        .await;
+
+    t.team_b_has_nothing_of(&team_a);
+    // Deleting every refused resource finishes (policy Delete where set),
+    // and team A's objects are untouched.
+    for (kind, name) in [
+        ("databaseproject", "stolen"),
+        ("databaseproject", "stolen2"),
+        ("databaseproject", "restored"),
+        ("databaseproject", "restored2"),
+        ("databasebranch", "br-stolen"),
+        ("databasesnapshot", "snap-stolen"),
+        ("databasebranch", "br-raw"),
+    ] {
+        let took = t.delete_as(&b, kind, name);
+        println!("e2e: tenant B deleted refused {kind} {name} in {took:?}");
+    }
+    t.team_a_untouched(&team_a).await;
+    assert_messages_are_for_people(&[&t.a, &t.b]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn tenant_create_marks_cannot_be_forged_and_a_failed_create_never_adopts_by_name() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Declared first, dropped last: the teams are cleaned up while it runs.
+    let _operator;
+    let t = Tenancy::new("mark").await;
+    _operator = Operator::start(&t.env, "1", &[]);
+    let team_a = t.team_a().await;
+    let b = t.b.clone();
+
+    // The create mark is in status: a team cannot write it.
+    t.apply_as(&b, project_as_b("own", &t.provider("shared"), json!({})));
+    t.ready::<DatabaseProject>(&b, "own").await;
+    let refused = kubectl_as(
+        &b,
+        &[
+            "patch",
+            "databaseproject",
+            "own",
+            "-n",
+            &b,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"createRequested":true}}"#,
+        ],
+    );
+    assert!(
+        refused.is_err_and(|e| e.contains("forbidden")),
+        "a team writes no status"
+    );
+
+    // A's vendor name, a vendor no document lists (the first create is
+    // refused), then any spec edit: never A's project.
+    t.apply_as(
+        &b,
+        project_as_b(
+            "copycat",
+            &t.provider("shared"),
+            json!({ "projectName": team_a.vendor_name, "vendor": "nosuchvendor" }),
+        ),
+    );
+    t.stalled::<DatabaseProject>(&b, "copycat", "VendorRejected")
+        .await;
+    kubectl_as(
+        &b,
+        &[
+            "patch",
+            "databaseproject",
+            "copycat",
+            "-n",
+            &b,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"writeConnectionSecretTo":{"labels":{"edited":"yes"}}}}"#,
+        ],
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let copycat: DatabaseProject = t.get(&b, "copycat").await.unwrap();
+    assert!(copycat.status.unwrap().project_id.is_none());
+
+    // A forged annotation mark on a project waiting for a snapshot that does
+    // not exist yet, asking for A's vendor name: when the snapshot comes, the
+    // restore is a first create of B's own, never A's project.
+    t.apply_as(&b, project_as_b("forger", &t.provider("shared"), json!({ "projectName": team_a.vendor_name, "restoreFrom": { "snapshotRef": { "name": "later" } } })));
+    t.waiting::<DatabaseProject>(&b, "forger", "WaitingForSnapshot")
+        .await;
+    let uid = t
+        .get::<DatabaseProject>(&b, "forger")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    kubectl_as(
+        &b,
+        &[
+            "annotate",
+            "databaseproject",
+            "forger",
+            "-n",
+            &b,
+            &format!("dbops.dev/create-requested={uid}"),
+        ],
+    )
+    .unwrap();
+    t.apply_as(
+        &b,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseSnapshot",
+        "metadata": { "name": "later" }, "spec": { "projectRef": { "name": "own" } } }),
+    );
+    let forger: DatabaseProject = t.ready(&b, "forger").await;
+    let forger_id = forger.status.unwrap().project_id.unwrap();
+    assert_ne!(forger_id, team_a.project_id, "its own new project");
+
+    t.team_b_has_nothing_of(&team_a);
+    for name in ["copycat", "forger", "own"] {
+        t.delete_as(&b, "databaseproject", name);
+    }
+    t.team_a_untouched(&team_a).await;
+    assert_messages_are_for_people(&[&t.a, &t.b]);
+}
+
+impl Tenancy {
+    /// Waits until `K` `name` in `ns` shows `reason` on `Reconciling` or
+    /// `Stalled` (a wait is not a stall).
+    async fn waiting<K>(&self, ns: &str, name: &str, reason: &str)
+    where
+        K: Managed + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let api: Api<K> = Api::namespaced(self.env.client.clone(), ns);
+        wait_until(
+            &format!("{ns}/{name} {reason}"),
+            Duration::from_secs(60),
+            || async {
+                let obj = api.get_opt(name).await.ok().flatten()?;
+                let conditions = K::conditions(obj.status()?);
+                [conditions::RECONCILING, conditions::STALLED]
+                    .iter()
+                    .any(|c| {
+                        conditions
+                            .get(c)
+                            .is_some_and(|c| c.status == "True" && c.reason == reason)
+                    })
+                    .then_some(())
+            },
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn tenant_provider_admission_is_enforced_at_once_and_one_bad_template_hurts_nobody() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Declared first, dropped last: the teams are cleaned up while it runs.
+    let mut operator;
+    let t = Tenancy::new("admit").await;
+    operator = Operator::start(&t.env, "1", &[]);
+    let team_a = t.team_a().await;
+    let b = t.b.clone();
+
+    // A provider meant for team A only.
+    let before = t.vendor_projects().await.len();
+    t.apply_as(
+        &b,
+        project_as_b("borrowed", &t.provider("team-a"), json!({})),
+    );
+    let message = t
+        .stalled::<DatabaseProject>(&b, "borrowed", "ProviderNotAllowed")
+        .await;
+    assert!(message.contains("administrator"), "{message}");
+    assert_eq!(
+        t.vendor_projects().await.len(),
+        before,
+        "nothing sent to the vendor"
+    );
+    t.delete_as(&b, "databaseproject", "borrowed");
+
+    // A template with two nested loops: its own resource stalls within a
+    // second; everything else keeps going.
+    let bomb = "{% for i in range(100000) %}{% for j in range(100000) %}{{ password }}{% endfor %}{% endfor %}";
+    let applied = Instant::now();
+    t.apply_as(
+        &b,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+        "metadata": { "name": "bomb" },
+        "spec": { "providerRef": { "name": t.provider("shared") },
+            "writeConnectionSecretTo": { "name": "bomb-db", "keys": { "BOOM": bomb } } } }),
+    );
+    t.apply_as(
+        &t.a,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+        "metadata": { "name": "meanwhile" },
+        "spec": { "providerRef": { "name": t.provider("shared") } } }),
+    );
+    t.stalled::<DatabaseProject>(&b, "bomb", "InvalidConnectionTemplate")
+        .await;
+    let stalled_after = applied.elapsed();
+    t.ready::<DatabaseProject>(&t.a, "meanwhile").await;
+    let other_ready_after = applied.elapsed();
+    println!(
+        "e2e: runaway template Stalled {stalled_after:?} after apply; another team's project Ready after {other_ready_after:?}"
+    );
+    assert!(
+        Api::<Secret>::namespaced(t.env.client.clone(), &b)
+            .get_opt("bomb-db")
+            .await
+            .unwrap()
+            .is_none_or(|s| !s.data.unwrap_or_default().contains_key("BOOM")),
+        "no runaway output written"
+    );
+    t.delete_as(&b, "databaseproject", "bomb");
+
+    // B's own project, then B's namespace loses its label: the project
+    // stalls at once (the label change wakes it), and its deletion finishes
+    // without touching the vendor.
+    t.apply_as(&b, project_as_b("own", &t.provider("shared"), json!({})));
+    let own: DatabaseProject = t.ready(&b, "own").await;
+    let own_id = own.status.unwrap().project_id.unwrap();
+    let unlabelled = Instant::now();
+    kubectl(&["label", "namespace", &b, "dbops.dev/tenant-of-"]);
+    t.stalled::<DatabaseProject>(&b, "own", "ProviderNotAllowed")
+        .await;
+    println!(
+        "e2e: a namespace's label removed: its project Stalled/ProviderNotAllowed after {:?}",
+        unlabelled.elapsed()
+    );
+    t.delete_as(&b, "databaseproject", "own");
+    let path = format!("/infrai/v1/db/project/get/{own_id}");
+    assert_eq!(
+        vendor_status(&t.env.emulator(), &path, INFRAI_KEY).await,
+        200,
+        "no call on behalf of a namespace the provider no longer admits"
+    );
+    t.team_a_untouched(&team_a).await;
+    assert_messages_are_for_people(&[&t.a, &t.b]);
+    let took = operator.terminate().await;
+    println!("e2e: SIGTERM after the runaway template: exited in {took:?}");
+    assert!(took < Duration::from_secs(10));
+    // A fresh one cleans the teams up.
+    operator = Operator::start(&t.env, "2", &[]);
+    operator.wait_ready().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn tenant_postgres_databases_stay_apart() {
+    let server = pg_support::server();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Declared first, dropped last: the teams are cleaned up while it runs.
+    let _operator;
+    let t = Tenancy::new("pgtenant").await;
+    _operator = Operator::start(&t.env, "1", &[]);
+    kubectl_stdin(
+        &["apply", "-f", "-"],
+        &json!({ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "pg-admin", "namespace": t.env.ns },
+        "stringData": { "password": server.password } }),
+        None,
+    )
+    .unwrap();
+    let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": t.env.ns } } });
+    for (name, adoption) in [
+        ("pg", json!({ "from": "Same" })),
+        ("pg-adopting", tenants.clone()),
+    ] {
+        kubectl_stdin(&["apply", "-f", "-"], &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
+            "metadata": { "name": t.provider(name) },
+            "spec": { "api": "postgres", "endpoint": server.endpoint,
+                "credentialsSecretRef": { "name": "pg-admin", "namespace": t.env.ns, "key": "password" },
+                "allowedNamespaces": tenants, "adoption": { "allowedNamespaces": adoption } } }), None).unwrap();
+    }
+    let (a, b) = (t.a.clone(), t.b.clone());
+    for ns in [&a, &b] {
+        t.apply_as(ns, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+            "metadata": { "name": "app" },
+            "spec": { "providerRef": { "name": t.provider("pg") }, "writeConnectionSecretTo": { "name": "app-db", "preset": "libpq" } } }));
+    }
+    let pa: DatabaseProject = t.ready(&a, "app").await;
+    t.ready::<DatabaseProject>(&b, "app").await;
+    let a_db = pa.status.unwrap().project_id.unwrap();
+    let b_uri = {
+        let s = Api::<Secret>::namespaced(t.env.client.clone(), &b)
+            .get("app-db")
+            .await
+            .unwrap();
+        String::from_utf8(s.data.unwrap()["DATABASE_URL"].0.clone()).unwrap()
+    };
+    // B's role cannot connect to A's database.
+    let mut foreign = url::Url::parse(&b_uri).unwrap();
+    foreign.set_path(&format!("/{a_db}"));
+    let refused = pg_connect(foreign.as_str()).await.expect_err("refused");
+    assert_eq!(
+        refused.as_db_error().map(|e| e.code().code()),
+        Some("42501"),
+        "{refused}"
+    );
+    pg_connect(&b_uri).await.expect("its own database");
+    // B names A's database: as a project to adopt, and as a branch source.
+    t.apply_as(&b, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+        "metadata": { "name": "stolen" },
+        "spec": { "providerRef": { "name": t.provider("pg") }, "externalId": a_db, "deletionPolicy": "Delete" } }));
+    t.stalled::<DatabaseProject>(&b, "stolen", "AdoptionNotAllowed")
+        .await;
+    t.apply_as(&b, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+        "metadata": { "name": "stolen2" },
+        "spec": { "providerRef": { "name": t.provider("pg-adopting") }, "externalId": a_db, "deletionPolicy": "Delete" } }));
+    t.stalled::<DatabaseProject>(&b, "stolen2", "AlreadyClaimed")
+        .await;
+    t.apply_as(&b, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseBranch",
+        "metadata": { "name": "copy" }, "spec": { "projectRef": { "name": "app" }, "fromBranch": a_db } }));
+    t.stalled::<DatabaseBranch>(&b, "copy", "AdoptionNotAllowed")
+        .await;
+    for (kind, name) in [
+        ("databaseproject", "stolen"),
+        ("databaseproject", "stolen2"),
+        ("databasebranch", "copy"),
+    ] {
+        t.delete_as(&b, kind, name);
+    }
+    let admin = pg_connect(&server.admin_url()).await.unwrap();
+    let left = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&a_db],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(left, 1, "A's database is still there");
+    t.ready::<DatabaseProject>(&a, "app").await;
+    for ns in [&a, &b] {
+        t.delete_as(ns, "databaseproject", "app");
+    }
 }
