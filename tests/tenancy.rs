@@ -571,3 +571,85 @@ async fn a_resumed_create_under_a_chosen_name_never_takes_what_it_finds() {
     assert_eq!(h.emulator.supabase.project_count(), before);
     ready_in::<DatabaseProject>(&h, A, "shop").await;
 }
+
+/// The documents of the README's worked platform setup.
+fn platform_example() -> Vec<Value> {
+    use serde::Deserialize;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/examples/multi-tenant/platform.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_worked_platform_setup_admits_labelled_teams_and_keeps_adoption_home() {
+    let h = Harness::new().await;
+    let docs = platform_example();
+    let of =
+        |kind: &str| -> Vec<Value> { docs.iter().filter(|d| d["kind"] == kind).cloned().collect() };
+    // The key lives in the operator's namespace, out of every team's reach.
+    let [secret] = &of("Secret")[..] else {
+        panic!("one Secret")
+    };
+    assert_eq!(secret["metadata"]["namespace"], "dbops-system");
+    // The harness already keeps its emulator's key under the same name and
+    // key there, which the example's provider reads.
+    assert_eq!(secret["metadata"]["name"], "infrai-credentials");
+    assert!(secret["stringData"]["apiKey"].is_string());
+    let [provider] = &of("DatabaseProvider")[..] else {
+        panic!("one DatabaseProvider")
+    };
+    let mut provider: DatabaseProvider = serde_json::from_value(provider.clone()).unwrap();
+    provider.spec.endpoint = Some(h.emulator_url.clone());
+    Api::<DatabaseProvider>::all(h.client.clone())
+        .create(&PostParams::default(), &provider)
+        .await
+        .unwrap();
+    for ns in of("Namespace") {
+        let ns: Namespace = serde_json::from_value(ns).unwrap();
+        Api::<Namespace>::all(h.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+    namespace(&h, "team-c", json!({})).await;
+
+    // Team A's project, as the example has it, goes Ready.
+    let [project_doc] = &of("DatabaseProject")[..] else {
+        panic!("one DatabaseProject")
+    };
+    assert_eq!(project_doc["metadata"]["namespace"], A);
+    create_in::<DatabaseProject>(&h, A, project_doc.clone()).await;
+    let orders = ready_in::<DatabaseProject>(&h, A, "orders").await;
+    let id = orders.status.unwrap().project_id.unwrap();
+
+    // A namespace without the label is not admitted.
+    let shared = |name: &str, extra: Value| {
+        let mut v = json!({ "metadata": { "name": name }, "spec": { "providerRef": { "name": "shared" } } });
+        for (k, val) in extra.as_object().unwrap() {
+            v["spec"][k] = val.clone();
+        }
+        v
+    };
+    create_in::<DatabaseProject>(&h, "team-c", shared("shop", json!({}))).await;
+    let err = reconcile_in::<DatabaseProject>(&h, "team-c", "shop")
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), "ProviderNotAllowed");
+    // A labelled team may create, but not adopt: adoption stays with the
+    // platform team's namespace.
+    create_in::<DatabaseProject>(&h, B, shared("stolen", json!({ "externalId": id }))).await;
+    let err = reconcile_in::<DatabaseProject>(&h, B, "stolen")
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), "AdoptionNotAllowed");
+    create_in::<DatabaseProject>(&h, B, shared("own", json!({}))).await;
+    ready_in::<DatabaseProject>(&h, B, "own").await;
+    assert_eq!(h.emulator.infrai.projects().len(), 2, "A's and B's own");
+    delete_in::<DatabaseProject>(&h, "team-c", "shop").await;
+    delete_in::<DatabaseProject>(&h, B, "stolen").await;
+    assert!(h.emulator.infrai.projects().iter().any(|p| p.id == id));
+}
