@@ -12,7 +12,7 @@ use dbops::api::v1alpha1::{
 use dbops::controllers::Managed;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
-use support::{Harness, NS, start_operator, wait_for};
+use support::{Harness, NS, start_operator, start_operator_full, wait_for};
 
 fn is_ready(p: &DatabaseProject) -> bool {
     p.status
@@ -343,4 +343,161 @@ async fn a_throttled_provider_does_not_starve_the_others() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// Whether `obj`'s `Ready` condition is False for `reason`.
+fn failing_with<K: Managed>(obj: &K, reason: &str) -> bool {
+    obj.status().is_some_and(|s| {
+        K::conditions(s)
+            .get("Ready")
+            .is_some_and(|r| r.status == "False" && r.reason == reason)
+    })
+}
+
+/// Every kind watches its provider: fixing a broken provider makes each
+/// dependent retry at once, instead of after its error backoff (here a
+/// minute, so only the provider watch can make the wait short).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_retries_at_once_when_its_provider_is_fixed() {
+    use dbops::api::v1alpha1::DatabaseProvider;
+    use dbops::api::v1alpha1::{ByokBinding, ByokCredential, ByokCredentialSpec, ProviderRef};
+    use kube::api::{Patch, PatchParams};
+
+    let h = Harness::new().await;
+    let (stop, _task) = start_operator_full(
+        &h,
+        None,
+        dbops::controllers::Settings {
+            base_backoff: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(120),
+            ..Default::default()
+        },
+    );
+    let pp = PostParams::default();
+    let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    let branches: Api<DatabaseBranch> = Api::namespaced(h.client.clone(), NS);
+    let snapshots: Api<DatabaseSnapshot> = Api::namespaced(h.client.clone(), NS);
+    let byok: Api<ByokCredential> = Api::namespaced(h.client.clone(), NS);
+    let providers: Api<DatabaseProvider> = Api::all(h.client.clone());
+    projects
+        .create(
+            &pp,
+            &DatabaseProject::new("shop", DatabaseProjectSpec::default()),
+        )
+        .await
+        .unwrap();
+    wait_for("shop Ready", || async {
+        projects.get_opt("shop").await.unwrap().filter(is_ready)
+    })
+    .await;
+
+    // The provider breaks (a port nothing listens on); new dependents fail.
+    let endpoint = |url: &str| Patch::Merge(serde_json::json!({ "spec": { "endpoint": url } }));
+    providers
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &endpoint("http://127.0.0.1:1/infrai"),
+        )
+        .await
+        .unwrap();
+    projects
+        .create(
+            &pp,
+            &DatabaseProject::new("late", DatabaseProjectSpec::default()),
+        )
+        .await
+        .unwrap();
+    branches
+        .create(&pp, &support::branch("preview", "shop"))
+        .await
+        .unwrap();
+    let snapshot = DatabaseSnapshot::new(
+        "nightly",
+        DatabaseSnapshotSpec {
+            project_ref: LocalObjectRef {
+                name: "shop".into(),
+            },
+            label: None,
+            external_id: None,
+            deletion_policy: Some(DeletionPolicy::Delete),
+        },
+    );
+    snapshots.create(&pp, &snapshot).await.unwrap();
+    // Once these fail, every watch cache has the broken provider (a
+    // credential made sooner could still be registered with the old one).
+    wait_for("the first dependents failing", || async {
+        let late = projects.get_opt("late").await.unwrap();
+        late.is_some_and(|o| failing_with(&o, "VendorUnreachable"))
+            .then_some(())
+    })
+    .await;
+    let key: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "neon-key" },
+        "stringData": { "api_key": "sk-live-1" },
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), NS)
+        .create(&pp, &key)
+        .await
+        .unwrap();
+    let credential = ByokCredential::new(
+        "neon",
+        ByokCredentialSpec {
+            provider_ref: ProviderRef::default(),
+            vendor: "neon".into(),
+            alias: "team-a-neon".into(),
+            credentials_secret_ref: LocalObjectRef {
+                name: "neon-key".into(),
+            },
+            enabled: true,
+            bindings: vec![ByokBinding {
+                capability: None,
+                module: Some("db".into()),
+                model: None,
+            }],
+            quota: None,
+            test_interval: None,
+            deletion_policy: DeletionPolicy::Delete,
+        },
+    );
+    byok.create(&pp, &credential).await.unwrap();
+    wait_for("every dependent failing", || async {
+        let late = projects.get_opt("late").await.unwrap();
+        let preview = branches.get_opt("preview").await.unwrap();
+        let nightly = snapshots.get_opt("nightly").await.unwrap();
+        let neon = byok.get_opt("neon").await.unwrap();
+        (late.is_some_and(|o| failing_with(&o, "VendorUnreachable"))
+            && preview.is_some_and(|o| failing_with(&o, "VendorUnreachable"))
+            && nightly.is_some_and(|o| failing_with(&o, "VendorUnreachable"))
+            && neon.is_some_and(|o| failing_with(&o, "VendorUnreachable")))
+        .then_some(())
+    })
+    .await;
+
+    // Fixed: all four go Ready long before a 45 s (60 s - 25%) backoff ends.
+    let fixed = std::time::Instant::now();
+    providers
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &endpoint(&h.emulator_url),
+        )
+        .await
+        .unwrap();
+    wait_for("every dependent Ready", || async {
+        let late = projects.get_opt("late").await.unwrap();
+        let preview = branches.get_opt("preview").await.unwrap();
+        let nightly = snapshots.get_opt("nightly").await.unwrap();
+        let neon = byok.get_opt("neon").await.unwrap();
+        (late.is_some_and(|o| o.is_ready())
+            && preview.is_some_and(|o| o.is_ready())
+            && nightly.is_some_and(|o| o.is_ready())
+            && neon.is_some_and(|o| o.is_ready()))
+        .then_some(())
+    })
+    .await;
+    // wait_for gives up after 15 s, well inside the backoff; say how long it took.
+    eprintln!("every dependent Ready {:?} after the fix", fixed.elapsed());
+    let _ = stop.send(());
 }

@@ -405,7 +405,7 @@ pub fn controller(
             scope.api(client.clone()),
             ctx.secret_echoes.clone(),
         ))
-        .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(super::provider_triggers(ctx), by_provider)
         .watches_stream(
             super::namespace_triggers(client.clone(), scope),
             by_namespace,

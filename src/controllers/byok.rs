@@ -811,7 +811,7 @@ pub fn controller(
     let labelled = watcher::Config::default().labels(&format!("{WATCH_LABEL}=true"));
     controller
         .watches(scope.api::<Secret>(client.clone()), labelled, by_secret)
-        .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(super::provider_triggers(ctx), by_provider)
         .watches_stream(super::namespace_triggers(client, scope), by_namespace)
 }
 

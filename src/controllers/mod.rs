@@ -199,6 +199,10 @@ pub struct Settings {
     /// The in-use finalizer this operator puts on providers and credential
     /// Secrets while something depends on them ([`protection`]).
     pub protection_finalizer: String,
+    /// Vendor host names reached at a fixed address instead of a DNS lookup
+    /// (`dbops run` maps the chart's emulator Service name to its built-in
+    /// emulator, so one provider manifest works in and out of a cluster).
+    pub vendor_hosts: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl Default for Settings {
@@ -211,6 +215,7 @@ impl Default for Settings {
             provisioning_poll: Duration::from_secs(5),
             concurrency: 16,
             protection_finalizer: protection::DEFAULT_FINALIZER.to_string(),
+            vendor_hosts: Vec::new(),
         }
     }
 }
@@ -237,6 +242,9 @@ pub struct Context {
     pub(crate) caches: std::sync::RwLock<Option<provider_lookup::Caches>>,
     /// Namespaces recently seen not terminating, and when.
     pub(crate) live_namespaces: Mutex<HashMap<String, std::time::Instant>>,
+    /// The newest generation of each `DatabaseProvider` (by name) that a
+    /// controller's provider watch has seen ([`provider_triggers`]).
+    pub(crate) provider_generations: Arc<Mutex<HashMap<String, i64>>>,
     /// Vendor claims this process took or found held, by claim name, with
     /// the holder's UID: what [`protection::claims`] reads while it has no
     /// watch cache of claims.
@@ -252,7 +260,8 @@ impl Context {
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), "dbops", instance),
-            providers: ProviderRegistry::new(Some(metrics.clone())),
+            providers: ProviderRegistry::new(Some(metrics.clone()))
+                .with_hosts(settings.vendor_hosts.clone()),
             client,
             metrics,
             settings,
@@ -263,6 +272,7 @@ impl Context {
             secret_echoes: Arc::default(),
             caches: std::sync::RwLock::default(),
             live_namespaces: Mutex::default(),
+            provider_generations: Arc::default(),
             held_claims: Mutex::default(),
         }
     }
@@ -432,8 +442,14 @@ where
 /// provider, a spec change or a deletion wakes them. Its status, labels and
 /// finalizers (the in-use protection) change nothing a dependent reads, and
 /// each such change would otherwise wake every dependent at once.
+///
+/// Each event's generation is recorded in `ctx` before the wake-up goes out:
+/// this watch and the lookup cache are two streams, and a dependent woken by
+/// a fixed provider must not read the provider as it was before the fix
+/// ([`Context::provider_object`] reads it from the API server while the
+/// cache is behind).
 pub fn provider_triggers(
-    client: Client,
+    ctx: &Context,
 ) -> impl futures::Stream<
     Item = Result<
         DeserializeGuard<crate::api::v1alpha1::DatabaseProvider>,
@@ -441,10 +457,24 @@ pub fn provider_triggers(
     >,
 > + Send
 + 'static {
+    use futures::StreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
-    watcher(kube::Api::all(client), watcher::Config::default())
+    let seen = ctx.provider_generations.clone();
+    let api: kube::Api<DeserializeGuard<crate::api::v1alpha1::DatabaseProvider>> =
+        kube::Api::all(ctx.client.clone());
+    watcher(api, watcher::Config::default())
         .default_backoff()
         .touched_objects()
+        .inspect(move |event| {
+            if let Ok(provider) = event {
+                let meta = provider.meta();
+                if let (Some(name), Some(generation)) = (&meta.name, meta.generation) {
+                    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    let entry = seen.entry(name.clone()).or_default();
+                    *entry = (*entry).max(generation);
+                }
+            }
+        })
         .predicate_filter(wake_on, Default::default())
 }
 

@@ -628,7 +628,7 @@ pub fn controller(
             scope.api(client.clone()),
             ctx.secret_echoes.clone(),
         ))
-        .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(super::provider_triggers(ctx), by_provider)
         .watches_stream(
             super::namespace_triggers(client.clone(), scope),
             super::in_namespace(controller_store.clone()),

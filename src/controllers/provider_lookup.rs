@@ -165,10 +165,18 @@ impl Context {
                 .get(&ObjectRef::new(&provider_ref.name))
                 .and_then(|g| g.0.as_ref().ok().cloned())
         });
-        if let Some(provider) = cached {
-            return Ok(provider);
+        // A controller's provider watch may have seen a newer spec than the
+        // cache (two watches): then read it, as it is now.
+        let newest = self
+            .provider_generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&provider_ref.name)
+            .copied();
+        match cached {
+            Some(provider) if provider.metadata.generation >= newest => Ok(provider),
+            _ => self.fetch_provider(provider_ref).await,
         }
-        self.fetch_provider(provider_ref).await
     }
 
     /// The `DatabaseProvider` named by `provider_ref`, read from the API server.

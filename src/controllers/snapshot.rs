@@ -285,6 +285,6 @@ pub fn controller(
             watcher_config,
             by_project,
         )
-        .watches_stream(super::provider_triggers(client.clone()), by_provider)
+        .watches_stream(super::provider_triggers(ctx), by_provider)
         .watches_stream(super::namespace_triggers(client, scope), by_namespace)
 }
