@@ -38,7 +38,9 @@ enum Command {
     ///
     /// By default it also serves the vendor API emulators on 127.0.0.1:8470, so a
     /// DatabaseProvider with `endpoint: http://127.0.0.1:8470/infrai` works with no
-    /// vendor account (see deploy/examples/).
+    /// vendor account. The host of the chart's emulator Service
+    /// (`dbops-emulator.dbops-system.svc`) reaches them too, so
+    /// deploy/examples/ work both here and with the chart.
     Run(RunArgs),
     /// Print every CRD as YAML (or write one file per CRD with --out-dir).
     Crdgen {
@@ -50,6 +52,21 @@ enum Command {
     Capabilities,
     /// Serve the vendor API emulators (/infrai, /supabase, /db9, /capydb) until interrupted.
     Emulator(EmulatorArgs),
+    /// The Helm chart's pre-delete hook: when no dbops resource is left,
+    /// delete the chart's kept emulator provider, its Secret and volume;
+    /// otherwise keep them for a later install. Never fails the uninstall.
+    #[command(hide = true)]
+    BeforeUninstall {
+        /// The release namespace (of the Secret and the volume claim).
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: String,
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long)]
+        volume_claim: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -59,6 +76,12 @@ struct RunArgs {
     emulator: bool,
     #[command(flatten)]
     emulator_args: EmulatorArgs,
+    /// Vendor endpoints with this host reach the built-in emulator (at the
+    /// endpoint's port) instead of a DNS lookup: the name of the chart's
+    /// emulator Service, so one provider manifest works in and out of a
+    /// cluster. Empty: none.
+    #[arg(long = "emulator-host", default_value = dbops::emulator::IN_CLUSTER_HOST, env = "DBOPS_EMULATOR_HOST")]
+    emulator_host: String,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8080", env = "DBOPS_METRICS_LISTEN")]
     metrics_listen: SocketAddr,
@@ -343,8 +366,18 @@ async fn start_emulator(
 
 async fn run(args: RunArgs) -> Result<(), String> {
     dbops::providers::http::ensure_crypto_provider();
+    let mut vendor_hosts = Vec::new();
     if args.emulator {
-        start_emulator(&args.emulator_args, true).await?;
+        let addr = start_emulator(&args.emulator_args, true).await?;
+        if !args.emulator_host.is_empty() {
+            let ip = if addr.ip().is_unspecified() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                addr.ip()
+            };
+            tracing::info!(host = %args.emulator_host, %ip, "vendor endpoints on this host reach the built-in emulator");
+            vendor_hosts.push((args.emulator_host.clone(), SocketAddr::new(ip, addr.port())));
+        }
     }
     let metrics = std::sync::Arc::new(dbops::metrics::Metrics::default());
     let config = kube::Config::infer()
@@ -374,6 +407,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
         settings: Settings {
             resync_interval: args.resync_interval,
             concurrency: args.concurrency,
+            vendor_hosts,
             ..Settings::default()
         },
         metrics_listen: Some(args.metrics_listen),
@@ -390,6 +424,24 @@ async fn run(args: RunArgs) -> Result<(), String> {
     };
     dbops::operator::run(client, options, shutdown_signal()).await;
     Ok(())
+}
+
+/// Runs the chart's pre-delete hook; says what it did, and never fails
+/// (when it cannot decide, it deletes nothing and the uninstall goes on).
+async fn before_uninstall(kept: &dbops::uninstall::Kept) {
+    dbops::providers::http::ensure_crypto_provider();
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            let reason = dbops::controllers::kube_error::describe(&e);
+            tracing::warn!("cannot reach Kubernetes ({reason}); the chart's kept objects stay");
+            return;
+        }
+    };
+    match dbops::uninstall::before_uninstall(&client, kept).await {
+        Ok(outcome) => tracing::info!("{outcome}"),
+        Err(e) => tracing::warn!("{e}; the chart's kept objects stay"),
+    }
 }
 
 fn crdgen(out_dir: Option<PathBuf>) -> Result<(), String> {
@@ -433,6 +485,21 @@ async fn main() -> ExitCode {
         Command::Emulator(args) => emulator(args).await,
         Command::Capabilities => {
             print!("{}", dbops::providers::matrix::markdown());
+            Ok(())
+        }
+        Command::BeforeUninstall {
+            namespace,
+            provider,
+            secret,
+            volume_claim,
+        } => {
+            let kept = dbops::uninstall::Kept {
+                namespace,
+                provider,
+                secret,
+                volume_claim,
+            };
+            before_uninstall(&kept).await;
             Ok(())
         }
     };

@@ -28,7 +28,7 @@ use kube::api::{Api, ListParams, PostParams};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-const EMULATOR_PORT_IN_EXAMPLES: &str = "http://127.0.0.1:8470";
+const EMULATOR_PORT_IN_EXAMPLES: &str = "http://dbops-emulator.dbops-system.svc:8470";
 const INFRAI_KEY: &str = "ifr_pk_proj_dbops_emulator";
 
 fn repo() -> PathBuf {

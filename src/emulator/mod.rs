@@ -43,6 +43,12 @@ pub const DEFAULT_CAPYDB_API_KEY: &str = "capy_live_dbops_emulator";
 /// Default listen address of `dbops emulator` and of the emulator inside `dbops run`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
 
+/// The host name of the chart's emulator Service (release `dbops` in
+/// `dbops-system`). `dbops run` sends requests for it to its built-in
+/// emulator, so deploy/examples/ name one endpoint that works in a cluster
+/// with the chart and out of one with `dbops run`.
+pub const IN_CLUSTER_HOST: &str = "dbops-emulator.dbops-system.svc";
+
 /// Settings of an emulator instance: the bearer keys each API accepts, by
 /// API name (`infrai`, `supabase`, `db9`, `capydb`), and the PostgreSQL server
 /// the emulated vendors make real databases on, if any.

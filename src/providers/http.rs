@@ -85,6 +85,20 @@ impl VendorHttp {
         timeout: Duration,
         metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, ConfigError> {
+        Self::with_hosts(api, endpoint, api_key, timeout, metrics, &[])
+    }
+
+    /// [`VendorHttp::new`], connecting to a fixed address for each host name
+    /// in `hosts` instead of looking it up (like curl's `--resolve`; the port
+    /// still comes from the endpoint).
+    pub fn with_hosts(
+        api: ProviderApi,
+        endpoint: &str,
+        api_key: &SecretString,
+        timeout: Duration,
+        metrics: Option<Arc<Metrics>>,
+        hosts: &[(String, std::net::SocketAddr)],
+    ) -> Result<Self, ConfigError> {
         ensure_crypto_provider();
         let mut base = Url::parse(endpoint).map_err(|_| ConfigError::InvalidEndpoint {
             endpoint: endpoint.to_string(),
@@ -103,7 +117,11 @@ impl VendorHttp {
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for (host, addr) in hosts {
+            builder = builder.resolve(host, *addr);
+        }
+        let client = builder
             .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))

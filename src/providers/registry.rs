@@ -86,6 +86,8 @@ pub enum BuildError {
 #[derive(Default)]
 pub struct ProviderRegistry {
     metrics: Option<Arc<Metrics>>,
+    /// Fixed addresses for vendor host names ([`VendorHttp::with_hosts`]).
+    hosts: Vec<(String, std::net::SocketAddr)>,
     cache: Mutex<HashMap<String, CachedProvider>>,
 }
 
@@ -96,8 +98,16 @@ impl ProviderRegistry {
     pub fn new(metrics: Option<Arc<Metrics>>) -> Self {
         Self {
             metrics,
+            hosts: Vec::new(),
             cache: Mutex::default(),
         }
+    }
+
+    /// Clients built from now on connect to a fixed address for each host
+    /// name in `hosts` (the built-in emulator's in-cluster name, say).
+    pub fn with_hosts(mut self, hosts: Vec<(String, std::net::SocketAddr)>) -> Self {
+        self.hosts = hosts;
+        self
     }
 
     /// The client for provider `name`, built from `config` unless one built from
@@ -117,7 +127,7 @@ impl ProviderRegistry {
         {
             return Ok(provider.clone());
         }
-        let provider = build(&config(), self.metrics.clone())?;
+        let provider = build_with_hosts(&config(), self.metrics.clone(), &self.hosts)?;
         cache.insert(
             name.to_string(),
             (fingerprint.to_string(), provider.clone()),
@@ -131,17 +141,27 @@ pub fn build(
     config: &ProviderConfig,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
+    build_with_hosts(config, metrics, &[])
+}
+
+/// [`build`], connecting to a fixed address for each host name in `hosts`.
+pub fn build_with_hosts(
+    config: &ProviderConfig,
+    metrics: Option<Arc<Metrics>>,
+    hosts: &[(String, std::net::SocketAddr)],
+) -> Result<Arc<dyn Provider>, BuildError> {
     let vendor = vendors::vendor(config.spec.api)?;
     let build_http = match vendor.build {
         vendors::Build::Http(build_http) => build_http,
         vendors::Build::Direct(build_direct) => return build_direct(config),
     };
-    let http = VendorHttp::new(
+    let http = VendorHttp::with_hosts(
         config.spec.api,
         config.effective_endpoint()?,
         &config.api_key,
         config.request_timeout(),
         metrics,
+        hosts,
     )?;
     let http = match &config.spec.request_budget {
         Some(budget) => http.with_budget(
