@@ -7,3 +7,4 @@ pub mod emulator;
 pub mod metrics;
 pub mod operator;
 pub mod providers;
+pub mod uninstall;
