@@ -12,5 +12,6 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
 # Say it plainly: a green run here says nothing about a real cluster.
-echo "NOTE: the e2e suite (tests/e2e.rs) did not run: it needs a real cluster." >&2
+echo "NOTE: the e2e suites (tests/e2e.rs, tests/e2e_chart.rs) did not run: they need a real cluster." >&2
 echo "      With KUBECONFIG set: cargo test --test e2e -- --ignored --test-threads=1" >&2
+echo "      With a node and the image loaded (DBOPS_E2E_IMAGE=dbops:<version>): cargo test --test e2e_chart -- --ignored" >&2
