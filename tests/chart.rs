@@ -757,3 +757,93 @@ fn the_charts_emulator_sets_faults_only_with_a_key() {
         204
     );
 }
+
+#[test]
+fn the_emulator_claim_takes_a_storage_class_name_or_none() {
+    let claim_class = |extra: &[&str]| {
+        let mut args = vec!["--set", "emulator.enabled=true"];
+        args.extend_from_slice(extra);
+        let docs = render(&args);
+        let claims = of_kind(&docs, "PersistentVolumeClaim");
+        assert_eq!(claims.len(), 1);
+        claims[0]["spec"].get("storageClassName").cloned()
+    };
+    // Unset: the cluster's default StorageClass.
+    assert_eq!(claim_class(&[]), None);
+    assert_eq!(
+        claim_class(&["--set", "emulator.persistence.storageClassName=fast"]),
+        Some(Value::from("fast"))
+    );
+    // "-": no class at all, so the claim binds a PersistentVolume made by hand.
+    assert_eq!(
+        claim_class(&["--set", "emulator.persistence.storageClassName=-"]),
+        Some(Value::from(""))
+    );
+    // The older name still works.
+    assert_eq!(
+        claim_class(&["--set", "emulator.persistence.storageClass=slow"]),
+        Some(Value::from("slow"))
+    );
+}
+
+#[test]
+fn uninstall_keeps_the_emulators_objects_and_the_hook_may_touch_only_those() {
+    let docs = render(&["--set", "emulator.enabled=true"]);
+    let keep = |kind: &str| {
+        of_kind(&docs, kind)
+            .iter()
+            .filter(|d| d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep")
+            .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keep("DatabaseProvider"), ["emulator"]);
+    assert_eq!(keep("Secret"), ["dbops-emulator-credentials"]);
+    assert_eq!(keep("PersistentVolumeClaim"), ["dbops-emulator"]);
+    assert!(keep("Deployment").is_empty() && keep("ClusterRole").is_empty());
+
+    let hooks: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete")
+        .collect();
+    let job = hooks.iter().find(|d| d["kind"] == "Job").expect("a hook Job");
+    let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        &args[..5],
+        [
+            "before-uninstall",
+            "--namespace=dbops-system",
+            "--provider=emulator",
+            "--secret=dbops-emulator-credentials",
+            "--volume-claim=dbops-emulator",
+        ]
+    );
+    // Every write the hook may make names its object: it can delete nothing else.
+    for role in hooks.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole") {
+        for rule in role["rules"].as_array().unwrap() {
+            let verbs = strings(&rule["verbs"]);
+            if verbs.contains("delete") || verbs.contains("get") {
+                assert!(
+                    rule["resourceNames"].as_array().is_some_and(|n| !n.is_empty()),
+                    "{rule}"
+                );
+            } else {
+                assert_eq!(verbs, BTreeSet::from(["list"]), "{rule}");
+            }
+        }
+    }
+    // The hook's pod passes Pod Security `restricted` like the operator's.
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let container = &pod["containers"][0]["securityContext"];
+    assert_eq!(container["allowPrivilegeEscalation"], false);
+    assert_eq!(container["capabilities"]["drop"][0], "ALL");
+
+    // Without the emulator there is nothing to keep and no hook.
+    let plain = render(&[]);
+    assert!(plain.iter().all(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null()));
+}

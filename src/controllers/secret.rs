@@ -41,18 +41,27 @@ pub fn owned_secret_triggers(
 + 'static {
     use futures::TryStreamExt;
     use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::Event;
     kube::runtime::watcher(api, owned_secrets_watch())
         .default_backoff()
-        .touched_objects()
-        .try_filter(move |secret| {
-            let key = format!(
-                "{}/{}",
-                secret.namespace().unwrap_or_default(),
-                secret.name_any()
-            );
-            let echo = secret.metadata.deletion_timestamp.is_none()
-                && echoes.is_echo(&key, secret.metadata.resource_version.as_deref());
-            std::future::ready(!echo)
+        .try_filter_map(move |event| {
+            let woken = match event {
+                // A deletion is never the echo of our write, whatever
+                // resourceVersion the event carries: the Secret must be put back.
+                Event::Delete(secret) => Some(secret),
+                Event::Apply(secret) | Event::InitApply(secret) => {
+                    let key = format!(
+                        "{}/{}",
+                        secret.namespace().unwrap_or_default(),
+                        secret.name_any()
+                    );
+                    let echo = secret.metadata.deletion_timestamp.is_none()
+                        && echoes.is_echo(&key, secret.metadata.resource_version.as_deref());
+                    (!echo).then_some(secret)
+                }
+                Event::Init | Event::InitDone => None,
+            };
+            std::future::ready(Ok(woken))
         })
 }
 

@@ -422,7 +422,10 @@ impl Inner {
             }
             return Some(object);
         }
-        Self::next_rv(state);
+        // Like the API server, the DELETED event carries the deletion's
+        // resourceVersion, not the last write's.
+        let rv = Self::next_rv(state);
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
         state.objects.remove(key);
         self.commit(state, key, "DELETED", object.clone());
         self.collect_garbage(state, &object);
