@@ -805,7 +805,10 @@ fn uninstall_keeps_the_emulators_objects_and_the_hook_may_touch_only_those() {
         .iter()
         .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete")
         .collect();
-    let job = hooks.iter().find(|d| d["kind"] == "Job").expect("a hook Job");
+    let job = hooks
+        .iter()
+        .find(|d| d["kind"] == "Job")
+        .expect("a hook Job");
     let args: Vec<&str> = job["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
         .unwrap()
@@ -823,12 +826,17 @@ fn uninstall_keeps_the_emulators_objects_and_the_hook_may_touch_only_those() {
         ]
     );
     // Every write the hook may make names its object: it can delete nothing else.
-    for role in hooks.iter().filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole") {
+    for role in hooks
+        .iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+    {
         for rule in role["rules"].as_array().unwrap() {
             let verbs = strings(&rule["verbs"]);
             if verbs.contains("delete") || verbs.contains("get") {
                 assert!(
-                    rule["resourceNames"].as_array().is_some_and(|n| !n.is_empty()),
+                    rule["resourceNames"]
+                        .as_array()
+                        .is_some_and(|n| !n.is_empty()),
                     "{rule}"
                 );
             } else {
@@ -845,5 +853,9 @@ fn uninstall_keeps_the_emulators_objects_and_the_hook_may_touch_only_those() {
 
     // Without the emulator there is nothing to keep and no hook.
     let plain = render(&[]);
-    assert!(plain.iter().all(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null()));
+    assert!(
+        plain
+            .iter()
+            .all(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null())
+    );
 }
