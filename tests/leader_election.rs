@@ -83,8 +83,18 @@ async fn create_and_wait_ready(h: &Harness, name: &str) {
     }
 }
 
-/// The instances that reported Events about `name`.
-fn reporters(h: &Harness, name: &str) -> std::collections::BTreeSet<String> {
+/// The instances that reported Events about `name`, once one has (Events
+/// are written after the status that makes the object Ready).
+async fn reporters(h: &Harness, name: &str) -> std::collections::BTreeSet<String> {
+    support::wait_for(&format!("an Event about {name}"), || async {
+        let seen = reported(h, name);
+        (!seen.is_empty()).then_some(seen)
+    })
+    .await
+}
+
+/// The instances that reported Events about `name` so far.
+fn reported(h: &Harness, name: &str) -> std::collections::BTreeSet<String> {
     h.kube
         .objects("apis/events.k8s.io/v1/events")
         .into_iter()
@@ -102,7 +112,7 @@ async fn only_the_leader_reconciles_and_a_clean_shutdown_hands_over_at_once() {
 
     create_and_wait_ready(&h, "first").await;
     assert_eq!(
-        reporters(&h, "first"),
+        reporters(&h, "first").await,
         [leader.clone()].into(),
         "only the leader reconciled"
     );
@@ -129,7 +139,7 @@ async fn only_the_leader_reconciles_and_a_clean_shutdown_hands_over_at_once() {
     );
 
     create_and_wait_ready(&h, "second").await;
-    assert_eq!(reporters(&h, "second"), [next].into());
+    assert_eq!(reporters(&h, "second").await, [next].into());
     assert_eq!(
         h.emulator.infrai.projects().len(),
         2,
@@ -196,7 +206,7 @@ async fn a_killed_leader_is_replaced_when_its_lease_expires() {
     assert!(takeover < Duration::from_secs(6), "took {takeover:?}");
     create_and_wait_ready(&h, "after-failover").await;
     assert_eq!(
-        reporters(&h, "after-failover"),
+        reporters(&h, "after-failover").await,
         ["survivor".to_string()].into()
     );
     let _ = stop.send(());
