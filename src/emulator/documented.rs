@@ -10,7 +10,7 @@
 //! - an emulator in **strict mode** ([`Strict`]) serves only documented
 //!   fields: each answer is cut down to the fields the document shows for that
 //!   endpoint, plus the fields a client is known to assume where the document
-//!   shows no body ([`crate::providers::contract::Assumption`]). An endpoint
+//!   shows no body ([`Assumption`]). An endpoint
 //!   the document does not list answers 404, and an answer the document shows
 //!   no body for goes out empty.
 
@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::providers::contract::Assumption;
+use crate::providers::Assumption;
 
 /// One vendor document, as extracted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! The `postgres` API: a PostgreSQL server of your own as the vendor.
 //!
 //! - A project is a database and a login role that owns it, both named
-//!   after the resource ([`generated_name`](super::generated_name)). The
+//!   after the resource ([`generated_name`](crate::providers::base::generated_name)). The
 //!   operator chooses the password and keeps it only in the connection
 //!   Secret.
 //! - A branch is a new database holding a copy of its parent's schema and
@@ -29,25 +29,26 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{
-    BranchApi, BranchLifecycle, BranchRequest, CredentialApi, Operation, Password, ProjectApi,
-    ProjectLifecycle, ProjectRequest, Provider, ProviderConfig, ProviderError, ResourceState,
-    RestoreApi, RestoreProgress, RestoreRequest, RotationProgress, RotationTarget, SnapshotApi,
-    SnapshotDeletion, SnapshotRequest, VendorBranch, VendorProject, VendorSnapshot, generated_name,
-};
 use crate::api::v1alpha1::{CopyStrategy, ProviderApi};
+use crate::providers::base::{
+    BranchApi, BranchLifecycle, BranchRequest, Build, CredentialApi, Operation, Password,
+    ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderConfig, ProviderError,
+    ResourceState, RestoreApi, RestoreProgress, RestoreRequest, RotationProgress, RotationTarget,
+    SnapshotApi, SnapshotDeletion, SnapshotRequest, Vendor, VendorBranch, VendorProject,
+    VendorSnapshot, generated_name,
+};
 pub use server::{Server, Source, SqlError};
 
-/// This vendor's entry in [`super::VENDORS`].
-pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+/// This vendor's entry in the registry (`providers::registry::VENDORS`).
+pub const VENDOR: Vendor = Vendor {
     api: ProviderApi::Postgres,
     default_endpoint: None,
-    build: super::vendors::Build::Direct(build),
+    build: Build::Direct(build),
 };
 
 const API: ProviderApi = ProviderApi::Postgres;
 
-fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, super::BuildError> {
+fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, crate::providers::base::BuildError> {
     let endpoint = config.effective_endpoint()?;
     let settings = config.spec.postgres.clone().unwrap_or_default();
     let server = Server::new(
@@ -56,7 +57,7 @@ fn build(config: &ProviderConfig) -> Result<Arc<dyn Provider>, super::BuildError
         settings.connection_host.as_deref(),
         Duration::from_secs(u64::from(config.spec.request_timeout_seconds)),
     )
-    .map_err(super::BuildError::Invalid)?;
+    .map_err(crate::providers::base::BuildError::Invalid)?;
     Ok(Arc::new(PostgresProvider {
         server,
         strategy: settings.copy_strategy,
@@ -130,7 +131,7 @@ fn required_password<'a>(
 fn snapshot_name(project_id: &str, key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let room = super::MAX_GENERATED_NAME - "-snap-".len() - hash.len();
+    let room = crate::providers::base::MAX_GENERATED_NAME - "-snap-".len() - hash.len();
     let prefix: String = project_id.chars().take(room).collect();
     format!("{}-snap-{hash}", prefix.trim_end_matches('-'))
 }
@@ -360,7 +361,7 @@ impl RestoreApi for PostgresProvider {
     }
 
     async fn restore_status(&self, handle: &str) -> Result<RestoreProgress, ProviderError> {
-        Err(super::nothing_to_poll(
+        Err(crate::providers::base::nothing_to_poll(
             API,
             Operation::SnapshotRestore,
             handle,
@@ -521,7 +522,7 @@ impl CredentialApi for PostgresProvider {
         _target: &RotationTarget,
         job_id: &str,
     ) -> Result<RotationProgress, ProviderError> {
-        Err(super::nothing_to_poll(
+        Err(crate::providers::base::nothing_to_poll(
             API,
             Operation::CredentialRotate,
             job_id,
@@ -577,7 +578,7 @@ mod tests {
         let a = snapshot_name(&project, "dbops-uid-a-snapshot-create");
         let b = snapshot_name(&project, "dbops-uid-b-snapshot-create");
         assert_ne!(a, b);
-        assert!(a.len() <= super::super::MAX_GENERATED_NAME, "{a}");
+        assert!(a.len() <= crate::providers::base::MAX_GENERATED_NAME, "{a}");
         assert!(snapshot_name("team-shop-1234", "k").starts_with("team-shop-1234-snap-"));
     }
 }

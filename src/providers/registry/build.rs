@@ -4,50 +4,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::SecretString;
-
-use super::Provider;
-use super::http::{ConfigError, VendorHttp};
 use super::vendors;
-use crate::api::v1alpha1::{DatabaseProviderSpec, ProviderApi, SecretKeySelector};
-
-/// `spec.requestTimeoutSeconds` when a configuration is made in code.
-const DEFAULT_REQUEST_TIMEOUT_SECONDS: u32 = 30;
 use crate::metrics::Metrics;
+use crate::providers::base::Provider;
+use crate::providers::base::http::VendorHttp;
+use crate::providers::base::vendor::{BuildError, ProviderConfig};
 
-/// Everything needed to talk to one vendor account: the provider's spec and
-/// the API key from its Secret.
-#[derive(Clone)]
-pub struct ProviderConfig {
-    pub spec: DatabaseProviderSpec,
-    pub api_key: SecretString,
-}
-
+// Where a configuration's requests go, and how long they may take: read
+// through the registered vendors, so written here rather than with the
+// struct (in `providers/base/vendor.rs`).
 impl ProviderConfig {
-    /// A configuration for `api` at `endpoint` (the vendor's public one when
-    /// `None`) with every other setting at its default; for tools and tests.
-    pub fn new(api: ProviderApi, endpoint: Option<String>, api_key: SecretString) -> Self {
-        Self {
-            spec: DatabaseProviderSpec {
-                api,
-                endpoint,
-                credentials_secret_ref: SecretKeySelector {
-                    name: String::new(),
-                    namespace: String::new(),
-                    key: String::new(),
-                },
-                request_timeout_seconds: DEFAULT_REQUEST_TIMEOUT_SECONDS,
-                supabase: None,
-                postgres: None,
-                byok_policy: None,
-                request_budget: None,
-                allowed_namespaces: Default::default(),
-                adoption: Default::default(),
-            },
-            api_key,
-        }
-    }
-
     /// The endpoint requests go to: `spec.endpoint`, else the public one the
     /// vendor's document gives. Where the document gives none, there is no
     /// default to guess: the provider must name its endpoint.
@@ -63,22 +29,6 @@ impl ProviderConfig {
     fn request_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.spec.request_timeout_seconds))
     }
-}
-
-/// Why a provider client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("the {0} API is not implemented by this version of dbops")]
-    NotImplemented(ProviderApi),
-    #[error(
-        "spec.endpoint is required: the {0} API document gives no public endpoint to default to"
-    )]
-    EndpointRequired(ProviderApi),
-    /// A configuration a non-HTTP client cannot use (one clear sentence).
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// Provider clients by `DatabaseProvider` name, rebuilt when the provider or its
@@ -176,6 +126,8 @@ pub fn build_with_hosts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::v1alpha1::ProviderApi;
+    use secrecy::SecretString;
 
     #[test]
     fn only_documented_endpoints_are_defaults() {

@@ -11,14 +11,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::ProviderError;
-use super::byok::{
-    self, ByokApi, CredentialConfig, CredentialState, Quota, Registered, RoutingPolicy, Usage,
-};
 use super::infrai::InfraiClient;
 use crate::api::v1alpha1::{ByokPolicyMode, QuotaWindow};
+use crate::providers::base::ProviderError;
+use crate::providers::base::byok::{
+    self, ByokApi, CredentialConfig, CredentialState, Quota, Registered, RoutingPolicy, Usage,
+};
 
-pub use super::byok::{Binding, Credentials, ProbeResult};
+pub use crate::providers::base::byok::{Binding, Credentials, ProbeResult};
 
 fn credentials_json(credentials: &Credentials) -> Value {
     Value::Object(
@@ -583,5 +583,5 @@ impl ByokApi for InfraiClient {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`super::contract`]).
-pub const ASSUMED: &[super::contract::Assumption] = &[];
+/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
+pub const ASSUMED: &[crate::providers::base::Assumption] = &[];

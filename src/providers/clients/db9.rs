@@ -26,24 +26,24 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::http::VendorHttp;
-use super::{
-    BranchApi, BranchLifecycle, BranchRequest, ConnectionUri, CredentialApi, Operation, Password,
-    ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState,
+use crate::api::v1alpha1::ProviderApi;
+use crate::providers::base::http::VendorHttp;
+use crate::providers::base::{
+    BranchApi, BranchLifecycle, BranchRequest, Build, ConnectionUri, CredentialApi, Operation,
+    Password, ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState,
     RestoreApi, RestoreProgress, RestoreRequest, RotationProgress, RotationTarget, SnapshotApi,
-    SnapshotDeletion, SnapshotRequest, VendorBranch, VendorProject, VendorSnapshot,
+    SnapshotDeletion, SnapshotRequest, Vendor, VendorBranch, VendorProject, VendorSnapshot,
     nothing_to_poll,
 };
-use crate::api::v1alpha1::ProviderApi;
 
 /// Public endpoint of the DB9 API; request paths start with `customer/`.
 pub const DEFAULT_ENDPOINT: &str = "https://api.db9.ai";
 
-/// This vendor's entry in [`super::VENDORS`].
-pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+/// This vendor's entry in the registry (`providers::registry::VENDORS`).
+pub const VENDOR: Vendor = Vendor {
     api: ProviderApi::Db9,
     default_endpoint: Some(DEFAULT_ENDPOINT),
-    build: super::vendors::Build::Http(|http, _spec| std::sync::Arc::new(Db9Client::new(http))),
+    build: Build::Http(|http, _spec| std::sync::Arc::new(Db9Client::new(http))),
 };
 
 const CUSTOMER: &str = "customer";
@@ -790,7 +790,7 @@ impl Provider for Db9Client {
     /// DB9 branches are databases, whose names are unique per account: a
     /// branch's default name carries its namespace and UID, like a project's.
     fn default_branch_name(&self, namespace: &str, name: &str, uid: &str) -> String {
-        super::generated_name(namespace, name, uid)
+        crate::providers::base::generated_name(namespace, name, uid)
     }
     fn api(&self) -> ProviderApi {
         ProviderApi::Db9
@@ -822,8 +822,8 @@ impl Provider for Db9Client {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`super::contract`]).
-pub const ASSUMED: &[super::contract::Assumption] = &[
+/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
+pub const ASSUMED: &[crate::providers::base::Assumption] = &[
     Assumption {
         method: "GET",
         path: "/customer/databases/{database_id}/backups/{backup_id}",
@@ -862,7 +862,7 @@ pub const ASSUMED: &[super::contract::Assumption] = &[
     },
 ];
 
-use super::contract::Assumption;
+use crate::providers::base::Assumption;
 
 #[cfg(test)]
 mod tests {
@@ -931,7 +931,7 @@ mod tests {
     #[test]
     fn capabilities_have_no_byok() {
         let client = unreachable_client();
-        assert!(!client.supports(super::super::Operation::ByokRegister));
+        assert!(!client.supports(crate::providers::base::Operation::ByokRegister));
         assert_eq!(client.capabilities().len(), 12);
     }
 }

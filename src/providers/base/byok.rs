@@ -1,7 +1,7 @@
 //! Bring-your-own-key credentials, vendor-neutral: what the `ByokCredential`
 //! and `DatabaseProvider` controllers ask of any API that routes through a
 //! customer's own vendor key. Wire shapes and mappings live in the vendor
-//! modules (today [`super::infrai_byok`]).
+//! modules (today the infrai client's `infrai_byok`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::ProviderError;
+use super::error::ProviderError;
 use crate::api::v1alpha1::{ByokPolicyMode, QuotaWindow};
 
 type Result<T> = std::result::Result<T, ProviderError>;
@@ -148,7 +148,7 @@ pub struct PolicyScope {
 }
 
 /// BYOK operations. A provider that offers them returns `Some(self)` from
-/// [`super::Provider::byok`].
+/// `Provider::byok`.
 #[async_trait]
 pub trait ByokApi: Send + Sync {
     /// Registers a credential; `idempotency_key` makes a retry return the same one.

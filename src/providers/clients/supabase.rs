@@ -21,22 +21,22 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::http::VendorHttp;
-use super::{
-    BranchApi, BranchLifecycle, BranchRequest, ConnectionUri, CredentialApi, Operation, Password,
-    ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState,
-    RotationProgress, RotationTarget, VendorBranch, VendorProject, nothing_to_poll,
-};
 use crate::api::v1alpha1::ProviderApi;
+use crate::providers::base::http::VendorHttp;
+use crate::providers::base::{
+    BranchApi, BranchLifecycle, BranchRequest, Build, ConnectionUri, CredentialApi, Operation,
+    Password, ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState,
+    RotationProgress, RotationTarget, Vendor, VendorBranch, VendorProject, nothing_to_poll,
+};
 
 // The Management API document names no base URL, so there is no default
 // endpoint: a Supabase provider must set `spec.endpoint`.
 
-/// This vendor's entry in [`super::VENDORS`].
-pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+/// This vendor's entry in the registry (`providers::registry::VENDORS`).
+pub const VENDOR: Vendor = Vendor {
     api: ProviderApi::Supabase,
     default_endpoint: None,
-    build: super::vendors::Build::Http(|http, spec| {
+    build: Build::Http(|http, spec| {
         std::sync::Arc::new(SupabaseClient::new(
             http,
             spec.supabase.as_ref().map(|s| s.organization_slug.clone()),
@@ -863,12 +863,12 @@ impl Provider for SupabaseClient {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`super::contract`]).
+/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
 ///
 /// The Supabase document lists paths, parameter tables and response codes,
 /// but no methods and no answer bodies at all: every field the client reads is
 /// taken from the public Management API reference (see the module header).
-pub const ASSUMED: &[super::contract::Assumption] = &[
+pub const ASSUMED: &[crate::providers::base::Assumption] = &[
     Assumption {
         method: "GET",
         path: "/v1/projects",
@@ -968,7 +968,7 @@ pub const ASSUMED: &[super::contract::Assumption] = &[
     },
 ];
 
-use super::contract::Assumption;
+use crate::providers::base::Assumption;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use crate::api::v1alpha1::ProviderApi;
 
-use super::Operation;
+use super::operation::Operation;
 
 /// A failed vendor call, classified so the controllers know whether to retry.
 ///

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::ProviderError;
+use super::error::ProviderError;
 use crate::api::v1alpha1::ProviderApi;
 use crate::metrics::Metrics;
 
@@ -300,7 +300,7 @@ impl VendorHttp {
 }
 
 /// [`parse_error_body`] for the fuzzing entry point.
-pub(super) fn parse_error_body_for_fuzzing(body: &[u8]) -> (Option<String>, Option<String>) {
+pub(crate) fn parse_error_body_for_fuzzing(body: &[u8]) -> (Option<String>, Option<String>) {
     parse_error_body(body)
 }
 

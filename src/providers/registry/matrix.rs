@@ -1,12 +1,10 @@
 //! The capability matrix (kinds x operations x providers), generated from each
-//! registered vendor's client ([`Provider::capabilities`](super::Provider::capabilities),
+//! registered vendor's client ([`Provider::capabilities`](crate::providers::base::Provider::capabilities),
 //! which asks the capability accessors). The README embeds it; a test keeps
 //! the two identical.
 
-use super::Operation;
-use super::ProviderConfig;
-use super::VENDORS;
-use super::vendors::Vendor;
+use super::vendors::{VENDORS, Vendor};
+use crate::providers::base::{Operation, ProviderConfig};
 
 /// The operations a vendor's client implements, asked of a client that is
 /// built but never used (it points at a port nothing listens on).
@@ -16,7 +14,7 @@ pub fn capabilities(vendor: &Vendor) -> Vec<Operation> {
         Some(vendor.unreachable_endpoint().to_string()),
         secrecy::SecretString::from("unused".to_string()),
     );
-    super::build(&config, None)
+    super::build::build(&config, None)
         .map(|client| client.capabilities())
         .unwrap_or_default()
 }

@@ -21,21 +21,22 @@ use reqwest::Method;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::http::VendorHttp;
-use super::{
-    BranchApi, ConnectionUri, CredentialApi, Operation, Password, ProjectApi, Provider,
-    ProviderError, ResourceState, RotationProgress, RotationTarget, VendorBranch, VendorProject,
-};
 use crate::api::v1alpha1::ProviderApi;
+use crate::providers::base::http::VendorHttp;
+use crate::providers::base::{
+    BranchApi, Build, ConnectionUri, CredentialApi, Operation, Password, ProjectApi, Provider,
+    ProviderError, ResourceState, RotationProgress, RotationTarget, Vendor, VendorBranch,
+    VendorProject,
+};
 
 // The CapyDB document shows only `https://example.com`, so there is no
 // default endpoint: a CapyDB provider must set `spec.endpoint`.
 
-/// This vendor's entry in [`super::VENDORS`].
-pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+/// This vendor's entry in the registry (`providers::registry::VENDORS`).
+pub const VENDOR: Vendor = Vendor {
     api: ProviderApi::Capydb,
     default_endpoint: None,
-    build: super::vendors::Build::Http(|http, _spec| std::sync::Arc::new(CapyDbClient::new(http))),
+    build: Build::Http(|http, _spec| std::sync::Arc::new(CapyDbClient::new(http))),
 };
 
 const OP_PROJECT_CONNECTIONS: &str = "projects.connections.get";
@@ -414,15 +415,15 @@ impl Provider for CapyDbClient {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`super::contract`]).
-pub const ASSUMED: &[super::contract::Assumption] = &[
-    super::contract::Assumption {
+/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
+pub const ASSUMED: &[crate::providers::base::Assumption] = &[
+    crate::providers::base::Assumption {
         method: "GET",
         path: "/v1/projects/{projectID}/connections",
         reads: &[],
         why: "the document shows `direct_url`, `pooled_url` and `username` but no password: the client assumes the URLs carry it, and that they change when a rotation succeeds (that is how it sees a rotation finish)",
     },
-    super::contract::Assumption {
+    crate::providers::base::Assumption {
         method: "POST",
         path: "/v1/projects/{projectID}/credentials/rotate",
         reads: &[],

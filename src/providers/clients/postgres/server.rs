@@ -29,7 +29,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::logical;
 use crate::api::v1alpha1::CopyStrategy;
-use crate::providers::{ConnectionUri, Password};
+use crate::providers::base::{ConnectionUri, Password};
 
 /// Every marker dbops writes starts with this (it is the start of every
 /// idempotency key). Roles without it are never dropped.
@@ -731,7 +731,7 @@ fn parse_address(address: &str) -> std::result::Result<PublicAddress, String> {
 /// rustls with the system's root certificates (the ring provider, as
 /// everywhere in dbops).
 fn tls() -> MakeRustlsConnect {
-    crate::providers::http::ensure_crypto_provider();
+    crate::providers::base::http::ensure_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         // A certificate the store cannot use is skipped, as every TLS client does.

@@ -6,23 +6,23 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::VendorHttp;
-use super::{
-    BranchApi, BranchLifecycle, BranchRequest, ByokApi, ConnectionUri, Operation, ProjectApi,
-    ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState, RestoreApi,
-    RestoreProgress, RestoreRequest, SnapshotApi, SnapshotRequest, VendorBranch, VendorProject,
-    VendorSnapshot, nothing_to_poll,
-};
 use crate::api::v1alpha1::ProviderApi;
+use crate::providers::base::http::VendorHttp;
+use crate::providers::base::{
+    BranchApi, BranchLifecycle, BranchRequest, Build, ByokApi, ConnectionUri, Operation,
+    ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderError, ResourceState,
+    RestoreApi, RestoreProgress, RestoreRequest, SnapshotApi, SnapshotRequest, Vendor,
+    VendorBranch, VendorProject, VendorSnapshot, nothing_to_poll,
+};
 
 /// Public endpoint of the infrai API.
 pub const DEFAULT_ENDPOINT: &str = "https://api.infrai.cc";
 
-/// This vendor's entry in [`super::VENDORS`].
-pub const VENDOR: super::vendors::Vendor = super::vendors::Vendor {
+/// This vendor's entry in the registry (`providers::registry::VENDORS`).
+pub const VENDOR: Vendor = Vendor {
     api: ProviderApi::Infrai,
     default_endpoint: Some(DEFAULT_ENDPOINT),
-    build: super::vendors::Build::Http(|http, _spec| std::sync::Arc::new(InfraiClient::new(http))),
+    build: Build::Http(|http, _spec| std::sync::Arc::new(InfraiClient::new(http))),
 };
 
 /// A page of a list call: `{ items, next_cursor? }`.
@@ -120,7 +120,7 @@ impl From<SnapshotWire> for VendorSnapshot {
 }
 
 /// Decodes `bytes` as each infrai answer shape (for the fuzzing entry point).
-pub(super) fn decode_for_fuzzing(bytes: &[u8]) -> usize {
+pub(crate) fn decode_for_fuzzing(bytes: &[u8]) -> usize {
     let mut decoded = 0;
     decoded += usize::from(
         serde_json::from_slice::<ProjectWire>(bytes)
@@ -565,8 +565,8 @@ impl Provider for InfraiClient {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`super::contract`]).
-pub const ASSUMED: &[super::contract::Assumption] = &[
+/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
+pub const ASSUMED: &[crate::providers::base::Assumption] = &[
     Assumption {
         method: "POST",
         path: "/v1/db/project/create",
@@ -587,5 +587,5 @@ pub const ASSUMED: &[super::contract::Assumption] = &[
     },
 ];
 
-use super::Resume;
-use super::contract::Assumption;
+use crate::providers::base::Assumption;
+use crate::providers::base::Resume;
