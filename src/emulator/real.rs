@@ -46,7 +46,8 @@ use super::scaffold::{HasIdempotency, Store, replay, take_idempotency_key};
 use super::wire::ApiError;
 use crate::api::v1alpha1::CopyStrategy;
 use crate::providers::Password;
-use crate::providers::postgres::server::{MARKER_PREFIX, Server, Source, SqlError};
+use crate::providers::postgres::SqlError;
+use crate::providers::postgres::server::{MARKER_PREFIX, Server, Source};
 
 /// Longest PostgreSQL identifier, in bytes.
 const MAX_IDENTIFIER: usize = 63;

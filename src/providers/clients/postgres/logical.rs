@@ -28,7 +28,7 @@
 use futures::{SinkExt, StreamExt, pin_mut};
 use tokio_postgres::Client;
 
-use super::server::{SqlError, ident, literal};
+use super::sql::{SqlError, ident, literal};
 
 /// Objects that belong to an extension (the extension makes them) are left out.
 const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e \

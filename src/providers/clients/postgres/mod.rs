@@ -22,6 +22,7 @@
 
 mod logical;
 pub mod server;
+mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +38,8 @@ use crate::providers::base::{
     SnapshotApi, SnapshotDeletion, SnapshotRequest, Vendor, VendorBranch, VendorProject,
     VendorSnapshot, generated_name,
 };
-pub use server::{Server, Source, SqlError};
+pub use server::{Server, Source};
+pub use sql::SqlError;
 
 /// This vendor's entry in the registry (`providers::registry::VENDORS`).
 pub const VENDOR: Vendor = Vendor {
