@@ -22,7 +22,7 @@
 //! - deleting a database removes it (later reads are `404`) and its backups;
 //!   its branches are databases of their own and stay.
 //!
-//! With real databases ([`super::real`]), every database (branches and
+//! With real databases ([`real`](crate::emulator::base::real)), every database (branches and
 //! restored ones too) is a real database on that server, owned by a role of
 //! the same name (the `admin_user` of its answers) whose password is the
 //! admin password (the one the create request chose, if any); its connection
@@ -44,12 +44,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::real::{self, Contents, Make, RealDatabases, Step, Work};
-use super::scaffold::{
+use crate::emulator::base::real::{self, Contents, Make, RealDatabases, Step, Work};
+use crate::emulator::base::scaffold::{
     ApiKeys, IdempotencyCache, Persistent, Refusal, Sequence, Store, Vendor, oldest_first, replay,
     take_idempotency_key,
 };
-use super::wire::{
+use crate::emulator::base::wire::{
     ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
 use crate::providers::Password;

@@ -51,7 +51,7 @@
 //! - every project has point-in-time recovery enabled, a recovery window from
 //!   its creation until now, and one completed physical backup.
 //!
-//! With real databases ([`super::real`]), every project and branch is a real
+//! With real databases ([`real`](crate::emulator::base::real)), every project and branch is a real
 //! database on that server, owned by a role of the same name whose password
 //! is the project's `db_pass` (the branch's, for a branch): project reads
 //! show the server as `database.host`, the pooler entry names the server,
@@ -71,9 +71,11 @@ use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
-use super::real::{self, Contents, Make, RealDatabases, Step, Work};
-use super::scaffold::{ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first};
-use super::wire::{
+use crate::emulator::base::real::{self, Contents, Make, RealDatabases, Step, Work};
+use crate::emulator::base::scaffold::{
+    ApiKeys, Persistent, Refusal, Sequence, Store, Vendor, oldest_first,
+};
+use crate::emulator::base::wire::{
     ApiError, json_object, now_rfc3339, optional_bool, optional_str, random_token, required_str,
     set_optional,
 };

@@ -18,12 +18,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::infrai_byok::{self, ByokState};
-use super::real::{self, Contents, Make, RealDatabases, Step, Work};
-use super::scaffold::{
+use crate::emulator::base::real::{self, Contents, Make, RealDatabases, Step, Work};
+use crate::emulator::base::scaffold::{
     ApiKeys, HasIdempotency, IdempotencyCache, PageQuery, Paging, Persistent, Sequence, Store,
     Vendor, oldest_first,
 };
-use super::wire::{
+use crate::emulator::base::wire::{
     ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
 use crate::providers::Password;

@@ -21,7 +21,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use super::Emulator;
+use super::scaffold::Served;
+
+/// The emulated APIs whose state the file keeps, in the order it is written.
+pub type Apis = [Arc<dyn Served>];
 
 /// Version of the state file's layout.
 const VERSION: u32 = 1;
@@ -85,8 +88,8 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Locks `path` for this process and loads what it holds into `emulator`.
-    pub fn open(path: &Path, emulator: &Emulator) -> Result<Self, StateFileError> {
+    /// Locks `path` for this process and loads what it holds into `apis`.
+    pub fn open(path: &Path, apis: &Apis) -> Result<Self, StateFileError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StateFileError::Directory {
                 path: path.to_path_buf(),
@@ -114,7 +117,7 @@ impl StateFile {
             }
         }
         match std::fs::read(path) {
-            Ok(bytes) => load(emulator, &bytes).map_err(|problem| StateFileError::Unreadable {
+            Ok(bytes) => load(apis, &bytes).map_err(|problem| StateFileError::Unreadable {
                 path: path.to_path_buf(),
                 problem,
             })?,
@@ -138,13 +141,13 @@ impl StateFile {
     }
 }
 
-fn load(emulator: &Emulator, bytes: &[u8]) -> Result<(), String> {
+fn load(apis: &Apis, bytes: &[u8]) -> Result<(), String> {
     let saved: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     if saved.version != VERSION {
         return Err(format!("layout version {}", saved.version));
     }
     let mut sections = saved.sections;
-    for (_, api) in emulator.apis() {
+    for api in apis {
         for (key, state) in api.sections() {
             let section = sections
                 .remove(key)
@@ -155,10 +158,10 @@ fn load(emulator: &Emulator, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Everything the emulator holds, as the state file's bytes.
-pub fn snapshot(emulator: &Emulator) -> Result<Vec<u8>, serde_json::Error> {
+/// Everything `apis` hold, as the state file's bytes.
+pub fn snapshot(apis: &Apis) -> Result<Vec<u8>, serde_json::Error> {
     let mut sections = serde_json::Map::new();
-    for (_, api) in emulator.apis() {
+    for api in apis {
         for (key, state) in api.sections() {
             sections.insert(key.to_string(), state.save()?);
         }
@@ -217,8 +220,8 @@ impl Drop for Persister {
 }
 
 impl Persister {
-    /// Starts the writer task for `emulator`, writing into `file`.
-    pub fn start(emulator: Emulator, file: StateFile) -> Arc<Self> {
+    /// Starts the writer task for `apis`, writing into `file`.
+    pub fn start(apis: Vec<Arc<dyn Served>>, file: StateFile) -> Arc<Self> {
         let (flushed, _) = watch::channel(Flushed::default());
         let shared = Arc::new(Shared {
             changes: AtomicU64::new(0),
@@ -234,7 +237,7 @@ impl Persister {
                 let through = writer.changes.load(Ordering::SeqCst);
                 let written = writer.flushed.borrow().through;
                 if through > written {
-                    let result = match snapshot(&emulator) {
+                    let result = match snapshot(&apis) {
                         Ok(bytes) => {
                             let file = file.clone();
                             tokio::task::spawn_blocking(move || {
@@ -309,13 +312,18 @@ pub async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::EmulatorConfig;
+    use crate::emulator::{Emulator, EmulatorConfig};
+
+    /// The APIs of `emulator`, as its state file keeps them.
+    fn apis(emulator: &Emulator) -> Vec<Arc<dyn Served>> {
+        emulator.apis().map(|(_, api)| api).collect()
+    }
 
     #[test]
     fn the_state_file_keeps_one_key_per_part_of_the_state() {
         let emulator = Emulator::new(&EmulatorConfig::default());
         let password = emulator.capydb.add_project("prj-1");
-        let bytes = snapshot(&emulator).unwrap();
+        let bytes = snapshot(&apis(&emulator)).unwrap();
         let saved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let mut keys: Vec<&str> = saved
             .as_object()
@@ -338,7 +346,7 @@ mod tests {
         assert_eq!(saved["version"], VERSION);
 
         let restored = Emulator::new(&EmulatorConfig::default());
-        load(&restored, &bytes).unwrap();
+        load(&apis(&restored), &bytes).unwrap();
         assert_eq!(restored.capydb.project_password("prj-1"), Some(password));
     }
 
@@ -352,11 +360,11 @@ mod tests {
             "db9":{"next_seq":0,"databases":{},"backups":{},"restores":{},"restore_keys":{},"read_only_keys":["ro"],"database_creates":3},
             "capydb":{"projects":{},"previews":{},"jobs":{}}}"#;
         let emulator = Emulator::new(&EmulatorConfig::default());
-        load(&emulator, file.as_bytes()).unwrap();
+        load(&apis(&emulator), file.as_bytes()).unwrap();
         assert_eq!(emulator.db9.database_create_count(), 3);
         assert_eq!(emulator.infrai.byok.policy()["mode"], "byok_only");
         let saved: serde_json::Value =
-            serde_json::from_slice(&snapshot(&emulator).unwrap()).unwrap();
+            serde_json::from_slice(&snapshot(&apis(&emulator)).unwrap()).unwrap();
         assert_eq!(saved["infrai"]["next_seq"], 2);
         assert_eq!(saved["supabase"]["provisioning_polls"], 5);
     }
@@ -365,14 +373,14 @@ mod tests {
     fn a_state_file_missing_a_part_or_of_another_version_is_refused() {
         let emulator = Emulator::new(&EmulatorConfig::default());
         let mut saved: serde_json::Value =
-            serde_json::from_slice(&snapshot(&emulator).unwrap()).unwrap();
+            serde_json::from_slice(&snapshot(&apis(&emulator)).unwrap()).unwrap();
         saved["version"] = serde_json::json!(2);
-        let problem = load(&emulator, saved.to_string().as_bytes()).unwrap_err();
+        let problem = load(&apis(&emulator), saved.to_string().as_bytes()).unwrap_err();
         assert_eq!(problem, "layout version 2");
 
         saved["version"] = serde_json::json!(VERSION);
         saved.as_object_mut().unwrap().remove("db9");
-        let problem = load(&emulator, saved.to_string().as_bytes()).unwrap_err();
+        let problem = load(&apis(&emulator), saved.to_string().as_bytes()).unwrap_err();
         assert!(problem.contains("db9"), "{problem}");
     }
 }

@@ -20,7 +20,7 @@
 //!   polls. (Clients must not depend on this pace; the dbops client does not.)
 //! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
 //!
-//! With real databases ([`super::real`]), projects and previews seeded with
+//! With real databases ([`real`](crate::emulator::base::real)), projects and previews seeded with
 //! [`CapyDbEmulator::seed_project`] and [`CapyDbEmulator::seed_preview`] are
 //! real databases on that server (a preview starts as a copy of its
 //! project's data), owned by a role of the same name (the `username`), and
@@ -38,9 +38,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::real::{self, Contents, Make, RealDatabases, Step, Work};
-use super::scaffold::{ApiKeys, Persistent, Refusal, Store, Vendor};
-use super::wire::{ApiError, now_rfc3339, random_token};
+use crate::emulator::base::real::{self, Contents, Make, RealDatabases, Step, Work};
+use crate::emulator::base::scaffold::{ApiKeys, Persistent, Refusal, Store, Vendor};
+use crate::emulator::base::wire::{ApiError, now_rfc3339, random_token};
 use crate::providers::Password;
 
 /// The documented form of CapyDB API keys.

@@ -3,16 +3,12 @@
 
 use std::marker::PhantomData;
 
-use axum::Json;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::scaffold::Vendor;
-
 /// An error answer of vendor `V`: a status, a code and a message, answered in
-/// the body `V` documents ([`Vendor::error_body`]); vendors whose errors carry
-/// no code leave it out.
+/// the body `V` documents (its `Vendor::error_body`, in `scaffold.rs`);
+/// vendors whose errors carry no code leave it out.
 pub struct ApiError<V> {
     pub status: StatusCode,
     pub code: &'static str,
@@ -78,12 +74,6 @@ impl<V> std::fmt::Debug for ApiError<V> {
             .field("code", &self.code)
             .field("message", &self.message)
             .finish()
-    }
-}
-
-impl<V: Vendor> IntoResponse for ApiError<V> {
-    fn into_response(self) -> Response {
-        (self.status, Json(V::error_body(self.code, &self.message))).into_response()
     }
 }
 
@@ -165,8 +155,10 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::infrai::InfraiEmulator;
-    use crate::emulator::supabase::SupabaseEmulator;
+    use crate::emulator::base::scaffold::Vendor;
+    use crate::emulator::vendors::infrai::InfraiEmulator;
+    use crate::emulator::vendors::supabase::SupabaseEmulator;
+    use axum::response::IntoResponse;
 
     async fn answer<V: Vendor>(error: ApiError<V>) -> (u16, Value) {
         let response = error.into_response();

@@ -63,6 +63,13 @@ pub trait Vendor: Send + Sync + Sized + 'static {
     }
 }
 
+/// An error of vendor `V` is answered in the body `V` documents.
+impl<V: Vendor> IntoResponse for ApiError<V> {
+    fn into_response(self) -> Response {
+        (self.status, Json(V::error_body(self.code, &self.message))).into_response()
+    }
+}
+
 /// A vendor API as the emulator holds it, whatever the vendor.
 /// How an API words an error body: `(code, message)` to its documented shape.
 pub type ErrorBody = fn(&str, &str) -> Value;

@@ -26,10 +26,10 @@ use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
 use super::infrai::{InfraiError, Shared, page};
-use super::scaffold::{
+use crate::emulator::base::scaffold::{
     HasIdempotency, IdempotencyCache, PageQuery, Persistent, Sequence, Store, oldest_first,
 };
-use super::wire::{
+use crate::emulator::base::wire::{
     json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
 
