@@ -17,7 +17,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::infrai_byok::{self, ByokState};
+use super::infrai_byok::{self, ByokHost, ByokState};
 use crate::emulator::base::real::{self, Contents, Make, RealDatabases, Step, Work};
 use crate::emulator::base::scaffold::{
     ApiKeys, HasIdempotency, IdempotencyCache, PageQuery, Paging, Persistent, Sequence, Store,
@@ -394,7 +394,7 @@ fn remove_project(state: &mut InfraiState, id: &str) {
 
 /// An error answer in infrai's shape: `{"error": {"code", "message"}}`.
 pub type InfraiError = ApiError<InfraiEmulator>;
-pub(super) type Shared = Arc<InfraiEmulator>;
+type Shared = Arc<InfraiEmulator>;
 type Answer = Result<Json<Value>, InfraiError>;
 
 impl Vendor for InfraiEmulator {
@@ -413,7 +413,7 @@ impl Vendor for InfraiEmulator {
             .route("/v1/db/snapshot/get/{id}", get(snapshot_get))
             .route("/v1/db/snapshot/list", get(snapshot_list))
             .route("/v1/db/snapshot/restore/{id}", post(snapshot_restore))
-            .merge(infrai_byok::routes())
+            .merge(infrai_byok::routes::<InfraiEmulator>())
             .fallback(|| async { InfraiError::new(StatusCode::NOT_FOUND, "no such capability") })
     }
 
@@ -431,6 +431,17 @@ impl Vendor for InfraiEmulator {
             ("infrai", &self.state),
             ("infrai_byok", self.byok.persistent()),
         ]
+    }
+}
+
+/// The `/v1/byok` module, on this account and in this API's shapes.
+impl ByokHost for InfraiEmulator {
+    fn byok(&self) -> &ByokState {
+        &self.byok
+    }
+
+    fn page(items: Vec<(u64, Value)>, query: &PageQuery) -> Answer {
+        page(items, query)
     }
 }
 
@@ -509,7 +520,7 @@ impl ProjectFilter {
 
 /// The page of `items` (sequence number, item) that `query` asks for:
 /// `{"items": [...], "next_cursor"?}`.
-pub(super) fn page(items: Vec<(u64, Value)>, query: &PageQuery) -> Answer {
+fn page(items: Vec<(u64, Value)>, query: &PageQuery) -> Answer {
     let (items, next) = PAGING.page(items, query)?;
     let mut v = json!({ "items": items });
     set_optional(&mut v, "next_cursor", next);

@@ -16,6 +16,7 @@
 //! stage a bad key on purpose; every other value passes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -25,12 +26,11 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use serde_json::{Map, Value, json};
 
-use super::infrai::{InfraiError, Shared, page};
 use crate::emulator::base::scaffold::{
-    HasIdempotency, IdempotencyCache, PageQuery, Persistent, Sequence, Store, oldest_first,
+    HasIdempotency, IdempotencyCache, PageQuery, Persistent, Sequence, Store, Vendor, oldest_first,
 };
 use crate::emulator::base::wire::{
-    json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
+    ApiError, json_object, now_rfc3339, optional_str, random_token, required_str, set_optional,
 };
 
 /// A credential value containing this string fails the emulator's probe.
@@ -87,6 +87,19 @@ impl HasIdempotency for ByokModel {
 #[derive(Default)]
 pub struct ByokState {
     model: Store<ByokModel>,
+}
+
+/// The vendor API the BYOK module is part of (infrai's): where the module's
+/// state is, and how that API pages a list. The module's answers take the
+/// API's error body. The BYOK module knows the infrai emulator only through
+/// this trait, which the infrai emulator implements.
+pub trait ByokHost: Vendor {
+    /// The BYOK module's state.
+    fn byok(&self) -> &ByokState;
+
+    /// The page of `items` (sequence number, item) that `query` asks for, in
+    /// the API's list shape.
+    fn page(items: Vec<(u64, Value)>, query: &PageQuery) -> Answer<Self>;
 }
 
 impl ByokState {
@@ -248,10 +261,10 @@ impl ByokModel {
     }
 
     /// The credential `id`, which must not be revoked.
-    fn live(&mut self, id: &str) -> Result<&mut ByokRecord, InfraiError> {
+    fn live<H>(&mut self, id: &str) -> Result<&mut ByokRecord, ApiError<H>> {
         match self.keys.get_mut(id) {
-            None => Err(InfraiError::not_found("BYOK credential", id)),
-            Some(k) if k.state == "revoked" => Err(InfraiError::coded(
+            None => Err(ApiError::not_found("BYOK credential", id)),
+            Some(k) if k.state == "revoked" => Err(ApiError::coded(
                 StatusCode::CONFLICT,
                 "REVOKED",
                 format!("BYOK credential {id} is revoked"),
@@ -261,45 +274,45 @@ impl ByokModel {
     }
 }
 
-type Answer = Result<Json<Value>, InfraiError>;
+type Answer<H> = Result<Json<Value>, ApiError<H>>;
 
 /// Routes of `/v1/byok/...` (mounted with the rest of infrai, behind its auth).
-pub(super) fn routes() -> Router<Shared> {
+pub(super) fn routes<H: ByokHost>() -> Router<Arc<H>> {
     Router::new()
-        .route("/v1/byok/register", post(register))
-        .route("/v1/byok/list", get(list))
-        .route("/v1/byok/test/{id}", post(test))
-        .route("/v1/byok/revoke/{id}", delete(revoke))
-        .route("/v1/byok/get/{id}", get(get_config))
-        .route("/v1/byok/update/{id}", patch(update))
-        .route("/v1/byok/enable/{id}", post(enable))
-        .route("/v1/byok/disable/{id}", post(disable))
-        .route("/v1/byok/bind/{id}", post(bind))
-        .route("/v1/byok/unbind/{id}", post(unbind))
-        .route("/v1/byok/policy/get", get(policy_get))
-        .route("/v1/byok/policy/set", post(policy_set))
-        .route("/v1/byok/quota/set/{id}", post(quota_set))
-        .route("/v1/byok/usage/{id}", get(usage))
-        .route("/v1/byok/events/{id}", get(events))
-        .route("/v1/byok/rotate/{id}", post(rotate))
-        .route("/v1/byok/rotate/stage/{id}", post(rotate_stage))
-        .route("/v1/byok/rotate/commit/{id}", post(rotate_commit))
+        .route("/v1/byok/register", post(register::<H>))
+        .route("/v1/byok/list", get(list::<H>))
+        .route("/v1/byok/test/{id}", post(test::<H>))
+        .route("/v1/byok/revoke/{id}", delete(revoke::<H>))
+        .route("/v1/byok/get/{id}", get(get_config::<H>))
+        .route("/v1/byok/update/{id}", patch(update::<H>))
+        .route("/v1/byok/enable/{id}", post(enable::<H>))
+        .route("/v1/byok/disable/{id}", post(disable::<H>))
+        .route("/v1/byok/bind/{id}", post(bind::<H>))
+        .route("/v1/byok/unbind/{id}", post(unbind::<H>))
+        .route("/v1/byok/policy/get", get(policy_get::<H>))
+        .route("/v1/byok/policy/set", post(policy_set::<H>))
+        .route("/v1/byok/quota/set/{id}", post(quota_set::<H>))
+        .route("/v1/byok/usage/{id}", get(usage::<H>))
+        .route("/v1/byok/events/{id}", get(events::<H>))
+        .route("/v1/byok/rotate/{id}", post(rotate::<H>))
+        .route("/v1/byok/rotate/stage/{id}", post(rotate_stage::<H>))
+        .route("/v1/byok/rotate/commit/{id}", post(rotate_commit::<H>))
 }
 
 /// The body of a per-credential call, with the path id folded in so that an
 /// idempotency key is scoped to its credential.
-fn body_with_id(body: &[u8], id: &str) -> Result<Map<String, Value>, InfraiError> {
+fn body_with_id<H>(body: &[u8], id: &str) -> Result<Map<String, Value>, ApiError<H>> {
     let mut body = json_object(body)?;
     body.insert("id".to_string(), json!(id));
     Ok(body)
 }
 
-async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
+async fn register<H: ByokHost>(State(emu): State<Arc<H>>, body: Bytes) -> Answer<H> {
     let body = json_object(&body)?;
-    emu.byok.model.idempotent("byok.register", body, |model, body| {
+    emu.byok().model.idempotent("byok.register", body, |model, body| {
         let provider = required_str(body, "provider")?;
         let Some(alias) = optional_str(body, "alias")?.filter(|a| !a.is_empty()) else {
-            return Err(InfraiError::bad_request(
+            return Err(ApiError::bad_request(
                 "alias is required (the register example omits it; the parameter table requires it)",
             ));
         };
@@ -308,7 +321,7 @@ async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
                 let mut out = BTreeMap::new();
                 for (k, v) in fields {
                     let Some(v) = v.as_str() else {
-                        return Err(InfraiError::bad_request(format!(
+                        return Err(ApiError::bad_request(format!(
                             "credentials.{k} must be a string"
                         )));
                     };
@@ -317,16 +330,16 @@ async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
                 out
             }
             Some(_) => {
-                return Err(InfraiError::bad_request(
+                return Err(ApiError::bad_request(
                     "credentials must be a non-empty record of strings",
                 ));
             }
             None if body.contains_key("api_key") => {
-                return Err(InfraiError::bad_request(
+                return Err(ApiError::bad_request(
                     "credentials is required: send {\"credentials\": {\"api_key\": ...}} as the parameter table says, not a top-level api_key",
                 ));
             }
-            None => return Err(InfraiError::bad_request("credentials is required")),
+            None => return Err(ApiError::bad_request("credentials is required")),
         };
         let (_, test_result) = probe(&credentials);
         let seq = model.seq();
@@ -353,16 +366,16 @@ async fn register(State(emu): State<Shared>, body: Bytes) -> Answer {
     })
 }
 
-async fn list(State(emu): State<Shared>) -> Answer {
-    let model = emu.byok.model.lock();
+async fn list<H: ByokHost>(State(emu): State<Arc<H>>) -> Answer<H> {
+    let model = emu.byok().model.lock();
     let keys = oldest_first(model.keys.values(), |k| k.seq);
     Ok(Json(
         json!({ "items": keys.into_iter().map(|k| key_json(k, None)).collect::<Vec<_>>() }),
     ))
 }
 
-async fn test(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut model = emu.byok.model.lock();
+async fn test<H: ByokHost>(State(emu): State<Arc<H>>, Path(id): Path<String>) -> Answer<H> {
+    let mut model = emu.byok().model.lock();
     let key = model.live(&id)?;
     let result = if key.state == "disabled" {
         json!({ "ok": false, "error": "credential is disabled" })
@@ -373,12 +386,12 @@ async fn test(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     Ok(Json(result))
 }
 
-async fn revoke(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let mut model = emu.byok.model.lock();
+async fn revoke<H: ByokHost>(State(emu): State<Arc<H>>, Path(id): Path<String>) -> Answer<H> {
+    let mut model = emu.byok().model.lock();
     let key = model
         .keys
         .get_mut(&id)
-        .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
+        .ok_or_else(|| ApiError::not_found("BYOK credential", &id))?;
     if key.state != "revoked" {
         key.state = "revoked".to_string();
         key.bindings.clear();
@@ -387,18 +400,22 @@ async fn revoke(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     Ok(Json(json!({ "ok": true })))
 }
 
-async fn get_config(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let model = emu.byok.model.lock();
+async fn get_config<H: ByokHost>(State(emu): State<Arc<H>>, Path(id): Path<String>) -> Answer<H> {
+    let model = emu.byok().model.lock();
     let key = model
         .keys
         .get(&id)
-        .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
+        .ok_or_else(|| ApiError::not_found("BYOK credential", &id))?;
     Ok(Json(config_json(key)))
 }
 
-async fn update(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn update<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     let body = body_with_id(&body, &id)?;
-    emu.byok
+    emu.byok()
         .model
         .idempotent("byok.update", body, |model, body| {
             let label = optional_str(body, "label")?;
@@ -412,15 +429,15 @@ async fn update(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) 
         })
 }
 
-fn set_state(
-    emu: &Shared,
+fn set_state<H: ByokHost>(
+    emu: &Arc<H>,
     id: &str,
     body: &[u8],
     capability: &'static str,
     state: &'static str,
-) -> Answer {
+) -> Answer<H> {
     let body = body_with_id(body, id)?;
-    emu.byok.model.idempotent(capability, body, |model, _| {
+    emu.byok().model.idempotent(capability, body, |model, _| {
         let key = model.live(id)?;
         let changed = key.state != state;
         key.state = state.to_string();
@@ -441,47 +458,65 @@ fn set_state(
     })
 }
 
-async fn enable(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn enable<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     set_state(&emu, &id, &body, "byok.enable", "active")
 }
 
-async fn disable(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn disable<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     set_state(&emu, &id, &body, "byok.disable", "disabled")
 }
 
-fn scope_of(body: &Map<String, Value>) -> Result<(Option<String>, Option<String>), InfraiError> {
+fn scope_of<H>(body: &Map<String, Value>) -> Result<(Option<String>, Option<String>), ApiError<H>> {
     let capability = optional_str(body, "capability")?;
     let module = optional_str(body, "module")?;
     if capability.is_none() && module.is_none() {
-        return Err(InfraiError::bad_request(
+        return Err(ApiError::bad_request(
             "pass at least one of capability and module",
         ));
     }
     Ok((capability, module))
 }
 
-async fn bind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn bind<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     let body = body_with_id(&body, &id)?;
-    emu.byok.model.idempotent("byok.bind", body, |model, body| {
-        let (capability, module) = scope_of(body)?;
-        let model_pin = optional_str(body, "model")?;
-        let key = model.live(&id)?;
-        key.bindings
-            .retain(|b| !(b.capability == capability && b.module == module));
-        key.bindings.push(Binding {
-            capability,
-            module,
-            model: model_pin,
-        });
-        let response = json!({ "byok_id": key.id, "bindings": bindings_json(key) });
-        model.event(&id, "bound", json!({}));
-        Ok(response)
-    })
+    emu.byok()
+        .model
+        .idempotent("byok.bind", body, |model, body| {
+            let (capability, module) = scope_of(body)?;
+            let model_pin = optional_str(body, "model")?;
+            let key = model.live(&id)?;
+            key.bindings
+                .retain(|b| !(b.capability == capability && b.module == module));
+            key.bindings.push(Binding {
+                capability,
+                module,
+                model: model_pin,
+            });
+            let response = json!({ "byok_id": key.id, "bindings": bindings_json(key) });
+            model.event(&id, "bound", json!({}));
+            Ok(response)
+        })
 }
 
-async fn unbind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn unbind<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     let body = body_with_id(&body, &id)?;
-    emu.byok
+    emu.byok()
         .model
         .idempotent("byok.unbind", body, |model, body| {
             let (capability, module) = scope_of(body)?;
@@ -494,18 +529,18 @@ async fn unbind(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) 
         })
 }
 
-async fn policy_get(State(emu): State<Shared>) -> Answer {
-    Ok(Json(policy_json(&emu.byok.model.lock())))
+async fn policy_get<H: ByokHost>(State(emu): State<Arc<H>>) -> Answer<H> {
+    Ok(Json(policy_json(&emu.byok().model.lock())))
 }
 
-async fn policy_set(State(emu): State<Shared>, body: Bytes) -> Answer {
+async fn policy_set<H: ByokHost>(State(emu): State<Arc<H>>, body: Bytes) -> Answer<H> {
     let body = json_object(&body)?;
-    emu.byok
+    emu.byok()
         .model
         .idempotent("byok.policy.set", body, |model, body| {
             let mode = required_str(body, "mode")?;
             if !POLICY_MODES.contains(&mode.as_str()) {
-                return Err(InfraiError::bad_request(
+                return Err(ApiError::bad_request(
                     "mode must be byok_only or byok_then_pool",
                 ));
             }
@@ -523,16 +558,20 @@ async fn policy_set(State(emu): State<Shared>, body: Bytes) -> Answer {
                         policy["scope"] = Value::Object(out);
                     }
                 }
-                Some(_) => return Err(InfraiError::bad_request("scope must be an object")),
+                Some(_) => return Err(ApiError::bad_request("scope must be an object")),
             }
             model.policy = Some(policy.clone());
             Ok(policy)
         })
 }
 
-async fn quota_set(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn quota_set<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     let body = body_with_id(&body, &id)?;
-    emu.byok
+    emu.byok()
         .model
         .idempotent("byok.quota.set", body, |model, body| {
             let mut quota = Map::new();
@@ -543,7 +582,7 @@ async fn quota_set(State(emu): State<Shared>, Path(id): Path<String>, body: Byte
                         quota.insert(field.to_string(), Value::Number(n.clone()));
                     }
                     Some(_) => {
-                        return Err(InfraiError::bad_request(format!(
+                        return Err(ApiError::bad_request(format!(
                             "{field} must be a number of at least 0"
                         )));
                     }
@@ -551,7 +590,7 @@ async fn quota_set(State(emu): State<Shared>, Path(id): Path<String>, body: Byte
             }
             if let Some(window) = optional_str(body, "window")? {
                 if !QUOTA_WINDOWS.contains(&window.as_str()) {
-                    return Err(InfraiError::bad_request(
+                    return Err(ApiError::bad_request(
                         "window must be one of 1d, 7d, 30d, mtd, ytd",
                     ));
                 }
@@ -565,12 +604,12 @@ async fn quota_set(State(emu): State<Shared>, Path(id): Path<String>, body: Byte
         })
 }
 
-async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
-    let model = emu.byok.model.lock();
+async fn usage<H: ByokHost>(State(emu): State<Arc<H>>, Path(id): Path<String>) -> Answer<H> {
+    let model = emu.byok().model.lock();
     let key = model
         .keys
         .get(&id)
-        .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
+        .ok_or_else(|| ApiError::not_found("BYOK credential", &id))?;
     let period = key
         .quota
         .as_ref()
@@ -585,22 +624,26 @@ async fn usage(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
     })))
 }
 
-async fn events(
-    State(emu): State<Shared>,
+async fn events<H: ByokHost>(
+    State(emu): State<Arc<H>>,
     Path(id): Path<String>,
     Query(query): Query<PageQuery>,
-) -> Answer {
-    let model = emu.byok.model.lock();
+) -> Answer<H> {
+    let model = emu.byok().model.lock();
     let key = model
         .keys
         .get(&id)
-        .ok_or_else(|| InfraiError::not_found("BYOK credential", &id))?;
-    page(key.events.clone(), &query)
+        .ok_or_else(|| ApiError::not_found("BYOK credential", &id))?;
+    H::page(key.events.clone(), &query)
 }
 
-async fn rotate(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn rotate<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     let body = body_with_id(&body, &id)?;
-    emu.byok
+    emu.byok()
         .model
         .idempotent("byok.rotate", body, |model, body| {
             let api_key = required_str(body, "api_key")?;
@@ -613,9 +656,13 @@ async fn rotate(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) 
         })
 }
 
-async fn rotate_stage(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn rotate_stage<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     let body = body_with_id(&body, &id)?;
-    emu.byok
+    emu.byok()
         .model
         .idempotent("byok.rotate.stage", body, |model, body| {
             let api_key = required_str(body, "api_key")?;
@@ -631,9 +678,13 @@ async fn rotate_stage(State(emu): State<Shared>, Path(id): Path<String>, body: B
         })
 }
 
-async fn rotate_commit(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+async fn rotate_commit<H: ByokHost>(
+    State(emu): State<Arc<H>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<H> {
     let body = body_with_id(&body, &id)?;
-    emu.byok
+    emu.byok()
         .model
         .idempotent("byok.rotate.commit", body, |model, body| {
             let stage_id = required_str(body, "stage_id")?;
@@ -641,7 +692,7 @@ async fn rotate_commit(State(emu): State<Shared>, Path(id): Path<String>, body: 
             let stage = key
                 .stages
                 .remove(&stage_id)
-                .ok_or_else(|| InfraiError::not_found("staged rotation", &stage_id))?;
+                .ok_or_else(|| ApiError::not_found("staged rotation", &stage_id))?;
             key.credentials.insert("api_key".to_string(), stage.api_key);
             key.stages.clear();
             let response =
