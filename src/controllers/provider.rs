@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::conditions::{self, Health, reason};
 use super::decode;
-use super::secret::FIELD_MANAGER;
+use super::runtime::FIELD_MANAGER;
 use super::{Context, LookupError, ReconcileError, VendorCall, error_policy, object_key};
 use crate::api::v1alpha1::{ByokPolicyMode, DatabaseProvider, DatabaseProviderStatus, ProviderRef};
 use crate::providers::Operation;

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use secrecy::SecretString;
 
 use super::Context;
@@ -18,7 +18,7 @@ fn is_forbidden(error: &kube::Error) -> bool {
 }
 use super::protection::claims::{self, ClaimKey};
 use super::protection::tenancy::{self, Refusal};
-use crate::api::v1alpha1::{ClaimedObject, DatabaseProvider, ProviderRef, VendorClaim};
+use crate::api::v1alpha1::{ClaimedObject, DatabaseProvider, ProviderRef};
 use crate::providers::{BuildError, Provider, ProviderConfig};
 
 /// Why a provider could not be used. None of the messages carry the key.
@@ -127,19 +127,6 @@ fn refusal_detail(why: &Refusal) -> String {
             format!(" (its namespace selector cannot be used: {problem})")
         }
     }
-}
-
-/// Watch caches the lookups read before asking the API server: every
-/// `DatabaseProvider`, the credential Secrets in-use protection labels (so a
-/// provider's Secret is cached from its first dependent on), the vendor
-/// claims and the namespaces' metadata.
-#[derive(Clone)]
-pub struct Caches {
-    pub providers: Store<DeserializeGuard<DatabaseProvider>>,
-    pub secrets: Vec<Store<Secret>>,
-    pub claims: Option<Store<VendorClaim>>,
-    pub namespaces:
-        Option<Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>>,
 }
 
 /// How long a namespace seen not terminating is taken to be so without
@@ -324,20 +311,6 @@ impl Context {
             live.insert(namespace.to_string(), std::time::Instant::now());
         }
         terminating
-    }
-
-    /// Gives the lookups the protection loop's watch caches.
-    pub fn set_caches(&self, caches: Option<Caches>) {
-        *self.caches.write().unwrap_or_else(|p| p.into_inner()) = caches;
-    }
-
-    /// `read` applied to the watch caches, if they are there.
-    pub(crate) fn cached<T>(&self, read: impl FnOnce(&Caches) -> Option<T>) -> Option<T> {
-        self.caches
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(read)
     }
 
     /// The client of the `DatabaseProvider` named by `provider_ref`, built from

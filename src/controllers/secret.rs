@@ -10,11 +10,10 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
 
 use super::connection_keys;
+use super::runtime::FIELD_MANAGER;
 use crate::api::v1alpha1::ConnectionSecretTarget;
 use crate::providers::ConnectionUri;
 
-/// Field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = "dbops";
 /// Label on every object the operator creates.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "dbops";

@@ -39,8 +39,7 @@ use crate::api::v1alpha1::{
 };
 use plan::{Change, Plan, ProviderFacts, SecretFacts, SecretKey, View};
 
-/// The in-use finalizer when the operator watches every namespace.
-pub const DEFAULT_FINALIZER: &str = "dbops.dev/in-use";
+pub use super::runtime::DEFAULT_FINALIZER;
 /// Label on every Secret the operator protects (kept after release), so the
 /// protected ones can be watched without watching every Secret.
 pub const PROTECTED_LABEL: &str = "dbops.dev/in-use";
@@ -487,7 +486,7 @@ pub async fn run(
     // Namespace labels matter to the lookups only (read at the next
     // reconcile; each controller watches them for its own wake-ups).
     let (namespaces, namespace_events) = namespace_store(&client, &reach);
-    ctx.set_caches(Some(super::provider_lookup::Caches {
+    ctx.set_caches(Some(super::runtime::Caches {
         providers: providers.clone(),
         secrets: secret_stores.clone(),
         claims: Some(claims.clone()),

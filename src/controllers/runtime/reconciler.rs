@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
 use super::conditions::{self, Health};
-use super::secret::FIELD_MANAGER;
-use super::{Context, FINALIZER, ReconcileError, object_key};
+use super::context::{Context, FIELD_MANAGER, FINALIZER};
+use super::policy::{ReconcileError, object_key};
 use super::{decode, freshness, kube_error};
 use crate::api::v1alpha1::Conditions;
 
@@ -109,7 +109,7 @@ pub fn sooner(delay: Duration, due: Option<Timestamp>, now: Timestamp) -> Durati
 #[macro_export]
 macro_rules! impl_managed {
     ($kind:ty, $status:ty, $controller:expr $(, { $($extra:tt)* })?) => {
-        impl $crate::controllers::reconciler::Managed for $kind {
+        impl $crate::controllers::runtime::reconciler::Managed for $kind {
             type Status = $status;
             const CONTROLLER: &'static str = $controller;
             $($($extra)*)?

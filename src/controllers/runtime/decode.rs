@@ -18,9 +18,9 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::Context;
 use super::conditions::{self, Health, reason};
-use super::secret::FIELD_MANAGER;
+use super::context::{Context, FIELD_MANAGER};
+use super::policy::object_key;
 use crate::api::v1alpha1::Conditions;
 
 /// Longest decode problem quoted in a message.
@@ -200,11 +200,8 @@ where
 {
     ctx.metrics
         .observe_failure(controller, reason::INVALID_SPEC);
-    ctx.metrics.observe_object(
-        controller,
-        &super::object_key(guard),
-        Some(conditions::STALLED),
-    );
+    ctx.metrics
+        .observe_object(controller, &object_key(guard), Some(conditions::STALLED));
     report_invalid(guard, invalid, ctx).await;
     // Any edit of the object wakes its controller; nothing to poll for.
     Action::await_change()

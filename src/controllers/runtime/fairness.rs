@@ -5,7 +5,7 @@
 //! namespace by one turn, not by a thousand reconciles.
 //!
 //! kube-runtime's controller dispatches every due object (its own limit is
-//! off, see [`super::drive`]); each reconcile waits here for its place.
+//! off, see `watch::drive`); each reconcile waits here for its place.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
