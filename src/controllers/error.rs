@@ -160,7 +160,7 @@ pub enum Error {
     #[error("spec.expireAfter {problem}; this branch is left as it is until that is fixed")]
     InvalidExpireAfter { problem: &'static str },
     #[error(transparent)]
-    Template(#[from] super::connection_keys::TemplateError),
+    Template(#[from] super::secret::connection_keys::TemplateError),
     #[error(
         "the connection Secret must hold the database password: {provider} never returns it and dbops keeps it only there; add a key with {{{{ password }}}} or use a preset that has one"
     )]

@@ -3,7 +3,6 @@
 
 pub mod branch;
 pub mod byok;
-pub mod connection_keys;
 pub mod error;
 pub mod expiry;
 mod parent;

@@ -51,7 +51,7 @@ pub enum RotationError {
     #[error("the vendor's new connection URI is unusable: {0}")]
     Connection(#[from] secret::ConnectionError),
     #[error(transparent)]
-    Template(super::connection_keys::TemplateError),
+    Template(super::secret::connection_keys::TemplateError),
 }
 
 /// The request to act on now, if any (pure): a new annotation value, or the

@@ -1,5 +1,5 @@
 //! What a connection Secret holds: the keys of its preset and the user's
-//! templates over the connection fields (pure; written by [`super::secret`]).
+//! templates over the connection fields (pure; written by `writer.rs`).
 //!
 //! The templates are a namespace user's input, so rendering is bounded: only
 //! the subset of Jinja in [`allowlist`] (no loops, variables or calls), a
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use minijinja::{Environment, ErrorKind, UndefinedBehavior, Value, filters};
 
-use super::secret::ConnectionDetails;
+use super::details::ConnectionDetails;
 use crate::api::v1alpha1::{ConnectionSecretTarget, SecretPreset};
 
 /// The Secret type of the `servicebinding` preset, from the Service Binding spec.
