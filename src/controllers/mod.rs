@@ -10,14 +10,13 @@ pub mod pipeline;
 pub mod project;
 pub mod protection;
 pub mod provider;
-pub(crate) mod provider_lookup;
 pub mod rotation;
 pub mod runtime;
 pub mod secret;
 pub mod snapshot;
 
 pub use parent::{Parent, parent_project};
-pub use provider_lookup::{LookupError, ProviderHandle};
+pub use protection::{LookupError, ProviderHandle};
 pub use runtime::{
     CONFLICT_RETRY, Context, FINALIZER, KubeCall, Lifecycle, Managed,
     NAMESPACE_TERMINATING_RECHECK, Readiness, ReconcileError, Scope, Settings, THROTTLE_SPREAD,

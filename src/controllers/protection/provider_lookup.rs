@@ -10,14 +10,15 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use secrecy::SecretString;
 
-use super::Context;
-use super::decode::get_guarded;
+use crate::controllers::runtime::decode::{self, get_guarded};
+use crate::controllers::runtime::{Context, conditions, kube_error};
 
 fn is_forbidden(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 403)
 }
-use super::protection::claims::{self, ClaimKey};
-use super::protection::tenancy::{self, Refusal};
+use super::claims::{self, ClaimKey};
+use super::in_use::{self, Protected};
+use super::tenancy::{self, Refusal};
 use crate::api::v1alpha1::{ClaimedObject, DatabaseProvider, ProviderRef};
 use crate::providers::{BuildError, Provider, ProviderConfig};
 
@@ -72,7 +73,7 @@ pub enum LookupError {
         #[source]
         source: BuildError,
     },
-    #[error("could not read DatabaseProvider {provider:?} or its Secret: {}", super::kube_error::describe(.source))]
+    #[error("could not read DatabaseProvider {provider:?} or its Secret: {}", kube_error::describe(.source))]
     Kube {
         provider: String,
         #[source]
@@ -91,7 +92,7 @@ impl LookupError {
 
     /// The condition reason / metric category.
     pub fn category(&self) -> &'static str {
-        use super::conditions::reason;
+        use conditions::reason;
         match self {
             LookupError::ProviderNotFound { .. } => reason::PROVIDER_NOT_FOUND,
             LookupError::ProviderDeleting { .. } => reason::PROVIDER_DELETING,
@@ -181,7 +182,7 @@ impl Context {
             Ok(None) => Err(LookupError::ProviderNotFound { name }),
             Ok(Some(Err(invalid))) => Err(LookupError::ProviderUnreadable {
                 name,
-                problem: super::decode::scrub(&invalid.error),
+                problem: decode::scrub(&invalid.error),
             }),
             Ok(Some(Ok(provider))) => Ok(provider),
         }
@@ -258,16 +259,15 @@ impl Context {
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        use super::protection::Protected;
         let finalizer = &self.settings.protection_finalizer;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match super::protection::protect(api, name, finalizer).await {
+            match in_use::protect(api, name, finalizer).await {
                 Ok(Protected::Yes) => return Ok(Protection::Protected),
                 Ok(Protected::Deleting) => return Ok(Protection::Deleting),
                 Ok(Protected::Gone) => return Ok(Protection::Gone),
-                Err(e) if super::kube_error::conflict(&e, false) && attempt < 5 => continue,
+                Err(e) if kube_error::conflict(&e, false) && attempt < 5 => continue,
                 Err(source) => {
                     return Err(LookupError::Kube {
                         provider: name.to_string(),
