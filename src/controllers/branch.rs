@@ -10,8 +10,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
 use super::conditions::{Health, reason};
-use super::parent::{
-    Dereferenced, dereference, record_parent, recorded_parent, replay_child_create,
+use super::pipeline::parent::{
+    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
+    replay_child_create,
 };
 use super::pipeline::{
     self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
@@ -31,7 +32,7 @@ use crate::providers::{
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasebranch";
 
-pub use super::error::{Error, Object};
+pub use super::pipeline::error::{Error, Object};
 
 crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER, {
     fn derive_status(&self, status: &mut DatabaseBranchStatus) {
@@ -301,6 +302,16 @@ impl VendorKind for DatabaseBranch {
             .map_err(|e| VendorCall::new("creating the branch", e))?;
         let note = format!("created vendor branch {}", vendor.id);
         Ok(Created::New { vendor, note })
+    }
+
+    /// Through its parent project's provider.
+    async fn cleanup_target(
+        &self,
+        ctx: &Context,
+        status: &DatabaseBranchStatus,
+        _left: &str,
+    ) -> Result<Option<(ProviderHandle, Option<ParentProject>)>, Error> {
+        child_cleanup_target(self, ctx, status).await
     }
 
     /// The create may have reached the vendor before the id was saved: replay

@@ -46,7 +46,7 @@ pub const WATCH_LABEL: &str = "dbops.dev/byok-credentials";
 /// The credential field rotated in place (`byok.rotate.*` take an `api_key`).
 pub const ROTATABLE_FIELD: &str = "api_key";
 
-pub use super::error::{Error, Object};
+pub use super::pipeline::error::{Error, Object};
 
 crate::impl_managed!(ByokCredential, ByokCredentialStatus, CONTROLLER);
 

@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::error::Error;
+use super::pipeline::error::Error;
 use super::{Context, KubeCall, freshness};
 use crate::api::v1alpha1::{DatabaseBranch, DeletionPolicy, Rfc3339, expire_after};
 

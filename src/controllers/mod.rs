@@ -3,19 +3,16 @@
 
 pub mod branch;
 pub mod byok;
-pub mod error;
 pub mod expiry;
-mod parent;
 pub mod pipeline;
 pub mod project;
 pub mod protection;
 pub mod provider;
-pub mod rotation;
 pub mod runtime;
 pub mod secret;
 pub mod snapshot;
 
-pub use parent::{Parent, parent_project};
+pub use pipeline::{Parent, parent_project};
 pub use protection::{LookupError, ProviderHandle};
 pub use runtime::{
     CONFLICT_RETRY, Context, FINALIZER, KubeCall, Lifecycle, Managed,

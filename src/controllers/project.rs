@@ -31,7 +31,7 @@ use crate::providers::{
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databaseproject";
 
-pub use super::error::{Error, Object};
+pub use super::pipeline::error::{Error, Object};
 
 crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER, {
     fn derive_status(&self, status: &mut DatabaseProjectStatus) {

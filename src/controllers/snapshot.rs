@@ -17,8 +17,9 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
 use super::conditions::{self, Health};
-use super::parent::{
-    Dereferenced, dereference, record_parent, recorded_parent, replay_child_create,
+use super::pipeline::parent::{
+    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
+    replay_child_create,
 };
 use super::pipeline::{
     self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
@@ -35,7 +36,7 @@ use crate::providers::{Operation, Provider, ProviderError, SnapshotRequest, Vend
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasesnapshot";
 
-pub use super::error::{Error, Object};
+pub use super::pipeline::error::{Error, Object};
 
 crate::impl_managed!(DatabaseSnapshot, DatabaseSnapshotStatus, CONTROLLER, {
     fn derive_status(&self, status: &mut DatabaseSnapshotStatus) {
@@ -217,6 +218,16 @@ impl VendorKind for DatabaseSnapshot {
             .map_err(|e| VendorCall::new("creating the snapshot", e))?;
         let note = format!("took vendor snapshot {}", vendor.id);
         Ok(Created::New { vendor, note })
+    }
+
+    /// Through its parent project's provider.
+    async fn cleanup_target(
+        &self,
+        ctx: &Context,
+        status: &DatabaseSnapshotStatus,
+        _left: &str,
+    ) -> Result<Option<(ProviderHandle, Option<ParentProject>)>, Error> {
+        child_cleanup_target(self, ctx, status).await
     }
 
     async fn replay_create(

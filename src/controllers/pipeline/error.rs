@@ -1,4 +1,5 @@
-//! The one error type of the namespaced controllers. Kind-specific context
+//! The one error type of the namespaced controllers, and the errors it
+//! wraps that belong to the pipeline (a rotation's). Kind-specific context
 //! lives in the variants (which vendor object, which field); what the error
 //! policy needs (category, transient or not, the vendor's wait) is derived
 //! here once.
@@ -6,12 +7,19 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::conditions::reason;
-use super::reconciler::ControllerError;
-use super::rotation::RotationError;
-use super::secret::{ConnectionError, SecretWriteError};
-use super::{KubeCall, LookupError, ReconcileError, VendorCall};
+use crate::controllers::protection::LookupError;
+use crate::controllers::protection::claims::ClaimError;
+use crate::controllers::protection::tenancy::Adoption;
+use crate::controllers::runtime::conditions::reason;
+use crate::controllers::runtime::reconciler::ControllerError;
+use crate::controllers::runtime::{KubeCall, ReconcileError, VendorCall};
+use crate::controllers::secret::connection_keys::TemplateError;
+use crate::controllers::secret::{ConnectionError, SecretWriteError};
 use crate::providers::Operation;
+
+/// How long a vendor object may stay in a state no document names before
+/// the resource is shown as needing a person.
+pub const UNRECOGNIZED_STATE_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 /// The vendor object a resource stands for, as messages name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +62,19 @@ impl fmt::Display for Object {
     }
 }
 
+/// Why a rotation pass stopped early (to be retried).
+#[derive(Debug, thiserror::Error)]
+pub enum RotationError {
+    #[error(transparent)]
+    Vendor(#[from] VendorCall),
+    #[error(transparent)]
+    Secret(#[from] SecretWriteError),
+    #[error("the vendor's new connection URI is unusable: {0}")]
+    Connection(#[from] ConnectionError),
+    #[error(transparent)]
+    Template(TemplateError),
+}
+
 /// Everything that can stop a reconcile of a `DatabaseProject`,
 /// `DatabaseBranch`, `DatabaseSnapshot` or `ByokCredential`.
 #[derive(Debug, thiserror::Error)]
@@ -91,14 +112,14 @@ pub enum Error {
         adoption.field()
     )]
     AdoptionNotAllowed {
-        adoption: super::protection::tenancy::Adoption,
+        adoption: Adoption,
         provider: String,
         namespace: String,
     },
     #[error("DatabaseBranch {name:?} named in spec.fromBranchRef {problem}")]
     FromBranchRef { name: String, problem: String },
     #[error(transparent)]
-    Claim(#[from] super::protection::claims::ClaimError),
+    Claim(#[from] ClaimError),
     #[error("the vendor reports {object} {id} as failed: {state}")]
     VendorFailed {
         object: Object,
@@ -148,7 +169,7 @@ pub enum Error {
     Revoked { id: String },
     #[error(
         "the vendor has reported {object} {id} as {state:?}, a state dbops does not know, for over {} minutes; check it at the vendor (dbops looks again on its own)",
-        super::pipeline::plan::UNRECOGNIZED_STATE_LIMIT.as_secs() / 60
+        UNRECOGNIZED_STATE_LIMIT.as_secs() / 60
     )]
     VendorStateUnknown {
         object: Object,
@@ -160,7 +181,7 @@ pub enum Error {
     #[error("spec.expireAfter {problem}; this branch is left as it is until that is fixed")]
     InvalidExpireAfter { problem: &'static str },
     #[error(transparent)]
-    Template(#[from] super::secret::connection_keys::TemplateError),
+    Template(#[from] TemplateError),
     #[error(
         "the connection Secret must hold the database password: {provider} never returns it and dbops keeps it only there; add a key with {{{{ password }}}} or use a preset that has one"
     )]
@@ -200,9 +221,7 @@ impl ReconcileError for Error {
             }
             Error::VendorObjectDeleted { .. } => reason::VENDOR_OBJECT_DELETED,
             Error::AdoptionNotAllowed { .. } => reason::ADOPTION_NOT_ALLOWED,
-            Error::Claim(super::protection::claims::ClaimError::Taken { .. }) => {
-                reason::ALREADY_CLAIMED
-            }
+            Error::Claim(ClaimError::Taken { .. }) => reason::ALREADY_CLAIMED,
             Error::Claim(_) => "KubernetesApiError",
             Error::ExternalNotFound { .. } => reason::EXTERNAL_NOT_FOUND,
             Error::VendorFailed { .. } => "VendorFailed",

@@ -4,11 +4,13 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
-use super::error::Error;
-use super::pipeline::{ParentProject, VendorKind};
-use super::reconciler::{Managed, report_progress, requeue};
-use super::{Context, KubeCall};
+use super::error::{Error, Object};
+use super::kind::{ParentProject, VendorKind, create_sent, project_id};
 use crate::api::v1alpha1::DatabaseProject;
+use crate::controllers::protection::{LookupError, ProviderHandle};
+use crate::controllers::runtime::conditions;
+use crate::controllers::runtime::reconciler::{Managed, report_progress, requeue};
+use crate::controllers::runtime::{Context, KubeCall, VendorCall};
 
 /// Where the parent project of a branch or snapshot is in its life.
 #[derive(Debug)]
@@ -54,7 +56,7 @@ pub async fn parent_project(
 /// the provider recorded in the child's status when its vendor object was made.
 pub enum CleanupProvider {
     /// Delete through this provider.
-    Provider(super::ProviderHandle),
+    Provider(ProviderHandle),
     /// The child never reached the vendor: nothing to delete.
     NeverCreated,
     /// The parent resource is gone and its provider cannot be used any more
@@ -69,11 +71,11 @@ pub async fn cleanup_provider(
     namespace: &str,
     project_name: &str,
     recorded_provider: Option<&str>,
-) -> Result<CleanupProvider, super::LookupError> {
+) -> Result<CleanupProvider, LookupError> {
     use crate::api::v1alpha1::ProviderRef;
     let parent = parent_project(ctx, namespace, project_name)
         .await
-        .map_err(|source| super::LookupError::Kube {
+        .map_err(|source| LookupError::Kube {
             provider: recorded_provider.unwrap_or_default().to_string(),
             source,
         })?;
@@ -93,9 +95,7 @@ pub async fn cleanup_provider(
     match ctx.provider_in(namespace, &provider_ref, false).await {
         Ok(provider) => Ok(CleanupProvider::Provider(provider)),
         // The provider no longer admits this namespace: nothing is sent to it.
-        Err(e @ super::LookupError::NotAllowed { .. }) => {
-            Ok(CleanupProvider::Unreachable(e.to_string()))
-        }
+        Err(e @ LookupError::NotAllowed { .. }) => Ok(CleanupProvider::Unreachable(e.to_string())),
         // Gone for good (in-use protection removed by hand), or the parent is
         // gone too and the provider cannot be used: nothing can be reached.
         Err(e) if e.is_gone() || (!parent_exists && !e.is_transient()) => {
@@ -113,7 +113,7 @@ pub enum Gate {
         project_id: String,
     },
     /// Not yet: show this and look again when the project changes.
-    Wait(super::conditions::Health),
+    Wait(conditions::Health),
     /// The project this child was made in is gone (deleted, being deleted, or
     /// replaced by a new vendor project).
     ParentGone,
@@ -128,7 +128,7 @@ pub fn gate(
     created_before: bool,
     recorded_project_id: Option<&str>,
 ) -> Gate {
-    use super::conditions::{Health, reason};
+    use conditions::{Health, reason};
     let waiting =
         |message: String| Gate::Wait(Health::progressing(reason::WAITING_FOR_PROJECT, message));
     match parent {
@@ -173,8 +173,7 @@ pub async fn dereference<K: VendorKind>(
     let namespace = obj.namespace().ok_or(Error::InvalidObject)?;
     let status = obj.current_status();
     let recorded = obj.recorded_parent(&status).ok_or(Error::InvalidObject)?;
-    let created_before =
-        K::recorded_id(&status).is_some() || super::pipeline::create_sent(obj, &status);
+    let created_before = K::recorded_id(&status).is_some() || create_sent(obj, &status);
     let recorded_id = Some(recorded.project_id.as_str()).filter(|id| !id.is_empty());
     let found = parent_project(ctx, &namespace, &recorded.name)
         .await
@@ -230,7 +229,7 @@ pub fn record_parent(
 /// to learn the id of what a lost answer made. Without a saved project there
 /// is nothing to replay; a gone project means the child went with it.
 pub async fn replay_child_create<V, Fut>(
-    object: super::error::Object,
+    object: Object,
     parent: Option<&ParentProject>,
     create: impl FnOnce(String) -> Fut,
 ) -> Result<Option<String>, Error>
@@ -238,14 +237,14 @@ where
     V: crate::providers::VendorObject,
     Fut: std::future::Future<Output = Result<V, crate::providers::ProviderError>>,
 {
-    let project_id = super::pipeline::project_id(parent);
+    let project_id = project_id(parent);
     if project_id.is_empty() {
         return Ok(None);
     }
     match create(project_id.to_string()).await {
         Ok(vendor) => Ok(Some(vendor.id().to_string())),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(super::VendorCall::new(format!("replaying the {object} create"), e).into()),
+        Err(e) => Err(VendorCall::new(format!("replaying the {object} create"), e).into()),
     }
 }
 
@@ -256,7 +255,7 @@ pub async fn child_cleanup_target<K: VendorKind>(
     obj: &K,
     ctx: &Context,
     status: &K::Status,
-) -> Result<Option<(super::ProviderHandle, Option<ParentProject>)>, Error> {
+) -> Result<Option<(ProviderHandle, Option<ParentProject>)>, Error> {
     let recorded = obj.recorded_parent(status).ok_or(Error::InvalidObject)?;
     let provider_name = Some(recorded.provider_name.as_str()).filter(|p| !p.is_empty());
     let provider =
@@ -273,7 +272,7 @@ async fn child_cleanup_provider<K>(
     project_name: &str,
     recorded_provider: Option<&str>,
     what: &str,
-) -> Result<Option<super::ProviderHandle>, super::LookupError>
+) -> Result<Option<ProviderHandle>, LookupError>
 where
     K: kube::Resource<DynamicType = ()>,
 {

@@ -15,13 +15,14 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use sha2::{Digest, Sha256};
 
-use super::conditions::{self, ROTATION_FAILED};
-use super::pipeline::Connected;
-use super::secret::{self, ConnectionDetails, SecretWriteError};
-use super::{Context, VendorCall};
+use super::error::RotationError;
+use super::kind::Connected;
 use crate::api::v1alpha1::{
     CredentialRotationSpec, CredentialRotationStatus, ROTATE_ANNOTATION, Rfc3339,
 };
+use crate::controllers::runtime::conditions::{self, ROTATION_FAILED};
+use crate::controllers::runtime::{Context, VendorCall};
+use crate::controllers::secret::{self, ConnectionDetails};
 use crate::providers::{Password, Provider, RotationProgress, RotationTarget};
 
 /// What a rotation pass came to.
@@ -39,19 +40,6 @@ pub enum Outcome {
         reason: &'static str,
         message: String,
     },
-}
-
-/// Why a rotation pass stopped early (to be retried).
-#[derive(Debug, thiserror::Error)]
-pub enum RotationError {
-    #[error(transparent)]
-    Vendor(#[from] VendorCall),
-    #[error(transparent)]
-    Secret(#[from] SecretWriteError),
-    #[error("the vendor's new connection URI is unusable: {0}")]
-    Connection(#[from] secret::ConnectionError),
-    #[error(transparent)]
-    Template(super::secret::connection_keys::TemplateError),
 }
 
 /// The request to act on now, if any (pure): a new annotation value, or the
