@@ -1,17 +1,22 @@
-//! The controllers, one module per kind, and what they share: the [`Context`],
-//! provider lookup, status writes, Events and the error policy.
+//! The controllers, in four layers; each uses only the ones below it:
+//! - [`runtime`]: the Kubernetes runtime every controller shares (the
+//!   [`Context`], the shared reconcile, decoding, freshness, Events,
+//!   conditions, the error policy and fair scheduling);
+//! - [`secret`] (the connection Secret) and [`protection`] (in-use
+//!   protection, claims, tenancy and the provider lookup), side by side;
+//! - [`pipeline`]: the one reconcile of the kinds that stand for a vendor
+//!   object, with rotation, parents and the one error type;
+//! - [`kinds`]: one controller per custom resource.
+//!
+//! The names re-exported here are the crate's paths into the layers.
 
-pub mod branch;
-pub mod byok;
-pub mod expiry;
+pub mod kinds;
 pub mod pipeline;
-pub mod project;
 pub mod protection;
-pub mod provider;
 pub mod runtime;
 pub mod secret;
-pub mod snapshot;
 
+pub use kinds::{branch, byok, expiry, project, provider, snapshot};
 pub use pipeline::{Parent, parent_project};
 pub use protection::{LookupError, ProviderHandle};
 pub use runtime::{

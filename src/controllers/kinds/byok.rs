@@ -24,15 +24,18 @@ use kube::runtime::watcher;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::conditions::{self, Health, ROTATION_FAILED, reason};
-use super::pipeline::plan::Cleanup;
-use super::pipeline::{self, idempotency_key};
-use super::reconciler::{Lifecycle, Managed, apply_status, apply_status_if_changed};
-use super::{Context, KubeCall, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokBinding, ByokCredential, ByokCredentialStatus, ByokQuota, ByokTestResult, ByokUsage,
     ClaimedObject, Conditions, Rfc3339,
 };
+use crate::controllers::pipeline::plan::Cleanup;
+use crate::controllers::pipeline::{self, idempotency_key};
+use crate::controllers::protection::{ProviderHandle, claims};
+use crate::controllers::runtime::conditions::{self, Health, ROTATION_FAILED, reason};
+use crate::controllers::runtime::reconciler::{
+    Lifecycle, Managed, apply_status, apply_status_if_changed,
+};
+use crate::controllers::runtime::{Context, KubeCall, Scope, VendorCall, dependents, watch};
 use crate::providers::byok::{
     Binding, ByokApi, CredentialConfig, CredentialState, Credentials, Quota,
 };
@@ -46,7 +49,7 @@ pub const WATCH_LABEL: &str = "dbops.dev/byok-credentials";
 /// The credential field rotated in place (`byok.rotate.*` take an `api_key`).
 pub const ROTATABLE_FIELD: &str = "api_key";
 
-pub use super::pipeline::error::{Error, Object};
+pub use crate::controllers::pipeline::error::{Error, Object};
 
 crate::impl_managed!(ByokCredential, ByokCredentialStatus, CONTROLLER);
 
@@ -269,7 +272,7 @@ enum Rotation {
 /// What dereferencing a `ByokCredential` found: its provider's BYOK API and
 /// the credential content in the Secret it names.
 struct Found {
-    provider: super::ProviderHandle,
+    provider: ProviderHandle,
     fields: BTreeMap<String, SecretString>,
     fingerprints: BTreeMap<String, String>,
 }
@@ -286,7 +289,7 @@ impl Found {
 }
 
 /// The BYOK API of `provider`, or why it has none.
-fn byok_of(provider: &super::ProviderHandle) -> Result<&dyn ByokApi, Error> {
+fn byok_of(provider: &ProviderHandle) -> Result<&dyn ByokApi, Error> {
     provider.byok().ok_or_else(|| Error::Unsupported {
         provider: provider.api().to_string(),
         operation: Operation::ByokRegister,
@@ -400,13 +403,8 @@ impl ByokCredential {
     /// Claims BYOK credential `id` for this resource: the vendor's register
     /// is idempotent, so another resource registering the same key gets the
     /// same id, and must not take it over.
-    async fn claim(
-        &self,
-        ctx: &Context,
-        provider: &super::ProviderHandle,
-        id: &str,
-    ) -> Result<(), Error> {
-        let holder = super::protection::claims::holder_of(self).ok_or(Error::InvalidObject)?;
+    async fn claim(&self, ctx: &Context, provider: &ProviderHandle, id: &str) -> Result<(), Error> {
+        let holder = claims::holder_of(self).ok_or(Error::InvalidObject)?;
         let key = provider.claim_key(ClaimedObject::ByokCredential, id);
         ctx.claim(&key, &holder, provider.name()).await?;
         Ok(())
@@ -435,7 +433,7 @@ impl ByokCredential {
         };
         match self.claim(ctx, &provider, &id).await {
             Ok(()) => {}
-            Err(Error::Claim(super::protection::claims::ClaimError::Taken { .. })) => {
+            Err(Error::Claim(claims::ClaimError::Taken { .. })) => {
                 let note = format!(
                     "BYOK credential {id} is held by another dbops resource, so it was not revoked"
                 );
@@ -797,7 +795,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<ByokCredential>> {
     let client = ctx.client.clone();
-    let controller = super::lean_controller(
+    let controller = watch::lean_controller(
         scope.api::<DeserializeGuard<ByokCredential>>(client.clone()),
         watcher_config,
     );
@@ -807,12 +805,12 @@ pub fn controller(
     let by_provider = dependents(controller.store(), |c: &ByokCredential| {
         Some(c.spec.provider_ref.name.as_str())
     });
-    let by_namespace = super::in_namespace(controller.store());
+    let by_namespace = watch::in_namespace(controller.store());
     let labelled = watcher::Config::default().labels(&format!("{WATCH_LABEL}=true"));
     controller
         .watches(scope.api::<Secret>(client.clone()), labelled, by_secret)
-        .watches_stream(super::provider_triggers(ctx), by_provider)
-        .watches_stream(super::namespace_triggers(client, scope), by_namespace)
+        .watches_stream(watch::provider_triggers(ctx), by_provider)
+        .watches_stream(watch::namespace_triggers(client, scope), by_namespace)
 }
 
 #[cfg(test)]

@@ -10,19 +10,20 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
-use super::conditions::{Health, reason};
-use super::pipeline::{
-    self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key,
-};
-use super::protection::tenancy::{self, Adoption};
-use super::reconciler::{Lifecycle, Managed, apply_status};
-use super::secret;
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ByokCredential, ClaimedObject, CredentialRotationSpec, CredentialRotationStatus,
     DatabaseProject, DatabaseProjectStatus, DatabaseSnapshot, DeletionPolicy, ProjectMode,
     RestoreSource,
 };
+use crate::controllers::pipeline::{
+    self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key,
+};
+use crate::controllers::protection::tenancy::{self, Adoption};
+use crate::controllers::protection::{ProviderHandle, claims};
+use crate::controllers::runtime::conditions::{Health, reason};
+use crate::controllers::runtime::reconciler::{Lifecycle, Managed, apply_status};
+use crate::controllers::runtime::{Context, KubeCall, Scope, VendorCall, dependents, watch};
+use crate::controllers::secret;
 use crate::providers::{
     Operation, Password, ProjectRequest, Provider, ProviderError, RestoreProgress, RestoreRequest,
     RotationTarget, VendorProject,
@@ -31,7 +32,7 @@ use crate::providers::{
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databaseproject";
 
-pub use super::pipeline::error::{Error, Object};
+pub use crate::controllers::pipeline::error::{Error, Object};
 
 crate::impl_managed!(DatabaseProject, DatabaseProjectStatus, CONTROLLER, {
     fn derive_status(&self, status: &mut DatabaseProjectStatus) {
@@ -581,7 +582,7 @@ impl DatabaseProject {
         let holder = ctx.claim_holder(&key).await.map_err(KubeCall::Read)?;
         match holder {
             Some(holder) if Some(&holder.namespace) != self.metadata.namespace.as_ref() => {
-                Err(super::protection::claims::ClaimError::Taken {
+                Err(claims::ClaimError::Taken {
                     object: "snapshot",
                     id: id.to_string(),
                 }
@@ -604,7 +605,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<DatabaseProject>> {
     let client = ctx.client.clone();
-    let controller = super::lean_controller(
+    let controller = watch::lean_controller(
         scope.api::<DeserializeGuard<DatabaseProject>>(client.clone()),
         watcher_config.clone(),
     );
@@ -628,10 +629,10 @@ pub fn controller(
             scope.api(client.clone()),
             ctx.secret_echoes.clone(),
         ))
-        .watches_stream(super::provider_triggers(ctx), by_provider)
+        .watches_stream(watch::provider_triggers(ctx), by_provider)
         .watches_stream(
-            super::namespace_triggers(client.clone(), scope),
-            super::in_namespace(controller_store.clone()),
+            watch::namespace_triggers(client.clone(), scope),
+            watch::in_namespace(controller_store.clone()),
         )
         .watches(
             scope.api::<DeserializeGuard<DatabaseSnapshot>>(client.clone()),

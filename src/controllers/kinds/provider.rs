@@ -16,11 +16,13 @@ use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 use tracing::Instrument;
 
-use super::conditions::{self, Health, reason};
-use super::decode;
-use super::runtime::FIELD_MANAGER;
-use super::{Context, LookupError, ReconcileError, VendorCall, error_policy, object_key};
 use crate::api::v1alpha1::{ByokPolicyMode, DatabaseProvider, DatabaseProviderStatus, ProviderRef};
+use crate::controllers::protection::LookupError;
+use crate::controllers::runtime::conditions::{self, Health, reason};
+use crate::controllers::runtime::{
+    Context, FIELD_MANAGER, ReconcileError, VendorCall, decode, error_policy, kube_error,
+    object_key,
+};
 use crate::providers::Operation;
 use crate::providers::byok::{PolicyScope, RoutingPolicy};
 
@@ -36,7 +38,7 @@ pub enum Error {
     Vendor(#[from] VendorCall),
     #[error("{api} has no BYOK routing policy; {hint}")]
     PolicyUnsupported { api: String, hint: &'static str },
-    #[error("could not write status: {}", super::kube_error::describe(.0))]
+    #[error("could not write status: {}", kube_error::describe(.0))]
     Status(#[source] kube::Error),
 }
 

@@ -16,27 +16,28 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
 
-use super::conditions::{self, Health};
-use super::pipeline::parent::{
-    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
-    replay_child_create,
-};
-use super::pipeline::{
-    self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
-};
-use super::protection::tenancy::{self, Adoption};
-use super::reconciler::{Lifecycle, Managed, apply_status_if_changed};
-use super::{Context, KubeCall, ProviderHandle, Scope, VendorCall, dependents};
 use crate::api::v1alpha1::{
     ClaimedObject, DatabaseProject, DatabaseSnapshot, DatabaseSnapshotStatus, DeletionPolicy,
     ProviderRef,
 };
+use crate::controllers::pipeline::parent::{
+    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
+    replay_child_create,
+};
+use crate::controllers::pipeline::{
+    self, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
+};
+use crate::controllers::protection::ProviderHandle;
+use crate::controllers::protection::tenancy::{self, Adoption};
+use crate::controllers::runtime::conditions::{self, Health};
+use crate::controllers::runtime::reconciler::{Lifecycle, Managed, apply_status_if_changed};
+use crate::controllers::runtime::{Context, KubeCall, Scope, VendorCall, dependents, watch};
 use crate::providers::{Operation, Provider, ProviderError, SnapshotRequest, VendorSnapshot};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasesnapshot";
 
-pub use super::pipeline::error::{Error, Object};
+pub use crate::controllers::pipeline::error::{Error, Object};
 
 crate::impl_managed!(DatabaseSnapshot, DatabaseSnapshotStatus, CONTROLLER, {
     fn derive_status(&self, status: &mut DatabaseSnapshotStatus) {
@@ -278,7 +279,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<DatabaseSnapshot>> {
     let client = ctx.client.clone();
-    let controller = super::lean_controller(
+    let controller = watch::lean_controller(
         scope.api::<DeserializeGuard<DatabaseSnapshot>>(client.clone()),
         watcher_config.clone(),
     );
@@ -289,13 +290,13 @@ pub fn controller(
     let by_provider = dependents(controller.store(), |k: &DatabaseSnapshot| {
         k.status.as_ref()?.provider_name.as_deref()
     });
-    let by_namespace = super::in_namespace(controller.store());
+    let by_namespace = watch::in_namespace(controller.store());
     controller
         .watches(
             scope.api::<DeserializeGuard<DatabaseProject>>(client.clone()),
             watcher_config,
             by_project,
         )
-        .watches_stream(super::provider_triggers(ctx), by_provider)
-        .watches_stream(super::namespace_triggers(client, scope), by_namespace)
+        .watches_stream(watch::provider_triggers(ctx), by_provider)
+        .watches_stream(watch::namespace_triggers(client, scope), by_namespace)
 }

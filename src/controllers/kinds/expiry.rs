@@ -2,7 +2,7 @@
 //!
 //! A branch with `expireAfter` expires at its creation time plus that
 //! duration (`status.expiresAt`). Until then every pass runs again by that
-//! time at the latest, whatever it comes to ([`super::Managed::due_by`]);
+//! time at the latest, whatever it comes to ([`Managed::due_by`](crate::controllers::runtime::Managed::due_by));
 //! from then on, any pass (Ready, waiting or stalled alike) deletes the
 //! `DatabaseBranch` resource itself, and the finalizer deletes the vendor
 //! branch as `deletionPolicy` says. Deleting the resource, not only the
@@ -14,9 +14,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
-use super::pipeline::error::Error;
-use super::{Context, KubeCall, freshness};
 use crate::api::v1alpha1::{DatabaseBranch, DeletionPolicy, Rfc3339, expire_after};
+use crate::controllers::pipeline::Error;
+use crate::controllers::runtime::{Context, KubeCall, freshness};
 
 /// When a branch created at `created` with `spec.expireAfter` `expire_after`
 /// expires (pure): `None` without `expireAfter`, or before the API server has
@@ -129,7 +129,7 @@ pub async fn expire(
 mod tests {
     use super::*;
     use crate::api::v1alpha1::{DatabaseBranchSpec, DatabaseBranchStatus};
-    use crate::controllers::ReconcileError;
+    use crate::controllers::runtime::ReconcileError;
 
     fn t(text: &str) -> Timestamp {
         text.parse().unwrap()

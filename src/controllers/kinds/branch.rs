@@ -9,22 +9,24 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
-use super::conditions::{Health, reason};
-use super::pipeline::parent::{
-    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
-    replay_child_create,
-};
-use super::pipeline::{
-    self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
-};
-use super::protection::tenancy::{self, Adoption};
-use super::reconciler::{Lifecycle, Managed};
-use super::secret;
-use super::{Context, ProviderHandle, Scope, VendorCall, dependents, expiry};
+use super::expiry;
 use crate::api::v1alpha1::{
     ClaimedObject, CredentialRotationSpec, CredentialRotationStatus, DatabaseBranch,
     DatabaseBranchStatus, DatabaseProject, DeletionPolicy, ProviderRef,
 };
+use crate::controllers::pipeline::parent::{
+    Dereferenced, child_cleanup_target, dereference, record_parent, recorded_parent,
+    replay_child_create,
+};
+use crate::controllers::pipeline::{
+    self, Connected, Created, Obtained, ParentProject, VendorKind, idempotency_key, project_id,
+};
+use crate::controllers::protection::ProviderHandle;
+use crate::controllers::protection::tenancy::{self, Adoption};
+use crate::controllers::runtime::conditions::{Health, reason};
+use crate::controllers::runtime::reconciler::{Lifecycle, Managed};
+use crate::controllers::runtime::{Context, KubeCall, Scope, VendorCall, dependents, watch};
+use crate::controllers::secret;
 use crate::providers::{
     BranchRequest, Operation, Provider, ProviderError, Resume, RotationTarget, VendorBranch,
 };
@@ -32,7 +34,7 @@ use crate::providers::{
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "databasebranch";
 
-pub use super::pipeline::error::{Error, Object};
+pub use crate::controllers::pipeline::error::{Error, Object};
 
 crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER, {
     fn derive_status(&self, status: &mut DatabaseBranchStatus) {
@@ -127,7 +129,7 @@ impl DatabaseBranch {
             name: name.clone(),
             problem: problem.to_string(),
         };
-        let Some(source) = api.get_opt(name).await.map_err(super::KubeCall::Read)? else {
+        let Some(source) = api.get_opt(name).await.map_err(KubeCall::Read)? else {
             return Ok(SourceBranch::Waiting(format!(
                 "DatabaseBranch {name} named in spec.fromBranchRef does not exist yet"
             )));
@@ -399,7 +401,7 @@ pub fn controller(
     watcher_config: watcher::Config,
 ) -> Controller<DeserializeGuard<DatabaseBranch>> {
     let client = ctx.client.clone();
-    let controller = super::lean_controller(
+    let controller = watch::lean_controller(
         scope.api::<DeserializeGuard<DatabaseBranch>>(client.clone()),
         watcher_config.clone(),
     );
@@ -410,15 +412,15 @@ pub fn controller(
     let by_provider = dependents(controller.store(), |k: &DatabaseBranch| {
         k.status.as_ref()?.provider_name.as_deref()
     });
-    let by_namespace = super::in_namespace(controller.store());
+    let by_namespace = watch::in_namespace(controller.store());
     controller
         .owns_stream(secret::owned_secret_triggers(
             scope.api(client.clone()),
             ctx.secret_echoes.clone(),
         ))
-        .watches_stream(super::provider_triggers(ctx), by_provider)
+        .watches_stream(watch::provider_triggers(ctx), by_provider)
         .watches_stream(
-            super::namespace_triggers(client.clone(), scope),
+            watch::namespace_triggers(client.clone(), scope),
             by_namespace,
         )
         .watches(
