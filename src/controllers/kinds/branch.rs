@@ -393,7 +393,8 @@ impl Connected for DatabaseBranch {
     }
 }
 
-/// The `DatabaseBranch` controller, ready to run with [`drive`]. A change of a
+/// The `DatabaseBranch` controller, ready to run with
+/// [`drive`](crate::controllers::runtime::drive). A change of a
 /// `DatabaseProject` (becoming Ready, being deleted) wakes its branches at once.
 pub fn controller(
     ctx: &Context,

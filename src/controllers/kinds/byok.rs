@@ -786,7 +786,8 @@ fn rotatable_key<'a>(
         .ok_or_else(|| format!("the Secret no longer has {ROTATABLE_FIELD}"))
 }
 
-/// The `ByokCredential` controller, ready to run with [`drive`]. It watches
+/// The `ByokCredential` controller, ready to run with
+/// [`drive`](crate::controllers::runtime::drive). It watches
 /// only Secrets labelled [`WATCH_LABEL`] (the ones `ByokCredential`s name), and
 /// maps each back to the credentials naming it.
 pub fn controller(

@@ -597,7 +597,8 @@ fn waiting_for_snapshot(message: String) -> SnapshotToRestore {
     SnapshotToRestore::Waiting(Health::progressing(reason::WAITING_FOR_SNAPSHOT, message))
 }
 
-/// The `DatabaseProject` controller, ready to run with [`drive`]. Providers
+/// The `DatabaseProject` controller, ready to run with
+/// [`drive`](crate::controllers::runtime::drive). Providers
 /// and snapshots are watched, so a project waiting for either starts at once.
 pub fn controller(
     ctx: &Context,

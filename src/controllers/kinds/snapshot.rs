@@ -271,7 +271,8 @@ impl VendorKind for DatabaseSnapshot {
     }
 }
 
-/// The `DatabaseSnapshot` controller, ready to run with [`drive`]. A change of
+/// The `DatabaseSnapshot` controller, ready to run with
+/// [`drive`](crate::controllers::runtime::drive). A change of
 /// a `DatabaseProject` wakes its snapshots at once.
 pub fn controller(
     ctx: &Context,

@@ -53,7 +53,7 @@ pub trait VendorKind: Managed {
     const CLAIM: ClaimedObject;
     /// Whether the id is saved in its own status write before the steps that
     /// follow. No kind needs it: a [`Connected`] kind saves the id with its one
-    /// status write, and [`connect`] saves it alone when a step before that
+    /// status write, and `steps::connect` saves it alone when a step before that
     /// write fails, so nothing made at the vendor is forgotten.
     const SAVE_ID_FIRST: bool = false;
     /// The vendor object as the provider reports it.
@@ -94,7 +94,7 @@ pub trait VendorKind: Managed {
         id: &str,
     ) -> Result<Self::Vendor, ProviderError>;
 
-    /// Creates the vendor object; starts with [`begin_create`].
+    /// Creates the vendor object; starts with `steps::begin_create`.
     async fn create(
         &self,
         api: &Api<Self>,

@@ -20,7 +20,7 @@
 //!   polls. (Clients must not depend on this pace; the dbops client does not.)
 //! - A new job is answered `202 Accepted`, an in-flight job `200 OK`.
 //!
-//! With real databases ([`real`](crate::emulator::base::real)), projects and previews seeded with
+//! With real databases ([`real`]), projects and previews seeded with
 //! [`CapyDbEmulator::seed_project`] and [`CapyDbEmulator::seed_preview`] are
 //! real databases on that server (a preview starts as a copy of its
 //! project's data), owned by a role of the same name (the `username`), and

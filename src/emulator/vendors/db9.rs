@@ -22,7 +22,7 @@
 //! - deleting a database removes it (later reads are `404`) and its backups;
 //!   its branches are databases of their own and stay.
 //!
-//! With real databases ([`real`](crate::emulator::base::real)), every database (branches and
+//! With real databases ([`real`]), every database (branches and
 //! restored ones too) is a real database on that server, owned by a role of
 //! the same name (the `admin_user` of its answers) whose password is the
 //! admin password (the one the create request chose, if any); its connection

@@ -51,7 +51,7 @@
 //! - every project has point-in-time recovery enabled, a recovery window from
 //!   its creation until now, and one completed physical backup.
 //!
-//! With real databases ([`real`](crate::emulator::base::real)), every project and branch is a real
+//! With real databases ([`real`]), every project and branch is a real
 //! database on that server, owned by a role of the same name whose password
 //! is the project's `db_pass` (the branch's, for a branch): project reads
 //! show the server as `database.host`, the pooler entry names the server,

@@ -822,7 +822,7 @@ impl Provider for Db9Client {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
+/// anyway (see [`Assumption`]).
 pub const ASSUMED: &[crate::providers::base::Assumption] = &[
     Assumption {
         method: "GET",

@@ -565,7 +565,7 @@ impl Provider for InfraiClient {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
+/// anyway (see [`Assumption`]).
 pub const ASSUMED: &[crate::providers::base::Assumption] = &[
     Assumption {
         method: "POST",

@@ -863,7 +863,7 @@ impl Provider for SupabaseClient {
 }
 
 /// Where the document is silent and this client reads or relies on something
-/// anyway (see [`Assumption`](crate::providers::base::Assumption)).
+/// anyway (see [`Assumption`]).
 ///
 /// The Supabase document lists paths, parameter tables and response codes,
 /// but no methods and no answer bodies at all: every field the client reads is

@@ -1,7 +1,7 @@
 //! The `postgres` API: a PostgreSQL server of your own as the vendor.
 //!
 //! - A project is a database and a login role that owns it, both named
-//!   after the resource ([`generated_name`](crate::providers::base::generated_name)). The
+//!   after the resource ([`generated_name`]). The
 //!   operator chooses the password and keeps it only in the connection
 //!   Secret.
 //! - A branch is a new database holding a copy of its parent's schema and
