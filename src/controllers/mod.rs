@@ -1,4 +1,7 @@
-//! The controllers, in four layers; each uses only the ones below it:
+//! The controllers, in four layers that use only the ones below them (and
+//! `providers`, `metrics`, `api`): [`runtime`], then [`secret`] and
+//! [`protection`] side by side, then [`pipeline`], then [`kinds`].
+//!
 //! - [`runtime`]: the Kubernetes runtime every controller shares (the
 //!   [`Context`], the shared reconcile, decoding, freshness, Events,
 //!   conditions, the error policy and fair scheduling);

@@ -1,10 +1,11 @@
-//! In-memory emulators of the vendor APIs, served over HTTP on loopback.
+//! In-memory emulators of the vendor APIs, served over HTTP on loopback, in
+//! three layers that use only the ones below them (and `providers`, `api`):
+//! [`base`], then [`vendors`], then this module's [`Emulator`].
 //!
-//! Three layers, each using only the ones below it: [`base`] (the wire
-//! helpers, the scaffold every API is built on, real databases, injected
-//! faults, strict mode and the state file), [`vendors`] (one module per
-//! vendor API), and this module (the [`Emulator`]: every API behind one
-//! listener, with its keys and its state file).
+//! [`base`] has the wire helpers, the scaffold every API is built on, real
+//! databases, injected faults, strict mode and the state file; [`vendors`] one
+//! module per vendor API; the [`Emulator`] serves every API behind one
+//! listener, with its keys and its state file.
 //!
 //! Each API lives under its own path prefix (`/infrai`, ...), so one listener
 //! serves them all: a `DatabaseProvider` with `endpoint: http://127.0.0.1:8470/infrai`

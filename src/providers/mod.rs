@@ -1,5 +1,7 @@
-//! Vendor APIs behind one set of traits, in three layers; each uses only the
-//! ones below it:
+//! Vendor APIs behind one set of traits, in three layers that use only the
+//! ones below them (and `api`, `metrics`): [`base`], then [`clients`], then
+//! [`registry`].
+//!
 //! - [`base`]: the traits (`Provider` and its capability families), errors,
 //!   HTTP plumbing, the neutral BYOK model and the `Assumption` type;
 //! - [`clients`]: one client per vendor API, built on `base` alone;

@@ -1,7 +1,6 @@
-//! The kinds: one controller per custom resource (`DatabaseProject`,
-//! `DatabaseBranch` with its expiry, `DatabaseSnapshot`, `ByokCredential`,
-//! `DatabaseProvider`). They use every layer below: `controllers/pipeline/`,
-//! `controllers/secret/`, `controllers/protection/` and `controllers/runtime/`.
+//! One controller per custom resource: project, branch (with its expiry),
+//! snapshot, byok and provider. They use every layer below them in
+//! `controllers/`: `pipeline/`, `secret/`, `protection/` and `runtime/`.
 
 pub mod branch;
 pub mod byok;

@@ -1,7 +1,6 @@
-//! The one reconcile pipeline of the kinds that stand for a vendor object:
-//! what a kind says about itself (`kind.rs`), the pure decisions (`plan.rs`),
-//! the steps (`steps.rs`), rotation, parents and the one error type. It uses
-//! `controllers/secret/`, `controllers/protection/` and `controllers/runtime/`.
+//! The one reconcile of the kinds that stand for a vendor object: `kind.rs`,
+//! the pure `plan.rs`, `steps.rs`, rotation, parents and the one error type.
+//! It uses `controllers/secret/`, `protection/` and `runtime/`.
 
 pub mod error;
 pub mod kind;

@@ -1,7 +1,6 @@
-//! Who may use what, and what must stay: the in-use protection of providers
-//! and their Secrets (`in_use.rs`, deciding in `plan.rs`), vendor claims
-//! (`claims.rs`), the tenancy policy (`tenancy.rs`) and the provider lookup
-//! that applies them (`provider_lookup.rs`). It uses only `controllers/runtime/`.
+//! Who may use what, and what must stay: in-use protection (`in_use.rs`, the
+//! pure `plan.rs`), vendor claims, the tenancy policy and the provider lookup
+//! that applies them. It uses only `controllers/runtime/`.
 
 pub mod claims;
 pub mod in_use;

@@ -1,7 +1,6 @@
-//! The Kubernetes runtime every controller shares: the `Context` and its
-//! settings, the shared reconcile (finalizer, span, metrics, status), decoding,
-//! watch freshness, Events, conditions, the error policy and fair scheduling.
-//! It uses nothing else in `controllers/`: only `providers`, `metrics` and `api`.
+//! The Kubernetes runtime all controllers share: the `Context`, the shared
+//! reconcile, decoding, freshness, Events, conditions, the error policy and
+//! scheduling. It uses no other controllers folder: `providers`, `metrics`, `api`.
 
 pub mod conditions;
 pub mod context;
