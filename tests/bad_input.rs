@@ -114,7 +114,7 @@ async fn random_bytes_never_panic_the_parsers() {
                 _ => input.truncate(pos),
             }
         }
-        dbops::providers::fuzzing::parse_vendor_answer(&input);
+        dbops::fuzzing::parse_vendor_answer(&input);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Contract tests: the vendor documents are the contract.
 //!
 //! - The examples of every document in `vendor-apis/` are extracted into
-//!   `src/emulator/documented/` (checked here against the documents whenever
+//!   `src/emulator/base/documented/` (checked here against the documents whenever
 //!   they are at hand; `DBOPS_UPDATE_CONTRACTS=1` rewrites them).
 //! - Every client is run against a server that answers with the documented
 //!   examples and nothing else, and against each emulator in strict mode.
@@ -32,7 +32,7 @@ fn the_extracted_examples_match_the_documents() {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         let extracted = extract::extract(name, &text);
         let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("src/emulator/documented")
+            .join("src/emulator/base/documented")
             .join(name.replace(".txt", ".json"));
         if update {
             let mut json = serde_json::to_string_pretty(&extracted).unwrap();

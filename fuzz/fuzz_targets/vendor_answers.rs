@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    dbops::providers::fuzzing::parse_vendor_answer(data);
+    dbops::fuzzing::parse_vendor_answer(data);
 });

@@ -1,4 +1,11 @@
-//! In-memory emulators of the vendor APIs, served over HTTP on loopback.
+//! In-memory emulators of the vendor APIs, served over HTTP on loopback, in
+//! three layers that use only the ones below them (and `providers`, `api`):
+//! [`base`], then [`vendors`], then this module's [`Emulator`].
+//!
+//! [`base`] has the wire helpers, the scaffold every API is built on, real
+//! databases, injected faults, strict mode and the state file; [`vendors`] one
+//! module per vendor API; the [`Emulator`] serves every API behind one
+//! listener, with its keys and its state file.
 //!
 //! Each API lives under its own path prefix (`/infrai`, ...), so one listener
 //! serves them all: a `DatabaseProvider` with `endpoint: http://127.0.0.1:8470/infrai`
@@ -13,17 +20,13 @@
 //! also a real database on it, and the URIs the emulators hand out connect
 //! ([`real`]).
 
-pub mod capydb;
-pub mod db9;
-pub mod documented;
-pub mod faults;
-pub mod infrai;
-pub mod infrai_byok;
-pub mod persist;
-pub mod real;
-mod scaffold;
-pub mod supabase;
-mod wire;
+pub mod base;
+pub mod vendors;
+
+pub use base::{documented, faults, persist, real};
+pub use vendors::{capydb, db9, infrai, infrai_byok, supabase};
+
+use base::scaffold;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -288,8 +291,9 @@ impl Emulator {
         path: &std::path::Path,
     ) -> Result<Self, persist::StateFileError> {
         let mut emulator = Self::new(config);
-        let file = persist::StateFile::open(path, &emulator)?;
-        emulator.persister = Some(persist::Persister::start(emulator.clone(), file));
+        let apis: Vec<_> = emulator.apis().map(|(_, api)| api).collect();
+        let file = persist::StateFile::open(path, &apis)?;
+        emulator.persister = Some(persist::Persister::start(apis, file));
         Ok(emulator)
     }
 

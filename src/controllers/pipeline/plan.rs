@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
+use super::error::{Error, Object, UNRECOGNIZED_STATE_LIMIT};
+use super::kind::ParentProject;
 use crate::api::v1alpha1::DeletionPolicy;
-use crate::controllers::conditions::{Health, reason};
-use crate::controllers::error::{Error, Object};
+use crate::controllers::runtime::conditions::{Health, reason};
 use crate::providers::ResourceState;
-
-use super::ParentProject;
 
 /// Where a pass gets its vendor object from.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,10 +102,6 @@ pub enum Settle {
     /// Usable and saved: go on.
     Proceed,
 }
-
-/// How long a vendor object may stay in a state no document names before
-/// the resource is shown as needing a person.
-pub const UNRECOGNIZED_STATE_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 /// Reads the vendor's state of `object` `id` against the id saved in status.
 /// `save_first` says whether the kind saves the id before its next step;

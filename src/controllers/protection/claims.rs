@@ -16,11 +16,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::super::{Context, kube_error};
 use crate::api::v1alpha1::{
     ByokCredential, ClaimHolder, ClaimedObject, DatabaseBranch, DatabaseProject, DatabaseSnapshot,
     ProviderApi, VendorClaim, VendorClaimSpec,
 };
+use crate::controllers::runtime::{Context, kube_error};
 
 /// Label on every claim: the holder's UID, so a holder finds (and releases)
 /// all of its claims with one list.

@@ -30,8 +30,8 @@ use crate::api::v1alpha1::{
     ByokCredential, Conditions, DatabaseBranch, DatabaseProject, DatabaseProvider,
     DatabaseSnapshot, DeletionPolicy,
 };
-use crate::controllers::FINALIZER;
-use crate::controllers::conditions::{STALLED, reason};
+use crate::controllers::runtime::FINALIZER;
+use crate::controllers::runtime::conditions::{STALLED, reason};
 
 /// A Secret, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -551,8 +551,8 @@ mod tests {
         assert!(u.counts(false), "a new project will use its provider");
         assert!(u.counts(true), "until it has seen the provider's deletion");
         project.status = Some(crate::api::v1alpha1::DatabaseProjectStatus {
-            conditions: crate::controllers::conditions::conditions_for(
-                &crate::controllers::conditions::Health::stalled(
+            conditions: crate::controllers::runtime::conditions::conditions_for(
+                &crate::controllers::runtime::conditions::Health::stalled(
                     reason::PROVIDER_DELETING,
                     "the provider is being deleted",
                 ),

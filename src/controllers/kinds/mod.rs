@@ -1,0 +1,10 @@
+//! One controller per custom resource: project, branch (with its expiry),
+//! snapshot, byok and provider. They use every layer below them in
+//! `controllers/`: `pipeline/`, `secret/`, `protection/` and `runtime/`.
+
+pub mod branch;
+pub mod byok;
+pub mod expiry;
+pub mod project;
+pub mod provider;
+pub mod snapshot;
