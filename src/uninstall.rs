@@ -112,6 +112,17 @@ where
     }
 }
 
+/// Whether `name` is still there.
+async fn exists<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.get_metadata_opt(name)
+        .await
+        .map(|found| found.is_some())
+        .map_err(|e| Error::new(format!("read {name}"), &e))
+}
+
 /// The hook: deletes the kept objects when no dbops resource is left.
 pub async fn before_uninstall(client: &Client, kept: &Kept) -> Result<Outcome, Error> {
     let left = resources_left(client).await?;
@@ -154,20 +165,12 @@ async fn wait_gone(client: &Client, kept: &Kept, within: std::time::Duration) ->
     loop {
         let mut waiting = Vec::new();
         if let Some(name) = &kept.provider
-            && providers
-                .get_metadata_opt(name)
-                .await
-                .map_err(|e| Error::new(format!("read {name}"), &e))?
-                .is_some()
+            && exists(&providers, name).await?
         {
             waiting.push(format!("DatabaseProvider {name}"));
         }
         if let Some(name) = &kept.secret
-            && secrets
-                .get_metadata_opt(name)
-                .await
-                .map_err(|e| Error::new(format!("read {name}"), &e))?
-                .is_some()
+            && exists(&secrets, name).await?
         {
             waiting.push(format!("Secret {}/{name}", kept.namespace));
         }

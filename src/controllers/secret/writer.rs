@@ -40,28 +40,35 @@ pub fn owned_secret_triggers(
 + 'static {
     use futures::TryStreamExt;
     use kube::runtime::WatchStreamExt;
-    use kube::runtime::watcher::Event;
     kube::runtime::watcher(api, owned_secrets_watch())
         .default_backoff()
-        .try_filter_map(move |event| {
-            let woken = match event {
-                // A deletion is never the echo of our write, whatever
-                // resourceVersion the event carries: the Secret must be put back.
-                Event::Delete(secret) => Some(secret),
-                Event::Apply(secret) | Event::InitApply(secret) => {
-                    let key = format!(
-                        "{}/{}",
-                        secret.namespace().unwrap_or_default(),
-                        secret.name_any()
-                    );
-                    let echo = secret.metadata.deletion_timestamp.is_none()
-                        && echoes.is_echo(&key, secret.metadata.resource_version.as_deref());
-                    (!echo).then_some(secret)
-                }
-                Event::Init | Event::InitDone => None,
-            };
-            std::future::ready(Ok(woken))
-        })
+        .try_filter_map(move |event| std::future::ready(Ok(wakes_owner(event, &echoes))))
+}
+
+/// The Secret a watch event of an owned Secret wakes the owner for, if any.
+/// A deletion always does, whatever resourceVersion the event carries: the
+/// Secret must be put back. A change does unless it is the echo of this
+/// process's own write.
+fn wakes_owner<S: Resource>(
+    event: kube::runtime::watcher::Event<S>,
+    echoes: &freshness::Writes,
+) -> Option<S> {
+    use kube::runtime::watcher::Event;
+    match event {
+        Event::Delete(secret) => Some(secret),
+        Event::Apply(secret) | Event::InitApply(secret) => {
+            let key = format!(
+                "{}/{}",
+                secret.namespace().unwrap_or_default(),
+                secret.name_any()
+            );
+            let meta = secret.meta();
+            let echo = meta.deletion_timestamp.is_none()
+                && echoes.is_echo(&key, meta.resource_version.as_deref());
+            (!echo).then_some(secret)
+        }
+        Event::Init | Event::InitDone => None,
+    }
 }
 
 /// The keys of a connection Secret.
@@ -462,6 +469,36 @@ where
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_deleted_secret_always_wakes_its_owner_and_an_echo_does_not() {
+        use kube::runtime::watcher::Event;
+        let secret = |rv: &str| {
+            let mut s = k8s_openapi::api::core::v1::Secret::default();
+            s.metadata.name = Some("app-db".into());
+            s.metadata.namespace = Some("team-a".into());
+            s.metadata.resource_version = Some(rv.into());
+            s
+        };
+        let echoes = freshness::Writes::default();
+        // Our own write, still in flight: its events are echoes...
+        echoes.record("team-a/app-db", String::new());
+        assert!(wakes_owner(Event::Apply(secret("7")), &echoes).is_none());
+        // ...but a deletion is not, even one carrying our write's version.
+        assert!(wakes_owner(Event::Delete(secret("7")), &echoes).is_some());
+        echoes.record("team-a/app-db", "7".into());
+        assert!(wakes_owner(Event::Delete(secret("7")), &echoes).is_some());
+        assert!(wakes_owner(Event::Apply(secret("7")), &echoes).is_none());
+        // Someone else's change wakes the owner.
+        assert!(wakes_owner(Event::Apply(secret("9")), &echoes).is_some());
+        assert!(
+            wakes_owner(
+                Event::<k8s_openapi::api::core::v1::Secret>::InitDone,
+                &echoes
+            )
+            .is_none()
+        );
+    }
+
     use super::*;
     use crate::api::v1alpha1::{DatabaseProject, DatabaseProjectSpec};
     use crate::providers::ConnectionUri;
