@@ -358,6 +358,18 @@ fn clean_slate() {
         &kubectl_bin(),
         &["delete", "pv", "dbops-e2e-emulator", "--ignore-not-found"],
     );
+    // The tenant roles tests/e2e.rs applies from deploy/dbops.yaml: the
+    // chart makes its own and would refuse to take these over.
+    let _ = run(
+        &kubectl_bin(),
+        &[
+            "delete",
+            "clusterrole",
+            "dbops-edit",
+            "dbops-view",
+            "--ignore-not-found",
+        ],
+    );
 }
 
 /// Every object of the release left in its namespace (and cluster-wide
