@@ -659,3 +659,78 @@ fn every_expire_after_the_api_server_admits_is_one_the_operator_parses() {
         );
     }
 }
+
+/// The `DatabaseRole` spec's admission rules (the kind ships no CRD until
+/// its controller does; its schema is checked here already).
+fn role_schema() -> Value {
+    let settings = schemars::generate::SchemaSettings::openapi3().with(|s| {
+        s.inline_subschemas = true;
+    });
+    let spec = serde_json::to_value(
+        settings
+            .into_generator()
+            .into_root_schema_for::<dbops::api::v1alpha1::DatabaseRoleSpec>(),
+    )
+    .unwrap();
+    json!({ "type": "object", "properties": { "spec": spec } })
+}
+
+fn role_ok(old: Option<Value>, spec: Value) -> bool {
+    let old = old.map(|o| object("DatabaseRole", o));
+    Validator::new()
+        .validate(&role_schema(), &object("DatabaseRole", spec), old.as_ref())
+        .is_ok()
+}
+
+#[test]
+fn a_role_names_one_database_and_grants_only_what_it_may() {
+    let good = json!({
+        "projectRef": {"name": "shop"},
+        "roleName": "reporting",
+        "grants": [
+            {"schema": "public", "privileges": ["SELECT"], "tables": ["orders"]},
+            {"schema": "analytics", "privileges": ["USAGE", "SELECT"], "futureTables": true}
+        ]
+    });
+    assert!(role_ok(None, good.clone()));
+    let mut both = good.clone();
+    both["branchRef"] = json!({"name": "preview"});
+    assert!(!role_ok(None, both), "projectRef and branchRef together");
+    let mut neither = good.clone();
+    neither.as_object_mut().unwrap().remove("projectRef");
+    assert!(!role_ok(None, neither), "no database at all");
+    for schema in ["pg_catalog", "information_schema", "pg_toast"] {
+        let mut system = good.clone();
+        system["grants"][0]["schema"] = json!(schema);
+        assert!(!role_ok(None, system), "{schema}");
+    }
+    for name in ["pg_monitor_x", "Reporting", "a-b", "1st", &"x".repeat(62)] {
+        let mut bad = good.clone();
+        bad["roleName"] = json!(name);
+        assert!(!role_ok(None, bad), "{name}");
+    }
+    let mut schema_only_tables = good.clone();
+    schema_only_tables["grants"][0]["privileges"] = json!(["USAGE"]);
+    assert!(
+        !role_ok(None, schema_only_tables),
+        "tables need a table privilege"
+    );
+    let mut future_with_tables = good.clone();
+    future_with_tables["grants"][0]["futureTables"] = json!(true);
+    assert!(!role_ok(None, future_with_tables));
+    let mut renamed = good.clone();
+    renamed["roleName"] = json!("other");
+    assert!(
+        !role_ok(Some(good.clone()), renamed),
+        "roleName is immutable"
+    );
+    let mut moved = good.clone();
+    moved["projectRef"] = json!({"name": "elsewhere"});
+    assert!(
+        !role_ok(Some(good.clone()), moved),
+        "projectRef is immutable"
+    );
+    let mut regranted = good.clone();
+    regranted["grants"][0]["privileges"] = json!(["SELECT", "INSERT"]);
+    assert!(role_ok(Some(good), regranted), "grants may change");
+}

@@ -13,6 +13,7 @@ mod claim;
 mod common;
 mod project;
 mod provider;
+mod role;
 mod snapshot;
 
 pub use branch::*;
@@ -21,6 +22,7 @@ pub use claim::*;
 pub use common::*;
 pub use project::*;
 pub use provider::*;
+pub use role::*;
 pub use snapshot::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{

@@ -3,6 +3,7 @@
 //! It uses `controllers/secret/`, `protection/` and `runtime/`.
 
 pub mod error;
+pub mod grants;
 pub mod kind;
 pub mod parent;
 pub mod plan;

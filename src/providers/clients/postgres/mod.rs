@@ -22,7 +22,7 @@
 
 mod logical;
 pub mod server;
-mod sql;
+pub mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;

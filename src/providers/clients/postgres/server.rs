@@ -696,7 +696,9 @@ fn tls() -> MakeRustlsConnect {
 
 /// A SCRAM-SHA-256 verifier of `password`: what the server stores, so the
 /// password itself never travels in a statement.
-fn verifier(password: &Password) -> String {
+/// The SCRAM-SHA-256 verifier of `password`: what `PASSWORD '…'` is given,
+/// so the password itself is never in statement text.
+pub fn verifier(password: &Password) -> String {
     postgres_protocol::password::scram_sha_256(password.expose().as_bytes())
 }
 
