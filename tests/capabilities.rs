@@ -98,6 +98,7 @@ async fn declarations_match_behaviour() {
                         Err(e) => Err(e),
                     }
                 }
+                Operation::RoleManage => p.run_sql("p", "SELECT 1").await.map(|_| ()),
                 Operation::ByokRegister
                 | Operation::ByokRotate
                 | Operation::ByokRevoke

@@ -701,7 +701,7 @@ async fn unsupported_operations_answer_unsupported() {
         );
         assert_eq!(c.supports(op), !byok, "{op}");
     }
-    assert_eq!(c.capabilities().len(), 12);
+    assert_eq!(c.capabilities().len(), 13);
     let p: &dyn Provider = &c;
     let err = p.byok_for(Operation::ByokRegister).map(|_| ()).unwrap_err();
     assert!(

@@ -20,9 +20,9 @@ use dbops::emulator::{
     Emulator, EmulatorConfig,
 };
 use dbops::providers::{
-    BranchRequest, Password, ProjectRequest, Provider, ProviderConfig, ResourceState,
-    RestoreProgress, RestoreRequest, RotationProgress, RotationTarget, SnapshotRequest,
-    VendorObject, build,
+    BranchRequest, Password, ProjectRequest, Provider, ProviderConfig, ProviderError,
+    ResourceState, RestoreProgress, RestoreRequest, RotationProgress, RotationTarget,
+    SnapshotRequest, VendorObject, build,
 };
 use secrecy::SecretString;
 use serde_json::Value;
@@ -816,4 +816,144 @@ async fn real_databases_outlive_a_restart_of_an_emulator_with_a_state_file() {
     let admin = admin().await;
     let gone = Db9Emulator::real_database(&project.id);
     assert_eq!(on_server(&admin, &gone).await, (false, false));
+}
+
+/// The grants planner's converge for a SELECT-only login role on table `t`.
+fn select_only_role(role: &str, password: &Password) -> String {
+    use dbops::api::v1alpha1::{Grant, Privilege, RotationStrategy};
+    use dbops::controllers::pipeline::grants::{Converge, Layout, Login, converge_script, desired};
+    let layout = Layout::of(role, RotationStrategy::InPlace);
+    let wanted = desired(&[Grant {
+        schema: "public".into(),
+        privileges: vec![Privilege::Select],
+        tables: Some(vec!["t".into()]),
+        future_tables: None,
+    }])
+    .unwrap();
+    converge_script(&Converge {
+        layout: &layout,
+        marker: "dbops-role-test",
+        logins: &[Login {
+            name: role.to_string(),
+            can_login: true,
+            verifier: Some(dbops::providers::postgres::server::verifier(password)),
+        }],
+        connection_limit: None,
+        desired: &wanted,
+        applied: &Default::default(),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_db9_sql_and_supabase_query_endpoints_run_role_sql_on_the_real_database() {
+    let (_emulator, base) = emulator(true).await;
+    for api in [ProviderApi::Db9, ProviderApi::Supabase] {
+        let p = provider(api, &base);
+        let password = Password::generate();
+        let created = p
+            .create_project(
+                &ProjectRequest {
+                    name: name("roles"),
+                    db_password: Some(password.clone()),
+                    ..ProjectRequest::default()
+                },
+                &name("dbops-project"),
+            )
+            .await
+            .expect("project created");
+        let project = ready(|| async { p.get_project(&created.id).await.unwrap() }).await;
+        let database = match api {
+            ProviderApi::Db9 => Db9Emulator::real_database(&project.id),
+            _ => SupabaseEmulator::real_database(&project.id),
+        };
+        // The tables, made as the server's admin in the project's database.
+        let mut admin_url = url::Url::parse(&server().admin_url()).unwrap();
+        admin_url.set_path(&database);
+        let owner = connect(admin_url.as_str()).await.unwrap();
+        owner
+            .batch_execute(
+                "CREATE TABLE t (n int); INSERT INTO t VALUES (1); CREATE TABLE u (n int)",
+            )
+            .await
+            .unwrap();
+        let owner_url = admin_url;
+
+        let sql = p.sql().expect("a SQL channel");
+        let role = format!("reader_{:08x}", rand::random::<u32>());
+        let role_password = Password::generate();
+        let rows = sql
+            .run_sql(&project.id, &select_only_role(&role, &role_password))
+            .await
+            .expect("the channel runs the converge");
+        assert!(rows.is_empty());
+        if sql.returns_rows() {
+            let rows = sql
+                .run_sql(
+                    &project.id,
+                    "SELECT current_database()::text, 2 + 2, NULL::text",
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                rows,
+                [[Some(database.clone()), Some("4".into()), None]],
+                "{api}"
+            );
+        }
+        let mut reader_url = owner_url.clone();
+        reader_url.set_username(&role).unwrap();
+        reader_url
+            .set_password(Some(role_password.expose()))
+            .unwrap();
+        let reader = connect(reader_url.as_str())
+            .await
+            .expect("the role connects");
+        reader
+            .batch_execute("SELECT * FROM t")
+            .await
+            .expect("it reads t");
+        assert!(
+            reader
+                .batch_execute("INSERT INTO t VALUES (2)")
+                .await
+                .is_err()
+        );
+        assert!(reader.batch_execute("SELECT * FROM u").await.is_err());
+        // A statement the server refuses is a client error, not a retry.
+        let error = sql
+            .run_sql(&project.id, "SELECT * FROM no_such_table")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ProviderError::Http { status: 400, .. }),
+            "{api}: {error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_a_server_the_sql_endpoints_say_so_and_run_nothing() {
+    let (_emulator, base) = emulator(false).await;
+    for api in [ProviderApi::Db9, ProviderApi::Supabase] {
+        let p = provider(api, &base);
+        let created = p
+            .create_project(
+                &ProjectRequest {
+                    name: name("roles"),
+                    db_password: Some(Password::generate()),
+                    ..ProjectRequest::default()
+                },
+                &name("dbops-project"),
+            )
+            .await
+            .unwrap();
+        let error = p.run_sql(&created.id, "SELECT 1").await.unwrap_err();
+        let text = error.to_string();
+        assert!(
+            matches!(error, ProviderError::Http { status: 501, .. }),
+            "{api}: {error:?}"
+        );
+        assert!(text.contains("--emulator-postgres"), "{api}: {text}");
+    }
 }

@@ -637,6 +637,7 @@ async fn snapshots_restores_and_byok_are_unsupported() {
                 | Operation::BranchDelete
                 | Operation::CredentialRotate
                 | Operation::BranchCredentialRotate
+                | Operation::RoleManage
         );
         assert_eq!(provider.supports(op), expected, "{op}");
     }

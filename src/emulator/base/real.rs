@@ -282,6 +282,15 @@ impl RealDatabases {
         self.server.drop_own(name, &marker(name)).await
     }
 
+    /// Runs `sql` in database `name` as the admin (a vendor's SQL endpoint).
+    pub async fn run_sql(
+        &self,
+        name: &str,
+        sql: &str,
+    ) -> Result<crate::providers::postgres::server::SqlAnswer, SqlError> {
+        self.server.run_in(name, sql).await
+    }
+
     /// Sets the password of the role of database `name`.
     pub async fn set_password(&self, name: &str, password: &Password) -> Result<(), SqlError> {
         let db = self

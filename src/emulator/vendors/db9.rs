@@ -642,6 +642,7 @@ impl Vendor for Db9Emulator {
                 post(reset_password),
             )
             .route("/customer/databases/{id}/credentials", get(credentials))
+            .route("/customer/databases/{id}/sql", post(run_sql))
             .route("/customer/databases/{id}/branch", post(branch_create))
             .route(
                 "/customer/databases/{id}/backups",
@@ -808,6 +809,57 @@ async fn reset_password(State(emu): State<Shared>, Path(id): Path<String>) -> An
         },
     )
     .await
+}
+
+/// `POST /customer/databases/{id}/sql`: `query` or `file_content`, not both.
+/// Run on the real database with `--emulator-postgres`; without one there is
+/// nothing to run it on, and the emulator says so (`501`) instead of
+/// pretending.
+async fn run_sql(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Answer {
+    let body = json_object(&body)?;
+    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+    let sql = match (text("query"), text("file_content")) {
+        (Some(sql), None) | (None, Some(sql)) if !sql.trim().is_empty() => sql,
+        _ => {
+            return Err(Db9Error::new(
+                StatusCode::BAD_REQUEST,
+                "provide either query or file_content, not both",
+            ));
+        }
+    };
+    let is_real = emu.state.lock().database(&id)?.real;
+    let real = emu.real.as_deref().filter(|_| is_real).ok_or_else(|| {
+        Db9Error::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this DB9 emulator has no database server to run SQL on; start it with --emulator-postgres",
+        )
+    })?;
+    let answer = real
+        .run_sql(&Db9Emulator::real_database(&id), &sql)
+        .await
+        .map_err(|e| match e {
+            crate::providers::postgres::SqlError::Server {
+                transient: false,
+                message,
+                ..
+            } => Db9Error::new(StatusCode::BAD_REQUEST, &message),
+            other => real::unavailable(&other),
+        })?;
+    let command = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    Ok(Json(json!({
+        "columns": answer
+            .columns
+            .iter()
+            .map(|name| json!({ "name": name, "data_type": "text" }))
+            .collect::<Vec<_>>(),
+        "row_count": answer.rows.len(),
+        "rows": answer.rows,
+        "command": command,
+    })))
 }
 
 async fn credentials(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {

@@ -529,12 +529,74 @@ fn branch_config_json(b: &BranchRecord, status: &str, real: Option<&RealDatabase
 pub type SupabaseError = ApiError<SupabaseEmulator>;
 type Shared = Arc<SupabaseEmulator>;
 type Answer = Result<Json<Value>, SupabaseError>;
+
+/// `POST /v1/projects/{ref}/database/query` (a project's or a branch's ref):
+/// run on the real database with `--emulator-postgres`. The document gives
+/// only the code (`201`), not the body: the emulator answers the rows as
+/// objects, and dbops never reads them. Without a database server there is
+/// nothing to run the query on, and the emulator says so (`501`).
+async fn run_query(
+    State(emu): State<Shared>,
+    Path(reference): Path<String>,
+    body: Bytes,
+) -> Created {
+    let body = json_object(&body)?;
+    let sql = required_str(&body, "query")?.to_string();
+    let backed = {
+        let state = emu.state.lock();
+        let project = state.projects.get(&reference).map(|p| p.real);
+        let branch = state
+            .branches
+            .values()
+            .find(|b| b.project_ref == reference)
+            .map(|b| b.real);
+        project
+            .or(branch)
+            .ok_or_else(|| SupabaseError::new(StatusCode::NOT_FOUND, "Project not found"))?
+    };
+    let real = emu.real.as_deref().filter(|_| backed).ok_or_else(|| {
+        SupabaseError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "this Supabase emulator has no database server to run queries on; start it with --emulator-postgres",
+        )
+    })?;
+    let answer = real
+        .run_sql(&SupabaseEmulator::real_database(&reference), &sql)
+        .await
+        .map_err(|e| match e {
+            crate::providers::postgres::SqlError::Server {
+                transient: false,
+                message,
+                ..
+            } => SupabaseError::new(StatusCode::BAD_REQUEST, &message),
+            other => real::unavailable(&other),
+        })?;
+    let rows: Vec<Value> = answer
+        .rows
+        .iter()
+        .map(|row| {
+            Value::Object(
+                answer
+                    .columns
+                    .iter()
+                    .cloned()
+                    .zip(
+                        row.iter()
+                            .map(|c| c.clone().map_or(Value::Null, Value::String)),
+                    )
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok((StatusCode::CREATED, Json(Value::Array(rows))))
+}
 type Created = Result<(StatusCode, Json<Value>), SupabaseError>;
 
 impl Vendor for SupabaseEmulator {
     fn routes() -> Router<Shared> {
         Router::new()
             .route("/v1/projects", post(project_create).get(project_list))
+            .route("/v1/projects/{ref}/database/query", post(run_query))
             .route(
                 "/v1/projects/{ref}",
                 get(project_get).delete(project_delete),

@@ -8,6 +8,7 @@ mod error;
 pub mod http;
 mod operation;
 mod provider;
+pub mod sql;
 pub mod vendor;
 
 pub use assumption::Assumption;
@@ -15,4 +16,5 @@ pub use byok::ByokApi;
 pub use error::ProviderError;
 pub use operation::Operation;
 pub use provider::*;
+pub use sql::{Rows, SqlApi, SqlChannel};
 pub use vendor::{Build, BuildError, ProviderConfig, Vendor};

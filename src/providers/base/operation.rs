@@ -23,6 +23,8 @@ pub enum Operation {
     CredentialRotate,
     /// Rotate a branch's database password.
     BranchCredentialRotate,
+    /// Run role administration SQL in a project's or branch's database.
+    RoleManage,
 }
 
 impl Operation {
@@ -45,6 +47,7 @@ impl Operation {
             Operation::ByokPolicy => "byok.policy",
             Operation::CredentialRotate => "credentials.rotate",
             Operation::BranchCredentialRotate => "branch.credentials.rotate",
+            Operation::RoleManage => "role.manage",
         }
     }
 }

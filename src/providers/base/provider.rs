@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::byok::ByokApi;
 use super::error::ProviderError;
 use super::operation::Operation;
+use super::sql::SqlApi;
 use crate::api::v1alpha1::ProviderApi;
 
 /// A connection URI. Its `Debug` never shows the value (it carries a password).
@@ -532,6 +533,10 @@ pub trait Provider: ProjectApi {
     fn byok(&self) -> Option<&dyn ByokApi> {
         None
     }
+    /// The SQL channel role administration runs through.
+    fn sql(&self) -> Option<&dyn SqlApi> {
+        None
+    }
 
     /// Whether the operator must choose the database password on create (the
     /// API takes one and never returns it, e.g. Supabase's `db_pass`).
@@ -574,6 +579,7 @@ pub trait Provider: ProjectApi {
             CredentialRotate => self.project_credentials().is_some(),
             BranchCredentialRotate => self.branch_credentials().is_some(),
             ByokRegister | ByokRotate | ByokRevoke | ByokPolicy => self.byok().is_some(),
+            RoleManage => self.sql().is_some(),
         }
     }
 
@@ -634,6 +640,8 @@ through_family! {
         fn get_snapshot(&self, project_id: &str, id: &str) -> VendorSnapshot;
     snapshot_deletion => SnapshotDelete:
         fn delete_snapshot(&self, project_id: &str, id: &str) -> ();
+    sql => RoleManage:
+        fn run_sql(&self, database_id: &str, sql: &str) -> super::sql::Rows;
 }
 
 impl dyn Provider + '_ {

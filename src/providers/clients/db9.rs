@@ -782,6 +782,56 @@ impl CredentialApi for Db9Client {
     }
 }
 
+/// `POST /customer/databases/{id}/sql`: "column names + row arrays".
+#[derive(Deserialize)]
+struct SqlAnswerWire {
+    rows: Vec<Vec<Value>>,
+}
+
+/// A cell of a DB9 SQL answer as text: strings as they are, numbers and
+/// booleans as PostgreSQL prints them, `null` as `None`.
+fn cell(value: Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(text) => Some(text),
+        Value::Bool(b) => Some(if b { "t" } else { "f" }.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// DB9's documented SQL endpoint, on a project's or a branch's database
+/// (DB9 branches are databases).
+#[async_trait]
+impl crate::providers::base::SqlApi for Db9Client {
+    fn channel(&self) -> crate::providers::base::SqlChannel {
+        crate::providers::base::SqlChannel::VendorEndpoint
+    }
+    fn returns_rows(&self) -> bool {
+        true
+    }
+    async fn run_sql(
+        &self,
+        database_id: &str,
+        sql: &str,
+    ) -> Result<crate::providers::base::Rows, ProviderError> {
+        let answer: SqlAnswerWire = self
+            .http
+            .call(
+                "databases.sql",
+                Method::POST,
+                &[CUSTOMER, DATABASES, database_id, "sql"],
+                &[],
+                Some(&json!({ "query": sql })),
+            )
+            .await?;
+        Ok(answer
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(cell).collect())
+            .collect())
+    }
+}
+
 /// DB9 generates the admin password itself and returns it in the connection
 /// string, so the operator never has to choose one (`needs_operator_password`
 /// keeps its default, `false`).
@@ -817,6 +867,9 @@ impl Provider for Db9Client {
         Some(self)
     }
     fn branch_credentials(&self) -> Option<&dyn CredentialApi> {
+        Some(self)
+    }
+    fn sql(&self) -> Option<&dyn crate::providers::base::SqlApi> {
         Some(self)
     }
 }
@@ -932,6 +985,6 @@ mod tests {
     fn capabilities_have_no_byok() {
         let client = unreachable_client();
         assert!(!client.supports(crate::providers::base::Operation::ByokRegister));
-        assert_eq!(client.capabilities().len(), 12);
+        assert_eq!(client.capabilities().len(), 13);
     }
 }

@@ -825,6 +825,35 @@ impl CredentialApi for SupabaseClient {
     }
 }
 
+/// Supabase's `POST /v1/projects/{ref}/database/query`, on a project's or a
+/// branch's ref (a branch has its own). The document gives the answer's code
+/// (`201`) and no body, so the client never reads one: statements only.
+#[async_trait]
+impl crate::providers::base::SqlApi for SupabaseClient {
+    fn channel(&self) -> crate::providers::base::SqlChannel {
+        crate::providers::base::SqlChannel::VendorEndpoint
+    }
+    fn returns_rows(&self) -> bool {
+        false
+    }
+    async fn run_sql(
+        &self,
+        database_id: &str,
+        sql: &str,
+    ) -> Result<crate::providers::base::Rows, ProviderError> {
+        self.http
+            .call_raw(
+                "database.query",
+                Method::POST,
+                &["v1", "projects", database_id, "database", "query"],
+                &[],
+                Some(&serde_json::json!({ "query": sql })),
+            )
+            .await?;
+        Ok(Vec::new())
+    }
+}
+
 impl Provider for SupabaseClient {
     fn api(&self) -> ProviderApi {
         ProviderApi::Supabase
@@ -857,6 +886,9 @@ impl Provider for SupabaseClient {
         }
     }
 
+    fn sql(&self) -> Option<&dyn crate::providers::base::SqlApi> {
+        Some(self)
+    }
     fn needs_operator_password(&self) -> bool {
         true
     }

@@ -77,6 +77,11 @@ pub const ROWS: &[(&str, &str, Operation)] = &[
         "BYOK routing policy",
         Operation::ByokPolicy,
     ),
+    (
+        "DatabaseRole (coming: issue #25)",
+        "SQL channel for roles and grants",
+        Operation::RoleManage,
+    ),
 ];
 
 /// The matrix as a Markdown table.

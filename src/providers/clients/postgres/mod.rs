@@ -532,6 +532,40 @@ impl CredentialApi for PostgresProvider {
     }
 }
 
+#[async_trait]
+impl crate::providers::base::SqlApi for PostgresProvider {
+    fn channel(&self) -> crate::providers::base::SqlChannel {
+        crate::providers::base::SqlChannel::Server
+    }
+    fn returns_rows(&self) -> bool {
+        true
+    }
+    /// Only in a database dbops made (it carries a marker): never in one
+    /// someone else made on the same server.
+    async fn run_sql(
+        &self,
+        database_id: &str,
+        sql: &str,
+    ) -> Result<crate::providers::base::Rows, ProviderError> {
+        const OPERATION: &str = "role.manage";
+        let db = self.read(OPERATION, database_id).await?;
+        if db.marker().is_none() {
+            return Err(failed(
+                OPERATION,
+                SqlError::Conflict {
+                    object: "database",
+                    name: db.name,
+                },
+            ));
+        }
+        self.server
+            .run_in(&db.name, sql)
+            .await
+            .map(|answer| answer.rows)
+            .map_err(|e| failed(OPERATION, e))
+    }
+}
+
 impl Provider for PostgresProvider {
     fn api(&self) -> ProviderApi {
         API
@@ -558,6 +592,9 @@ impl Provider for PostgresProvider {
         Some(self)
     }
     fn branch_credentials(&self) -> Option<&dyn CredentialApi> {
+        Some(self)
+    }
+    fn sql(&self) -> Option<&dyn crate::providers::base::SqlApi> {
         Some(self)
     }
     fn needs_operator_password(&self) -> bool {

@@ -71,6 +71,13 @@ pub fn comment_parent(comment: &str) -> Option<&str> {
         .map(|(_, parent)| parent)
 }
 
+/// What a statement answered ([`Server::run_in`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SqlAnswer {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
 /// What a database is, as `pg_database` says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatabaseInfo {
@@ -558,6 +565,35 @@ impl Server {
         copy.batch_execute(&sql).await?;
         drop(lock);
         Ok(())
+    }
+
+    /// Runs `sql` (one simple query: one transaction) in database `name` as
+    /// the admin, over a new connection whose `search_path` no tenant can
+    /// change: the names of the columns of its rows, and every cell of them
+    /// as text.
+    pub async fn run_in(&self, name: &str, sql: &str) -> Result<SqlAnswer> {
+        let client = self.connect_to(name).await?;
+        let mut answer = SqlAnswer::default();
+        for message in client.simple_query(sql).await? {
+            match message {
+                tokio_postgres::SimpleQueryMessage::RowDescription(columns) => {
+                    answer.columns = columns.iter().map(|c| c.name().to_string()).collect();
+                }
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    if answer.columns.is_empty() {
+                        answer.columns =
+                            row.columns().iter().map(|c| c.name().to_string()).collect();
+                    }
+                    answer.rows.push(
+                        (0..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect(),
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(answer)
     }
 
     /// Drops database `name`, ending its sessions (`WITH (FORCE)`). Gone

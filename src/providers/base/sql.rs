@@ -1,0 +1,48 @@
+//! The SQL channel family: how a provider runs role administration
+//! (`DatabaseRole`, issue #25) in the database of a project or branch.
+//!
+//! Every vendor offers at most one channel, declared by implementing
+//! [`SqlApi`] and shown in the capability matrix (`role.manage`):
+//! - the vendor's documented SQL endpoint (DB9's
+//!   `POST /customer/databases/{id}/sql`, Supabase's
+//!   `POST /v1/projects/{ref}/database/query`);
+//! - the server itself (the `postgres` API);
+//! - the owner's connection, where the operator can reach the database
+//!   (not yet built).
+//!
+//! The statements come from `controllers/pipeline/grants.rs`, which writes
+//! each pass as one statement, so a channel only carries text.
+
+use async_trait::async_trait;
+
+use super::error::ProviderError;
+
+/// What carries a provider's SQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::Display)]
+pub enum SqlChannel {
+    /// The vendor's documented SQL endpoint.
+    #[strum(serialize = "the vendor's SQL endpoint")]
+    VendorEndpoint,
+    /// A connection to the server as its admin role.
+    #[strum(serialize = "the server's admin connection")]
+    Server,
+}
+
+/// The rows a statement answered, each cell as text (`None`: SQL `NULL`).
+pub type Rows = Vec<Vec<Option<String>>>;
+
+/// Running SQL in the database of a project or branch.
+#[async_trait]
+pub trait SqlApi: Send + Sync {
+    /// What carries the statements.
+    fn channel(&self) -> SqlChannel;
+
+    /// Whether the channel returns rows. A channel whose document does not
+    /// describe its answer cannot be read: dbops runs statements through
+    /// it, and never depends on what comes back.
+    fn returns_rows(&self) -> bool;
+
+    /// Runs one statement in the database of vendor object `database_id` (a
+    /// project's or a branch's id); the rows, where [`SqlApi::returns_rows`].
+    async fn run_sql(&self, database_id: &str, sql: &str) -> Result<Rows, ProviderError>;
+}
