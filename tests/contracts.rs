@@ -879,3 +879,54 @@ async fn byok_works_end_to_end_against_the_strict_emulator() {
     assert_eq!(outcomes.len(), 15);
     assert_eq!(emulator.documented_gaps(), Vec::<String>::new());
 }
+
+/// The SQL channels (`role.manage`) against the documents: DB9's SQL and
+/// users endpoints answer their documented examples, and Supabase's query
+/// endpoint is sent only documented fields (its answer is not documented, so
+/// nothing is read from it).
+#[tokio::test]
+async fn sql_channels_send_documented_requests_and_read_documented_answers() {
+    let server = walk::DocServer::start(&[documented::DB9]).await;
+    let p = walk::provider(ProviderApi::Db9, &server.endpoint, "contract-key");
+    let sql = p.sql().expect("DB9 has a SQL channel");
+    let rows = sql.run_sql("db_01h9xx", "SELECT 1").await.unwrap();
+    assert_eq!(
+        rows,
+        [
+            [Some("1".to_string()), Some("alice@example.com".to_string())],
+            [Some("2".to_string()), Some("bob@example.com".to_string())],
+        ]
+    );
+    let users = sql.list_users("db_01h9xx").await.unwrap().unwrap();
+    assert_eq!(users, ["admin", "app_user"]);
+    let login = sql
+        .create_user("db_01h9xx", "app_user")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&login),
+        "postgresql://tenant_id.app_user:generated-password@db-01h9xx.db9.ai:5433/postgres"
+    );
+    assert!(sql.delete_user("db_01h9xx", "app_user").await.unwrap());
+    let sent = server.sent();
+    assert_documented_requests(&sent);
+    assert_eq!(sent.len(), 4);
+
+    let server = walk::DocServer::start(&[documented::SUPABASE]).await;
+    let p = walk::provider(ProviderApi::Supabase, &server.endpoint, "contract-key");
+    let sql = p.sql().expect("Supabase has a SQL channel");
+    assert!(!sql.returns_rows());
+    assert_eq!(
+        sql.run_sql("ref_1", "SELECT 1").await.unwrap(),
+        Vec::<Vec<Option<String>>>::new()
+    );
+    assert!(
+        sql.create_user("ref_1", "x").await.unwrap().is_none(),
+        "no users endpoint"
+    );
+    let sent = server.sent();
+    assert_documented_requests(&sent);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].path.ends_with("/v1/projects/ref_1/database/query"));
+}

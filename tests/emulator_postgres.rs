@@ -957,3 +957,93 @@ async fn without_a_server_the_sql_endpoints_say_so_and_run_nothing() {
         assert!(text.contains("--emulator-postgres"), "{api}: {text}");
     }
 }
+
+#[tokio::test]
+async fn db9_users_are_real_login_roles_that_connect_until_deleted() {
+    let (_emulator, base) = emulator(true).await;
+    let db9 = provider(ProviderApi::Db9, &base);
+    let project = db9
+        .create_project(
+            &ProjectRequest {
+                name: name("users"),
+                ..ProjectRequest::default()
+            },
+            &name("dbops-project"),
+        )
+        .await
+        .unwrap();
+    let sql = db9.sql().expect("DB9 has a SQL channel");
+    let user = format!("app_{:08x}", rand::random::<u32>());
+    let before = sql.list_users(&project.id).await.unwrap().unwrap();
+    assert_eq!(before.len(), 1, "only the admin: {before:?}");
+    let login = sql
+        .create_user(&project.id, &user)
+        .await
+        .unwrap()
+        .expect("DB9 has a users endpoint");
+    let client = connect(secrecy::ExposeSecret::expose_secret(&login))
+        .await
+        .expect("the new user connects");
+    assert_eq!(current_user(&client).await, user);
+    let listed = sql.list_users(&project.id).await.unwrap().unwrap();
+    assert!(listed.contains(&user), "{listed:?}");
+    // A second user of the same name is refused.
+    let again = sql.create_user(&project.id, &user).await.unwrap_err();
+    assert!(
+        matches!(again, ProviderError::Http { status: 409, .. }),
+        "{again:?}"
+    );
+    // It owns something: the delete still goes through.
+    client.batch_execute("CREATE TABLE mine (n int)").await.ok();
+    drop(client);
+    assert!(sql.delete_user(&project.id, &user).await.unwrap());
+    refused(secrecy::ExposeSecret::expose_secret(&login)).await;
+    let gone = sql.delete_user(&project.id, &user).await.unwrap_err();
+    assert!(gone.is_not_found(), "{gone:?}");
+    assert_eq!(sql.list_users(&project.id).await.unwrap().unwrap(), before);
+
+    // Deleting the database deletes its users' roles with it.
+    let other = format!("app_{:08x}", rand::random::<u32>());
+    sql.create_user(&project.id, &other).await.unwrap();
+    db9.delete_project(&project.id).await.unwrap();
+    let admin = admin().await;
+    let left = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&other])
+        .await
+        .unwrap();
+    assert!(left.is_none(), "the user's role went with its database");
+}
+
+#[tokio::test]
+async fn db9_users_without_a_server_name_the_emulators_host() {
+    let (_emulator, base) = emulator(false).await;
+    let db9 = provider(ProviderApi::Db9, &base);
+    let project = db9
+        .create_project(
+            &ProjectRequest {
+                name: name("users"),
+                ..ProjectRequest::default()
+            },
+            &name("dbops-project"),
+        )
+        .await
+        .unwrap();
+    let sql = db9.sql().unwrap();
+    let login = sql
+        .create_user(&project.id, "app_user")
+        .await
+        .unwrap()
+        .unwrap();
+    let url = url::Url::parse(secrecy::ExposeSecret::expose_secret(&login)).unwrap();
+    assert_eq!(url.username(), "app_user");
+    assert!(!url.password().unwrap_or_default().is_empty());
+    assert!(url.host_str().unwrap().ends_with(".db9.emulator.invalid"));
+    let bad = sql
+        .create_user(&project.id, "Robert'); DROP")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bad, ProviderError::Http { status: 422, .. }),
+        "{bad:?}"
+    );
+}

@@ -81,6 +81,9 @@ struct DatabaseRecord {
     /// Backed by a real database ([`real`]).
     #[serde(default, skip_serializing_if = "real::is_false")]
     real: bool,
+    /// Users made through `POST /customer/databases/{id}/users`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    users: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -388,7 +391,7 @@ impl Db9State {
             restore.data.clone(),
         );
         let work = make_database(&database, contents);
-        Some((Ending::Into(database), work))
+        Some((Ending::Into(Box::new(database)), work))
     }
 
     /// Moves a restore along by one read; the second read finishes it: into
@@ -413,7 +416,7 @@ impl Db9State {
             (Ok(()), Some(Ending::Fail(why))) => ("failed", None, Some(why)),
             (Ok(()), ending) => {
                 let (planned, real) = match ending {
-                    Some(Ending::Into(planned)) => (planned, real),
+                    Some(Ending::Into(planned)) => (*planned, real),
                     _ => (
                         planned_database(
                             restore.target_name.clone(),
@@ -440,7 +443,7 @@ impl Db9State {
 /// How a restore ends ([`Db9State::restore_ending`]).
 enum Ending {
     /// In this new database (planned, not yet recorded).
-    Into(DatabaseRecord),
+    Into(Box<DatabaseRecord>),
     Fail(String),
 }
 
@@ -464,6 +467,7 @@ fn planned_database(
         created_at: now_rfc3339(),
         data,
         real: false,
+        users: Default::default(),
     }
 }
 
@@ -643,6 +647,14 @@ impl Vendor for Db9Emulator {
             )
             .route("/customer/databases/{id}/credentials", get(credentials))
             .route("/customer/databases/{id}/sql", post(run_sql))
+            .route(
+                "/customer/databases/{id}/users",
+                get(user_list).post(user_create),
+            )
+            .route(
+                "/customer/databases/{id}/users/{username}",
+                axum::routing::delete(user_delete),
+            )
             .route("/customer/databases/{id}/branch", post(branch_create))
             .route(
                 "/customer/databases/{id}/backups",
@@ -765,6 +777,31 @@ async fn database_get(State(emu): State<Shared>, Path(id): Path<String>) -> Answ
 }
 
 async fn database_delete(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    // Its users are server-wide roles on a real server: they go first, so
+    // nothing is left behind.
+    let users: Vec<String> = emu
+        .state
+        .lock()
+        .database(&id)?
+        .users
+        .iter()
+        .cloned()
+        .collect();
+    if let (Some(real), false) = (real_server_of(&emu, &id)?, users.is_empty()) {
+        let db = Db9Emulator::real_database(&id);
+        let owner = crate::providers::postgres::sql::ident(&db);
+        let mut sql = String::new();
+        for user in &users {
+            let user = crate::providers::postgres::sql::ident(user);
+            sql.push_str(&format!(
+                "REASSIGN OWNED BY {user} TO {owner}; DROP OWNED BY {user}; DROP ROLE IF EXISTS {user}; "
+            ));
+        }
+        real.run_sql(&db, &sql).await.map_err(server_failed)?;
+        if let Some(record) = emu.state.lock().databases.get_mut(&id) {
+            record.users.clear();
+        }
+    }
     real::staged(
         &emu.state,
         emu.real.as_ref(),
@@ -860,6 +897,167 @@ async fn run_sql(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes)
         "rows": answer.rows,
         "command": command,
     })))
+}
+
+/// User names the emulator takes: PostgreSQL identifiers that need no quoting.
+fn validate_username(name: &str) -> Result<(), Db9Error> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok
+        || name.len() > 63
+        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(Db9Error::unprocessable(
+            "username must be a lowercase letter or _, then lowercase letters, digits and _, at most 63 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The server of database `id` when it is real; the error says why not.
+fn real_server_of<'a>(
+    emu: &'a Db9Emulator,
+    id: &str,
+) -> Result<Option<&'a RealDatabases>, Db9Error> {
+    let is_real = emu.state.lock().database(id)?.real;
+    Ok(emu.real.as_deref().filter(|_| is_real))
+}
+
+fn server_failed(error: crate::providers::postgres::SqlError) -> Db9Error {
+    match error {
+        crate::providers::postgres::SqlError::Server {
+            transient: false,
+            message,
+            ..
+        } => Db9Error::new(StatusCode::CONFLICT, &message),
+        other => real::unavailable(&other),
+    }
+}
+
+/// `GET /customer/databases/{id}/users`: the admin and the users made here.
+async fn user_list(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {
+    let state = emu.state.lock();
+    let database = state.database(&id)?;
+    let mut users = vec![json!({
+        "name": admin_user(database, emu.real.as_deref()),
+        "is_superuser": true,
+        "can_login": true,
+        "can_create_db": true,
+        "can_create_role": true,
+    })];
+    users.extend(database.users.iter().map(|name| {
+        json!({
+            "name": name,
+            "is_superuser": false,
+            "can_login": true,
+            "can_create_db": false,
+            "can_create_role": false,
+        })
+    }));
+    Ok(Json(Value::Array(users)))
+}
+
+/// `POST /customer/databases/{id}/users`: `username`; the password is
+/// generated and returned once. (The document's curl example also sends a
+/// `password`, its request example does not, and there is no parameter
+/// table: the emulator takes one if sent.) With a real database the user is
+/// a real login role that may connect to it.
+async fn user_create(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes) -> Created {
+    let body = json_object(&body)?;
+    let username = required_str(&body, "username")?;
+    validate_username(&username)?;
+    let password = body
+        .get("password")
+        .and_then(Value::as_str)
+        .map_or_else(|| random_token(24), str::to_string);
+    let (database, real) = {
+        let state = emu.state.lock();
+        let database = state.database(&id)?.clone();
+        if database.users.contains(&username)
+            || username == admin_user(&database, emu.real.as_deref())
+        {
+            return Err(Db9Error::conflict(format!(
+                "User '{username}' already exists"
+            )));
+        }
+        let real = emu.real.as_deref().filter(|_| database.real);
+        (database, real)
+    };
+    let (connection_string, with_password) = match real {
+        Some(real) => {
+            let db = Db9Emulator::real_database(&id);
+            let sql = format!(
+                "CREATE ROLE {user} LOGIN PASSWORD {verifier}; GRANT CONNECT ON DATABASE {db} TO {user}",
+                user = crate::providers::postgres::sql::ident(&username),
+                verifier = crate::providers::postgres::sql::literal(
+                    &crate::providers::postgres::server::verifier(&Password::new(password.clone()))
+                )
+                .map_err(|e| Db9Error::unprocessable(e.to_string()))?,
+                db = crate::providers::postgres::sql::ident(&db),
+            );
+            real.run_sql(&db, &sql).await.map_err(server_failed)?;
+            let with = real.uri(&db, &password);
+            let mut url = url::Url::parse(&with)
+                .map_err(|_| Db9Error::new(StatusCode::INTERNAL_SERVER_ERROR, "bad URI"))?;
+            let _ = url.set_username(&username);
+            let _ = url.set_password(None);
+            let without = url.to_string();
+            let _ = url.set_password(Some(&password));
+            (without, url.to_string())
+        }
+        None => {
+            let base = format!("{username}@{}:5433/{}", host(&database), database.name);
+            (
+                format!("postgresql://{base}"),
+                format!("postgresql://{username}:{password}@{base}"),
+            )
+        }
+    };
+    let mut state = emu.state.lock();
+    let record = state
+        .databases
+        .get_mut(&id)
+        .ok_or_else(|| Db9Error::not_found("database", &id))?;
+    record.users.insert(username.clone());
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "message": format!("User '{username}' created"),
+            "username": username,
+            "password": password,
+            "connection_string": connection_string,
+            "connection_string_with_password": with_password,
+        })),
+    ))
+}
+
+/// `DELETE /customer/databases/{id}/users/{username}`. With a real
+/// database, what the user owns there goes to the database's owner first.
+async fn user_delete(
+    State(emu): State<Shared>,
+    Path((id, username)): Path<(String, String)>,
+) -> Answer {
+    let known = emu.state.lock().database(&id)?.users.contains(&username);
+    if !known {
+        return Err(Db9Error::not_found("user", &username));
+    }
+    if let Some(real) = real_server_of(&emu, &id)? {
+        let db = Db9Emulator::real_database(&id);
+        let user = crate::providers::postgres::sql::ident(&username);
+        let sql = format!(
+            "REASSIGN OWNED BY {user} TO {owner}; DROP OWNED BY {user}; DROP ROLE {user}",
+            owner = crate::providers::postgres::sql::ident(&db)
+        );
+        real.run_sql(&db, &sql).await.map_err(server_failed)?;
+    }
+    if let Some(record) = emu.state.lock().databases.get_mut(&id) {
+        record.users.remove(&username);
+    }
+    Ok(Json(
+        json!({ "message": format!("User '{username}' deleted") }),
+    ))
 }
 
 async fn credentials(State(emu): State<Shared>, Path(id): Path<String>) -> Answer {

@@ -15,6 +15,8 @@
 
 use async_trait::async_trait;
 
+use secrecy::SecretString;
+
 use super::error::ProviderError;
 
 /// What carries a provider's SQL.
@@ -45,4 +47,28 @@ pub trait SqlApi: Send + Sync {
     /// Runs one statement in the database of vendor object `database_id` (a
     /// project's or a branch's id); the rows, where [`SqlApi::returns_rows`].
     async fn run_sql(&self, database_id: &str, sql: &str) -> Result<Rows, ProviderError>;
+
+    /// The login users of the database, where the vendor documents a users
+    /// endpoint (DB9); `None`: it has none, and roles are read by SQL.
+    async fn list_users(&self, _database_id: &str) -> Result<Option<Vec<String>>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Makes login user `name` through the vendor's users endpoint, where it
+    /// has one (DB9): the URI it connects with, carrying the password the
+    /// vendor generated (returned once), never shown by `Debug`. `None`: no
+    /// users endpoint; roles are made by SQL.
+    async fn create_user(
+        &self,
+        _database_id: &str,
+        _name: &str,
+    ) -> Result<Option<SecretString>, ProviderError> {
+        Ok(None)
+    }
+
+    /// Deletes login user `name` through the users endpoint: `false` where
+    /// there is none. Gone already is [`ProviderError::is_not_found`].
+    async fn delete_user(&self, _database_id: &str, _name: &str) -> Result<bool, ProviderError> {
+        Ok(false)
+    }
 }

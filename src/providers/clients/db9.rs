@@ -830,6 +830,86 @@ impl crate::providers::base::SqlApi for Db9Client {
             .map(|row| row.into_iter().map(cell).collect())
             .collect())
     }
+
+    /// `GET /customer/databases/{id}/users`: each user's `name`.
+    async fn list_users(&self, database_id: &str) -> Result<Option<Vec<String>>, ProviderError> {
+        let users: Vec<UserWire> = self
+            .http
+            .call(
+                "databases.users.list",
+                Method::GET,
+                &[CUSTOMER, DATABASES, database_id, "users"],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(Some(users.into_iter().map(|u| u.name).collect()))
+    }
+
+    /// `POST /customer/databases/{id}/users` with `username` only, as the
+    /// request example shows (its curl example also sends a `password`; with
+    /// no parameter table, the client sends what both show). The answer's
+    /// `connection_string_with_password`, else its `connection_string` with
+    /// its `password`.
+    async fn create_user(
+        &self,
+        database_id: &str,
+        name: &str,
+    ) -> Result<Option<secrecy::SecretString>, ProviderError> {
+        const OPERATION: &str = "databases.users.create";
+        let answer: UserCreatedWire = self
+            .http
+            .call(
+                OPERATION,
+                Method::POST,
+                &[CUSTOMER, DATABASES, database_id, "users"],
+                &[],
+                Some(&json!({ "username": name })),
+            )
+            .await?;
+        if let Some(uri) = answer.connection_string_with_password {
+            return Ok(Some(secrecy::SecretString::from(uri)));
+        }
+        let (Some(uri), Some(password)) = (answer.connection_string, answer.password) else {
+            return Err(Self::invalid(
+                OPERATION,
+                "the answer holds no connection string with a password",
+            ));
+        };
+        let mut url = url::Url::parse(&uri)
+            .map_err(|_| Self::invalid(OPERATION, "the connection string is not a URL"))?;
+        url.set_password(Some(&password))
+            .map_err(|_| Self::invalid(OPERATION, "the connection string takes no password"))?;
+        Ok(Some(secrecy::SecretString::from(url.to_string())))
+    }
+
+    /// `DELETE /customer/databases/{id}/users/{username}`.
+    async fn delete_user(&self, database_id: &str, name: &str) -> Result<bool, ProviderError> {
+        self.http
+            .call_raw(
+                "databases.users.delete",
+                Method::DELETE,
+                &[CUSTOMER, DATABASES, database_id, "users", name],
+                &[],
+                None,
+            )
+            .await?;
+        Ok(true)
+    }
+}
+
+/// A user as `GET /customer/databases/{id}/users` lists it.
+#[derive(Deserialize)]
+struct UserWire {
+    name: String,
+}
+
+/// `POST /customer/databases/{id}/users`: the password is returned once.
+#[derive(Deserialize)]
+struct UserCreatedWire {
+    password: Option<String>,
+    connection_string: Option<String>,
+    connection_string_with_password: Option<String>,
 }
 
 /// DB9 generates the admin password itself and returns it in the connection
