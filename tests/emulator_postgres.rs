@@ -818,6 +818,21 @@ async fn real_databases_outlive_a_restart_of_an_emulator_with_a_state_file() {
     assert_eq!(on_server(&admin, &gone).await, (false, false));
 }
 
+/// A new project at `p` with a password of the client's choosing (the APIs
+/// that take none ignore it).
+async fn new_project(p: &dyn Provider) -> dbops::providers::VendorProject {
+    p.create_project(
+        &ProjectRequest {
+            name: name("roles"),
+            db_password: Some(Password::generate()),
+            ..ProjectRequest::default()
+        },
+        &name("dbops-project"),
+    )
+    .await
+    .expect("project created")
+}
+
 /// The grants planner's converge for a SELECT-only login role on table `t`.
 fn select_only_role(role: &str, password: &Password) -> String {
     use dbops::api::v1alpha1::{Grant, Privilege, RotationStrategy};
@@ -850,18 +865,7 @@ async fn the_db9_sql_and_supabase_query_endpoints_run_role_sql_on_the_real_datab
     let (_emulator, base) = emulator(true).await;
     for api in [ProviderApi::Db9, ProviderApi::Supabase] {
         let p = provider(api, &base);
-        let password = Password::generate();
-        let created = p
-            .create_project(
-                &ProjectRequest {
-                    name: name("roles"),
-                    db_password: Some(password.clone()),
-                    ..ProjectRequest::default()
-                },
-                &name("dbops-project"),
-            )
-            .await
-            .expect("project created");
+        let created = new_project(&*p).await;
         let project = ready(|| async { p.get_project(&created.id).await.unwrap() }).await;
         let database = match api {
             ProviderApi::Db9 => Db9Emulator::real_database(&project.id),
@@ -937,17 +941,7 @@ async fn without_a_server_the_sql_endpoints_say_so_and_run_nothing() {
     let (_emulator, base) = emulator(false).await;
     for api in [ProviderApi::Db9, ProviderApi::Supabase] {
         let p = provider(api, &base);
-        let created = p
-            .create_project(
-                &ProjectRequest {
-                    name: name("roles"),
-                    db_password: Some(Password::generate()),
-                    ..ProjectRequest::default()
-                },
-                &name("dbops-project"),
-            )
-            .await
-            .unwrap();
+        let created = new_project(&*p).await;
         let error = p.run_sql(&created.id, "SELECT 1").await.unwrap_err();
         let text = error.to_string();
         assert!(
@@ -962,16 +956,7 @@ async fn without_a_server_the_sql_endpoints_say_so_and_run_nothing() {
 async fn db9_users_are_real_login_roles_that_connect_until_deleted() {
     let (_emulator, base) = emulator(true).await;
     let db9 = provider(ProviderApi::Db9, &base);
-    let project = db9
-        .create_project(
-            &ProjectRequest {
-                name: name("users"),
-                ..ProjectRequest::default()
-            },
-            &name("dbops-project"),
-        )
-        .await
-        .unwrap();
+    let project = new_project(&*db9).await;
     let sql = db9.sql().expect("DB9 has a SQL channel");
     let user = format!("app_{:08x}", rand::random::<u32>());
     let before = sql.list_users(&project.id).await.unwrap().unwrap();
@@ -1018,16 +1003,7 @@ async fn db9_users_are_real_login_roles_that_connect_until_deleted() {
 async fn db9_users_without_a_server_name_the_emulators_host() {
     let (_emulator, base) = emulator(false).await;
     let db9 = provider(ProviderApi::Db9, &base);
-    let project = db9
-        .create_project(
-            &ProjectRequest {
-                name: name("users"),
-                ..ProjectRequest::default()
-            },
-            &name("dbops-project"),
-        )
-        .await
-        .unwrap();
+    let project = new_project(&*db9).await;
     let sql = db9.sql().unwrap();
     let login = sql
         .create_user(&project.id, "app_user")

@@ -167,6 +167,20 @@ pub fn unavailable<V>(error: &SqlError) -> ApiError<V> {
     )
 }
 
+/// The answer of an emulated vendor whose SQL the server refused: `status`
+/// with the server's message (it names objects, never a password) for a
+/// statement that will fail again, else [`unavailable`] (`503`, retry).
+pub fn sql_failed<V>(error: SqlError, status: StatusCode) -> ApiError<V> {
+    match error {
+        SqlError::Server {
+            transient: false,
+            message,
+            ..
+        } => ApiError::new(status, message),
+        other => unavailable(&other),
+    }
+}
+
 impl RealDatabases {
     /// The server at `url`, `postgres://user:password@host:port/database`
     /// (`?sslmode=…` as libpq reads it), whose user may create roles and

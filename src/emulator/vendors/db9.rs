@@ -874,14 +874,7 @@ async fn run_sql(State(emu): State<Shared>, Path(id): Path<String>, body: Bytes)
     let answer = real
         .run_sql(&Db9Emulator::real_database(&id), &sql)
         .await
-        .map_err(|e| match e {
-            crate::providers::postgres::SqlError::Server {
-                transient: false,
-                message,
-                ..
-            } => Db9Error::new(StatusCode::BAD_REQUEST, &message),
-            other => real::unavailable(&other),
-        })?;
+        .map_err(|e| real::sql_failed(e, StatusCode::BAD_REQUEST))?;
     let command = sql
         .split_whitespace()
         .next()
@@ -926,14 +919,7 @@ fn real_server_of<'a>(
 }
 
 fn server_failed(error: crate::providers::postgres::SqlError) -> Db9Error {
-    match error {
-        crate::providers::postgres::SqlError::Server {
-            transient: false,
-            message,
-            ..
-        } => Db9Error::new(StatusCode::CONFLICT, &message),
-        other => real::unavailable(&other),
-    }
+    real::sql_failed(error, StatusCode::CONFLICT)
 }
 
 /// `GET /customer/databases/{id}/users`: the admin and the users made here.

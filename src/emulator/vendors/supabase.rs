@@ -563,14 +563,7 @@ async fn run_query(
     let answer = real
         .run_sql(&SupabaseEmulator::real_database(&reference), &sql)
         .await
-        .map_err(|e| match e {
-            crate::providers::postgres::SqlError::Server {
-                transient: false,
-                message,
-                ..
-            } => SupabaseError::new(StatusCode::BAD_REQUEST, &message),
-            other => real::unavailable(&other),
-        })?;
+        .map_err(|e| real::sql_failed(e, StatusCode::BAD_REQUEST))?;
     let rows: Vec<Value> = answer
         .rows
         .iter()
