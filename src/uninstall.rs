@@ -16,7 +16,8 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::api::v1alpha1::{
-    ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot,
+    ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseRole,
+    DatabaseSnapshot,
 };
 use crate::controllers::kube_error;
 
@@ -97,7 +98,8 @@ pub async fn resources_left(client: &Client) -> Result<usize, Error> {
     Ok(count::<DatabaseProject>(client, 100).await?
         + count::<DatabaseBranch>(client, 100).await?
         + count::<DatabaseSnapshot>(client, 100).await?
-        + count::<ByokCredential>(client, 100).await?)
+        + count::<ByokCredential>(client, 100).await?
+        + count::<DatabaseRole>(client, 100).await?)
 }
 
 /// Deletes `name` through `api`; `Ok(false)` if it was already gone.

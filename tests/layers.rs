@@ -64,7 +64,9 @@ const LAYERS: &[(&str, &[&[&str]])] = &[
     (
         "controllers::kinds",
         &[
-            &["expiry"],
+            &["expiry", "rollout"],
+            // A project's or branch's deletion waits for its roles.
+            &["role"],
             &["project", "branch", "snapshot", "byok", "provider"],
         ],
     ),

@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use dbops::api::v1alpha1::{
-    ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseSnapshot,
+    ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseRole,
+    DatabaseSnapshot,
 };
 use dbops::controllers::{Managed, Settings};
 use dbops::operator::{LeaderElection, Options};
@@ -138,6 +139,7 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
     let snapshots: Api<DatabaseSnapshot> = Api::namespaced(test.clone(), NS);
     let credentials: Api<ByokCredential> = Api::namespaced(test.clone(), NS);
     let secrets: Api<Secret> = Api::namespaced(test.clone(), NS);
+    let roles: Api<DatabaseRole> = Api::namespaced(test.clone(), NS);
 
     // Every kind, through create, Ready, a rename of a Secret, a rotation and deletion.
     let providers: Api<DatabaseProvider> = Api::all(test.clone());
@@ -263,6 +265,24 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
             .is_ok_and(|c| c.status.is_some_and(|s| s.last_rotated_at.is_some()))
     })
     .await;
+    // A role of project p: the emulated vendor has no SQL channel, so it
+    // stalls; deleting p deletes it first.
+    roles
+        .create(
+            &pp,
+            &object(
+                json!({ "metadata": { "name": "rl" }, "spec": { "projectRef": { "name": "p" } } }),
+            ),
+        )
+        .await
+        .unwrap();
+    wait("the role reported", || async {
+        roles
+            .get("rl")
+            .await
+            .is_ok_and(|r| r.status.is_some_and(|s| s.conditions.is_true("Stalled")))
+    })
+    .await;
     for name in ["r", "p", "bp"] {
         projects
             .delete(name, &DeleteParams::default())
@@ -306,6 +326,12 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
                 .items
                 .is_empty()
             && credentials
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+            && roles
                 .list(&Default::default())
                 .await
                 .unwrap()

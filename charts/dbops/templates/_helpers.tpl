@@ -30,14 +30,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Rules on the namespaced dbops kinds and the Secrets they use. */}}
 {{- define "dbops.namespacedRules" -}}
 - apiGroups: ["dbops.dev"]
-  resources: [databaseprojects, databasebranches, databasesnapshots, byokcredentials]
+  resources: [databaseprojects, databasebranches, databasesnapshots, byokcredentials, databaseroles]
   verbs: [get, list, watch, patch]
 - apiGroups: ["dbops.dev"]
-  resources: [databaseprojects/status, databasebranches/status, databasesnapshots/status, byokcredentials/status]
+  resources: [databaseprojects/status, databasebranches/status, databasesnapshots/status, byokcredentials/status, databaseroles/status]
   verbs: [patch]
-# A DatabaseBranch past its spec.expireAfter: the operator deletes it.
+# A DatabaseBranch past its spec.expireAfter, and the DatabaseRoles of a
+# project or branch being deleted: the operator deletes them.
 - apiGroups: ["dbops.dev"]
-  resources: [databasebranches]
+  resources: [databasebranches, databaseroles]
   verbs: [delete]
 # Secrets: the operator reads the Secrets resources name (credentials), writes
 # the connection Secrets it owns, and watches only Secrets carrying its labels
@@ -48,4 +49,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["events.k8s.io"]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.rollout.enabled }}
+# rollout.enabled: a DatabaseRole's Alternate rotation restarts the
+# Deployments and StatefulSets named in credentialRotation.rollout (only
+# those whose pod template uses the role's Secret), as `kubectl rollout
+# restart` does, and waits for them.
+- apiGroups: ["apps"]
+  resources: [deployments, statefulsets]
+  verbs: [get, patch]
+{{- end }}
 {{- end -}}

@@ -47,6 +47,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         DatabaseBranch::crd(),
         DatabaseSnapshot::crd(),
         ByokCredential::crd(),
+        DatabaseRole::crd(),
         VendorClaim::crd(),
     ];
     for crd in &mut crds {

@@ -194,7 +194,11 @@ impl Lifecycle for DatabaseBranch {
         }
     }
 
+    /// Its `DatabaseRole`s go first: they drop their roles through this
+    /// branch's provider, while the database is still there.
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        let name = self.name_any();
+        super::role::roles_first(self, ctx, super::role::RoleParent::Branch(&name)).await?;
         pipeline::cleanup(self, ctx).await
     }
 }

@@ -1,5 +1,5 @@
 //! One controller per custom resource: project, branch (with its expiry),
-//! snapshot, byok and provider. They use every layer below them in
+//! snapshot, byok, role (with its workload rollouts) and provider. They use every layer below them in
 //! `controllers/`: `pipeline/`, `secret/`, `protection/` and `runtime/`.
 
 pub mod branch;
@@ -7,4 +7,6 @@ pub mod byok;
 pub mod expiry;
 pub mod project;
 pub mod provider;
+pub mod role;
+pub mod rollout;
 pub mod snapshot;

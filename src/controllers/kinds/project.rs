@@ -150,7 +150,11 @@ impl Lifecycle for DatabaseProject {
         }
     }
 
+    /// Its `DatabaseRole`s go first: they drop their roles through this
+    /// project's provider, while the database is still there.
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
+        let name = self.name_any();
+        super::role::roles_first(self, ctx, super::role::RoleParent::Project(&name)).await?;
         pipeline::cleanup(self, ctx).await
     }
 }

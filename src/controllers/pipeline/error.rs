@@ -186,6 +186,24 @@ pub enum Error {
         "the connection Secret must hold the database password: {provider} never returns it and dbops keeps it only there; add a key with {{{{ password }}}} or use a preset that has one"
     )]
     PasswordNotInSecret { provider: String },
+    #[error(
+        "role {role} exists in the database and dbops did not create it for this DatabaseRole; it is left untouched: choose another spec.roleName"
+    )]
+    RoleTaken { role: String },
+    #[error(transparent)]
+    Grants(#[from] super::grants::GrantError),
+    #[error(
+        "{parent} was deleted (or replaced), and the role's database with it; delete this resource"
+    )]
+    RoleParentGone { parent: String },
+    #[error("{message}")]
+    InvalidSpec { message: String },
+    #[error(
+        "deleting its DatabaseRoles first ({names}); they drop their roles from the database while it is still there"
+    )]
+    RolesRemain { names: String },
+    #[error("{provider} cannot run SQL for this database: {message}")]
+    SqlUnavailable { provider: String, message: String },
 }
 
 impl Error {
@@ -235,8 +253,13 @@ impl ReconcileError for Error {
             | Error::FromBranchRef { .. }
             | Error::InvalidObject => reason::INVALID_SPEC,
             Error::RestoreInProgress { .. } => reason::WAITING_FOR_VENDOR,
+            Error::RolesRemain { .. } => reason::DELETING,
             Error::CredentialsMissing { .. } => reason::CREDENTIALS_MISSING,
             Error::Revoked { .. } => "Revoked",
+            Error::RoleTaken { .. } => "RoleConflict",
+            Error::Grants(_) | Error::InvalidSpec { .. } => reason::INVALID_SPEC,
+            Error::RoleParentGone { .. } => reason::PROJECT_DELETED,
+            Error::SqlUnavailable { .. } => reason::UNSUPPORTED_BY_PROVIDER,
             Error::Template(_)
             | Error::Rotation(RotationError::Template(_))
             | Error::PasswordNotInSecret { .. } => reason::INVALID_CONNECTION_TEMPLATE,
@@ -250,6 +273,7 @@ impl ReconcileError for Error {
             Error::Claim(e) => e.is_transient(),
             Error::Kube(_)
             | Error::RestoreInProgress { .. }
+            | Error::RolesRemain { .. }
             | Error::Secret(SecretWriteError::Kube { .. })
             | Error::Rotation(RotationError::Secret(SecretWriteError::Kube { .. })) => true,
             _ => false,

@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::v1alpha1::{Grant, Privilege, RotationStrategy};
+use crate::api::v1alpha1::{Grant, GrantScope, GrantedPrivilege, Privilege, RotationStrategy};
 use crate::providers::postgres::server::MARKER_PREFIX;
 use crate::providers::postgres::sql::{SqlError, ident, literal};
 
@@ -63,6 +63,41 @@ impl std::fmt::Display for Unit {
             On::AllTables => write!(f, "{} on all tables in schema {schema}", self.privilege),
             On::FutureTables => write!(f, "{} on future tables in schema {schema}", self.privilege),
         }
+    }
+}
+
+impl From<&Unit> for GrantedPrivilege {
+    fn from(unit: &Unit) -> Self {
+        let (scope, table) = match &unit.on {
+            On::Schema => (GrantScope::Schema, None),
+            On::Table(table) => (GrantScope::Table, Some(table.clone())),
+            On::AllTables => (GrantScope::AllTables, None),
+            On::FutureTables => (GrantScope::FutureTables, None),
+        };
+        Self {
+            schema: unit.schema.clone(),
+            scope,
+            table,
+            privilege: unit.privilege,
+        }
+    }
+}
+
+impl Unit {
+    /// The unit status records as `granted` (`None`: a table grant without its table).
+    pub fn from_status(granted: &GrantedPrivilege) -> Option<Self> {
+        let on = match (granted.scope, &granted.table) {
+            (GrantScope::Schema, _) => On::Schema,
+            (GrantScope::Table, Some(table)) => On::Table(table.clone()),
+            (GrantScope::Table, None) => return None,
+            (GrantScope::AllTables, _) => On::AllTables,
+            (GrantScope::FutureTables, _) => On::FutureTables,
+        };
+        Some(Self {
+            schema: granted.schema.clone(),
+            on,
+            privilege: granted.privilege,
+        })
     }
 }
 
@@ -293,6 +328,32 @@ pub fn converge_script(c: &Converge<'_>) -> Result<String, SqlError> {
         body.push_str(&grant_statement(unit, grantee, true)?);
     }
     Ok(do_block(&body))
+}
+
+/// A query for the roles of `layout` that exist, with their comments (pure):
+/// rows of name and comment.
+pub fn roles_sql(layout: &Layout) -> Result<String, SqlError> {
+    let names = layout
+        .roles()
+        .into_iter()
+        .map(literal)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!(
+        "SELECT rolname::text, pg_catalog.shobj_description(oid, 'pg_authid') FROM pg_catalog.pg_roles WHERE rolname IN ({}) ORDER BY 1",
+        names.join(", ")
+    ))
+}
+
+/// The roles in `rows` ([`roles_sql`]) that exist without `marker`: someone
+/// else's, never touched (pure).
+pub fn foreign_roles(rows: &[Vec<Option<String>>], marker: &str) -> Vec<String> {
+    rows.iter()
+        .filter_map(|row| {
+            let name = row.first()?.clone()?;
+            let comment = row.get(1).cloned().flatten();
+            (comment.as_deref() != Some(marker)).then_some(name)
+        })
+        .collect()
 }
 
 /// A query for the declared schemas and tables that do not exist (pure):

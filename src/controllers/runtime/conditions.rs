@@ -51,6 +51,12 @@ pub mod reason {
     /// layout that leaves out a password only the Secret keeps.
     pub const INVALID_CONNECTION_TEMPLATE: &str = "InvalidConnectionTemplate";
     pub const IDLE: &str = "Idle";
+    /// A `DatabaseRole` waits for declared schemas or tables to be created.
+    pub const WAITING_FOR_OBJECTS: &str = "WaitingForObjects";
+    /// A `DatabaseRole`'s Secret did not connect.
+    pub const LOGIN_FAILED: &str = "LoginFailed";
+    /// A `DatabaseRole`'s new login is being checked before the Secret switches to it.
+    pub const ROTATING: &str = "Rotating";
 }
 
 /// Where a resource is, as the three kstatus conditions express it.

@@ -92,7 +92,8 @@ const FAIRNESS_REREAD_AFTER: Duration = Duration::from_millis(50);
 /// - objects are stored without `managedFields` (often the larger half of an
 ///   object, and never read by a reconcile);
 /// - an object wakes its reconcile when it is first seen, when its spec
-///   changes (`generation`), and when its deletion starts; not for the echo
+///   changes (`generation`), when its deletion starts, and when a rotation is
+///   requested (`dbops.dev/rotate-credentials`); not for the echo
 ///   of its own writes (status, the finalizer and create mark), which only
 ///   repeat what the last reconcile did. A finalizer someone else removed is
 ///   put back at the next resync. Resyncs, retries and related objects
@@ -227,6 +228,11 @@ pub fn wake_on<K: Resource>(obj: &K) -> Option<u64> {
     meta.uid.hash(&mut hasher);
     meta.generation.hash(&mut hasher);
     meta.deletion_timestamp.is_some().hash(&mut hasher);
+    // A rotation request is an annotation: metadata, no new generation.
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::api::v1alpha1::ROTATE_ANNOTATION))
+        .hash(&mut hasher);
     Some(hasher.finish())
 }
 

@@ -715,6 +715,56 @@ fn parse_address(address: &str) -> std::result::Result<PublicAddress, String> {
     })
 }
 
+/// Why a login with a connection URI did not work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoginError {
+    /// The server refused the user name or password (SQLSTATE `28P01` or `28000`).
+    #[error("the server refused the password")]
+    Refused,
+    /// The URI cannot be used by this client (the message never holds it).
+    #[error("the connection URI cannot be used to connect ({0})")]
+    Unusable(&'static str),
+    /// No session: the server could not be reached, or ended the attempt.
+    #[error("could not connect: {0}")]
+    Unreachable(String),
+}
+
+/// Logs in with `uri` and runs `SELECT 1`, within `timeout`: the check that
+/// a connection Secret works. Errors never hold the URI or the password.
+pub async fn try_login(
+    uri: &SecretString,
+    timeout: Duration,
+) -> std::result::Result<(), LoginError> {
+    let mut config: Config = uri
+        .expose_secret()
+        .parse()
+        .map_err(|_| LoginError::Unusable("not a URI this client reads"))?;
+    config.connect_timeout(timeout);
+    let attempt = async {
+        let (client, connection) = config.connect(tls()).await?;
+        let driver = tokio::spawn(connection);
+        let answer = client.simple_query("SELECT 1").await;
+        drop(client);
+        let _ = driver.await;
+        answer.map(|_| ())
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Err(_) => Err(LoginError::Unreachable("timed out".to_string())),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => {
+            let code = error.code().map(|c| c.code());
+            if matches!(code, Some("28P01" | "28000")) {
+                return Err(LoginError::Refused);
+            }
+            let message = error
+                .as_db_error()
+                .map(|db| db.message().to_string())
+                .unwrap_or_else(|| error.to_string());
+            Err(LoginError::Unreachable(message))
+        }
+    }
+}
+
 /// rustls with the system's root certificates (the ring provider, as
 /// everywhere in dbops).
 fn tls() -> MakeRustlsConnect {
