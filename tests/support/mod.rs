@@ -36,6 +36,22 @@ pub struct Harness {
 impl Harness {
     /// Everything running, but no `DatabaseProvider` yet.
     pub async fn bare() -> Self {
+        Self::bare_with(None).await
+    }
+
+    /// [`Harness::bare`] with an emulator that makes real databases on the
+    /// test server (`--emulator-postgres`).
+    pub async fn with_emulator_postgres() -> Self {
+        let databases = dbops::emulator::real::RealDatabases::new(
+            &postgres::server().admin_url(),
+            dbops::emulator::real::CONNECT_TIMEOUT,
+        )
+        .expect("the URL is valid");
+        databases.check().await.expect("the test server is usable");
+        Self::bare_with(Some(Arc::new(databases))).await
+    }
+
+    async fn bare_with(real: Option<Arc<dbops::emulator::real::RealDatabases>>) -> Self {
         let kube = fake_kube::FakeKube::start().await;
         let client = kube.client();
         let config = [
@@ -48,6 +64,10 @@ impl Harness {
         .fold(EmulatorConfig::default(), |config, (api, key)| {
             config.with_keys(api, [key]).unwrap()
         });
+        let config = match real {
+            Some(real) => config.with_real_databases(real),
+            None => config,
+        };
         let emulator = Emulator::new(&config);
         let (addr, _) = emulator.clone().spawn("127.0.0.1:0").await.unwrap();
         let settings = Settings {

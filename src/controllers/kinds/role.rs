@@ -123,26 +123,41 @@ pub fn password_version(password: &str) -> String {
 }
 
 /// `base` (the database's address as the vendor reports it) for `login`
-/// with `password` (pure): user and password replaced in every URI.
+/// with `password` (pure): user and password replaced in every URI. A
+/// pooler that names its users `<user>.<tenant>` (the pooled URI's user is
+/// the direct user with a suffix) gets `<login>.<tenant>`.
 pub fn login_details(base: &ConnectionDetails, login: &str, password: &str) -> ConnectionDetails {
-    let with_login = |uri: &str| -> String {
+    let with_user = |uri: &str, user: &str| -> String {
         match url::Url::parse(uri) {
             Ok(mut url) => {
-                let _ = url.set_username(login);
+                let _ = url.set_username(user);
                 let _ = url.set_password(Some(password));
                 url.to_string()
             }
             Err(_) => uri.to_string(),
         }
     };
+    let pooled = base.pooled_uri.as_deref().map(|pooled| {
+        let user = url::Url::parse(pooled)
+            .ok()
+            .map(|u| u.username().to_string())
+            .unwrap_or_default();
+        let tenant = user
+            .strip_prefix(base.username.as_str())
+            .filter(|rest| rest.starts_with('.') && !base.username.is_empty());
+        match tenant {
+            Some(tenant) => with_user(pooled, &format!("{login}{tenant}")),
+            None => with_user(pooled, login),
+        }
+    });
     ConnectionDetails {
-        uri: with_login(&base.uri),
+        uri: with_user(&base.uri, login),
         host: base.host.clone(),
         port: base.port,
         database: base.database.clone(),
         username: login.to_string(),
         password: password.to_string(),
-        pooled_uri: base.pooled_uri.as_deref().map(with_login),
+        pooled_uri: pooled,
     }
 }
 
@@ -866,14 +881,26 @@ fn finish_rotation(rotation: &mut RoleRotationStatus, now: Timestamp) {
     rotation.draining_since = None;
 }
 
-/// Logs in as `login` with `password` at the database's address.
+/// Logs in as `login` with `password` at the database's address: the direct
+/// URI, else (when it cannot be reached) the pooled one, as a client of the
+/// Secret may use either.
 async fn check_login(
     address: &ConnectionDetails,
     login: &str,
     password: &str,
 ) -> Result<(), LoginError> {
     let details = login_details(address, login, password);
-    try_login(&SecretString::from(details.uri), LOGIN_TIMEOUT).await
+    let direct = try_login(&SecretString::from(details.uri), LOGIN_TIMEOUT).await;
+    match (direct, details.pooled_uri) {
+        (Err(LoginError::Unreachable(why)), Some(pooled)) => {
+            match try_login(&SecretString::from(pooled), LOGIN_TIMEOUT).await {
+                Ok(()) => Ok(()),
+                Err(LoginError::Unreachable(_)) => Err(LoginError::Unreachable(why)),
+                Err(other) => Err(other),
+            }
+        }
+        (direct, _) => direct,
+    }
 }
 
 /// The passwords kept in the owned logins Secret.
@@ -1201,6 +1228,16 @@ mod tests {
         assert_eq!(
             details.pooled_uri.as_deref(),
             Some("postgresql://reporting_a:p%40ss%2Fword@pool.example:6543/shop")
+        );
+        // A pooler whose users carry the tenant: `<user>.<tenant>`.
+        let tenant_pooler = ConnectionDetails {
+            pooled_uri: Some("postgresql://owner.abc:secret@pool.example:6543/shop".into()),
+            ..address()
+        };
+        let details = login_details(&tenant_pooler, "reporting", "pw");
+        assert_eq!(
+            details.pooled_uri.as_deref(),
+            Some("postgresql://reporting.abc:pw@pool.example:6543/shop")
         );
         assert_eq!(details.username, "reporting_a");
         assert_eq!(details.password, "p@ss/word");

@@ -1,0 +1,294 @@
+//! The `DatabaseRole` controller against the in-memory Kubernetes API and
+//! the vendor emulators: with `--emulator-postgres` (a real PostgreSQL
+//! behind DB9's SQL endpoint and Supabase's query endpoint) the role's
+//! Secret connects and holds exactly its grants, and deleting the role drops
+//! it; without a database the role stalls and says how to get one; a vendor
+//! with no SQL channel stalls with `UnsupportedByProvider`.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use dbops::api::v1alpha1::{DatabaseProject, DatabaseRole, ProviderApi};
+use dbops::controllers::Managed;
+use dbops::controllers::conditions::{READY, STALLED};
+use dbops::emulator::supabase::SupabaseEmulator;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use support::{Harness, NS, reconcile, reconcile_until_ready};
+use tokio_postgres::NoTls;
+
+async fn create<K>(h: &Harness, value: serde_json::Value)
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(h.client.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(value).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn secret_data(h: &Harness, name: &str) -> BTreeMap<String, String> {
+    Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap()
+        .data
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+        .collect()
+}
+
+/// Status, reason and message of condition `type_` of `role`.
+fn condition(role: &DatabaseRole, type_: &str) -> (String, String, String) {
+    let c = role
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.get(type_))
+        .unwrap_or_else(|| panic!("no {type_} condition"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+async fn connect(uri: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(uri, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A role name no other test uses (roles are server-wide).
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{:08x}", rand::random::<u32>())
+}
+
+/// A provider `name` for `api` on the emulator.
+async fn provider(h: &Harness, name: &str, api: ProviderApi) {
+    let (key, org) = match api {
+        ProviderApi::Supabase => (support::SUPABASE_KEY, Some("acme")),
+        ProviderApi::Db9 => (support::DB9_KEY, None),
+        _ => (support::API_KEY, None),
+    };
+    h.create_provider_for(name, api, key, org).await;
+}
+
+/// Project `name` through provider `provider`, Ready; its owner's URI.
+async fn ready_project(h: &Harness, name: &str, provider: &str) -> String {
+    create::<DatabaseProject>(
+        h,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+            "metadata": { "name": name }, "spec": { "providerRef": { "name": provider } } }),
+    )
+    .await;
+    reconcile_until_ready::<DatabaseProject>(h, name, 8).await;
+    let secret = secret_data(h, &format!("{name}-connection")).await;
+    secret["uri"].clone()
+}
+
+/// A SELECT-only role on `public.orders`.
+fn reader(name: &str, project: &str, role_name: &str) -> serde_json::Value {
+    json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseRole",
+        "metadata": { "name": name },
+        "spec": { "projectRef": { "name": project }, "roleName": role_name,
+            "grants": [
+                { "schema": "public", "privileges": ["USAGE"] },
+                { "schema": "public", "privileges": ["SELECT"], "tables": ["orders"] } ],
+            "writeConnectionSecretTo": { "name": format!("{name}-db") } } })
+}
+
+async fn role_exists(role: &str) -> bool {
+    let admin = connect(&support::postgres::server().admin_url())
+        .await
+        .unwrap();
+    admin
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 1
+}
+
+/// The SELECT-only case through `api`'s SQL channel, then the deletion.
+async fn select_only_through(api: ProviderApi) {
+    let h = Harness::with_emulator_postgres().await;
+    let provider_name = api.as_str().to_string();
+    provider(&h, &provider_name, api).await;
+    let owner_uri = ready_project(&h, "shop", &provider_name).await;
+    // The emulator makes each project a database of its own on the one
+    // server; Supabase's URIs always name `postgres`, so its real name
+    // comes from the emulator.
+    let project: DatabaseProject = Api::namespaced(h.client.clone(), NS)
+        .get("shop")
+        .await
+        .unwrap();
+    let project_id = project.status.unwrap().project_id.unwrap();
+    let database = match api {
+        ProviderApi::Supabase => SupabaseEmulator::real_database(&project_id),
+        _ => url::Url::parse(&owner_uri)
+            .unwrap()
+            .path()
+            .trim_start_matches('/')
+            .to_string(),
+    };
+    // The tables, made as the server's admin in the project's database.
+    let mut admin_url = url::Url::parse(&support::postgres::server().admin_url()).unwrap();
+    admin_url.set_path(&database);
+    let owner = connect(admin_url.as_str())
+        .await
+        .expect("the admin connects");
+    owner
+        .batch_execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1), (2)")
+        .await
+        .unwrap();
+    let role_name = unique("reader");
+    create::<DatabaseRole>(&h, reader("reader", "shop", &role_name)).await;
+    let role = reconcile_until_ready::<DatabaseRole>(&h, "reader", 4).await;
+    let status = role.status.clone().unwrap();
+    assert_eq!(status.applied_grants.len(), 2);
+    assert_eq!(status.active_login.as_deref(), Some(role_name.as_str()));
+    let (_, _, message) = condition(&role, READY);
+    if api == ProviderApi::Supabase {
+        assert!(message.contains("returns no rows"), "{message}");
+    }
+    let secret = secret_data(&h, "reader-db").await;
+    assert_eq!(secret["username"], role_name);
+    // The emulator's pooler entry names the server's real port.
+    let mut uri = url::Url::parse(secret.get("pooledUri").unwrap_or(&secret["uri"])).unwrap();
+    assert_ne!(uri.as_str(), owner_uri);
+    uri.set_path(&database);
+    let reader = connect(uri.as_str())
+        .await
+        .expect("the role's Secret connects");
+    let count: i64 = reader
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+    let denied = reader
+        .batch_execute("INSERT INTO orders VALUES (3)")
+        .await
+        .expect_err("SELECT only");
+    assert_eq!(denied.code().map(|c| c.code()), Some("42501"));
+    drop(reader);
+
+    // Deleting the role drops it from the server.
+    let roles: Api<DatabaseRole> = Api::namespaced(h.client.clone(), NS);
+    roles
+        .delete("reader", &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+    assert!(roles.get_opt("reader").await.unwrap().is_none());
+    assert!(!role_exists(&role_name).await, "{role_name} is dropped");
+    assert!(h.event_reasons("reader").contains(&"Deleted".to_string()));
+}
+
+#[tokio::test]
+async fn a_role_at_db9_reads_and_cannot_write_and_goes_with_its_resource() {
+    select_only_through(ProviderApi::Db9).await;
+}
+
+#[tokio::test]
+async fn a_role_at_supabase_reads_and_cannot_write_and_goes_with_its_resource() {
+    select_only_through(ProviderApi::Supabase).await;
+}
+
+#[tokio::test]
+async fn without_a_database_behind_the_emulator_a_role_stalls_and_says_how_to_get_one() {
+    let h = Harness::bare().await;
+    provider(&h, "db9", ProviderApi::Db9).await;
+    ready_project(&h, "shop", "db9").await;
+    create::<DatabaseRole>(&h, reader("reader", "shop", &unique("reader"))).await;
+    for _ in 0..2 {
+        let _ = reconcile::<DatabaseRole>(&h, "reader").await;
+    }
+    let role: DatabaseRole = Api::namespaced(h.client.clone(), NS)
+        .get("reader")
+        .await
+        .unwrap();
+    let (state, reason, message) = condition(&role, STALLED);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("True", "UnsupportedByProvider"),
+        "{message}"
+    );
+    assert!(message.contains("--emulator-postgres"), "{message}");
+    assert!(!role.is_ready());
+}
+
+#[tokio::test]
+async fn a_vendor_without_a_sql_channel_stalls_with_unsupported_by_provider() {
+    let h = Harness::new().await;
+    ready_project(&h, "shop", "default").await;
+    create::<DatabaseRole>(&h, reader("reader", "shop", "reader")).await;
+    for _ in 0..2 {
+        let _ = reconcile::<DatabaseRole>(&h, "reader").await;
+    }
+    let role: DatabaseRole = Api::namespaced(h.client.clone(), NS)
+        .get("reader")
+        .await
+        .unwrap();
+    let (state, reason, message) = condition(&role, STALLED);
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("True", "UnsupportedByProvider"),
+        "{message}"
+    );
+    assert!(message.contains("infrai cannot role.manage"), "{message}");
+    // Nothing was made, so its deletion has nothing to drop and finishes.
+    let roles: Api<DatabaseRole> = Api::namespaced(h.client.clone(), NS);
+    roles
+        .delete("reader", &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+    assert!(roles.get_opt("reader").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_project_is_deleted_only_after_its_roles() {
+    let h = Harness::with_emulator_postgres().await;
+    provider(&h, "db9", ProviderApi::Db9).await;
+    let owner = connect(&ready_project(&h, "shop", "db9").await)
+        .await
+        .unwrap();
+    owner
+        .batch_execute("CREATE TABLE orders (id int)")
+        .await
+        .unwrap();
+    drop(owner);
+    let role_name = unique("reader");
+    create::<DatabaseRole>(&h, reader("reader", "shop", &role_name)).await;
+    reconcile_until_ready::<DatabaseRole>(&h, "reader", 4).await;
+    let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
+    projects
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    let waiting = reconcile::<DatabaseProject>(&h, "shop")
+        .await
+        .expect_err("the project waits for its role");
+    assert!(waiting.to_string().contains("reader"), "{waiting}");
+    assert!(
+        projects.get_opt("shop").await.unwrap().is_some(),
+        "the project is kept while its role exists"
+    );
+    let roles: Api<DatabaseRole> = Api::namespaced(h.client.clone(), NS);
+    let deleting = roles.get("reader").await.unwrap();
+    assert!(
+        deleting.metadata.deletion_timestamp.is_some(),
+        "its role is being deleted"
+    );
+    reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+    assert!(!role_exists(&role_name).await);
+    reconcile::<DatabaseProject>(&h, "shop").await.unwrap();
+    assert!(projects.get_opt("shop").await.unwrap().is_none());
+}
