@@ -78,8 +78,8 @@ pub const ROWS: &[(&str, &str, Operation)] = &[
         Operation::ByokPolicy,
     ),
     (
-        "DatabaseRole (coming: issue #25)",
-        "SQL channel for roles and grants",
+        "DatabaseRole",
+        "roles, grants and rotation (SQL channel)",
         Operation::RoleManage,
     ),
 ];
