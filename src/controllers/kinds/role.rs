@@ -408,7 +408,7 @@ impl Lifecycle for DatabaseRole {
             return Err(Error::Unsupported {
                 provider: api_name,
                 operation: Operation::RoleManage,
-                hint: "it documents no SQL channel dbops can use to manage roles (see the capability matrix in the README)",
+                hint: "its API documents no SQL endpoint, and nothing says its owner role may create roles, so dbops manages no roles there (see the capability matrix in the README)",
             });
         };
         Box::pin(converge(

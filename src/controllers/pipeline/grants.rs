@@ -1,4 +1,4 @@
-//! Grants as data, for `DatabaseRole` (issue #25): what a role's spec asks
+//! Grants as data, for `DatabaseRole`: what a role's spec asks
 //! for, as a set of grant units, and the SQL that makes a database match it
 //! (pure). Every statement is built here from quoted identifiers and
 //! literals, so the SQL channel of each provider only carries text.

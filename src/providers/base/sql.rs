@@ -1,14 +1,18 @@
 //! The SQL channel family: how a provider runs role administration
-//! (`DatabaseRole`, issue #25) in the database of a project or branch.
+//! (`DatabaseRole`) in the database of a project or branch.
 //!
 //! Every vendor offers at most one channel, declared by implementing
 //! [`SqlApi`] and shown in the capability matrix (`role.manage`):
 //! - the vendor's documented SQL endpoint (DB9's
 //!   `POST /customer/databases/{id}/sql`, Supabase's
 //!   `POST /v1/projects/{ref}/database/query`);
-//! - the server itself (the `postgres` API);
-//! - the owner's connection, where the operator can reach the database
-//!   (not yet built).
+//! - the server itself (the `postgres` API).
+//!
+//! infrai and CapyDB have none. The operator could connect as the owner
+//! over the URI they return, but neither document says that owner may
+//! create roles (`CREATEROLE`), and the client must not depend on a guess:
+//! a `DatabaseRole` there stalls with `UnsupportedByProvider` instead of
+//! failing half-way at the vendor.
 //!
 //! The statements come from `controllers/pipeline/grants.rs`, which writes
 //! each pass as one statement, so a channel only carries text.
