@@ -292,3 +292,58 @@ async fn a_project_is_deleted_only_after_its_roles() {
     reconcile::<DatabaseProject>(&h, "shop").await.unwrap();
     assert!(projects.get_opt("shop").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn an_in_place_rotation_changes_the_one_logins_password() {
+    let h = Harness::with_emulator_postgres().await;
+    provider(&h, "db9", ProviderApi::Db9).await;
+    let owner = connect(&ready_project(&h, "shop", "db9").await)
+        .await
+        .unwrap();
+    owner
+        .batch_execute("CREATE TABLE orders (id int)")
+        .await
+        .unwrap();
+    let role_name = unique("reader");
+    create::<DatabaseRole>(&h, reader("reader", "shop", &role_name)).await;
+    reconcile_until_ready::<DatabaseRole>(&h, "reader", 4).await;
+    let before = secret_data(&h, "reader-db").await;
+    connect(&before["uri"])
+        .await
+        .expect("the first password works");
+
+    let roles: Api<DatabaseRole> = Api::namespaced(h.client.clone(), NS);
+    let patch =
+        json!({ "metadata": { "annotations": { dbops::api::v1alpha1::ROTATE_ANNOTATION: "r1" } } });
+    roles
+        .patch(
+            "reader",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+    let after = secret_data(&h, "reader-db").await;
+    assert_eq!(after["username"], role_name, "the same login");
+    assert_ne!(after["password"], before["password"]);
+    connect(&after["uri"])
+        .await
+        .expect("the new password works");
+    let refused = connect(&before["uri"])
+        .await
+        .expect_err("the old one does not");
+    assert_eq!(refused.code().map(|c| c.code()), Some("28P01"));
+    let status = roles.get("reader").await.unwrap().status.unwrap();
+    let rotation = status.credential_rotation.unwrap();
+    assert_eq!(rotation.handled_request.as_deref(), Some("r1"));
+    assert!(rotation.last_rotated_at.is_some() && rotation.phase.is_none());
+    assert!(h.event_reasons("reader").contains(&"Rotated".to_string()));
+    // The same request again changes nothing.
+    reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+    assert_eq!(
+        secret_data(&h, "reader-db").await["password"],
+        after["password"]
+    );
+    drop(owner);
+}

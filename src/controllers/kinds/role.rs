@@ -456,6 +456,22 @@ async fn converge(
     let layout = Layout::of(&role_name, strategy);
     let marker = grants::marker(uid);
     let api_name = db.provider.api().to_string();
+    let mut previous = previous;
+    if previous.role_name.as_deref() != Some(role_name.as_str())
+        || previous.database_id != status.database_id
+    {
+        // What the cleanup needs to drop the role is saved before the role
+        // can exist: a pass that fails after this never leaves it unknown.
+        let health = Health::progressing(
+            reason::CREATING,
+            format!("creating role {role_name} in the database of {}", db.parent),
+        );
+        let saved = role.status_with_health(&status, &health);
+        apply_status_if_changed(api, role, &previous, &saved)
+            .await
+            .map_err(KubeCall::Status)?;
+        previous = saved;
+    }
     let run = |what: &'static str, statement: String| {
         let (api_name, database_id, role_name) = (&api_name, &db.database_id, &role_name);
         async move { run(sql, api_name, database_id, what, &statement, role_name).await }
@@ -582,7 +598,7 @@ async fn converge(
                     "the new login {next} does not work yet ({problem}); the Secret keeps {active}"
                 ),
             );
-            return save(role, api, &previous, status, &health, Some(SHORT_POLL)).await;
+            return save(role, api, ctx, &previous, status, &health, Some(SHORT_POLL)).await;
         }
         rotation.previous_login = Some(active.clone());
         rotation.switched_at = Some(Rfc3339(now));
@@ -745,7 +761,7 @@ async fn converge(
     };
     let was_ready = role.is_ready();
     let becomes_ready = !was_ready && health.reason() == reason::READY;
-    let action = save(role, api, &previous, status, &health, poll).await?;
+    let action = save(role, api, ctx, &previous, status, &health, poll).await?;
     for (type_, reason, note) in events {
         ctx.publish(role, type_, reason, "Reconcile", note).await;
     }
@@ -951,6 +967,7 @@ async fn write_logins(
 async fn save(
     role: &DatabaseRole,
     api: &Api<DatabaseRole>,
+    ctx: &Context,
     previous: &DatabaseRoleStatus,
     status: DatabaseRoleStatus,
     health: &Health,
@@ -972,7 +989,7 @@ async fn save(
         let created = role.metadata.creation_timestamp.as_ref().map(|t| t.0);
         next_due(Some(&spec), Some(&state), created, Timestamp::now())
     });
-    let resync = Duration::from_secs(300);
+    let resync = ctx.jittered_resync();
     let next = [poll, due]
         .into_iter()
         .flatten()
@@ -1229,6 +1246,10 @@ mod tests {
             details.pooled_uri.as_deref(),
             Some("postgresql://reporting_a:p%40ss%2Fword@pool.example:6543/shop")
         );
+        assert_eq!(details.username, "reporting_a");
+        assert_eq!(details.password, "p@ss/word");
+        assert_eq!((details.host.as_str(), details.port), ("db.example", 5433));
+        assert!(!format!("{details:?}").contains("p@ss"));
         // A pooler whose users carry the tenant: `<user>.<tenant>`.
         let tenant_pooler = ConnectionDetails {
             pooled_uri: Some("postgresql://owner.abc:secret@pool.example:6543/shop".into()),
@@ -1239,10 +1260,6 @@ mod tests {
             details.pooled_uri.as_deref(),
             Some("postgresql://reporting.abc:pw@pool.example:6543/shop")
         );
-        assert_eq!(details.username, "reporting_a");
-        assert_eq!(details.password, "p@ss/word");
-        assert_eq!((details.host.as_str(), details.port), ("db.example", 5433));
-        assert!(!format!("{details:?}").contains("p@ss"));
     }
 
     #[test]
