@@ -347,3 +347,56 @@ async fn an_in_place_rotation_changes_the_one_logins_password() {
     );
     drop(owner);
 }
+
+#[tokio::test]
+async fn a_role_copied_into_a_branch_is_disabled_not_dropped_and_its_deletion_finishes() {
+    use dbops::api::v1alpha1::{CopyStrategy, DatabaseBranch};
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    let owner = connect(&ready_project(&h, "shop", "pg").await)
+        .await
+        .unwrap();
+    owner
+        .batch_execute("CREATE TABLE orders (id int)")
+        .await
+        .unwrap();
+    drop(owner);
+    let role_name = unique("reader");
+    create::<DatabaseRole>(&h, reader("reader", "shop", &role_name)).await;
+    reconcile_until_ready::<DatabaseRole>(&h, "reader", 4).await;
+    // A branch copies the database, and with it the role's grants there.
+    Api::<DatabaseBranch>::namespaced(h.client.clone(), NS)
+        .create(&PostParams::default(), &support::branch("preview", "shop"))
+        .await
+        .unwrap();
+    reconcile_until_ready::<DatabaseBranch>(&h, "preview", 6).await;
+
+    let roles: Api<DatabaseRole> = Api::namespaced(h.client.clone(), NS);
+    roles
+        .delete("reader", &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+    assert!(
+        roles.get_opt("reader").await.unwrap().is_none(),
+        "the deletion finished"
+    );
+    let admin = connect(&support::postgres::server().admin_url())
+        .await
+        .unwrap();
+    let can_login: bool = admin
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = $1",
+            &[&role_name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!can_login, "the role is left disabled");
+    let notes = h.event_notes("reader");
+    assert!(
+        notes.iter().any(|n| n.contains("is disabled, not dropped")),
+        "{notes:?}"
+    );
+}

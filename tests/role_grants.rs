@@ -449,3 +449,71 @@ async fn an_alternate_switch_keeps_a_reconnecting_client_up_and_disables_the_old
         "the old member can no longer log in"
     );
 }
+
+#[tokio::test]
+async fn a_role_with_privileges_in_a_copy_of_its_database_is_disabled_and_the_drop_finishes() {
+    let db = database("grants_copy").await;
+    db.owner
+        .batch_execute("CREATE TABLE t (n int)")
+        .await
+        .unwrap();
+    let layout = Layout::of("grants_copy_r", RotationStrategy::InPlace);
+    let spec = [grant("public", &[Privilege::Select], Some(&["t"]), false)];
+    converge(
+        &db,
+        &layout,
+        &[login("grants_copy_r", "pw")],
+        &spec,
+        &BTreeSet::new(),
+    )
+    .await
+    .unwrap();
+    // A branch made from the database as a template holds the same grants:
+    // privileges of the server-wide role in a second database.
+    let copy = database("grants_copy_b").await;
+    copy.owner
+        .batch_execute("CREATE TABLE t (n int)")
+        .await
+        .unwrap();
+    copy.admin
+        .batch_execute("GRANT CONNECT ON DATABASE grants_copy_b TO grants_copy_r; GRANT SELECT ON t TO grants_copy_r")
+        .await
+        .unwrap();
+    db.admin
+        .batch_execute(&drop_script(&layout, &marker("uid-1")).unwrap())
+        .await
+        .expect("the drop finishes");
+    let left: bool = db
+        .admin
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'grants_copy_r'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!left, "the role is left, and may not log in");
+    connect(&uri("grants_copy_r", "pw", "grants_copy_b"))
+        .await
+        .expect_err("not even into the copy");
+    // Once the copy is gone, the drop removes it.
+    drop(copy);
+    let admin = connect(&server().admin_url()).await.unwrap();
+    admin
+        .batch_execute("DROP DATABASE grants_copy_b WITH (FORCE)")
+        .await
+        .unwrap();
+    db.admin
+        .batch_execute(&drop_script(&layout, &marker("uid-1")).unwrap())
+        .await
+        .unwrap();
+    let gone = db
+        .admin
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = 'grants_copy_r'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(gone.is_none());
+}

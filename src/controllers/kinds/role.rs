@@ -1047,9 +1047,31 @@ async fn drop_role(role: &DatabaseRole, ctx: &Context) -> Result<Action, Error> 
     let script = grants::drop_script(&layout, &marker).map_err(sql_input)?;
     match sql.run_sql(&database_id, &script).await {
         Ok(_) => {
-            let note = format!("dropped role {role_name} and its logins from the database");
-            ctx.publish(role, EventType::Normal, "Deleted", "Delete", note)
-                .await;
+            let left = if sql.returns_rows() {
+                let check = grants::roles_sql(&layout).map_err(sql_input)?;
+                let rows = sql
+                    .run_sql(&database_id, &check)
+                    .await
+                    .map_err(|e| sql_error(e, &api_name, "checking the drop", &role_name))?;
+                rows.iter()
+                    .filter(|row| row.get(1).cloned().flatten().as_deref() == Some(marker.as_str()))
+                    .filter_map(|row| row.first().cloned().flatten())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if left.is_empty() {
+                let note = format!("dropped role {role_name} and its logins from the database");
+                ctx.publish(role, EventType::Normal, "Deleted", "Delete", note)
+                    .await;
+            } else {
+                let note = format!(
+                    "role {} is disabled, not dropped: it still holds privileges in another database of the server (a copy of this one, such as a branch); drop it once that copy is gone",
+                    left.join(", ")
+                );
+                ctx.publish(role, EventType::Warning, "NotDropped", "Delete", note)
+                    .await;
+            }
         }
         Err(e) if e.is_not_found() => {}
         Err(ProviderError::Http {

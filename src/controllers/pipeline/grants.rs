@@ -460,7 +460,10 @@ pub fn disable_script(member: &str, marker: &str) -> Result<String, SqlError> {
 /// The statement that drops the roles of `layout` that carry `marker`
 /// (pure): sessions ended, what they own handed to the database's owner,
 /// their privileges dropped, then the roles. Roles without the marker, and
-/// roles already gone, are left alone.
+/// roles already gone, are left alone. A role that still holds privileges
+/// in another database of the server (a copy of this one, such as a branch
+/// made from it as a template) cannot be dropped from here: it is left
+/// disabled (`NOLOGIN`) instead, so the deletion always finishes.
 pub fn drop_script(layout: &Layout, marker: &str) -> Result<String, SqlError> {
     let mut body = String::from(
         "  SELECT pg_catalog.pg_get_userbyid(datdba) INTO owner FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database();\n",
@@ -476,7 +479,11 @@ pub fn drop_script(layout: &Layout, marker: &str) -> Result<String, SqlError> {
              \x20   PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE usename = {name} AND pid <> pg_catalog.pg_backend_pid();\n\
              \x20   EXECUTE pg_catalog.format('REASSIGN OWNED BY %I TO %I', {name}, owner);\n\
              \x20   DROP OWNED BY {id};\n\
-             \x20   DROP ROLE {id};\n\
+             \x20   BEGIN\n\
+             \x20     DROP ROLE {id};\n\
+             \x20   EXCEPTION WHEN dependent_objects_still_exist THEN\n\
+             \x20     ALTER ROLE {id} NOLOGIN;\n\
+             \x20   END;\n\
              \x20 END IF;\n"
         ));
     }
