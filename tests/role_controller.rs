@@ -179,6 +179,38 @@ async fn select_only_through(api: ProviderApi) {
     assert_eq!(denied.code().map(|c| c.code()), Some("42501"));
     drop(reader);
 
+    // A privilege someone else grants is reported, and left alone.
+    if api != ProviderApi::Supabase {
+        owner
+            .batch_execute(&format!("GRANT UPDATE ON orders TO {role_name}"))
+            .await
+            .unwrap();
+        reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+        let role: DatabaseRole = Api::namespaced(h.client.clone(), NS)
+            .get("reader")
+            .await
+            .unwrap();
+        let status = role.status.clone().unwrap();
+        assert_eq!(
+            status.unmanaged_privileges,
+            ["UPDATE on table public.orders"]
+        );
+        assert!(
+            role.is_ready(),
+            "someone else's grant does not make it unready"
+        );
+        reconcile::<DatabaseRole>(&h, "reader").await.unwrap();
+        let kept: bool = owner
+            .query_one(
+                "SELECT has_table_privilege($1, 'public.orders', 'UPDATE')",
+                &[&role_name],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(kept, "and not revoked");
+    }
+
     // Deleting the role drops it from the server.
     let roles: Api<DatabaseRole> = Api::namespaced(h.client.clone(), NS);
     roles
