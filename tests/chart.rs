@@ -860,3 +860,58 @@ fn uninstall_keeps_the_emulators_objects_and_the_hook_may_touch_only_those() {
             .all(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null())
     );
 }
+
+/// The rules that grant `verb` on `resource` of API group `group`, in `docs`.
+fn rules_granting<'a>(
+    docs: &'a [Value],
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
+        .flat_map(|d| d["rules"].as_array().into_iter().flatten())
+        .filter(|r| {
+            strings(&r["apiGroups"]).contains(group)
+                && strings(&r["resources"]).contains(resource)
+                && strings(&r["verbs"]).contains(verb)
+        })
+        .collect()
+}
+
+#[test]
+fn restarting_workloads_on_rotation_is_granted_only_when_the_value_says_so() {
+    let default = render(&[]);
+    for resource in ["deployments", "statefulsets"] {
+        assert!(
+            rules_granting(&default, "apps", resource, "patch").is_empty(),
+            "no {resource} patch by default"
+        );
+    }
+    let enabled = render(&["--set", "rollout.enabled=true"]);
+    for resource in ["deployments", "statefulsets"] {
+        for verb in ["get", "patch"] {
+            assert!(
+                !rules_granting(&enabled, "apps", resource, verb).is_empty(),
+                "rollout.enabled grants {verb} on {resource}"
+            );
+        }
+    }
+    // In namespace-scoped mode, only in the listed namespaces (Roles).
+    let scoped = render(&[
+        "--set",
+        "rollout.enabled=true",
+        "--set",
+        "watchNamespaces={team-a}",
+    ]);
+    let granting = rules_granting(&scoped, "apps", "deployments", "patch");
+    assert!(!granting.is_empty());
+    let cluster_wide = of_kind(&scoped, "ClusterRole")
+        .into_iter()
+        .flat_map(|d| d["rules"].as_array().into_iter().flatten())
+        .any(|r| strings(&r["apiGroups"]).contains("apps"));
+    assert!(
+        !cluster_wide,
+        "no cluster-wide grant on apps in namespace-scoped mode"
+    );
+}

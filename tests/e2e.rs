@@ -2694,8 +2694,14 @@ fn reconnecting_client(
 
 /// Requests a rotation of role `name` (as the team of `ns`) and waits until
 /// it is done: the Secret holds the other login and the previous one is
-/// disabled. How long that took, and the login the Secret holds now.
-async fn rotate_role(t: &Tenancy, ns: &str, name: &str, request: &str) -> (Duration, String) {
+/// disabled. How long until the Secret switched and until the rotation was
+/// done, and the login the Secret holds now.
+async fn rotate_role(
+    t: &Tenancy,
+    ns: &str,
+    name: &str,
+    request: &str,
+) -> (Duration, Duration, String) {
     let api: Api<DatabaseRole> = Api::namespaced(t.env.client.clone(), ns);
     let before = api.get(name).await.unwrap().status.unwrap();
     let old = before.active_login.clone().unwrap();
@@ -2718,6 +2724,24 @@ async fn rotate_role(t: &Tenancy, ns: &str, name: &str, request: &str) -> (Durat
         ],
     )
     .unwrap();
+    let secret = api
+        .get(name)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .connection_secret_name
+        .unwrap();
+    wait_until(
+        &format!("{ns}/{name}'s Secret to switch logins"),
+        Duration::from_secs(60),
+        || async {
+            let user = secret_in(&t.env, ns, &secret, "PGUSER").await;
+            (user != old).then_some(())
+        },
+    )
+    .await;
+    let switched = started.elapsed();
     let new = wait_until(
         &format!("{ns}/{name} to finish rotation {request}"),
         Duration::from_secs(180),
@@ -2730,7 +2754,7 @@ async fn rotate_role(t: &Tenancy, ns: &str, name: &str, request: &str) -> (Durat
     )
     .await;
     assert_ne!(new, old, "the Secret switched logins");
-    (started.elapsed(), new)
+    (switched, started.elapsed(), new)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2903,7 +2927,7 @@ async fn database_roles_hold_exactly_their_grants_and_rotate_without_a_failed_co
     // never fails; the old login stops working after the grace period.
     let old_url = secret_in(&t.env, &a, "app-db", "DATABASE_URL").await;
     let (stop, client) = reconnecting_client(&t.env, &a, "app-db");
-    let (plain, login) = rotate_role(&t, &a, "app", "e2e-1").await;
+    let (plain_switch, plain, login) = rotate_role(&t, &a, "app", "e2e-1").await;
     assert_eq!(login, "app_b");
     let refused = pg_connect(&old_url)
         .await
@@ -2914,7 +2938,7 @@ async fn database_roles_hold_exactly_their_grants_and_rotate_without_a_failed_co
     assert!(attempts > 20, "the client kept reconnecting ({attempts})");
     assert!(failures.is_empty(), "connections failed: {failures:?}");
     println!(
-        "e2e: Alternate rotation, request to old login disabled: {plain:?} without a rollout (gracePeriod 5s; {attempts} reconnects, none failed)"
+        "e2e: Alternate rotation without a rollout: Secret switched {plain_switch:?} after the request, old login disabled after {plain:?} (gracePeriod 5s; {attempts} reconnects, none failed)"
     );
 
     // Alternate rotation with a rollout of a Deployment that reads the Secret.
@@ -2943,7 +2967,7 @@ async fn database_roles_hold_exactly_their_grants_and_rotate_without_a_failed_co
             t.apply_as(&a, with_rollout);
             let old_url = secret_in(&t.env, &a, "app-db", "DATABASE_URL").await;
             let (stop, client) = reconnecting_client(&t.env, &a, "app-db");
-            let (rolled, login) = rotate_role(&t, &a, "app", "e2e-2").await;
+            let (rolled_switch, rolled, login) = rotate_role(&t, &a, "app", "e2e-2").await;
             assert_eq!(login, "app_a");
             let web: k8s_openapi::api::apps::v1::Deployment =
                 Api::namespaced(t.env.client.clone(), &a)
@@ -2968,7 +2992,7 @@ async fn database_roles_hold_exactly_their_grants_and_rotate_without_a_failed_co
             let (attempts, failures) = client.await.unwrap();
             assert!(failures.is_empty(), "connections failed: {failures:?}");
             println!(
-                "e2e: Alternate rotation, request to old login disabled: {rolled:?} with a rollout of Deployment web on the node (gracePeriod 5s; {attempts} reconnects, none failed)"
+                "e2e: Alternate rotation with a rollout of Deployment web on the node: Secret switched {rolled_switch:?} after the request, old login disabled after {rolled:?} (gracePeriod 5s; {attempts} reconnects, none failed)"
             );
             t.delete_as(&a, "deployment", "web");
         }
