@@ -8,6 +8,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod branch;
+mod branch_data;
 mod byok;
 mod claim;
 mod common;
@@ -17,6 +18,7 @@ mod role;
 mod snapshot;
 
 pub use branch::*;
+pub use branch_data::*;
 pub use byok::*;
 pub use claim::*;
 pub use common::*;

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod grants;
 pub mod kind;
+pub mod masking;
 pub mod parent;
 pub mod plan;
 pub mod rotation;
