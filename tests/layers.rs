@@ -64,7 +64,7 @@ const LAYERS: &[(&str, &[&[&str]])] = &[
     (
         "controllers::kinds",
         &[
-            &["expiry", "rollout"],
+            &["expiry", "rollout", "preview_data"],
             // A project's or branch's deletion waits for its roles.
             &["role"],
             &["project", "branch", "snapshot", "byok", "provider"],

@@ -152,6 +152,7 @@ async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
             write_connection_secret_to: None,
             credential_rotation: None,
             expire_after: None,
+            data: None,
         },
     );
     branches.create(&pp, &branch).await.unwrap();

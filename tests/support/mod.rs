@@ -422,6 +422,7 @@ pub fn branch(name: &str, project: &str) -> dbops::api::v1alpha1::DatabaseBranch
             }),
             credential_rotation: None,
             expire_after: None,
+            data: None,
         },
     )
 }

@@ -51,7 +51,9 @@ use super::common::{
     validation = Rule::new("has(self.fromBranch) == has(oldSelf.fromBranch)").message("fromBranch is immutable"),
     validation = Rule::new("has(self.fromBranchRef) == has(oldSelf.fromBranchRef)").message("fromBranchRef is immutable"),
     validation = Rule::new("!(has(self.fromBranch) && has(self.fromBranchRef))").message("set at most one of fromBranch and fromBranchRef"),
-    validation = Rule::new("has(self.externalId) == has(oldSelf.externalId)").message("externalId is immutable")
+    validation = Rule::new("has(self.externalId) == has(oldSelf.externalId)").message("externalId is immutable"),
+    validation = Rule::new("has(self.data) == has(oldSelf.data)").message("data is immutable: it says what the branch was made with"),
+    validation = Rule::new("!has(self.data) || self.data.mode == 'Full' || !has(self.externalId)").message("an adopted branch (externalId) is not dbops's to mask or empty: leave out data")
 )]
 pub struct DatabaseBranchSpec {
     /// The `DatabaseProject` (same namespace) to branch. Immutable.
@@ -121,6 +123,14 @@ pub struct DatabaseBranchSpec {
         validation = expire_after::maximum_rule()
     )]
     pub expire_after: Option<String>,
+    /// What the branch holds: `Full` (the vendor's copy, the default),
+    /// `SchemaOnly` (no rows) or `Masked` (the columns in `masking` masked).
+    /// Applied through the provider's SQL channel after the copy and before
+    /// the connection Secret is written: no one can connect to the branch
+    /// through dbops before it is done. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("data is immutable: it says what the branch was made with"))]
+    pub data: Option<super::branch_data::BranchData>,
 }
 
 /// `spec.expireAfter`: its syntax, its bounds, and the same checks at
@@ -293,6 +303,10 @@ pub struct DatabaseBranchStatus {
     /// plus `spec.expireAfter`. dbops deletes the resource then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Rfc3339>,
+    /// `spec.data` as applied to the vendor branch: until it names the
+    /// branch's id, no connection Secret is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_applied: Option<super::branch_data::DataApplied>,
 }
 
 impl DatabaseBranchSpec {

@@ -1,11 +1,8 @@
 //! What a branch holds (`DatabaseBranch.spec.data`, issue #26): a full copy,
 //! the schema only, or masked rows.
 //!
-//! Work in progress: the types and the masking planner
-//! (`controllers/pipeline/masking.rs`) exist; the branch controller does not
-//! apply them yet, so `DatabaseBranchSpec` has no `data` field and no CRD
-//! accepts one. A field the operator ignored would hand out unmasked rows to
-//! whoever asked for masked ones.
+//! The planner is `controllers/pipeline/masking.rs`; the branch controller
+//! applies it before it writes the branch's connection Secret.
 
 use std::collections::BTreeMap;
 
@@ -106,4 +103,19 @@ pub struct BranchData {
     pub masking: Vec<TableMask>,
     #[serde(default)]
     pub unmasked_columns: UnmaskedColumns,
+}
+
+/// `spec.data` as applied to a vendor branch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataApplied {
+    /// The vendor branch it was applied to.
+    pub branch_id: String,
+    pub mode: DataMode,
+    /// When (RFC 3339).
+    pub at: super::common::Rfc3339,
+    /// Where dbops chooses the branch's password: it was set after the data
+    /// was applied (the create's password is kept nowhere).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub password_set: bool,
 }

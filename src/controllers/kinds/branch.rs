@@ -184,7 +184,19 @@ impl Lifecycle for DatabaseBranch {
         let mut previous = self.current_status();
         let parent = Some(&parent);
         match pipeline::obtain(self, api, ctx, &mut previous, &provider, parent).await? {
-            Obtained::Usable(vendor, created) => {
+            Obtained::Usable(mut vendor, created) => {
+                // What spec.data says the branch holds, before anyone can connect.
+                super::preview_data::apply(
+                    self,
+                    api,
+                    ctx,
+                    &*provider,
+                    &mut previous,
+                    parent,
+                    &mut vendor,
+                    &connection_secret_name(self),
+                )
+                .await?;
                 pipeline::connect(
                     self, api, ctx, &*provider, &previous, parent, &vendor, created,
                 )
@@ -270,6 +282,8 @@ impl VendorKind for DatabaseBranch {
         parent: Option<&ParentProject>,
         ctx: &Context,
     ) -> Result<Created<VendorBranch>, Error> {
+        // Nothing is copied that spec.data could not then be applied to.
+        super::preview_data::supported(self, &**provider)?;
         let from_branch = match self.source_branch(ctx, &**provider, parent).await? {
             SourceBranch::Found(from) => from,
             SourceBranch::Waiting(message) => {
@@ -294,14 +308,20 @@ impl VendorKind for DatabaseBranch {
         let key = idempotency_key(self, "branch-create")?;
         let mut request =
             branch_request(self, &**provider, project_id(parent), from_branch, resumed);
-        request.db_password = pipeline::operator_password(
-            self,
-            &connection_secret_name(self),
-            &**provider,
-            ctx,
-            false,
-        )
-        .await?;
+        request.db_password = if super::preview_data::sets_password_after(self, &**provider) {
+            // Kept nowhere: the password is set again once spec.data is
+            // applied, so no Secret opens the copy before that.
+            Some(crate::providers::Password::generate())
+        } else {
+            pipeline::operator_password(
+                self,
+                &connection_secret_name(self),
+                &**provider,
+                ctx,
+                false,
+            )
+            .await?
+        };
         let vendor = provider
             .create_branch(&request, &key)
             .await

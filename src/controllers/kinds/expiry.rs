@@ -210,6 +210,7 @@ mod tests {
                 write_connection_secret_to: None,
                 credential_rotation: None,
                 expire_after: expire_after.map(str::to_string),
+                data: None,
             },
         );
         b.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

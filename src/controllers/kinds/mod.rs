@@ -5,6 +5,7 @@
 pub mod branch;
 pub mod byok;
 pub mod expiry;
+pub mod preview_data;
 pub mod project;
 pub mod provider;
 pub mod role;

@@ -202,6 +202,20 @@ pub enum Error {
         "deleting its DatabaseRoles first ({names}); they drop their roles from the database while it is still there"
     )]
     RolesRemain { names: String },
+    #[error(
+        "the branch has columns that look like personal data and that no masking rule covers: {columns}; add rules for them in spec.data.masking (or set unmaskedColumns: Allow). No connection Secret is written until then"
+    )]
+    UnmaskedColumns { columns: String },
+    #[error("{0}; no connection Secret is written until it is fixed")]
+    Masking(#[from] super::masking::MaskError),
+    #[error(
+        "{provider} cannot make a {mode} branch: {why}. A branch is never handed out with data other than spec.data asks for"
+    )]
+    DataUnsupported {
+        provider: String,
+        mode: String,
+        why: &'static str,
+    },
     #[error("{provider} cannot run SQL for this database: {message}")]
     SqlUnavailable { provider: String, message: String },
 }
@@ -257,7 +271,11 @@ impl ReconcileError for Error {
             Error::CredentialsMissing { .. } => reason::CREDENTIALS_MISSING,
             Error::Revoked { .. } => "Revoked",
             Error::RoleTaken { .. } => "RoleConflict",
-            Error::Grants(_) | Error::InvalidSpec { .. } => reason::INVALID_SPEC,
+            Error::Grants(_) | Error::InvalidSpec { .. } | Error::Masking(_) => {
+                reason::INVALID_SPEC
+            }
+            Error::UnmaskedColumns { .. } => "UnmaskedColumns",
+            Error::DataUnsupported { .. } => reason::UNSUPPORTED_BY_PROVIDER,
             Error::RoleParentGone { .. } => reason::PROJECT_DELETED,
             Error::SqlUnavailable { .. } => reason::UNSUPPORTED_BY_PROVIDER,
             Error::Template(_)

@@ -348,6 +348,7 @@ mod tests {
                 write_connection_secret_to: None,
                 credential_rotation: None,
                 expire_after: None,
+                data: None,
             },
         );
         assert_eq!(

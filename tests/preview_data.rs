@@ -1,0 +1,294 @@
+//! `DatabaseBranch.spec.data` through the branch controller, against the
+//! in-memory Kubernetes API and a real PostgreSQL: behind the `postgres`
+//! provider and behind DB9's emulator with `--emulator-postgres`, a masked
+//! branch hands out only masked rows (joins on masked keys still match, the
+//! parent is unchanged), a branch with an unmasked personal-looking column
+//! stalls with no Secret, a schema-only branch has no rows; a provider that
+//! cannot read the branch's tables refuses to make one.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use dbops::api::v1alpha1::{CopyStrategy, DatabaseBranch, DatabaseProject, ProviderApi};
+use dbops::controllers::Managed;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use support::{Harness, NS, reconcile, reconcile_until_ready};
+use tokio_postgres::{Client, NoTls};
+
+async fn create<K>(h: &Harness, value: serde_json::Value)
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(h.client.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(value).unwrap(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn secret(h: &Harness, name: &str) -> Option<BTreeMap<String, String>> {
+    let found = Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    Some(
+        found
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect(),
+    )
+}
+
+async fn connect(uri: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(uri, NoTls).await.expect("connects");
+    tokio::spawn(connection);
+    client
+}
+
+async fn strings(client: &Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+        .collect()
+}
+
+async fn count(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Project `shop` through `provider`, Ready, with users and orders (a
+/// foreign key on the email); its owner's connection. `unique` names it
+/// apart from other tests' on the same server.
+async fn shop(h: &Harness, provider: &str) -> Client {
+    create::<DatabaseProject>(
+        h,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+            "metadata": { "name": "shop" },
+            "spec": { "providerRef": { "name": provider }, "writeConnectionSecretTo": { "name": "shop-db" },
+                "projectName": format!("shop-{:08x}", rand::random::<u32>()) } }),
+    )
+    .await;
+    reconcile_until_ready::<DatabaseProject>(h, "shop", 8).await;
+    let owner = owner(h).await;
+    owner
+        .batch_execute(
+            "CREATE TABLE users (id serial PRIMARY KEY, email text UNIQUE NOT NULL, full_name text, plan text);
+             CREATE TABLE orders (id serial PRIMARY KEY, customer_email text REFERENCES users (email), cents int);
+             INSERT INTO users (email, full_name, plan) SELECT 'person' || n || '@shop.example', 'Person ' || n, 'pro' FROM generate_series(1, 20) n;
+             INSERT INTO orders (customer_email, cents) SELECT 'person' || (n % 20 + 1) || '@shop.example', n FROM generate_series(1, 60) n;",
+        )
+        .await
+        .unwrap();
+    owner
+}
+
+/// The owner's connection to `shop` (a `Template` copy ends the sessions
+/// on its source: connect again after a branch).
+async fn owner(h: &Harness) -> Client {
+    connect(&secret(h, "shop-db").await.unwrap()["uri"]).await
+}
+
+fn branch(name: &str, data: serde_json::Value) -> serde_json::Value {
+    json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseBranch",
+        "metadata": { "name": name },
+        "spec": { "projectRef": { "name": "shop" }, "writeConnectionSecretTo": { "name": format!("{name}-db") },
+            "data": data } })
+}
+
+fn masked() -> serde_json::Value {
+    json!({ "mode": "Masked", "masking": [
+        { "table": "public.users", "columns": { "email": { "with": "Email" }, "full_name": { "with": "Redact" } } },
+        { "table": "orders", "columns": { "customer_email": { "with": "Email" } } } ] })
+}
+
+/// The masked case: only masked rows reach the Secret's holder.
+async fn masked_branch_through(h: &Harness, provider: &str) {
+    let owner = shop(h, provider).await;
+    let originals = strings(
+        &owner,
+        "SELECT email FROM users UNION ALL SELECT full_name FROM users",
+    )
+    .await;
+    create::<DatabaseBranch>(h, branch("preview", masked())).await;
+    let ready = reconcile_until_ready::<DatabaseBranch>(h, "preview", 8).await;
+    let owner = self::owner(h).await;
+    let applied = ready
+        .status
+        .unwrap()
+        .data_applied
+        .expect("spec.data applied");
+    assert_eq!(format!("{:?}", applied.mode), "Masked");
+    let preview = connect(&secret(h, "preview-db").await.unwrap()["uri"]).await;
+    let now = strings(
+        &preview,
+        "SELECT email FROM users UNION ALL SELECT full_name FROM users UNION ALL SELECT customer_email FROM orders",
+    )
+    .await;
+    assert_eq!(now.len(), 100);
+    for value in &originals {
+        assert!(!now.contains(value), "{value} reached the branch");
+    }
+    assert_eq!(
+        count(
+            &preview,
+            "SELECT count(*) FROM orders JOIN users ON users.email = orders.customer_email"
+        )
+        .await,
+        60,
+        "joins on the masked key still match"
+    );
+    assert_eq!(
+        count(&preview, "SELECT count(*) FROM users WHERE plan = 'pro'").await,
+        20,
+        "unmasked columns are copied"
+    );
+    assert_eq!(
+        strings(
+            &owner,
+            "SELECT email FROM users UNION ALL SELECT full_name FROM users"
+        )
+        .await,
+        originals,
+        "the parent is unchanged"
+    );
+    assert!(
+        h.event_reasons("preview")
+            .contains(&"DataApplied".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_masked_postgres_branch_hands_out_only_masked_rows() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    masked_branch_through(&h, "pg").await;
+}
+
+#[tokio::test]
+async fn a_masked_db9_branch_with_a_real_database_hands_out_only_masked_rows() {
+    let h = Harness::with_emulator_postgres().await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
+    masked_branch_through(&h, "db9").await;
+}
+
+#[tokio::test]
+async fn an_unmasked_personal_column_stalls_the_branch_with_no_secret() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    let _owner = shop(&h, "pg").await;
+    let data = json!({ "mode": "Masked", "masking": [
+        { "table": "users", "columns": { "full_name": { "with": "Redact" } } } ] });
+    create::<DatabaseBranch>(&h, branch("leaky", data)).await;
+    for _ in 0..4 {
+        let _ = reconcile::<DatabaseBranch>(&h, "leaky").await;
+    }
+    let leaky: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
+        .get("leaky")
+        .await
+        .unwrap();
+    let stalled = leaky
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.get("Stalled"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "UnmaskedColumns")
+    );
+    assert!(
+        stalled
+            .message
+            .contains("public.orders.customer_email, public.users.email"),
+        "{}",
+        stalled.message
+    );
+    assert!(!leaky.is_ready());
+    assert!(
+        secret(&h, "leaky-db").await.is_none(),
+        "no Secret is handed out"
+    );
+    assert!(leaky.status.unwrap().data_applied.is_none());
+}
+
+#[tokio::test]
+async fn a_schema_only_branch_has_the_schema_and_no_rows() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    let owner = shop(&h, "pg").await;
+    create::<DatabaseBranch>(&h, branch("empty", json!({ "mode": "SchemaOnly" }))).await;
+    reconcile_until_ready::<DatabaseBranch>(&h, "empty", 8).await;
+    drop(owner);
+    let owner = self::owner(&h).await;
+    let empty = connect(&secret(&h, "empty-db").await.unwrap()["uri"]).await;
+    assert_eq!(count(&empty, "SELECT count(*) FROM users").await, 0);
+    assert_eq!(count(&empty, "SELECT count(*) FROM orders").await, 0);
+    assert_eq!(
+        count(&empty, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'f'").await,
+        1,
+        "the schema is whole"
+    );
+    assert_eq!(count(&owner, "SELECT count(*) FROM orders").await, 60);
+}
+
+#[tokio::test]
+async fn a_provider_that_cannot_read_the_branch_refuses_to_make_a_masked_one() {
+    let h = Harness::with_emulator_postgres().await;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
+    create::<DatabaseProject>(
+        &h,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+            "metadata": { "name": "shop" }, "spec": { "providerRef": { "name": "supa" } } }),
+    )
+    .await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 8).await;
+    create::<DatabaseBranch>(&h, branch("preview", masked())).await;
+    for _ in 0..8 {
+        let _ = reconcile::<DatabaseBranch>(&h, "preview").await;
+    }
+    let preview: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
+        .get("preview")
+        .await
+        .unwrap();
+    let stalled = preview
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.get("Stalled"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        stalled.reason, "UnsupportedByProvider",
+        "{}",
+        stalled.message
+    );
+    assert!(
+        stalled.message.contains("returns no rows"),
+        "{}",
+        stalled.message
+    );
+    assert!(secret(&h, "preview-db").await.is_none());
+}
