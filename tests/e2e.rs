@@ -3023,3 +3023,156 @@ async fn database_roles_hold_exactly_their_grants_and_rotate_without_a_failed_co
     assert_messages_are_for_people(&[&a, &b]);
     t.delete_as(&b, "databaseproject", "pg-app");
 }
+
+// ---------------------------------------------------------------------------
+// Preview data: masked and schema-only branches, applied by a tenant, with a
+// real PostgreSQL behind the `postgres` provider.
+// ---------------------------------------------------------------------------
+
+/// The example's `DatabaseBranch`es (`deploy/examples/previews/masked-branch.yaml`).
+fn example_preview_branches() -> Vec<(String, Value)> {
+    let text = std::fs::read_to_string(repo().join("deploy/examples/previews/masked-branch.yaml"))
+        .unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| v["kind"] == "DatabaseBranch")
+        .map(|v| (v["metadata"]["name"].as_str().unwrap().to_string(), v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn masked_and_schema_only_branches_hand_out_only_what_spec_data_allows() {
+    let server = pg_support::server();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let _operator;
+    let t = Tenancy::new("previews").await;
+    _operator = Operator::start(&t.env, "1", &[]);
+    kubectl_stdin(
+        &["apply", "-f", "-"],
+        &json!({ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "pg-admin", "namespace": t.env.ns },
+        "stringData": { "password": server.password } }),
+        None,
+    )
+    .unwrap();
+    let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": t.env.ns } } });
+    kubectl_stdin(&["apply", "-f", "-"], &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
+        "metadata": { "name": t.provider("pg") },
+        "spec": { "api": "postgres", "endpoint": server.endpoint,
+            "credentialsSecretRef": { "name": "pg-admin", "namespace": t.env.ns, "key": "password" },
+            "allowedNamespaces": tenants } }), None).unwrap();
+    let a = t.a.clone();
+    t.apply_as(&a, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+        "metadata": { "name": "pg-app" },
+        "spec": { "providerRef": { "name": t.provider("pg") }, "writeConnectionSecretTo": { "name": "pg-app-db", "preset": "libpq" } } }));
+    t.ready::<DatabaseProject>(&a, "pg-app").await;
+    let owner_url = secret_in(&t.env, &a, "pg-app-db", "DATABASE_URL").await;
+    let owner = pg_connect(&owner_url).await.unwrap();
+    owner
+        .batch_execute(
+            "CREATE TABLE users (id serial PRIMARY KEY, email text UNIQUE NOT NULL, full_name text, phone text);
+             CREATE TABLE orders (id serial PRIMARY KEY, customer_email text REFERENCES users (email), cents int);
+             INSERT INTO users (email, full_name, phone) SELECT 'person' || n || '@shop.example', 'Person ' || n, '+1 (555) 01' || lpad(n::text, 2, '0') FROM generate_series(1, 30) n;
+             INSERT INTO orders (customer_email, cents) SELECT 'person' || (n % 30 + 1) || '@shop.example', n FROM generate_series(1, 90) n;",
+        )
+        .await
+        .unwrap();
+    let originals: Vec<String> = owner
+        .query("SELECT email FROM users UNION ALL SELECT full_name FROM users UNION ALL SELECT phone FROM users", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(owner);
+
+    // The example's branches, as the team. A branch that leaves `phone`
+    // unmasked stalls and gets no Secret.
+    let branches = example_preview_branches();
+    let spec = |name: &str| branches.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    let applied = Instant::now();
+    t.apply_as(&a, spec("pg-app-masked"));
+    t.apply_as(&a, spec("pg-app-empty"));
+    let mut leaky = spec("pg-app-masked");
+    leaky["metadata"]["name"] = json!("pg-app-leaky");
+    leaky["spec"]["writeConnectionSecretTo"]["name"] = json!("pg-app-leaky-db");
+    leaky["spec"]["data"]["masking"][0]["columns"]
+        .as_object_mut()
+        .unwrap()
+        .remove("phone");
+    t.apply_as(&a, leaky);
+
+    let masked: DatabaseBranch = t.ready(&a, "pg-app-masked").await;
+    println!(
+        "e2e: masked branch Ready {:?} after apply",
+        applied.elapsed()
+    );
+    assert!(masked.status.unwrap().data_applied.is_some());
+    let preview = pg_connect(&secret_in(&t.env, &a, "pg-app-masked-db", "DATABASE_URL").await)
+        .await
+        .expect("the masked branch's Secret connects");
+    let seen: Vec<String> = preview
+        .query("SELECT email FROM users UNION ALL SELECT full_name FROM users UNION ALL SELECT phone FROM users UNION ALL SELECT customer_email FROM orders", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(seen.len(), 180);
+    for value in &originals {
+        assert!(!seen.contains(value), "{value} reached the preview");
+    }
+    assert_eq!(
+        pg_count(
+            &preview,
+            "SELECT count(*) FROM orders JOIN users ON users.email = orders.customer_email"
+        )
+        .await,
+        90,
+        "joins on the masked key still match"
+    );
+    let parent = pg_connect(&owner_url).await.unwrap();
+    assert_eq!(
+        pg_count(
+            &parent,
+            "SELECT count(*) FROM users WHERE email LIKE 'person%@shop.example'"
+        )
+        .await,
+        30,
+        "the parent is unchanged"
+    );
+
+    let empty: DatabaseBranch = t.ready(&a, "pg-app-empty").await;
+    assert!(empty.status.unwrap().data_applied.is_some());
+    let schema_only = pg_connect(&secret_in(&t.env, &a, "pg-app-empty-db", "DATABASE_URL").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        pg_count(&schema_only, "SELECT count(*) FROM users").await,
+        0
+    );
+    assert_eq!(
+        pg_count(&schema_only, "SELECT count(*) FROM orders").await,
+        0
+    );
+
+    let message = t
+        .stalled::<DatabaseBranch>(&a, "pg-app-leaky", "UnmaskedColumns")
+        .await;
+    assert!(message.contains("public.users.phone"), "{message}");
+    assert!(
+        Api::<Secret>::namespaced(t.env.client.clone(), &a)
+            .get_opt("pg-app-leaky-db")
+            .await
+            .unwrap()
+            .is_none(),
+        "no Secret for a branch that would leak"
+    );
+    drop((preview, parent, schema_only));
+    for name in ["pg-app-leaky", "pg-app-masked", "pg-app-empty"] {
+        t.delete_as(&a, "databasebranch", name);
+    }
+    t.delete_as(&a, "databaseproject", "pg-app");
+    assert_messages_are_for_people(&[&a]);
+}
