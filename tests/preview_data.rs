@@ -286,9 +286,58 @@ async fn a_provider_that_cannot_read_the_branch_refuses_to_make_a_masked_one() {
         stalled.message
     );
     assert!(
-        stalled.message.contains("returns no rows"),
+        stalled.message.contains("reaches projects only"),
         "{}",
         stalled.message
     );
     assert!(secret(&h, "preview-db").await.is_none());
+}
+
+#[tokio::test]
+async fn a_supabase_branch_is_never_made_schema_only_through_a_channel_that_cannot_reach_it() {
+    let h = Harness::with_emulator_postgres().await;
+    h.create_provider_for(
+        "supa",
+        ProviderApi::Supabase,
+        support::SUPABASE_KEY,
+        Some("acme"),
+    )
+    .await;
+    create::<DatabaseProject>(
+        &h,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+            "metadata": { "name": "shop" }, "spec": { "providerRef": { "name": "supa" } } }),
+    )
+    .await;
+    reconcile_until_ready::<DatabaseProject>(&h, "shop", 8).await;
+    create::<DatabaseBranch>(&h, branch("empty", json!({ "mode": "SchemaOnly" }))).await;
+    for _ in 0..4 {
+        let _ = reconcile::<DatabaseBranch>(&h, "empty").await;
+    }
+    let empty: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
+        .get("empty")
+        .await
+        .unwrap();
+    let stalled = empty
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.get("Stalled"))
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        stalled.reason, "UnsupportedByProvider",
+        "{}",
+        stalled.message
+    );
+    assert!(
+        stalled.message.contains("reaches projects only"),
+        "{}",
+        stalled.message
+    );
+    let status = empty.status.unwrap();
+    assert!(
+        status.branch_id.is_none() && !status.create_requested,
+        "nothing was copied"
+    );
+    assert!(secret(&h, "empty-db").await.is_none());
 }

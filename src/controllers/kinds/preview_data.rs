@@ -224,6 +224,11 @@ pub fn supported<'p>(
             "dbops chooses the branch's password there and cannot set it again once spec.data is applied, so the copy would be open before that",
         ));
     }
+    if !sql.reaches_branches() {
+        return Err(unsupported(
+            "its SQL endpoint reaches projects only: the document does not say how to address a branch's database",
+        ));
+    }
     if data.mode == DataMode::Masked && !sql.returns_rows() {
         return Err(unsupported(
             "its SQL endpoint returns no rows, so dbops cannot read the branch's tables to check the rules and look for unmasked personal data",

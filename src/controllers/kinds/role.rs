@@ -411,6 +411,13 @@ impl Lifecycle for DatabaseRole {
                 hint: "its API documents no SQL endpoint, and nothing says its owner role may create roles, so dbops manages no roles there (see the capability matrix in the README)",
             });
         };
+        if self.spec.branch_ref.is_some() && !sql.reaches_branches() {
+            return Err(Error::Unsupported {
+                provider: api_name,
+                operation: Operation::RoleManage,
+                hint: "its SQL endpoint reaches projects only (the document does not say how to address a branch's database): name the project in projectRef",
+            });
+        }
         Box::pin(converge(
             self, api, ctx, &namespace, &uid, &desired, &db, sql,
         ))

@@ -48,6 +48,13 @@ pub trait SqlApi: Send + Sync {
     /// it, and never depends on what comes back.
     fn returns_rows(&self) -> bool;
 
+    /// Whether [`SqlApi::run_sql`] reaches a branch's database by the branch's
+    /// id. Supabase's query endpoint takes a project ref, and its document
+    /// does not say how a branch's is found, so it reaches projects only.
+    fn reaches_branches(&self) -> bool {
+        true
+    }
+
     /// Runs one statement in the database of vendor object `database_id` (a
     /// project's or a branch's id); the rows, where [`SqlApi::returns_rows`].
     async fn run_sql(&self, database_id: &str, sql: &str) -> Result<Rows, ProviderError>;

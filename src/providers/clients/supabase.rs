@@ -836,6 +836,11 @@ impl crate::providers::base::SqlApi for SupabaseClient {
     fn returns_rows(&self) -> bool {
         false
     }
+    /// The query endpoint's `{ref}` is a project ref; the document shows no
+    /// answer body for a branch read, so a branch's own ref is not known.
+    fn reaches_branches(&self) -> bool {
+        false
+    }
     async fn run_sql(
         &self,
         database_id: &str,
