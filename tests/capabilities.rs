@@ -53,6 +53,7 @@ async fn declarations_match_behaviour() {
                             project_id: "p".into(),
                             branch_name: "b".into(),
                             from_branch: None,
+                            schema_only: false,
                         },
                         "k",
                     )

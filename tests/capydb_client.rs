@@ -463,6 +463,7 @@ async fn what_the_api_lacks_is_unsupported() {
         project_id: "prj_shop".into(),
         branch_name: "dev".into(),
         from_branch: None,
+        schema_only: false,
     };
     assert_unsupported(p.create_branch(&breq, "k").await, Operation::BranchCreate);
     assert_unsupported(

@@ -235,6 +235,7 @@ mod walk {
                 project_id: project.clone(),
                 branch_name: "contract-branch".to_string(),
                 from_branch: None,
+                schema_only: false,
             };
             let id = note_created(
                 &mut out,

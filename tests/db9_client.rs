@@ -48,6 +48,7 @@ fn branch(project_id: &str, name: &str) -> BranchRequest {
         project_id: project_id.to_string(),
         branch_name: name.to_string(),
         from_branch: None,
+        schema_only: false,
     }
 }
 

@@ -118,6 +118,7 @@ async fn the_idempotency_key_is_sent_on_every_create() {
         project_id: p.id.clone(),
         branch_name: "preview".into(),
         from_branch: None,
+        schema_only: false,
     };
     let b1 = c.create_branch(&breq, "k-b").await.unwrap();
     let b2 = c.create_branch(&breq, "k-b").await.unwrap();
@@ -161,6 +162,7 @@ async fn branches_are_copies_of_their_parent() {
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
                 from_branch: None,
+                schema_only: false,
             },
             "k2",
         )
@@ -182,6 +184,7 @@ async fn branches_are_copies_of_their_parent() {
                 project_id: p.id.clone(),
                 branch_name: "feature".into(),
                 from_branch: Some("dev".into()),
+                schema_only: false,
             },
             "k3",
         )
@@ -211,6 +214,7 @@ async fn branches_are_copies_of_their_parent() {
                 project_id: p.id.clone(),
                 branch_name: "dev".into(),
                 from_branch: None,
+                schema_only: false,
             },
             "k4",
         )
@@ -225,6 +229,7 @@ async fn branches_are_copies_of_their_parent() {
                 project_id: p.id.clone(),
                 branch_name: "x".into(),
                 from_branch: Some("nope".into()),
+                schema_only: false,
             },
             "k5",
         )
@@ -326,6 +331,7 @@ async fn deleting_a_project_removes_its_branches_and_snapshots() {
                 project_id: p.id.clone(),
                 branch_name: "b".into(),
                 from_branch: None,
+                schema_only: false,
             },
             "k2",
         )

@@ -341,3 +341,31 @@ async fn a_supabase_branch_is_never_made_schema_only_through_a_channel_that_cann
     );
     assert!(secret(&h, "empty-db").await.is_none());
 }
+
+#[tokio::test]
+async fn a_schema_only_branch_with_the_logical_strategy_copies_no_row_at_all() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Logical)
+        .await;
+    let owner = shop(&h, "pg").await;
+    create::<DatabaseBranch>(&h, branch("empty", json!({ "mode": "SchemaOnly" }))).await;
+    let ready = reconcile_until_ready::<DatabaseBranch>(&h, "empty", 8).await;
+    let branch_db = ready.status.unwrap().branch_id.unwrap();
+    let mut admin_url = url::Url::parse(&support::postgres::server().admin_url()).unwrap();
+    admin_url.set_path(&branch_db);
+    let admin = connect(admin_url.as_str()).await;
+    assert_eq!(count(&admin, "SELECT count(*) FROM users").await, 0);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'f'").await,
+        1
+    );
+    // No row was ever written into the branch (a copy then a TRUNCATE
+    // would have counted its inserts).
+    let inserted = count(
+        &admin,
+        "SELECT coalesce(sum(n_tup_ins), 0)::bigint FROM pg_stat_user_tables",
+    )
+    .await;
+    assert_eq!(inserted, 0);
+    assert_eq!(count(&owner, "SELECT count(*) FROM orders").await, 60);
+}

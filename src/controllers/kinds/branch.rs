@@ -94,6 +94,11 @@ pub fn branch_request(
         branch_name,
         from_branch,
         db_password: None,
+        schema_only: branch
+            .spec
+            .data
+            .as_ref()
+            .is_some_and(|d| d.mode == crate::api::v1alpha1::DataMode::SchemaOnly),
     }
 }
 

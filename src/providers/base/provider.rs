@@ -372,6 +372,10 @@ pub struct BranchRequest {
     /// proves that an object found under the requested name is this
     /// resource's own ([`Resume`]).
     pub resumed: Resume,
+    /// Only the schema is wanted (`spec.data.mode: SchemaOnly`): an API that
+    /// can copy without rows does; the others copy everything, and the rows
+    /// are removed before anyone can connect.
+    pub schema_only: bool,
 }
 
 /// A create call's snapshot request.

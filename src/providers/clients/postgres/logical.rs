@@ -38,12 +38,14 @@ const NOT_EXTENSION_MEMBER: &str = "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depe
 const USER_SCHEMA: &str = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'";
 
 /// Copies database `source` (owned by `source_owner`) into the empty
-/// database `target` (both admin connections), owned by `owner`.
+/// database `target` (both admin connections), owned by `owner`; its rows
+/// too unless `rows` is false (a schema-only branch).
 pub async fn copy(
     source: &mut Client,
     target: &mut Client,
     source_owner: &str,
     owner: &str,
+    rows: bool,
 ) -> Result<(), SqlError> {
     let read = source
         .build_transaction()
@@ -164,8 +166,8 @@ pub async fn copy(
     }
     run(&write, &ddl).await?;
 
-    // Rows, streamed as binary COPY.
-    for table in &tables {
+    // Rows, streamed as binary COPY (none for a schema-only copy).
+    for table in tables.iter().filter(|_| rows) {
         let name: String = table.get(1);
         let Some(columns) = table.get::<_, Option<String>>(2) else {
             continue;

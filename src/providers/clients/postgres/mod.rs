@@ -409,9 +409,15 @@ impl BranchLifecycle for PostgresProvider {
         let from = self
             .branch_source(&req.project_id, req.from_branch.as_deref())
             .await?;
-        let source = Source::Copy {
-            from,
-            strategy: self.strategy,
+        // A schema-only branch with the Logical strategy copies no row at
+        // all; a Template copy is whole, and its rows are removed before
+        // anyone can connect.
+        let source = match (req.schema_only, self.strategy) {
+            (true, CopyStrategy::Logical) => Source::Schema { from },
+            _ => Source::Copy {
+                from,
+                strategy: self.strategy,
+            },
         };
         let db = self
             .make(

@@ -113,6 +113,8 @@ pub enum Source<'a> {
         from: &'a str,
         strategy: CopyStrategy,
     },
+    /// The schema of database `from`, copied logically, without a row.
+    Schema { from: &'a str },
 }
 
 /// The address connection URIs name: where applications reach the server.
@@ -401,7 +403,15 @@ impl Server {
                 self.admin().await?.batch_execute(&sql).await?;
                 let mut source = self.connect_to(from).await?;
                 let mut target = self.connect_to(name).await?;
-                logical::copy(&mut source, &mut target, &from_owner, owner).await?;
+                logical::copy(&mut source, &mut target, &from_owner, owner, true).await?;
+            }
+            Source::Schema { from } => {
+                let from_owner = self.owner_of(from).await?;
+                let sql = format!("CREATE DATABASE {} OWNER {}", ident(name), ident(owner));
+                self.admin().await?.batch_execute(&sql).await?;
+                let mut source = self.connect_to(from).await?;
+                let mut target = self.connect_to(name).await?;
+                logical::copy(&mut source, &mut target, &from_owner, owner, false).await?;
             }
         }
         let admin = self.admin().await?;
