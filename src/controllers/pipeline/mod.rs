@@ -9,6 +9,7 @@ pub mod masking;
 pub mod parent;
 pub mod plan;
 pub mod rotation;
+pub mod schedule;
 pub mod steps;
 
 pub use error::{Error, Object, RotationError};
