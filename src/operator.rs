@@ -184,6 +184,8 @@ fn start_controllers(
         let snapshots = controllers::snapshot::controller(&ctx, scope, watch.clone());
         stores.snapshots.push(snapshots.store());
         tasks.push(controllers::drive(snapshots, ctx.clone(), stop.clone()).boxed());
+        let schedules = controllers::schedule::controller(&ctx, scope, watch.clone());
+        tasks.push(controllers::drive(schedules, ctx.clone(), stop.clone()).boxed());
         let roles = controllers::role::controller(&ctx, scope, watch.clone());
         tasks.push(controllers::drive(roles, ctx.clone(), stop.clone()).boxed());
         let credentials = controllers::byok::controller(&ctx, scope, watch.clone());

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::v1alpha1::{
     ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseRole,
-    DatabaseSnapshot,
+    DatabaseSnapshot, DatabaseSnapshotSchedule,
 };
 use crate::controllers::kube_error;
 
@@ -99,7 +99,8 @@ pub async fn resources_left(client: &Client) -> Result<usize, Error> {
         + count::<DatabaseBranch>(client, 100).await?
         + count::<DatabaseSnapshot>(client, 100).await?
         + count::<ByokCredential>(client, 100).await?
-        + count::<DatabaseRole>(client, 100).await?)
+        + count::<DatabaseRole>(client, 100).await?
+        + count::<DatabaseSnapshotSchedule>(client, 100).await?)
 }
 
 /// Deletes `name` through `api`; `Ok(false)` if it was already gone.

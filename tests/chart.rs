@@ -80,7 +80,7 @@ fn the_plain_manifests_are_the_charts_default_install() {
     // And kustomize assembles namespace, CRDs and the install.
     let built = documents(&run(&kubectl(), &["kustomize", "deploy"]));
     assert_eq!(of_kind(&built, "Namespace").len(), 1);
-    assert_eq!(of_kind(&built, "CustomResourceDefinition").len(), 7);
+    assert_eq!(of_kind(&built, "CustomResourceDefinition").len(), 8);
     assert_eq!(of_kind(&built, "Deployment").len(), 1);
 }
 
@@ -124,6 +124,7 @@ fn tenant_roles_aggregate_into_edit_admin_and_view_for_the_namespaced_kinds_only
                 "byokcredentials",
                 "databasebranches",
                 "databaseroles",
+                "databasesnapshotschedules",
                 "databaseprojects",
                 "databasesnapshots"
             ]

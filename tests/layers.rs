@@ -67,7 +67,9 @@ const LAYERS: &[(&str, &[&[&str]])] = &[
             &["expiry", "rollout", "preview_data"],
             // A project's or branch's deletion waits for its roles.
             &["role"],
-            &["project", "branch", "snapshot", "byok", "provider"],
+            &[
+                "project", "branch", "snapshot", "byok", "provider", "schedule",
+            ],
         ],
     ),
 ];

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dbops::api::v1alpha1::{
     ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseRole,
-    DatabaseSnapshot,
+    DatabaseSnapshot, DatabaseSnapshotSchedule,
 };
 use dbops::controllers::{Managed, Settings};
 use dbops::operator::{LeaderElection, Options};
@@ -263,6 +263,50 @@ async fn every_call_is_allowed_by_the_chart_and_every_grant_is_used() {
             .get("c")
             .await
             .is_ok_and(|c| c.status.is_some_and(|s| s.last_rotated_at.is_some()))
+    })
+    .await;
+    // A schedule of project p takes a snapshot at once; deleted with its
+    // snapshots.
+    let schedules: Api<DatabaseSnapshotSchedule> = Api::namespaced(test.clone(), NS);
+    schedules
+        .create(
+            &pp,
+            &object(json!({ "metadata": { "name": "sched" }, "spec": { "projectRef": { "name": "p" }, "interval": "1h", "deleteSnapshotsWithSchedule": true } })),
+        )
+        .await
+        .unwrap();
+    wait("the schedule's first snapshot", || async {
+        schedules.get("sched").await.is_ok_and(|s| {
+            s.status
+                .is_some_and(|s| s.last_successful_snapshot.is_some())
+        })
+    })
+    .await;
+    // One that fails (a bad cron expression) is reported from the latest
+    // object, which needs `get`.
+    schedules
+        .create(
+            &pp,
+            &object(json!({ "metadata": { "name": "bad-sched" }, "spec": { "projectRef": { "name": "p" }, "schedule": "every night at three" } })),
+        )
+        .await
+        .unwrap();
+    wait("the bad schedule reported", || async {
+        schedules
+            .get("bad-sched")
+            .await
+            .is_ok_and(|s| s.status.is_some_and(|s| s.conditions.is_true("Stalled")))
+    })
+    .await;
+    for name in ["sched", "bad-sched"] {
+        schedules
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    wait("the schedules gone", || async {
+        schedules.get_opt("sched").await.unwrap().is_none()
+            && schedules.get_opt("bad-sched").await.unwrap().is_none()
     })
     .await;
     // A role of project p: the emulated vendor has no SQL channel, so it

@@ -1,5 +1,6 @@
 -- Argo CD health check for every dbops.dev kind (DatabaseProject,
--- DatabaseBranch, DatabaseSnapshot, ByokCredential, DatabaseRole, DatabaseProvider).
+-- DatabaseBranch, DatabaseSnapshot, ByokCredential, DatabaseRole, DatabaseSnapshotSchedule,
+-- DatabaseProvider).
 -- Maps the kstatus conditions the operator writes to Argo CD health:
 --   status not yet written for this generation -> Progressing
 --   Stalled=True                               -> Degraded

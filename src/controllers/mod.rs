@@ -19,7 +19,7 @@ pub mod protection;
 pub mod runtime;
 pub mod secret;
 
-pub use kinds::{branch, byok, expiry, project, provider, role, snapshot};
+pub use kinds::{branch, byok, expiry, project, provider, role, schedule, snapshot};
 pub use pipeline::{Parent, parent_project};
 pub use protection::{LookupError, ProviderHandle};
 pub use runtime::{

@@ -30,11 +30,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Rules on the namespaced dbops kinds and the Secrets they use. */}}
 {{- define "dbops.namespacedRules" -}}
 - apiGroups: ["dbops.dev"]
-  resources: [databaseprojects, databasebranches, databasesnapshots, byokcredentials, databaseroles]
+  resources: [databaseprojects, databasebranches, databasesnapshots, byokcredentials, databaseroles, databasesnapshotschedules]
   verbs: [get, list, watch, patch]
 - apiGroups: ["dbops.dev"]
-  resources: [databaseprojects/status, databasebranches/status, databasesnapshots/status, byokcredentials/status, databaseroles/status]
+  resources: [databaseprojects/status, databasebranches/status, databasesnapshots/status, byokcredentials/status, databaseroles/status, databasesnapshotschedules/status]
   verbs: [patch]
+# A DatabaseSnapshotSchedule makes its snapshots, and prunes them.
+- apiGroups: ["dbops.dev"]
+  resources: [databasesnapshots]
+  verbs: [create, delete]
 # A DatabaseBranch past its spec.expireAfter, and the DatabaseRoles of a
 # project or branch being deleted: the operator deletes them.
 - apiGroups: ["dbops.dev"]

@@ -15,6 +15,7 @@ mod common;
 mod project;
 mod provider;
 mod role;
+mod schedule;
 mod snapshot;
 
 pub use branch::*;
@@ -25,6 +26,7 @@ pub use common::*;
 pub use project::*;
 pub use provider::*;
 pub use role::*;
+pub use schedule::*;
 pub use snapshot::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -50,6 +52,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         DatabaseSnapshot::crd(),
         ByokCredential::crd(),
         DatabaseRole::crd(),
+        DatabaseSnapshotSchedule::crd(),
         VendorClaim::crd(),
     ];
     for crd in &mut crds {

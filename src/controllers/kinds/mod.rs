@@ -10,4 +10,5 @@ pub mod project;
 pub mod provider;
 pub mod role;
 pub mod rollout;
+pub mod schedule;
 pub mod snapshot;
