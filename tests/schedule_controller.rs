@@ -11,7 +11,7 @@ use dbops::api::v1alpha1::{
 };
 use dbops::controllers::Managed;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use support::{Harness, NS, reconcile, reconcile_until_ready};
 
