@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use dbops::api::v1alpha1::{
     ByokCredential, DatabaseBranch, DatabaseProject, DatabaseProvider, DatabaseRole,
-    DatabaseSnapshot,
+    DatabaseSnapshot, DatabaseSnapshotSchedule,
 };
 use dbops::controllers::{Managed, conditions};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -214,6 +214,7 @@ fn assert_messages_are_for_people(namespaces: &[&str]) {
             "databasesnapshots",
             "byokcredentials",
             "databaseroles",
+            "databasesnapshotschedules",
         ] {
             let list: Value =
                 serde_json::from_str(&kubectl(&["get", kind, "-n", ns, "-o", "json"])).unwrap();
@@ -3172,6 +3173,138 @@ async fn masked_and_schema_only_branches_hand_out_only_what_spec_data_allows() {
     drop((preview, parent, schema_only));
     for name in ["pg-app-leaky", "pg-app-masked", "pg-app-empty"] {
         t.delete_as(&a, "databasebranch", name);
+    }
+    t.delete_as(&a, "databaseproject", "pg-app");
+    assert_messages_are_for_people(&[&a]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Kubernetes cluster: set KUBECONFIG and run with --ignored"]
+async fn a_snapshot_schedule_runs_every_minute_prunes_and_survives_a_restart() {
+    let server = pg_support::server();
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut operator;
+    let t = Tenancy::new("schedule").await;
+    operator = Operator::start(&t.env, "1", &[]);
+    kubectl_stdin(
+        &["apply", "-f", "-"],
+        &json!({ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "pg-admin", "namespace": t.env.ns },
+        "stringData": { "password": server.password } }),
+        None,
+    )
+    .unwrap();
+    let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": t.env.ns } } });
+    kubectl_stdin(&["apply", "-f", "-"], &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
+        "metadata": { "name": t.provider("pg") },
+        "spec": { "api": "postgres", "endpoint": server.endpoint,
+            "credentialsSecretRef": { "name": "pg-admin", "namespace": t.env.ns, "key": "password" },
+            "allowedNamespaces": tenants } }), None).unwrap();
+    let a = t.a.clone();
+    t.apply_as(
+        &a,
+        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
+        "metadata": { "name": "pg-app" },
+        "spec": { "providerRef": { "name": t.provider("pg") } } }),
+    );
+    t.ready::<DatabaseProject>(&a, "pg-app").await;
+
+    // The example, every minute and keeping 2, applied by the team.
+    let text =
+        std::fs::read_to_string(repo().join("deploy/examples/previews/nightly-snapshots.yaml"))
+            .unwrap();
+    let mut schedule: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let spec = schedule["spec"].as_object_mut().unwrap();
+    spec.remove("schedule");
+    spec.insert("interval".into(), json!("1m"));
+    spec.insert("keep".into(), json!({ "last": 2 }));
+    t.apply_as(&a, schedule);
+    let snapshots: Api<DatabaseSnapshot> = Api::namespaced(t.env.client.clone(), &a);
+    let owned = || async {
+        let mut names: Vec<String> = snapshots
+            .list(&ListParams::default().labels("dbops.dev/schedule=pg-app-nightly"))
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|s| s.metadata.deletion_timestamp.is_none())
+            .map(|s| s.name_any())
+            .collect();
+        names.sort();
+        names
+    };
+    let first = wait_until("the first run", Duration::from_secs(60), || async {
+        let names = owned().await;
+        (names.len() == 1).then(|| names[0].clone())
+    })
+    .await;
+    t.ready::<DatabaseSnapshot>(&a, &first).await;
+
+    // A restart in the middle of the interval takes no extra snapshot.
+    operator.kill();
+    operator = Operator::start(&t.env, "2", &[]);
+    operator.wait_ready().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after_restart = owned().await;
+    let schedule: DatabaseSnapshotSchedule = Api::namespaced(t.env.client.clone(), &a)
+        .get("pg-app-nightly")
+        .await
+        .unwrap();
+    let next = schedule.status.clone().unwrap().next_run_at.unwrap().0;
+    if k8s_openapi::jiff::Timestamp::now() < next {
+        assert_eq!(
+            after_restart,
+            [first.clone()],
+            "no snapshot before the next slot"
+        );
+    }
+
+    // Three runs later there are two: the newest.
+    let started = Instant::now();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::from([
+        first.clone(),
+    ])));
+    let kept = wait_until(
+        "three more runs, pruned to 2",
+        Duration::from_secs(240),
+        || {
+            let seen = seen.clone();
+            async move {
+                let names = owned().await;
+                let mut all = seen.lock().unwrap();
+                all.extend(names.iter().cloned());
+                (all.len() >= 4 && names.len() == 2).then_some(names)
+            }
+        },
+    )
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    println!(
+        "e2e: a 1m schedule made {} snapshots in {:?} and kept {kept:?}",
+        seen.len(),
+        started.elapsed()
+    );
+    let newest: Vec<String> = seen.iter().rev().take(2).rev().cloned().collect();
+    assert_eq!(kept, newest, "retention keeps the newest");
+    assert!(!kept.contains(&first), "the oldest went");
+    let status = Api::<DatabaseSnapshotSchedule>::namespaced(t.env.client.clone(), &a)
+        .get("pg-app-nightly")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(status.snapshot_count <= 3);
+
+    // Deleting the schedule leaves its snapshots.
+    t.delete_as(&a, "databasesnapshotschedule", "pg-app-nightly");
+    let left = owned().await;
+    assert!(!left.is_empty(), "the snapshots stay");
+    for name in &left {
+        let s = snapshots.get(name).await.unwrap();
+        assert!(s.owner_references().is_empty(), "{name} is no longer owned");
+    }
+    for name in &left {
+        t.delete_as(&a, "databasesnapshot", name);
     }
     t.delete_as(&a, "databaseproject", "pg-app");
     assert_messages_are_for_people(&[&a]);
