@@ -3254,7 +3254,7 @@ async fn a_snapshot_schedule_runs_every_minute_prunes_and_survives_a_restart() {
     if k8s_openapi::jiff::Timestamp::now() < next {
         assert_eq!(
             after_restart,
-            [first.clone()],
+            std::slice::from_ref(&first),
             "no snapshot before the next slot"
         );
     }
