@@ -62,6 +62,11 @@ pub const ROWS: &[(&str, &str, Operation)] = &[
     ),
     ("DatabaseSnapshot", "delete", Operation::SnapshotDelete),
     (
+        "DatabaseSnapshotSchedule",
+        "scheduled snapshots (with retention)",
+        Operation::SnapshotCreate,
+    ),
+    (
         "ByokCredential",
         "register / update / test",
         Operation::ByokRegister,
