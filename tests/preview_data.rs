@@ -71,8 +71,10 @@ async fn count(client: &Client, sql: &str) -> i64 {
 }
 
 /// Project `shop` through `provider`, Ready, with users and orders (a
-/// foreign key on the email); its owner's connection. `unique` names it
-/// apart from other tests' on the same server.
+/// foreign key on the email); its owner's connection. Its database is named
+/// apart from other tests' on the same server (branches are named from the
+/// namespace, name and UID, which the in-memory API numbers alike in every
+/// test: each test's branches have names of their own).
 async fn shop(h: &Harness, provider: &str) -> Client {
     create::<DatabaseProject>(
         h,
@@ -348,8 +350,8 @@ async fn a_schema_only_branch_with_the_logical_strategy_copies_no_row_at_all() {
     h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Logical)
         .await;
     let owner = shop(&h, "pg").await;
-    create::<DatabaseBranch>(&h, branch("empty", json!({ "mode": "SchemaOnly" }))).await;
-    let ready = reconcile_until_ready::<DatabaseBranch>(&h, "empty", 8).await;
+    create::<DatabaseBranch>(&h, branch("empty-logical", json!({ "mode": "SchemaOnly" }))).await;
+    let ready = reconcile_until_ready::<DatabaseBranch>(&h, "empty-logical", 8).await;
     let branch_db = ready.status.unwrap().branch_id.unwrap();
     let mut admin_url = url::Url::parse(&support::postgres::server().admin_url()).unwrap();
     admin_url.set_path(&branch_db);

@@ -84,7 +84,8 @@ async fn ready_project(h: &Harness, name: &str, provider: &str) -> String {
     create::<DatabaseProject>(
         h,
         json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
-            "metadata": { "name": name }, "spec": { "providerRef": { "name": provider } } }),
+            "metadata": { "name": name }, "spec": { "providerRef": { "name": provider },
+                "projectName": format!("{name}-{:08x}", rand::random::<u32>()) } }),
     )
     .await;
     reconcile_until_ready::<DatabaseProject>(h, name, 8).await;
