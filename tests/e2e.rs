@@ -1862,6 +1862,25 @@ impl Tenancy {
         self.env.provider(name)
     }
 
+    /// The `postgres` provider `pg` on `server`, admitting the teams, with
+    /// its admin password in the platform's namespace.
+    fn postgres_provider(&self, server: &pg_support::TestServer) {
+        kubectl_stdin(
+            &["apply", "-f", "-"],
+            &json!({ "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "pg-admin", "namespace": self.env.ns },
+            "stringData": { "password": server.password } }),
+            None,
+        )
+        .unwrap();
+        let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": self.env.ns } } });
+        kubectl_stdin(&["apply", "-f", "-"], &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
+            "metadata": { "name": self.provider("pg") },
+            "spec": { "api": "postgres", "endpoint": server.endpoint,
+                "credentialsSecretRef": { "name": "pg-admin", "namespace": self.env.ns, "key": "password" },
+                "allowedNamespaces": tenants } }), None).unwrap();
+    }
+
     /// Applies `object` in `ns`, as that namespace's team.
     fn apply_as(&self, ns: &str, mut object: Value) {
         object["metadata"]["namespace"] = json!(ns);
@@ -2769,20 +2788,7 @@ async fn database_roles_hold_exactly_their_grants_and_rotate_without_a_failed_co
     let _operator;
     let t = Tenancy::new("roles").await;
     _operator = Operator::start(&t.env, "1", &[]);
-    kubectl_stdin(
-        &["apply", "-f", "-"],
-        &json!({ "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "pg-admin", "namespace": t.env.ns },
-        "stringData": { "password": server.password } }),
-        None,
-    )
-    .unwrap();
-    let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": t.env.ns } } });
-    kubectl_stdin(&["apply", "-f", "-"], &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
-        "metadata": { "name": t.provider("pg") },
-        "spec": { "api": "postgres", "endpoint": server.endpoint,
-            "credentialsSecretRef": { "name": "pg-admin", "namespace": t.env.ns, "key": "password" },
-            "allowedNamespaces": tenants } }), None).unwrap();
+    t.postgres_provider(server);
     let (a, b) = (t.a.clone(), t.b.clone());
     assert_eq!(
         can_i(&a, &["auth", "can-i", "create", "databaseroles", "-n", &a]).trim(),
@@ -3049,20 +3055,7 @@ async fn masked_and_schema_only_branches_hand_out_only_what_spec_data_allows() {
     let _operator;
     let t = Tenancy::new("previews").await;
     _operator = Operator::start(&t.env, "1", &[]);
-    kubectl_stdin(
-        &["apply", "-f", "-"],
-        &json!({ "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "pg-admin", "namespace": t.env.ns },
-        "stringData": { "password": server.password } }),
-        None,
-    )
-    .unwrap();
-    let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": t.env.ns } } });
-    kubectl_stdin(&["apply", "-f", "-"], &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
-        "metadata": { "name": t.provider("pg") },
-        "spec": { "api": "postgres", "endpoint": server.endpoint,
-            "credentialsSecretRef": { "name": "pg-admin", "namespace": t.env.ns, "key": "password" },
-            "allowedNamespaces": tenants } }), None).unwrap();
+    t.postgres_provider(server);
     let a = t.a.clone();
     t.apply_as(&a, json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
         "metadata": { "name": "pg-app" },
@@ -3186,20 +3179,7 @@ async fn a_snapshot_schedule_runs_every_minute_prunes_and_survives_a_restart() {
     let mut operator;
     let t = Tenancy::new("schedule").await;
     operator = Operator::start(&t.env, "1", &[]);
-    kubectl_stdin(
-        &["apply", "-f", "-"],
-        &json!({ "apiVersion": "v1", "kind": "Secret",
-        "metadata": { "name": "pg-admin", "namespace": t.env.ns },
-        "stringData": { "password": server.password } }),
-        None,
-    )
-    .unwrap();
-    let tenants = json!({ "from": "Selector", "selector": { "matchLabels": { "dbops.dev/tenant-of": t.env.ns } } });
-    kubectl_stdin(&["apply", "-f", "-"], &json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProvider",
-        "metadata": { "name": t.provider("pg") },
-        "spec": { "api": "postgres", "endpoint": server.endpoint,
-            "credentialsSecretRef": { "name": "pg-admin", "namespace": t.env.ns, "key": "password" },
-            "allowedNamespaces": tenants } }), None).unwrap();
+    t.postgres_provider(server);
     let a = t.a.clone();
     t.apply_as(
         &a,

@@ -198,29 +198,14 @@ async fn an_unmasked_personal_column_stalls_the_branch_with_no_secret() {
     let data = json!({ "mode": "Masked", "masking": [
         { "table": "users", "columns": { "full_name": { "with": "Redact" } } } ] });
     create::<DatabaseBranch>(&h, branch("leaky", data)).await;
-    for _ in 0..4 {
-        let _ = reconcile::<DatabaseBranch>(&h, "leaky").await;
-    }
-    let leaky: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
-        .get("leaky")
-        .await
-        .unwrap();
-    let stalled = leaky
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.get("Stalled"))
-        .cloned()
-        .unwrap();
+    let (leaky, (state, reason, message)) = stalled(&h, "leaky", 4).await;
     assert_eq!(
-        (stalled.status.as_str(), stalled.reason.as_str()),
+        (state.as_str(), reason.as_str()),
         ("True", "UnmaskedColumns")
     );
     assert!(
-        stalled
-            .message
-            .contains("public.orders.customer_email, public.users.email"),
-        "{}",
-        stalled.message
+        message.contains("public.orders.customer_email, public.users.email"),
+        "{message}"
     );
     assert!(!leaky.is_ready());
     assert!(
@@ -251,8 +236,31 @@ async fn a_schema_only_branch_has_the_schema_and_no_rows() {
     assert_eq!(count(&owner, "SELECT count(*) FROM orders").await, 60);
 }
 
-#[tokio::test]
-async fn a_provider_that_cannot_read_the_branch_refuses_to_make_a_masked_one() {
+/// Reconciles branch `name` `rounds` times: the branch, and its Stalled
+/// condition (status, reason, message).
+async fn stalled(
+    h: &Harness,
+    name: &str,
+    rounds: usize,
+) -> (DatabaseBranch, (String, String, String)) {
+    for _ in 0..rounds {
+        let _ = reconcile::<DatabaseBranch>(h, name).await;
+    }
+    let branch: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap();
+    let c = branch
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.get("Stalled"))
+        .cloned()
+        .expect("a Stalled condition");
+    (branch, (c.status, c.reason, c.message))
+}
+
+/// A branch asking for `data` at Supabase: refused before anything is copied.
+async fn supabase_refuses(data: serde_json::Value) {
     let h = Harness::with_emulator_postgres().await;
     h.create_provider_for(
         "supa",
@@ -268,80 +276,30 @@ async fn a_provider_that_cannot_read_the_branch_refuses_to_make_a_masked_one() {
     )
     .await;
     reconcile_until_ready::<DatabaseProject>(&h, "shop", 8).await;
-    create::<DatabaseBranch>(&h, branch("preview", masked())).await;
-    for _ in 0..8 {
-        let _ = reconcile::<DatabaseBranch>(&h, "preview").await;
-    }
-    let preview: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
-        .get("preview")
-        .await
-        .unwrap();
-    let stalled = preview
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.get("Stalled"))
-        .cloned()
-        .unwrap();
+    create::<DatabaseBranch>(&h, branch("preview", data)).await;
+    let (preview, (state, reason, message)) = stalled(&h, "preview", 4).await;
     assert_eq!(
-        stalled.reason, "UnsupportedByProvider",
-        "{}",
-        stalled.message
+        (state.as_str(), reason.as_str()),
+        ("True", "UnsupportedByProvider"),
+        "{message}"
     );
+    assert!(message.contains("reaches projects only"), "{message}");
+    let status = preview.status.unwrap();
     assert!(
-        stalled.message.contains("reaches projects only"),
-        "{}",
-        stalled.message
+        status.branch_id.is_none() && !status.create_requested,
+        "nothing was copied"
     );
     assert!(secret(&h, "preview-db").await.is_none());
 }
 
 #[tokio::test]
+async fn a_provider_that_cannot_read_the_branch_refuses_to_make_a_masked_one() {
+    supabase_refuses(masked()).await;
+}
+
+#[tokio::test]
 async fn a_supabase_branch_is_never_made_schema_only_through_a_channel_that_cannot_reach_it() {
-    let h = Harness::with_emulator_postgres().await;
-    h.create_provider_for(
-        "supa",
-        ProviderApi::Supabase,
-        support::SUPABASE_KEY,
-        Some("acme"),
-    )
-    .await;
-    create::<DatabaseProject>(
-        &h,
-        json!({ "apiVersion": "dbops.dev/v1alpha1", "kind": "DatabaseProject",
-            "metadata": { "name": "shop" }, "spec": { "providerRef": { "name": "supa" } } }),
-    )
-    .await;
-    reconcile_until_ready::<DatabaseProject>(&h, "shop", 8).await;
-    create::<DatabaseBranch>(&h, branch("empty", json!({ "mode": "SchemaOnly" }))).await;
-    for _ in 0..4 {
-        let _ = reconcile::<DatabaseBranch>(&h, "empty").await;
-    }
-    let empty: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
-        .get("empty")
-        .await
-        .unwrap();
-    let stalled = empty
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.get("Stalled"))
-        .cloned()
-        .unwrap();
-    assert_eq!(
-        stalled.reason, "UnsupportedByProvider",
-        "{}",
-        stalled.message
-    );
-    assert!(
-        stalled.message.contains("reaches projects only"),
-        "{}",
-        stalled.message
-    );
-    let status = empty.status.unwrap();
-    assert!(
-        status.branch_id.is_none() && !status.create_requested,
-        "nothing was copied"
-    );
-    assert!(secret(&h, "empty-db").await.is_none());
+    supabase_refuses(json!({ "mode": "SchemaOnly" })).await;
 }
 
 #[tokio::test]

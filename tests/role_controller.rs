@@ -116,6 +116,35 @@ async fn role_exists(role: &str) -> bool {
         == 1
 }
 
+/// Project `shop` through `provider` with a table `orders`, and a Ready
+/// SELECT-only `DatabaseRole` `reader` on it: the role's name.
+async fn ready_reader(h: &Harness, provider: &str) -> String {
+    let owner = connect(&ready_project(h, "shop", provider).await)
+        .await
+        .unwrap();
+    owner
+        .batch_execute("CREATE TABLE orders (id int)")
+        .await
+        .unwrap();
+    let role_name = unique("reader");
+    create::<DatabaseRole>(h, reader("reader", "shop", &role_name)).await;
+    reconcile_until_ready::<DatabaseRole>(h, "reader", 4).await;
+    role_name
+}
+
+/// Reconciles role `reader` twice: it, and its Stalled condition.
+async fn stalled_reader(h: &Harness) -> (DatabaseRole, (String, String, String)) {
+    for _ in 0..2 {
+        let _ = reconcile::<DatabaseRole>(h, "reader").await;
+    }
+    let role: DatabaseRole = Api::namespaced(h.client.clone(), NS)
+        .get("reader")
+        .await
+        .unwrap();
+    let stalled = condition(&role, STALLED);
+    (role, stalled)
+}
+
 /// The SELECT-only case through `api`'s SQL channel, then the deletion.
 async fn select_only_through(api: ProviderApi) {
     let h = Harness::with_emulator_postgres().await;
@@ -240,14 +269,7 @@ async fn without_a_database_behind_the_emulator_a_role_stalls_and_says_how_to_ge
     provider(&h, "db9", ProviderApi::Db9).await;
     ready_project(&h, "shop", "db9").await;
     create::<DatabaseRole>(&h, reader("reader", "shop", &unique("reader"))).await;
-    for _ in 0..2 {
-        let _ = reconcile::<DatabaseRole>(&h, "reader").await;
-    }
-    let role: DatabaseRole = Api::namespaced(h.client.clone(), NS)
-        .get("reader")
-        .await
-        .unwrap();
-    let (state, reason, message) = condition(&role, STALLED);
+    let (role, (state, reason, message)) = stalled_reader(&h).await;
     assert_eq!(
         (state.as_str(), reason.as_str()),
         ("True", "UnsupportedByProvider"),
@@ -262,14 +284,7 @@ async fn a_vendor_without_a_sql_channel_stalls_with_unsupported_by_provider() {
     let h = Harness::new().await;
     ready_project(&h, "shop", "default").await;
     create::<DatabaseRole>(&h, reader("reader", "shop", "reader")).await;
-    for _ in 0..2 {
-        let _ = reconcile::<DatabaseRole>(&h, "reader").await;
-    }
-    let role: DatabaseRole = Api::namespaced(h.client.clone(), NS)
-        .get("reader")
-        .await
-        .unwrap();
-    let (state, reason, message) = condition(&role, STALLED);
+    let (_, (state, reason, message)) = stalled_reader(&h).await;
     assert_eq!(
         (state.as_str(), reason.as_str()),
         ("True", "UnsupportedByProvider"),
@@ -290,17 +305,7 @@ async fn a_vendor_without_a_sql_channel_stalls_with_unsupported_by_provider() {
 async fn a_project_is_deleted_only_after_its_roles() {
     let h = Harness::with_emulator_postgres().await;
     provider(&h, "db9", ProviderApi::Db9).await;
-    let owner = connect(&ready_project(&h, "shop", "db9").await)
-        .await
-        .unwrap();
-    owner
-        .batch_execute("CREATE TABLE orders (id int)")
-        .await
-        .unwrap();
-    drop(owner);
-    let role_name = unique("reader");
-    create::<DatabaseRole>(&h, reader("reader", "shop", &role_name)).await;
-    reconcile_until_ready::<DatabaseRole>(&h, "reader", 4).await;
+    let role_name = ready_reader(&h, "db9").await;
     let projects: Api<DatabaseProject> = Api::namespaced(h.client.clone(), NS);
     projects
         .delete("shop", &DeleteParams::default())
@@ -330,16 +335,7 @@ async fn a_project_is_deleted_only_after_its_roles() {
 async fn an_in_place_rotation_changes_the_one_logins_password() {
     let h = Harness::with_emulator_postgres().await;
     provider(&h, "db9", ProviderApi::Db9).await;
-    let owner = connect(&ready_project(&h, "shop", "db9").await)
-        .await
-        .unwrap();
-    owner
-        .batch_execute("CREATE TABLE orders (id int)")
-        .await
-        .unwrap();
-    let role_name = unique("reader");
-    create::<DatabaseRole>(&h, reader("reader", "shop", &role_name)).await;
-    reconcile_until_ready::<DatabaseRole>(&h, "reader", 4).await;
+    let role_name = ready_reader(&h, "db9").await;
     let before = secret_data(&h, "reader-db").await;
     connect(&before["uri"])
         .await
@@ -378,7 +374,6 @@ async fn an_in_place_rotation_changes_the_one_logins_password() {
         secret_data(&h, "reader-db").await["password"],
         after["password"]
     );
-    drop(owner);
 }
 
 #[tokio::test]
@@ -387,17 +382,7 @@ async fn a_role_copied_into_a_branch_is_disabled_not_dropped_and_its_deletion_fi
     let h = Harness::bare().await;
     h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
         .await;
-    let owner = connect(&ready_project(&h, "shop", "pg").await)
-        .await
-        .unwrap();
-    owner
-        .batch_execute("CREATE TABLE orders (id int)")
-        .await
-        .unwrap();
-    drop(owner);
-    let role_name = unique("reader");
-    create::<DatabaseRole>(&h, reader("reader", "shop", &role_name)).await;
-    reconcile_until_ready::<DatabaseRole>(&h, "reader", 4).await;
+    let role_name = ready_reader(&h, "pg").await;
     // A branch copies the database, and with it the role's grants there.
     Api::<DatabaseBranch>::namespaced(h.client.clone(), NS)
         .create(&PostParams::default(), &support::branch("preview", "shop"))
