@@ -222,16 +222,9 @@ pub struct Converge<'a> {
     pub applied: &'a BTreeSet<Unit>,
 }
 
-/// A `DO` block around `body`, dollar-quoted with a tag that `body` does not
-/// contain (so no name in it can end the block early).
+/// The `DO` block of a pass: `body`, with the variables it uses.
 fn do_block(body: &str) -> String {
-    let mut tag = String::from("$dbops$");
-    let mut n = 0;
-    while body.contains(&tag) {
-        n += 1;
-        tag = format!("$dbops{n}$");
-    }
-    format!("DO {tag}\nDECLARE\n  r record;\n  owner name;\nBEGIN\n{body}END\n{tag}")
+    crate::providers::postgres::sql::do_block("  r record;\n  owner name;\n", body)
 }
 
 /// The statements that make `role` exist with `marker`, or stop when a role

@@ -356,16 +356,11 @@ FROM (SELECT pg_catalog.string_agg(pg_catalog.translate(pg_catalog.encode(pg_cat
       FROM pg_catalog.generate_series(0, pg_catalog.char_length(v) / 64) AS b) AS h, \
      pg_catalog.generate_series(1, pg_catalog.char_length(v)) AS i $f$";
 
-/// A `DO` block around `body`, dollar-quoted with a tag `body` does not contain.
+/// The `DO` block of a run: `body`, with the variables it uses.
 fn do_block(body: &str) -> String {
-    let mut tag = String::from("$dbops$");
-    let mut n = 0;
-    while body.contains(&tag) {
-        n += 1;
-        tag = format!("$dbops{n}$");
-    }
-    format!(
-        "DO {tag}\nDECLARE\n  r record;\n  later text[] := '{{}}';\n  s text;\nBEGIN\n{body}END\n{tag}"
+    crate::providers::postgres::sql::do_block(
+        "  r record;\n  later text[] := '{}';\n  s text;\n",
+        body,
     )
 }
 

@@ -74,6 +74,19 @@ pub fn literal(value: &str) -> Result<String> {
     Ok(format!("'{}'", value.replace('\'', "''")))
 }
 
+/// A `DO` block with `declarations` (each line `  name type;`) around
+/// `body`, dollar-quoted with a tag neither contains, so no name in them can
+/// end the block early.
+pub fn do_block(declarations: &str, body: &str) -> String {
+    let mut tag = String::from("$dbops$");
+    let mut n = 0;
+    while body.contains(&tag) || declarations.contains(&tag) {
+        n += 1;
+        tag = format!("$dbops{n}$");
+    }
+    format!("DO {tag}\nDECLARE\n{declarations}BEGIN\n{body}END\n{tag}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
