@@ -725,7 +725,13 @@ async fn converge(
     status.credential_rotation = (rotation != RoleRotationStatus::default()).then_some(rotation);
 
     // Ready: the role holds its grants and the Secret logs in.
-    let health = if let Err(problem) = check_login(&db.address, &active, &password).await {
+    // A login just switched to was checked before the switch.
+    let login = if switch_to.as_deref() == Some(active.as_str()) {
+        Ok(())
+    } else {
+        check_login(&db.address, &active, &password).await
+    };
+    let health = if let Err(problem) = login {
         if problem == LoginError::Refused {
             // Set it again next pass.
             status.password_versions.remove(&active);
@@ -932,26 +938,12 @@ async fn read_logins(
     role: &DatabaseRole,
     name: &str,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let api: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(ctx.client.clone(), &role.namespace().unwrap_or_default());
-    let Some(found) = api.get_opt(name).await.map_err(KubeCall::Read)? else {
-        return Ok(BTreeMap::new());
-    };
-    let owned = found
-        .owner_references()
-        .iter()
-        .any(|r| Some(&r.uid) == role.metadata.uid.as_ref());
-    if !owned {
-        return Err(secret::SecretWriteError::NotOwned {
-            name: name.to_string(),
-        }
-        .into());
-    }
-    Ok(found
-        .data
+    // A Secret of that name that is not the role's is refused by the write
+    // that follows every read.
+    let data = secret::read_owned_data(&ctx.client, role, name).await?;
+    Ok(data
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v)))
         .filter(|(_, v)| !v.is_empty())
         .collect())
 }

@@ -392,13 +392,30 @@ where
         .get(PASSWORD_AT_ANNOTATION)
         .cloned()
         .unwrap_or_else(|| keys::PASSWORD.to_string());
-    let data: BTreeMap<String, String> = secret
-        .data
-        .unwrap_or_default()
+    let data = text_data(secret.data);
+    Ok(connection_keys::read_password(&data, &at).filter(|p| !p.is_empty()))
+}
+
+/// A Secret's data as text (values that are not UTF-8 left out).
+fn text_data(data: Option<BTreeMap<String, ByteString>>) -> BTreeMap<String, String> {
+    data.unwrap_or_default()
         .into_iter()
         .filter_map(|(k, v)| String::from_utf8(v.0).ok().map(|v| (k, v)))
-        .collect();
-    Ok(connection_keys::read_password(&data, &at).filter(|p| !p.is_empty()))
+        .collect()
+}
+
+/// The data of Secret `name` as text, if `owner` owns it.
+pub async fn read_owned_data<K>(
+    client: &Client,
+    owner: &K,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, SecretWriteError>
+where
+    K: Resource<DynamicType = ()>,
+{
+    Ok(read_owned(client, owner, name)
+        .await?
+        .map(|secret| text_data(secret.data)))
 }
 
 /// Secret `name`, if `owner` owns it.
