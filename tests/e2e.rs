@@ -3231,13 +3231,15 @@ async fn a_snapshot_schedule_runs_every_minute_prunes_and_survives_a_restart() {
         .await
         .unwrap();
     let next = schedule.status.clone().unwrap().next_run_at.unwrap().0;
-    if k8s_openapi::jiff::Timestamp::now() < next {
-        assert_eq!(
-            after_restart,
-            std::slice::from_ref(&first),
-            "no snapshot before the next slot"
-        );
-    }
+    assert!(
+        k8s_openapi::jiff::Timestamp::now() < next,
+        "the restart and its check fit before the next slot ({next})"
+    );
+    assert_eq!(
+        after_restart,
+        std::slice::from_ref(&first),
+        "no snapshot before the next slot"
+    );
 
     // Three runs later there are two: the newest.
     let started = Instant::now();

@@ -418,3 +418,60 @@ async fn a_role_copied_into_a_branch_is_disabled_not_dropped_and_its_deletion_fi
         "{notes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_rollout_restarts_only_workloads_that_read_the_roles_secret() {
+    use dbops::api::v1alpha1::{WorkloadKind, WorkloadRef};
+    use dbops::controllers::kinds::rollout::{RESTARTED_AT, RolloutState, advance};
+    use k8s_openapi::api::apps::v1::Deployment;
+    let h = Harness::bare().await;
+    let deployments: Api<Deployment> = Api::namespaced(h.client.clone(), NS);
+    for (name, secret) in [("web", "app-db"), ("other", "something-else")] {
+        deployments
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({ "metadata": { "name": name },
+                    "spec": { "selector": { "matchLabels": { "app": name } },
+                        "template": { "metadata": { "labels": { "app": name } },
+                            "spec": { "containers": [{ "name": "c", "image": "x",
+                                "envFrom": [{ "secretRef": { "name": secret } }] }] } } } }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let workload = |name: &str| WorkloadRef {
+        kind: WorkloadKind::Deployment,
+        name: name.into(),
+    };
+    // A workload that does not read the role's Secret is never restarted.
+    let refused = advance(&h.client, NS, &[workload("other")], "app-db", "mark-1")
+        .await
+        .unwrap();
+    assert!(
+        matches!(&refused, RolloutState::Failed(m) if m.contains("does not use Secret app-db")),
+        "{refused:?}"
+    );
+    let other = deployments.get("other").await.unwrap();
+    let annotations = other.spec.unwrap().template.metadata.unwrap().annotations;
+    assert!(annotations.is_none_or(|a| !a.contains_key(RESTARTED_AT)));
+    // One that does is restarted once, with the rotation's mark.
+    let started = advance(&h.client, NS, &[workload("web")], "app-db", "mark-1")
+        .await
+        .unwrap();
+    assert!(matches!(started, RolloutState::Waiting(_)), "{started:?}");
+    let web = deployments.get("web").await.unwrap();
+    let annotations = web
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(annotations[RESTARTED_AT], "mark-1");
+    let missing = advance(&h.client, NS, &[workload("gone")], "app-db", "mark-1")
+        .await
+        .unwrap();
+    assert!(matches!(missing, RolloutState::Failed(_)), "{missing:?}");
+}
