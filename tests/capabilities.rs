@@ -100,6 +100,10 @@ async fn declarations_match_behaviour() {
                     }
                 }
                 Operation::RoleManage => p.run_sql("p", "SELECT 1").await.map(|_| ()),
+                Operation::BranchResetInPlace => match p.branch_reset() {
+                    Some(reset) => reset.discard_reset("b").await,
+                    None => Err(p.unsupported(op)),
+                },
                 Operation::ByokRegister
                 | Operation::ByokRotate
                 | Operation::ByokRevoke

@@ -153,6 +153,7 @@ async fn branches_snapshots_and_restores_follow_their_parents_promptly() {
             credential_rotation: None,
             expire_after: None,
             data: None,
+            reset_schedule: None,
         },
     );
     branches.create(&pp, &branch).await.unwrap();

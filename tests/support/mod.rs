@@ -423,6 +423,7 @@ pub fn branch(name: &str, project: &str) -> dbops::api::v1alpha1::DatabaseBranch
             credential_rotation: None,
             expire_after: None,
             data: None,
+            reset_schedule: None,
         },
     )
 }

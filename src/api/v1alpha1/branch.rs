@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     Binding, Conditions, ConnectionSecretTarget, CredentialRotationSpec, CredentialRotationStatus,
-    DeletionPolicy, LocalObjectRef, Rfc3339,
+    DURATION_PATTERN, DeletionPolicy, LocalObjectRef, Rfc3339, interval,
 };
 
 /// A copy-on-write branch of a `DatabaseProject` in the same namespace.
@@ -53,7 +53,8 @@ use super::common::{
     validation = Rule::new("!(has(self.fromBranch) && has(self.fromBranchRef))").message("set at most one of fromBranch and fromBranchRef"),
     validation = Rule::new("has(self.externalId) == has(oldSelf.externalId)").message("externalId is immutable"),
     validation = Rule::new("has(self.data) == has(oldSelf.data)").message("data is immutable: it says what the branch was made with"),
-    validation = Rule::new("!has(self.data) || self.data.mode == 'Full' || !has(self.externalId)").message("an adopted branch (externalId) is not dbops's to mask or empty: leave out data")
+    validation = Rule::new("!has(self.data) || self.data.mode == 'Full' || !has(self.externalId)").message("an adopted branch (externalId) is not dbops's to mask or empty: leave out data"),
+    validation = Rule::new("!has(self.resetSchedule) || !has(self.externalId)").message("an adopted branch (externalId) is not dbops's to reset: leave out resetSchedule")
 )]
 pub struct DatabaseBranchSpec {
     /// The `DatabaseProject` (same namespace) to branch. Immutable.
@@ -131,6 +132,19 @@ pub struct DatabaseBranchSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self == oldSelf").message("data is immutable: it says what the branch was made with"))]
     pub data: Option<super::branch_data::BranchData>,
+
+    /// Reset the branch from its parent (or `fromBranchRef`) this often, as
+    /// the annotation `dbops.dev/reset-from-parent` does once: a fresh copy,
+    /// with `spec.data` applied again, under the same connection Secret. At
+    /// least 1m. Leave out to reset only on request.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "interval::deserialize"
+    )]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 64))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("resetSchedule must be at least 1m"))]
+    pub reset_schedule: Option<kube::core::Duration>,
 }
 
 /// `spec.expireAfter`: its syntax, its bounds, and the same checks at
@@ -307,6 +321,16 @@ pub struct DatabaseBranchStatus {
     /// branch's id, no connection Secret is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_applied: Option<super::branch_data::DataApplied>,
+    /// When the branch was last reset from its parent (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset_at: Option<Rfc3339>,
+    /// The vendor branch's name, where a reset made a new branch under a new
+    /// name (`None`: the name the spec gives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_name: Option<String>,
+    /// Resets from the parent: requests handled, the one under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<super::branch_data::ResetStatus>,
 }
 
 impl DatabaseBranchSpec {

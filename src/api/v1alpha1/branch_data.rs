@@ -119,3 +119,58 @@ pub struct DataApplied {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub password_set: bool,
 }
+
+/// Resets of a branch from its parent (`dbops.dev/reset-from-parent`,
+/// `spec.resetSchedule`): what was handled, and the reset under way.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResetStatus {
+    /// The last value of the annotation that was handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// The last scheduled time that was handled (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<super::common::Rfc3339>,
+    /// Why the last reset failed (the old branch kept serving).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// The reset under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingReset>,
+    /// A vendor branch a reset replaced: deleted once the connection Secret
+    /// names its successor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring: Option<String>,
+}
+
+/// A reset under way: each step is saved before the next starts, so a crash
+/// anywhere leaves nothing that a later pass or the cleanup does not find.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingReset {
+    /// The annotation value it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// The scheduled time it answers (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<super::common::Rfc3339>,
+    /// Names this reset's vendor objects and requests.
+    pub token: String,
+    /// In place: the staged copy (its id for the SQL channel, and the handle
+    /// the swap checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_handle: Option<String>,
+    /// A new branch: its create was sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_requested: bool,
+    /// A new branch: its id and name at the vendor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_branch_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_branch_name: Option<String>,
+    /// `spec.data` was applied to the fresh copy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_applied: bool,
+}

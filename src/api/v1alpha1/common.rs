@@ -172,6 +172,10 @@ pub struct Binding {
 /// (e.g. a timestamp) and the operator rotates the database password once.
 pub const ROTATE_ANNOTATION: &str = "dbops.dev/rotate-credentials";
 
+/// Annotation that requests one reset of a `DatabaseBranch` from its parent:
+/// set it to a new value and the branch is copied again, once.
+pub const RESET_ANNOTATION: &str = "dbops.dev/reset-from-parent";
+
 /// The durations the operator accepts (`1h30m`, `90s`, `720h`): Go syntax
 /// without a sign, at most four parts of at most six integer digits each.
 /// The CRDs enforce it at admission; decoding enforces it again (with

@@ -211,6 +211,7 @@ mod tests {
                 credential_rotation: None,
                 expire_after: expire_after.map(str::to_string),
                 data: None,
+                reset_schedule: None,
             },
         );
         b.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

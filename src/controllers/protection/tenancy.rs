@@ -349,6 +349,7 @@ mod tests {
                 credential_rotation: None,
                 expire_after: None,
                 data: None,
+                reset_schedule: None,
             },
         );
         assert_eq!(

@@ -25,6 +25,8 @@ pub enum Operation {
     BranchCredentialRotate,
     /// Run role administration SQL in a project's or branch's database.
     RoleManage,
+    /// Reset a branch from its parent in place: same name, role and password.
+    BranchResetInPlace,
 }
 
 impl Operation {
@@ -48,6 +50,7 @@ impl Operation {
             Operation::CredentialRotate => "credentials.rotate",
             Operation::BranchCredentialRotate => "branch.credentials.rotate",
             Operation::RoleManage => "role.manage",
+            Operation::BranchResetInPlace => "branch.reset.in-place",
         }
     }
 }

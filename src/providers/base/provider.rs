@@ -447,6 +447,39 @@ pub trait BranchLifecycle: Send + Sync {
     async fn delete_branch(&self, project_id: &str, id: &str) -> Result<()>;
 }
 
+/// A fresh copy staged for an in-place reset ([`BranchReset`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagedCopy {
+    /// Its id for the SQL channel ([`super::sql::SqlApi::run_sql`]), where
+    /// `spec.data` is applied to it before the swap.
+    pub id: String,
+    /// What [`BranchReset::swap_reset`] checks, to tell a copy swapped in
+    /// from one that was lost.
+    pub handle: String,
+}
+
+/// Resetting a branch from its parent in place: a fresh copy is staged
+/// beside the branch, then swapped in under the branch's own name, owner and
+/// password, so its connection URI does not change. A vendor without this
+/// family is reset by making a new branch and switching the Secret to it.
+#[async_trait]
+pub trait BranchReset: Send + Sync {
+    /// Stages a fresh copy of what `req` copies (its project, or
+    /// `from_branch`; schema only if it says so) for branch `id`, owned by
+    /// no one who can log in. A copy staged before for `id` is dropped first:
+    /// every stage starts from scratch.
+    async fn stage_reset(&self, req: &BranchRequest, id: &str) -> Result<StagedCopy>;
+
+    /// Swaps `staged` in as branch `id` and drops what it held, ending the
+    /// branch's sessions. Done already is fine; a staged copy that is gone
+    /// without having been swapped in is [`ProviderError::is_not_found`].
+    async fn swap_reset(&self, id: &str, staged: &StagedCopy) -> Result<()>;
+
+    /// Drops whatever a reset of branch `id` left: a staged copy, a swapped
+    /// out one. Nothing left is fine.
+    async fn discard_reset(&self, id: &str) -> Result<()>;
+}
+
 /// Point-in-time snapshots: taking and reading them.
 #[async_trait]
 pub trait SnapshotApi: Send + Sync {
@@ -533,6 +566,10 @@ pub trait Provider: ProjectApi {
     fn branch_credentials(&self) -> Option<&dyn CredentialApi> {
         None
     }
+    /// Resetting a branch in place.
+    fn branch_reset(&self) -> Option<&dyn BranchReset> {
+        None
+    }
     /// Bring-your-own-key credentials and the routing policy.
     fn byok(&self) -> Option<&dyn ByokApi> {
         None
@@ -584,6 +621,7 @@ pub trait Provider: ProjectApi {
             BranchCredentialRotate => self.branch_credentials().is_some(),
             ByokRegister | ByokRotate | ByokRevoke | ByokPolicy => self.byok().is_some(),
             RoleManage => self.sql().is_some(),
+            BranchResetInPlace => self.branch_reset().is_some(),
         }
     }
 

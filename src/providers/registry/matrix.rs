@@ -54,6 +54,11 @@ pub const ROWS: &[(&str, &str, Operation)] = &[
         "rotate credentials",
         Operation::BranchCredentialRotate,
     ),
+    (
+        "DatabaseBranch",
+        "reset from parent keeping the URI (else: a new branch, the Secret switched)",
+        Operation::BranchResetInPlace,
+    ),
     ("DatabaseSnapshot", "create", Operation::SnapshotCreate),
     (
         "DatabaseSnapshot",

@@ -32,11 +32,11 @@ use sha2::{Digest, Sha256};
 
 use crate::api::v1alpha1::{CopyStrategy, ProviderApi};
 use crate::providers::base::{
-    BranchApi, BranchLifecycle, BranchRequest, Build, CredentialApi, Operation, Password,
-    ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderConfig, ProviderError,
-    ResourceState, RestoreApi, RestoreProgress, RestoreRequest, RotationProgress, RotationTarget,
-    SnapshotApi, SnapshotDeletion, SnapshotRequest, Vendor, VendorBranch, VendorProject,
-    VendorSnapshot, generated_name,
+    BranchApi, BranchLifecycle, BranchRequest, BranchReset, Build, CredentialApi, Operation,
+    Password, ProjectApi, ProjectLifecycle, ProjectRequest, Provider, ProviderConfig,
+    ProviderError, ResourceState, RestoreApi, RestoreProgress, RestoreRequest, RotationProgress,
+    RotationTarget, SnapshotApi, SnapshotDeletion, SnapshotRequest, StagedCopy, Vendor,
+    VendorBranch, VendorProject, VendorSnapshot, generated_name,
 };
 pub use server::{Server, Source};
 pub use sql::SqlError;
@@ -126,6 +126,16 @@ fn required_password<'a>(
             "the operator must choose the role's password".to_string(),
         )
     })
+}
+
+/// The names an in-place reset of branch database `id` works under: the
+/// staged copy (a database and the role that owns it until the swap) and
+/// the swapped-out database, until it is dropped. Derived from the id alone,
+/// so whatever a reset cut short leaves is found again.
+fn reset_names(id: &str) -> (String, String) {
+    let digest = Sha256::digest(id.as_bytes());
+    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    (format!("dbops-reset-{hash}"), format!("dbops-old-{hash}"))
 }
 
 /// A snapshot's database name: its project's, cut to fit, then `-snap-` and
@@ -440,8 +450,164 @@ impl BranchLifecycle for PostgresProvider {
         })
     }
 
+    /// A reset cut short leaves nothing behind either.
     async fn delete_branch(&self, _project_id: &str, id: &str) -> Result<(), ProviderError> {
+        self.discard_reset(id).await?;
         self.drop("branch.delete", id).await
+    }
+}
+
+/// In place: the fresh copy is staged in a database of its own, owned by a
+/// role that cannot log in (no client of the branch reaches it before
+/// `spec.data` is applied), then handed to the branch's role and renamed to
+/// the branch's name in one transaction. Same database, role and password:
+/// the connection URI does not change.
+#[async_trait]
+impl BranchReset for PostgresProvider {
+    async fn stage_reset(
+        &self,
+        req: &BranchRequest,
+        id: &str,
+    ) -> Result<StagedCopy, ProviderError> {
+        const OPERATION: &str = "branch.reset";
+        let fail = |e| failed(OPERATION, e);
+        let (marker, _) = self
+            .reset_marker(OPERATION, id, Some(&req.project_id))
+            .await?;
+        let (staging, _) = reset_names(id);
+        self.server
+            .drop_own(&staging, &marker)
+            .await
+            .map_err(fail)?;
+        let from = self
+            .branch_source(&req.project_id, req.from_branch.as_deref())
+            .await?;
+        let source = match (req.schema_only, self.strategy) {
+            (true, CopyStrategy::Logical) => Source::Schema { from },
+            _ => Source::Copy {
+                from,
+                strategy: self.strategy,
+            },
+        };
+        self.server
+            .ensure_role(&staging, &marker, None)
+            .await
+            .map_err(fail)?;
+        self.server
+            .ensure_database(
+                &staging,
+                &staging,
+                &marker,
+                Some(&req.project_id),
+                source,
+                true,
+            )
+            .await
+            .map_err(fail)?;
+        let oid = self.staged_oid(OPERATION, &staging).await?;
+        Ok(StagedCopy {
+            id: staging.clone(),
+            handle: format!("{staging}:{oid}"),
+        })
+    }
+
+    async fn swap_reset(&self, id: &str, staged: &StagedCopy) -> Result<(), ProviderError> {
+        const OPERATION: &str = "branch.reset";
+        let fail = |e| failed(OPERATION, e);
+        let (marker, owner) = self.reset_marker(OPERATION, id, None).await?;
+        let (staging, old) = reset_names(id);
+        let oid = staged
+            .handle
+            .strip_prefix(&format!("{staging}:"))
+            .and_then(|oid| oid.parse::<u32>().ok())
+            .ok_or_else(|| {
+                refused(
+                    OPERATION,
+                    format!("{:?} is not a copy staged for branch {id:?}", staged.id),
+                )
+            })?;
+        let swapped = self.server.database_oid(id).await.map_err(fail)? == Some(oid);
+        if !swapped {
+            if self.server.database_oid(&staging).await.map_err(fail)? != Some(oid) {
+                return Err(ProviderError::NotFound {
+                    api: API,
+                    object: "staged copy",
+                    id: staging,
+                });
+            }
+            // A database swapped out by an earlier reset that was cut short.
+            self.server.drop_own(&old, &marker).await.map_err(fail)?;
+            self.server
+                .hand_over(&staging, &staging, &owner)
+                .await
+                .map_err(fail)?;
+            self.server
+                .swap_in(id, &staging, &old)
+                .await
+                .map_err(fail)?;
+        }
+        self.discard_reset(id).await
+    }
+
+    async fn discard_reset(&self, id: &str) -> Result<(), ProviderError> {
+        const OPERATION: &str = "branch.reset";
+        let fail = |e| failed(OPERATION, e);
+        let (staging, old) = reset_names(id);
+        // The branch's marker, or (the branch gone) the one its staged copy
+        // carries: both names are derived from this branch's id.
+        let marker = match self.server.database(id).await.map_err(fail)? {
+            Some(db) => db.marker().map(str::to_string),
+            None => self
+                .server
+                .role(&staging)
+                .await
+                .map_err(fail)?
+                .flatten()
+                .filter(|m| m.starts_with(server::MARKER_PREFIX)),
+        };
+        let Some(marker) = marker else {
+            return Ok(());
+        };
+        for name in [&staging, &old] {
+            self.server.drop_own(name, &marker).await.map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+impl PostgresProvider {
+    /// The marker and owner of branch database `id`, which must be one dbops
+    /// made (of `project`, when given): only such a branch is reset.
+    async fn reset_marker(
+        &self,
+        operation: &str,
+        id: &str,
+        project: Option<&str>,
+    ) -> Result<(String, String), ProviderError> {
+        let db = self.read(operation, id).await?;
+        match db.marker() {
+            Some(marker) if project.is_none_or(|p| db.parent() == Some(p)) => {
+                Ok((marker.to_string(), db.owner.clone()))
+            }
+            _ => Err(refused(
+                operation,
+                format!(
+                    "database {id:?} is not a branch dbops made of this project; only such a branch is reset"
+                ),
+            )),
+        }
+    }
+
+    async fn staged_oid(&self, operation: &str, name: &str) -> Result<u32, ProviderError> {
+        self.server
+            .database_oid(name)
+            .await
+            .map_err(|e| failed(operation, e))?
+            .ok_or_else(|| ProviderError::NotFound {
+                api: API,
+                object: "staged copy",
+                id: name.to_string(),
+            })
     }
 }
 
@@ -601,6 +767,9 @@ impl Provider for PostgresProvider {
         Some(self)
     }
     fn sql(&self) -> Option<&dyn crate::providers::base::SqlApi> {
+        Some(self)
+    }
+    fn branch_reset(&self) -> Option<&dyn BranchReset> {
         Some(self)
     }
     fn needs_operator_password(&self) -> bool {

@@ -606,6 +606,75 @@ impl Server {
         Ok(answer)
     }
 
+    /// Database `name`'s oid, if it exists: what tells one database of a
+    /// name from another made under it later.
+    pub async fn database_oid(&self, name: &str) -> Result<Option<u32>> {
+        let row = self
+            .admin()
+            .await?
+            .query_opt("SELECT oid FROM pg_database WHERE datname = $1", &[&name])
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Hands database `name`, owned by role `from`, and everything in it to
+    /// role `to`, which alone (with the admin) may connect to it; `from`
+    /// keeps nothing there. Re-runnable: a `from` that is gone was done.
+    pub async fn hand_over(&self, name: &str, from: &str, to: &str) -> Result<()> {
+        if self.role(from).await?.is_some() {
+            let sql = format!(
+                "REASSIGN OWNED BY {from} TO {to}; DROP OWNED BY {from}",
+                from = ident(from),
+                to = ident(to)
+            );
+            self.connect_to(name).await?.batch_execute(&sql).await?;
+        }
+        let sql = format!(
+            "ALTER DATABASE {name} OWNER TO {to}; \
+             REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC; \
+             GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {to}",
+            name = ident(name),
+            to = ident(to)
+        );
+        self.admin().await?.batch_execute(&sql).await?;
+        Ok(())
+    }
+
+    /// In one transaction, renames database `name` to `old` and `staged` to
+    /// `name`: clients of `name` find the new database under the same name.
+    /// Both databases' sessions are ended first (PostgreSQL renames no
+    /// database anyone is connected to), and again each time one wins the
+    /// race back in.
+    pub async fn swap_in(&self, name: &str, staged: &str, old: &str) -> Result<()> {
+        let admin = self.admin().await?;
+        let sql = format!(
+            "ALTER DATABASE {name} RENAME TO {old}; ALTER DATABASE {staged} RENAME TO {name}",
+            name = ident(name),
+            old = ident(old),
+            staged = ident(staged)
+        );
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname IN ($1, $2) AND pid <> pg_backend_pid()",
+                    &[&name, &staged],
+                )
+                .await?;
+            match admin.batch_execute(&sql).await.map_err(SqlError::from) {
+                Ok(()) => return Ok(()),
+                Err(SqlError::Server { code, .. })
+                    if code.as_deref() == Some("55006") && attempt < TEMPLATE_ATTEMPTS =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
     /// Drops database `name`, ending its sessions (`WITH (FORCE)`). Gone
     /// already is fine.
     pub async fn drop_database(&self, name: &str) -> Result<()> {
