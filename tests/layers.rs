@@ -65,8 +65,9 @@ const LAYERS: &[(&str, &[&[&str]])] = &[
         "controllers::kinds",
         &[
             &["expiry", "rollout", "preview_data"],
-            // A project's or branch's deletion waits for its roles.
-            &["role"],
+            // A project's or branch's deletion waits for its roles; a
+            // branch's reset applies spec.data again.
+            &["role", "reset"],
             &[
                 "project", "branch", "snapshot", "byok", "provider", "schedule",
             ],

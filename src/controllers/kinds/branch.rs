@@ -42,7 +42,11 @@ crate::impl_managed!(DatabaseBranch, DatabaseBranchStatus, CONTROLLER, {
         status.deletion_policy = Some(self.spec.effective_deletion_policy());
     }
     fn due_by(&self) -> Option<k8s_openapi::jiff::Timestamp> {
-        expiry::of(self).ok().flatten()
+        let expiry = expiry::of(self).ok().flatten();
+        [expiry, super::reset::due(self)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 });
 
@@ -154,9 +158,12 @@ impl DatabaseBranch {
                 "waiting for DatabaseBranch {name} named in spec.fromBranchRef to be Ready"
             )));
         }
-        Ok(SourceBranch::Found(Some(vendor_branch_name(
-            &source, provider,
-        ))))
+        // A reset may have moved it to a vendor branch of another name.
+        let name = match status.branch_name {
+            Some(name) => name,
+            None => vendor_branch_name(&source, provider),
+        };
+        Ok(SourceBranch::Found(Some(name)))
     }
 }
 
@@ -190,6 +197,27 @@ impl Lifecycle for DatabaseBranch {
         let parent = Some(&parent);
         match pipeline::obtain(self, api, ctx, &mut previous, &provider, parent).await? {
             Obtained::Usable(mut vendor, created) => {
+                // A reset from the parent asked for, or one under way.
+                if super::reset::wanted(self, &previous) {
+                    let source = match self.source_branch(ctx, &*provider, parent).await? {
+                        SourceBranch::Found(from) => super::reset::Source::Found(from),
+                        SourceBranch::Waiting(_) => super::reset::Source::Waiting,
+                    };
+                    let how = (source, branch_request as super::reset::MakeRequest);
+                    let reset = super::reset::apply(
+                        self,
+                        api,
+                        ctx,
+                        &provider,
+                        &mut previous,
+                        parent,
+                        &mut vendor,
+                        how,
+                    );
+                    if let Some(action) = Box::pin(reset).await? {
+                        return Ok(action);
+                    }
+                }
                 // What spec.data says the branch holds, before anyone can connect.
                 super::preview_data::apply(
                     self,
@@ -202,10 +230,23 @@ impl Lifecycle for DatabaseBranch {
                     &connection_secret_name(self),
                 )
                 .await?;
-                pipeline::connect(
+                let action = pipeline::connect(
                     self, api, ctx, &*provider, &previous, parent, &vendor, created,
                 )
-                .await
+                .await?;
+                // The Secret names the reset's new branch: the old one goes.
+                if previous
+                    .reset
+                    .as_ref()
+                    .is_some_and(|r| r.retiring.is_some())
+                {
+                    let current = api
+                        .get_status(&self.name_any())
+                        .await
+                        .map_err(KubeCall::Read)?;
+                    super::reset::finish(&current, api, ctx, &provider, parent).await?;
+                }
+                Ok(action)
             }
             Obtained::Requeue(action) => Ok(action),
         }
@@ -216,6 +257,7 @@ impl Lifecycle for DatabaseBranch {
     async fn cleanup(&self, _api: &Api<Self>, ctx: &Context) -> Result<Action, Error> {
         let name = self.name_any();
         super::role::roles_first(self, ctx, super::role::RoleParent::Branch(&name)).await?;
+        super::reset::cleanup(self, ctx, branch_request).await?;
         pipeline::cleanup(self, ctx).await
     }
 }

@@ -8,6 +8,7 @@ pub mod expiry;
 pub mod preview_data;
 pub mod project;
 pub mod provider;
+pub mod reset;
 pub mod role;
 pub mod rollout;
 pub mod schedule;

@@ -141,7 +141,7 @@ pub fn sets_password_after(branch: &DatabaseBranch, provider: &dyn Provider) -> 
 
 /// Sets the branch's password (kept first in its connection Secret, as
 /// every password dbops chooses) after `spec.data` was applied.
-async fn set_password(
+pub(crate) async fn set_password(
     branch: &DatabaseBranch,
     ctx: &Context,
     provider: &dyn Provider,
@@ -238,7 +238,7 @@ pub fn supported<'p>(
 }
 
 /// Empties or masks vendor branch `id` as `spec.data` says; what was done.
-async fn change(
+pub(crate) async fn change(
     branch: &DatabaseBranch,
     provider: &dyn Provider,
     id: &str,

@@ -228,11 +228,16 @@ pub fn wake_on<K: Resource>(obj: &K) -> Option<u64> {
     meta.uid.hash(&mut hasher);
     meta.generation.hash(&mut hasher);
     meta.deletion_timestamp.is_some().hash(&mut hasher);
-    // A rotation request is an annotation: metadata, no new generation.
-    meta.annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::api::v1alpha1::ROTATE_ANNOTATION))
-        .hash(&mut hasher);
+    // Rotation and reset requests are annotations: metadata, no new generation.
+    for annotation in [
+        crate::api::v1alpha1::ROTATE_ANNOTATION,
+        crate::api::v1alpha1::RESET_ANNOTATION,
+    ] {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(annotation))
+            .hash(&mut hasher);
+    }
     Some(hasher.finish())
 }
 
