@@ -11,9 +11,12 @@ mod support;
 use std::collections::BTreeMap;
 
 use dbops::api::v1alpha1::{CopyStrategy, DatabaseBranch, DatabaseProject, ProviderApi};
-use dbops::controllers::Managed;
+use std::sync::Arc;
+
+use dbops::controllers::{Context, Managed};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
+use kube::core::DeserializeGuard;
 use serde_json::json;
 use support::{Harness, NS, reconcile, reconcile_until_ready};
 use tokio_postgres::{Client, NoTls};
@@ -328,4 +331,365 @@ async fn a_schema_only_branch_with_the_logical_strategy_copies_no_row_at_all() {
     .await;
     assert_eq!(inserted, 0);
     assert_eq!(count(&owner, "SELECT count(*) FROM orders").await, 60);
+}
+
+// Reset from parent.
+
+/// Asks branch `name` for a reset, with annotation value `value`.
+async fn ask_reset(h: &Harness, name: &str, value: &str) {
+    let patch =
+        json!({ "metadata": { "annotations": { dbops::api::v1alpha1::RESET_ANNOTATION: value } } });
+    Api::<DatabaseBranch>::namespaced(h.client.clone(), NS)
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+}
+
+/// Whether branch `b` has handled the reset asked for with `value` and is Ready.
+fn reset_done(b: &DatabaseBranch, value: &str) -> bool {
+    let reset = b.status.as_ref().and_then(|s| s.reset.as_ref());
+    b.is_ready()
+        && reset.is_some_and(|r| r.pending.is_none() && r.annotation.as_deref() == Some(value))
+        && b.status
+            .as_ref()
+            .is_some_and(|s| s.reset.as_ref().is_some_and(|r| r.retiring.is_none()))
+}
+
+/// Reconciles branch `name` with `ctx` until the reset asked with `value` is done.
+async fn until_reset(h: &Harness, ctx: Arc<Context>, name: &str, value: &str) -> DatabaseBranch {
+    let api = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
+    let mut last = String::new();
+    for _ in 0..12 {
+        let b = api.get(name).await.unwrap();
+        if reset_done(&b, value) {
+            return b;
+        }
+        if let Err(e) =
+            dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), ctx.clone()).await
+        {
+            last = e.to_string();
+        }
+    }
+    panic!("the reset of {name} ({value}) did not finish (last error: {last})");
+}
+
+/// The databases and roles an in-place reset of branch database `id` works
+/// under, left on the server (none once it is done).
+async fn reset_leftovers(id: &str) -> i64 {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(id.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let admin = connect(&support::postgres::server().admin_url()).await;
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM pg_database WHERE datname IN ('dbops-reset-{hash}', 'dbops-old-{hash}'))
+              + (SELECT count(*) FROM pg_roles WHERE rolname IN ('dbops-reset-{hash}', 'dbops-old-{hash}'))"
+    );
+    count(&admin, &sql).await
+}
+
+/// What is left at the vendor of the parent and its branches, beyond the
+/// project and the one branch (0: no orphan).
+async fn orphans(h: &Harness, provider: &str, branch: &DatabaseBranch) -> i64 {
+    let id = branch
+        .status
+        .as_ref()
+        .and_then(|s| s.branch_id.clone())
+        .unwrap();
+    match provider {
+        "db9" => h.emulator.db9.database_count() as i64 - 2,
+        _ => reset_leftovers(&id).await,
+    }
+}
+
+/// Masked branch `name` of a fresh `shop` through `provider`, Ready; the
+/// parent gains a row after it was made.
+async fn masked_branch_gone_stale(h: &Harness, provider: &str, name: &str) -> DatabaseBranch {
+    shop(h, provider).await;
+    create::<DatabaseBranch>(h, branch(name, masked())).await;
+    let ready = reconcile_until_ready::<DatabaseBranch>(h, name, 8).await;
+    owner(h)
+        .await
+        .batch_execute("INSERT INTO users (email, full_name, plan) VALUES ('newcomer@shop.example', 'New Comer', 'pro');
+                        INSERT INTO orders (customer_email, cents) VALUES ('newcomer@shop.example', 99);")
+        .await
+        .unwrap();
+    ready
+}
+
+/// The branch behind `uri` holds the parent's rows as they are now, masked.
+async fn holds_the_parent_masked(h: &Harness, uri: &str) {
+    let owner = owner(h).await;
+    let originals = strings(
+        &owner,
+        "SELECT email FROM users UNION ALL SELECT full_name FROM users",
+    )
+    .await;
+    assert_eq!(originals.len(), 42, "the parent has its new row");
+    let preview = connect(uri).await;
+    assert_eq!(
+        count(&preview, "SELECT count(*) FROM users").await,
+        21,
+        "the parent's new row arrived"
+    );
+    let now = strings(&preview, "SELECT email FROM users UNION ALL SELECT full_name FROM users UNION ALL SELECT customer_email FROM orders").await;
+    for value in &originals {
+        assert!(!now.contains(value), "{value} reached the branch");
+    }
+    assert_eq!(
+        count(
+            &preview,
+            "SELECT count(*) FROM orders JOIN users ON users.email = orders.customer_email"
+        )
+        .await,
+        61,
+        "joins on the masked key still match"
+    );
+}
+
+/// The reset case: the parent's new rows arrive, masked, under the same
+/// Secret; the branch's own changes are gone; nothing is left behind.
+async fn reset_through(h: &Harness, provider: &str, name: &str, keeps_uri: bool) {
+    let made = masked_branch_gone_stale(h, provider, name).await;
+    let secret_name = format!("{name}-db");
+    let before = secret(h, &secret_name).await.unwrap()["uri"].clone();
+    connect(&before)
+        .await
+        .batch_execute("CREATE TABLE scratch (x int)")
+        .await
+        .unwrap();
+    ask_reset(h, name, "first").await;
+    let reset = until_reset(h, h.ctx.clone(), name, "first").await;
+    let status = reset.status.clone().unwrap();
+    assert!(status.last_reset_at.is_some());
+    assert!(status.reset.as_ref().unwrap().last_failure.is_none());
+    let after = secret(h, &secret_name).await.expect("the same Secret")["uri"].clone();
+    assert_eq!(after == before, keeps_uri, "the URI is kept only in place");
+    let same_branch = status.branch_id == made.status.as_ref().unwrap().branch_id;
+    assert_eq!(
+        same_branch, keeps_uri,
+        "in place keeps the vendor branch; else a new one"
+    );
+    holds_the_parent_masked(h, &after).await;
+    let preview = connect(&after).await;
+    assert_eq!(
+        count(
+            &preview,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'scratch'"
+        )
+        .await,
+        0,
+        "the branch's own changes went with the reset"
+    );
+    assert_eq!(orphans(h, provider, &reset).await, 0, "nothing left behind");
+    assert!(h.event_reasons(name).contains(&"Reset".to_string()));
+    // Handled once: another pass resets nothing.
+    reconcile::<DatabaseBranch>(h, name).await.unwrap();
+    let again: DatabaseBranch = Api::namespaced(h.client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap();
+    assert_eq!(again.status.unwrap().last_reset_at, status.last_reset_at);
+}
+
+#[tokio::test]
+async fn a_postgres_reset_brings_the_parents_new_rows_masked_under_the_same_uri() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    reset_through(&h, "pg", "reset-pg", true).await;
+}
+
+#[tokio::test]
+async fn a_db9_reset_switches_the_same_secret_to_a_new_masked_branch_and_deletes_the_old() {
+    let h = Harness::with_emulator_postgres().await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
+    reset_through(&h, "db9", "reset-db9", false).await;
+}
+
+#[tokio::test]
+async fn a_reset_that_fails_is_undone_and_the_old_branch_keeps_serving() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    let made = masked_branch_gone_stale(&h, "pg", "reset-fails").await;
+    // A personal column no rule covers: the fresh copy cannot be handed out.
+    owner(&h)
+        .await
+        .batch_execute("ALTER TABLE users ADD COLUMN phone text")
+        .await
+        .unwrap();
+    let before = secret(&h, "reset-fails-db").await.unwrap();
+    ask_reset(&h, "reset-fails", "try").await;
+    let done = until_reset(&h, h.ctx.clone(), "reset-fails", "try").await;
+    let status = done.status.clone().unwrap();
+    let failure = status
+        .reset
+        .as_ref()
+        .unwrap()
+        .last_failure
+        .clone()
+        .expect("the failure is kept");
+    assert!(failure.contains("users.phone"), "{failure}");
+    assert_eq!(status.last_reset_at, None);
+    assert_eq!(status.branch_id, made.status.unwrap().branch_id);
+    assert_eq!(
+        secret(&h, "reset-fails-db").await.unwrap(),
+        before,
+        "the Secret is untouched"
+    );
+    let preview = connect(&before["uri"]).await;
+    assert_eq!(
+        count(&preview, "SELECT count(*) FROM users").await,
+        20,
+        "the old copy serves"
+    );
+    assert_eq!(orphans(&h, "pg", &done).await, 0);
+    assert!(
+        h.event_reasons("reset-fails")
+            .contains(&"ResetFailed".to_string())
+    );
+}
+
+/// `fut`, dropped (as if the process died) when it waits with no `budget`
+/// left (`None` then); each wait spends one.
+async fn crash_after<F: std::future::Future>(fut: F, budget: &mut usize) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        std::task::Poll::Ready(out) => std::task::Poll::Ready(Some(out)),
+        std::task::Poll::Pending if *budget == 0 => std::task::Poll::Ready(None),
+        std::task::Poll::Pending => {
+            *budget -= 1;
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A context with nothing in memory, as after a restart.
+fn restarted(h: &Harness) -> Arc<Context> {
+    Arc::new(Context::new(
+        h.client.clone(),
+        Arc::new(dbops::metrics::Metrics::default()),
+        h.ctx.settings.clone(),
+        None,
+    ))
+}
+
+/// Wait points between two crashes: a `postgres` reset waits about 120
+/// times, DB9's about 55 (its vendor calls are fewer and farther apart).
+fn stride(provider: &str) -> usize {
+    if provider == "db9" { 3 } else { 6 }
+}
+
+/// A reset cut short after each wait point of its passes in turn, then
+/// carried on by a restarted operator (or, with `delete`, the branch deleted):
+/// one branch, the parent's rows masked under the same Secret, no orphan.
+async fn crash_each_step(h: &Harness, provider: &str, name: &str, delete: bool) {
+    masked_branch_gone_stale(h, provider, name).await;
+    let api = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
+    let mut crashes = 0;
+    for k in 0.. {
+        let value = format!("crash-{k}");
+        ask_reset(h, name, &value).await;
+        // Cut short at wait point k of the passes, counting across them.
+        let mut budget = k * stride(provider);
+        let mut crashed = false;
+        for _ in 0..8 {
+            let b = api.get(name).await.unwrap();
+            if reset_done(&b, &value) {
+                break;
+            }
+            let pass =
+                dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), restarted(h));
+            if crash_after(pass, &mut budget).await.is_none() {
+                crashed = true;
+                break;
+            }
+        }
+        if !crashed {
+            break;
+        }
+        crashes += 1;
+        if delete {
+            let id = api
+                .get(name)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .branch_id
+                .unwrap();
+            api.delete(name, &kube::api::DeleteParams::default())
+                .await
+                .unwrap();
+            for _ in 0..8 {
+                let Some(b) = api.get_opt(name).await.unwrap() else {
+                    break;
+                };
+                let _ =
+                    dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), restarted(h))
+                        .await;
+            }
+            assert!(
+                api.get_opt(name).await.unwrap().is_none(),
+                "k={k}: the branch is gone"
+            );
+            match provider {
+                "db9" => assert_eq!(
+                    h.emulator.db9.database_count(),
+                    1,
+                    "k={k}: only the project is left"
+                ),
+                _ => assert_eq!(reset_leftovers(&id).await, 0, "k={k}: no orphan"),
+            }
+            create::<DatabaseBranch>(h, branch(name, masked())).await;
+            reconcile_until_ready::<DatabaseBranch>(h, name, 8).await;
+            continue;
+        }
+        let done = until_reset(h, restarted(h), name, &value).await;
+        let uri = secret(h, &format!("{name}-db")).await.unwrap()["uri"].clone();
+        holds_the_parent_masked(h, &uri).await;
+        assert_eq!(orphans(h, provider, &done).await, 0, "k={k}: no orphan");
+    }
+    eprintln!("{name}: cut short at {crashes} points");
+    assert!(
+        crashes >= 5,
+        "the reset was cut short at {crashes} points only"
+    );
+}
+
+#[tokio::test]
+async fn a_postgres_reset_cut_short_at_each_step_leaves_one_branch_and_no_orphan() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    crash_each_step(&h, "pg", "crash-pg", false).await;
+}
+
+#[tokio::test]
+async fn a_db9_reset_cut_short_at_each_step_leaves_one_branch_and_no_orphan() {
+    let h = Harness::with_emulator_postgres().await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
+    crash_each_step(&h, "db9", "crash-db9", false).await;
+}
+
+#[tokio::test]
+async fn a_branch_deleted_mid_reset_leaves_no_orphan() {
+    let h = Harness::with_emulator_postgres().await;
+    h.create_provider_for("db9", ProviderApi::Db9, support::DB9_KEY, None)
+        .await;
+    crash_each_step(&h, "db9", "crash-del-db9", true).await;
+    let pg = Harness::bare().await;
+    pg.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    crash_each_step(&pg, "pg", "crash-del-pg", true).await;
 }
