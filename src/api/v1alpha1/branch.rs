@@ -38,6 +38,7 @@ use super::common::{
     printcolumn(name = "Branch ID", type_ = "string", json_path = ".status.branchId"),
     // A string, not a date: kubectl shows a `date` column in the future as `<invalid>`.
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
+    printcolumn(name = "Reset", type_ = "date", json_path = ".status.lastResetAt"),
     printcolumn(
         name = "Age",
         type_ = "date",
