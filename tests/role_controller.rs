@@ -475,3 +475,104 @@ async fn a_rollout_restarts_only_workloads_that_read_the_roles_secret() {
         .unwrap();
     assert!(matches!(missing, RolloutState::Failed(_)), "{missing:?}");
 }
+
+/// A role on a branch keeps its grants through a reset of the branch from
+/// its parent: in place (`postgres`, the same database name) and as a new
+/// branch (DB9, a new database); woken by the branch's status, it converges
+/// on the fresh copy.
+async fn a_role_on_a_reset_branch(h: &Harness, provider: &str, branch: &str) {
+    use dbops::api::v1alpha1::DatabaseBranch;
+    let owner = connect(&ready_project(h, "shop", provider).await)
+        .await
+        .unwrap();
+    owner
+        .batch_execute("CREATE TABLE orders (id int); INSERT INTO orders VALUES (1), (2)")
+        .await
+        .unwrap();
+    Api::<DatabaseBranch>::namespaced(h.client.clone(), NS)
+        .create(&PostParams::default(), &support::branch(branch, "shop"))
+        .await
+        .unwrap();
+    reconcile_until_ready::<DatabaseBranch>(h, branch, 6).await;
+    let role_name = unique("breader");
+    let mut role = reader("breader", "shop", &role_name);
+    role["spec"].as_object_mut().unwrap().remove("projectRef");
+    role["spec"]["branchRef"] = json!({ "name": branch });
+    create::<DatabaseRole>(h, role).await;
+    reconcile_until_ready::<DatabaseRole>(h, "breader", 4).await;
+    let count = |uri: String| async move {
+        let client = connect(&uri).await.unwrap();
+        client
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    };
+    assert_eq!(
+        count(secret_data(h, "breader-db").await["uri"].clone())
+            .await
+            .unwrap(),
+        2
+    );
+
+    // The parent gains a row; the branch is reset.
+    let owner = connect(&secret_data(h, "shop-connection").await["uri"])
+        .await
+        .unwrap();
+    owner
+        .batch_execute("INSERT INTO orders VALUES (3)")
+        .await
+        .unwrap();
+    let patch = json!({ "metadata": { "annotations": { "dbops.dev/reset-from-parent": "1" } } });
+    let branches = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
+    branches
+        .patch(
+            branch,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        let _ = reconcile::<DatabaseBranch>(h, branch).await;
+    }
+    let reset = branches.get(branch).await.unwrap();
+    assert!(
+        reset.status.as_ref().unwrap().last_reset_at.is_some(),
+        "the branch was reset"
+    );
+    for _ in 0..3 {
+        let _ = reconcile::<DatabaseRole>(h, "breader").await;
+    }
+    let role: DatabaseRole = Api::namespaced(h.client.clone(), NS)
+        .get("breader")
+        .await
+        .unwrap();
+    assert_eq!(
+        condition(&role, READY).0,
+        "True",
+        "{:?}",
+        condition(&role, READY)
+    );
+    let uri = secret_data(h, "breader-db").await["uri"].clone();
+    assert_eq!(
+        count(uri).await.unwrap(),
+        3,
+        "the role reads the fresh copy"
+    );
+}
+
+#[tokio::test]
+async fn a_role_on_a_postgres_branch_keeps_its_grants_through_a_reset() {
+    use dbops::api::v1alpha1::CopyStrategy;
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    a_role_on_a_reset_branch(&h, "pg", "rb-pg").await;
+}
+
+#[tokio::test]
+async fn a_role_on_a_db9_branch_keeps_its_grants_through_a_reset() {
+    let h = Harness::with_emulator_postgres().await;
+    provider(&h, "db9", ProviderApi::Db9).await;
+    a_role_on_a_reset_branch(&h, "db9", "rb-db9").await;
+}
