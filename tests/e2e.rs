@@ -3164,6 +3164,98 @@ async fn masked_and_schema_only_branches_hand_out_only_what_spec_data_allows() {
         "no Secret for a branch that would leak"
     );
     drop((preview, parent, schema_only));
+
+    // Reset from parent, as the team: the parent gains a row and the branch
+    // a table of its own; after the reset the branch has the parent's rows,
+    // masked, under the same Secret and the same URI, and not its table.
+    let uri = secret_in(&t.env, &a, "pg-app-masked-db", "DATABASE_URL").await;
+    pg_connect(&uri)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE scratch (x int)")
+        .await
+        .unwrap();
+    pg_connect(&owner_url)
+        .await
+        .unwrap()
+        .batch_execute("INSERT INTO users (email, full_name, phone) VALUES ('newcomer@shop.example', 'New Comer', '+1 (555) 0199')")
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    kubectl_as(
+        &a,
+        &[
+            "annotate",
+            "databasebranch",
+            "pg-app-masked",
+            "-n",
+            &a,
+            "dbops.dev/reset-from-parent=e2e-1",
+            "--overwrite",
+        ],
+    )
+    .expect("the team may annotate its branch");
+    let status = wait_until(
+        "the reset of pg-app-masked",
+        Duration::from_secs(90),
+        || async {
+            let b = t.get::<DatabaseBranch>(&a, "pg-app-masked").await?;
+            let status = b.status?;
+            let reset = status.reset.as_ref()?;
+            (reset.annotation.as_deref() == Some("e2e-1") && reset.pending.is_none())
+                .then_some(status)
+        },
+    )
+    .await;
+    println!(
+        "e2e: reset from parent done {:?} after the annotation",
+        asked.elapsed()
+    );
+    assert!(status.last_reset_at.is_some(), "{:?}", status.reset);
+    assert!(
+        status.reset.as_ref().unwrap().last_failure.is_none(),
+        "{:?}",
+        status.reset
+    );
+    assert_eq!(
+        secret_in(&t.env, &a, "pg-app-masked-db", "DATABASE_URL").await,
+        uri,
+        "in place: the same Secret, the same URI"
+    );
+    let preview = pg_connect(&uri)
+        .await
+        .expect("the same URI connects after the reset");
+    assert_eq!(
+        pg_count(&preview, "SELECT count(*) FROM users").await,
+        31,
+        "the parent's new row arrived"
+    );
+    assert_eq!(
+        pg_count(&preview, "SELECT count(*) FROM users WHERE email LIKE '%@shop.example' OR full_name = 'New Comer'").await,
+        0,
+        "masked, the new row too"
+    );
+    assert_eq!(
+        pg_count(
+            &preview,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'scratch'"
+        )
+        .await,
+        0,
+        "the branch's own table went with the reset"
+    );
+    let events = kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &a,
+        "--field-selector",
+        "involvedObject.name=pg-app-masked,reason=Reset",
+        "-o",
+        "name",
+    ]);
+    assert!(!events.trim().is_empty(), "a Reset Event");
+    drop(preview);
     for name in ["pg-app-leaky", "pg-app-masked", "pg-app-empty"] {
         t.delete_as(&a, "databasebranch", name);
     }
