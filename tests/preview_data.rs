@@ -693,3 +693,82 @@ async fn a_branch_deleted_mid_reset_leaves_no_orphan() {
         .await;
     crash_each_step(&pg, "pg", "crash-del-pg", true).await;
 }
+
+#[tokio::test]
+async fn a_reset_schedule_resets_once_when_due_and_not_before() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    shop(&h, "pg").await;
+    let mut scheduled = branch("nightly", json!({ "mode": "SchemaOnly" }));
+    scheduled["spec"]["resetSchedule"] = json!("1m");
+    create::<DatabaseBranch>(&h, scheduled).await;
+    reconcile_until_ready::<DatabaseBranch>(&h, "nightly", 8).await;
+    let api = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
+    reconcile::<DatabaseBranch>(&h, "nightly").await.unwrap();
+    let fresh = api.get("nightly").await.unwrap().status.unwrap();
+    assert_eq!(fresh.last_reset_at, None, "not due a minute after creation");
+
+    // As if it was made three minutes ago, with the operator down since:
+    // the pass reads the creation time from the object it is given.
+    let created =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(180);
+    let aged = || async {
+        let mut b = api.get("nightly").await.unwrap();
+        b.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            created,
+        ));
+        dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), h.ctx.clone())
+            .await
+            .unwrap();
+    };
+    owner(&h)
+        .await
+        .batch_execute("CREATE TABLE added_later (id int)")
+        .await
+        .unwrap();
+    let before = k8s_openapi::jiff::Timestamp::now();
+    aged().await;
+    let reset = api.get("nightly").await.unwrap().status.unwrap();
+    let at = reset.last_reset_at.expect("reset when due").0;
+    assert!(at >= before);
+    let slot = reset
+        .reset
+        .as_ref()
+        .unwrap()
+        .slot
+        .expect("the slot handled")
+        .0;
+    assert_eq!(
+        slot,
+        created + k8s_openapi::jiff::SignedDuration::from_secs(60),
+        "one catch-up run, for the first slot missed"
+    );
+    let uri = secret(&h, "nightly-db").await.unwrap()["uri"].clone();
+    let branch_db = connect(&uri).await;
+    assert_eq!(
+        count(
+            &branch_db,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'added_later'"
+        )
+        .await,
+        1,
+        "the parent's new schema arrived"
+    );
+    assert_eq!(
+        count(&branch_db, "SELECT count(*) FROM users").await,
+        0,
+        "schema only, again"
+    );
+    // No burst for the two other slots missed: the next is a minute after this one.
+    aged().await;
+    let again = api.get("nightly").await.unwrap().status.unwrap();
+    assert_eq!(again.last_reset_at, reset.last_reset_at);
+    assert_eq!(
+        h.event_reasons("nightly")
+            .iter()
+            .filter(|r| *r == "Reset")
+            .count(),
+        1
+    );
+}
