@@ -1726,11 +1726,93 @@ async fn the_quickstart_with_emulator_postgres_hands_out_uris_that_connect() {
         .unwrap();
     assert_eq!(pg_count(&app, "SELECT count(*) FROM notes").await, 1);
 
-    let passwords: Vec<String> = [uri.as_str(), &secret_value(&env, &secret, "uri").await]
-        .iter()
-        .map(|u| url::Url::parse(u).unwrap().password().unwrap().to_string())
-        .chain([server.password.clone()])
-        .collect();
+    // Reset from parent at a vendor that cannot reset in place: a new vendor
+    // branch, the same Secret switched to it in one write, the old one deleted.
+    let old_uri = secret_value(&env, &secret, "uri").await;
+    app.batch_execute("INSERT INTO notes VALUES ('from main, later')")
+        .await
+        .unwrap();
+    drop(preview);
+    let asked = Instant::now();
+    kubectl(&[
+        "annotate",
+        "databasebranch",
+        "quickstart-preview",
+        "-n",
+        &env.ns,
+        "dbops.dev/reset-from-parent=e2e-1",
+        "--overwrite",
+    ]);
+    let branches: Api<DatabaseBranch> = Api::namespaced(env.client.clone(), &env.ns);
+    wait_until(
+        "the reset of quickstart-preview",
+        Duration::from_secs(90),
+        || async {
+            let status = branches.get("quickstart-preview").await.ok()?.status?;
+            let reset = status.reset.as_ref()?;
+            let done = reset.annotation.as_deref() == Some("e2e-1")
+                && reset.pending.is_none()
+                && reset.retiring.is_none();
+            done.then_some(())
+        },
+    )
+    .await;
+    println!(
+        "e2e: reset from parent as a new vendor branch done {:?} after the annotation",
+        asked.elapsed()
+    );
+    let reset = branches
+        .get("quickstart-preview")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(
+        reset.last_reset_at.is_some() && reset.reset.as_ref().unwrap().last_failure.is_none(),
+        "{:?}",
+        reset.reset
+    );
+    assert_eq!(
+        reset.connection_secret_name.as_deref(),
+        Some(secret.as_str()),
+        "the same Secret"
+    );
+    let new_uri = secret_value(&env, &secret, "uri").await;
+    assert_ne!(new_uri, old_uri, "a new vendor branch, a new database");
+    let preview = pg_connect(&new_uri)
+        .await
+        .expect("the switched Secret connects");
+    assert_eq!(
+        pg_count(&preview, "SELECT count(*) FROM notes").await,
+        2,
+        "the parent's rows as they are now, none of the preview's own"
+    );
+    let old_database = url::Url::parse(&old_uri)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_string();
+    let admin = pg_connect(&admin_url).await.unwrap();
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&old_database],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the old vendor branch ({old_database}) is deleted");
+    drop(admin);
+
+    let passwords: Vec<String> = [
+        uri.as_str(),
+        &old_uri,
+        &secret_value(&env, &secret, "uri").await,
+    ]
+    .iter()
+    .map(|u| url::Url::parse(u).unwrap().password().unwrap().to_string())
+    .chain([server.password.clone()])
+    .collect();
     assert_log_holds_none(&env, &passwords);
 
     // Deleting drops them at the emulated vendor, and so on the server.
