@@ -47,7 +47,7 @@ pub type MakeRequest =
 pub enum Source {
     /// This vendor branch (`None`: the project's default).
     Found(Option<String>),
-    /// Not Ready yet: the reset waits, the old branch keeps serving.
+    /// Not Ready: the reset fails, the old branch keeps serving.
     Waiting,
 }
 
@@ -244,12 +244,9 @@ pub async fn apply(
             pending
         }
     };
-    let from_branch = match source {
-        Source::Found(from) => from,
-        Source::Waiting => {
-            // The old branch keeps serving until the source is back.
-            return Ok(Some(requeue(branch, ctx.settings.provisioning_poll)));
-        }
+    let (from_branch, waiting) = match source {
+        Source::Found(from) => (from, false),
+        Source::Waiting => (None, true),
     };
     let steps = Steps {
         branch,
@@ -261,6 +258,17 @@ pub async fn apply(
         make,
     };
     let outcome = match provider.branch_reset() {
+        // Nothing to copy from: the reset fails (and is undone), the old
+        // branch keeps serving, and a later request tries again.
+        _ if waiting => Err(Error::FromBranchRef {
+            name: branch
+                .spec
+                .from_branch_ref
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+            problem: "is not Ready, so there is nothing to reset from".to_string(),
+        }),
         Some(_) => steps.in_place(previous, pending.clone(), vendor).await,
         None => steps.replace(previous, pending.clone(), vendor).await,
     };
@@ -321,8 +329,7 @@ pub async fn cleanup(
     let Some(reset) = status.reset.as_ref() else {
         return Ok(());
     };
-    let pending_new = reset.pending.as_ref().filter(|p| p.create_requested);
-    if pending_new.is_none() && reset.retiring.is_none() {
+    if reset.pending.is_none() && reset.retiring.is_none() {
         return Ok(());
     }
     let Some((provider, parent)) =
@@ -331,6 +338,19 @@ pub async fn cleanup(
         return Ok(());
     };
     let parent = parent.as_ref();
+    // In place: a staged copy, even one whose name was not saved yet (a
+    // branch kept under deletionPolicy Retain keeps only itself).
+    if let (Some(_), Some(in_place), Some(id)) = (
+        reset.pending.as_ref(),
+        provider.branch_reset(),
+        status.branch_id.as_deref(),
+    ) {
+        in_place
+            .discard_reset(id)
+            .await
+            .map_err(|e| VendorCall::new("discarding a reset's staged copy", e))?;
+    }
+    let pending_new = reset.pending.as_ref().filter(|p| p.create_requested);
     if let Some(pending) = pending_new {
         let id = match &pending.new_branch_id {
             Some(id) => Some(id.clone()),
