@@ -772,3 +772,110 @@ async fn a_reset_schedule_resets_once_when_due_and_not_before() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_retained_branch_deleted_mid_reset_keeps_itself_and_no_staged_copy() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    shop(&h, "pg").await;
+    let mut kept = branch("retain-reset", masked());
+    kept["spec"]["deletionPolicy"] = json!("Retain");
+    create::<DatabaseBranch>(&h, kept).await;
+    let ready = reconcile_until_ready::<DatabaseBranch>(&h, "retain-reset", 8).await;
+    let id = ready.status.unwrap().branch_id.unwrap();
+    ask_reset(&h, "retain-reset", "1").await;
+    let api = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
+    // Cut the reset short once its copy is staged (and so on the server).
+    let mut staged = false;
+    for budget in (0..400).step_by(4) {
+        let b = api.get("retain-reset").await.unwrap();
+        let pass = dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), restarted(&h));
+        let mut budget = budget;
+        let finished = crash_after(pass, &mut budget).await.is_some();
+        let status = api.get("retain-reset").await.unwrap().status.unwrap();
+        let pending = status.reset.and_then(|r| r.pending);
+        if pending.is_some_and(|p| p.staged_id.is_some()) && reset_leftovers(&id).await > 0 {
+            staged = true;
+            break;
+        }
+        assert!(
+            !finished,
+            "the reset finished before its copy was seen staged"
+        );
+    }
+    assert!(staged, "a staged copy was seen");
+    api.delete("retain-reset", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        let Some(b) = api.get_opt("retain-reset").await.unwrap() else {
+            break;
+        };
+        let _ =
+            dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), restarted(&h)).await;
+    }
+    assert!(
+        api.get_opt("retain-reset").await.unwrap().is_none(),
+        "the deletion finished"
+    );
+    assert_eq!(reset_leftovers(&id).await, 0, "no staged copy is left");
+    let admin = connect(&support::postgres::server().admin_url()).await;
+    let kept: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1, "deletionPolicy Retain keeps the branch itself");
+    admin
+        .batch_execute(&format!("DROP DATABASE \"{id}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reset_whose_source_branch_is_gone_fails_and_the_branch_keeps_serving() {
+    let h = Harness::bare().await;
+    h.create_postgres_provider("pg", support::postgres::server(), CopyStrategy::Template)
+        .await;
+    shop(&h, "pg").await;
+    create::<DatabaseBranch>(&h, branch("src-gone", json!({ "mode": "Full" }))).await;
+    reconcile_until_ready::<DatabaseBranch>(&h, "src-gone", 8).await;
+    let mut dependent = branch("from-gone", json!({ "mode": "SchemaOnly" }));
+    dependent["spec"]["fromBranchRef"] = json!({ "name": "src-gone" });
+    create::<DatabaseBranch>(&h, dependent).await;
+    reconcile_until_ready::<DatabaseBranch>(&h, "from-gone", 8).await;
+    let before = secret(&h, "from-gone-db").await.unwrap();
+    let api = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
+    api.delete("src-gone", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        if api.get_opt("src-gone").await.unwrap().is_none() {
+            break;
+        }
+        let _ = reconcile::<DatabaseBranch>(&h, "src-gone").await;
+    }
+    ask_reset(&h, "from-gone", "1").await;
+    let done = until_reset(&h, h.ctx.clone(), "from-gone", "1").await;
+    let status = done.status.unwrap();
+    let failure = status
+        .reset
+        .unwrap()
+        .last_failure
+        .expect("the reset failed");
+    assert!(
+        failure.contains("src-gone") && failure.contains("not Ready"),
+        "{failure}"
+    );
+    assert_eq!(status.last_reset_at, None);
+    assert_eq!(secret(&h, "from-gone-db").await.unwrap(), before);
+    connect(&before["uri"]).await;
+    assert!(
+        h.event_reasons("from-gone")
+            .contains(&"ResetFailed".to_string())
+    );
+}
