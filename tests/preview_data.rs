@@ -589,6 +589,26 @@ fn stride(provider: &str) -> usize {
     if provider == "db9" { 3 } else { 6 }
 }
 
+/// Deletes branch `name` and reconciles it (with restarted operators)
+/// until its deletion finished.
+async fn delete_branch(h: &Harness, name: &str) {
+    let api = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
+    api.delete(name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        let Some(b) = api.get_opt(name).await.unwrap() else {
+            return;
+        };
+        let _ =
+            dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), restarted(h)).await;
+    }
+    assert!(
+        api.get_opt(name).await.unwrap().is_none(),
+        "the deletion of {name} finished"
+    );
+}
+
 /// A reset cut short after each wait point of its passes in turn, then
 /// carried on by a restarted operator (or, with `delete`, the branch deleted):
 /// one branch, the parent's rows masked under the same Secret, no orphan.
@@ -627,21 +647,7 @@ async fn crash_each_step(h: &Harness, provider: &str, name: &str, delete: bool) 
                 .unwrap()
                 .branch_id
                 .unwrap();
-            api.delete(name, &kube::api::DeleteParams::default())
-                .await
-                .unwrap();
-            for _ in 0..8 {
-                let Some(b) = api.get_opt(name).await.unwrap() else {
-                    break;
-                };
-                let _ =
-                    dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), restarted(h))
-                        .await;
-            }
-            assert!(
-                api.get_opt(name).await.unwrap().is_none(),
-                "k={k}: the branch is gone"
-            );
+            delete_branch(h, name).await;
             match provider {
                 "db9" => assert_eq!(
                     h.emulator.db9.database_count(),
@@ -805,20 +811,7 @@ async fn a_retained_branch_deleted_mid_reset_keeps_itself_and_no_staged_copy() {
         );
     }
     assert!(staged, "a staged copy was seen");
-    api.delete("retain-reset", &kube::api::DeleteParams::default())
-        .await
-        .unwrap();
-    for _ in 0..6 {
-        let Some(b) = api.get_opt("retain-reset").await.unwrap() else {
-            break;
-        };
-        let _ =
-            dbops::controllers::reconcile(Arc::new(DeserializeGuard(Ok(b))), restarted(&h)).await;
-    }
-    assert!(
-        api.get_opt("retain-reset").await.unwrap().is_none(),
-        "the deletion finished"
-    );
+    delete_branch(&h, "retain-reset").await;
     assert_eq!(reset_leftovers(&id).await, 0, "no staged copy is left");
     let admin = connect(&support::postgres::server().admin_url()).await;
     let kept: i64 = admin
@@ -849,16 +842,7 @@ async fn a_reset_whose_source_branch_is_gone_fails_and_the_branch_keeps_serving(
     create::<DatabaseBranch>(&h, dependent).await;
     reconcile_until_ready::<DatabaseBranch>(&h, "from-gone", 8).await;
     let before = secret(&h, "from-gone-db").await.unwrap();
-    let api = Api::<DatabaseBranch>::namespaced(h.client.clone(), NS);
-    api.delete("src-gone", &kube::api::DeleteParams::default())
-        .await
-        .unwrap();
-    for _ in 0..4 {
-        if api.get_opt("src-gone").await.unwrap().is_none() {
-            break;
-        }
-        let _ = reconcile::<DatabaseBranch>(&h, "src-gone").await;
-    }
+    delete_branch(&h, "src-gone").await;
     ask_reset(&h, "from-gone", "1").await;
     let done = until_reset(&h, h.ctx.clone(), "from-gone", "1").await;
     let status = done.status.unwrap();

@@ -465,6 +465,16 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
+    /// Saves the step `pending` has reached.
+    async fn save_pending(
+        &self,
+        previous: &mut DatabaseBranchStatus,
+        pending: &PendingReset,
+    ) -> Result<(), Error> {
+        let status = with_pending(previous, pending);
+        save(self.api, self.branch, previous, status).await
+    }
+
     fn request(&self, name: String, resumed: bool) -> crate::providers::BranchRequest {
         let mut request = (self.make)(
             self.branch,
@@ -534,26 +544,14 @@ impl Steps<'_> {
                 pending.staged_id = Some(staged.id.clone());
                 pending.staged_handle = Some(staged.handle.clone());
                 pending.data_applied = false;
-                save(
-                    self.api,
-                    self.branch,
-                    previous,
-                    with_pending(previous, &pending),
-                )
-                .await?;
+                self.save_pending(previous, &pending).await?;
                 staged
             }
         };
         if !pending.data_applied {
             preview_data::change(self.branch, &**self.provider, &staged.id).await?;
             pending.data_applied = true;
-            save(
-                self.api,
-                self.branch,
-                previous,
-                with_pending(previous, &pending),
-            )
-            .await?;
+            self.save_pending(previous, &pending).await?;
         }
         match reset.swap_reset(id, &staged).await {
             Ok(()) => {}
@@ -562,13 +560,7 @@ impl Steps<'_> {
                 pending.staged_id = None;
                 pending.staged_handle = None;
                 pending.data_applied = false;
-                save(
-                    self.api,
-                    self.branch,
-                    previous,
-                    with_pending(previous, &pending),
-                )
-                .await?;
+                self.save_pending(previous, &pending).await?;
                 return Ok(Some(Action::requeue(std::time::Duration::from_millis(1))));
             }
             Err(e) => return Err(VendorCall::new("swapping in the fresh copy", e).into()),
@@ -601,13 +593,7 @@ impl Steps<'_> {
                 let resumed = pending.create_requested;
                 if !resumed {
                     pending.create_requested = true;
-                    save(
-                        self.api,
-                        self.branch,
-                        previous,
-                        with_pending(previous, &pending),
-                    )
-                    .await?;
+                    self.save_pending(previous, &pending).await?;
                 }
                 let mut request = self.request(name.clone(), resumed);
                 request.db_password = if preview_data::sets_password_after(self.branch, provider) {
@@ -630,13 +616,7 @@ impl Steps<'_> {
                     .map_err(|e| VendorCall::new("creating the reset's new branch", e))?;
                 pending.new_branch_id = Some(new.id.clone());
                 pending.new_branch_name = Some(new.name.clone());
-                save(
-                    self.api,
-                    self.branch,
-                    previous,
-                    with_pending(previous, &pending),
-                )
-                .await?;
+                self.save_pending(previous, &pending).await?;
                 pipeline::claim(self.branch, self.ctx, self.provider, &new.id).await?;
                 new
             }
@@ -672,13 +652,7 @@ impl Steps<'_> {
                 .await?;
             }
             pending.data_applied = true;
-            save(
-                self.api,
-                self.branch,
-                previous,
-                with_pending(previous, &pending),
-            )
-            .await?;
+            self.save_pending(previous, &pending).await?;
         }
         let old = vendor.id.clone();
         let mut status = self.done(previous, &pending, &new.id, needs_password);

@@ -416,19 +416,7 @@ impl BranchLifecycle for PostgresProvider {
     ) -> Result<VendorBranch, ProviderError> {
         const OPERATION: &str = "branch.create";
         let password = required_password(OPERATION, req.db_password.as_ref())?;
-        let from = self
-            .branch_source(&req.project_id, req.from_branch.as_deref())
-            .await?;
-        // A schema-only branch with the Logical strategy copies no row at
-        // all; a Template copy is whole, and its rows are removed before
-        // anyone can connect.
-        let source = match (req.schema_only, self.strategy) {
-            (true, CopyStrategy::Logical) => Source::Schema { from },
-            _ => Source::Copy {
-                from,
-                strategy: self.strategy,
-            },
-        };
+        let source = self.copy_source(req).await?;
         let db = self
             .make(
                 OPERATION,
@@ -479,16 +467,7 @@ impl BranchReset for PostgresProvider {
             .drop_own(&staging, &marker)
             .await
             .map_err(fail)?;
-        let from = self
-            .branch_source(&req.project_id, req.from_branch.as_deref())
-            .await?;
-        let source = match (req.schema_only, self.strategy) {
-            (true, CopyStrategy::Logical) => Source::Schema { from },
-            _ => Source::Copy {
-                from,
-                strategy: self.strategy,
-            },
-        };
+        let source = self.copy_source(req).await?;
         self.server
             .ensure_role(&staging, &marker, None)
             .await
@@ -576,6 +555,22 @@ impl BranchReset for PostgresProvider {
 }
 
 impl PostgresProvider {
+    /// What a copy `req` asks for is made from. A schema-only branch with
+    /// the Logical strategy copies no row at all; a Template copy is whole,
+    /// and its rows are removed before anyone can connect.
+    async fn copy_source<'a>(&self, req: &'a BranchRequest) -> Result<Source<'a>, ProviderError> {
+        let from = self
+            .branch_source(&req.project_id, req.from_branch.as_deref())
+            .await?;
+        Ok(match (req.schema_only, self.strategy) {
+            (true, CopyStrategy::Logical) => Source::Schema { from },
+            _ => Source::Copy {
+                from,
+                strategy: self.strategy,
+            },
+        })
+    }
+
     /// The marker and owner of branch database `id`, which must be one dbops
     /// made (of `project`, when given): only such a branch is reset.
     async fn reset_marker(

@@ -474,43 +474,51 @@ impl Server {
     /// anyone else is connected to `from`, so the source's other sessions are
     /// ended first, and again each time one wins the race back in.
     async fn template_copy(&self, name: &str, owner: &str, from: &str) -> Result<()> {
-        let admin = self.admin().await?;
         let create = format!(
             "CREATE DATABASE {} OWNER {} TEMPLATE {}",
             ident(name),
             ident(owner),
             ident(from)
         );
+        match self.alone_in(&[from], &create).await {
+            Err(SqlError::Server {
+                code: Some(code), ..
+            }) if code == "55006" => Err(SqlError::Server {
+                code: Some(code),
+                message: format!(
+                    "database {from:?} kept getting new sessions while it was copied; \
+                     set spec.postgres.copyStrategy to Logical on the provider to copy without disconnecting them"
+                ),
+                transient: true,
+            }),
+            other => other,
+        }
+    }
+
+    /// Runs `sql` as the admin with no one else connected to `databases`
+    /// (PostgreSQL neither copies nor renames a database in use): their
+    /// sessions are ended first, and again each time one wins the race back
+    /// in (`55006`), at most [`TEMPLATE_ATTEMPTS`] times.
+    async fn alone_in(&self, databases: &[&str], sql: &str) -> Result<()> {
+        let admin = self.admin().await?;
+        let names: Vec<String> = databases.iter().map(|d| d.to_string()).collect();
         let mut attempt = 0;
         loop {
             attempt += 1;
             admin
                 .execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    &[&from],
+                     WHERE datname = ANY($1) AND pid <> pg_backend_pid()",
+                    &[&names],
                 )
                 .await?;
-            match admin.batch_execute(&create).await.map_err(SqlError::from) {
-                Ok(()) => return Ok(()),
+            match admin.batch_execute(sql).await.map_err(SqlError::from) {
                 Err(SqlError::Server { code, .. })
                     if code.as_deref() == Some("55006") && attempt < TEMPLATE_ATTEMPTS =>
                 {
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                 }
-                Err(SqlError::Server {
-                    code: Some(code), ..
-                }) if code == "55006" => {
-                    return Err(SqlError::Server {
-                        code: Some(code),
-                        message: format!(
-                            "database {from:?} kept getting new sessions while it was copied; \
-                             set spec.postgres.copyStrategy to Logical on the provider to copy without disconnecting them"
-                        ),
-                        transient: true,
-                    });
-                }
-                Err(other) => return Err(other),
+                other => return other,
             }
         }
     }
@@ -646,33 +654,13 @@ impl Server {
     /// database anyone is connected to), and again each time one wins the
     /// race back in.
     pub async fn swap_in(&self, name: &str, staged: &str, old: &str) -> Result<()> {
-        let admin = self.admin().await?;
         let sql = format!(
             "ALTER DATABASE {name} RENAME TO {old}; ALTER DATABASE {staged} RENAME TO {name}",
             name = ident(name),
             old = ident(old),
             staged = ident(staged)
         );
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            admin
-                .execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname IN ($1, $2) AND pid <> pg_backend_pid()",
-                    &[&name, &staged],
-                )
-                .await?;
-            match admin.batch_execute(&sql).await.map_err(SqlError::from) {
-                Ok(()) => return Ok(()),
-                Err(SqlError::Server { code, .. })
-                    if code.as_deref() == Some("55006") && attempt < TEMPLATE_ATTEMPTS =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
-                }
-                Err(other) => return Err(other),
-            }
-        }
+        self.alone_in(&[name, staged], &sql).await
     }
 
     /// Drops database `name`, ending its sessions (`WITH (FORCE)`). Gone
