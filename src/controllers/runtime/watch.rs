@@ -298,4 +298,18 @@ mod tests {
         ));
         assert_ne!(wake_on(&p), spec);
     }
+
+    #[test]
+    fn a_rotation_or_reset_request_wakes_the_object() {
+        use crate::api::v1alpha1::{DatabaseProject, RESET_ANNOTATION, ROTATE_ANNOTATION};
+        for annotation in [ROTATE_ANNOTATION, RESET_ANNOTATION] {
+            let mut p = DatabaseProject::new("p", Default::default());
+            let before = wake_on(&p);
+            p.metadata.annotations = Some([(annotation.to_string(), "1".to_string())].into());
+            let asked = wake_on(&p);
+            assert_ne!(asked, before, "{annotation} set");
+            p.metadata.annotations = Some([(annotation.to_string(), "2".to_string())].into());
+            assert_ne!(wake_on(&p), asked, "{annotation} set to a new value");
+        }
+    }
 }
